@@ -1,0 +1,91 @@
+"""Command line: python -m gpu_server [--config FILE] [--host H] [--port P] [--token T]
+[--models-dir D] [--data-dir D] [--ready-file PATH]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from gpu_server.config import ConfigError, ServerConfig, load_config
+from gpu_server.server import GRPCServer
+
+_LOGGER = logging.getLogger("gpu_server")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m gpu_server", description="Home Security AI inference sidecar."
+    )
+    parser.add_argument("--config", type=Path, help="YAML configuration file")
+    parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port to listen on; 0 picks a free one")
+    parser.add_argument("--token", help="bearer token clients must present")
+    parser.add_argument("--models-dir", type=Path, help="folder with YOLO weights")
+    parser.add_argument("--data-dir", type=Path, help="folder for server_id, token and caches")
+    parser.add_argument(
+        "--ready-file", type=Path, help="write {host, port, server_id} JSON here once listening"
+    )
+    return parser.parse_args(argv)
+
+
+def write_ready_file(path: Path, server: GRPCServer) -> None:
+    """Write atomically so a watcher never reads a half-written file."""
+    payload = {"host": server.config.host, "port": server.port, "server_id": server.server_id}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+async def serve(config: ServerConfig, ready_file: Path | None) -> None:
+    server = GRPCServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    try:
+        if ready_file is not None:
+            write_ready_file(ready_file, server)
+        await stop.wait()
+        _LOGGER.info("stopping (grace period %.1f s)", config.grace_period_s)
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(
+            args.config,
+            overrides={
+                "host": args.host,
+                "port": args.port,
+                "token": args.token,
+                "models_dir": args.models_dir,
+                "data_dir": args.data_dir,
+            },
+        )
+    except ConfigError as exc:
+        print(f"gpu_server: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(config, args.ready_file))
+    except OSError:
+        _LOGGER.exception("the server could not start")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

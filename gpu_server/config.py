@@ -1,0 +1,151 @@
+"""Server configuration: defaults, then an optional YAML file, then HSAI_* env vars, then CLI flags.
+
+Each later source overrides the earlier ones key by key, so a YAML file can set the detector
+while the container's environment still picks the port and token.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+MIB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    # A typo in a YAML key should fail loudly instead of being silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitsConfig(_Section):
+    max_message_bytes: int = Field(default=32 * MIB, ge=1024)
+    max_frame_bytes: int = Field(default=24 * MIB, ge=1)
+    max_width: int = Field(default=16384, ge=1)
+    max_height: int = Field(default=16384, ge=1)
+    max_pixels: int = Field(default=50_000_000, ge=1)
+
+    @model_validator(mode="after")
+    def _frame_fits_in_message(self) -> Self:
+        # A frame larger than a gRPC message would kill the whole stream instead of one ack.
+        if self.max_frame_bytes > self.max_message_bytes:
+            raise ValueError("limits.max_frame_bytes must not exceed limits.max_message_bytes")
+        return self
+
+
+class DetectorConfig(_Section):
+    # A file name inside models_dir or a path; empty means "the best YOLO weights found".
+    weights: str | None = None
+    device: str = "auto"
+    confidence: float = Field(default=0.25, ge=0.0, le=1.0)
+    imgsz: int = Field(default=640, ge=32, le=4096)
+
+
+class BatchingConfig(_Section):
+    max_batch_size: int = Field(default=8, ge=1, le=256)
+    max_wait_ms: float = Field(default=5.0, ge=0.0, le=10_000.0)
+    # Frames one stream may have in flight before the server stops reading from it.
+    max_in_flight_per_stream: int = Field(default=32, ge=1, le=4096)
+
+
+class DedupeConfig(_Section):
+    capacity: int = Field(default=4096, ge=0)
+
+
+class ServerConfig(_Section):
+    host: str = "0.0.0.0"  # noqa: S104 - the sidecar is meant to be reached from Home Assistant
+    port: int = Field(default=50051, ge=0, le=65535)
+    token: SecretStr | None = None
+    models_dir: Path = Path("models")
+    data_dir: Path = Path("data")
+    allow_downloads: bool = False
+    grace_period_s: float = Field(default=5.0, ge=0.0)
+    log_level: str = "INFO"
+    latency_window: int = Field(default=1024, ge=1)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+
+
+# Environment variable -> dotted config key.
+ENV_VARS: dict[str, str] = {
+    "HSAI_TOKEN": "token",
+    "HSAI_HOST": "host",
+    "HSAI_PORT": "port",
+    "HSAI_MODELS_DIR": "models_dir",
+    "HSAI_DATA_DIR": "data_dir",
+    "HSAI_ALLOW_DOWNLOADS": "allow_downloads",
+    "HSAI_GRACE_PERIOD_S": "grace_period_s",
+    "HSAI_LOG_LEVEL": "log_level",
+    "HSAI_DEVICE": "detector.device",
+    "HSAI_DETECTOR_WEIGHTS": "detector.weights",
+    "HSAI_DETECTOR_CONFIDENCE": "detector.confidence",
+    "HSAI_DETECTOR_IMGSZ": "detector.imgsz",
+    "HSAI_MAX_BATCH_SIZE": "batching.max_batch_size",
+    "HSAI_MAX_WAIT_MS": "batching.max_wait_ms",
+    "HSAI_MAX_IN_FLIGHT": "batching.max_in_flight_per_stream",
+    "HSAI_DEDUPE_CAPACITY": "dedupe.capacity",
+    "HSAI_MAX_MESSAGE_BYTES": "limits.max_message_bytes",
+    "HSAI_MAX_FRAME_BYTES": "limits.max_frame_bytes",
+    "HSAI_MAX_WIDTH": "limits.max_width",
+    "HSAI_MAX_HEIGHT": "limits.max_height",
+    "HSAI_MAX_PIXELS": "limits.max_pixels",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is unusable."""
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = target
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return loaded
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServerConfig:
+    """Build the configuration from a YAML file, env vars and CLI overrides (dotted keys).
+
+    Empty env values and ``None`` overrides count as "not set".
+    """
+    raw: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    environ = os.environ if env is None else env
+    for name, dotted in ENV_VARS.items():
+        value = environ.get(name)
+        if value is not None and value.strip() != "":
+            _set_dotted(raw, dotted, value.strip())
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, dotted, value)
+    try:
+        return ServerConfig.model_validate(raw)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc

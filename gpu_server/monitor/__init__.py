@@ -1,0 +1,1 @@
+"""What GetStatus reports: stage latencies, frame counters and GPU health."""

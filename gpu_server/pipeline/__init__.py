@@ -1,0 +1,1 @@
+"""The path of one frame: intake (validate, decode), dedupe, batching and detection."""

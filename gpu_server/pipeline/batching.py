@@ -1,0 +1,161 @@
+"""One queue for the frames of all streams and cameras, drained in batches by one worker.
+
+A detector call costs much the same for one image as for several (especially on a GPU), so
+the worker takes up to `max_batch_size` frames, waiting at most `max_wait_ms` after the first
+one for more to arrive, and runs a single detector call for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from gpu_server.errors import DetectorError, ShuttingDownError
+from gpu_server.pipeline.detect import Detection, Detector
+from gpu_server.pipeline.intake import BgrImage
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    detections: list[Detection]
+    queue_ms: float  # from submit until the batch started
+    inference_ms: float  # the whole batch's detector call
+    batch_size: int
+
+
+@dataclass(slots=True)
+class _Request:
+    image: BgrImage
+    future: asyncio.Future[BatchResult]
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class DetectionBatcher:
+    def __init__(
+        self,
+        detector: Detector,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        history: int = 1024,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1")
+        self.detector = detector
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self._pending: deque[_Request] = deque()
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+        self._running: list[_Request] = []
+        # Sizes of the most recent batches, for status and tests.
+        self.batch_sizes: deque[int] = deque(maxlen=history)
+        self.batches_run = 0
+        self.frames_run = 0
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="detection-batcher")
+
+    async def stop(self) -> None:
+        """Stop the worker and fail whatever still waits in the queue."""
+        self._closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        leftovers = [*self._running, *self._pending]
+        self._running = []
+        self._pending.clear()
+        for request in leftovers:
+            if not request.future.done():
+                request.future.set_exception(ShuttingDownError("server is shutting down"))
+
+    async def detect(self, image: BgrImage) -> BatchResult:
+        """Queue one image and wait for its detections."""
+        if self._closed:
+            raise ShuttingDownError("server is shutting down")
+        request = _Request(image, asyncio.get_running_loop().create_future())
+        self._pending.append(request)
+        self._wakeup.set()
+        return await request.future
+
+    async def _wait_for_more(self, wait_s: float) -> bool:
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), wait_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _collect(self) -> list[_Request]:
+        while not self._pending:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
+        while len(self._pending) < self.max_batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await self._wait_for_more(remaining):
+                break
+        batch: list[_Request] = []
+        while self._pending and len(batch) < self.max_batch_size:
+            request = self._pending.popleft()
+            if not request.future.done():  # its caller may have gone away meanwhile
+                batch.append(request)
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._collect()
+            if batch:
+                self._running = batch
+                await self._run_batch(batch)
+                self._running = []
+
+    def _detect(self, images: list[BgrImage]) -> list[list[Detection]]:
+        outputs = self.detector.detect_batch(images)
+        # A detector that drops or adds an entry would hand frames each other's detections.
+        if len(outputs) != len(images):
+            raise DetectorError(
+                f"detector returned {len(outputs)} results for {len(images)} images"
+            )
+        return outputs
+
+    async def _run_batch(self, batch: list[_Request]) -> None:
+        started = time.perf_counter()
+        try:
+            outputs = await asyncio.to_thread(self._detect, [request.image for request in batch])
+        except Exception as exc:
+            _LOGGER.exception("detector failed on a batch of %d frames", len(batch))
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return
+        finally:
+            self.batch_sizes.append(len(batch))
+            self.batches_run += 1
+            self.frames_run += len(batch)
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        for request, detections in zip(batch, outputs, strict=True):
+            if not request.future.done():
+                request.future.set_result(
+                    BatchResult(
+                        detections=detections,
+                        queue_ms=(started - request.enqueued_at) * 1000.0,
+                        inference_ms=inference_ms,
+                        batch_size=len(batch),
+                    )
+                )

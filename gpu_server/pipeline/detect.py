@@ -1,0 +1,253 @@
+"""Object detectors: YOLO through ultralytics, and OpenCV's HOG people detector as the
+embedded fallback that needs no weights, no GPU and no downloads.
+
+Detectors are blocking; the batcher calls them from one worker thread, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from gpu_server.config import ServerConfig
+from gpu_server.errors import DetectorError
+from gpu_server.pipeline.intake import BgrImage
+
+_LOGGER = logging.getLogger(__name__)
+
+# Weights looked for in the models folder, best first.
+PREFERRED_WEIGHTS = ("yolo26n.pt", "yolo11n.pt")
+# What ultralytics may fetch when the user allows downloads.
+DOWNLOADABLE_WEIGHTS = "yolo11n.pt"
+# `detector.weights: hog` picks the HOG detector on purpose (then it is not a fallback).
+HOG_CHOICE = "hog"
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    label: str
+    class_id: int
+    confidence: float
+    # Box corners in pixels of the original image.
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class Detector(abc.ABC):
+    """Runs object detection on a batch of BGR images."""
+
+    name: str
+    backend: str
+    device: str
+    weights: str  # file name of the weights; empty for built-in models
+
+    @abc.abstractmethod
+    def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
+        """Return one list of detections per input image, in input order (blocking)."""
+
+    def warmup(self) -> None:
+        """Run once on a blank image so the first real frame does not pay for set-up."""
+        self.detect_batch([np.zeros((256, 256, 3), dtype=np.uint8)])
+
+
+def _clip_box(
+    box: Sequence[float], width: int, height: int
+) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (
+        min(max(x1, 0.0), float(width)),
+        min(max(y1, 0.0), float(height)),
+        min(max(x2, 0.0), float(width)),
+        min(max(y2, 0.0), float(height)),
+    )
+
+
+def resolve_device(device: str) -> str:
+    """Map "auto" to the first CUDA device when torch sees one, else the CPU."""
+    if device != "auto":
+        return device
+    import torch  # noqa: PLC0415 - slow import the HOG path never needs
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def configure_ultralytics_env(config: ServerConfig) -> None:
+    """Keep ultralytics from reaching the network or pip unless downloads are allowed.
+
+    Ultralytics reads these when it is first imported, so call this before importing it.
+    """
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(config.data_dir / "ultralytics"))
+    if not config.allow_downloads:
+        os.environ["YOLO_OFFLINE"] = "1"
+        os.environ["YOLO_AUTOINSTALL"] = "0"
+
+
+class UltralyticsDetector(Detector):
+    backend = "ultralytics"
+
+    def __init__(
+        self, weights: Path | str, *, device: str = "auto", confidence: float, imgsz: int
+    ) -> None:
+        # Deferred: a heavy import, and it must follow configure_ultralytics_env.
+        from ultralytics import YOLO  # type: ignore[attr-defined]  # noqa: PLC0415
+
+        self.device = resolve_device(device)
+        self.confidence = confidence
+        self.imgsz = imgsz
+        self._model: Any = YOLO(str(weights))
+        path = Path(str(weights))
+        self.weights = path.name
+        self.name = path.stem
+
+    def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
+        if not images:
+            return []
+        # One predict call for the whole batch: that is where a GPU earns its keep.
+        results = self._model.predict(
+            list(images), conf=self.confidence, imgsz=self.imgsz, verbose=False,
+            device=self.device,
+        )
+        if len(results) != len(images):
+            raise DetectorError(f"ultralytics returned {len(results)} results for {len(images)}")
+        batch: list[list[Detection]] = []
+        for image, result in zip(images, results, strict=True):
+            height, width = image.shape[:2]
+            names = result.names
+            boxes = result.boxes
+            xyxy = boxes.xyxy.cpu().numpy().tolist()
+            confs = boxes.conf.cpu().numpy().tolist()
+            classes = boxes.cls.cpu().numpy().astype(int).tolist()
+            detections = []
+            for box, conf, cls in zip(xyxy, confs, classes, strict=True):
+                x1, y1, x2, y2 = _clip_box(box, width, height)
+                detections.append(
+                    Detection(str(names.get(cls, cls)), cls, float(conf), x1, y1, x2, y2)
+                )
+            batch.append(detections)
+        return batch
+
+
+class HogPeopleDetector(Detector):
+    """OpenCV's pedestrian detector (HOG features + linear SVM): people only, CPU only."""
+
+    name = "hog-people"
+    backend = "opencv-hog"
+    device = "cpu"
+    weights = ""
+
+    def __init__(self, *, confidence: float = 0.25, max_side: int = 640, nms_iou: float = 0.45):
+        self.confidence = confidence
+        # HOG cost grows with the pixel count; people in camera frames stay findable at 640 px.
+        self.max_side = max_side
+        self.nms_iou = nms_iou
+        self._hog = cv2.HOGDescriptor()
+        self._hog.setSVMDetector(
+            np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), dtype=np.float32)
+        )
+
+    @staticmethod
+    def svm_confidence(weight: float) -> float:
+        """Map the SVM margin (0 at the decision boundary, ~1-3 for clear people) to 0..1."""
+        return 1.0 - math.exp(-max(weight, 0.0))
+
+    def _detect_one(self, image: BgrImage) -> list[Detection]:
+        height, width = image.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        small = image if scale == 1.0 else cv2.resize(
+            image, (max(1, round(width * scale)), max(1, round(height * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        # OpenCV crashes (not raises) on images smaller than the detection window: pad them.
+        win_w, win_h = self._hog.winSize
+        if small.shape[0] < win_h or small.shape[1] < win_w:
+            small = cv2.copyMakeBorder(
+                small, 0, max(0, win_h - small.shape[0]), 0, max(0, win_w - small.shape[1]),
+                cv2.BORDER_CONSTANT, value=(0, 0, 0),
+            )
+        rects, weights = self._hog.detectMultiScale(
+            small, winStride=(8, 8), padding=(8, 8), scale=1.05
+        )
+        if len(rects) == 0:
+            return []
+        scores = [self.svm_confidence(float(w)) for w in np.asarray(weights).ravel()]
+        boxes = [[int(v) for v in rect] for rect in rects]
+        keep = cv2.dnn.NMSBoxes(boxes, scores, self.confidence, self.nms_iou)
+        detections = []
+        for index in np.asarray(keep, dtype=int).ravel():
+            x, y, w, h = boxes[index]
+            x1, y1, x2, y2 = _clip_box(
+                (x / scale, y / scale, (x + w) / scale, (y + h) / scale), width, height
+            )
+            detections.append(Detection("person", 0, scores[index], x1, y1, x2, y2))
+        return detections
+
+    def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
+        return [self._detect_one(image) for image in images]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSelection:
+    detector: Detector
+    # Why the preferred detector is not in use; empty when it is.
+    fallback_reason: str = ""
+
+    @property
+    def fallback(self) -> bool:
+        return bool(self.fallback_reason)
+
+
+def _find_weights(config: ServerConfig) -> tuple[Path | None, str]:
+    """Return the weights to load, or None and why there are none."""
+    models_dir = config.models_dir
+    wanted = config.detector.weights
+    if wanted:
+        candidate = Path(wanted).expanduser()
+        for path in (candidate, models_dir / candidate):
+            if path.is_file():
+                return path, ""
+        if config.allow_downloads and candidate.name == DOWNLOADABLE_WEIGHTS:
+            return models_dir / candidate.name, ""
+        return None, f"weights {wanted!r} not found in {models_dir}; downloads disabled"
+    for name in PREFERRED_WEIGHTS:
+        if (models_dir / name).is_file():
+            return models_dir / name, ""
+    if config.allow_downloads:
+        # Ultralytics fetches known asset names into the given path.
+        return models_dir / DOWNLOADABLE_WEIGHTS, ""
+    return None, f"no YOLO weights in {models_dir}; downloads disabled"
+
+
+def build_detector(config: ServerConfig) -> DetectorSelection:
+    """Pick the detector the configuration asks for, falling back to HOG when YOLO is out."""
+    det = config.detector
+    hog = HogPeopleDetector(confidence=det.confidence, max_side=det.imgsz)
+    if det.weights == HOG_CHOICE:
+        return DetectorSelection(hog)
+    weights, reason = _find_weights(config)
+    if weights is None:
+        _LOGGER.warning("using the HOG people detector: %s", reason)
+        return DetectorSelection(hog, reason)
+    configure_ultralytics_env(config)
+    if config.allow_downloads:
+        config.models_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        detector = UltralyticsDetector(
+            weights, device=det.device, confidence=det.confidence, imgsz=det.imgsz
+        )
+    except Exception as exc:  # a corrupt file or a missing CUDA device must not stop the server
+        reason = f"cannot load YOLO weights {weights}: {exc}"
+        _LOGGER.exception("using the HOG people detector: cannot load %s", weights)
+        return DetectorSelection(hog, reason)
+    _LOGGER.info("loaded %s from %s on %s", detector.name, weights, detector.device)
+    return DetectorSelection(detector)

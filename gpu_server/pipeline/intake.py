@@ -1,0 +1,186 @@
+"""Validation and decoding of incoming frames.
+
+Cheap checks (camera id, size, hash, magic bytes, header dimensions) run before any pixel is
+decoded, so a decompression bomb or a huge header costs the server a few bytes of parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import re
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageFile
+
+from gpu_server.config import LimitsConfig
+from gpu_server.errors import FrameRejectedError, RejectReason
+
+CAMERA_ID_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# JPEG start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
+_JPEG_SOF_MARKERS = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
+# Markers without a length field.
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
+_JPEG_SOS = 0xDA
+
+BgrImage = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    """What the header says about an encoded image, before decoding it."""
+
+    format: str  # "JPEG" or "PNG"
+    width: int
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    pixels: BgrImage  # H x W x 3, BGR like OpenCV and ultralytics expect
+    width: int
+    height: int
+
+
+def _truncated(message: str) -> FrameRejectedError:
+    return FrameRejectedError(RejectReason.TRUNCATED, message)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    # Signature (8) + IHDR length (4) + "IHDR" (4) + width (4) + height (4).
+    if len(data) < 24:
+        raise _truncated("PNG ends before its IHDR header")
+    if data[12:16] != b"IHDR":
+        raise _truncated("PNG does not start with an IHDR chunk")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    pos = 2  # after SOI
+    end = len(data)
+    while pos < end:
+        if data[pos] != 0xFF:
+            raise _truncated("JPEG marker stream is corrupt")
+        while pos < end and data[pos] == 0xFF:  # markers may be padded with fill bytes
+            pos += 1
+        if pos >= end:
+            break
+        marker = data[pos]
+        pos += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if pos + 2 > end:
+            break
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if length < 2:
+            raise _truncated("JPEG segment has an invalid length")
+        if marker in _JPEG_SOF_MARKERS:
+            if pos + 7 > end:
+                break
+            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
+            if width == 0 or height == 0:
+                raise _truncated("JPEG frame header declares a zero dimension")
+            return width, height
+        if marker == _JPEG_SOS:
+            raise _truncated("JPEG reaches its scan data without a frame header")
+        pos += length
+    raise _truncated("JPEG ends before its frame header")
+
+
+def validate_camera_id(camera_id: str) -> None:
+    if not CAMERA_ID_PATTERN.fullmatch(camera_id):
+        raise FrameRejectedError(
+            RejectReason.INVALID_CAMERA_ID,
+            f"camera_id {camera_id[:80]!r} must match {CAMERA_ID_PATTERN.pattern}",
+        )
+
+
+class FrameIntake:
+    """Checks and decodes encoded frames against the configured limits.
+
+    All methods are blocking and CPU-bound: call them from a worker thread.
+    """
+
+    def __init__(self, limits: LimitsConfig) -> None:
+        self._limits = limits
+        # Pillow has its own bomb guard (a warning, then an error at twice the limit). Ours runs
+        # first from the header; only lift Pillow's when the configured limit is higher.
+        if Image.MAX_IMAGE_PIXELS is not None and limits.max_pixels > Image.MAX_IMAGE_PIXELS:
+            Image.MAX_IMAGE_PIXELS = limits.max_pixels
+        # Truncated files must raise instead of being padded with grey.
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+    def inspect(self, data: bytes, declared_sha256: str = "") -> FrameHeader:
+        """Check size, hash, format and header dimensions without decoding pixels."""
+        limits = self._limits
+        if not data:
+            raise FrameRejectedError(RejectReason.EMPTY, "frame has no image bytes")
+        if len(data) > limits.max_frame_bytes:
+            raise FrameRejectedError(
+                RejectReason.TOO_MANY_BYTES,
+                f"frame has {len(data)} bytes; the limit is {limits.max_frame_bytes}",
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        if declared_sha256:
+            declared = declared_sha256.strip().lower()
+            if not _SHA256_HEX.fullmatch(declared) or not hmac.compare_digest(declared, digest):
+                raise FrameRejectedError(
+                    RejectReason.HASH_MISMATCH,
+                    f"content_sha256 {declared_sha256[:70]!r} does not match the image bytes",
+                )
+        if data.startswith(JPEG_MAGIC):
+            fmt = "JPEG"
+            width, height = _jpeg_size(data)
+        elif data.startswith(PNG_MAGIC):
+            fmt = "PNG"
+            width, height = _png_size(data)
+        else:
+            raise FrameRejectedError(RejectReason.NOT_AN_IMAGE, "frame is neither JPEG nor PNG")
+        if width > limits.max_width or height > limits.max_height:
+            raise FrameRejectedError(
+                RejectReason.DIMENSIONS_TOO_LARGE,
+                f"image is {width}x{height}; the limit is "
+                f"{limits.max_width}x{limits.max_height}",
+            )
+        if width * height > limits.max_pixels:
+            raise FrameRejectedError(
+                RejectReason.DECOMPRESSION_BOMB,
+                f"image has {width * height} pixels; the limit is {limits.max_pixels}",
+            )
+        if width == 0 or height == 0:
+            raise _truncated(f"image header declares {width}x{height} pixels")
+        return FrameHeader(format=fmt, width=width, height=height, sha256=digest)
+
+    def decode(self, data: bytes, header: FrameHeader) -> DecodedFrame:
+        """Decode all pixels; incomplete or corrupt pixel data is rejected as TRUNCATED."""
+        try:
+            with Image.open(io.BytesIO(data), formats=[header.format]) as image:
+                # load() raises on truncated data, unlike OpenCV which fills the rest with grey.
+                image.load()
+                rgb = image if image.mode == "RGB" else image.convert("RGB")
+                array = np.asarray(rgb, dtype=np.uint8)
+        except Image.DecompressionBombError as exc:
+            raise FrameRejectedError(RejectReason.DECOMPRESSION_BOMB, str(exc)) from exc
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise _truncated(f"image data is truncated or corrupt: {exc}") from exc
+        height, width = array.shape[:2]
+        if (width, height) != (header.width, header.height):
+            raise _truncated(
+                f"decoded {width}x{height} pixels but the header said "
+                f"{header.width}x{header.height}"
+            )
+        bgr = np.ascontiguousarray(array[:, :, ::-1])
+        return DecodedFrame(pixels=bgr, width=width, height=height)

@@ -1,0 +1,141 @@
+"""The gRPC server: wires configuration, detector, pipeline and services together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gpu_server._generated import service_pb2, service_pb2_grpc
+from gpu_server.auth import BearerTokenInterceptor
+from gpu_server.config import ServerConfig
+from gpu_server.identity import load_or_create_server_id, load_or_create_token
+from gpu_server.monitor.gpu import GpuMonitor
+from gpu_server.monitor.latency import FrameCounters, LatencyTracker
+from gpu_server.pipeline.analyze import AnalysisResult, FrameAnalyzer
+from gpu_server.pipeline.batching import DetectionBatcher
+from gpu_server.pipeline.dedupe import Deduplicator, ResultCache
+from gpu_server.pipeline.detect import DetectorSelection, build_detector
+from gpu_server.pipeline.intake import FrameIntake
+from gpu_server.servicers import SecurityAIServicer
+from gpu_server.servicers.frames import FrameStreamHandler
+from gpu_server.servicers.status import StatusReporter
+
+_LOGGER = logging.getLogger(__name__)
+
+SERVICE_NAME: str = service_pb2.DESCRIPTOR.services_by_name["SecurityAI"].full_name
+
+
+class GRPCServer:
+    """The sidecar. `start()` returns once it listens; `stop()` drains and shuts down.
+
+    `detector` lets a caller hand in an already loaded detector (tests and benchmarks reuse
+    one model across servers); by default it is built from the configuration.
+    """
+
+    def __init__(self, config: ServerConfig, *, detector: DetectorSelection | None = None) -> None:
+        self.config = config
+        self._given_detector = detector
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+        self._gpu = GpuMonitor()
+        self.selection: DetectorSelection | None = None
+        self.batcher: DetectionBatcher | None = None
+        self.dedupe: Deduplicator[AnalysisResult] | None = None
+        self.counters = FrameCounters()
+        self.latency = LatencyTracker(config.latency_window)
+        self.server_id = ""
+        self.token = ""
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    async def start(self) -> int:
+        """Prepare everything, listen, report SERVING; returns the bound port."""
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server_id = load_or_create_server_id(config.data_dir)
+        configured = config.token.get_secret_value() if config.token is not None else ""
+        self.token = configured or load_or_create_token(config.data_dir)
+
+        selection = self._given_detector
+        if selection is None:
+            selection = await asyncio.to_thread(build_detector, config)
+        self.selection = selection
+        await asyncio.to_thread(selection.detector.warmup)
+
+        self.batcher = DetectionBatcher(
+            selection.detector,
+            max_batch_size=config.batching.max_batch_size,
+            max_wait_ms=config.batching.max_wait_ms,
+        )
+        self.batcher.start()
+        self.dedupe = Deduplicator(ResultCache(config.dedupe.capacity))
+        analyzer = FrameAnalyzer(
+            FrameIntake(config.limits), self.dedupe, self.batcher, self.latency
+        )
+        servicer = SecurityAIServicer(
+            FrameStreamHandler(
+                analyzer, self.counters, max_in_flight=config.batching.max_in_flight_per_stream
+            ),
+            StatusReporter(
+                server_id=self.server_id,
+                selection=selection,
+                batcher=self.batcher,
+                latency=self.latency,
+                counters=self.counters,
+                gpu=self._gpu,
+            ),
+        )
+
+        max_bytes = config.limits.max_message_bytes
+        server = grpc.aio.server(
+            interceptors=[BearerTokenInterceptor(self.token)],
+            options=[
+                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.max_send_message_length", max_bytes),
+            ],
+        )
+        service_pb2_grpc.add_SecurityAIServicer_to_server(servicer, server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        try:
+            self.port = server.add_insecure_port(f"{config.host}:{config.port}")
+        except RuntimeError as exc:
+            await self.batcher.stop()
+            raise OSError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
+        await server.start()
+        self._server = server
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        _LOGGER.info(
+            "listening on %s (server id %s, detector %s on %s)",
+            self.address, self.server_id, selection.detector.name, selection.detector.device,
+        )
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, let running calls finish within `grace` seconds, then stop."""
+        grace = self.config.grace_period_s if grace is None else grace
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        if self.batcher is not None:
+            await self.batcher.stop()
+        await asyncio.to_thread(self._gpu.close)
+        _LOGGER.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()

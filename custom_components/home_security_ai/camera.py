@@ -1,0 +1,71 @@
+"""Camera entities: the last analysed frame of each camera, with its detections drawn."""
+
+from __future__ import annotations
+
+import logging
+
+from homeassistant.components.camera import Camera, CameraEntityDescription
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .annotate import draw_detections
+from .const import signal_new_camera
+from .coordinator import HomeSecurityAIConfigEntry
+from .entity import HomeSecurityAICameraEntity
+
+_LOGGER = logging.getLogger(__name__)
+
+PARALLEL_UPDATES = 0
+
+DESCRIPTION = CameraEntityDescription(key="camera", name=None)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: HomeSecurityAIConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add a camera entity per monitored camera, now and whenever one appears."""
+    pipeline = entry.runtime_data.pipeline
+
+    @callback
+    def _add(camera_id: str) -> None:
+        async_add_entities([HomeSecurityAICamera(entry, camera_id)])
+
+    for camera_id in list(pipeline.cameras):
+        _add(camera_id)
+    entry.async_on_unload(async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add))
+
+
+class HomeSecurityAICamera(HomeSecurityAICameraEntity, Camera):
+    """The last frame of a camera with boxes around what was detected."""
+
+    _attr_is_streaming = False
+
+    def __init__(self, entry: HomeSecurityAIConfigEntry, camera_id: str) -> None:
+        """Create the camera entity."""
+        Camera.__init__(self)
+        HomeSecurityAICameraEntity.__init__(self, entry, DESCRIPTION, camera_id)
+        self.content_type = "image/jpeg"
+        self._annotated: bytes | None = None
+        self._annotated_ref: str | None = None
+
+    async def async_camera_image(
+        self, width: int | None = None, height: int | None = None
+    ) -> bytes | None:
+        """Return the last analysed frame with its detections drawn."""
+        state = self.camera_state
+        if state.last_image is None:
+            return None
+        if self._annotated_ref != state.last_image_ref:
+            image, ref, detections = state.last_image, state.last_image_ref, state.detections
+            try:
+                self._annotated = await self.hass.async_add_executor_job(
+                    draw_detections, image, detections
+                )
+            except (OSError, ValueError) as err:
+                _LOGGER.debug("Cannot draw on the frame of %s: %s", self.camera_id, err)
+                self._annotated = image
+            self._annotated_ref = ref
+        return self._annotated

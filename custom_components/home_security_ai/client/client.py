@@ -1,0 +1,245 @@
+"""Async client for the Home Security AI sidecar, built on grpc.aio."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Final, TypeVar
+
+import grpc
+from grpc import aio
+
+from ._generated import frames_pb2, service_pb2_grpc, status_pb2
+from .errors import AuthFailed, CannotConnect, HomeSecurityAIError
+from .models import (
+    AckStatus,
+    Box,
+    Detection,
+    DetectorStatus,
+    FrameAck,
+    FrameCounters,
+    FrameIn,
+    FrameTimings,
+    GpuDevice,
+    GpuStatus,
+    LatencyStats,
+    RejectReason,
+    ServerStatus,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
+DEFAULT_TIMEOUT: Final = 10.0
+
+_CONNECT_CODES: Final = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+_E = TypeVar("_E", AckStatus, RejectReason)
+
+
+def _format_target(host: str, port: int) -> str:
+    """Return a gRPC target for a host name, IPv4 or IPv6 address."""
+    if ":" in host and not host.startswith("["):
+        return f"ipv6:[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def _map_error(err: grpc.RpcError) -> HomeSecurityAIError:
+    """Translate a gRPC error into the client's own errors."""
+    code = err.code() if isinstance(err, aio.AioRpcError) else None
+    details = err.details() if isinstance(err, aio.AioRpcError) else str(err)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return AuthFailed(f"The sidecar refused the token: {details}")
+    if code in _CONNECT_CODES:
+        return CannotConnect(f"Cannot reach the sidecar ({code}): {details}")
+    return HomeSecurityAIError(f"The sidecar answered with an error ({code}): {details}")
+
+
+def _enum(kind: type[_E], value: int, default: _E) -> _E:
+    """Convert a wire value to an enum, tolerating values added later."""
+    try:
+        return kind(value)
+    except ValueError:
+        return default
+
+
+def _frame_to_proto(frame: FrameIn) -> frames_pb2.Frame:
+    return frames_pb2.Frame(
+        camera_id=frame.camera_id,
+        captured_at_ms=frame.captured_at_ms,
+        source=frames_pb2.FrameSource.Name(int(frame.source)),
+        source_ref=frame.source_ref,
+        content_sha256=frame.content_sha256,
+        image=frame.image,
+        client_ref=frame.client_ref,
+    )
+
+
+def _ack_from_proto(ack: frames_pb2.FrameAck) -> FrameAck:
+    return FrameAck(
+        client_ref=ack.client_ref,
+        camera_id=ack.camera_id,
+        content_sha256=ack.content_sha256,
+        status=_enum(AckStatus, ack.status, AckStatus.UNSPECIFIED),
+        status_code=ack.status_code,
+        reject_reason=_enum(RejectReason, ack.reject_reason, RejectReason.UNSPECIFIED),
+        message=ack.message,
+        image_width=ack.image_width,
+        image_height=ack.image_height,
+        detections=tuple(
+            Detection(
+                label=det.label,
+                class_id=det.class_id,
+                confidence=det.confidence,
+                box=Box(x1=det.box.x1, y1=det.box.y1, x2=det.box.x2, y2=det.box.y2),
+            )
+            for det in ack.detections
+        ),
+        detector=ack.detector,
+        timings=FrameTimings(
+            decode_ms=ack.timings.decode_ms,
+            queue_ms=ack.timings.queue_ms,
+            inference_ms=ack.timings.inference_ms,
+            total_ms=ack.timings.total_ms,
+        ),
+    )
+
+
+def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
+    det = status.detector
+    gpu = status.gpu
+    return ServerStatus(
+        server_id=status.server_id,
+        version=status.version,
+        uptime_s=status.uptime_s,
+        detector=DetectorStatus(
+            name=det.name,
+            backend=det.backend,
+            device=det.device,
+            weights=det.weights,
+            fallback=det.fallback,
+            fallback_reason=det.fallback_reason,
+        ),
+        queue_depth=status.queue_depth,
+        stage_latency={
+            stage: LatencyStats(
+                count=stats.count,
+                mean_ms=stats.mean_ms,
+                p50_ms=stats.p50_ms,
+                p95_ms=stats.p95_ms,
+                max_ms=stats.max_ms,
+            )
+            for stage, stats in status.stage_latency.items()
+        },
+        gpu=GpuStatus(
+            available=gpu.available,
+            reason=gpu.reason,
+            driver_version=gpu.driver_version,
+            devices=tuple(
+                GpuDevice(
+                    index=dev.index,
+                    name=dev.name,
+                    utilization_percent=dev.utilization_percent,
+                    memory_used_bytes=dev.memory_used_bytes,
+                    memory_total_bytes=dev.memory_total_bytes,
+                    temperature_celsius=dev.temperature_celsius,
+                )
+                for dev in gpu.devices
+            ),
+        ),
+        frames=FrameCounters(
+            accepted=status.frames.accepted,
+            duplicate=status.frames.duplicate,
+            rejected=status.frames.rejected,
+        ),
+    )
+
+
+class HomeSecurityAIClient:
+    """Talks to one sidecar over one gRPC channel.
+
+    The channel is created lazily inside the running event loop and reused by every
+    call; `close()` releases it.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        token: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_reconnect_backoff: float = 30.0,
+    ) -> None:
+        """Remember where the sidecar is; nothing is opened yet."""
+        self.host = host
+        self.port = port
+        self._target = _format_target(host, port)
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._timeout = timeout
+        self._max_reconnect_backoff_ms = max(100, int(max_reconnect_backoff * 1000))
+        self._channel: aio.Channel | None = None
+        self._stub: service_pb2_grpc.SecurityAIStub | None = None
+
+    def _get_stub(self) -> service_pb2_grpc.SecurityAIStub:
+        if self._stub is None:
+            options: list[tuple[str, Any]] = [
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                # Servers accept one ping per 5 minutes by default; stay within that.
+                ("grpc.keepalive_time_ms", 300_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.max_pings_without_data", 0),
+                ("grpc.initial_reconnect_backoff_ms", min(1000, self._max_reconnect_backoff_ms)),
+                ("grpc.min_reconnect_backoff_ms", min(1000, self._max_reconnect_backoff_ms)),
+                ("grpc.max_reconnect_backoff_ms", self._max_reconnect_backoff_ms),
+            ]
+            self._channel = aio.insecure_channel(self._target, options=options)
+            self._stub = service_pb2_grpc.SecurityAIStub(self._channel)
+        return self._stub
+
+    async def get_status(self) -> ServerStatus:
+        """Return the sidecar's status."""
+        stub = self._get_stub()
+        try:
+            response = await stub.GetStatus(
+                status_pb2.GetStatusRequest(),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return _status_from_proto(response)
+
+    async def stream_frames(self, frames: AsyncIterator[FrameIn]) -> AsyncIterator[FrameAck]:
+        """Send frames on one SubmitFrames stream and yield their acks as they come.
+
+        Acks arrive in completion order; match them to frames by `client_ref`.
+        The stream ends when `frames` is exhausted and every ack has arrived.
+        """
+        stub = self._get_stub()
+
+        async def requests() -> AsyncIterator[frames_pb2.Frame]:
+            async for frame in frames:
+                yield _frame_to_proto(frame)
+
+        call = stub.SubmitFrames(requests(), metadata=self._metadata)
+        try:
+            async for ack in call:
+                yield _ack_from_proto(ack)
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        """Close the channel; the client can be used again afterwards."""
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            await channel.close()

@@ -1,0 +1,15 @@
+"""Errors raised by the Home Security AI client."""
+
+from __future__ import annotations
+
+
+class HomeSecurityAIError(Exception):
+    """Base class for every error the client raises."""
+
+
+class CannotConnect(HomeSecurityAIError):  # noqa: N818
+    """The sidecar could not be reached (down, refused, timed out)."""
+
+
+class AuthFailed(HomeSecurityAIError):  # noqa: N818
+    """The sidecar refused the token."""

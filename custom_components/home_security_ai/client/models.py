@@ -1,0 +1,172 @@
+"""Plain data types exchanged with the sidecar.
+
+The client converts protobuf messages to and from these frozen dataclasses, so that
+nothing outside the client package has to know about protobuf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class FrameSource(IntEnum):
+    """Where a frame came from (values match the wire format)."""
+
+    UNSPECIFIED = 0
+    CAMERA_ENTITY = 1
+    UPLOAD = 2
+    VIDEO = 3
+
+
+class AckStatus(IntEnum):
+    """Outcome of one frame (values match the wire format)."""
+
+    UNSPECIFIED = 0
+    ACCEPTED = 1
+    DUPLICATE = 2
+    REJECTED = 3
+
+
+class RejectReason(IntEnum):
+    """Why the sidecar refused a frame (values match the wire format)."""
+
+    UNSPECIFIED = 0
+    EMPTY = 1
+    NOT_AN_IMAGE = 2
+    TRUNCATED = 3
+    DIMENSIONS_TOO_LARGE = 4
+    DECOMPRESSION_BOMB = 5
+    TOO_MANY_BYTES = 6
+    HASH_MISMATCH = 7
+    INVALID_CAMERA_ID = 8
+    INTERNAL = 9
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FrameIn:
+    """One encoded still image to analyse."""
+
+    camera_id: str
+    image: bytes
+    client_ref: str
+    captured_at_ms: int
+    source: FrameSource = FrameSource.UNSPECIFIED
+    source_ref: str = ""
+    content_sha256: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Box:
+    """Axis-aligned box in pixels of the original image."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Detection:
+    """One detected object."""
+
+    label: str
+    class_id: int
+    confidence: float
+    box: Box
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FrameTimings:
+    """Per-stage timings of one frame in milliseconds."""
+
+    decode_ms: float = 0.0
+    queue_ms: float = 0.0
+    inference_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FrameAck:
+    """The sidecar's answer to one frame."""
+
+    client_ref: str
+    camera_id: str
+    content_sha256: str
+    status: AckStatus
+    status_code: int
+    reject_reason: RejectReason
+    message: str
+    image_width: int
+    image_height: int
+    detections: tuple[Detection, ...]
+    detector: str
+    timings: FrameTimings
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DetectorStatus:
+    """The detector the sidecar runs."""
+
+    name: str = ""
+    backend: str = ""
+    device: str = ""
+    weights: str = ""
+    fallback: bool = False
+    fallback_reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LatencyStats:
+    """Latency summary of one pipeline stage."""
+
+    count: int = 0
+    mean_ms: float = 0.0
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    max_ms: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GpuDevice:
+    """One GPU as seen by the sidecar."""
+
+    index: int
+    name: str
+    utilization_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    temperature_celsius: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GpuStatus:
+    """GPU availability and usage."""
+
+    available: bool = False
+    reason: str = ""
+    driver_version: str = ""
+    devices: tuple[GpuDevice, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FrameCounters:
+    """Frames the sidecar has handled since it started."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerStatus:
+    """Status of the sidecar."""
+
+    server_id: str
+    version: str = ""
+    uptime_s: float = 0.0
+    detector: DetectorStatus = field(default_factory=DetectorStatus)
+    queue_depth: int = 0
+    stage_latency: dict[str, LatencyStats] = field(default_factory=dict)
+    gpu: GpuStatus = field(default_factory=GpuStatus)
+    frames: FrameCounters = field(default_factory=FrameCounters)

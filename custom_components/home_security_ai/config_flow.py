@@ -1,0 +1,246 @@
+"""Config flow for Home Security AI."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.selector import (
+    EntitySelector,
+    EntitySelectorConfig,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+
+from .client import AuthFailed, CannotConnect, HomeSecurityAIClient, ServerStatus
+from .const import (
+    CONF_CAMERAS,
+    CONF_MOTION_SENSORS,
+    CONF_SNAPSHOT_INTERVAL,
+    CONF_UPLOAD_FOLDERS,
+    DEFAULT_PORT,
+    DEFAULT_SNAPSHOT_INTERVAL,
+    DOMAIN,
+    MAX_SNAPSHOT_INTERVAL,
+)
+from .coordinator import HomeSecurityAIConfigEntry
+
+_LOGGER = logging.getLogger(__name__)
+
+_PORT_SELECTOR = NumberSelector(
+    NumberSelectorConfig(min=1, max=65535, step=1, mode=NumberSelectorMode.BOX)
+)
+_TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+
+STEP_USER_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_HOST): TextSelector(),
+        vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT_SELECTOR,
+        vol.Required(CONF_TOKEN): _TOKEN_SELECTOR,
+    }
+)
+STEP_REAUTH_SCHEMA = vol.Schema({vol.Required(CONF_TOKEN): _TOKEN_SELECTOR})
+
+
+async def _async_try_connect(
+    host: str, port: int, token: str
+) -> tuple[ServerStatus | None, dict[str, str]]:
+    """Ask the sidecar for its status; return it or the form errors."""
+    client = HomeSecurityAIClient(host, port, token)
+    try:
+        return await client.get_status(), {}
+    except CannotConnect:
+        return None, {CONF_HOST: "cannot_connect"}
+    except AuthFailed:
+        return None, {CONF_TOKEN: "invalid_auth"}
+    except Exception:
+        _LOGGER.exception("Unexpected error while connecting to the sidecar")
+        return None, {"base": "unknown"}
+    finally:
+        await client.close()
+
+
+def _connection_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        CONF_HOST: str(user_input[CONF_HOST]).strip(),
+        CONF_PORT: int(user_input[CONF_PORT]),
+        CONF_TOKEN: str(user_input[CONF_TOKEN]),
+    }
+
+
+class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Connects Home Assistant to a Home Security AI sidecar."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: HomeSecurityAIConfigEntry) -> OptionsFlow:
+        """Return the options flow."""
+        return HomeSecurityAIOptionsFlow()
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask where the sidecar is and for its token."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = _connection_data(user_input)
+            status, errors = await _async_try_connect(**data)
+            if status is not None:
+                await self.async_set_unique_id(status.server_id)
+                self._abort_if_unique_id_configured()
+                return self.async_create_entry(
+                    title=f"Home Security AI ({data[CONF_HOST]})", data=data
+                )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(STEP_USER_SCHEMA, user_input),
+            errors=errors,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Start a reauthentication after the sidecar refused the token."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the new token."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = _connection_data({**entry.data, CONF_TOKEN: user_input[CONF_TOKEN]})
+            status, errors = await _async_try_connect(**data)
+            if status is not None:
+                await self.async_set_unique_id(status.server_id)
+                self._abort_if_unique_id_mismatch(reason="wrong_server")
+                return self.async_update_reload_and_abort(
+                    entry, data_updates={CONF_TOKEN: data[CONF_TOKEN]}
+                )
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=STEP_REAUTH_SCHEMA,
+            description_placeholders={CONF_HOST: entry.data[CONF_HOST]},
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change where the sidecar is, or its token."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = _connection_data(user_input)
+            status, errors = await _async_try_connect(**data)
+            if status is not None:
+                await self.async_set_unique_id(status.server_id)
+                self._abort_if_unique_id_mismatch(reason="wrong_server")
+                return self.async_update_reload_and_abort(entry, data_updates=data)
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                STEP_USER_SCHEMA, user_input or entry.data
+            ),
+            errors=errors,
+        )
+
+
+def _check_folders(hass: HomeAssistant, folders: list[str]) -> str | None:
+    """Return the first problem with the upload folders (runs in the executor)."""
+    for folder in folders:
+        if not os.path.isabs(folder) or not hass.config.is_allowed_path(folder):
+            return "folder_not_allowed"
+        if not os.path.isdir(folder):
+            return "folder_not_found"
+    return None
+
+
+class HomeSecurityAIOptionsFlow(OptionsFlow):
+    """Chooses the frame sources."""
+
+    def __init__(self) -> None:
+        """Start with no pending choices."""
+        self._options: dict[str, Any] = {}
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Pick camera entities, the snapshot interval and upload folders."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            folders = list(
+                dict.fromkeys(
+                    folder.strip()
+                    for folder in user_input.get(CONF_UPLOAD_FOLDERS, [])
+                    if folder.strip()
+                )
+            )
+            error = await self.hass.async_add_executor_job(_check_folders, self.hass, folders)
+            if error is not None:
+                errors[CONF_UPLOAD_FOLDERS] = error
+            else:
+                self._options = {
+                    CONF_CAMERAS: list(user_input.get(CONF_CAMERAS, [])),
+                    CONF_SNAPSHOT_INTERVAL: int(
+                        user_input.get(CONF_SNAPSHOT_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL)
+                    ),
+                    CONF_UPLOAD_FOLDERS: folders,
+                }
+                if self._options[CONF_CAMERAS]:
+                    return await self.async_step_motion()
+                return self.async_create_entry(data={**self._options, CONF_MOTION_SENSORS: {}})
+
+        schema = vol.Schema(
+            {
+                vol.Optional(CONF_CAMERAS): EntitySelector(
+                    EntitySelectorConfig(domain="camera", multiple=True)
+                ),
+                vol.Required(
+                    CONF_SNAPSHOT_INTERVAL, default=DEFAULT_SNAPSHOT_INTERVAL
+                ): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0,
+                        max=MAX_SNAPSHOT_INTERVAL,
+                        step=1,
+                        mode=NumberSelectorMode.BOX,
+                        unit_of_measurement="s",
+                    )
+                ),
+                vol.Optional(CONF_UPLOAD_FOLDERS): TextSelector(TextSelectorConfig(multiple=True)),
+            }
+        )
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(
+                schema, user_input or self.config_entry.options
+            ),
+            errors=errors,
+        )
+
+    async def async_step_motion(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Pick an optional motion sensor per camera; motion triggers a snapshot."""
+        cameras: list[str] = self._options[CONF_CAMERAS]
+        if user_input is not None:
+            motion = {camera: user_input[camera] for camera in cameras if user_input.get(camera)}
+            return self.async_create_entry(data={**self._options, CONF_MOTION_SENSORS: motion})
+        current: dict[str, str] = self.config_entry.options.get(CONF_MOTION_SENSORS, {})
+        schema = vol.Schema(
+            {
+                vol.Optional(camera): EntitySelector(EntitySelectorConfig(domain="binary_sensor"))
+                for camera in cameras
+            }
+        )
+        return self.async_show_form(
+            step_id="motion",
+            data_schema=self.add_suggested_values_to_schema(schema, current),
+            description_placeholders={"cameras": ", ".join(cameras)},
+        )

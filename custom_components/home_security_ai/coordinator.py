@@ -1,0 +1,71 @@
+"""Runtime data and the status coordinator of Home Security AI."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+
+from .client import AuthFailed, HomeSecurityAIClient, HomeSecurityAIError, ServerStatus
+from .const import DOMAIN, STATUS_UPDATE_INTERVAL
+
+if TYPE_CHECKING:
+    from .frames import FramePipeline
+    from .sources import CameraEntitySource, UploadFolderWatcher
+
+_LOGGER = logging.getLogger(__name__)
+
+# A `type` statement would need Python 3.12; the package also targets 3.11 tooling.
+HomeSecurityAIConfigEntry: TypeAlias = ConfigEntry["HomeSecurityAIData"]
+
+
+@dataclass(kw_only=True)
+class HomeSecurityAIData:
+    """Everything one config entry holds while it is loaded."""
+
+    client: HomeSecurityAIClient
+    coordinator: HomeSecurityAIStatusCoordinator
+    pipeline: FramePipeline
+    camera_source: CameraEntitySource
+    upload_watcher: UploadFolderWatcher
+
+
+class HomeSecurityAIStatusCoordinator(DataUpdateCoordinator[ServerStatus]):
+    """Polls the sidecar's status."""
+
+    config_entry: HomeSecurityAIConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: HomeSecurityAIConfigEntry,
+        client: HomeSecurityAIClient,
+    ) -> None:
+        """Set up the coordinator for one sidecar."""
+        super().__init__(
+            hass,
+            _LOGGER,
+            config_entry=entry,
+            name=DOMAIN,
+            update_interval=STATUS_UPDATE_INTERVAL,
+        )
+        self.client = client
+
+    async def _async_update_data(self) -> ServerStatus:
+        try:
+            return await self.client.get_status()
+        except AuthFailed as err:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="invalid_auth"
+            ) from err
+        except HomeSecurityAIError as err:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="cannot_connect",
+                translation_placeholders={"error": str(err)},
+            ) from err

@@ -1,0 +1,55 @@
+"""Diagnostics for Home Security AI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_TOKEN
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_UPLOAD_FOLDERS
+from .coordinator import HomeSecurityAIConfigEntry
+
+TO_REDACT = {CONF_TOKEN, CONF_UPLOAD_FOLDERS}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: HomeSecurityAIConfigEntry
+) -> dict[str, Any]:
+    """Return diagnostics for a config entry."""
+    data = entry.runtime_data
+    pipeline = data.pipeline
+    status = data.coordinator.data
+    return {
+        "entry": {
+            "data": async_redact_data(entry.data, TO_REDACT),
+            "options": async_redact_data(entry.options, TO_REDACT),
+        },
+        "status": asdict(status) if status is not None else None,
+        "connection": {
+            "connected": pipeline.connected,
+            "last_error": pipeline.last_error,
+            "pending_frames": pipeline.pending_count,
+            "upload_files_sent": data.upload_watcher.files_sent,
+            "upload_folders": len(data.upload_watcher.roots),
+        },
+        "counters": asdict(pipeline.counters),
+        "cameras": {
+            camera_id: {
+                "frames_sent": camera.frames_sent,
+                "frames_accepted": camera.frames_accepted,
+                "frames_duplicate": camera.frames_duplicate,
+                "frames_rejected": camera.frames_rejected,
+                "frames_dropped": camera.frames_dropped,
+                "last_reject_reason": camera.last_reject_reason,
+                "objects": camera.label_counts,
+                "image_size": [camera.image_width, camera.image_height],
+                "detector": camera.detector,
+                "last_captured": camera.last_captured.isoformat() if camera.last_captured else None,
+                "last_analysed": camera.last_analysed.isoformat() if camera.last_analysed else None,
+            }
+            for camera_id, camera in pipeline.cameras.items()
+        },
+    }

@@ -1,0 +1,133 @@
+"""Base entities of Home Security AI."""
+
+from __future__ import annotations
+
+from homeassistant.core import callback
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity import Entity, EntityDescription
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .const import DOMAIN, signal_camera_updated, signal_connection
+from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
+from .frames import CameraState, FramePipeline
+
+MANUFACTURER = "Home Security AI"
+
+
+def server_device_info(entry: HomeSecurityAIConfigEntry) -> DeviceInfo:
+    """Return the device of the sidecar itself."""
+    status = entry.runtime_data.coordinator.data
+    return DeviceInfo(
+        identifiers={(DOMAIN, _server_key(entry))},
+        name=entry.title,
+        manufacturer=MANUFACTURER,
+        model="Inference server",
+        sw_version=status.version or None if status is not None else None,
+    )
+
+
+def _server_key(entry: HomeSecurityAIConfigEntry) -> str:
+    return entry.unique_id or entry.entry_id
+
+
+class HomeSecurityAIEntity(Entity):
+    """Common base: entity naming and unique ids."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+
+    def __init__(
+        self,
+        entry: HomeSecurityAIConfigEntry,
+        description: EntityDescription,
+        scope: str,
+    ) -> None:
+        """Set the description and a unique id `<server id>_<scope>_<key>`."""
+        self.entity_description = description
+        self._entry = entry
+        self._attr_unique_id = f"{_server_key(entry)}_{scope}_{description.key}"
+
+
+class HomeSecurityAIServerEntity(
+    HomeSecurityAIEntity, CoordinatorEntity[HomeSecurityAIStatusCoordinator]
+):
+    """An entity of the sidecar device fed by the status coordinator."""
+
+    def __init__(self, entry: HomeSecurityAIConfigEntry, description: EntityDescription) -> None:
+        """Attach the entity to the server device."""
+        CoordinatorEntity.__init__(self, entry.runtime_data.coordinator)
+        HomeSecurityAIEntity.__init__(self, entry, description, "server")
+        self._attr_device_info = server_device_info(entry)
+
+
+class HomeSecurityAIConnectionEntity(HomeSecurityAIEntity):
+    """An entity of the sidecar device fed by the frame stream's connection state."""
+
+    def __init__(self, entry: HomeSecurityAIConfigEntry, description: EntityDescription) -> None:
+        """Attach the entity to the server device."""
+        super().__init__(entry, description, "server")
+        self.pipeline: FramePipeline = entry.runtime_data.pipeline
+        self._attr_device_info = server_device_info(entry)
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the connection state."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass, signal_connection(self._entry.entry_id), self._handle_update
+            )
+        )
+
+    @callback
+    def _handle_update(self) -> None:
+        self.async_write_ha_state()
+
+
+class HomeSecurityAICameraEntity(HomeSecurityAIEntity):
+    """An entity of one monitored camera, pushed by the frame pipeline."""
+
+    def __init__(
+        self,
+        entry: HomeSecurityAIConfigEntry,
+        description: EntityDescription,
+        camera_id: str,
+    ) -> None:
+        """Attach the entity to the camera's device."""
+        super().__init__(entry, description, camera_id)
+        self.pipeline: FramePipeline = entry.runtime_data.pipeline
+        self.camera_id = camera_id
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, f"{_server_key(entry)}_{camera_id}")},
+            name=self.camera_state.name,
+            manufacturer=MANUFACTURER,
+            model="Monitored camera",
+            via_device=(DOMAIN, _server_key(entry)),
+        )
+
+    @property
+    def camera_state(self) -> CameraState:
+        """Return the camera's latest analysed state."""
+        return self.pipeline.cameras[self.camera_id]
+
+    @property
+    def available(self) -> bool:
+        """Return whether the sidecar is reachable."""
+        return self.pipeline.connected
+
+    async def async_added_to_hass(self) -> None:
+        """Follow new frames of this camera and the connection state."""
+        await super().async_added_to_hass()
+        entry_id = self._entry.entry_id
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass, signal_camera_updated(entry_id, self.camera_id), self._handle_update
+            )
+        )
+        self.async_on_remove(
+            async_dispatcher_connect(self.hass, signal_connection(entry_id), self._handle_update)
+        )
+
+    @callback
+    def _handle_update(self) -> None:
+        self.async_write_ha_state()

@@ -1,0 +1,419 @@
+"""Where frames come from: Home Assistant camera entities and upload folders."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import stat
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, TypedDict
+
+from homeassistant.components import camera
+from homeassistant.const import STATE_ON
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.event import async_track_state_change_event, async_track_time_interval
+from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
+
+from .client import FrameAck, FrameIn, FrameSource
+from .const import (
+    CAMERA_ID_MAX_LENGTH,
+    DOMAIN,
+    STORAGE_VERSION,
+    UPLOAD_EXTENSIONS,
+    UPLOAD_MAX_FILE_BYTES,
+    UPLOAD_POLL_INTERVAL,
+    UPLOAD_SETTLE_SECONDS,
+)
+from .coordinator import HomeSecurityAIConfigEntry
+from .frames import FramePipeline
+
+_LOGGER = logging.getLogger(__name__)
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_MAX_DEPTH = 8
+_SAVE_DELAY = 10
+
+
+def normalize_camera_id(name: str) -> str:
+    """Turn a folder or entity name into a camera id ("Front Door" -> "front_door")."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    camera_id = _NON_ALNUM.sub("_", ascii_name.lower()).strip("_")
+    return camera_id[:CAMERA_ID_MAX_LENGTH].rstrip("_")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _new_ref() -> str:
+    return uuid.uuid4().hex
+
+
+class CameraEntitySource:
+    """Snapshots Home Assistant camera entities on a timer and on motion."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: HomeSecurityAIConfigEntry,
+        pipeline: FramePipeline,
+        *,
+        cameras: list[str],
+        interval: int,
+        motion_sensors: dict[str, str],
+    ) -> None:
+        """Remember what to watch; `async_start` begins watching."""
+        self.hass = hass
+        self._entry = entry
+        self._pipeline = pipeline
+        self._cameras = {
+            entity_id: normalize_camera_id(entity_id.partition(".")[2]) for entity_id in cameras
+        }
+        self._interval = interval
+        self._motion = {
+            sensor: entity_id
+            for entity_id, sensor in motion_sensors.items()
+            if entity_id in self._cameras and sensor
+        }
+        self._busy: set[str] = set()
+        self._failing: set[str] = set()
+
+    @property
+    def camera_ids(self) -> dict[str, str]:
+        """Return the watched camera entities and their camera ids."""
+        return dict(self._cameras)
+
+    @callback
+    def async_start(self) -> None:
+        """Register cameras and start the snapshot timer and motion listeners."""
+        for entity_id, camera_id in self._cameras.items():
+            if not camera_id:
+                continue
+            state = self.hass.states.get(entity_id)
+            name = state.name if state is not None else entity_id
+            self._pipeline.async_register_camera(camera_id, name)
+        if self._cameras and self._interval > 0:
+            self._entry.async_on_unload(
+                async_track_time_interval(
+                    self.hass,
+                    self._async_snapshot_all,
+                    timedelta(seconds=self._interval),
+                    name=f"{DOMAIN} camera snapshots",
+                    cancel_on_shutdown=True,
+                )
+            )
+        if self._motion:
+            self._entry.async_on_unload(
+                async_track_state_change_event(
+                    self.hass, list(self._motion), self._async_motion_changed
+                )
+            )
+
+    @callback
+    def _async_snapshot_all(self, _now: Any = None) -> None:
+        for entity_id in self._cameras:
+            self._async_schedule_snapshot(entity_id)
+
+    @callback
+    def _async_motion_changed(self, event: Event[EventStateChangedData]) -> None:
+        new_state = event.data["new_state"]
+        old_state = event.data["old_state"]
+        if new_state is None or new_state.state != STATE_ON:
+            return
+        if old_state is not None and old_state.state == STATE_ON:
+            return
+        self._async_schedule_snapshot(self._motion[event.data["entity_id"]])
+
+    @callback
+    def _async_schedule_snapshot(self, entity_id: str) -> None:
+        if entity_id in self._busy or not self._cameras.get(entity_id):
+            return
+        self._busy.add(entity_id)
+        self._entry.async_create_background_task(
+            self.hass, self.async_snapshot(entity_id), f"{DOMAIN} snapshot {entity_id}"
+        )
+
+    async def async_snapshot(self, entity_id: str) -> None:
+        """Fetch one still image from a camera entity and queue it."""
+        camera_id = self._cameras[entity_id]
+        try:
+            image = await camera.async_get_image(self.hass, entity_id)
+        except HomeAssistantError as err:
+            if entity_id not in self._failing:
+                self._failing.add(entity_id)
+                _LOGGER.warning("Cannot get a snapshot from %s: %s", entity_id, err)
+            return
+        finally:
+            self._busy.discard(entity_id)
+        if entity_id in self._failing:
+            self._failing.discard(entity_id)
+            _LOGGER.info("Snapshots from %s work again", entity_id)
+        digest = await self.hass.async_add_executor_job(_sha256, image.content)
+        self._pipeline.async_submit(
+            FrameIn(
+                camera_id=camera_id,
+                image=image.content,
+                client_ref=_new_ref(),
+                captured_at_ms=int(dt_util.utcnow().timestamp() * 1000),
+                source=FrameSource.CAMERA_ENTITY,
+                source_ref=entity_id,
+                content_sha256=digest,
+            )
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _FoundFile:
+    root: str
+    camera_id: str
+    relative: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(kw_only=True, slots=True)
+class _ScanResult:
+    cameras: dict[str, str]
+    files: dict[str, _FoundFile]
+    failed_roots: set[str]
+
+
+class _StoredUploads(TypedDict):
+    sent: dict[str, list[int]]
+
+
+def _acceptable_name(name: str) -> bool:
+    """Return whether a directory entry may be looked at."""
+    if not name or name.startswith(".") or name in {".", ".."}:
+        return False
+    if any(ord(char) < 32 or ord(char) == 127 for char in name) or "/" in name or "\\" in name:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in the file name
+        return False
+    return True
+
+
+def _scan_roots(roots: list[str]) -> _ScanResult:
+    """Walk the upload folders (runs in the executor)."""
+    result = _ScanResult(cameras={}, files={}, failed_roots=set())
+    for root in roots:
+        try:
+            with os.scandir(root) as entries:
+                tops = [
+                    entry
+                    for entry in entries
+                    if _acceptable_name(entry.name) and entry.is_dir(follow_symlinks=False)
+                ]
+        except OSError as err:
+            _LOGGER.debug("Cannot read upload folder %s: %s", root, err)
+            result.failed_roots.add(root)
+            continue
+        for top in tops:
+            camera_id = normalize_camera_id(top.name)
+            if not camera_id:
+                continue
+            result.cameras.setdefault(camera_id, top.name)
+            _walk(root, top.path, camera_id, 0, result)
+    return result
+
+
+def _walk(root: str, folder: str, camera_id: str, depth: int, result: _ScanResult) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    try:
+        with os.scandir(folder) as entries:
+            children = list(entries)
+    except OSError as err:
+        _LOGGER.debug("Cannot read %s: %s", folder, err)
+        result.failed_roots.add(root)
+        return
+    for entry in children:
+        if not _acceptable_name(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            _walk(root, entry.path, camera_id, depth + 1, result)
+        elif stat.S_ISREG(info.st_mode) and Path(entry.name).suffix.lower() in UPLOAD_EXTENSIONS:
+            relative = PurePosixPath(*Path(os.path.relpath(entry.path, root)).parts).as_posix()
+            result.files[entry.path] = _FoundFile(
+                root=root,
+                camera_id=camera_id,
+                relative=relative,
+                size=info.st_size,
+                mtime_ns=info.st_mtime_ns,
+            )
+
+
+def _read_file(path: str, root: str, size: int) -> tuple[bytes, str] | None:
+    """Read a settled upload and hash it (runs in the executor)."""
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        _LOGGER.warning("Ignoring %s: it lies outside its upload folder", path)
+        return None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as file:
+            data = file.read(UPLOAD_MAX_FILE_BYTES + 1)
+    except OSError as err:
+        _LOGGER.debug("Cannot read %s: %s", path, err)
+        return None
+    if len(data) != size:
+        return None
+    return data, _sha256(data)
+
+
+class UploadFolderWatcher:
+    """Polls upload folders (camera FTP drops) and sends settled images.
+
+    Layout: ``<root>/<Camera Name>/.../*.jpg``; the top-level folder names the camera.
+    Polling rather than inotify keeps this working on network shares.
+    """
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: HomeSecurityAIConfigEntry,
+        pipeline: FramePipeline,
+        roots: list[str],
+    ) -> None:
+        """Remember the folders; `async_start` begins polling."""
+        self.hass = hass
+        self._entry = entry
+        self._pipeline = pipeline
+        self.roots = list(roots)
+        self._store: Store[_StoredUploads] = Store(
+            hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.uploads"
+        )
+        self._sent: dict[str, tuple[int, int]] = {}
+        self._observed: dict[str, tuple[int, int]] = {}
+        self._in_flight: set[str] = set()
+        self._skipped: set[tuple[str, int, int]] = set()
+        self._lock = asyncio.Lock()
+        self.files_sent = 0
+
+    async def async_start(self) -> None:
+        """Load what was sent before and start polling."""
+        if not self.roots:
+            return
+        stored = await self._store.async_load()
+        if stored is not None:
+            self._sent = {
+                path: (int(value[0]), int(value[1]))
+                for path, value in stored.get("sent", {}).items()
+                if isinstance(value, list) and len(value) == 2
+            }
+        self._entry.async_on_unload(
+            async_track_time_interval(
+                self.hass,
+                self._async_schedule_poll,
+                UPLOAD_POLL_INTERVAL,
+                name=f"{DOMAIN} upload folders",
+                cancel_on_shutdown=True,
+            )
+        )
+        self._async_schedule_poll()
+
+    async def async_stop(self) -> None:
+        """Write what was sent to storage now."""
+        if self.roots:
+            await self._store.async_save(self._data_to_store())
+
+    @callback
+    def _data_to_store(self) -> _StoredUploads:
+        return {"sent": {path: list(value) for path, value in self._sent.items()}}
+
+    @callback
+    def _async_schedule_poll(self, _now: Any = None) -> None:
+        if self._lock.locked():
+            return
+        self._entry.async_create_background_task(
+            self.hass, self.async_poll(), f"{DOMAIN} upload folder poll"
+        )
+
+    async def async_poll(self) -> None:
+        """Scan the folders once and send the files that have settled."""
+        async with self._lock:
+            scan = await self.hass.async_add_executor_job(_scan_roots, self.roots)
+            for camera_id, name in scan.cameras.items():
+                self._pipeline.async_register_camera(camera_id, name)
+            now = time.time()
+            ready: list[tuple[str, _FoundFile]] = []
+            observed: dict[str, tuple[int, int]] = {}
+            for path, found in scan.files.items():
+                key = (found.size, found.mtime_ns)
+                observed[path] = key
+                if self._sent.get(path) == key or path in self._in_flight:
+                    continue
+                if (path, *key) in self._skipped:
+                    continue
+                if (
+                    self._observed.get(path) == key
+                    and found.size > 0
+                    and now - found.mtime_ns / 1e9 >= UPLOAD_SETTLE_SECONDS
+                ):
+                    ready.append((path, found))
+            self._observed = observed
+            if not scan.failed_roots:
+                self._prune(scan.files)
+            for path, found in ready:
+                await self._async_send(path, found)
+
+    def _prune(self, files: dict[str, _FoundFile]) -> None:
+        gone = [path for path in self._sent if path not in files]
+        for path in gone:
+            del self._sent[path]
+        if gone:
+            self._store.async_delay_save(self._data_to_store, _SAVE_DELAY)
+
+    async def _async_send(self, path: str, found: _FoundFile) -> None:
+        key = (found.size, found.mtime_ns)
+        if found.size > UPLOAD_MAX_FILE_BYTES:
+            self._skipped.add((path, *key))
+            _LOGGER.warning(
+                "Ignoring %s: %s bytes is more than the %s allowed",
+                found.relative,
+                found.size,
+                UPLOAD_MAX_FILE_BYTES,
+            )
+            return
+        read = await self.hass.async_add_executor_job(_read_file, path, found.root, found.size)
+        if read is None:
+            return
+        data, digest = read
+        self._in_flight.add(path)
+
+        @callback
+        def _on_ack(_ack: FrameAck) -> None:
+            self._in_flight.discard(path)
+            self._sent[path] = key
+            self.files_sent += 1
+            self._store.async_delay_save(self._data_to_store, _SAVE_DELAY)
+
+        self._pipeline.async_submit(
+            FrameIn(
+                camera_id=found.camera_id,
+                image=data,
+                client_ref=_new_ref(),
+                captured_at_ms=found.mtime_ns // 1_000_000,
+                source=FrameSource.UPLOAD,
+                source_ref=found.relative,
+                content_sha256=digest,
+            ),
+            _on_ack,
+        )

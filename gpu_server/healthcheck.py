@@ -1,0 +1,68 @@
+"""Container health probe: asks the sidecar's grpc.health.v1 service, with the bearer token.
+
+Exit code 0 when the server reports SERVING, 1 otherwise. It reads the same configuration as
+the server (HSAI_* env vars, optional --config), and the token from <data_dir>/token when none
+is configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gpu_server.config import ConfigError, load_config
+from gpu_server.identity import TOKEN_FILE
+
+_ANY_ADDRESS = {"0.0.0.0", "::", "[::]", ""}  # noqa: S104 - we connect, not bind
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpu_server.healthcheck")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--token")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--timeout", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(
+            args.config,
+            overrides={"host": args.host, "port": args.port, "data_dir": args.data_dir},
+        )
+    except ConfigError as exc:
+        sys.stderr.write(f"unhealthy: {exc}\n")
+        return 1
+    token = args.token or (config.token.get_secret_value() if config.token else "")
+    if not token:
+        token_path = config.data_dir / TOKEN_FILE
+        try:
+            token = token_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            sys.stderr.write(f"unhealthy: no token configured and {token_path}: {exc}\n")
+            return 1
+    host = "127.0.0.1" if config.host in _ANY_ADDRESS else config.host
+    target = f"[{host}]:{config.port}" if ":" in host else f"{host}:{config.port}"
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(
+                health_pb2.HealthCheckRequest(service=""),
+                metadata=[("authorization", f"Bearer {token}")],
+                timeout=args.timeout,
+            )
+        except grpc.RpcError as exc:
+            sys.stderr.write(f"unhealthy: {exc.code().name}: {exc.details()}\n")
+            return 1
+    if response.status != health_pb2.HealthCheckResponse.SERVING:
+        sys.stderr.write(f"unhealthy: {health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

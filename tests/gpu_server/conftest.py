@@ -1,0 +1,101 @@
+"""Shared fixtures: real detectors, a real in-process server and a real gRPC channel."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2_grpc
+from PIL import Image
+from sidecar_testlib import TOKEN, Running, StartServer
+
+from gpu_server._generated import service_pb2_grpc
+from gpu_server.config import load_config
+from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector, UltralyticsDetector
+from gpu_server.server import GRPCServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ultralytics_offline(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Ultralytics reads these on import: keep it offline and out of the home folder."""
+    os.environ["YOLO_CONFIG_DIR"] = str(tmp_path_factory.mktemp("ultralytics-config"))
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "0"
+
+
+@pytest.fixture(scope="session")
+def assets_dir() -> Path:
+    import ultralytics
+
+    return Path(ultralytics.__file__).parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def bus_jpeg(assets_dir: Path) -> bytes:
+    return (assets_dir / "bus.jpg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def bus_image(bus_jpeg: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(bus_jpeg)).convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(ultralytics_offline: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gpu_server.tiny_model import build_tiny_yolo
+
+    return build_tiny_yolo(tmp_path_factory.mktemp("models") / "tiny-yolo.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tiny_weights: Path) -> UltralyticsDetector:
+    # Random weights only produce boxes at a very low threshold.
+    detector = UltralyticsDetector(tiny_weights, device="cpu", confidence=0.0001, imgsz=160)
+    detector.warmup()
+    return detector
+
+
+@pytest.fixture(scope="session")
+def hog_detector() -> HogPeopleDetector:
+    return HogPeopleDetector()
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+    """Start real servers on 127.0.0.1, any free port; all are stopped after the test.
+
+    `detector` is a DetectorSelection (or None to build one from the configuration);
+    other keyword arguments are dotted configuration overrides.
+    """
+    running: list[Running] = []
+
+    async def start(detector: DetectorSelection | None = None, **overrides: Any) -> Running:
+        settings: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "token": TOKEN,
+            "data_dir": tmp_path / f"data{len(running)}",
+            "models_dir": tmp_path / "no-models",
+            "grace_period_s": 1.0,
+        }
+        settings.update({key.replace("__", "."): value for key, value in overrides.items()})
+        config = load_config(env={}, overrides=settings)
+        server = GRPCServer(config, detector=detector)
+        port = await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        item = Running(
+            server, channel, service_pb2_grpc.SecurityAIStub(channel),
+            health_pb2_grpc.HealthStub(channel),
+        )
+        running.append(item)
+        return item
+
+    yield start
+    for item in running:
+        await item.channel.close()
+        await item.server.stop(0)

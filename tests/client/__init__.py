@@ -1,0 +1,1 @@
+"""Tests for the Home Security AI gRPC client."""

@@ -1,0 +1,110 @@
+"""Fixtures for the Home Security AI integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator
+from pathlib import Path
+import sys
+from typing import Any
+
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    MockPlatform,
+    mock_platform,
+)
+
+from homeassistant.components.camera import Camera
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
+
+# The integration is imported as `custom_components.home_security_ai` from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from custom_components.home_security_ai.const import DOMAIN  # noqa: E402
+
+from .sidecar_process import Sidecar, bus_photo  # noqa: E402
+
+TEST_CAMERA = "camera.porch"
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load the integration from custom_components."""
+
+
+@pytest.fixture(scope="session")
+def shared_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sidecar]:
+    """One real sidecar for the tests that do not stop it."""
+    sidecar = Sidecar(root=tmp_path_factory.mktemp("sidecar"))
+    sidecar.start()
+    yield sidecar
+    sidecar.stop()
+
+
+@pytest.fixture
+async def sidecar(hass: HomeAssistant, tmp_path: Path) -> AsyncGenerator[Sidecar]:
+    """A real sidecar of the test's own, which the test may stop and restart."""
+    process = Sidecar(root=tmp_path / "sidecar")
+    await hass.async_add_executor_job(process.start)
+    yield process
+    await hass.async_add_executor_job(process.stop)
+
+
+@pytest.fixture
+def photo() -> bytes:
+    """A real photo with people in it."""
+    return bus_photo()
+
+
+def make_entry(sidecar: Sidecar, options: dict[str, Any] | None = None) -> MockConfigEntry:
+    """Return a config entry pointing at the sidecar."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Home Security AI (127.0.0.1)",
+        unique_id=sidecar.server_id,
+        data={CONF_HOST: sidecar.host, CONF_PORT: sidecar.port, CONF_TOKEN: sidecar.token},
+        options=options or {},
+    )
+
+
+@pytest.fixture
+def mock_config_entry(shared_sidecar: Sidecar) -> MockConfigEntry:
+    """A config entry for the shared sidecar, with no sources."""
+    return make_entry(shared_sidecar)
+
+
+class PorchCamera(Camera):
+    """A camera entity serving a fixed JPEG."""
+
+    _attr_name = "Porch"
+    _attr_unique_id = "porch"
+
+    def __init__(self, image: bytes) -> None:
+        """Serve `image`."""
+        super().__init__()
+        self.image = image
+        self.requests = 0
+
+    async def async_camera_image(
+        self, width: int | None = None, height: int | None = None
+    ) -> bytes | None:
+        """Return the image."""
+        self.requests += 1
+        return self.image
+
+
+@pytest.fixture
+async def porch_camera(hass: HomeAssistant, photo: bytes) -> PorchCamera:
+    """Set up `camera.porch`, a camera entity of a test platform."""
+    camera = PorchCamera(photo)
+
+    async def _setup_platform(hass: HomeAssistant, config: Any, add: Any, info: Any) -> None:
+        add([camera])
+
+    mock_platform(hass, "test_cam.camera", MockPlatform(async_setup_platform=_setup_platform))
+    assert await async_setup_component(hass, "camera", {"camera": {"platform": "test_cam"}})
+    await hass.async_block_till_done()
+    assert hass.states.get(TEST_CAMERA) is not None
+    return camera

@@ -1,0 +1,123 @@
+"""Start and stop the real inference sidecar as a subprocess for tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import time
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SIDECAR_PYTHON = REPO_ROOT / ".venvs" / "sidecar" / "bin" / "python"
+ASSETS = REPO_ROOT / ".venvs" / "sidecar" / "lib"
+TOKEN = "test-token-0123456789"
+START_TIMEOUT = 90.0
+
+
+def sidecar_python() -> Path:
+    """Return the sidecar's interpreter, failing loudly when it is missing."""
+    if not SIDECAR_PYTHON.exists():
+        pytest.fail(
+            f"The sidecar environment is missing ({SIDECAR_PYTHON.relative_to(REPO_ROOT)}); "
+            "run scripts/setup_sidecar_env first."
+        )
+    return SIDECAR_PYTHON
+
+
+def bus_photo() -> bytes:
+    """Return the sample street photo shipped with ultralytics (it shows people)."""
+    found = sorted(ASSETS.glob("python3*/site-packages/ultralytics/assets/bus.jpg"))
+    if not found:
+        pytest.fail("ultralytics/assets/bus.jpg is missing; run scripts/setup_sidecar_env first.")
+    return found[0].read_bytes()
+
+
+@dataclass
+class Sidecar:
+    """One sidecar process with its own folders; can be stopped and started again."""
+
+    root: Path
+    token: str = TOKEN
+    host: str = "127.0.0.1"
+    port: int = 0
+    server_id: str = ""
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def ready_file(self) -> Path:
+        """Return where the sidecar says it is listening."""
+        return self.root / "ready.json"
+
+    @property
+    def log_file(self) -> Path:
+        """Return the sidecar's log."""
+        return self.root / "sidecar.log"
+
+    def start(self, port: int | None = None) -> None:
+        """Start the sidecar (on `port`, or the previous one) and wait until it listens."""
+        python = sidecar_python()
+        for folder in ("models", "data", "yolo"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        self.ready_file.unlink(missing_ok=True)
+        env = {
+            **os.environ,
+            "YOLO_OFFLINE": "1",
+            "YOLO_AUTOINSTALL": "0",
+            "YOLO_CONFIG_DIR": str(self.root / "yolo"),
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        env.pop("VIRTUAL_ENV", None)
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(
+                [
+                    str(python),
+                    "-m",
+                    "gpu_server",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port if port is None else port),
+                    "--token",
+                    self.token,
+                    "--models-dir",
+                    str(self.root / "models"),
+                    "--data-dir",
+                    str(self.root / "data"),
+                    "--ready-file",
+                    str(self.ready_file),
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.ready_file.exists():
+            if self._process.poll() is not None:
+                pytest.fail(f"The sidecar exited early:\n{self.log_file.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"The sidecar did not start:\n{self.log_file.read_text()[-4000:]}")
+            time.sleep(0.05)
+        ready = json.loads(self.ready_file.read_text())
+        self.port = int(ready["port"])
+        self.server_id = str(ready["server_id"])
+
+    def stop(self) -> None:
+        """Stop the sidecar (SIGTERM, then SIGKILL if it lingers)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+

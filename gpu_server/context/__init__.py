@@ -1,0 +1,69 @@
+"""Context for the risk analysis: zones, usual activity, camera tampering and nearby cameras."""
+
+from gpu_server.context.baseline import (
+    ActivityBaseline,
+    AnomalyResult,
+    GroupAnomaly,
+    LabelGroup,
+    group_counts,
+    hour_of_week,
+    label_group,
+    local_timezone,
+)
+from gpu_server.context.cross_camera import ActivityEvent, CrossCameraLog, CrossCameraNote
+from gpu_server.context.enricher import (
+    AnalysisContext,
+    BoxDetection,
+    ContextEnricher,
+    FrameObservation,
+    ZonedDetection,
+)
+from gpu_server.context.scene import (
+    SceneChange,
+    SceneChangeKind,
+    SceneConfig,
+    SceneMonitor,
+    ssim,
+    ssim_map,
+)
+from gpu_server.context.zones import (
+    Zone,
+    ZoneAssignment,
+    ZoneHit,
+    ZoneKind,
+    ZoneMap,
+    ZoneRegistry,
+    point_in_polygon,
+)
+
+__all__ = [
+    "ActivityBaseline",
+    "ActivityEvent",
+    "AnalysisContext",
+    "AnomalyResult",
+    "BoxDetection",
+    "ContextEnricher",
+    "CrossCameraLog",
+    "CrossCameraNote",
+    "FrameObservation",
+    "GroupAnomaly",
+    "LabelGroup",
+    "SceneChange",
+    "SceneChangeKind",
+    "SceneConfig",
+    "SceneMonitor",
+    "Zone",
+    "ZoneAssignment",
+    "ZoneHit",
+    "ZoneKind",
+    "ZoneMap",
+    "ZoneRegistry",
+    "ZonedDetection",
+    "group_counts",
+    "hour_of_week",
+    "label_group",
+    "local_timezone",
+    "point_in_polygon",
+    "ssim",
+    "ssim_map",
+]

@@ -1,0 +1,314 @@
+"""Scene-change (tamper) detection: compares each frame with a per-camera reference view.
+
+A camera that is suddenly covered, spray-painted or turned away is itself a security event, so
+this runs on every analysed frame. Frames are reduced to a small grey image and compared with
+SSIM (structural similarity, Gaussian-weighted windows); the reference adapts slowly while the
+scene is stable, so dusk and passing clouds do not look like tampering.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from gpu_server.context._storage import atomic_write_bytes, camera_file_stem, quarantine
+
+_LOGGER = logging.getLogger(__name__)
+
+SCENE_DIR = "scene"
+FloatImage = npt.NDArray[np.float32]
+
+# SSIM stabilising constants for 8-bit dynamic range (Wang et al. 2004: K1=0.01, K2=0.03).
+_C1 = (0.01 * 255.0) ** 2
+_C2 = (0.03 * 255.0) ** 2
+
+
+class SceneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Width of the grey image the comparison runs on; small keeps it cheap and ignores noise.
+    width: int = Field(default=160, ge=32, le=1024)
+    # Gaussian window of the SSIM statistics.
+    sigma: float = Field(default=1.5, gt=0.0, le=10.0)
+    # Below this mean SSIM the view counts as changed.
+    change_threshold: float = Field(default=0.45, ge=-1.0, le=1.0)
+    # At or above this mean SSIM the view counts as stable and the reference adapts.
+    stable_threshold: float = Field(default=0.75, ge=-1.0, le=1.0)
+    # Grey-level standard deviation (0..255) under which a frame is "nearly uniform".
+    covered_std: float = Field(default=6.0, ge=0.0)
+    # A changed frame keeping less than this share of the reference's fine detail is covered
+    # (a hand or cloth over the lens is blurry rather than uniform).
+    covered_detail_ratio: float = Field(default=0.08, ge=0.0, le=1.0)
+    # Weight of each stable frame in the running reference blend.
+    adapt_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    # Local SSIM under which a pixel counts as changed, for `changed_fraction`.
+    local_change_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
+    # After this many consecutive changed frames that agree with each other, the new view is
+    # adopted as the reference (0 = never: keep alerting until reset).
+    adopt_after: int = Field(default=0, ge=0)
+    # Write the adapted reference to disk every this many adaptations.
+    save_every: int = Field(default=100, ge=1)
+
+
+class SceneChangeKind(StrEnum):
+    NONE = "none"
+    COVERED = "covered"  # lens blocked or blinded: nearly uniform or detail lost
+    MOVED = "moved"  # a different view with normal texture: turned, knocked or replaced
+
+
+@dataclass(frozen=True, slots=True)
+class SceneChange:
+    score: float  # mean SSIM against the reference, -1..1 (1 = identical)
+    changed: bool
+    kind: SceneChangeKind
+    # Share of the image whose local SSIM is low: whole-view changes are near 1.
+    changed_fraction: float = 0.0
+    # True for the first frame of a camera (or after a reset): it became the reference.
+    baseline_set: bool = False
+    # True when a persistent new view was adopted as the reference on this frame.
+    adopted: bool = False
+
+    @property
+    def tamper(self) -> bool:
+        """A covered or moved camera is a security event in itself."""
+        return self.changed and self.kind is not SceneChangeKind.NONE
+
+
+def to_grey_small(frame: npt.NDArray[np.generic], width: int) -> FloatImage:
+    """BGR/BGRA/grey image of any dtype -> small float32 grey image on a 0..255 scale."""
+    image = np.asarray(frame)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        if image.dtype != np.uint8:
+            image = _to_uint8(image)
+        image = cv2.cvtColor(image, code)
+    elif image.ndim != 2:
+        raise ValueError(f"expected an H x W or H x W x C image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        image = _to_uint8(image)
+    height, src_width = image.shape
+    if height < 8 or src_width < 8:
+        raise ValueError("frame is too small for scene comparison")
+    out_width = min(width, src_width)
+    out_height = max(8, round(height * out_width / src_width))
+    small = cv2.resize(image, (out_width, out_height), interpolation=cv2.INTER_AREA)
+    return np.asarray(small, dtype=np.float32)
+
+
+def _to_uint8(image: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
+    data = np.asarray(image, dtype=np.float64)
+    if data.size and np.nanmax(data) <= 1.0:
+        data = data * 255.0  # float images in 0..1
+    return np.clip(np.nan_to_num(data), 0, 255).astype(np.uint8)
+
+
+def ssim_map(a: FloatImage, b: FloatImage, sigma: float = 1.5) -> FloatImage:
+    """Per-pixel SSIM of two same-sized grey float images, cropped to fully-covered windows."""
+    if a.shape != b.shape:
+        raise ValueError("SSIM needs images of the same size")
+    x = a.astype(np.float64)
+    y = b.astype(np.float64)
+    radius = max(1, int(3.5 * sigma + 0.5))
+    ksize = (2 * radius + 1, 2 * radius + 1)
+
+    def blur(img: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.asarray(cv2.GaussianBlur(img, ksize, sigma, borderType=cv2.BORDER_REFLECT))
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov = blur(x * y) - mu_x * mu_y
+    numerator = (2.0 * mu_x * mu_y + _C1) * (2.0 * cov + _C2)
+    denominator = (mu_x * mu_x + mu_y * mu_y + _C1) * (var_x + var_y + _C2)
+    full = numerator / denominator
+    # Border windows see reflected pixels; leave them out when the image is large enough.
+    if full.shape[0] > 2 * radius + 4 and full.shape[1] > 2 * radius + 4:
+        full = full[radius:-radius, radius:-radius]
+    return full.astype(np.float32)
+
+
+def ssim(a: FloatImage, b: FloatImage, sigma: float = 1.5) -> float:
+    return float(np.mean(ssim_map(a, b, sigma)))
+
+
+def _detail(image: FloatImage) -> float:
+    """Fine-detail energy (variance of the Laplacian): drops when the lens is blocked."""
+    return float(np.var(cv2.Laplacian(image, cv2.CV_32F)))
+
+
+def _read_reference(path: Path) -> FloatImage:
+    reference = np.load(path, allow_pickle=False)
+    if reference.ndim != 2 or min(reference.shape) < 8:
+        raise ValueError("reference frame has an unexpected shape")
+    reference = np.asarray(reference, dtype=np.float32)
+    if not np.all(np.isfinite(reference)):
+        raise ValueError("reference frame holds non-finite values")
+    return reference
+
+
+@dataclass(slots=True)
+class _CameraState:
+    reference: FloatImage
+    adaptations: int = 0
+    dirty: bool = False
+    candidate: FloatImage | None = None
+    candidate_count: int = 0
+
+
+class SceneMonitor:
+    """Keeps a reference view per camera and classifies each new frame against it.
+
+    Thread-safe; the work per frame is a resize and a few filters on a 160 px image (a couple of
+    milliseconds), so one lock for all cameras is fine. Call it from a worker thread.
+    """
+
+    def __init__(self, data_dir: Path | None = None, config: SceneConfig | None = None) -> None:
+        self.config = config if config is not None else SceneConfig()
+        self._dir = data_dir / SCENE_DIR if data_dir is not None else None
+        self._lock = threading.Lock()
+        self._states: dict[str, _CameraState] = {}
+
+    def _path(self, camera_id: str) -> Path | None:
+        return None if self._dir is None else self._dir / f"{camera_file_stem(camera_id)}.npy"
+
+    def _load_locked(self, camera_id: str) -> _CameraState | None:
+        state = self._states.get(camera_id)
+        if state is not None:
+            return state
+        path = self._path(camera_id)
+        if path is None or not path.exists():
+            return None
+        try:
+            reference = _read_reference(path)
+        except (OSError, ValueError) as err:
+            moved = quarantine(path)
+            _LOGGER.warning(
+                "Scene reference %s is unreadable (%s); the next frame becomes the reference "
+                "(old file kept as %s)",
+                path, type(err).__name__, moved,
+            )
+            return None
+        state = _CameraState(reference)
+        self._states[camera_id] = state
+        return state
+
+    def _save_locked(self, camera_id: str, state: _CameraState) -> None:
+        path = self._path(camera_id)
+        if path is None:
+            return
+        buffer = io.BytesIO()
+        np.save(buffer, state.reference, allow_pickle=False)
+        try:
+            atomic_write_bytes(path, buffer.getvalue())
+            state.dirty = False
+        except OSError:
+            _LOGGER.exception("Could not write the scene reference for a camera to %s", path)
+
+    def reset(self, camera_id: str, frame: npt.NDArray[np.generic] | None = None) -> None:
+        """Forget the reference (the next frame sets it), or set it from `frame` now."""
+        with self._lock:
+            if frame is None:
+                self._states.pop(camera_id, None)
+                path = self._path(camera_id)
+                if path is not None:
+                    path.unlink(missing_ok=True)
+                return
+            state = _CameraState(to_grey_small(frame, self.config.width))
+            self._states[camera_id] = state
+            self._save_locked(camera_id, state)
+
+    def has_reference(self, camera_id: str) -> bool:
+        with self._lock:
+            return self._load_locked(camera_id) is not None
+
+    def check(self, camera_id: str, frame: npt.NDArray[np.generic]) -> SceneChange:
+        """Compare a frame (BGR or grey) with the camera's reference view."""
+        cfg = self.config
+        small = to_grey_small(frame, cfg.width)
+        with self._lock:
+            state = self._load_locked(camera_id)
+            if state is None:
+                state = _CameraState(small)
+                self._states[camera_id] = state
+                self._save_locked(camera_id, state)
+                return SceneChange(1.0, False, SceneChangeKind.NONE, baseline_set=True)
+            reference = state.reference
+            if reference.shape != small.shape:
+                # The stream's aspect ratio changed. Compare against a stretched reference: a
+                # reconfigured camera is worth reporting, and adoption/reset recovers from it.
+                small_ref = cv2.resize(reference, (small.shape[1], small.shape[0]))
+                reference = np.asarray(small_ref, dtype=np.float32)
+                state.reference = reference
+            local = ssim_map(reference, small, cfg.sigma)
+            score = float(np.mean(local))
+            changed_fraction = float(np.mean(local < cfg.local_change_threshold))
+            kind = self._classify(reference, small, score)
+            changed = kind is not SceneChangeKind.NONE
+            adopted = False
+            if not changed:
+                state.candidate, state.candidate_count = None, 0
+                if score >= cfg.stable_threshold and cfg.adapt_rate > 0.0:
+                    rate = cfg.adapt_rate
+                    blended = cv2.addWeighted(reference, 1.0 - rate, small, rate, 0.0)
+                    state.reference = np.asarray(blended, dtype=np.float32)
+                    state.adaptations += 1
+                    state.dirty = True
+                    if state.adaptations % cfg.save_every == 0:
+                        self._save_locked(camera_id, state)
+            elif cfg.adopt_after > 0 and kind is SceneChangeKind.MOVED:
+                adopted = self._track_candidate_locked(camera_id, state, small)
+            return SceneChange(
+                score=score,
+                changed=changed,
+                kind=kind,
+                changed_fraction=changed_fraction,
+                adopted=adopted,
+            )
+
+    def _classify(self, reference: FloatImage, frame: FloatImage, score: float) -> SceneChangeKind:
+        cfg = self.config
+        frame_std = float(np.std(frame))
+        reference_std = float(np.std(reference))
+        # A flat frame where the reference had texture: lens covered, or blinded by a light.
+        if frame_std < cfg.covered_std and reference_std >= cfg.covered_std:
+            return SceneChangeKind.COVERED
+        if score >= cfg.change_threshold:
+            return SceneChangeKind.NONE
+        reference_detail = _detail(reference)
+        if reference_detail > 0.0 and _detail(frame) < cfg.covered_detail_ratio * reference_detail:
+            return SceneChangeKind.COVERED
+        return SceneChangeKind.MOVED
+
+    def _track_candidate_locked(
+        self, camera_id: str, state: _CameraState, small: FloatImage
+    ) -> bool:
+        cfg = self.config
+        candidate = state.candidate
+        if candidate is not None and ssim(candidate, small, cfg.sigma) >= cfg.stable_threshold:
+            state.candidate_count += 1
+        else:
+            state.candidate, state.candidate_count = small, 1
+        if state.candidate_count < cfg.adopt_after:
+            return False
+        # The new view has held steady: make it the reference so the alert is not permanent.
+        state.reference, state.candidate, state.candidate_count = small, None, 0
+        self._save_locked(camera_id, state)
+        return True
+
+    def flush(self) -> None:
+        """Write references that adapted since they were last saved."""
+        with self._lock:
+            for camera_id, state in self._states.items():
+                if state.dirty:
+                    self._save_locked(camera_id, state)

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"unhealthy: {exc.code().name}: {exc.details()}\n")
             return 1
     if response.status != health_pb2.HealthCheckResponse.SERVING:
-        sys.stderr.write(f"unhealthy: {health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}\n")
+        state = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        sys.stderr.write(f"unhealthy: {state}\n")
         return 1
     return 0
 

@@ -166,6 +166,10 @@ class FrameIntake:
 
     def decode(self, data: bytes, header: FrameHeader) -> DecodedFrame:
         """Decode all pixels; incomplete or corrupt pixel data is rejected as TRUNCATED."""
+        # Pillow decodes a PNG cut after its last pixel row without complaint; a complete
+        # PNG always ends with an IEND chunk, so its absence means the upload was cut short.
+        if header.format == "PNG" and data.rfind(b"IEND", 33) == -1:
+            raise _truncated("PNG has no IEND chunk: the file is incomplete")
         try:
             with Image.open(io.BytesIO(data), formats=[header.format]) as image:
                 # load() raises on truncated data, unlike OpenCV which fills the rest with grey.

@@ -13,6 +13,7 @@ from .const import (
     CONF_UPLOAD_FOLDERS,
     DEFAULT_SNAPSHOT_INTERVAL,
     DOMAIN,
+    RECONNECT_BACKOFF_MAX,
 )
 from .coordinator import (
     HomeSecurityAIConfigEntry,
@@ -28,7 +29,10 @@ PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.CAMERA, Platform.S
 async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> bool:
     """Connect to the sidecar and start sending frames."""
     client = HomeSecurityAIClient(
-        entry.data[CONF_HOST], entry.data[CONF_PORT], entry.data[CONF_TOKEN]
+        entry.data[CONF_HOST],
+        entry.data[CONF_PORT],
+        entry.data[CONF_TOKEN],
+        max_reconnect_backoff=RECONNECT_BACKOFF_MAX,
     )
     # Unload callbacks also run when setup fails, and they run last-in first-out,
     # so the channel is closed after everything that uses it has stopped.

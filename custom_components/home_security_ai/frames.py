@@ -103,18 +103,20 @@ class FramePipeline:
         client: HomeSecurityAIClient,
         coordinator: HomeSecurityAIStatusCoordinator,
         *,
-        max_pending: int = MAX_PENDING_FRAMES,
-        backoff_initial: float = RECONNECT_BACKOFF_INITIAL,
-        backoff_max: float = RECONNECT_BACKOFF_MAX,
+        max_pending: int | None = None,
+        backoff_initial: float | None = None,
+        backoff_max: float | None = None,
     ) -> None:
         """Set up an idle pipeline; `async_run` starts streaming."""
         self.hass = hass
         self._entry = entry
         self._client = client
         self._coordinator = coordinator
-        self._max_pending = max_pending
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._max_pending = MAX_PENDING_FRAMES if max_pending is None else max_pending
+        self._backoff_initial = (
+            RECONNECT_BACKOFF_INITIAL if backoff_initial is None else backoff_initial
+        )
+        self._backoff_max = RECONNECT_BACKOFF_MAX if backoff_max is None else backoff_max
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self.cameras: dict[str, CameraState] = {}

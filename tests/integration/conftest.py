@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
 import sys
 from typing import Any
 
+from grpc._cython import cygrpc
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -27,6 +29,29 @@ from custom_components.home_security_ai.const import DOMAIN  # noqa: E402
 from .sidecar_process import Sidecar, bus_photo  # noqa: E402
 
 TEST_CAMERA = "camera.porch"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def grpc_aio_engine() -> Generator[None]:
+    """Start grpc.aio's process-wide poller thread once for the whole session.
+
+    grpc.aio starts that thread with the first channel and stops it after the last one
+    closes; Home Assistant's harness fails a test that leaves a new thread running, so
+    the thread is kept alive across tests instead.
+    """
+    loop = asyncio.new_event_loop()
+
+    async def _init() -> None:
+        cygrpc.init_grpc_aio()
+
+    loop.run_until_complete(_init())
+    yield
+    loop.run_until_complete(_shutdown())
+    loop.close()
+
+
+async def _shutdown() -> None:
+    cygrpc.shutdown_grpc_aio()
 
 
 @pytest.fixture(autouse=True)
@@ -108,3 +133,16 @@ async def porch_camera(hass: HomeAssistant, photo: bytes) -> PorchCamera:
     await hass.async_block_till_done()
     assert hass.states.get(TEST_CAMERA) is not None
     return camera
+
+
+async def wait_for(
+    hass: HomeAssistant, predicate: Any, what: str, timeout: float = 60.0
+) -> None:
+    """Wait (bounded) for real subprocess or network I/O to make `predicate()` true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"Timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+        await hass.async_block_till_done()

@@ -1,0 +1,137 @@
+"""Tests for setting up and unloading Home Security AI, its entities and diagnostics."""
+
+from __future__ import annotations
+
+import socket
+from unittest.mock import patch
+
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import CONF_PORT, CONF_TOKEN, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+
+from custom_components.home_security_ai.const import DOMAIN
+from custom_components.home_security_ai.diagnostics import (
+    async_get_config_entry_diagnostics,
+)
+
+from .conftest import make_entry, wait_for
+from .sidecar_process import Sidecar
+
+
+async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_setup_and_unload(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, shared_sidecar: Sidecar
+) -> None:
+    """The entry loads, creates the server's entities and unloads cleanly."""
+    await _setup(hass, mock_config_entry)
+    assert mock_config_entry.state is ConfigEntryState.LOADED
+    pipeline = mock_config_entry.runtime_data.pipeline
+    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+
+    entity_registry = er.async_get(hass)
+    server_id = shared_sidecar.server_id
+    entries = er.async_entries_for_config_entry(entity_registry, mock_config_entry.entry_id)
+    unique_ids = {entry.unique_id: entry for entry in entries}
+    expected = {
+        f"{server_id}_server_connectivity",
+        f"{server_id}_server_gpu_available",
+        f"{server_id}_server_detector",
+        f"{server_id}_server_inference_latency",
+        f"{server_id}_server_total_latency_p95",
+        f"{server_id}_server_queue_depth",
+        f"{server_id}_server_frames_analysed",
+        f"{server_id}_server_frames_rejected",
+    }
+    assert set(unique_ids) == expected
+
+    detector = unique_ids[f"{server_id}_server_detector"].entity_id
+    assert detector == "sensor.home_security_ai_127_0_0_1_detector"
+    assert hass.states.get(detector).state == "hog-people (fallback)"
+    assert hass.states.get(detector).attributes["friendly_name"] == (
+        "Home Security AI (127.0.0.1) Detector"
+    )
+    connectivity = unique_ids[f"{server_id}_server_connectivity"].entity_id
+    assert connectivity == "binary_sensor.home_security_ai_127_0_0_1_connectivity"
+    assert hass.states.get(connectivity).state == STATE_ON
+    queue = unique_ids[f"{server_id}_server_queue_depth"].entity_id
+    assert hass.states.get(queue).state == "0"
+
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, server_id)})
+    assert device is not None
+    assert device.sw_version
+
+    assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert mock_config_entry.state is ConfigEntryState.NOT_LOADED
+    assert hass.states.get(connectivity).state == STATE_UNAVAILABLE
+
+
+async def test_setup_sidecar_down(hass: HomeAssistant, socket_enabled: None) -> None:
+    """The entry retries later while the sidecar is down."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id="down",
+        data={"host": "127.0.0.1", CONF_PORT: port, CONF_TOKEN: "x"},
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_setup_wrong_token(hass: HomeAssistant, shared_sidecar: Sidecar) -> None:
+    """A refused token fails setup and starts reauthentication."""
+    entry = make_entry(shared_sidecar)
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id=entry.unique_id, data={**entry.data, CONF_TOKEN: "wrong"}
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress()
+    assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
+
+
+async def test_diagnostics(
+    hass: HomeAssistant, shared_sidecar: Sidecar, tmp_path: object
+) -> None:
+    """Diagnostics redact the token and folders and include status and counters."""
+    entry = make_entry(shared_sidecar, {"upload_folders": ["/secret/uploads"]})
+    hass.config.allowlist_external_dirs = {"/secret"}
+    await _setup(hass, entry)
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    assert diagnostics["entry"]["data"][CONF_TOKEN] == "**REDACTED**"
+    assert diagnostics["entry"]["options"]["upload_folders"] == "**REDACTED**"
+    assert shared_sidecar.token not in str(diagnostics)
+    assert diagnostics["status"]["server_id"] == shared_sidecar.server_id
+    assert diagnostics["status"]["detector"]["name"] == "hog-people"
+    assert "submitted" in diagnostics["counters"]
+    assert diagnostics["cameras"] == {}
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize("option", ["snapshot_interval"])
+async def test_options_update_reloads(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, option: str
+) -> None:
+    """Changing the options reloads the entry."""
+    await _setup(hass, mock_config_entry)
+    with patch(
+        "custom_components.home_security_ai.async_setup_entry", return_value=True
+    ) as setup:
+        hass.config_entries.async_update_entry(mock_config_entry, options={option: 5})
+        await hass.async_block_till_done()
+    assert setup.call_count == 1

@@ -1,0 +1,109 @@
+"""What one analysis is about: a camera's batch of detections and the context around it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Final, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+# Local hours counted as night: the time of day that raises risk most.
+NIGHT_START_HOUR: Final = 22
+NIGHT_END_HOUR: Final = 6
+
+
+def daypart_for_hour(hour: int) -> str:
+    if hour >= NIGHT_START_HOUR or hour < NIGHT_END_HOUR:
+        return "night"
+    if hour < 12:
+        return "morning"
+    if hour < 18:
+        return "afternoon"
+    return "evening"
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ZoneKind(enum.StrEnum):
+    """How much a zone matters; entry points and sensitive areas raise the risk."""
+
+    ENTRY = "entry"
+    SENSITIVE = "sensitive"
+    PERIMETER = "perimeter"
+    PUBLIC = "public"
+    OTHER = "other"
+
+
+class DetectionInput(_Input):
+    label: str = Field(min_length=1, max_length=64)
+    confidence: float = Field(ge=0.0, le=1.0)
+    zone: str | None = Field(default=None, max_length=200)
+
+
+class ZoneInput(_Input):
+    name: str = Field(min_length=1, max_length=200)
+    kind: ZoneKind = ZoneKind.OTHER
+
+
+class BaselineInput(_Input):
+    # 0 = exactly as usual for this camera and hour, 1 = never seen before.
+    anomaly_score: float = Field(ge=0.0, le=1.0)
+    expected_events_this_hour: float = Field(default=0.0, ge=0.0)
+    # Short lines such as "Tue 02:00: 0 events"; newest first.
+    history: tuple[str, ...] = ()
+
+
+class CameraActivity(_Input):
+    """Something another camera saw recently."""
+
+    camera_name: str = Field(min_length=1, max_length=200)
+    minutes_ago: float = Field(ge=0.0)
+    labels: tuple[str, ...] = ()
+
+
+class UntrustedText(_Input):
+    """Text read from an image or another source that anyone could have written."""
+
+    source: str = Field(min_length=1, max_length=40)  # "ocr_plate", "caption", ...
+    text: str = Field(max_length=100_000)
+
+
+class AnalysisInput(_Input):
+    camera_id: str = Field(min_length=1, max_length=200)
+    camera_name: str = Field(min_length=1, max_length=200)
+    start: datetime
+    end: datetime
+    # The camera's local wall-clock time of the batch; night and weekday come from it.
+    local_time: datetime
+    detections: tuple[DetectionInput, ...] = ()
+    zones: tuple[ZoneInput, ...] = ()
+    baseline: BaselineInput | None = None
+    other_cameras: tuple[CameraActivity, ...] = ()
+    scene_changed: bool = False
+    untrusted_texts: tuple[UntrustedText, ...] = ()
+    # Optional per-camera prompt version; the service default applies when None.
+    prompt_version: str | None = None
+
+    @model_validator(mode="after")
+    def _span_is_ordered(self) -> Self:
+        if self.end < self.start:
+            raise ValueError("end must not be before start")
+        return self
+
+    @property
+    def daypart(self) -> str:
+        return daypart_for_hour(self.local_time.hour)
+
+    @property
+    def is_night(self) -> bool:
+        return self.daypart == "night"
+
+    def zone_kind(self, zone: str | None) -> ZoneKind | None:
+        for candidate in self.zones:
+            if candidate.name == zone:
+                return candidate.kind
+        return None

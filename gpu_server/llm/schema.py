@@ -1,0 +1,106 @@
+"""The risk assessment every analysis ends in, whether a language model or the rules wrote it."""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCORE_MIN: Final = 0
+SCORE_MAX: Final = 100
+SUMMARY_MAX_CHARS: Final = 200
+REASONING_MAX_CHARS: Final = 600
+ACTION_MAX_CHARS: Final = 200
+
+# The order the model must write the keys in; the grammar and the prompt both use it.
+FIELD_ORDER: Final = ("risk_score", "risk_level", "summary", "reasoning", "recommended_action")
+
+
+class RiskLevel(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+# Lowest score of each level, highest level first.
+LEVEL_FLOORS: Final[tuple[tuple[int, RiskLevel], ...]] = (
+    (85, RiskLevel.CRITICAL),
+    (60, RiskLevel.HIGH),
+    (30, RiskLevel.MEDIUM),
+    (0, RiskLevel.LOW),
+)
+
+
+def level_for_score(score: int) -> RiskLevel:
+    """The level a score falls in: low 0-29, medium 30-59, high 60-84, critical 85-100."""
+    if not SCORE_MIN <= score <= SCORE_MAX:
+        raise ValueError(f"risk score {score} is outside {SCORE_MIN}..{SCORE_MAX}")
+    for floor, level in LEVEL_FLOORS:
+        if score >= floor:
+            return level
+    raise AssertionError("unreachable: the lowest floor is 0")  # pragma: no cover
+
+
+class ModelOutput(BaseModel):
+    """Exactly what the model is asked to write, validated before anything trusts it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    risk_score: int = Field(ge=SCORE_MIN, le=SCORE_MAX, strict=True)
+    risk_level: RiskLevel
+    summary: str = Field(max_length=SUMMARY_MAX_CHARS)
+    reasoning: str = Field(max_length=REASONING_MAX_CHARS)
+    recommended_action: str = Field(max_length=ACTION_MAX_CHARS)
+
+
+class Assessment(BaseModel):
+    """A scored, explained security event, plus where it came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    risk_score: int = Field(ge=SCORE_MIN, le=SCORE_MAX)
+    risk_level: RiskLevel
+    summary: str = Field(max_length=SUMMARY_MAX_CHARS)
+    reasoning: str = Field(max_length=REASONING_MAX_CHARS)
+    recommended_action: str = Field(max_length=ACTION_MAX_CHARS)
+    # True when the rules wrote this because no model answered in time or at all.
+    fallback: bool = False
+    fallback_reason: str | None = None
+    # Set when the model's level disagreed with its own score; the score won.
+    level_corrected: bool = False
+    model_risk_level: RiskLevel | None = None
+    # Which model (file name) or "rules" produced the assessment, and with which prompt.
+    model: str = "rules"
+    prompt_version: str | None = None
+    # Some untrusted text in the input looked like an attempt to steer the analysis.
+    suspicious_input: bool = False
+
+
+def reconcile(
+    output: ModelOutput,
+    *,
+    model: str,
+    prompt_version: str | None,
+    suspicious_input: bool = False,
+) -> Assessment:
+    """Turn validated model output into an Assessment, trusting the score over the level.
+
+    A small model often writes a level that contradicts its own score; the score is the finer
+    signal and drives automations, so the level is recomputed from it and the change flagged.
+    """
+    expected = level_for_score(output.risk_score)
+    corrected = output.risk_level != expected
+    return Assessment(
+        risk_score=output.risk_score,
+        risk_level=expected,
+        summary=output.summary,
+        reasoning=output.reasoning,
+        recommended_action=output.recommended_action,
+        level_corrected=corrected,
+        model_risk_level=output.risk_level if corrected else None,
+        model=model,
+        prompt_version=prompt_version,
+        suspicious_input=suspicious_input,
+    )

@@ -1,0 +1,223 @@
+"""End-to-end tests: real frames through a real sidecar, including a sidecar restart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import os
+from pathlib import Path
+import time
+from unittest.mock import patch
+
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+)
+
+from homeassistant.components.camera import async_get_image
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.util import dt as dt_util
+
+from custom_components.home_security_ai.const import (
+    CONF_CAMERAS,
+    CONF_MOTION_SENSORS,
+    CONF_SNAPSHOT_INTERVAL,
+    CONF_UPLOAD_FOLDERS,
+    DOMAIN,
+    UPLOAD_POLL_INTERVAL,
+)
+
+from .conftest import TEST_CAMERA, PorchCamera, make_entry, wait_for
+from .sidecar_process import Sidecar
+
+MOTION = "binary_sensor.porch_motion"
+
+
+@pytest.fixture(autouse=True)
+def fast_reconnect() -> object:
+    """Reconnect quickly after the sidecar comes back."""
+    with (
+        patch("custom_components.home_security_ai.frames.RECONNECT_BACKOFF_INITIAL", 0.1),
+        patch("custom_components.home_security_ai.frames.RECONNECT_BACKOFF_MAX", 0.3),
+        patch("custom_components.home_security_ai.RECONNECT_BACKOFF_MAX", 0.3),
+    ):
+        yield
+
+
+def _entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
+    entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
+    assert entity_id is not None, unique_id
+    return entity_id
+
+
+def _write_settled(path: Path, data: bytes) -> None:
+    """Write a file whose mtime lies in the past, as a finished upload's would."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    past = time.time() - 5
+    os.utime(path, (past, past))
+
+
+async def _poll_uploads(hass: HomeAssistant, times: int = 2) -> None:
+    """Let the upload watcher poll `times` times."""
+    for _ in range(times):
+        async_fire_time_changed(hass, dt_util.utcnow() + UPLOAD_POLL_INTERVAL)
+        await hass.async_block_till_done()
+        watcher = hass.config_entries.async_entries(DOMAIN)[0].runtime_data.upload_watcher
+        await wait_for(hass, lambda w=watcher: not w._lock.locked(), "the poll")  # noqa: SLF001
+
+
+async def test_camera_entity_snapshots(
+    hass: HomeAssistant, sidecar: Sidecar, porch_camera: PorchCamera
+) -> None:
+    """Timed and motion snapshots are analysed and shown with their detections."""
+    hass.states.async_set(MOTION, STATE_OFF)
+    entry = make_entry(
+        sidecar,
+        {
+            CONF_CAMERAS: [TEST_CAMERA],
+            CONF_SNAPSHOT_INTERVAL: 60,
+            CONF_MOTION_SENSORS: {TEST_CAMERA: MOTION},
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    pipeline = entry.runtime_data.pipeline
+    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+
+    objects = _entity_id(hass, "sensor", f"{sidecar.server_id}_porch_objects")
+    camera = _entity_id(hass, "camera", f"{sidecar.server_id}_porch_camera")
+    assert objects == "sensor.porch_objects"
+    assert hass.states.get(objects).state == "unknown"
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, f"{sidecar.server_id}_porch")})
+    assert device is not None
+    assert device.name == "Porch"
+    assert device.via_device_id is not None
+
+    # A timed snapshot.
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=60))
+    await wait_for(hass, lambda: pipeline.cameras["porch"].frames_accepted == 1, "an ack")
+    state = hass.states.get(objects)
+    assert int(state.state) >= 1
+    assert state.attributes["person"] == int(state.state)
+    assert porch_camera.requests == 1
+
+    image = await async_get_image(hass, camera)
+    assert image.content_type == "image/jpeg"
+    assert image.content[:2] == b"\xff\xd8"
+    assert image.content != porch_camera.image  # boxes were drawn
+
+    # Motion triggers another snapshot (same picture: the sidecar reports a duplicate).
+    hass.states.async_set(MOTION, STATE_ON)
+    await wait_for(hass, lambda: pipeline.cameras["porch"].frames_duplicate == 1, "a duplicate")
+    assert porch_camera.requests == 2
+    assert int(hass.states.get(objects).state) >= 1
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_upload_folder_and_sidecar_restart(
+    hass: HomeAssistant,
+    sidecar: Sidecar,
+    photo: bytes,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Uploads become cameras; bad files are handled; a sidecar restart is survived."""
+    uploads = tmp_path / "uploads"
+    (uploads / ".hidden").mkdir(parents=True)
+    hass.config.allowlist_external_dirs = {str(tmp_path)}
+    entry: MockConfigEntry = make_entry(sidecar, {CONF_UPLOAD_FOLDERS: [str(uploads)]})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    pipeline = entry.runtime_data.pipeline
+    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+    server_id = sidecar.server_id
+
+    # A photo, a text file and a file in a hidden folder.
+    _write_settled(uploads / "Front Door" / "2026" / "MDAlarm_1.jpg", photo)
+    _write_settled(uploads / "Front Door" / "notes.txt", b"not a picture")
+    _write_settled(uploads / ".hidden" / "x.jpg", photo)
+    _write_settled(uploads / "Front Door" / ".partial.jpg", photo)
+    await _poll_uploads(hass)
+    await wait_for(hass, lambda: "front_door" in pipeline.cameras, "the new camera")
+    await wait_for(
+        hass, lambda: pipeline.cameras["front_door"].frames_accepted == 1, "the upload's ack"
+    )
+    assert set(pipeline.cameras) == {"front_door"}
+    assert pipeline.counters.submitted == 1
+
+    objects = _entity_id(hass, "sensor", f"{server_id}_front_door_objects")
+    camera = _entity_id(hass, "camera", f"{server_id}_front_door_camera")
+    assert objects == "sensor.front_door_objects"
+    assert int(hass.states.get(objects).state) >= 1
+    assert hass.states.get(camera).state != STATE_UNAVAILABLE
+
+    # A file still being written is only sent once it has settled.
+    growing = uploads / "Front Door" / "MDAlarm_2.jpg"
+    growing.write_bytes(photo[: len(photo) // 2])
+    await _poll_uploads(hass)
+    with growing.open("ab") as file:
+        file.write(photo[len(photo) // 2 :] + b"\x00")
+    await _poll_uploads(hass, times=1)
+    assert pipeline.counters.submitted == 1
+    past = time.time() - 5
+    os.utime(growing, (past, past))
+    await _poll_uploads(hass)
+    await wait_for(hass, lambda: pipeline.counters.acked == 2, "the settled upload's ack")
+
+    # A corrupt JPEG is rejected and logged; the stream goes on.
+    _write_settled(uploads / "Front Door" / "broken.jpg", photo[:4000])
+    _write_settled(uploads / "Garden" / "MDAlarm_3.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    await _poll_uploads(hass)
+    await wait_for(hass, lambda: pipeline.counters.rejected == 2, "the rejections")
+    assert pipeline.cameras["front_door"].frames_rejected == 1
+    assert "rejected Front Door/broken.jpg from camera front_door: truncated" in caplog.text
+    assert "garden" in pipeline.cameras
+
+    # Nothing is sent twice.
+    await _poll_uploads(hass)
+    assert pipeline.counters.submitted == 4
+
+    # The sidecar goes away: connectivity drops and the cameras become unavailable.
+    connectivity = _entity_id(hass, "binary_sensor", f"{server_id}_server_connectivity")
+    detector = _entity_id(hass, "sensor", f"{server_id}_server_detector")
+    assert hass.states.get(connectivity).state == STATE_ON
+    port = sidecar.port
+    await hass.async_add_executor_job(sidecar.stop)
+    await wait_for(hass, lambda: hass.states.get(connectivity).state == STATE_OFF, "the drop")
+    assert hass.states.get(camera).state == STATE_UNAVAILABLE
+    assert hass.states.get(objects).state == STATE_UNAVAILABLE
+    assert hass.states.get(detector).state == STATE_UNAVAILABLE
+
+    # A picture arriving meanwhile waits ...
+    _write_settled(uploads / "Back Yard" / "MDAlarm_4.jpg", photo)
+    await _poll_uploads(hass)
+    await wait_for(hass, lambda: pipeline.pending_count == 1, "the queued frame")
+
+    # ... and is delivered once the sidecar is back on the same port with the same id.
+    await hass.async_add_executor_job(sidecar.start, port)
+    assert sidecar.server_id == server_id
+    await wait_for(hass, lambda: hass.states.get(connectivity).state == STATE_ON, "reconnect")
+    await wait_for(hass, lambda: pipeline.pending_count == 0, "the queued frame's ack")
+    back_yard = pipeline.cameras["back_yard"]
+    assert back_yard.frames_accepted + back_yard.frames_duplicate == 1
+    assert hass.states.get(camera).state != STATE_UNAVAILABLE
+    assert hass.states.get(detector).state == "hog-people (fallback)"
+    back_yard_objects = _entity_id(hass, "sensor", f"{server_id}_back_yard_objects")
+    assert int(hass.states.get(back_yard_objects).state) >= 1
+
+    # What was sent survives a reload: nothing is sent again.
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    pipeline = entry.runtime_data.pipeline
+    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+    await _poll_uploads(hass)
+    assert pipeline.counters.submitted == 0
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()

@@ -40,12 +40,36 @@ class LabelGroup(StrEnum):
 
 
 _VEHICLES = frozenset(
-    {"bicycle", "car", "motorcycle", "motorbike", "bus", "train", "truck", "boat", "airplane",
-     "van", "scooter"}
+    {
+        "bicycle",
+        "car",
+        "motorcycle",
+        "motorbike",
+        "bus",
+        "train",
+        "truck",
+        "boat",
+        "airplane",
+        "van",
+        "scooter",
+    }
 )
 _ANIMALS = frozenset(
-    {"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
-     "fox", "deer", "raccoon"}
+    {
+        "bird",
+        "cat",
+        "dog",
+        "horse",
+        "sheep",
+        "cow",
+        "elephant",
+        "bear",
+        "zebra",
+        "giraffe",
+        "fox",
+        "deer",
+        "raccoon",
+    }
 )
 
 
@@ -243,9 +267,7 @@ class ActivityBaseline:
 
     # -- learning -----------------------------------------------------------------------------
 
-    def record(
-        self, camera_id: str, when: datetime, counts: Counts
-    ) -> None:
+    def record(self, camera_id: str, when: datetime, counts: Counts) -> None:
         """Record one analysed window's object counts (zeros too: they mark the hour observed).
 
         Counts are folded into the current local hour; an hour becomes a sample for its bucket
@@ -314,9 +336,7 @@ class ActivityBaseline:
         pooled = {group: _pool(b.get(group, _Stat()) for b in same_hour) for group in LabelGroup}
         return pooled, True
 
-    def anomaly_score(
-        self, camera_id: str, when: datetime, counts: Counts
-    ) -> AnomalyResult:
+    def anomaly_score(self, camera_id: str, when: datetime, counts: Counts) -> AnomalyResult:
         """Score counts against the camera's history at this local hour of the week.
 
         Only more activity than usual raises the score: an empty scene is not a threat.
@@ -333,7 +353,9 @@ class ActivityBaseline:
         groups: list[GroupAnomaly] = []
         for group in LabelGroup:
             stat = stats[group]
-            std = math.sqrt(max(stat.var, 0.0) + self._min_std**2)
+            # Counts are roughly Poisson, so a busy hour is allowed at least its mean as
+            # variance: 3 people where 2 is usual is not news, 3 where 0 is usual is.
+            std = math.sqrt(max(stat.var, stat.mean, 0.0) + self._min_std**2)
             z = (observed[group] - stat.mean) / std
             groups.append(GroupAnomaly(group, observed[group], round(stat.mean, 3), std, z))
         top = max(g.z for g in groups)
@@ -389,7 +411,9 @@ class ActivityBaseline:
             moved = quarantine(self._path)
             _LOGGER.warning(
                 "Activity baseline %s is unreadable (%s); starting fresh (old file kept as %s)",
-                self._path, type(err).__name__, moved,
+                self._path,
+                type(err).__name__,
+                moved,
             )
             return
         self._cameras, self._tz_names, self._tz_cache = cameras, tz_names, tz_cache

@@ -123,7 +123,9 @@ class CrossCameraLog:
             return len(self._events)
 
     def recent(
-        self, exclude_camera: str | None = None, start: datetime | None = None,
+        self,
+        exclude_camera: str | None = None,
+        start: datetime | None = None,
         end: datetime | None = None,
     ) -> list[ActivityEvent]:
         """Unexpired events on other cameras between `start - window` and `end`, oldest first."""

@@ -111,8 +111,10 @@ class AnalysisContext:
     def _detection_facts(self) -> Iterator[str]:
         relevant = self.relevant_detections
         if not relevant:
-            yield "No objects detected." if not self.detections else (
-                "No objects detected outside ignore zones."
+            yield (
+                "No objects detected."
+                if not self.detections
+                else ("No objects detected outside ignore zones.")
             )
         # Per label and zone, the most seen at once in one frame, so a person standing still
         # across ten frames is one person, not ten.

@@ -196,7 +196,9 @@ class SceneMonitor:
             _LOGGER.warning(
                 "Scene reference %s is unreadable (%s); the next frame becomes the reference "
                 "(old file kept as %s)",
-                path, type(err).__name__, moved,
+                path,
+                type(err).__name__,
+                moved,
             )
             return None
         state = _CameraState(reference)

@@ -128,7 +128,10 @@ def _clip_to_box(points: Sequence[Point], box: tuple[float, float, float, float]
     """
     x1, y1, x2, y2 = box
     planes: list[tuple[int, float, bool]] = [
-        (0, x1, True), (0, x2, False), (1, y1, True), (1, y2, False)
+        (0, x1, True),
+        (0, x2, False),
+        (1, y1, True),
+        (1, y2, False),
     ]
     out: list[Point] = list(points)
     for axis, bound, keep_above in planes:
@@ -218,7 +221,7 @@ class ZoneHit:
 @dataclass(frozen=True, slots=True)
 class ZoneAssignment:
     foot: Point  # normalised
-    hits: tuple[ZoneHit, ...]  # foot-containing zones first, then by overlap
+    hits: tuple[ZoneHit, ...]  # zones under the foot (smallest first), then by overlap
 
     @property
     def zones(self) -> tuple[ZoneHit, ...]:
@@ -274,14 +277,17 @@ class ZoneMap(_Model):
         """
         nbox = normalise_box(box, width, height)
         foot = ((nbox[0] + nbox[2]) / 2.0, nbox[3])
-        hits: list[ZoneHit] = []
+        ranked: list[tuple[tuple[bool, float], ZoneHit]] = []
         for zone in self.zones:
             contains = zone.contains(*foot)
             overlap = zone.overlap_fraction(nbox)
             if contains or overlap > 0.0:
-                hits.append(ZoneHit(zone.name, zone.kind, contains, overlap))
-        hits.sort(key=lambda hit: (not hit.contains_foot, -hit.overlap))
-        return ZoneAssignment(foot=foot, hits=tuple(hits))
+                # Zones under the foot come first, smallest (most specific: a porch inside a
+                # yard) first; merely overlapped zones follow by overlap.
+                key = (not contains, zone.area if contains else -overlap)
+                ranked.append((key, ZoneHit(zone.name, zone.kind, contains, overlap)))
+        ranked.sort(key=lambda item: item[0])
+        return ZoneAssignment(foot=foot, hits=tuple(hit for _, hit in ranked))
 
 
 class _ZonesFile(BaseModel):
@@ -311,7 +317,9 @@ class ZoneRegistry:
             moved = quarantine(self._path)
             _LOGGER.warning(
                 "Zone file %s is unreadable (%s); starting with no zones (old file kept as %s)",
-                self._path, type(err).__name__, moved,
+                self._path,
+                type(err).__name__,
+                moved,
             )
             return
         for camera_id, zones in parsed.cameras.items():

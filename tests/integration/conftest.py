@@ -3,69 +3,52 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
-import sys
 from typing import Any
 
-from grpc._cython import cygrpc
 import pytest
+from homeassistant.components.camera import Camera
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     MockPlatform,
     mock_platform,
 )
 
-from homeassistant.components.camera import Camera
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
-from homeassistant.core import HomeAssistant
-from homeassistant.setup import async_setup_component
-
 # The integration is imported as `custom_components.home_security_ai` from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from custom_components.home_security_ai.const import DOMAIN  # noqa: E402
+from custom_components.home_security_ai.const import DOMAIN
 
-from .sidecar_process import Sidecar, bus_photo  # noqa: E402
+from .sidecar_process import (
+    Sidecar,
+    bus_photo,
+    grpc_aio_engine_session,
+    shared_sidecar_session,
+)
 
 TEST_CAMERA = "camera.porch"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def grpc_aio_engine() -> Generator[None]:
-    """Start grpc.aio's process-wide poller thread once for the whole session.
-
-    grpc.aio starts that thread with the first channel and stops it after the last one
-    closes; Home Assistant's harness fails a test that leaves a new thread running, so
-    the thread is kept alive across tests instead.
-    """
-    loop = asyncio.new_event_loop()
-
-    async def _init() -> None:
-        cygrpc.init_grpc_aio()
-
-    loop.run_until_complete(_init())
-    yield
-    loop.run_until_complete(_shutdown())
-    loop.close()
-
-
-async def _shutdown() -> None:
-    cygrpc.shutdown_grpc_aio()
-
-
-@pytest.fixture(autouse=True)
-def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
-    """Let Home Assistant load the integration from custom_components."""
+    """Keep grpc.aio's poller thread alive for the whole session."""
+    yield from grpc_aio_engine_session()
 
 
 @pytest.fixture(scope="session")
 def shared_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sidecar]:
     """One real sidecar for the tests that do not stop it."""
-    sidecar = Sidecar(root=tmp_path_factory.mktemp("sidecar"))
-    sidecar.start()
-    yield sidecar
-    sidecar.stop()
+    yield from shared_sidecar_session(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load the integration from custom_components."""
 
 
 @pytest.fixture
@@ -135,12 +118,10 @@ async def porch_camera(hass: HomeAssistant, photo: bytes) -> PorchCamera:
     return camera
 
 
-async def wait_for(
-    hass: HomeAssistant, predicate: Any, what: str, timeout: float = 60.0
-) -> None:
+async def wait_for(hass: HomeAssistant, predicate: Any, what: str, limit: float = 60.0) -> None:
     """Wait (bounded) for real subprocess or network I/O to make `predicate()` true."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
     while not predicate():
         if loop.time() > deadline:
             pytest.fail(f"Timed out waiting for {what}")

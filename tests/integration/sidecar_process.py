@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
 import json
 import os
-from pathlib import Path
 import signal
 import subprocess
 import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from grpc._cython import cygrpc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SIDECAR_PYTHON = REPO_ROOT / ".venvs" / "sidecar" / "bin" / "python"
@@ -121,3 +124,30 @@ class Sidecar:
             process.wait(timeout=15)
 
 
+def grpc_aio_engine_session() -> Generator[None]:
+    """Start grpc.aio's process-wide poller thread once for the whole session.
+
+    grpc.aio starts that thread with the first channel and stops it after the last one
+    closes; Home Assistant's test harness fails a test that leaves a new thread behind,
+    so the thread is kept alive across tests instead.
+    """
+    loop = asyncio.new_event_loop()
+
+    async def _init() -> None:
+        cygrpc.init_grpc_aio()
+
+    async def _shutdown() -> None:
+        cygrpc.shutdown_grpc_aio()
+
+    loop.run_until_complete(_init())
+    yield
+    loop.run_until_complete(_shutdown())
+    loop.close()
+
+
+def shared_sidecar_session(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sidecar]:
+    """One real sidecar for the tests that do not stop it."""
+    sidecar = Sidecar(root=tmp_path_factory.mktemp("sidecar"))
+    sidecar.start()
+    yield sidecar
+    sidecar.stop()

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 import socket
+from pathlib import Path
 from unittest.mock import patch
 
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
-
 from homeassistant.config_entries import SOURCE_USER
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_security_ai.const import (
     CONF_CAMERAS,
@@ -31,9 +30,7 @@ pytestmark = pytest.mark.usefixtures("mock_setup_entry")
 @pytest.fixture
 def mock_setup_entry() -> object:
     """Keep the flows from setting the entry up."""
-    with patch(
-        "custom_components.home_security_ai.async_setup_entry", return_value=True
-    ) as mock:
+    with patch("custom_components.home_security_ai.async_setup_entry", return_value=True) as mock:
         yield mock
 
 
@@ -137,9 +134,7 @@ async def test_user_flow_already_configured(
     assert result["reason"] == "already_configured"
 
 
-async def test_reauth(
-    hass: HomeAssistant, shared_sidecar: Sidecar, closed_port: int
-) -> None:
+async def test_reauth(hass: HomeAssistant, shared_sidecar: Sidecar, closed_port: int) -> None:
     """Reauth asks for a new token, rejects a wrong one and stores the right one."""
     entry = MockConfigEntry(
         domain=DOMAIN,
@@ -167,9 +162,7 @@ async def test_reauth(
 
 async def test_reauth_wrong_server(hass: HomeAssistant, shared_sidecar: Sidecar) -> None:
     """Reauth against a different sidecar aborts."""
-    entry = MockConfigEntry(
-        domain=DOMAIN, unique_id="another-server", data=_input(shared_sidecar)
-    )
+    entry = MockConfigEntry(domain=DOMAIN, unique_id="another-server", data=_input(shared_sidecar))
     entry.add_to_hass(hass)
     result = await entry.start_reauth_flow(hass)
     result = await hass.config_entries.flow.async_configure(
@@ -179,9 +172,7 @@ async def test_reauth_wrong_server(hass: HomeAssistant, shared_sidecar: Sidecar)
     assert result["reason"] == "wrong_server"
 
 
-async def test_reconfigure(
-    hass: HomeAssistant, shared_sidecar: Sidecar, closed_port: int
-) -> None:
+async def test_reconfigure(hass: HomeAssistant, shared_sidecar: Sidecar, closed_port: int) -> None:
     """Reconfigure validates the new address and updates the entry."""
     entry = MockConfigEntry(
         domain=DOMAIN,

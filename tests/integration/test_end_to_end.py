@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 import os
-from pathlib import Path
 import time
+from datetime import timedelta
+from pathlib import Path
 from unittest.mock import patch
 
 import pytest
+from homeassistant.components.camera import async_get_image
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_time_changed,
 )
-
-from homeassistant.components.camera import async_get_image
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
-from homeassistant.util import dt as dt_util
 
 from custom_components.home_security_ai.const import (
     CONF_CAMERAS,
@@ -66,7 +66,7 @@ async def _poll_uploads(hass: HomeAssistant, times: int = 2) -> None:
         async_fire_time_changed(hass, dt_util.utcnow() + UPLOAD_POLL_INTERVAL)
         await hass.async_block_till_done()
         watcher = hass.config_entries.async_entries(DOMAIN)[0].runtime_data.upload_watcher
-        await wait_for(hass, lambda w=watcher: not w._lock.locked(), "the poll")  # noqa: SLF001
+        await wait_for(hass, lambda w=watcher: not w._lock.locked(), "the poll")
 
 
 async def test_camera_entity_snapshots(
@@ -92,7 +92,9 @@ async def test_camera_entity_snapshots(
     camera = _entity_id(hass, "camera", f"{sidecar.server_id}_porch_camera")
     assert objects == "sensor.porch_objects"
     assert hass.states.get(objects).state == "unknown"
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, f"{sidecar.server_id}_porch")})
+    device = dr.async_get(hass).async_get_device(
+        identifiers={(DOMAIN, f"{sidecar.server_id}_porch")}
+    )
     assert device is not None
     assert device.name == "Porch"
     assert device.via_device_id is not None

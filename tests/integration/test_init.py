@@ -6,12 +6,12 @@ import socket
 from unittest.mock import patch
 
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
-
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_PORT, CONF_TOKEN, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_security_ai.const import DOMAIN
 from custom_components.home_security_ai.diagnostics import (
@@ -105,9 +105,7 @@ async def test_setup_wrong_token(hass: HomeAssistant, shared_sidecar: Sidecar) -
     assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
 
 
-async def test_diagnostics(
-    hass: HomeAssistant, shared_sidecar: Sidecar, tmp_path: object
-) -> None:
+async def test_diagnostics(hass: HomeAssistant, shared_sidecar: Sidecar, tmp_path: object) -> None:
     """Diagnostics redact the token and folders and include status and counters."""
     entry = make_entry(shared_sidecar, {"upload_folders": ["/secret/uploads"]})
     hass.config.allowlist_external_dirs = {"/secret"}
@@ -129,9 +127,7 @@ async def test_options_update_reloads(
 ) -> None:
     """Changing the options reloads the entry."""
     await _setup(hass, mock_config_entry)
-    with patch(
-        "custom_components.home_security_ai.async_setup_entry", return_value=True
-    ) as setup:
+    with patch("custom_components.home_security_ai.async_setup_entry", return_value=True) as setup:
         hass.config_entries.async_update_entry(mock_config_entry, options={option: 5})
         await hass.async_block_till_done()
     assert setup.call_count == 1

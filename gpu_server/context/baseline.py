@@ -219,7 +219,7 @@ class ActivityBaseline:
         *,
         alpha: float = 0.2,
         min_samples: int = 3,
-        min_std: float = 0.5,
+        min_std: float = 0.4,
         z_scale: float = 3.0,
         flush_interval_s: float = 300.0,
         default_tz: tzinfo | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 
 import cv2
@@ -11,8 +12,12 @@ import pytest
 
 
 def _assets() -> pathlib.Path:
-    ultralytics = pytest.importorskip("ultralytics")
-    return pathlib.Path(ultralytics.__file__).parent / "assets"
+    # Locate the package without importing it: importing ultralytics is slow and writes a
+    # settings file, and only its bundled sample photos are needed here.
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or spec.origin is None:
+        pytest.skip("ultralytics (and its sample photos) is not installed")
+    return pathlib.Path(spec.origin).parent / "assets"
 
 
 def _read(name: str) -> npt.NDArray[np.uint8]:

@@ -17,7 +17,7 @@ Image = npt.NDArray[np.uint8]
 
 def _shift(image: Image, fraction: float) -> Image:
     height, width = image.shape[:2]
-    matrix = np.float32([[1, 0, width * fraction], [0, 1, 0]])
+    matrix = np.array([[1, 0, width * fraction], [0, 1, 0]], dtype=np.float32)
     return np.asarray(cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 MIB = 1024 * 1024
 
@@ -70,6 +70,14 @@ class ServerConfig(_Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
 
 
 # Environment variable -> dotted config key.

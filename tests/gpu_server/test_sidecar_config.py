@@ -68,6 +68,7 @@ def test_yaml_then_env_then_flags(tmp_path: Path) -> None:
         pytest.param("", {"HSAI_DETECTOR_CONFIDENCE": "1.5"}, id="out of range"),
         pytest.param("limits:\n  max_frame_bytes: 99999999999\n", {}, id="frame above message"),
         pytest.param("- a list\n", {}, id="not a mapping"),
+        pytest.param("log_level: loud\n", {}, id="unknown log level"),
         pytest.param("port: [\n", {}, id="broken YAML"),
     ],
 )

@@ -78,6 +78,7 @@ class CameraState:
 class _Pending:
     frame: FrameIn
     on_ack: AckCallback | None = None
+    on_drop: Callable[[], None] | None = None
 
 
 @dataclass(kw_only=True)
@@ -139,8 +140,17 @@ class FramePipeline:
         return state
 
     @callback
-    def async_submit(self, frame: FrameIn, on_ack: AckCallback | None = None) -> None:
-        """Queue a frame; it is sent now or as soon as the sidecar is back."""
+    def async_submit(
+        self,
+        frame: FrameIn,
+        on_ack: AckCallback | None = None,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        """Queue a frame; it is sent now or as soon as the sidecar is back.
+
+        `on_ack` runs when its ack arrives; `on_drop` if it is given up on because too
+        many frames wait for the sidecar.
+        """
         camera = self.cameras.get(frame.camera_id)
         if camera is None:
             camera = self.async_register_camera(frame.camera_id, frame.camera_id)
@@ -155,7 +165,9 @@ class FramePipeline:
                 oldest.frame.source_ref,
                 oldest.frame.camera_id,
             )
-        self._pending[frame.client_ref] = _Pending(frame=frame, on_ack=on_ack)
+            if oldest.on_drop is not None:
+                oldest.on_drop()
+        self._pending[frame.client_ref] = _Pending(frame=frame, on_ack=on_ack, on_drop=on_drop)
         self._queue.put_nowait(frame.client_ref)
         self.counters.submitted += 1
         camera.frames_sent += 1

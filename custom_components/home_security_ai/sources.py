@@ -416,4 +416,5 @@ class UploadFolderWatcher:
                 content_sha256=digest,
             ),
             _on_ack,
+            lambda: self._in_flight.discard(path),
         )

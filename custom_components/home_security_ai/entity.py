@@ -23,7 +23,7 @@ def server_device_info(entry: HomeSecurityAIConfigEntry) -> DeviceInfo:
         name=entry.title,
         manufacturer=MANUFACTURER,
         model="Inference server",
-        sw_version=status.version or None if status is not None else None,
+        sw_version=(status.version or None) if status is not None else None,
     )
 
 

@@ -22,15 +22,16 @@ from gpu_server.llm.schema import (
 # Characters a string may hold raw: not the quote or backslash (they need escapes), not C0/C1
 # control characters, and not the invisible or direction-changing characters that could hide
 # text from a person reading the event (zero-width, line/paragraph separators, bidi controls).
-# Only the Basic Multilingual Plane: no emoji or rare scripts, so a character is at most 3 bytes
-# and the worst-case token count stays a usable max_tokens.
+# Only the Basic Multilingual Plane: no emoji or rare scripts are needed in an event text.
 _STRING_CHAR_CLASS: Final = (
     r'[^"\\\x00-\x1F\x7F-\x9F\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\uD800-\uDFFF\U00010000-\U0010FFFF]'
 )
 # Only escapes that decode to a printable character; \n, \t and \uXXXX could smuggle in the
 # control characters the class above keeps out.
 _STRING_ESCAPE: Final = r'"\\" ["\\/]'
-_UTF8_MAX_BYTES: Final = 3
+# llama.cpp decodes sequences by their lead byte without rejecting overlong forms, so a byte-level
+# model can spend up to 4 bytes (tokens) on any allowed character.
+_UTF8_MAX_BYTES: Final = 4
 _ESCAPE_BYTES: Final = 2
 _SCORE_MAX_BYTES: Final = 3
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCORE_MIN: Final = 0
 SCORE_MAX: Final = 100
@@ -43,6 +44,15 @@ def level_for_score(score: int) -> RiskLevel:
     raise AssertionError("unreachable: the lowest floor is 0")  # pragma: no cover
 
 
+# Control, format (zero-width, bidi), surrogate, private-use and unassigned characters.
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def visible_text(text: str) -> str:
+    """Drop characters that do not display, so an event text shows exactly what it says."""
+    return "".join(c for c in text if unicodedata.category(c) not in _INVISIBLE_CATEGORIES)
+
+
 class ModelOutput(BaseModel):
     """Exactly what the model is asked to write, validated before anything trusts it."""
 
@@ -53,6 +63,13 @@ class ModelOutput(BaseModel):
     summary: str = Field(max_length=SUMMARY_MAX_CHARS)
     reasoning: str = Field(max_length=REASONING_MAX_CHARS)
     recommended_action: str = Field(max_length=ACTION_MAX_CHARS)
+
+    @field_validator("summary", "reasoning", "recommended_action", mode="after")
+    @classmethod
+    def _visible(cls, value: str) -> str:
+        # The grammar already keeps control characters out; this also catches the rarer
+        # invisible ones and anything a model without the grammar would write.
+        return visible_text(value).strip()
 
 
 class Assessment(BaseModel):

@@ -23,6 +23,13 @@ from gpu_server.llm.sanitizer import SanitizedText, clean, sanitize, sanitize_na
 from gpu_server.llm.tokens import FitResult, Section, SectionKind, fit_sections
 
 DEFAULT_VERSION: Final = "v1"
+# Used when a model file carries no chat template of its own.
+CHATML_TEMPLATE: Final = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 PLACEHOLDERS: Final = frozenset(
     {
         "camera",

@@ -12,18 +12,13 @@ from typing import Final
 
 import numpy as np
 
-CHATML_TEMPLATE: Final = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+from gpu_server.llm.templates import CHATML_TEMPLATE
 
 _EMBED: Final = 64
 _HEADS: Final = 4
 _LAYERS: Final = 2
 _FEED_FORWARD: Final = 128
-_CONTEXT: Final = 4096
+_CONTEXT: Final = 16384
 
 
 def _vocabulary() -> tuple[list[str], list[float], list[int]]:

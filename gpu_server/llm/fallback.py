@@ -1,0 +1,161 @@
+"""Rule-based risk assessment, used whenever no language model answers, so no event is lost.
+
+The rules mirror what the prompt asks the model to weigh (object type, zone, time of day,
+baseline anomaly, scene change), so switching between the two changes the wording more than
+the score. Each rule that fires adds a line to the reasoning, which keeps the score explainable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Final
+
+from gpu_server.llm.inputs import AnalysisInput, ZoneKind
+from gpu_server.llm.sanitizer import injection_reasons, sanitize_name
+from gpu_server.llm.schema import (
+    ACTION_MAX_CHARS,
+    REASONING_MAX_CHARS,
+    SCORE_MAX,
+    SCORE_MIN,
+    SUMMARY_MAX_CHARS,
+    Assessment,
+    RiskLevel,
+    level_for_score,
+)
+
+RULES_MODEL: Final = "rules"
+
+PERSON_LABELS: Final = frozenset({"person", "people", "pedestrian", "face"})
+VEHICLE_LABELS: Final = frozenset(
+    {"car", "truck", "bus", "motorcycle", "motorbike", "bicycle", "van", "vehicle", "boat"}
+)
+ANIMAL_LABELS: Final = frozenset(
+    {"dog", "cat", "bird", "horse", "sheep", "cow", "bear", "fox", "deer", "animal", "raccoon"}
+)
+
+# Base weight per kind of object, scaled by detection confidence.
+PERSON_WEIGHT: Final = 45
+VEHICLE_WEIGHT: Final = 30
+OTHER_WEIGHT: Final = 15
+ANIMAL_WEIGHT: Final = 8
+ZONE_BONUS: Final = {
+    ZoneKind.ENTRY: 20,
+    ZoneKind.SENSITIVE: 20,
+    ZoneKind.PERIMETER: 10,
+    ZoneKind.OTHER: 0,
+    ZoneKind.PUBLIC: -10,
+}
+NIGHT_BONUS: Final = 15
+ANOMALY_WEIGHT: Final = 25
+CROWD_SIZE: Final = 3
+CROWD_BONUS: Final = 5
+CROSS_CAMERA_MINUTES: Final = 10.0
+CROSS_CAMERA_BONUS: Final = 5
+STEERING_BONUS: Final = 10
+# A covered, moved or blinded camera is treated as high risk whatever else was seen.
+TAMPER_FLOOR: Final = 70
+
+ACTIONS: Final = {
+    RiskLevel.LOW: "No action needed; the event is kept for reference.",
+    RiskLevel.MEDIUM: "Check the camera's recent snapshots when convenient.",
+    RiskLevel.HIGH: "Check the live view now and make sure doors and windows are locked.",
+    RiskLevel.CRITICAL: "Check the live view immediately and contact help if someone is at risk.",
+}
+
+
+def _kind(label: str) -> str:
+    name = label.strip().lower()
+    if name in PERSON_LABELS:
+        return "person"
+    if name in VEHICLE_LABELS:
+        return "vehicle"
+    if name in ANIMAL_LABELS:
+        return "animal"
+    return "other"
+
+
+_WEIGHTS: Final = {
+    "person": PERSON_WEIGHT,
+    "vehicle": VEHICLE_WEIGHT,
+    "animal": ANIMAL_WEIGHT,
+    "other": OTHER_WEIGHT,
+}
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
+    """Score the batch by rule; `reason` says why the rules ran instead of a model."""
+    score = 0.0
+    factors: list[str] = []
+    kinds = Counter(_kind(detection.label) for detection in analysis.detections)
+
+    best: tuple[float, str] | None = None
+    for detection in analysis.detections:
+        kind = _kind(detection.label)
+        value = _WEIGHTS[kind] * (0.5 + 0.5 * detection.confidence)
+        zone_kind = analysis.zone_kind(detection.zone)
+        if zone_kind is not None:
+            bonus = ZONE_BONUS[zone_kind]
+            # An animal in the doorway is still an animal.
+            value += bonus / 2 if kind == "animal" else bonus
+        if best is None or value > best[0]:
+            where = f" in {zone_kind.value} zone" if zone_kind else ""
+            best = (value, f"{kind} ({detection.label}) at {detection.confidence:.2f}{where}")
+    if best is not None:
+        score += best[0]
+        factors.append(f"strongest detection: {best[1]} (+{best[0]:.0f})")
+
+    people_or_vehicles = kinds["person"] + kinds["vehicle"]
+    if analysis.is_night and analysis.detections:
+        bonus = NIGHT_BONUS if people_or_vehicles else NIGHT_BONUS // 3
+        score += bonus
+        factors.append(f"night time (+{bonus})")
+    if kinds["person"] >= CROWD_SIZE:
+        score += CROWD_BONUS
+        factors.append(f"{kinds['person']} people (+{CROWD_BONUS})")
+    if analysis.baseline is not None and analysis.baseline.anomaly_score > 0:
+        bonus = round(ANOMALY_WEIGHT * analysis.baseline.anomaly_score)
+        score += bonus
+        factors.append(f"anomaly score {analysis.baseline.anomaly_score:.2f} (+{bonus})")
+    recent = [
+        activity
+        for activity in analysis.other_cameras
+        if activity.minutes_ago <= CROSS_CAMERA_MINUTES
+        and any(_kind(label) == "person" for label in activity.labels)
+    ]
+    if recent and people_or_vehicles:
+        score += CROSS_CAMERA_BONUS
+        factors.append(f"people on {len(recent)} other camera(s) recently (+{CROSS_CAMERA_BONUS})")
+    if any(injection_reasons(item.text) for item in analysis.untrusted_texts):
+        score += STEERING_BONUS
+        factors.append(f"text in view tries to instruct the system (+{STEERING_BONUS})")
+    if analysis.scene_changed and score < TAMPER_FLOOR:
+        score = TAMPER_FLOOR
+        factors.append(f"scene change or tampering: at least {TAMPER_FLOOR}")
+
+    risk_score = int(min(max(round(score), SCORE_MIN), SCORE_MAX))
+    level = level_for_score(risk_score)
+    camera = sanitize_name(analysis.camera_name).text or analysis.camera_id
+    seen = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "nothing"
+    summary = f"{level.value.capitalize()} risk on {camera}: {seen} detected ({analysis.daypart})."
+    if analysis.scene_changed:
+        summary = f"{level.value.capitalize()} risk on {camera}: the scene changed suddenly."
+    reasoning = f"Rule-based assessment ({reason}). " + (
+        "; ".join(factors) if factors else "no risk factors"
+    )
+    return Assessment(
+        risk_score=risk_score,
+        risk_level=level,
+        summary=_cap(summary, SUMMARY_MAX_CHARS),
+        reasoning=_cap(reasoning + ".", REASONING_MAX_CHARS),
+        recommended_action=_cap(ACTIONS[level], ACTION_MAX_CHARS),
+        fallback=True,
+        fallback_reason=reason,
+        model=RULES_MODEL,
+        suspicious_input=any(
+            injection_reasons(item.text) for item in analysis.untrusted_texts
+        ),
+    )

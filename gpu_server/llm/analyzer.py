@@ -61,6 +61,24 @@ class LlmOutputError(LlmError):
     """The model's output was cut off or did not validate."""
 
 
+class GrammarError(LlmError):
+    """llama.cpp refused the grammar."""
+
+
+def check_grammar(llm: llama_cpp.Llama, grammar: str) -> llama_cpp.LlamaGrammar:
+    """Parse the grammar once with llama.cpp itself before any generation uses it.
+
+    llama-cpp-python hands a grammar to the sampler chain without checking that llama.cpp
+    accepted it, and a rejected one crashes the process at the first generation.
+    """
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+    if not sampler:
+        raise GrammarError("llama.cpp could not parse the assessment grammar")
+    llama_cpp.llama_sampler_free(sampler)
+    return llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+
+
 def gpu_offload_supported() -> bool:
     """True when this llama.cpp build can put layers on a GPU."""
     return bool(llama_cpp.llama_supports_gpu_offload())
@@ -127,9 +145,7 @@ class LlmAnalyzer:
         )
         self.n_ctx = self._llm.n_ctx()
         self.budget = prompt_budget(self.n_ctx, self.max_tokens, margin_tokens)
-        self._grammar = llama_cpp.LlamaGrammar.from_string(
-            build_grammar(grammar_limits), verbose=False
-        )
+        self._grammar = check_grammar(self._llm, build_grammar(grammar_limits))
         self._formatter = self._chat_formatter()
         # Sizes of the batches handed to llama.cpp's decode during the current generation; the
         # first one is the part of the prompt that was not already in the KV cache.

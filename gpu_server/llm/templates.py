@@ -161,6 +161,10 @@ class PromptLibrary:
         return cls(templates)
 
     @property
+    def templates(self) -> Mapping[str, PromptTemplate]:
+        return dict(self._templates)
+
+    @property
     def versions(self) -> tuple[str, ...]:
         return tuple(sorted(self._templates))
 

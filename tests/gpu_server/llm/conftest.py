@@ -32,15 +32,35 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_gguf(tmp_path_factory.mktemp("models") / "tiny-random.gguf")
 
 
+MakeAnalyzer = Callable[..., LlmAnalyzer]
+
+
 @pytest.fixture
-def analyzer(tiny_gguf: Path) -> Iterator[LlmAnalyzer]:
-    # A fresh one per test: loading the tiny model takes milliseconds, and its asyncio lock
-    # must belong to the test's own event loop.
-    instance = LlmAnalyzer(
-        tiny_gguf, n_ctx=TEST_N_CTX, n_threads=2, grammar_limits=TEST_LIMITS, seed=7
-    )
-    yield instance
-    instance.close()
+def make_analyzer(tiny_gguf: Path) -> Iterator[MakeAnalyzer]:
+    # Fresh ones per test: loading the tiny model takes milliseconds, and an analyzer's asyncio
+    # lock must belong to the test's own event loop.
+    made: list[LlmAnalyzer] = []
+
+    def make(**overrides: Any) -> LlmAnalyzer:
+        options: dict[str, Any] = {
+            "n_ctx": TEST_N_CTX,
+            "n_threads": 2,
+            "grammar_limits": TEST_LIMITS,
+            "seed": 7,
+        }
+        options.update(overrides)
+        instance = LlmAnalyzer(tiny_gguf, **options)
+        made.append(instance)
+        return instance
+
+    yield make
+    for instance in made:
+        instance.close()
+
+
+@pytest.fixture
+def analyzer(make_analyzer: MakeAnalyzer) -> LlmAnalyzer:
+    return make_analyzer()
 
 
 MakeInput = Callable[..., AnalysisInput]

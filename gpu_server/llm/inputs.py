@@ -8,7 +8,6 @@ from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 # Local hours counted as night: the time of day that raises risk most.
 NIGHT_START_HOUR: Final = 22
 NIGHT_END_HOUR: Final = 6

@@ -49,15 +49,42 @@ _NEUTRAL: Final = str.maketrans(
 _SPACES: Final = re.compile(r"\s+")
 _NON_WORD: Final = re.compile(r"[^0-9a-z]+")
 
-# Latin lookalikes from Cyrillic and Greek that NFKC leaves alone; used for detection only.
+# Latin lookalikes from Cyrillic and Greek that NFKC leaves alone (written as escapes so the
+# source itself shows which letter is which); used for detection only.
 _CONFUSABLES: Final = str.maketrans(
     {
-        "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i",
-        "ј": "j", "ѕ": "s", "ԁ": "d", "һ": "h", "к": "k", "м": "m", "т": "t", "в": "b",
-        "н": "h", "ο": "o", "α": "a", "ι": "i", "ν": "v", "τ": "t", "ε": "e", "ρ": "p",
-        "κ": "k", "μ": "u", "υ": "u", "χ": "x", "ɡ": "g", "ℓ": "l",
+        "\u0430": "a",
+        "\u0435": "e",
+        "\u043e": "o",
+        "\u0440": "p",
+        "\u0441": "c",
+        "\u0443": "y",
+        "\u0445": "x",
+        "\u0456": "i",
+        "\u0458": "j",
+        "\u0455": "s",
+        "\u0501": "d",
+        "\u04bb": "h",
+        "\u043a": "k",
+        "\u043c": "m",
+        "\u0442": "t",
+        "\u0432": "b",
+        "\u043d": "h",
+        "\u03bf": "o",
+        "\u03b1": "a",
+        "\u03b9": "i",
+        "\u03bd": "v",
+        "\u03c4": "t",
+        "\u03b5": "e",
+        "\u03c1": "p",
+        "\u03ba": "k",
+        "\u03bc": "u",
+        "\u03c5": "u",
+        "\u03c7": "x",
+        "\u0261": "g",
+        "\u2113": "l",
     }
-)  # fmt: skip
+)
 
 # Phrases matched against lowercased text with every run of non-alphanumerics turned into one
 # space, so punctuation, underscores and odd spacing do not hide them.

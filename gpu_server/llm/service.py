@@ -26,7 +26,7 @@ from gpu_server.llm.analyzer import (
     TokenCallback,
 )
 from gpu_server.llm.fallback import assess_with_rules
-from gpu_server.llm.grammar import GrammarLimits
+from gpu_server.llm.grammar import DEFAULT_LIMITS, GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.schema import Assessment
 from gpu_server.llm.templates import DEFAULT_VERSION, PromptLibrary
@@ -139,8 +139,9 @@ class RiskAnalysis:
             _LOGGER.info("No LLM configured; risk analysis uses the rules")
             return
         settings = self.settings
+        limits = self._grammar_limits or DEFAULT_LIMITS
         try:
-            self._analyzer = await asyncio.to_thread(
+            analyzer = await asyncio.to_thread(
                 lambda: LlmAnalyzer(
                     path,
                     n_ctx=settings.n_ctx,
@@ -150,19 +151,20 @@ class RiskAnalysis:
                     temperature=settings.temperature,
                     max_tokens=settings.max_tokens,
                     prompts=self._prompts,
-                    **({"grammar_limits": self._grammar_limits} if self._grammar_limits else {}),
+                    grammar_limits=limits,
                 )
             )
         except Exception as exc:
             self.unavailable_reason = f"LLM failed to load: {_short(exc)}"
             _LOGGER.exception("Could not load the LLM %s; using the rules", path.name)
             return
+        self._analyzer = analyzer
         _LOGGER.info(
             "LLM %s loaded (n_ctx=%d, gpu layers=%d, static prefix %d tokens)",
             path.name,
-            self._analyzer.n_ctx,
-            self._analyzer.n_gpu_layers,
-            self._analyzer.prefix_tokens,
+            analyzer.n_ctx,
+            analyzer.n_gpu_layers,
+            analyzer.prefix_tokens,
         )
 
     def prompt_version_for(self, analysis: AnalysisInput) -> str:
@@ -179,10 +181,14 @@ class RiskAnalysis:
         analyzer = self._analyzer
         if analyzer is None:
             return assess_with_rules(analysis, self.unavailable_reason)
-        versioned = analysis.model_copy(update={"prompt_version": self.prompt_version_for(analysis)})
+        versioned = analysis.model_copy(
+            update={"prompt_version": self.prompt_version_for(analysis)}
+        )
         timeout_s = self.settings.timeout_s
         try:
-            outcome = await analyzer.analyze_async(versioned, timeout_s=timeout_s, on_token=on_token)
+            outcome = await analyzer.analyze_async(
+                versioned, timeout_s=timeout_s, on_token=on_token
+            )
         except LlmTimeoutError:
             reason = f"LLM timed out after {timeout_s:g}s"
         except LlmBusyError:

@@ -238,7 +238,9 @@ def _sections(analysis: AnalysisInput, texts: Sequence[SanitizedText]) -> list[S
             kind = analysis.zone_kind(detection.zone)
             line += f" in {_name(detection.zone)}" + (f" ({kind.value})" if kind else "")
         detection_lines.append(line)
-    zone_lines = [f"{_name(zone.name)}: {zone.kind.value}" for zone in analysis.zones[:MAX_ZONE_LINES]]
+    zone_lines = [
+        f"{_name(zone.name)}: {zone.kind.value}" for zone in analysis.zones[:MAX_ZONE_LINES]
+    ]
     history = analysis.baseline.history if analysis.baseline else ()
     history_lines = [clean(line, _HISTORY_LINE_CHARS)[0] for line in history[:MAX_HISTORY_LINES]]
     camera_lines = []

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
+import gguf
 import numpy as np
+from gguf import TokenType
 
 from gpu_server.llm.templates import CHATML_TEMPLATE
 
@@ -22,8 +24,6 @@ _CONTEXT: Final = 16384
 
 
 def _vocabulary() -> tuple[list[str], list[float], list[int]]:
-    from gguf import TokenType
-
     tokens = ["<unk>", "<s>", "</s>"]
     types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL]
     # Every byte, so any text can be tokenized by byte fallback.
@@ -35,14 +35,15 @@ def _vocabulary() -> tuple[list[str], list[float], list[int]]:
     types += [TokenType.NORMAL] * len(pieces)
     tokens += ["<|im_start|>", "<|im_end|>"]
     types += [TokenType.CONTROL, TokenType.CONTROL]
-    scores = [0.0 if kind != TokenType.NORMAL else -float(len(tok)) for tok, kind in zip(tokens, types, strict=True)]
+    scores = [
+        0.0 if kind != TokenType.NORMAL else -float(len(tok))
+        for tok, kind in zip(tokens, types, strict=True)
+    ]
     return tokens, scores, [int(kind) for kind in types]
 
 
 def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
     """Write a ~0.5 MB llama-architecture GGUF with random F32 weights and a ChatML template."""
-    import gguf
-
     tokens, scores, types = _vocabulary()
     vocab = len(tokens)
     rng = np.random.default_rng(seed)

@@ -122,7 +122,9 @@ def fit_sections(
     """
     # First pass: cheap per-line estimates bring a huge input close to the budget without
     # tokenizing the whole prompt once per dropped line.
-    line_costs = {id(section): [count_line(line) + 2 for line in section.lines] for section in sections}
+    line_costs = {
+        id(section): [count_line(line) + 2 for line in section.lines] for section in sections
+    }
     total = count_prompt(render(sections))
     while total > budget:
         victim = next((s for s in sorted(sections, key=lambda s: s.kind) if s.lines), None)

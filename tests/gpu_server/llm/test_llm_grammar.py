@@ -25,7 +25,9 @@ def llm(tiny_gguf: Path) -> Llama:
     return Llama(str(tiny_gguf), n_ctx=2048, n_threads=2, seed=0, verbose=False)
 
 
-def _generate(llm: Llama, limits: GrammarLimits, seed: int, temperature: float) -> dict[str, object]:
+def _generate(
+    llm: Llama, limits: GrammarLimits, seed: int, temperature: float
+) -> dict[str, object]:
     grammar = check_grammar(llm, build_grammar(limits))
     result = llm.create_completion(
         PROMPT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -139,7 +140,9 @@ def _huge_input(make_input: MakeInput) -> AnalysisInput:
     )
     return make_input(
         detections=detections,
-        zones=tuple(ZoneInput(name=f"zone {i} " + "x" * 150, kind=ZoneKind.OTHER) for i in range(500)),
+        zones=tuple(
+            ZoneInput(name=f"zone {i} " + "x" * 150, kind=ZoneKind.OTHER) for i in range(500)
+        ),
         baseline=BaselineInput(
             anomaly_score=0.4, history=tuple(f"day {i}: {i} events " * 5 for i in range(500))
         ),
@@ -155,7 +158,9 @@ def _huge_input(make_input: MakeInput) -> AnalysisInput:
 
 
 @pytest.mark.parametrize("budget", [700, 1_200, 3_000])
-def test_huge_input_fits_and_trims_lowest_priority_first(make_input: MakeInput, budget: int) -> None:
+def test_huge_input_fits_and_trims_lowest_priority_first(
+    make_input: MakeInput, budget: int
+) -> None:
     built = build_prompt(
         PromptLibrary.builtin().select(),
         _huge_input(make_input),
@@ -171,7 +176,7 @@ def test_huge_input_fits_and_trims_lowest_priority_first(make_input: MakeInput, 
     dropped = built.fit.dropped
     # A section is only trimmed once every lower-priority section is empty.
     kinds = sorted(SectionKind)
-    for lower, higher in zip(kinds, kinds[1:], strict=False):
+    for lower, higher in itertools.pairwise(kinds):
         if dropped.get(higher):
             assert lower in dropped
     assert dropped.get(SectionKind.CROSS_CAMERA)

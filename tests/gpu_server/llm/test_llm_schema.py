@@ -107,4 +107,4 @@ def test_assessment_is_frozen() -> None:
         recommended_action="a",
     )
     with pytest.raises(ValidationError):
-        assessment.risk_score = 99  # type: ignore[misc]
+        assessment.risk_score = 99

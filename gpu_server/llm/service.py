@@ -175,16 +175,25 @@ class RiskAnalysis:
         )
 
     async def assess(
-        self, analysis: AnalysisInput, *, on_token: TokenCallback | None = None
+        self,
+        analysis: AnalysisInput,
+        *,
+        on_token: TokenCallback | None = None,
+        timeout_s: float | None = None,
     ) -> Assessment:
-        """Never raises for a model problem: the rules answer instead, with the reason."""
+        """Never raises for a model problem: the rules answer instead, with the reason.
+
+        timeout_s overrides the configured timeout for this call (a caller with its own
+        deadline, such as a gRPC request, passes what is left of it).
+        """
         analyzer = self._analyzer
         if analyzer is None:
             return assess_with_rules(analysis, self.unavailable_reason)
         versioned = analysis.model_copy(
             update={"prompt_version": self.prompt_version_for(analysis)}
         )
-        timeout_s = self.settings.timeout_s
+        if timeout_s is None:
+            timeout_s = self.settings.timeout_s
         try:
             outcome = await analyzer.analyze_async(
                 versioned, timeout_s=timeout_s, on_token=on_token

@@ -211,17 +211,21 @@ async def test_llm_exception_falls_back(tiny_gguf: Path, make_input: MakeInput) 
 async def test_llm_timeout_falls_back_and_the_model_stays_busy_until_it_stops(
     tiny_gguf: Path, make_input: MakeInput
 ) -> None:
-    service = await _service(tiny_gguf, timeout_s=0.3)
+    service = await _service(tiny_gguf)
     release = threading.Event()
 
     def stall(_: str) -> None:
+        # A stand-in for a model far too slow: it waits at its first token until released.
         release.wait(timeout=30)
 
     try:
-        slow = await service.assess(make_input(), on_token=stall)
+        # Once analysed, the same prompt is all in the KV cache, so the stalled run reaches
+        # its first token (and the stall) at once instead of racing the short timeout.
+        assert not (await service.assess(make_input())).fallback
+        slow = await service.assess(make_input(), on_token=stall, timeout_s=0.3)
         assert slow.fallback
         assert slow.fallback_reason == "LLM timed out after 0.3s"
-        busy = await service.assess(make_input())
+        busy = await service.assess(make_input(), timeout_s=0.1)
         assert busy.fallback
         assert busy.fallback_reason == "LLM busy with an earlier analysis"
         release.set()

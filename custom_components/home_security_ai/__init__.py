@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 
 from .client import HomeSecurityAIClient
 from .const import (
@@ -20,6 +21,7 @@ from .coordinator import (
     HomeSecurityAIData,
     HomeSecurityAIStatusCoordinator,
 )
+from .entity import server_device_info
 from .frames import FramePipeline
 from .sources import CameraEntitySource, UploadFolderWatcher
 
@@ -57,6 +59,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
         upload_watcher=UploadFolderWatcher(
             hass, entry, pipeline, list(options.get(CONF_UPLOAD_FOLDERS, []))
         ),
+    )
+    entry.runtime_data.server_device_id = (
+        dr.async_get(hass)
+        .async_get_or_create(config_entry_id=entry.entry_id, **server_device_info(entry))
+        .id
     )
     entry.runtime_data.camera_source.async_start()
 

@@ -33,6 +33,8 @@ class HomeSecurityAIData:
     pipeline: FramePipeline
     camera_source: CameraEntitySource
     upload_watcher: UploadFolderWatcher
+    # Registry id of the sidecar's device, the parent of every camera device.
+    server_device_id: str = ""
 
 
 class HomeSecurityAIStatusCoordinator(DataUpdateCoordinator[ServerStatus]):

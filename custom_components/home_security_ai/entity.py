@@ -8,6 +8,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
+from .compat import via_device_info
 from .const import DOMAIN, signal_camera_updated, signal_connection
 from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
 from .frames import CameraState, FramePipeline
@@ -102,7 +103,7 @@ class HomeSecurityAICameraEntity(HomeSecurityAIEntity):
             name=self.camera_state.name,
             manufacturer=MANUFACTURER,
             model="Monitored camera",
-            via_device=(DOMAIN, _server_key(entry)),
+            **via_device_info(entry.runtime_data.server_device_id, (DOMAIN, _server_key(entry))),
         )
 
     @property

@@ -12,6 +12,7 @@ import pytest
 from homeassistant.components.camera import Camera
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -49,6 +50,18 @@ def shared_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sideca
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load the integration from custom_components."""
+
+
+@pytest.fixture(autouse=True)
+def no_deprecated_calls(caplog: pytest.LogCaptureFixture) -> Generator[None]:
+    """Fail a test when Home Assistant reports a deprecated call (newer releases remove them)."""
+    yield
+    reports = [
+        record.getMessage()
+        for record in caplog.get_records("call")
+        if record.name == "homeassistant.helpers.frame" and "deprecated" in record.getMessage()
+    ]
+    assert not reports, "\n".join(reports)
 
 
 @pytest.fixture
@@ -127,3 +140,17 @@ async def wait_for(hass: HomeAssistant, predicate: Any, what: str, limit: float 
             pytest.fail(f"Timed out waiting for {what}")
         await asyncio.sleep(0.05)
         await hass.async_block_till_done()
+
+
+def device_by_identifier(
+    hass: HomeAssistant, entry_id: str, identifier: tuple[str, str]
+) -> dr.DeviceEntry | None:
+    """Find an entry's device by one identifier on every supported Home Assistant release.
+
+    (`DeviceRegistry.async_get_device(identifiers=...)` is deprecated from 2026.x on, and its
+    replacement does not exist in 2025.4.)
+    """
+    for device in dr.async_entries_for_config_entry(dr.async_get(hass), entry_id):
+        if identifier in device.identifiers:
+            return device
+    return None

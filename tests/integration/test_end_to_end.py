@@ -12,7 +12,6 @@ import pytest
 from homeassistant.components.camera import async_get_image
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
@@ -29,7 +28,7 @@ from custom_components.home_security_ai.const import (
     UPLOAD_POLL_INTERVAL,
 )
 
-from .conftest import TEST_CAMERA, PorchCamera, make_entry, wait_for
+from .conftest import TEST_CAMERA, PorchCamera, device_by_identifier, make_entry, wait_for
 from .sidecar_process import Sidecar
 
 MOTION = "binary_sensor.porch_motion"
@@ -92,9 +91,7 @@ async def test_camera_entity_snapshots(
     camera = _entity_id(hass, "camera", f"{sidecar.server_id}_porch_camera")
     assert objects == "sensor.porch_objects"
     assert hass.states.get(objects).state == "unknown"
-    device = dr.async_get(hass).async_get_device(
-        identifiers={(DOMAIN, f"{sidecar.server_id}_porch")}
-    )
+    device = device_by_identifier(hass, entry.entry_id, (DOMAIN, f"{sidecar.server_id}_porch"))
     assert device is not None
     assert device.name == "Porch"
     assert device.via_device_id is not None

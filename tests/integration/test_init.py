@@ -9,7 +9,6 @@ import pytest
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_PORT, CONF_TOKEN, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -18,7 +17,7 @@ from custom_components.home_security_ai.diagnostics import (
     async_get_config_entry_diagnostics,
 )
 
-from .conftest import make_entry, wait_for
+from .conftest import device_by_identifier, make_entry, wait_for
 from .sidecar_process import Sidecar
 
 
@@ -65,7 +64,7 @@ async def test_setup_and_unload(
     queue = unique_ids[f"{server_id}_server_queue_depth"].entity_id
     assert hass.states.get(queue).state == "0"
 
-    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, server_id)})
+    device = device_by_identifier(hass, mock_config_entry.entry_id, (DOMAIN, server_id))
     assert device is not None
     assert device.sw_version
 

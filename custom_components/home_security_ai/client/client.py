@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final, TypeVar
@@ -223,20 +224,28 @@ class HomeSecurityAIClient:
         Acks arrive in completion order; match them to frames by `client_ref`.
         The stream ends when `frames` is exhausted and every ack has arrived.
         """
-        stub = self._get_stub()
+        call = self._get_stub().SubmitFrames(metadata=self._metadata)
 
-        async def requests() -> AsyncIterator[frames_pb2.Frame]:
+        async def write_all() -> None:
             async for frame in frames:
-                yield _frame_to_proto(frame)
+                await call.write(_frame_to_proto(frame))
+            await call.done_writing()
 
-        call = stub.SubmitFrames(requests(), metadata=self._metadata)
+        # The writer is our own task, not grpc's request-iterator consumer: grpc leaves that
+        # consumer waiting on the iterator forever when the server ends the call, and a stale
+        # consumer would steal frames queued for the next stream.
+        writer = asyncio.create_task(write_all(), name="home_security_ai frame writer")
         try:
-            async for ack in call:
+            while (ack := await call.read()) is not grpc.aio.EOF:
                 yield _ack_from_proto(ack)
+            if writer.done() and not writer.cancelled() and (error := writer.exception()):
+                raise HomeSecurityAIError(f"Sending frames failed: {error}") from error
         except grpc.RpcError as err:
             raise _map_error(err) from err
         finally:
             call.cancel()
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def close(self) -> None:
         """Close the channel; the client can be used again afterwards."""

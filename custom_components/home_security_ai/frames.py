@@ -31,6 +31,7 @@ from .client import (
     HomeSecurityAIError,
 )
 from .const import (
+    DOMAIN,
     MAX_PENDING_FRAMES,
     RECONNECT_BACKOFF_INITIAL,
     RECONNECT_BACKOFF_MAX,
@@ -268,6 +269,10 @@ class FramePipeline:
             camera.last_analysed = dt_util.utcnow()
         if pending.on_ack is not None:
             pending.on_ack(ack)
+        # Counters and latencies of the server device follow the frames (debounced refresh).
+        self._entry.async_create_background_task(
+            self.hass, self._coordinator.async_request_refresh(), f"{DOMAIN} status refresh"
+        )
         async_dispatcher_send(
             self.hass, signal_camera_updated(self._entry.entry_id, frame.camera_id)
         )

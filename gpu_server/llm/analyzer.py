@@ -40,7 +40,7 @@ from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.schema import Assessment, ModelOutput, reconcile
 from gpu_server.llm.settings import DEFAULT_N_CTX, DEFAULT_SEED, DEFAULT_TEMPERATURE
 from gpu_server.llm.templates import CHATML_TEMPLATE, BuiltPrompt, PromptLibrary, build_prompt
-from gpu_server.llm.tokens import DEFAULT_MARGIN_TOKENS, prompt_budget
+from gpu_server.llm.tokens import DEFAULT_MARGIN_TOKENS, LlamaTokenCounter, prompt_budget
 
 TokenCallback = Callable[[str], None]
 
@@ -69,6 +69,7 @@ __all__ = [
     "LlmOutputError",
     "LlmTimeoutError",
     "TokenCallback",
+    "UsageTotals",
     "check_grammar",
     "gpu_offload_supported",
 ]
@@ -91,6 +92,26 @@ class GenerationStats:
     @property
     def prompt_tokens_reused(self) -> int:
         return self.prompt_tokens - self.prompt_tokens_evaluated
+
+
+@dataclass(slots=True)
+class UsageTotals:
+    """Running totals since load, for status pages: how much the KV cache saves."""
+
+    generations: int = 0
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def prompt_tokens_reused(self) -> int:
+        return self.prompt_tokens - self.prompt_tokens_evaluated
+
+    def add(self, stats: GenerationStats) -> None:
+        self.generations += 1
+        self.prompt_tokens += stats.prompt_tokens
+        self.prompt_tokens_evaluated += stats.prompt_tokens_evaluated
+        self.completion_tokens += stats.completion_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +165,7 @@ class LlmAnalyzer:
         self.budget = prompt_budget(self.n_ctx, self.max_tokens, margin_tokens)
         self._grammar = check_grammar(self._llm, build_grammar(grammar_limits))
         self._formatter = self._chat_formatter()
+        self._line_counter = LlamaTokenCounter(self._llm)
         # Sizes of the batches handed to llama.cpp's decode during the current generation; the
         # first one is the part of the prompt that was not already in the KV cache.
         self._eval_sizes: list[int] = []
@@ -158,6 +180,7 @@ class LlmAnalyzer:
         self._async_lock = asyncio.Lock()
         self._inflight: asyncio.Future[AnalysisOutcome] | None = None
         self.prefix_tokens = 0
+        self.totals = UsageTotals()
         if warm_prefix:
             self.warm_prefix()
 
@@ -190,7 +213,7 @@ class LlmAnalyzer:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def count_line(self, text: str) -> int:
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return self._line_counter.count(text)
 
     def count_chat(self, system: str, user: str) -> int:
         return len(self.tokenize_prompt(self.format_chat(system, user)))
@@ -294,6 +317,7 @@ class LlmAnalyzer:
                 finish_reason=finish_reason,
                 elapsed_s=time.perf_counter() - started,
             )
+            self.totals.add(stats)
         raw = "".join(pieces)
         if stop.is_set():
             raise LlmCancelledError("generation was stopped before it finished")

@@ -33,13 +33,17 @@ class EstimatedTokenCounter:
 
 
 class LlamaTokenCounter:
-    """The model's own tokenizer, with chat markers parsed as the special tokens they are."""
+    """The model's own tokenizer (Llama.tokenize), for fragments of the data block.
+
+    Markers are not parsed as special tokens: untrusted text has none left after sanitizing,
+    and counting them as plain text can only overestimate.
+    """
 
     def __init__(self, model: _Tokenizer) -> None:
         self._model = model
 
     def count(self, text: str) -> int:
-        return len(self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
 def prompt_budget(n_ctx: int, max_output_tokens: int, margin: int = DEFAULT_MARGIN_TOKENS) -> int:

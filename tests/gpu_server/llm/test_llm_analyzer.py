@@ -53,6 +53,9 @@ def test_static_prefix_is_reused_between_analyses(
         make_input(camera_name="Garage", detections=(DetectionInput(label="cat", confidence=0.4),))
     )
     assert third.stats.prompt_tokens_evaluated == 1
+    totals = analyzer.totals
+    assert totals.generations == 3
+    assert totals.prompt_tokens_reused >= 3 * len(prefix)
 
 
 def test_prefix_is_decoded_once_without_warm_up(

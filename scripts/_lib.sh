@@ -20,8 +20,9 @@ find_python() {
   return 1
 }
 
-# ensure_venv NAME PYTHON STAMP_INPUT... -- PIP_INSTALL_ARGS...
-# Creates $VENVS/NAME once and (re)installs only when the stamp inputs changed.
+# ensure_venv NAME PYTHON STAMP_INPUT... -- PIP_INSTALL_ARGS... [--then PIP_INSTALL_ARGS...]
+# Creates $VENVS/NAME once and (re)installs only when the stamp inputs changed. Each `--then`
+# starts another pip install run (e.g. one with --no-deps).
 ensure_venv() {
   local name="$1" python="$2"; shift 2
   local inputs=() venv="$VENVS/$name"
@@ -36,6 +37,14 @@ ensure_venv() {
   [ -x "$venv/bin/python" ] || { log "creating $name environment with $("$python" -V)"; "$python" -m venv "$venv"; }
   log "installing $name requirements (first run takes a few minutes)"
   "$venv/bin/python" -m pip install --quiet --upgrade pip 2> >(grep -v "^WARNING: Location" >&2)
-  "$venv/bin/python" -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location" >&2)
+  local group=()
+  for arg in "$@" --then; do
+    if [ "$arg" = "--then" ]; then
+      [ "${#group[@]}" -eq 0 ] || "$venv/bin/python" -m pip install --quiet "${group[@]}" 2> >(grep -v "^WARNING: Location" >&2)
+      group=()
+    else
+      group+=("$arg")
+    fi
+  done
   echo "$stamp" > "$venv/.stamp"
 }

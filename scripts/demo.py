@@ -70,7 +70,9 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 1.0) -
             if result := predicate():
                 return result
         time.sleep(interval)
-    raise SystemExit(f"demo: gave up waiting for {what} after {timeout:.0f} s (see {DEMO_DIR}/*.log)")
+    raise SystemExit(
+        f"demo: gave up waiting for {what} after {timeout:.0f} s (see {DEMO_DIR}/*.log)"
+    )
 
 
 class HomeAssistantApi:
@@ -91,7 +93,7 @@ class HomeAssistantApi:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(self.base_url + path, data, headers, method=method)
-        with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=30) as response:
             payload = response.read()
             is_json = response.headers.get_content_type() == "application/json"
         return json.loads(payload) if payload and is_json else payload.decode()
@@ -140,7 +142,9 @@ class HomeAssistantApi:
 
     def integration_states(self) -> list[dict[str, Any]]:
         entity_ids = self.request(
-            "POST", "/api/template", {"template": f"{{{{ integration_entities('{DOMAIN}') | join(',') }}}}"}
+            "POST",
+            "/api/template",
+            {"template": f"{{{{ integration_entities('{DOMAIN}') | join(',') }}}}"},
         )
         wanted = set(entity_ids.split(","))
         return [s for s in self.request("GET", "/api/states") if s["entity_id"] in wanted]
@@ -149,7 +153,7 @@ class HomeAssistantApi:
 @contextlib.contextmanager
 def process(name: str, argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     log = (DEMO_DIR / f"{name}.log").open("wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=DEMO_DIR)  # noqa: S603
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=DEMO_DIR)
     try:
         yield proc
     finally:
@@ -193,7 +197,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sidecar-python", required=True)
     parser.add_argument("--hass", required=True)
-    parser.add_argument("--exit-after-report", action="store_true", help="stop once detections are shown")
+    parser.add_argument(
+        "--exit-after-report", action="store_true", help="stop once detections are shown"
+    )
     args = parser.parse_args()
 
     uploads, config = prepare()
@@ -216,14 +222,24 @@ def main() -> None:
         "--token", token, "--models-dir", str(REPO_ROOT / "models"),
         "--data-dir", str(DEMO_DIR / "sidecar"), "--ready-file", str(ready_file),
     ]  # fmt: skip
-    print(f"Starting the sidecar and Home Assistant (logs in {DEMO_DIR.relative_to(REPO_ROOT)}/)...")
+    print(
+        f"Starting the sidecar and Home Assistant (logs in {DEMO_DIR.relative_to(REPO_ROOT)}/)..."
+    )
     with (
         process("sidecar", sidecar_argv, sidecar_env) as sidecar,
-        process("homeassistant", [args.hass, "-c", str(config), "--skip-pip"], dict(os.environ)) as hass,
+        process(
+            "homeassistant", [args.hass, "-c", str(config), "--skip-pip"], dict(os.environ)
+        ) as hass,
     ):
-        ready = wait_for(lambda: json.loads(ready_file.read_text()), STARTUP_TIMEOUT_S, "the sidecar")
+        ready = wait_for(
+            lambda: json.loads(ready_file.read_text()), STARTUP_TIMEOUT_S, "the sidecar"
+        )
         api = HomeAssistantApi(f"http://127.0.0.1:{ha_port}")
-        wait_for(lambda: api.request("GET", "/api/onboarding") is not None, STARTUP_TIMEOUT_S, "Home Assistant")
+        wait_for(
+            lambda: api.request("GET", "/api/onboarding") is not None,
+            STARTUP_TIMEOUT_S,
+            "Home Assistant",
+        )
         api.onboard(password)
         entry = api.run_flow(
             "/api/config/config_entries/flow",
@@ -242,8 +258,12 @@ def main() -> None:
             done = len(objects) >= 2 and all(s["state"].isdigit() for s in objects)
             return states if done else None
 
-        report(wait_for(cameras_seen, DETECTION_TIMEOUT_S, "detections from the sample cameras", 2.0))
-        print(f"\nHome Assistant: http://127.0.0.1:{ha_port}  user: {USERNAME}  password: {password}")
+        report(
+            wait_for(cameras_seen, DETECTION_TIMEOUT_S, "detections from the sample cameras", 2.0)
+        )
+        print(
+            f"\nHome Assistant: http://127.0.0.1:{ha_port}  user: {USERNAME}  password: {password}"
+        )
         print(f"Drop more photos into {uploads}/<Camera Name>/ to watch them appear.")
         if args.exit_after_report:
             return

@@ -53,8 +53,12 @@ def _format_target(host: str, port: int) -> str:
 
 def _map_error(err: grpc.RpcError) -> HomeSecurityAIError:
     """Translate a gRPC error into the client's own errors."""
-    code = err.code() if isinstance(err, aio.AioRpcError) else None
-    details = err.details() if isinstance(err, aio.AioRpcError) else str(err)
+    if isinstance(err, aio.AioRpcError):
+        return _map_status(err.code(), err.details())
+    return _map_status(None, str(err))
+
+
+def _map_status(code: grpc.StatusCode | None, details: str | None) -> HomeSecurityAIError:
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return AuthFailed(f"The sidecar refused the token: {details}")
     if code in _CONNECT_CODES:
@@ -227,21 +231,38 @@ class HomeSecurityAIClient:
         call = self._get_stub().SubmitFrames(metadata=self._metadata)
 
         async def write_all() -> None:
-            async for frame in frames:
-                await call.write(_frame_to_proto(frame))
-            await call.done_writing()
+            try:
+                async for frame in frames:
+                    await call.write(_frame_to_proto(frame))
+                await call.done_writing()
+            except (grpc.RpcError, asyncio.InvalidStateError):
+                return  # the call has ended; the read loop reports its status
+            except Exception:
+                call.cancel()  # end the read loop too, or it would wait forever
+                raise
 
         # The writer is our own task, not grpc's request-iterator consumer: grpc leaves that
         # consumer waiting on the iterator forever when the server ends the call, and a stale
         # consumer would steal frames queued for the next stream.
         writer = asyncio.create_task(write_all(), name="home_security_ai frame writer")
         try:
-            while (ack := await call.read()) is not grpc.aio.EOF:
+            while (ack := await call.read()) is not aio.EOF:
                 yield _ack_from_proto(ack)
+        except grpc.RpcError as err:
             if writer.done() and not writer.cancelled() and (error := writer.exception()):
                 raise HomeSecurityAIError(f"Sending frames failed: {error}") from error
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
+            # A failed write can surface as a generic error on read: the call's own status
+            # (e.g. UNAUTHENTICATED) says what really happened.
+            code, details = await call.code(), await call.details()
+            if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+                error = _map_error(err)
+            else:
+                error = _map_status(code, details)
+            if type(error) is HomeSecurityAIError:
+                # Unclassified, e.g. a write that raced the server's refusal of the call: a
+                # unary call tells a refused token or an unreachable server apart.
+                await self.get_status()
+            raise error from err
         finally:
             call.cancel()
             writer.cancel()

@@ -24,6 +24,7 @@ class RejectReason(enum.Enum):
     HASH_MISMATCH = "hash_mismatch"
     INVALID_CAMERA_ID = "invalid_camera_id"
     INTERNAL = "internal"
+    BACKPRESSURE = "backpressure"
 
 
 class SidecarError(Exception):
@@ -40,6 +41,15 @@ class FrameRejectedError(SidecarError):
     def __init__(self, reason: RejectReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class BackpressureError(FrameRejectedError):
+    """The event outbox is full; the client keeps the frame and resends it later."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(RejectReason.BACKPRESSURE, message)
 
 
 class DetectorError(SidecarError):

@@ -34,6 +34,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_HASH_MISMATCH: _ClassVar[RejectReason]
     REJECT_REASON_INVALID_CAMERA_ID: _ClassVar[RejectReason]
     REJECT_REASON_INTERNAL: _ClassVar[RejectReason]
+    REJECT_REASON_BACKPRESSURE: _ClassVar[RejectReason]
 FRAME_SOURCE_UNSPECIFIED: FrameSource
 FRAME_SOURCE_CAMERA_ENTITY: FrameSource
 FRAME_SOURCE_UPLOAD: FrameSource
@@ -52,6 +53,7 @@ REJECT_REASON_TOO_MANY_BYTES: RejectReason
 REJECT_REASON_HASH_MISMATCH: RejectReason
 REJECT_REASON_INVALID_CAMERA_ID: RejectReason
 REJECT_REASON_INTERNAL: RejectReason
+REJECT_REASON_BACKPRESSURE: RejectReason
 
 class Frame(_message.Message):
     __slots__ = ("camera_id", "captured_at_ms", "source", "source_ref", "content_sha256", "image", "client_ref")

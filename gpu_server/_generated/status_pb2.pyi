@@ -79,8 +79,28 @@ class FrameCounters(_message.Message):
     rejected: int
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
+class EventsStatus(_message.Message):
+    __slots__ = ("open_batches", "outbox_depth", "outbox_max_events", "last_sequence", "llm_model", "llm_unavailable_reason", "analyses_running", "events_created")
+    OPEN_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LLM_MODEL_FIELD_NUMBER: _ClassVar[int]
+    LLM_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    ANALYSES_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_CREATED_FIELD_NUMBER: _ClassVar[int]
+    open_batches: int
+    outbox_depth: int
+    outbox_max_events: int
+    last_sequence: int
+    llm_model: str
+    llm_unavailable_reason: str
+    analyses_running: int
+    events_created: int
+    def __init__(self, open_batches: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., outbox_max_events: _Optional[int] = ..., last_sequence: _Optional[int] = ..., llm_model: _Optional[str] = ..., llm_unavailable_reason: _Optional[str] = ..., analyses_running: _Optional[int] = ..., events_created: _Optional[int] = ...) -> None: ...
+
 class ServerStatus(_message.Message):
-    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames")
+    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events")
     class StageLatencyEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +116,7 @@ class ServerStatus(_message.Message):
     STAGE_LATENCY_FIELD_NUMBER: _ClassVar[int]
     GPU_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     version: str
     uptime_s: float
@@ -104,4 +125,5 @@ class ServerStatus(_message.Message):
     stage_latency: _containers.MessageMap[str, LatencyStats]
     gpu: GpuStatus
     frames: FrameCounters
-    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ...) -> None: ...
+    events: EventsStatus
+    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ..., events: _Optional[_Union[EventsStatus, _Mapping]] = ...) -> None: ...

@@ -14,6 +14,8 @@ from typing import Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gpu_server.llm.settings import LlmSettings
+
 MIB = 1024 * 1024
 
 
@@ -56,6 +58,34 @@ class DedupeConfig(_Section):
     capacity: int = Field(default=4096, ge=0)
 
 
+class EventsConfig(_Section):
+    """Per-camera batching, the fast path and the outbox (cameras may override the windows)."""
+
+    # A batch closes this long after it opened, or after `idle_s` without a detection.
+    window_s: float = Field(default=90.0, gt=0.0, le=86_400.0)
+    idle_s: float = Field(default=30.0, gt=0.0, le=86_400.0)
+    # A detection of one of these labels at or above the confidence is analysed at once.
+    fast_path_labels: tuple[str, ...] = ("person",)
+    fast_path_confidence: float = Field(default=0.9, ge=0.0, le=1.0)
+    # Detections one prompt may carry; the rest are left out of the prompt, not the event.
+    max_detections_per_batch: int = Field(default=50, ge=1, le=10_000)
+    # Unacknowledged events the outbox holds before new frames are refused.
+    outbox_max_events: int = Field(default=10_000, ge=1)
+    # How long hashes of covered frames are remembered after their event was acknowledged.
+    covered_retention_s: float = Field(default=86_400.0, ge=0.0)
+    covered_max_rows: int = Field(default=500_000, ge=1)
+    # How often open batches are checked against their windows.
+    tick_s: float = Field(default=0.25, gt=0.0, le=60.0)
+
+    @field_validator("fast_path_labels", mode="before")
+    @classmethod
+    def _split_labels(cls, value: object) -> object:
+        # Env vars give one comma-separated string.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
 class ServerConfig(_Section):
     host: str = "0.0.0.0"  # noqa: S104 - the sidecar is meant to be reached from Home Assistant
     port: int = Field(default=50051, ge=0, le=65535)
@@ -70,6 +100,8 @@ class ServerConfig(_Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
 
     @field_validator("log_level")
     @classmethod
@@ -103,6 +135,14 @@ ENV_VARS: dict[str, str] = {
     "HSAI_MAX_WIDTH": "limits.max_width",
     "HSAI_MAX_HEIGHT": "limits.max_height",
     "HSAI_MAX_PIXELS": "limits.max_pixels",
+    "HSAI_BATCH_WINDOW_S": "events.window_s",
+    "HSAI_BATCH_IDLE_S": "events.idle_s",
+    "HSAI_FAST_PATH_LABELS": "events.fast_path_labels",
+    "HSAI_FAST_PATH_CONFIDENCE": "events.fast_path_confidence",
+    "HSAI_OUTBOX_MAX_EVENTS": "events.outbox_max_events",
+    "HSAI_LLM_ENABLED": "llm.enabled",
+    "HSAI_LLM_MODEL": "llm.model",
+    "HSAI_LLM_TIMEOUT_S": "llm.timeout_s",
 }
 
 

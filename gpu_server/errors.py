@@ -52,6 +52,12 @@ class BackpressureError(FrameRejectedError):
         super().__init__(RejectReason.BACKPRESSURE, message)
 
 
+class InvalidSettingsError(SidecarError):
+    """Configure was given settings that cannot be applied (bad zone, unknown time zone)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
 class DetectorError(SidecarError):
     """The detector failed or returned something unusable."""
 

@@ -13,7 +13,10 @@ from grpc_reflection.v1alpha import reflection
 from gpu_server._generated import service_pb2, service_pb2_grpc
 from gpu_server.auth import BearerTokenInterceptor
 from gpu_server.config import ServerConfig
+from gpu_server.events.clock import Clock
+from gpu_server.events.pipeline import EventPipeline
 from gpu_server.identity import load_or_create_server_id, load_or_create_token
+from gpu_server.llm.service import RiskAnalysis
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
 from gpu_server.pipeline.analyze import AnalysisResult, FrameAnalyzer
@@ -22,6 +25,7 @@ from gpu_server.pipeline.dedupe import Deduplicator, ResultCache
 from gpu_server.pipeline.detect import DetectorSelection, build_detector
 from gpu_server.pipeline.intake import FrameIntake
 from gpu_server.servicers import SecurityAIServicer
+from gpu_server.servicers.events import EventsHandler
 from gpu_server.servicers.frames import FrameStreamHandler
 from gpu_server.servicers.status import StatusReporter
 
@@ -34,12 +38,24 @@ class GRPCServer:
     """The sidecar. `start()` returns once it listens; `stop()` drains and shuts down.
 
     `detector` lets a caller hand in an already loaded detector (tests and benchmarks reuse
-    one model across servers); by default it is built from the configuration.
+    one model across servers); by default it is built from the configuration. `clock` drives
+    the batch windows (tests pass a fake one); `risk` replaces the risk analysis built from
+    the `llm` settings.
     """
 
-    def __init__(self, config: ServerConfig, *, detector: DetectorSelection | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        detector: DetectorSelection | None = None,
+        clock: Clock | None = None,
+        risk: RiskAnalysis | None = None,
+    ) -> None:
         self.config = config
         self._given_detector = detector
+        self._clock = clock
+        self._risk = risk
+        self.events: EventPipeline | None = None
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
         self._gpu = GpuMonitor()
@@ -76,9 +92,12 @@ class GRPCServer:
             max_wait_ms=config.batching.max_wait_ms,
         )
         self.batcher.start()
+        risk = self._risk or RiskAnalysis(config.llm, config.models_dir)
+        self.events = EventPipeline(config, risk, clock=self._clock)
+        await self.events.start()
         self.dedupe = Deduplicator(ResultCache(config.dedupe.capacity))
         analyzer = FrameAnalyzer(
-            FrameIntake(config.limits), self.dedupe, self.batcher, self.latency
+            FrameIntake(config.limits), self.dedupe, self.batcher, self.latency, self.events
         )
         servicer = SecurityAIServicer(
             FrameStreamHandler(
@@ -91,7 +110,9 @@ class GRPCServer:
                 latency=self.latency,
                 counters=self.counters,
                 gpu=self._gpu,
+                events=self.events,
             ),
+            EventsHandler(self.events),
         )
 
         max_bytes = config.limits.max_message_bytes
@@ -111,6 +132,7 @@ class GRPCServer:
         try:
             self.port = server.add_insecure_port(f"{config.host}:{config.port}")
         except RuntimeError as exc:
+            await self.events.stop(0)
             await self.batcher.stop()
             raise OSError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
         await server.start()
@@ -118,8 +140,9 @@ class GRPCServer:
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         _LOGGER.info(
-            "listening on %s (server id %s, detector %s on %s)",
+            "listening on %s (server id %s, detector %s on %s, risk analysis by %s)",
             self.address, self.server_id, selection.detector.name, selection.detector.device,
+            risk.model_name or f"rules ({risk.unavailable_reason})",
         )
         return self.port
 
@@ -131,6 +154,9 @@ class GRPCServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self.events is not None:
+            await self.events.stop(grace)
+            self.events = None
         if self.batcher is not None:
             await self.batcher.stop()
         await asyncio.to_thread(self._gpu.close)

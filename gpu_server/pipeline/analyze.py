@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from gpu_server.monitor.latency import LatencyTracker
 from gpu_server.pipeline.batching import DetectionBatcher
 from gpu_server.pipeline.dedupe import Deduplicator
 from gpu_server.pipeline.detect import Detection
-from gpu_server.pipeline.intake import FrameIntake, validate_camera_id
+from gpu_server.pipeline.intake import BgrImage, FrameIntake, validate_camera_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,29 @@ class FrameOutcome:
     timings: StageTimings
 
 
+@dataclass(frozen=True, slots=True)
+class AcceptedFrame:
+    """A newly analysed frame, handed to the sink before its ack goes out."""
+
+    camera_id: str
+    sha256: str
+    captured_at_ms: int  # client clock; 0 when the client did not say
+    result: AnalysisResult
+
+
+class FrameSink(Protocol):
+    """Where accepted frames go next (the events pipeline)."""
+
+    async def seen(self, sha256: str) -> bool:
+        """True when the frame is already covered by an event or waiting in a batch."""
+
+    def check_capacity(self) -> None:
+        """Raise BackpressureError when no new frame can be taken now."""
+
+    async def accept(self, frame: AcceptedFrame, pixels: BgrImage) -> None:
+        """Take the frame; once this returns, an event will cover it (or the process died)."""
+
+
 class FrameAnalyzer:
     def __init__(
         self,
@@ -46,19 +70,35 @@ class FrameAnalyzer:
         dedupe: Deduplicator[AnalysisResult],
         batcher: DetectionBatcher,
         latency: LatencyTracker,
+        sink: FrameSink | None = None,
     ) -> None:
         self._intake = intake
         self._dedupe = dedupe
         self._batcher = batcher
         self._latency = latency
+        self._sink = sink
 
-    async def analyze(self, camera_id: str, image: bytes, declared_sha256: str) -> FrameOutcome:
+    async def analyze(
+        self, camera_id: str, image: bytes, declared_sha256: str, captured_at_ms: int = 0
+    ) -> FrameOutcome:
         """Analyse one encoded frame; raises FrameRejectedError for frames the server refuses."""
         started = time.perf_counter()
         validate_camera_id(camera_id)
         header = await asyncio.to_thread(self._intake.inspect, image, declared_sha256)
         inspect_ms = (time.perf_counter() - started) * 1000.0
         timings: dict[str, float] = {}
+        sink = self._sink
+        if sink is not None:
+            if await sink.seen(header.sha256):
+                # Covered by an event (maybe from before a restart) or in an open batch.
+                known = self._dedupe.cache.get(header.sha256) or AnalysisResult(
+                    (), header.width, header.height, self._batcher.detector.name
+                )
+                total_ms = (time.perf_counter() - started) * 1000.0
+                self._latency.record("total", total_ms)
+                timed = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
+                return FrameOutcome(header.sha256, known, True, timed)
+            sink.check_capacity()
 
         async def analyse_new() -> AnalysisResult:
             decode_started = time.perf_counter()
@@ -67,12 +107,18 @@ class FrameAnalyzer:
             batch = await self._batcher.detect(decoded.pixels)
             timings["queue_ms"] = batch.queue_ms
             timings["inference_ms"] = batch.inference_ms
-            return AnalysisResult(
+            result = AnalysisResult(
                 detections=tuple(batch.detections),
                 width=decoded.width,
                 height=decoded.height,
                 detector=self._batcher.detector.name,
             )
+            if sink is not None:
+                # Inside the dedupe leader: only one copy of concurrent identical frames joins.
+                await sink.accept(
+                    AcceptedFrame(camera_id, header.sha256, captured_at_ms, result), decoded.pixels
+                )
+            return result
 
         result, duplicate = await self._dedupe.resolve(header.sha256, analyse_new)
         total_ms = (time.perf_counter() - started) * 1000.0

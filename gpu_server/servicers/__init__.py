@@ -1,42 +1,92 @@
-"""The SecurityAI gRPC service, split by RPC into frames.py and status.py."""
+"""The SecurityAI gRPC service, split by concern into frames.py, status.py and events.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 
-from gpu_server._generated import frames_pb2, service_pb2_grpc, status_pb2
+from gpu_server._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
 from gpu_server.errors import status_for
+from gpu_server.servicers.events import EventsHandler
 from gpu_server.servicers.frames import FrameStreamHandler
 from gpu_server.servicers.status import StatusReporter
 
+R = TypeVar("R")
+
+
+async def _unary(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[R]]) -> R:
+    try:
+        return await call()
+    except Exception as exc:
+        code, message = status_for(exc)
+        await context.abort(code, message)
+        raise  # abort() always raises; this keeps type checkers informed
+
+
+async def _streaming(
+    context: grpc.aio.ServicerContext, items: AsyncIterator[R]
+) -> AsyncIterator[R]:
+    try:
+        async for item in items:
+            yield item
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        code, message = status_for(exc)
+        await context.abort(code, message)
+
 
 class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[misc]
-    def __init__(self, frames: FrameStreamHandler, status: StatusReporter) -> None:
+    def __init__(
+        self, frames: FrameStreamHandler, status: StatusReporter, events: EventsHandler
+    ) -> None:
         self._frames = frames
         self._status = status
+        self._events = events
 
-    async def SubmitFrames(  # noqa: N802 - name fixed by the contract
+    # Method names are fixed by the contract.
+
+    # Streaming methods must be async generators themselves: grpc.aio runs any other callable
+    # as a synchronous handler in a thread.
+
+    async def SubmitFrames(  # noqa: N802
         self,
         request_iterator: AsyncIterator[frames_pb2.Frame],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[frames_pb2.FrameAck]:
-        try:
-            async for ack in self._frames.stream(request_iterator):
-                yield ack
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            code, message = status_for(exc)
-            await context.abort(code, message)
+        async for ack in _streaming(context, self._frames.stream(request_iterator)):
+            yield ack
 
-    async def GetStatus(  # noqa: N802 - name fixed by the contract
+    async def GetStatus(  # noqa: N802
         self, request: status_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> status_pb2.ServerStatus:
-        try:
-            return await self._status.status()
-        except Exception as exc:
-            code, message = status_for(exc)
-            await context.abort(code, message)
-            raise  # abort() always raises; this keeps type checkers informed
+        return await _unary(context, self._status.status)
+
+    async def SubscribeEvents(  # noqa: N802
+        self, request: events_pb2.SubscribeEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[events_pb2.SecurityEvent]:
+        async for event in _streaming(context, self._events.subscribe(request)):
+            yield event
+
+    async def AckEvents(  # noqa: N802
+        self, request: events_pb2.AckEventsRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.AckEventsResponse:
+        return await _unary(context, lambda: self._events.ack(request))
+
+    async def Configure(  # noqa: N802
+        self, request: events_pb2.ConfigureRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.ConfigureResponse:
+        return await _unary(context, lambda: self._events.configure(request))
+
+    async def AnalyzeNow(  # noqa: N802
+        self, request: events_pb2.AnalyzeNowRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.AnalyzeNowResponse:
+        return await _unary(context, lambda: self._events.analyze_now(request))
+
+    async def WatchAnalysis(  # noqa: N802
+        self, request: events_pb2.WatchAnalysisRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[events_pb2.AnalysisProgress]:
+        async for note in _streaming(context, self._events.watch(request)):
+            yield note

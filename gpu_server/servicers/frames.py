@@ -85,7 +85,7 @@ class FrameStreamHandler:
     async def _ack_for(self, frame: frames_pb2.Frame) -> frames_pb2.FrameAck:
         try:
             outcome = await self._analyzer.analyze(
-                frame.camera_id, frame.image, frame.content_sha256
+                frame.camera_id, frame.image, frame.content_sha256, frame.captured_at_ms
             )
         except Exception as exc:
             self._counters.rejected += 1

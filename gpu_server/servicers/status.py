@@ -7,6 +7,7 @@ import time
 
 from gpu_server import __version__
 from gpu_server._generated import status_pb2
+from gpu_server.events.pipeline import EventPipeline
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
 from gpu_server.pipeline.batching import DetectionBatcher
@@ -23,7 +24,9 @@ class StatusReporter:
         latency: LatencyTracker,
         counters: FrameCounters,
         gpu: GpuMonitor,
+        events: EventPipeline | None = None,
     ) -> None:
+        self._events = events
         self._server_id = server_id
         self._selection = selection
         self._batcher = batcher
@@ -76,4 +79,22 @@ class StatusReporter:
                 duplicate=self._counters.duplicate,
                 rejected=self._counters.rejected,
             ),
+            events=self._events_status(),
+        )
+
+    def _events_status(self) -> status_pb2.EventsStatus | None:
+        events = self._events
+        if events is None:
+            return None
+        risk = events.risk
+        model = risk.model_name or ""
+        return status_pb2.EventsStatus(
+            open_batches=events.open_batches,
+            outbox_depth=events.outbox.depth,
+            outbox_max_events=events.outbox.max_events,
+            last_sequence=events.outbox.last_sequence,
+            llm_model=model,
+            llm_unavailable_reason="" if model else risk.unavailable_reason,
+            analyses_running=events.processor.running,
+            events_created=events.processor.created,
         )

@@ -82,6 +82,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             "data_dir": tmp_path / f"data{len(running)}",
             "models_dir": tmp_path / "no-models",
             "grace_period_s": 1.0,
+            # The frame tests do not need the embedded LLM; loading it would slow every start.
+            "llm.enabled": False,
         }
         settings.update({key.replace("__", "."): value for key, value in overrides.items()})
         config = load_config(env={}, overrides=settings)

@@ -1,0 +1,242 @@
+"""The persisted, bounded, acknowledged outbox of security events (SQLite under the data dir).
+
+An event and the hashes of the frames it covers are written in one transaction, so after any
+crash a frame is either covered by a stored event or not at all. Events stay until Home
+Assistant acknowledges them; covered-frame rows outlive the ack for a retention period, so a
+frame resent after its event was acknowledged is still recognised as a duplicate.
+
+SQLite calls are blocking and run on one dedicated thread, which also owns the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Final, TypeVar
+
+from gpu_server._generated import events_pb2
+
+_LOGGER = logging.getLogger(__name__)
+
+OUTBOX_FILE: Final = "events.sqlite3"
+READ_BATCH: Final = 100
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS events (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS covered_frames (
+    sha256 TEXT PRIMARY KEY,
+    sequence INTEGER NOT NULL,
+    covered_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS covered_frames_by_sequence ON covered_frames (sequence);
+"""
+
+T = TypeVar("T")
+
+
+class Outbox:
+    """`open()` before use, `close()` at the end. Methods are coroutines; the loop never blocks."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_events: int,
+        retention_s: float = 86_400.0,
+        max_covered_rows: int = 500_000,
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.path = path
+        self.max_events = max_events
+        self._retention_ms = int(retention_s * 1000)
+        self._max_covered_rows = max_covered_rows
+        self._now_ms = now_ms
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._db: sqlite3.Connection | None = None
+        self._depth = 0
+        self._last_sequence = 0
+        # Replaced on every append; subscribers wait on the one current when they last read.
+        self._changed = asyncio.Event()
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the outbox is not open")
+        return self._db
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run(self._open_sync)
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode; transactions are explicit so event and covered frames go together.
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: an appended event survives a power cut, not just a process kill.
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        self._db = db
+        self._depth = int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        # AUTOINCREMENT remembers the highest sequence ever used, even after its row is gone.
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        self._last_sequence = int(row[0]) if row is not None else 0
+
+    async def close(self) -> None:
+        if self._db is None:
+            return
+
+        def close_sync() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(close_sync)
+        self._executor.shutdown(wait=True)
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Events not yet acknowledged."""
+        return self._depth
+
+    @property
+    def last_sequence(self) -> int:
+        return self._last_sequence
+
+    @property
+    def full(self) -> bool:
+        return self._depth >= self.max_events
+
+    def changed(self) -> asyncio.Event:
+        """An event that is set at the next append; take it before reading to miss nothing."""
+        return self._changed
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def append(self, event: events_pb2.SecurityEvent) -> int:
+        """Store an event with its covered frames; returns its sequence.
+
+        Never refuses for space: the bound is enforced on new frames, so an event for frames
+        already accepted is always kept.
+        """
+        payload = event.SerializeToString()
+        shas = list(dict.fromkeys(event.frame_sha256s))
+        sequence = await self._run(lambda: self._append_sync(payload, shas))
+        event.sequence = sequence
+        self._depth += 1
+        self._last_sequence = max(self._last_sequence, sequence)
+        waiters, self._changed = self._changed, asyncio.Event()
+        waiters.set()
+        return sequence
+
+    def _append_sync(self, payload: bytes, shas: list[str]) -> int:
+        db = self._conn()
+        now = self._now_ms()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = db.execute("INSERT INTO events (payload) VALUES (?)", (payload,))
+            sequence = int(cursor.lastrowid or 0)
+            # OR IGNORE: intake never lets a covered frame into a batch, so a clash would be a
+            # bug; the first event keeps the frame rather than losing this whole event.
+            db.executemany(
+                "INSERT OR IGNORE INTO covered_frames (sha256, sequence, covered_at_ms) "
+                "VALUES (?, ?, ?)",
+                [(sha, sequence, now) for sha in shas],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return sequence
+
+    async def ack(self, up_to: int) -> int:
+        """Remove events up to and including `up_to`; returns how many were removed."""
+        removed = await self._run(lambda: self._ack_sync(up_to))
+        self._depth = max(0, self._depth - removed)
+        return removed
+
+    def _ack_sync(self, up_to: int) -> int:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            removed = db.execute("DELETE FROM events WHERE sequence <= ?", (up_to,)).rowcount
+            self._prune_covered(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return int(removed)
+
+    def _prune_covered(self, db: sqlite3.Connection) -> None:
+        # Only rows whose event is gone (acknowledged) expire; unacked ones must stay.
+        oldest_unacked = db.execute("SELECT MIN(sequence) FROM events").fetchone()[0]
+        bound = int(oldest_unacked) if oldest_unacked is not None else self._last_sequence + 1
+        cutoff = self._now_ms() - self._retention_ms
+        db.execute(
+            "DELETE FROM covered_frames WHERE sequence < ? AND covered_at_ms < ?",
+            (bound, cutoff),
+        )
+        excess = (
+            int(db.execute("SELECT COUNT(*) FROM covered_frames").fetchone()[0])
+            - self._max_covered_rows
+        )
+        if excess > 0:
+            db.execute(
+                "DELETE FROM covered_frames WHERE rowid IN (SELECT rowid FROM covered_frames "
+                "WHERE sequence < ? ORDER BY sequence LIMIT ?)",
+                (bound, excess),
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read_after(
+        self, sequence: int, limit: int = READ_BATCH
+    ) -> list[events_pb2.SecurityEvent]:
+        """Stored events with a greater sequence, oldest first."""
+        rows = await self._run(
+            lambda: self._conn()
+            .execute(
+                "SELECT sequence, payload FROM events WHERE sequence > ? "
+                "ORDER BY sequence LIMIT ?",
+                (sequence, limit),
+            )
+            .fetchall()
+        )
+        events: list[events_pb2.SecurityEvent] = []
+        for seq, payload in rows:
+            event = events_pb2.SecurityEvent.FromString(payload)
+            event.sequence = int(seq)
+            events.append(event)
+        return events
+
+    async def covered(self, shas: Iterable[str]) -> dict[str, int]:
+        """Which of these frame hashes a stored (or recently acknowledged) event covers."""
+        wanted = list(dict.fromkeys(shas))
+        if not wanted:
+            return {}
+
+        def query() -> dict[str, int]:
+            marks = ",".join("?" * len(wanted))
+            rows = self._conn().execute(
+                f"SELECT sha256, sequence FROM covered_frames WHERE sha256 IN ({marks})",  # noqa: S608 - only placeholders
+                wanted,
+            )
+            return {sha: int(seq) for sha, seq in rows}
+
+        return await self._run(query)
+
+    async def is_covered(self, sha256: str) -> bool:
+        return sha256 in await self.covered([sha256])

@@ -1,0 +1,287 @@
+"""The events pipeline: takes accepted frames, keeps the windows ticking, and runs analyses.
+
+Exactly-once coverage: a frame is claimed in memory when it joins a batch (or a fast-path or
+tamper job) and stays claimed until the event that covers it is in the outbox, where the
+covered-frames table takes over. Intake asks `seen()` first, so a frame is never in two events.
+After a crash the claims are gone with the open batches, and the client's resends are taken
+again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gpu_server._generated import events_pb2
+from gpu_server.config import ServerConfig
+from gpu_server.context import (
+    ActivityBaseline,
+    ContextEnricher,
+    CrossCameraLog,
+    SceneMonitor,
+    ZoneMap,
+    ZoneRegistry,
+)
+from gpu_server.errors import BackpressureError, InvalidSettingsError
+from gpu_server.events.cameras import CameraDirectory, CameraSettings
+from gpu_server.events.clock import Clock, SystemClock, from_ms
+from gpu_server.events.outbox import OUTBOX_FILE, Outbox
+from gpu_server.events.processor import AnalysisJob, EventProcessor
+from gpu_server.events.progress import ProgressHub, ProgressNote
+from gpu_server.events.windows import (
+    BatchFrame,
+    BatchWindows,
+    ClosedBatch,
+    WindowSettings,
+    new_batch_id,
+)
+from gpu_server.llm.service import RiskAnalysis
+from gpu_server.pipeline.analyze import AcceptedFrame
+from gpu_server.pipeline.intake import CAMERA_ID_PATTERN, BgrImage
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class EventPipeline:
+    def __init__(
+        self, config: ServerConfig, risk: RiskAnalysis, *, clock: Clock | None = None
+    ) -> None:
+        events = config.events
+        data_dir = config.data_dir
+        self.config = events
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.risk = risk
+        self.outbox = Outbox(
+            data_dir / OUTBOX_FILE,
+            max_events=events.outbox_max_events,
+            retention_s=events.covered_retention_s,
+            max_covered_rows=events.covered_max_rows,
+        )
+        self.zones = ZoneRegistry(data_dir)
+        self.baseline = ActivityBaseline(data_dir)
+        self.scene = SceneMonitor(data_dir)
+        self.enricher = ContextEnricher(self.zones, self.baseline, self.scene, CrossCameraLog())
+        self.cameras = CameraDirectory(data_dir)
+        self.windows = BatchWindows(WindowSettings(events.window_s, events.idle_s), self.clock)
+        self.hub = ProgressHub()
+        self.processor = EventProcessor(
+            enricher=self.enricher,
+            risk=risk,
+            outbox=self.outbox,
+            hub=self.hub,
+            cameras=self.cameras,
+            clock=self.clock,
+            max_detections=events.max_detections_per_batch,
+        )
+        self._fast_labels = frozenset(label.lower() for label in events.fast_path_labels)
+        self._claimed: set[str] = set()
+        self._jobs: set[asyncio.Task[events_pb2.SecurityEvent]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.outbox.open()
+        await self.risk.start()
+        for camera in self.cameras.all():
+            self._apply_runtime(camera)
+        self._ticker = asyncio.create_task(self._tick_forever(), name="event-windows")
+
+    async def stop(self, grace: float) -> None:
+        """Finish running analyses within `grace`; open batches are dropped, not closed.
+
+        Their frames are acknowledged but not covered, so the client still holds them and
+        resends them to the next start; closing them here would be fine too, but dropping keeps
+        shutdown quick and the outcome identical to a crash.
+        """
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._jobs:
+            _done, pending = await asyncio.wait(set(self._jobs), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        await asyncio.to_thread(self.enricher.flush)
+        await self.risk.close()
+        await self.outbox.close()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_s)
+            try:
+                self.tick()
+            except Exception:
+                _LOGGER.exception("checking the batch windows failed")
+
+    def tick(self) -> list[asyncio.Task[events_pb2.SecurityEvent]]:
+        """Close due batches and start their analyses; returns the started tasks."""
+        return [self._submit(self._job_for(batch)) for batch in self.windows.due()]
+
+    # -- intake (the FrameSink the frame analyzer calls) -----------------------------------
+
+    async def seen(self, sha256: str) -> bool:
+        return sha256 in self._claimed or await self.outbox.is_covered(sha256)
+
+    def check_capacity(self) -> None:
+        if self.outbox.full:
+            raise BackpressureError(
+                f"the event outbox holds {self.outbox.depth} unacknowledged events (limit "
+                f"{self.outbox.max_events}); acknowledge events, then resend the frame"
+            )
+
+    async def accept(self, frame: AcceptedFrame, pixels: BgrImage) -> None:
+        scene = await asyncio.to_thread(self.scene.check, frame.camera_id, pixels)
+        if frame.sha256 in self._claimed:
+            return  # a twin of this frame finished first while the scene was checked
+        captured = from_ms(frame.captured_at_ms) if frame.captured_at_ms > 0 else self.clock.wall()
+        item = BatchFrame(
+            sha256=frame.sha256,
+            captured_at=captured,
+            width=frame.result.width,
+            height=frame.result.height,
+            detections=frame.result.detections,
+        )
+        self._claimed.add(frame.sha256)
+        if scene.tamper:
+            self._submit(AnalysisJob(frame.camera_id, new_batch_id(), (item,), scene=scene))
+        elif self._is_fast_path(item):
+            self._submit(AnalysisJob(frame.camera_id, new_batch_id(), (item,), fast_path=True))
+        else:
+            self.windows.add(frame.camera_id, item)
+
+    def _is_fast_path(self, frame: BatchFrame) -> bool:
+        threshold = self.config.fast_path_confidence
+        return any(
+            det.label.lower() in self._fast_labels and det.confidence >= threshold
+            for det in frame.detections
+        )
+
+    # -- analyses --------------------------------------------------------------------------
+
+    @staticmethod
+    def _job_for(batch: ClosedBatch) -> AnalysisJob:
+        return AnalysisJob(batch.camera_id, batch.batch_id, batch.frames)
+
+    def _submit(self, job: AnalysisJob) -> asyncio.Task[events_pb2.SecurityEvent]:
+        task = asyncio.create_task(self._run_job(job), name=f"analysis-{job.batch_id[:8]}")
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+        return task
+
+    async def _run_job(self, job: AnalysisJob) -> events_pb2.SecurityEvent:
+        try:
+            event = await self.processor.process(job)
+        except BaseException:
+            # Not stored: release the frames so the client's resends are taken again.
+            self._claimed.difference_update(frame.sha256 for frame in job.frames)
+            raise
+        self._claimed.difference_update(frame.sha256 for frame in job.frames)
+        _LOGGER.info(
+            "event %d for %s: %d frame(s), risk %d%s",
+            event.sequence, job.camera_id, len(job.frames), event.risk_score,
+            " (fallback)" if event.fallback else "",
+        )
+        return event
+
+    async def wait_idle(self) -> None:
+        """Wait until every started analysis has stored its event (tests and benchmarks)."""
+        while self._jobs:
+            await asyncio.wait(set(self._jobs))
+
+    def analyze_now(self, camera_id: str) -> tuple[bool, str]:
+        batch = self.windows.close(camera_id)
+        if batch is None:
+            return False, ""
+        self._submit(self._job_for(batch))
+        return True, batch.batch_id
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def configure(self, settings: Sequence[events_pb2.CameraSettings]) -> list[str]:
+        """Validate every camera first, then apply and persist them all."""
+        prepared: list[tuple[CameraSettings, ZoneMap]] = []
+        for item in settings:
+            camera_id = item.camera_id
+            if not CAMERA_ID_PATTERN.fullmatch(camera_id):
+                raise InvalidSettingsError(
+                    f"camera_id {camera_id[:80]!r} must match {CAMERA_ID_PATTERN.pattern}"
+                )
+            try:
+                zone_map = ZoneMap.model_validate(
+                    {
+                        "camera_id": camera_id,
+                        "zones": [
+                            {
+                                "name": zone.name,
+                                "kind": zone.kind or "other",
+                                "points": [(p.x, p.y) for p in zone.points],
+                            }
+                            for zone in item.zones
+                        ],
+                    }
+                )
+                if item.time_zone:
+                    ZoneInfo(item.time_zone)
+            except (ValueError, ZoneInfoNotFoundError) as exc:
+                raise InvalidSettingsError(f"camera {camera_id!r}: {exc}") from exc
+            prepared.append(
+                (
+                    CameraSettings(
+                        camera_id=camera_id,
+                        display_name=item.display_name,
+                        batch_window_s=item.batch_window_s,
+                        idle_timeout_s=item.idle_timeout_s,
+                        prompt_version=item.prompt_version,
+                        time_zone=item.time_zone,
+                    ),
+                    zone_map,
+                )
+            )
+        for camera, zone_map in prepared:
+            self.zones.set(camera.camera_id, zone_map)
+            self._apply_runtime(camera)
+        self.cameras.update([camera for camera, _ in prepared])
+        return [camera.camera_id for camera, _ in prepared]
+
+    def _apply_runtime(self, camera: CameraSettings) -> None:
+        self.windows.configure(
+            camera.camera_id,
+            float(camera.batch_window_s) or None,
+            float(camera.idle_timeout_s) or None,
+        )
+        try:
+            self.baseline.set_timezone(camera.camera_id, camera.time_zone or None)
+        except (ValueError, ZoneInfoNotFoundError):
+            _LOGGER.warning("unknown time zone %r for %s", camera.time_zone, camera.camera_id)
+        self.enricher.cross_camera.set_camera_name(camera.camera_id, camera.display_name or None)
+
+    # -- delivery --------------------------------------------------------------------------
+
+    async def subscribe(self, after_sequence: int) -> AsyncIterator[events_pb2.SecurityEvent]:
+        """Stored events after the cursor, oldest first, then live ones as they are stored."""
+        cursor = after_sequence
+        while True:
+            changed = self.outbox.changed()  # taken before reading: no append is missed
+            batch = await self.outbox.read_after(cursor)
+            for event in batch:
+                cursor = event.sequence
+                yield event
+            if not batch:
+                await changed.wait()
+
+    async def ack(self, up_to: int) -> int:
+        return await self.outbox.ack(up_to)
+
+    def watch(self, camera_id: str) -> AsyncIterator[ProgressNote]:
+        return self.hub.watch(camera_id)
+
+    @property
+    def open_batches(self) -> int:
+        return self.windows.open_count

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.typing import ConfigType
 
-from .client import HomeSecurityAIClient
+from . import spool as spool_module
+from .client import HomeSecurityAIClient, HomeSecurityAIError
 from .const import (
     CONF_CAMERAS,
     CONF_MOTION_SENSORS,
     CONF_SNAPSHOT_INTERVAL,
+    CONF_THREAT_MINUTES,
     CONF_UPLOAD_FOLDERS,
+    CONF_ZONES,
     DEFAULT_SNAPSHOT_INTERVAL,
+    DEFAULT_THREAT_MINUTES,
     DOMAIN,
     RECONNECT_BACKOFF_MAX,
+    SPOOL_EXPIRE_INTERVAL,
+    SPOOL_MAX_AGE,
+    SPOOL_MAX_BYTES,
 )
 from .coordinator import (
     HomeSecurityAIConfigEntry,
@@ -22,14 +35,30 @@ from .coordinator import (
     HomeSecurityAIStatusCoordinator,
 )
 from .entity import server_device_info
+from .events import EventStream
 from .frames import FramePipeline
+from .services import async_setup_services
 from .sources import CameraEntitySource, UploadFolderWatcher
+from .spool import FrameSpool
 
-PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.CAMERA, Platform.SENSOR]
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.CAMERA,
+    Platform.EVENT,
+    Platform.SENSOR,
+]
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's actions."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> bool:
-    """Connect to the sidecar and start sending frames."""
+    """Connect to the sidecar, reload the spool and start sending frames and taking events."""
     client = HomeSecurityAIClient(
         entry.data[CONF_HOST],
         entry.data[CONF_PORT],
@@ -42,12 +71,29 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
     coordinator = HomeSecurityAIStatusCoordinator(hass, entry, client)
     await coordinator.async_config_entry_first_refresh()
 
-    pipeline = FramePipeline(hass, entry, client, coordinator)
+    spool = FrameSpool(
+        hass,
+        entry.entry_id,
+        spool_module.spool_directory(hass, entry.entry_id),
+        max_bytes=SPOOL_MAX_BYTES,
+        max_age_s=SPOOL_MAX_AGE.total_seconds(),
+    )
+    pipeline = FramePipeline(hass, entry, client, coordinator, spool)
+    spool.on_evict = pipeline.async_frame_evicted
     options = entry.options
+    events = EventStream(
+        hass,
+        entry,
+        client,
+        pipeline,
+        threat_minutes=float(options.get(CONF_THREAT_MINUTES, DEFAULT_THREAT_MINUTES)),
+    )
     entry.runtime_data = HomeSecurityAIData(
         client=client,
         coordinator=coordinator,
         pipeline=pipeline,
+        spool=spool,
+        events=events,
         camera_source=CameraEntitySource(
             hass,
             entry,
@@ -59,30 +105,69 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
         upload_watcher=UploadFolderWatcher(
             hass, entry, pipeline, list(options.get(CONF_UPLOAD_FOLDERS, []))
         ),
+        applied_options=dict(options),
     )
     entry.runtime_data.server_device_id = (
         dr.async_get(hass)
         .async_get_or_create(config_entry_id=entry.entry_id, **server_device_info(entry))
         .id
     )
+    await spool.async_load()
+    await events.async_load()
+    for camera_id in sorted({frame.camera_id for frame in spool.frames()}):
+        pipeline.async_register_camera(camera_id, camera_id)
     entry.runtime_data.camera_source.async_start()
 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
 
     entry.async_create_background_task(hass, pipeline.async_run(), f"{DOMAIN} frame stream")
+    entry.async_create_background_task(hass, events.async_run(), f"{DOMAIN} event stream")
+
+    async def _expire(_now: Any) -> None:
+        await spool.async_expire()
+
+    entry.async_on_unload(
+        async_track_time_interval(
+            hass, _expire, SPOOL_EXPIRE_INTERVAL, name=f"{DOMAIN} spool expiry"
+        )
+    )
     await entry.runtime_data.upload_watcher.async_start()
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> bool:
-    """Stop sending frames and disconnect."""
+    """Stop sending frames and disconnect; the spool stays on disk."""
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
         await entry.runtime_data.upload_watcher.async_stop()
     return unloaded
 
 
+async def async_remove_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
+    """Delete the spool of a removed entry."""
+    await hass.async_add_executor_job(
+        spool_module.remove_spool, spool_module.spool_directory(hass, entry.entry_id)
+    )
+
+
 async def _async_options_updated(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
-    """Reload so that new options take effect."""
-    hass.config_entries.async_schedule_reload(entry.entry_id)
+    """Send new zones right away; reload for every other change."""
+    data = entry.runtime_data
+    before = {key: value for key, value in data.applied_options.items() if key != CONF_ZONES}
+    after = {key: value for key, value in entry.options.items() if key != CONF_ZONES}
+    if before != after:
+        hass.config_entries.async_schedule_reload(entry.entry_id)
+        return
+    changed = [
+        camera_id
+        for camera_id in set(data.applied_options.get(CONF_ZONES, {}))
+        | set(entry.options.get(CONF_ZONES, {}))
+        if data.applied_options.get(CONF_ZONES, {}).get(camera_id)
+        != entry.options.get(CONF_ZONES, {}).get(camera_id)
+    ]
+    data.applied_options = dict(entry.options)
+    if changed and data.events.connected:
+        # On failure they are sent again on the next connect.
+        with contextlib.suppress(HomeSecurityAIError):
+            await data.events.async_configure(sorted(changed))

@@ -1,9 +1,10 @@
-"""Binary sensors of the sidecar: connectivity and GPU availability."""
+"""Binary sensors: the sidecar's connectivity and GPU; whether a camera has an active threat."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from homeassistant.components.binary_sensor import (
     BinarySensorDeviceClass,
@@ -11,12 +12,21 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntityDescription,
 )
 from homeassistant.const import EntityCategory
-from homeassistant.core import HomeAssistant
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.event import async_call_later
+from homeassistant.util import dt as dt_util
 
 from .client import ServerStatus
+from .const import signal_new_camera
 from .coordinator import HomeSecurityAIConfigEntry
-from .entity import HomeSecurityAIConnectionEntity, HomeSecurityAIServerEntity
+from .entity import (
+    HomeSecurityAICameraEntity,
+    HomeSecurityAIConnectionEntity,
+    HomeSecurityAIServerEntity,
+)
+from .events import threat_active
 
 PARALLEL_UPDATES = 0
 
@@ -44,6 +54,13 @@ SERVER_BINARY_SENSORS: tuple[ServerBinarySensorEntityDescription, ...] = (
 )
 
 
+THREAT_ACTIVE = BinarySensorEntityDescription(
+    key="threat_active",
+    translation_key="threat_active",
+    device_class=BinarySensorDeviceClass.SAFETY,
+)
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: HomeSecurityAIConfigEntry,
@@ -58,6 +75,16 @@ async def async_setup_entry(
                 for description in SERVER_BINARY_SENSORS
             ),
         ]
+    )
+
+    @callback
+    def _add_camera(camera_id: str) -> None:
+        async_add_entities([HomeSecurityAIThreatSensor(entry, THREAT_ACTIVE, camera_id)])
+
+    for camera_id in list(entry.runtime_data.pipeline.cameras):
+        _add_camera(camera_id)
+    entry.async_on_unload(
+        async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add_camera)
     )
 
 
@@ -79,3 +106,38 @@ class HomeSecurityAIServerBinarySensor(HomeSecurityAIServerEntity, BinarySensorE
     def is_on(self) -> bool:
         """Return the sensor's value."""
         return self.entity_description.value_fn(self.coordinator.data)
+
+
+class HomeSecurityAIThreatSensor(HomeSecurityAICameraEntity, BinarySensorEntity):
+    """On while a high or critical event of the camera is recent; a timer turns it off."""
+
+    _cancel_timer: CALLBACK_TYPE | None = None
+
+    async def async_added_to_hass(self) -> None:
+        """Cancel the timer on removal."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self._async_cancel_timer)
+
+    @property
+    def is_on(self) -> bool:
+        """Return whether a threat is active."""
+        return threat_active(self.camera_state, dt_util.now())
+
+    @callback
+    def _handle_event(self, _event: object) -> None:
+        self._async_cancel_timer()
+        until = self.camera_state.threat_until
+        if until is not None and (remaining := (until - dt_util.now()).total_seconds()) > 0:
+            self._cancel_timer = async_call_later(self.hass, remaining, self._async_expired)
+        self.async_write_ha_state()
+
+    @callback
+    def _async_expired(self, _now: Any) -> None:
+        self._cancel_timer = None
+        self.async_write_ha_state()
+
+    @callback
+    def _async_cancel_timer(self) -> None:
+        if self._cancel_timer is not None:
+            self._cancel_timer()
+            self._cancel_timer = None

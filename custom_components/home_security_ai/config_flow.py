@@ -11,6 +11,7 @@ import voluptuous as vol
 from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.selector import (
     EntitySelector,
     EntitySelectorConfig,
@@ -21,19 +22,31 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from homeassistant.util.yaml import dump as yaml_dump
+from homeassistant.util.yaml import parse_yaml
 
 from .client import AuthFailed, CannotConnect, HomeSecurityAIClient, ServerStatus
 from .const import (
+    CONF_BATCH_WINDOW,
     CONF_CAMERAS,
+    CONF_IDLE_TIMEOUT,
     CONF_MOTION_SENSORS,
     CONF_SNAPSHOT_INTERVAL,
+    CONF_THREAT_MINUTES,
     CONF_UPLOAD_FOLDERS,
+    CONF_ZONES,
     DEFAULT_PORT,
     DEFAULT_SNAPSHOT_INTERVAL,
+    DEFAULT_THREAT_MINUTES,
     DOMAIN,
+    MAX_BATCH_SECONDS,
     MAX_SNAPSHOT_INTERVAL,
 )
 from .coordinator import HomeSecurityAIConfigEntry
+from .zones import InvalidZones, validate_zone_map
+
+# The zones editor of the options: YAML mapping camera ids to their zones.
+CONF_ZONES_YAML = "zones_yaml"
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -156,6 +169,31 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
+def _seconds(maximum: int, unit: str = "s") -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=0, max=maximum, step=1, mode=NumberSelectorMode.BOX, unit_of_measurement=unit
+        )
+    )
+
+
+def _parse_zones(text: str) -> dict[str, list[dict[str, Any]]]:
+    """Read the zones editor's YAML; raise InvalidZones with a translation key."""
+    if not text.strip():
+        return {}
+    try:
+        raw = parse_yaml(text)
+    except HomeAssistantError as err:
+        raise InvalidZones("invalid_yaml", str(err)) from err
+    return validate_zone_map(raw)
+
+
+def _zones_to_yaml(zones: Mapping[str, Any]) -> str:
+    if not zones:
+        return ""
+    return str(yaml_dump(dict(zones)))
+
+
 def _check_folders(hass: HomeAssistant, folders: list[str]) -> str | None:
     """Return the first problem with the upload folders (runs in the executor)."""
     for folder in folders:
@@ -185,15 +223,26 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
                 )
             )
             error = await self.hass.async_add_executor_job(_check_folders, self.hass, folders)
+            zones: dict[str, list[dict[str, Any]]] = {}
+            try:
+                zones = _parse_zones(str(user_input.get(CONF_ZONES_YAML, "")))
+            except InvalidZones as err:
+                errors[CONF_ZONES_YAML] = err.key
             if error is not None:
                 errors[CONF_UPLOAD_FOLDERS] = error
-            else:
+            if not errors:
                 self._options = {
                     CONF_CAMERAS: list(user_input.get(CONF_CAMERAS, [])),
                     CONF_SNAPSHOT_INTERVAL: int(
                         user_input.get(CONF_SNAPSHOT_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL)
                     ),
                     CONF_UPLOAD_FOLDERS: folders,
+                    CONF_BATCH_WINDOW: int(user_input.get(CONF_BATCH_WINDOW, 0)),
+                    CONF_IDLE_TIMEOUT: int(user_input.get(CONF_IDLE_TIMEOUT, 0)),
+                    CONF_THREAT_MINUTES: int(
+                        user_input.get(CONF_THREAT_MINUTES, DEFAULT_THREAT_MINUTES)
+                    ),
+                    CONF_ZONES: zones,
                 }
                 if self._options[CONF_CAMERAS]:
                     return await self.async_step_motion()
@@ -216,13 +265,21 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
                     )
                 ),
                 vol.Optional(CONF_UPLOAD_FOLDERS): TextSelector(TextSelectorConfig(multiple=True)),
+                vol.Required(CONF_BATCH_WINDOW, default=0): _seconds(MAX_BATCH_SECONDS),
+                vol.Required(CONF_IDLE_TIMEOUT, default=0): _seconds(MAX_BATCH_SECONDS),
+                vol.Required(CONF_THREAT_MINUTES, default=DEFAULT_THREAT_MINUTES): _seconds(
+                    1440, "min"
+                ),
+                vol.Optional(CONF_ZONES_YAML): TextSelector(TextSelectorConfig(multiline=True)),
             }
         )
+        current = user_input or {
+            **self.config_entry.options,
+            CONF_ZONES_YAML: _zones_to_yaml(self.config_entry.options.get(CONF_ZONES, {})),
+        }
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(
-                schema, user_input or self.config_entry.options
-            ),
+            data_schema=self.add_suggested_values_to_schema(schema, current),
             errors=errors,
         )
 

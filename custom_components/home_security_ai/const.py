@@ -13,9 +13,24 @@ CONF_CAMERAS: Final = "cameras"
 CONF_SNAPSHOT_INTERVAL: Final = "snapshot_interval"
 CONF_MOTION_SENSORS: Final = "motion_sensors"
 CONF_UPLOAD_FOLDERS: Final = "upload_folders"
+# Seconds a camera's batch of frames stays open, and closes after the last detection;
+# 0 keeps the sidecar's defaults.
+CONF_BATCH_WINDOW: Final = "batch_window"
+CONF_IDLE_TIMEOUT: Final = "idle_timeout"
+# Camera id -> [{name, kind, points: [[x, y], ...]}] in 0..1 of the image.
+CONF_ZONES: Final = "zones"
+CONF_THREAT_MINUTES: Final = "threat_minutes"
 
 DEFAULT_SNAPSHOT_INTERVAL: Final = 30
 MAX_SNAPSHOT_INTERVAL: Final = 86_400
+MAX_BATCH_SECONDS: Final = 3600
+DEFAULT_THREAT_MINUTES: Final = 5
+
+# Fired on the bus for every stored security event, with the whole event.
+EVENT_SECURITY: Final = "home_security_ai_security_event"
+RISK_LEVELS: Final = ("low", "medium", "high", "critical")
+# Annotated snapshots of events go to <media>/home_security_ai/<camera id>/<event id>.jpg.
+SNAPSHOT_FOLDER: Final = "home_security_ai"
 
 STATUS_UPDATE_INTERVAL: Final = timedelta(seconds=30)
 UPLOAD_POLL_INTERVAL: Final = timedelta(seconds=2)
@@ -25,8 +40,14 @@ UPLOAD_SETTLE_SECONDS: Final = 0.5
 UPLOAD_MAX_FILE_BYTES: Final = 24 * 1024 * 1024
 UPLOAD_EXTENSIONS: Final = frozenset({".jpg", ".jpeg", ".png"})
 
-# Frames waiting for an ack, kept in memory and resent after a reconnect.
-MAX_PENDING_FRAMES: Final = 256
+# Frames wait in a spool on disk until an event covers them.
+SPOOL_MAX_BYTES: Final = 512 * 1024 * 1024
+SPOOL_MAX_AGE: Final = timedelta(days=2)
+SPOOL_EXPIRE_INTERVAL: Final = timedelta(minutes=10)
+# Frames sent on the stream but not acked yet; more wait in the spool.
+MAX_IN_FLIGHT_FRAMES: Final = 32
+# A frame the sidecar refused because its event outbox is full is sent again after this long.
+BACKPRESSURE_RETRY_SECONDS: Final = 5.0
 RECONNECT_BACKOFF_INITIAL: Final = 1.0
 RECONNECT_BACKOFF_MAX: Final = 30.0
 
@@ -48,3 +69,13 @@ def signal_camera_updated(entry_id: str, camera_id: str) -> str:
 def signal_connection(entry_id: str) -> str:
     """Dispatcher signal sent when the frame stream connects or drops."""
     return f"{DOMAIN}_{entry_id}_connection"
+
+
+def signal_spool_updated(entry_id: str) -> str:
+    """Dispatcher signal sent when the frame spool changes."""
+    return f"{DOMAIN}_{entry_id}_spool"
+
+
+def signal_event(entry_id: str, camera_id: str) -> str:
+    """Dispatcher signal sent with a stored security event of a camera."""
+    return f"{DOMAIN}_{entry_id}_event_{camera_id}"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
@@ -15,8 +15,10 @@ from .client import AuthFailed, HomeSecurityAIClient, HomeSecurityAIError, Serve
 from .const import DOMAIN, STATUS_UPDATE_INTERVAL
 
 if TYPE_CHECKING:
+    from .events import EventStream
     from .frames import FramePipeline
     from .sources import CameraEntitySource, UploadFolderWatcher
+    from .spool import FrameSpool
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,10 +33,14 @@ class HomeSecurityAIData:
     client: HomeSecurityAIClient
     coordinator: HomeSecurityAIStatusCoordinator
     pipeline: FramePipeline
+    spool: FrameSpool
+    events: EventStream
     camera_source: CameraEntitySource
     upload_watcher: UploadFolderWatcher
     # Registry id of the sidecar's device, the parent of every camera device.
     server_device_id: str = ""
+    # The options the running entry was set up with (zones change without a reload).
+    applied_options: dict[str, Any] = field(default_factory=dict)
 
 
 class HomeSecurityAIStatusCoordinator(DataUpdateCoordinator[ServerStatus]):

@@ -36,6 +36,15 @@ async def async_get_config_entry_diagnostics(
             "upload_folders": len(data.upload_watcher.roots),
         },
         "counters": asdict(pipeline.counters),
+        "spool": data.spool.as_dict(),
+        "events": {
+            "connected": data.events.connected,
+            "last_error": data.events.last_error,
+            "last_sequence": data.events.last_sequence,
+            "received": data.events.events_received,
+            "security": data.events.security_events,
+            "skipped": data.events.events_skipped,
+        },
         "cameras": {
             camera_id: {
                 "frames_sent": camera.frames_sent,
@@ -49,6 +58,9 @@ async def async_get_config_entry_diagnostics(
                 "detector": camera.detector,
                 "last_captured": camera.last_captured.isoformat() if camera.last_captured else None,
                 "last_analysed": camera.last_analysed.isoformat() if camera.last_analysed else None,
+                "events_today": camera.events_today,
+                "last_event_id": camera.last_event.event_id if camera.last_event else None,
+                "last_risk_score": camera.last_event.risk_score if camera.last_event else None,
             }
             for camera_id, camera in pipeline.cameras.items()
         },

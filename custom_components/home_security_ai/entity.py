@@ -9,7 +9,7 @@ from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .compat import via_device_info
-from .const import DOMAIN, signal_camera_updated, signal_connection
+from .const import DOMAIN, signal_camera_updated, signal_connection, signal_event
 from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
 from .frames import CameraState, FramePipeline
 
@@ -128,7 +128,16 @@ class HomeSecurityAICameraEntity(HomeSecurityAIEntity):
         self.async_on_remove(
             async_dispatcher_connect(self.hass, signal_connection(entry_id), self._handle_update)
         )
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass, signal_event(entry_id, self.camera_id), self._handle_event
+            )
+        )
 
     @callback
     def _handle_update(self) -> None:
+        self.async_write_ha_state()
+
+    @callback
+    def _handle_event(self, _event: object) -> None:
         self.async_write_ha_state()

@@ -1,24 +1,26 @@
 """The frame pipeline: one long-lived SubmitFrames stream to the sidecar.
 
-Frames are queued here by the sources, sent on a single gRPC stream and kept until
-their ack arrives. When the stream drops, the connection is marked down (entities
-go unavailable), the pipeline reconnects with exponential backoff and resends every
-frame that was not acked yet; the sidecar deduplicates by content hash, so a resend
-is harmless.
+Sources hand frames to the pipeline, which writes each to the spool on disk before it is
+sent. When the stream drops, the connection is marked down (entities go unavailable), the
+pipeline reconnects with exponential backoff and sends everything still spooled again (acked
+frames too: an event covers them only once the sidecar's batch closes, and a restarted sidecar
+has lost its open batches); the sidecar deduplicates by content hash, so a resend is harmless.
+A frame leaves the spool when the event that covers it is stored (see events.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
 from .client import (
@@ -29,23 +31,28 @@ from .client import (
     FrameIn,
     HomeSecurityAIClient,
     HomeSecurityAIError,
+    RejectReason,
+    SecurityEvent,
 )
 from .const import (
+    BACKPRESSURE_RETRY_SECONDS,
     DOMAIN,
-    MAX_PENDING_FRAMES,
+    MAX_IN_FLIGHT_FRAMES,
     RECONNECT_BACKOFF_INITIAL,
     RECONNECT_BACKOFF_MAX,
     signal_camera_updated,
     signal_connection,
     signal_new_camera,
 )
+from .spool import FrameSpool, SpooledFrame
 
 if TYPE_CHECKING:
     from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
 
 _LOGGER = logging.getLogger(__name__)
 
-AckCallback: TypeAlias = Callable[[FrameAck], None]
+# google.rpc.Code RESOURCE_EXHAUSTED: the sidecar's event outbox is full.
+_RESOURCE_EXHAUSTED = 8
 
 
 @dataclass(kw_only=True)
@@ -68,18 +75,18 @@ class CameraState:
     frames_rejected: int = 0
     frames_dropped: int = 0
     last_reject_reason: str | None = None
+    # Security events.
+    last_event: SecurityEvent | None = None
+    last_event_at: datetime | None = None
+    last_snapshot: str | None = None
+    events_today: int = 0
+    events_day: str | None = None
+    threat_until: datetime | None = None
 
     @property
     def label_counts(self) -> dict[str, int]:
         """Return how many objects of each label the last frame holds."""
         return dict(Counter(det.label for det in self.detections))
-
-
-@dataclass(kw_only=True, slots=True)
-class _Pending:
-    frame: FrameIn
-    on_ack: AckCallback | None = None
-    on_drop: Callable[[], None] | None = None
 
 
 @dataclass(kw_only=True)
@@ -90,7 +97,9 @@ class PipelineCounters:
     acked: int = 0
     rejected: int = 0
     dropped: int = 0
+    refused: int = 0
     resent: int = 0
+    backpressure: int = 0
     reconnects: int = 0
     reject_reasons: Counter[str] = field(default_factory=Counter)
 
@@ -104,23 +113,28 @@ class FramePipeline:
         entry: HomeSecurityAIConfigEntry,
         client: HomeSecurityAIClient,
         coordinator: HomeSecurityAIStatusCoordinator,
+        spool: FrameSpool,
         *,
-        max_pending: int | None = None,
         backoff_initial: float | None = None,
         backoff_max: float | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT_FRAMES,
     ) -> None:
         """Set up an idle pipeline; `async_run` starts streaming."""
         self.hass = hass
         self._entry = entry
         self._client = client
         self._coordinator = coordinator
-        self._max_pending = MAX_PENDING_FRAMES if max_pending is None else max_pending
+        self.spool = spool
         self._backoff_initial = (
             RECONNECT_BACKOFF_INITIAL if backoff_initial is None else backoff_initial
         )
         self._backoff_max = RECONNECT_BACKOFF_MAX if backoff_max is None else backoff_max
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._max_in_flight = max_in_flight
         self._queue: asyncio.Queue[str] = asyncio.Queue()
+        # Frames written to the current stream and not acked yet, with their images.
+        self._in_flight: dict[str, FrameIn] = {}
+        self._window = asyncio.Semaphore(max_in_flight)
+        self._retry_timers: set[Any] = set()
         self.cameras: dict[str, CameraState] = {}
         self.counters = PipelineCounters()
         self.connected = False
@@ -128,8 +142,8 @@ class FramePipeline:
 
     @property
     def pending_count(self) -> int:
-        """Return the number of frames waiting for an ack."""
-        return len(self._pending)
+        """Return the number of spooled frames the sidecar has not acked yet."""
+        return self.spool.unacked_count
 
     @callback
     def async_register_camera(self, camera_id: str, name: str) -> CameraState:
@@ -141,84 +155,95 @@ class FramePipeline:
         return state
 
     @callback
-    def async_submit(
-        self,
-        frame: FrameIn,
-        on_ack: AckCallback | None = None,
-        on_drop: Callable[[], None] | None = None,
-    ) -> None:
-        """Queue a frame; it is sent now or as soon as the sidecar is back.
+    def async_frame_evicted(self, frame: SpooledFrame) -> None:
+        """Count a frame the spool gave up on."""
+        self.counters.dropped += 1
+        if (camera := self.cameras.get(frame.camera_id)) is not None:
+            camera.frames_dropped += 1
 
-        `on_ack` runs when its ack arrives; `on_drop` if it is given up on because too
-        many frames wait for the sidecar.
+    async def async_submit(self, frame: FrameIn) -> bool:
+        """Spool a frame; it is sent now or as soon as the sidecar is back.
+
+        Returns False when the spool refused it (logged, with a repair issue).
         """
         camera = self.cameras.get(frame.camera_id)
         if camera is None:
             camera = self.async_register_camera(frame.camera_id, frame.camera_id)
-        if len(self._pending) >= self._max_pending:
-            _, oldest = self._pending.popitem(last=False)
-            self.counters.dropped += 1
-            if (dropped_camera := self.cameras.get(oldest.frame.camera_id)) is not None:
-                dropped_camera.frames_dropped += 1
-            _LOGGER.warning(
-                "More than %s frames wait for the sidecar; dropped the oldest (%s from %s)",
-                self._max_pending,
-                oldest.frame.source_ref,
-                oldest.frame.camera_id,
-            )
-            if oldest.on_drop is not None:
-                oldest.on_drop()
-        self._pending[frame.client_ref] = _Pending(frame=frame, on_ack=on_ack, on_drop=on_drop)
-        self._queue.put_nowait(frame.client_ref)
+        entry = await self.spool.async_add(frame)
+        if entry is None:
+            self.counters.refused += 1
+            return False
+        self._queue.put_nowait(entry.key)
         self.counters.submitted += 1
         camera.frames_sent += 1
+        return True
 
     async def async_run(self) -> None:
         """Keep one frame stream open until cancelled."""
         backoff = self._backoff_initial
-        while True:
-            try:
-                status = await self._client.get_status()
-                self._set_connected(True)
-                self._coordinator.async_set_updated_data(status)
-                backoff = self._backoff_initial
-                await self._async_stream()
-            except AuthFailed as err:
-                self.last_error = str(err)
-                self._set_connected(False)
-                self._coordinator.async_set_update_error(err)
-                _LOGGER.warning("The sidecar refused the token; frames are paused: %s", err)
-                self._entry.async_start_reauth(self.hass)
-                return
-            except HomeSecurityAIError as err:
-                self.last_error = str(err)
-                if self.connected:
-                    _LOGGER.warning("Lost the frame stream to the sidecar: %s", err)
+        try:
+            while True:
+                try:
+                    status = await self._client.get_status()
+                    self._set_connected(True)
+                    self._coordinator.async_set_updated_data(status)
+                    backoff = self._backoff_initial
+                    await self._async_stream()
+                except AuthFailed as err:
+                    self.last_error = str(err)
+                    self._set_connected(False)
                     self._coordinator.async_set_update_error(err)
-                else:
-                    _LOGGER.debug("Sidecar still unreachable: %s", err)
-                self._set_connected(False)
-            self.counters.reconnects += 1
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self._backoff_max)
+                    _LOGGER.warning("The sidecar refused the token; frames are paused: %s", err)
+                    self._entry.async_start_reauth(self.hass)
+                    return
+                except HomeSecurityAIError as err:
+                    self.last_error = str(err)
+                    if self.connected:
+                        _LOGGER.warning("Lost the frame stream to the sidecar: %s", err)
+                        self._coordinator.async_set_update_error(err)
+                    else:
+                        _LOGGER.debug("Sidecar still unreachable: %s", err)
+                    self._set_connected(False)
+                self.counters.reconnects += 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._backoff_max)
+        finally:
+            for cancel in self._retry_timers:
+                cancel()
+            self._retry_timers.clear()
 
     async def _async_stream(self) -> None:
-        async for ack in self._client.stream_frames(self._outgoing()):
+        self._in_flight.clear()
+        self._window = asyncio.Semaphore(self._max_in_flight)
+        async for ack in self._client.stream_frames(self._outgoing(self._window)):
             self._handle_ack(ack)
         raise HomeSecurityAIError("The sidecar closed the frame stream")
 
-    async def _outgoing(self) -> AsyncIterator[FrameIn]:
-        """Yield unacked frames first, then whatever gets queued."""
+    async def _outgoing(self, window: asyncio.Semaphore) -> AsyncIterator[FrameIn]:
+        """Yield every spooled frame first, then whatever gets queued."""
         while not self._queue.empty():
             self._queue.get_nowait()
-        replay = [pending.frame for pending in self._pending.values()]
-        for frame in replay:
-            self.counters.resent += 1
-            yield frame
+        replay = self.spool.keys()
+        for key in replay:
+            if (frame := await self._async_take(key, window)) is not None:
+                self.counters.resent += 1
+                yield frame
         while True:
-            client_ref = await self._queue.get()
-            if (pending := self._pending.get(client_ref)) is not None:
-                yield pending.frame
+            key = await self._queue.get()
+            if (frame := await self._async_take(key, window)) is not None:
+                yield frame
+
+    async def _async_take(self, key: str, window: asyncio.Semaphore) -> FrameIn | None:
+        """Wait for room on the stream and read a spooled frame."""
+        if self.spool.get(key) is None:
+            return None
+        await window.acquire()
+        frame = await self.spool.async_read(key)
+        if frame is None:
+            window.release()
+            return None
+        self._in_flight[key] = frame
+        return frame
 
     @callback
     def _set_connected(self, connected: bool) -> None:
@@ -231,16 +256,34 @@ class FramePipeline:
         async_dispatcher_send(self.hass, signal_connection(self._entry.entry_id))
 
     @callback
+    def _schedule_retry(self, key: str) -> None:
+        @callback
+        def _retry(_now: Any) -> None:
+            self._retry_timers.discard(cancel)
+            self._queue.put_nowait(key)
+
+        cancel = async_call_later(self.hass, BACKPRESSURE_RETRY_SECONDS, _retry)
+        self._retry_timers.add(cancel)
+
+    @callback
     def _handle_ack(self, ack: FrameAck) -> None:
-        pending = self._pending.pop(ack.client_ref, None)
-        if pending is None:
+        frame = self._in_flight.pop(ack.client_ref, None)
+        if frame is None:
             _LOGGER.debug("Ack for a frame no longer waiting: %s", ack.client_ref)
             return
+        self._window.release()
         self.counters.acked += 1
-        frame = pending.frame
         camera = self.cameras.get(frame.camera_id)
         if camera is None:
             camera = self.async_register_camera(frame.camera_id, frame.camera_id)
+        if ack.status == AckStatus.REJECTED and (
+            ack.status_code == _RESOURCE_EXHAUSTED or ack.reject_reason == RejectReason.BACKPRESSURE
+        ):
+            # The sidecar's outbox is full until events are acknowledged: keep the frame.
+            self.counters.backpressure += 1
+            _LOGGER.debug("The sidecar is busy; %s is sent again later", ack.client_ref)
+            self._schedule_retry(ack.client_ref)
+            return
         if ack.status == AckStatus.REJECTED:
             reason = ack.reject_reason.name.lower()
             self.counters.rejected += 1
@@ -254,11 +297,23 @@ class FramePipeline:
                 reason,
                 ack.message,
             )
+            # No event will cover it.
+            self._entry.async_create_background_task(
+                self.hass, self.spool.async_remove([ack.client_ref]), f"{DOMAIN} unspool"
+            )
         else:
             if ack.status == AckStatus.DUPLICATE:
                 camera.frames_duplicate += 1
             else:
                 camera.frames_accepted += 1
+            self.spool.async_mark_acked(ack.client_ref, len(ack.detections))
+            if ack.status == AckStatus.DUPLICATE and self.spool.was_released(frame.content_sha256):
+                # Content an already stored event covered: no new event will.
+                self._entry.async_create_background_task(
+                    self.hass,
+                    self.spool.async_release([frame.content_sha256]),
+                    f"{DOMAIN} unspool",
+                )
             camera.last_image = frame.image
             camera.last_image_ref = frame.client_ref
             camera.detections = ack.detections
@@ -267,8 +322,6 @@ class FramePipeline:
             camera.detector = ack.detector or None
             camera.last_captured = dt_util.utc_from_timestamp(frame.captured_at_ms / 1000)
             camera.last_analysed = dt_util.utcnow()
-        if pending.on_ack is not None:
-            pending.on_ack(ack)
         # Counters and latencies of the server device follow the frames (debounced refresh).
         self._entry.async_create_background_task(
             self.hass, self._coordinator.async_request_refresh(), f"{DOMAIN} status refresh"

@@ -1,4 +1,5 @@
-"""Sensors: objects per camera and the sidecar's detector, latency, queue and GPU."""
+"""Sensors: objects and security events per camera; the sidecar's detector, latency, queue,
+GPU; the frame spool."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeassistant.components.sensor import (
+    RestoreSensor,
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
@@ -16,13 +18,23 @@ from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfTime
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.event import async_track_time_change
 from homeassistant.helpers.typing import StateType
+from homeassistant.util import dt as dt_util
 
 from .client import ServerStatus
-from .const import signal_new_camera
+from .const import signal_new_camera, signal_spool_updated
 from .coordinator import HomeSecurityAIConfigEntry
-from .entity import HomeSecurityAICameraEntity, HomeSecurityAIServerEntity
+from .entity import (
+    HomeSecurityAICameraEntity,
+    HomeSecurityAIEntity,
+    HomeSecurityAIServerEntity,
+    server_device_info,
+)
 from .frames import CameraState
+from .spool import FrameSpool
+
+MAX_STATE_LENGTH = 255
 
 PARALLEL_UPDATES = 0
 
@@ -125,6 +137,32 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
     ),
 )
 
+
+@dataclass(frozen=True, kw_only=True)
+class SpoolSensorEntityDescription(SensorEntityDescription):
+    """Describes a sensor of the frame spool."""
+
+    value_fn: Callable[[FrameSpool], StateType]
+
+
+def _summary(camera: CameraState) -> str | None:
+    if camera.last_event is None:
+        return None
+    return camera.last_event.summary[:MAX_STATE_LENGTH]
+
+
+def _summary_attributes(camera: CameraState) -> dict[str, Any] | None:
+    event = camera.last_event
+    if event is None:
+        return None
+    return {
+        "event_id": event.event_id,
+        "reasoning": event.reasoning,
+        "recommended_action": event.recommended_action,
+        "snapshot_path": camera.last_snapshot,
+    }
+
+
 CAMERA_SENSORS: tuple[CameraSensorEntityDescription, ...] = (
     CameraSensorEntityDescription(
         key="objects",
@@ -132,6 +170,45 @@ CAMERA_SENSORS: tuple[CameraSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         value_fn=lambda camera: len(camera.detections) if camera.last_image else None,
         attributes_fn=lambda camera: camera.label_counts,
+    ),
+    CameraSensorEntityDescription(
+        key="last_risk_score",
+        translation_key="last_risk_score",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda camera: (
+            camera.last_event.risk_score if camera.last_event is not None else None
+        ),
+    ),
+    CameraSensorEntityDescription(
+        key="last_summary",
+        translation_key="last_summary",
+        value_fn=_summary,
+        attributes_fn=_summary_attributes,
+    ),
+)
+
+EVENTS_TODAY = SensorEntityDescription(
+    key="events_today",
+    translation_key="events_today",
+    state_class=SensorStateClass.TOTAL_INCREASING,
+)
+
+SPOOL_SENSORS: tuple[SpoolSensorEntityDescription, ...] = (
+    SpoolSensorEntityDescription(
+        key="spool_usage",
+        translation_key="spool_usage",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        suggested_display_precision=1,
+        value_fn=lambda spool: spool.usage_percent,
+    ),
+    SpoolSensorEntityDescription(
+        key="spool_frames",
+        translation_key="spool_frames",
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda spool: spool.frame_count,
     ),
 )
 
@@ -148,12 +225,20 @@ async def async_setup_entry(
         for description in SERVER_SENSORS
         if description.exists_fn(status)
     )
+    async_add_entities(
+        HomeSecurityAISpoolSensor(entry, description) for description in SPOOL_SENSORS
+    )
 
     @callback
     def _add_camera(camera_id: str) -> None:
         async_add_entities(
-            HomeSecurityAICameraSensor(entry, description, camera_id)
-            for description in CAMERA_SENSORS
+            [
+                *(
+                    HomeSecurityAICameraSensor(entry, description, camera_id)
+                    for description in CAMERA_SENSORS
+                ),
+                HomeSecurityAIEventsTodaySensor(entry, EVENTS_TODAY, camera_id),
+            ]
         )
 
     for camera_id in list(entry.runtime_data.pipeline.cameras):
@@ -183,6 +268,8 @@ class HomeSecurityAICameraSensor(HomeSecurityAICameraEntity, SensorEntity):
     """A sensor of a monitored camera."""
 
     entity_description: CameraSensorEntityDescription
+    # The texts of the last event can be long; the recorder keeps the state only.
+    _unrecorded_attributes = frozenset({"reasoning", "recommended_action", "snapshot_path"})
 
     @property
     def native_value(self) -> StateType:
@@ -191,5 +278,86 @@ class HomeSecurityAICameraSensor(HomeSecurityAICameraEntity, SensorEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
-        """Return the number of objects per label."""
+        """Return the sensor's extra details."""
         return self.entity_description.attributes_fn(self.camera_state)
+
+
+class HomeSecurityAIEventsTodaySensor(HomeSecurityAICameraEntity, RestoreSensor):
+    """Security events of the camera since local midnight; survives restarts."""
+
+    async def async_added_to_hass(self) -> None:
+        """Restore today's count and reset it at every local midnight."""
+        await super().async_added_to_hass()
+        camera = self.camera_state
+        today = dt_util.now().date().isoformat()
+        last_state = await self.async_get_last_state()
+        last_data = await self.async_get_last_sensor_data()
+        if (
+            last_state is not None
+            and last_data is not None
+            and isinstance(last_data.native_value, int | float)
+            and dt_util.as_local(last_state.last_updated).date().isoformat() == today
+        ):
+            if camera.events_day != today:
+                camera.events_day = today
+                camera.events_today = 0
+            camera.events_today += int(last_data.native_value)
+        self.async_on_remove(
+            async_track_time_change(self.hass, self._async_midnight, hour=0, minute=0, second=0)
+        )
+
+    @callback
+    def _async_midnight(self, now: Any) -> None:
+        camera = self.camera_state
+        camera.events_day = dt_util.as_local(now).date().isoformat()
+        camera.events_today = 0
+        self.async_write_ha_state()
+
+    @property
+    def native_value(self) -> int:
+        """Return how many security events the camera had today."""
+        camera = self.camera_state
+        if camera.events_day != dt_util.now().date().isoformat():
+            return 0
+        return camera.events_today
+
+
+class HomeSecurityAISpoolSensor(HomeSecurityAIEntity, SensorEntity):
+    """How full the frame spool on disk is."""
+
+    entity_description: SpoolSensorEntityDescription
+
+    def __init__(
+        self, entry: HomeSecurityAIConfigEntry, description: SpoolSensorEntityDescription
+    ) -> None:
+        """Attach the sensor to the server device."""
+        super().__init__(entry, description, "server")
+        self.spool = entry.runtime_data.spool
+        self._attr_device_info = server_device_info(entry)
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the spool."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass, signal_spool_updated(self._entry.entry_id), self.async_write_ha_state
+            )
+        )
+
+    @property
+    def native_value(self) -> StateType:
+        """Return the sensor's value."""
+        return self.entity_description.value_fn(self.spool)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return the spool's size and what it gave up on."""
+        spool = self.spool
+        return {
+            "frames": spool.frame_count,
+            "bytes": spool.used_bytes,
+            "max_bytes": spool.max_bytes,
+            "evicted": spool.stats.evicted,
+            "expired": spool.stats.expired,
+            "refused": spool.stats.refused,
+        }

@@ -24,7 +24,7 @@ from homeassistant.helpers.event import async_track_state_change_event, async_tr
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
-from .client import FrameAck, FrameIn, FrameSource
+from .client import FrameIn, FrameSource
 from .const import (
     CAMERA_ID_MAX_LENGTH,
     DOMAIN,
@@ -159,7 +159,7 @@ class CameraEntitySource:
             self._failing.discard(entity_id)
             _LOGGER.info("Snapshots from %s work again", entity_id)
         digest = await self.hass.async_add_executor_job(_sha256, image.content)
-        self._pipeline.async_submit(
+        await self._pipeline.async_submit(
             FrameIn(
                 camera_id=camera_id,
                 image=image.content,
@@ -397,24 +397,22 @@ class UploadFolderWatcher:
             return
         data, digest = read
         self._in_flight.add(path)
-
-        @callback
-        def _on_ack(_ack: FrameAck) -> None:
+        try:
+            spooled = await self._pipeline.async_submit(
+                FrameIn(
+                    camera_id=found.camera_id,
+                    image=data,
+                    client_ref=_new_ref(),
+                    captured_at_ms=found.mtime_ns // 1_000_000,
+                    source=FrameSource.UPLOAD,
+                    source_ref=found.relative,
+                    content_sha256=digest,
+                )
+            )
+        finally:
             self._in_flight.discard(path)
+        if spooled:
+            # The spool keeps it until an event covers it, across restarts too.
             self._sent[path] = key
             self.files_sent += 1
             self._store.async_delay_save(self._data_to_store, _SAVE_DELAY)
-
-        self._pipeline.async_submit(
-            FrameIn(
-                camera_id=found.camera_id,
-                image=data,
-                client_ref=_new_ref(),
-                captured_at_ms=found.mtime_ns // 1_000_000,
-                source=FrameSource.UPLOAD,
-                source_ref=found.relative,
-                content_sha256=digest,
-            ),
-            _on_ack,
-            lambda: self._in_flight.discard(path),
-        )

@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from homeassistant.components.camera import Camera
@@ -50,6 +51,17 @@ def shared_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sideca
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load the integration from custom_components."""
+
+
+@pytest.fixture(autouse=True)
+def spool_and_media_dirs(hass: HomeAssistant, tmp_path: Path) -> Generator[Path]:
+    """Keep the frame spool and event snapshots in the test's own folder."""
+    hass.config.media_dirs = {"local": str(tmp_path / "media")}
+    with patch(
+        "custom_components.home_security_ai.spool.spool_directory",
+        lambda _hass, entry_id: tmp_path / "spool" / entry_id,
+    ):
+        yield tmp_path
 
 
 @pytest.fixture(autouse=True)

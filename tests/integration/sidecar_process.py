@@ -49,6 +49,8 @@ class Sidecar:
     host: str = "127.0.0.1"
     port: int = 0
     server_id: str = ""
+    # Extra environment, e.g. a longer batch window for one test.
+    env: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -73,6 +75,11 @@ class Sidecar:
             "YOLO_AUTOINSTALL": "0",
             "YOLO_CONFIG_DIR": str(self.root / "yolo"),
             "PYTHONPATH": str(REPO_ROOT),
+            # Rule-based assessments answer at once; batches close within seconds.
+            "HSAI_LLM_ENABLED": "false",
+            "HSAI_BATCH_WINDOW_S": "3",
+            "HSAI_BATCH_IDLE_S": "1",
+            **self.env,
         }
         env.pop("VIRTUAL_ENV", None)
         with self.log_file.open("ab") as log:
@@ -110,6 +117,14 @@ class Sidecar:
         ready = json.loads(self.ready_file.read_text())
         self.port = int(ready["port"])
         self.server_id = str(ready["server_id"])
+
+    def kill(self) -> None:
+        """Kill the sidecar at once (SIGKILL), as a crash or power loss would."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.kill()
+        process.wait(timeout=15)
 
     def stop(self) -> None:
         """Stop the sidecar (SIGTERM, then SIGKILL if it lingers)."""

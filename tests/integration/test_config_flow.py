@@ -13,11 +13,16 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.home_security_ai.config_flow import CONF_ZONES_YAML
 from custom_components.home_security_ai.const import (
+    CONF_BATCH_WINDOW,
     CONF_CAMERAS,
+    CONF_IDLE_TIMEOUT,
     CONF_MOTION_SENSORS,
     CONF_SNAPSHOT_INTERVAL,
+    CONF_THREAT_MINUTES,
     CONF_UPLOAD_FOLDERS,
+    CONF_ZONES,
     DOMAIN,
 )
 
@@ -25,6 +30,13 @@ from .conftest import TEST_CAMERA
 from .sidecar_process import Sidecar
 
 pytestmark = pytest.mark.usefixtures("mock_setup_entry")
+
+_EVENT_DEFAULTS = {
+    CONF_BATCH_WINDOW: 0,
+    CONF_IDLE_TIMEOUT: 0,
+    CONF_THREAT_MINUTES: 5,
+    CONF_ZONES: {},
+}
 
 
 @pytest.fixture
@@ -257,6 +269,7 @@ async def test_options_flow(
         CONF_SNAPSHOT_INTERVAL: 10,
         CONF_UPLOAD_FOLDERS: [str(uploads)],
         CONF_MOTION_SENSORS: {TEST_CAMERA: "binary_sensor.porch_motion"},
+        **_EVENT_DEFAULTS,
     }
 
 
@@ -275,4 +288,77 @@ async def test_options_flow_without_cameras(
         CONF_SNAPSHOT_INTERVAL: 0,
         CONF_UPLOAD_FOLDERS: [],
         CONF_MOTION_SENSORS: {},
+        **_EVENT_DEFAULTS,
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("front_door: [unclosed", "invalid_yaml"),
+        ("- just a list", "invalid_zones"),
+        ("front_door: [{kind: entry, points: [[0, 0], [1, 0], [1, 1]]}]", "invalid_zone_name"),
+        (
+            "front_door: [{name: a, kind: moat, points: [[0, 0], [1, 0], [1, 1]]}]",
+            "invalid_zone_kind",
+        ),
+        ("front_door: [{name: a, kind: yard, points: [[0, 0], [1, 0]]}]", "too_few_points"),
+        (
+            "front_door: [{name: a, kind: yard, points: [[0, 0], [1, 0], [1, 2]]}]",
+            "point_out_of_range",
+        ),
+        ("front_door: [{name: a, kind: yard, points: [[0, 0], [1, 0], [1]]}]", "invalid_point"),
+        (
+            "front_door: [{name: a, kind: yard, points: [[0, 0], [1, 0], [1, 1]]},"
+            " {name: a, kind: yard, points: [[0, 0], [1, 0], [1, 1]]}]",
+            "duplicate_zone",
+        ),
+    ],
+)
+async def test_options_flow_zone_errors(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, text: str, error: str
+) -> None:
+    """The zones editor names what is wrong with the zones."""
+    mock_config_entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_SNAPSHOT_INTERVAL: 0, CONF_ZONES_YAML: text}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_ZONES_YAML: error}
+
+
+async def test_options_flow_zones_and_windows(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    """Batch windows and zones are saved; the editor shows the saved zones again."""
+    mock_config_entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_SNAPSHOT_INTERVAL: 0,
+            CONF_BATCH_WINDOW: 60,
+            CONF_IDLE_TIMEOUT: 20,
+            CONF_THREAT_MINUTES: 10,
+            CONF_ZONES_YAML: (
+                "front_door:\n  - name: porch\n    kind: Entry\n"
+                "    points: [[0.1, 0.5], [0.5, 0.5], [0.5, 1]]\n"
+            ),
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert mock_config_entry.options[CONF_BATCH_WINDOW] == 60
+    assert mock_config_entry.options[CONF_IDLE_TIMEOUT] == 20
+    assert mock_config_entry.options[CONF_THREAT_MINUTES] == 10
+    assert mock_config_entry.options[CONF_ZONES] == {
+        "front_door": [
+            {"name": "porch", "kind": "entry", "points": [[0.1, 0.5], [0.5, 0.5], [0.5, 1.0]]}
+        ]
+    }
+
+    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    schema = result["data_schema"].schema
+    suggested = next(key.description["suggested_value"] for key in schema if key == CONF_ZONES_YAML)
+    assert "porch" in suggested
+    assert "front_door" in suggested

@@ -197,8 +197,9 @@ async def test_upload_folder_and_sidecar_restart(
     assert hass.states.get(objects).state == STATE_UNAVAILABLE
     assert hass.states.get(detector).state == STATE_UNAVAILABLE
 
-    # A picture arriving meanwhile waits ...
-    _write_settled(uploads / "Back Yard" / "MDAlarm_4.jpg", photo)
+    # A picture arriving meanwhile waits (new content: the sidecar remembers across restarts
+    # which content an event covered already, and reports it as a duplicate) ...
+    _write_settled(uploads / "Back Yard" / "MDAlarm_4.jpg", photo + b"\x00\x00")
     await _poll_uploads(hass)
     await wait_for(hass, lambda: pipeline.pending_count == 1, "the queued frame")
 

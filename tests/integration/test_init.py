@@ -49,6 +49,8 @@ async def test_setup_and_unload(
         f"{server_id}_server_queue_depth",
         f"{server_id}_server_frames_analysed",
         f"{server_id}_server_frames_rejected",
+        f"{server_id}_server_spool_usage",
+        f"{server_id}_server_spool_frames",
     }
     assert set(unique_ids) == expected
 
@@ -117,6 +119,8 @@ async def test_diagnostics(hass: HomeAssistant, shared_sidecar: Sidecar, tmp_pat
     assert diagnostics["status"]["detector"]["name"] == "hog-people"
     assert "submitted" in diagnostics["counters"]
     assert diagnostics["cameras"] == {}
+    assert diagnostics["spool"]["frames"] == 0
+    assert diagnostics["events"]["last_sequence"] == 0
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from .client import HomeSecurityAIClient
-from .errors import AuthFailed, CannotConnect, HomeSecurityAIError
+from .errors import AuthFailed, CannotConnect, HomeSecurityAIError, NotSupported
 from .models import (
     AckStatus,
+    AnalyzeNowResult,
     Box,
+    CameraSettings,
     Detection,
     DetectorStatus,
+    EventDetection,
+    EventKind,
+    EventsStatus,
     FrameAck,
     FrameCounters,
     FrameIn,
@@ -18,16 +23,25 @@ from .models import (
     GpuStatus,
     LatencyStats,
     RejectReason,
+    RiskLevel,
+    SceneChangeKind,
+    SecurityEvent,
     ServerStatus,
+    Zone,
 )
 
 __all__ = [
     "AckStatus",
+    "AnalyzeNowResult",
     "AuthFailed",
     "Box",
+    "CameraSettings",
     "CannotConnect",
     "Detection",
     "DetectorStatus",
+    "EventDetection",
+    "EventKind",
+    "EventsStatus",
     "FrameAck",
     "FrameCounters",
     "FrameIn",
@@ -38,6 +52,11 @@ __all__ = [
     "HomeSecurityAIClient",
     "HomeSecurityAIError",
     "LatencyStats",
+    "NotSupported",
     "RejectReason",
+    "RiskLevel",
+    "SceneChangeKind",
+    "SecurityEvent",
     "ServerStatus",
+    "Zone",
 ]

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final, TypeVar
 
 import grpc
 from grpc import aio
 
-from ._generated import frames_pb2, service_pb2_grpc, status_pb2
-from .errors import AuthFailed, CannotConnect, HomeSecurityAIError
+from ._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
+from .errors import AuthFailed, CannotConnect, HomeSecurityAIError, NotSupported
 from .models import (
     AckStatus,
+    AnalyzeNowResult,
     Box,
+    CameraSettings,
     Detection,
     DetectorStatus,
+    EventDetection,
+    EventKind,
+    EventsStatus,
     FrameAck,
     FrameCounters,
     FrameIn,
@@ -25,6 +30,9 @@ from .models import (
     GpuStatus,
     LatencyStats,
     RejectReason,
+    RiskLevel,
+    SceneChangeKind,
+    SecurityEvent,
     ServerStatus,
 )
 
@@ -41,7 +49,7 @@ _CONNECT_CODES: Final = frozenset(
     }
 )
 
-_E = TypeVar("_E", AckStatus, RejectReason)
+_E = TypeVar("_E", AckStatus, RejectReason, EventKind, RiskLevel, SceneChangeKind)
 
 
 def _format_target(host: str, port: int) -> str:
@@ -61,6 +69,8 @@ def _map_error(err: grpc.RpcError) -> HomeSecurityAIError:
 def _map_status(code: grpc.StatusCode | None, details: str | None) -> HomeSecurityAIError:
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return AuthFailed(f"The sidecar refused the token: {details}")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return NotSupported(f"The sidecar does not support this call; update it: {details}")
     if code in _CONNECT_CODES:
         return CannotConnect(f"Cannot reach the sidecar ({code}): {details}")
     return HomeSecurityAIError(f"The sidecar answered with an error ({code}): {details}")
@@ -86,6 +96,68 @@ def _frame_to_proto(frame: FrameIn) -> frames_pb2.Frame:
     )
 
 
+def _detection_from_proto(det: frames_pb2.Detection) -> Detection:
+    return Detection(
+        label=det.label,
+        class_id=det.class_id,
+        confidence=det.confidence,
+        box=Box(x1=det.box.x1, y1=det.box.y1, x2=det.box.x2, y2=det.box.y2),
+    )
+
+
+def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
+    return SecurityEvent(
+        sequence=event.sequence,
+        event_id=event.event_id,
+        camera_id=event.camera_id,
+        kind=_enum(EventKind, event.kind, EventKind.UNSPECIFIED),
+        started_at_ms=event.started_at_ms,
+        ended_at_ms=event.ended_at_ms,
+        risk_score=event.risk_score,
+        risk_level=_enum(RiskLevel, event.risk_level, RiskLevel.UNSPECIFIED),
+        summary=event.summary,
+        reasoning=event.reasoning,
+        recommended_action=event.recommended_action,
+        detections=tuple(
+            EventDetection(
+                detection=_detection_from_proto(det.detection),
+                frame_sha256=det.frame_sha256,
+                zones=tuple(det.zones),
+            )
+            for det in event.detections
+        ),
+        zones=tuple(event.zones),
+        frame_sha256s=tuple(event.frame_sha256s),
+        fast_path=event.fast_path,
+        fallback=event.fallback,
+        fallback_reason=event.fallback_reason,
+        model=event.model,
+        prompt_version=event.prompt_version,
+        scene_change=_enum(SceneChangeKind, event.scene_change, SceneChangeKind.NONE),
+        anomaly_score=event.anomaly_score,
+        created_at_ms=event.created_at_ms,
+    )
+
+
+def _settings_to_proto(settings: CameraSettings) -> events_pb2.CameraSettings:
+    return events_pb2.CameraSettings(
+        camera_id=settings.camera_id,
+        display_name=settings.display_name,
+        zones=[
+            events_pb2.Zone(
+                name=zone.name,
+                kind=zone.kind,
+                points=[events_pb2.Point(x=x, y=y) for x, y in zone.points],
+            )
+            for zone in settings.zones
+        ],
+        batch_window_s=settings.batch_window_s,
+        idle_timeout_s=settings.idle_timeout_s,
+        prompt_version=settings.prompt_version,
+        time_zone=settings.time_zone,
+    )
+
+
 def _ack_from_proto(ack: frames_pb2.FrameAck) -> FrameAck:
     return FrameAck(
         client_ref=ack.client_ref,
@@ -97,15 +169,7 @@ def _ack_from_proto(ack: frames_pb2.FrameAck) -> FrameAck:
         message=ack.message,
         image_width=ack.image_width,
         image_height=ack.image_height,
-        detections=tuple(
-            Detection(
-                label=det.label,
-                class_id=det.class_id,
-                confidence=det.confidence,
-                box=Box(x1=det.box.x1, y1=det.box.y1, x2=det.box.x2, y2=det.box.y2),
-            )
-            for det in ack.detections
-        ),
+        detections=tuple(_detection_from_proto(det) for det in ack.detections),
         detector=ack.detector,
         timings=FrameTimings(
             decode_ms=ack.timings.decode_ms,
@@ -162,6 +226,16 @@ def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
             accepted=status.frames.accepted,
             duplicate=status.frames.duplicate,
             rejected=status.frames.rejected,
+        ),
+        events=EventsStatus(
+            open_batches=status.events.open_batches,
+            outbox_depth=status.events.outbox_depth,
+            outbox_max_events=status.events.outbox_max_events,
+            last_sequence=status.events.last_sequence,
+            llm_model=status.events.llm_model,
+            llm_unavailable_reason=status.events.llm_unavailable_reason,
+            analyses_running=status.events.analyses_running,
+            events_created=status.events.events_created,
         ),
     )
 
@@ -267,6 +341,59 @@ class HomeSecurityAIClient:
             call.cancel()
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+
+    async def subscribe_events(self, after_sequence: int = 0) -> AsyncIterator[SecurityEvent]:
+        """Yield events with a sequence above `after_sequence`: the outbox first, then live.
+
+        The stream stays open until the sidecar ends it (an error) or the caller stops.
+        """
+        call = self._get_stub().SubscribeEvents(
+            events_pb2.SubscribeEventsRequest(after_sequence=after_sequence),
+            metadata=self._metadata,
+        )
+        try:
+            while (event := await call.read()) is not aio.EOF:
+                yield _event_from_proto(event)
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        finally:
+            call.cancel()
+
+    async def ack_events(self, up_to_sequence: int) -> int:
+        """Tell the sidecar every event up to `up_to_sequence` is stored; return how many went."""
+        try:
+            response = await self._get_stub().AckEvents(
+                events_pb2.AckEventsRequest(up_to_sequence=up_to_sequence),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return int(response.removed)
+
+    async def configure(self, cameras: Sequence[CameraSettings]) -> list[str]:
+        """Send per-camera settings; return the camera ids the sidecar took."""
+        try:
+            response = await self._get_stub().Configure(
+                events_pb2.ConfigureRequest(cameras=[_settings_to_proto(cam) for cam in cameras]),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return list(response.configured_camera_ids)
+
+    async def analyze_now(self, camera_id: str) -> AnalyzeNowResult:
+        """Close the camera's open batch and have it analysed now."""
+        try:
+            response = await self._get_stub().AnalyzeNow(
+                events_pb2.AnalyzeNowRequest(camera_id=camera_id),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return AnalyzeNowResult(closed=response.closed, batch_id=response.batch_id)
 
     async def close(self) -> None:
         """Close the channel; the client can be used again afterwards."""

@@ -13,3 +13,7 @@ class CannotConnect(HomeSecurityAIError):  # noqa: N818
 
 class AuthFailed(HomeSecurityAIError):  # noqa: N818
     """The sidecar refused the token."""
+
+
+class NotSupported(HomeSecurityAIError):  # noqa: N818
+    """The sidecar does not implement the call (it runs an older release)."""

@@ -41,6 +41,34 @@ class RejectReason(IntEnum):
     HASH_MISMATCH = 7
     INVALID_CAMERA_ID = 8
     INTERNAL = 9
+    BACKPRESSURE = 10  # the sidecar's event outbox is full: keep the frame, resend it later
+
+
+class RiskLevel(IntEnum):
+    """How risky an event is (values match the wire format)."""
+
+    UNSPECIFIED = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+
+class EventKind(IntEnum):
+    """What an event from the outbox means (values match the wire format)."""
+
+    UNSPECIFIED = 0
+    SECURITY = 1
+    # A batch closed with nothing worth analysing; it only releases the frames it covers.
+    NOTHING_TO_REPORT = 2
+
+
+class SceneChangeKind(IntEnum):
+    """Whether the camera's view changed (values match the wire format)."""
+
+    NONE = 0
+    COVERED = 1
+    MOVED = 2
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -105,6 +133,73 @@ class FrameAck:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class EventDetection:
+    """One detection of an event, with the frame it was seen in and the zones it touches."""
+
+    detection: Detection
+    frame_sha256: str
+    zones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SecurityEvent:
+    """One event from the sidecar's outbox."""
+
+    sequence: int
+    event_id: str
+    camera_id: str
+    kind: EventKind
+    started_at_ms: int = 0
+    ended_at_ms: int = 0
+    risk_score: int = 0
+    risk_level: RiskLevel = RiskLevel.UNSPECIFIED
+    summary: str = ""
+    reasoning: str = ""
+    recommended_action: str = ""
+    detections: tuple[EventDetection, ...] = ()
+    zones: tuple[str, ...] = ()
+    frame_sha256s: tuple[str, ...] = ()
+    fast_path: bool = False
+    fallback: bool = False
+    fallback_reason: str = ""
+    model: str = ""
+    prompt_version: str = ""
+    scene_change: SceneChangeKind = SceneChangeKind.NONE
+    anomaly_score: float = 0.0
+    created_at_ms: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Zone:
+    """A named polygon on a camera's image; points are (x, y) in 0..1 of width and height."""
+
+    name: str
+    kind: str
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CameraSettings:
+    """What the sidecar should know about one camera; zeros and blanks keep its defaults."""
+
+    camera_id: str
+    display_name: str = ""
+    zones: tuple[Zone, ...] = ()
+    batch_window_s: int = 0
+    idle_timeout_s: int = 0
+    prompt_version: str = ""
+    time_zone: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AnalyzeNowResult:
+    """The answer to AnalyzeNow."""
+
+    closed: bool
+    batch_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class DetectorStatus:
     """The detector the sidecar runs."""
 
@@ -159,6 +254,20 @@ class FrameCounters:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class EventsStatus:
+    """The sidecar's events pipeline: open batches, outbox and risk analysis."""
+
+    open_batches: int = 0
+    outbox_depth: int = 0
+    outbox_max_events: int = 0
+    last_sequence: int = 0
+    llm_model: str = ""
+    llm_unavailable_reason: str = ""
+    analyses_running: int = 0
+    events_created: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ServerStatus:
     """Status of the sidecar."""
 
@@ -170,3 +279,4 @@ class ServerStatus:
     stage_latency: dict[str, LatencyStats] = field(default_factory=dict)
     gpu: GpuStatus = field(default_factory=GpuStatus)
     frames: FrameCounters = field(default_factory=FrameCounters)
+    events: EventsStatus = field(default_factory=EventsStatus)

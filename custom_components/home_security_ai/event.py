@@ -1,0 +1,59 @@
+"""Event entities: one per camera, triggered by every stored security event."""
+
+from __future__ import annotations
+
+from homeassistant.components.event import EventEntity, EventEntityDescription
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .client import SecurityEvent
+from .const import RISK_LEVELS, signal_new_camera
+from .coordinator import HomeSecurityAIConfigEntry
+from .entity import HomeSecurityAICameraEntity
+from .events import risk_level_name
+
+PARALLEL_UPDATES = 0
+
+DESCRIPTION = EventEntityDescription(
+    key="security_event",
+    translation_key="security_event",
+    event_types=list(RISK_LEVELS),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: HomeSecurityAIConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add an event entity per camera, now and whenever one appears."""
+
+    @callback
+    def _add(camera_id: str) -> None:
+        async_add_entities([HomeSecurityAIEventEntity(entry, DESCRIPTION, camera_id)])
+
+    for camera_id in list(entry.runtime_data.pipeline.cameras):
+        _add(camera_id)
+    entry.async_on_unload(async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add))
+
+
+class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
+    """Fires with the risk level of every security event of the camera."""
+
+    # The summary can be long; the recorder keeps only the small attributes.
+    _unrecorded_attributes = frozenset({"summary"})
+
+    @callback
+    def _handle_event(self, event: object) -> None:
+        if not isinstance(event, SecurityEvent):
+            return
+        self._trigger_event(
+            risk_level_name(event),
+            {
+                "summary": event.summary[:255],
+                "risk_score": event.risk_score,
+                "event_id": event.event_id,
+            },
+        )
+        self.async_write_ha_state()

@@ -1,0 +1,147 @@
+"""Actions of Home Security AI: analyse a camera's batch now, and set a camera's zones."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import voluptuous as vol
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import ATTR_DEVICE_ID
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+    callback,
+)
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import device_registry as dr
+
+from .client import HomeSecurityAIError, NotSupported
+from .const import CONF_ZONES, DOMAIN
+from .coordinator import HomeSecurityAIConfigEntry
+from .zones import InvalidZones, validate_zones
+
+SERVICE_ANALYZE_NOW: Final = "analyze_now"
+SERVICE_SET_ZONES: Final = "set_zones"
+ATTR_CAMERA_ID: Final = "camera_id"
+ATTR_ZONES: Final = "zones"
+
+_TARGET: dict[vol.Marker, Any] = {
+    vol.Optional(ATTR_DEVICE_ID): vol.Any(cv.string, [cv.string]),
+    vol.Optional(ATTR_CAMERA_ID): cv.string,
+}
+ANALYZE_NOW_SCHEMA = vol.Schema(_TARGET)
+SET_ZONES_SCHEMA = vol.Schema({**_TARGET, vol.Required(ATTR_ZONES): list})
+
+
+def _loaded_entries(hass: HomeAssistant) -> list[HomeSecurityAIConfigEntry]:
+    return [
+        entry
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        if entry.state is ConfigEntryState.LOADED
+    ]
+
+
+def _resolve(hass: HomeAssistant, call: ServiceCall) -> tuple[HomeSecurityAIConfigEntry, str]:
+    """Return the entry and camera id a call is about."""
+    entries = _loaded_entries(hass)
+    if not entries:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_loaded")
+    device_ids = call.data.get(ATTR_DEVICE_ID)
+    if device_ids:
+        if isinstance(device_ids, str):
+            device_ids = [device_ids]
+        if len(device_ids) != 1:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN, translation_key="one_camera_only"
+            )
+        device = dr.async_get(hass).async_get(device_ids[0])
+        if device is not None:
+            for entry in entries:
+                if entry.entry_id not in device.config_entries:
+                    continue
+                prefix = f"{entry.unique_id or entry.entry_id}_"
+                for domain, identifier in device.identifiers:
+                    device_camera = identifier.removeprefix(prefix)
+                    if (
+                        domain == DOMAIN
+                        and identifier.startswith(prefix)
+                        and device_camera in entry.runtime_data.pipeline.cameras
+                    ):
+                        return entry, device_camera
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="not_a_camera",
+            translation_placeholders={"device_id": device_ids[0]},
+        )
+    camera_id: str | None = call.data.get(ATTR_CAMERA_ID)
+    if not camera_id:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_camera")
+    for entry in entries:
+        if camera_id in entry.runtime_data.pipeline.cameras:
+            return entry, camera_id
+    raise ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="unknown_camera",
+        translation_placeholders={"camera_id": camera_id},
+    )
+
+
+def _sidecar_error(err: HomeSecurityAIError) -> HomeAssistantError:
+    key = "not_supported" if isinstance(err, NotSupported) else "service_failed"
+    return HomeAssistantError(
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders={"error": str(err)},
+    )
+
+
+async def _async_analyze_now(call: ServiceCall) -> ServiceResponse:
+    entry, camera_id = _resolve(call.hass, call)
+    try:
+        result = await entry.runtime_data.client.analyze_now(camera_id)
+    except HomeSecurityAIError as err:
+        raise _sidecar_error(err) from err
+    return {"camera_id": camera_id, "closed": result.closed, "batch_id": result.batch_id}
+
+
+async def _async_set_zones(call: ServiceCall) -> None:
+    entry, camera_id = _resolve(call.hass, call)
+    try:
+        zones = validate_zones(call.data[ATTR_ZONES])
+    except InvalidZones as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key=err.key,
+            translation_placeholders={"detail": err.detail},
+        ) from err
+    all_zones: dict[str, Any] = dict(entry.options.get(CONF_ZONES, {}))
+    all_zones[camera_id] = zones
+    data = entry.runtime_data
+    # Sent here so that a sidecar error reaches the caller; the options listener sees the
+    # zones as applied already.
+    data.applied_options = {**data.applied_options, CONF_ZONES: all_zones}
+    call.hass.config_entries.async_update_entry(
+        entry, options={**entry.options, CONF_ZONES: all_zones}
+    )
+    try:
+        await data.events.async_configure([camera_id])
+    except HomeSecurityAIError as err:
+        raise _sidecar_error(err) from err
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register the integration's actions (once, not per entry)."""
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_ANALYZE_NOW,
+        _async_analyze_now,
+        schema=ANALYZE_NOW_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN, SERVICE_SET_ZONES, _async_set_zones, schema=SET_ZONES_SCHEMA
+    )

@@ -1,0 +1,257 @@
+"""Frames to events through the real server: windows, fast path, tamper, delivery, ack,
+backpressure, Configure and auth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import grpc
+import pytest
+from conftest import (
+    MARK_CAR,
+    MARK_PERSON_SURE,
+    MARK_PERSON_UNSURE,
+    EventsServer,
+    frame_for,
+    scene_png,
+)
+from sidecar_testlib import AUTH
+
+from gpu_server._generated import events_pb2, frames_pb2, status_pb2
+
+ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
+DUPLICATE = frames_pb2.ACK_STATUS_DUPLICATE
+SECURITY = events_pb2.EVENT_KIND_SECURITY
+NOTHING = events_pb2.EVENT_KIND_NOTHING_TO_REPORT
+
+
+def shas(acks: list[frames_pb2.FrameAck]) -> set[str]:
+    return {ack.content_sha256 for ack in acks}
+
+
+async def test_an_empty_batch_closes_idle_as_nothing_to_report(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    acks = await server.send(*(frame_for(scene_png(n), f"f{n}") for n in range(3)))
+    assert [a.status for a in acks] == [ACCEPTED] * 3
+    await server.close_due(29)
+    assert server.pipeline.open_batches == 1
+    await server.close_due(1)
+    (event,) = await server.events()
+    assert event.kind == NOTHING
+    assert not event.model
+    assert set(event.frame_sha256s) == shas(acks)
+    assert event.sequence >= 1
+    assert event.camera_id == "front_door"
+
+
+async def test_detections_are_assessed_when_the_window_closes(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    acks = []
+    for n in range(4):  # a detection every 25 s keeps the batch from going idle
+        acks += await server.send(frame_for(scene_png(n, MARK_CAR), f"f{n}"))
+        await server.close_due(25)
+    assert server.pipeline.open_batches == 0  # 100 s: the 90 s window has closed it
+    (event,) = await server.events()
+    assert event.kind == SECURITY
+    assert event.model == "rules"
+    assert event.fallback
+    assert event.risk_level != events_pb2.RISK_LEVEL_UNSPECIFIED
+    assert event.summary
+    assert set(event.frame_sha256s) == shas(acks[:4])
+    assert {d.detection.label for d in event.detections} == {"car"}
+    assert all(d.frame_sha256 in event.frame_sha256s for d in event.detections)
+
+
+async def test_a_sure_person_is_analysed_at_once_and_the_batch_goes_on(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    batched = await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "a"))
+    (fast,) = await server.send(frame_for(scene_png(2, MARK_PERSON_SURE), "b"))
+    await server.pipeline.wait_idle()
+    (event,) = await server.events()
+    assert event.fast_path
+    assert event.kind == SECURITY
+    assert list(event.frame_sha256s) == [fast.content_sha256]
+    assert server.pipeline.open_batches == 1
+
+    batched += await server.send(frame_for(scene_png(3), "c"))
+    reply = await server.stub.AnalyzeNow(
+        events_pb2.AnalyzeNowRequest(camera_id="front_door"), metadata=AUTH
+    )
+    assert reply.closed
+    assert reply.batch_id
+    await server.pipeline.wait_idle()
+    (later,) = await server.events(after=event.sequence)
+    assert not later.fast_path
+    assert set(later.frame_sha256s) == shas(batched)
+    empty = await server.stub.AnalyzeNow(
+        events_pb2.AnalyzeNowRequest(camera_id="front_door"), metadata=AUTH
+    )
+    assert not empty.closed
+
+
+async def test_a_covered_lens_is_a_tamper_event(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    await server.send(frame_for(scene_png(1), "view"))  # becomes the reference view
+    (black,) = await server.send(frame_for(scene_png(2, black=True), "black"))
+    await server.pipeline.wait_idle()
+    (event,) = await server.events()
+    assert event.kind == SECURITY
+    assert event.scene_change == events_pb2.SCENE_CHANGE_KIND_COVERED
+    assert list(event.frame_sha256s) == [black.content_sha256]
+    assert event.risk_score >= 60  # the rules treat tampering as high risk
+    assert server.pipeline.open_batches == 1  # the reference frame still waits in its batch
+
+
+async def test_resent_frames_are_duplicates_in_a_batch_and_after_their_event(
+    start_events: Any,
+) -> None:
+    server: EventsServer = await start_events()
+    image = scene_png(1)
+    (first,) = await server.send(frame_for(image, "a"))
+    (again,) = await server.send(frame_for(image, "a-again"))
+    assert (first.status, again.status) == (ACCEPTED, DUPLICATE)
+    await server.close_due(30)
+    (event,) = await server.events()
+    assert list(event.frame_sha256s) == [first.content_sha256]
+    await server.ack(event.sequence)
+    (late,) = await server.send(frame_for(image, "a-late"))
+    assert late.status == DUPLICATE
+    assert server.pipeline.open_batches == 0
+
+
+async def test_subscribe_replays_then_goes_live_and_resumes_from_a_cursor(
+    start_events: Any,
+) -> None:
+    server: EventsServer = await start_events()
+    for n, camera in enumerate(("cam_a", "cam_b")):
+        await server.send(frame_for(scene_png(n, MARK_CAR), "x", camera=camera))
+    await server.close_due(30)
+    call = server.stub.SubscribeEvents(events_pb2.SubscribeEventsRequest(), metadata=AUTH)
+    stream = call.__aiter__()
+    replayed = [await asyncio.wait_for(stream.__anext__(), 10) for _ in range(2)]
+    await server.send(frame_for(scene_png(2, MARK_CAR), "y", camera="cam_c"))
+    await server.close_due(30)
+    live = await asyncio.wait_for(stream.__anext__(), 10)
+    call.cancel()
+    sequences = [e.sequence for e in [*replayed, live]]
+    assert sequences == sorted(sequences)
+    assert len(set(sequences)) == 3
+    assert live.camera_id == "cam_c"
+
+    resumed = await server.events(after=replayed[0].sequence, count=2)
+    assert [e.sequence for e in resumed] == sequences[1:]
+    assert await server.ack(sequences[1]) == 2
+    (left,) = await server.events(after=0)
+    assert left.sequence == sequences[2]
+
+
+async def test_a_full_outbox_refuses_new_frames_until_events_are_acknowledged(
+    start_events: Any,
+) -> None:
+    server: EventsServer = await start_events(events__outbox_max_events=1)
+    await server.send(frame_for(scene_png(1), "a"))
+    await server.close_due(30)
+    (event,) = await server.events()
+    (refused,) = await server.send(frame_for(scene_png(2), "b"))
+    assert refused.status == frames_pb2.ACK_STATUS_REJECTED
+    assert refused.status_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] == 8
+    assert refused.reject_reason == frames_pb2.REJECT_REASON_BACKPRESSURE
+    # A frame already covered is still answered: it needs no room.
+    assert server.pipeline.open_batches == 0
+    status: status_pb2.ServerStatus = await server.status()
+    assert status.events.outbox_depth == 1
+    assert status.events.outbox_max_events == 1
+    await server.ack(event.sequence)
+    (taken,) = await server.send(frame_for(scene_png(2), "b"))
+    assert taken.status == ACCEPTED
+
+
+async def test_events_survive_a_restart_on_the_same_data_dir(
+    start_events: Any, tmp_path: Any
+) -> None:
+    data = tmp_path / "kept"
+    first: EventsServer = await start_events(data_dir=data)
+    (ack,) = await first.send(frame_for(scene_png(1), "a"))
+    await first.close_due(30)
+    (event,) = await first.events()
+    await first.server.stop(0)
+
+    second: EventsServer = await start_events(data_dir=data)
+    (again,) = await second.events()
+    assert again == event
+    (resent,) = await second.send(frame_for(scene_png(1), "a"))
+    assert resent.status == DUPLICATE
+    assert second.pipeline.open_batches == 0
+    await second.send(frame_for(scene_png(2), "b"))
+    await second.close_due(30)
+    (newer,) = await second.events(after=event.sequence)
+    assert newer.sequence > event.sequence
+    assert ack.content_sha256 not in newer.frame_sha256s
+
+
+def _square_zone(name: str, kind: str) -> events_pb2.Zone:
+    points = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
+    return events_pb2.Zone(
+        name=name, kind=kind, points=[events_pb2.Point(x=x, y=y) for x, y in points]
+    )
+
+
+async def test_configure_applies_zones_windows_and_persists(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    request = events_pb2.ConfigureRequest(
+        cameras=[
+            events_pb2.CameraSettings(
+                camera_id="porch", display_name="Porch", zones=[_square_zone("Steps", "entry")],
+                batch_window_s=10, idle_timeout_s=5, time_zone="Europe/Berlin",
+            )
+        ]
+    )
+    reply = await server.stub.Configure(request, metadata=AUTH)
+    assert list(reply.configured_camera_ids) == ["porch"]
+    saved = json.loads((server.server.config.data_dir / "cameras.json").read_text())
+    assert saved["cameras"]["porch"]["time_zone"] == "Europe/Berlin"
+
+    await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p", camera="porch"))
+    await server.close_due(5)  # the camera's own idle timeout, not the default 30 s
+    (event,) = await server.events()
+    assert list(event.zones) == ["Steps"]
+    assert list(event.detections[0].zones) == ["Steps"]
+
+    bad = events_pb2.ConfigureRequest(
+        cameras=[events_pb2.CameraSettings(camera_id="porch", time_zone="Mars/Base")]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await server.stub.Configure(bad, metadata=AUTH)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_the_new_rpcs_need_the_token(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    wrong = (("authorization", "Bearer nope"),)
+    calls = [
+        server.stub.AckEvents(events_pb2.AckEventsRequest(up_to_sequence=1), metadata=wrong),
+        server.stub.Configure(events_pb2.ConfigureRequest(), metadata=wrong),
+        server.stub.AnalyzeNow(events_pb2.AnalyzeNowRequest(camera_id="a"), metadata=wrong),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    for stream in (
+        server.stub.SubscribeEvents(events_pb2.SubscribeEventsRequest(), metadata=wrong),
+        server.stub.WatchAnalysis(events_pb2.WatchAnalysisRequest(), metadata=wrong),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            _ = [item async for item in stream]
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_status_reports_the_events_pipeline(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    await server.send(frame_for(scene_png(1), "a"))
+    status = await server.status()
+    assert status.events.open_batches == 1
+    assert status.events.llm_model == ""
+    assert "not configured" in status.events.llm_unavailable_reason

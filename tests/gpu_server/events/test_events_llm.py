@@ -51,7 +51,9 @@ async def test_a_batch_is_assessed_by_the_model_with_live_progress(
     notes: list[events_pb2.AnalysisProgress] = []
 
     async def collect() -> None:
-        notes.extend([note async for note in watch])
+        # One by one: the call is cancelled mid-stream, and the notes so far must be kept.
+        async for note in watch:
+            notes.append(note)  # noqa: PERF401
 
     collector = asyncio.create_task(collect())
     # The watch must be registered before the analysis starts.

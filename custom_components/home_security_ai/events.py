@@ -226,11 +226,11 @@ class EventStream:
         if self.last_sequence:
             # In case the last acknowledgement did not arrive.
             await self._client.ack_events(self.last_sequence)
-        async for event in self._client.subscribe_events(self.last_sequence):
-            if not self.connected:
-                self.connected = True
-                self.last_error = None
-                _LOGGER.debug("Receiving events after sequence %s", self.last_sequence)
+        events = self._client.subscribe_events(self.last_sequence)
+        self.connected = True
+        self.last_error = None
+        _LOGGER.debug("Receiving events after sequence %s", self.last_sequence)
+        async for event in events:
             await self.async_handle(event)
         raise HomeSecurityAIError("The sidecar closed the event stream")
 

@@ -1,0 +1,269 @@
+"""End-to-end tests of security events: real frames, a real sidecar, crashes and restarts."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNKNOWN
+from homeassistant.core import Event, HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.home_security_ai.client import EventKind, SecurityEvent
+from custom_components.home_security_ai.const import (
+    CONF_CAMERAS,
+    CONF_SNAPSHOT_INTERVAL,
+    DOMAIN,
+    EVENT_SECURITY,
+    RISK_LEVELS,
+)
+
+from .conftest import TEST_CAMERA, PorchCamera, make_entry, wait_for
+from .sidecar_process import Sidecar
+
+# Batches stay open until the test closes them (no fast path, no window within the test).
+LONG_WINDOW = {
+    "HSAI_BATCH_WINDOW_S": "600",
+    "HSAI_BATCH_IDLE_S": "600",
+    "HSAI_FAST_PATH_LABELS": "giraffe",
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_reconnect() -> Generator[None]:
+    """Reconnect quickly after the sidecar comes back."""
+    with (
+        patch("custom_components.home_security_ai.frames.RECONNECT_BACKOFF_INITIAL", 0.1),
+        patch("custom_components.home_security_ai.frames.RECONNECT_BACKOFF_MAX", 0.3),
+        patch("custom_components.home_security_ai.events.RECONNECT_BACKOFF_INITIAL", 0.1),
+        patch("custom_components.home_security_ai.events.RECONNECT_BACKOFF_MAX", 0.3),
+        patch("custom_components.home_security_ai.RECONNECT_BACKOFF_MAX", 0.3),
+    ):
+        yield
+
+
+@pytest.fixture
+async def long_window_sidecar(hass: HomeAssistant, tmp_path: Path) -> Any:
+    """A real sidecar whose batches stay open until closed by the test."""
+    process = Sidecar(root=tmp_path / "sidecar", env=dict(LONG_WINDOW))
+    await hass.async_add_executor_job(process.start)
+    yield process
+    await hass.async_add_executor_job(process.stop)
+
+
+def _record_events(hass: HomeAssistant) -> list[dict[str, Any]]:
+    fired: list[dict[str, Any]] = []
+
+    def _listener(event: Event) -> None:
+        fired.append(dict(event.data))
+
+    hass.bus.async_listen(EVENT_SECURITY, _listener)
+    return fired
+
+
+async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    if entry.entry_id not in {e.entry_id for e in hass.config_entries.async_entries(DOMAIN)}:
+        entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(hass, lambda: entry.runtime_data.pipeline.connected, "the frame stream")
+    await wait_for(hass, lambda: entry.runtime_data.events.connected, "the event stream")
+
+
+async def _snap(hass: HomeAssistant, entry: MockConfigEntry, camera: PorchCamera, n: int) -> str:
+    """Take snapshot number `n` (distinct content each); return its hash."""
+    camera.image = camera.image.split(b"\xff\xd9HSAI")[0] + b"\xff\xd9HSAI" + str(n).encode()
+    await entry.runtime_data.camera_source.async_snapshot(TEST_CAMERA)
+    return hashlib.sha256(camera.image).hexdigest()
+
+
+def _entity(hass: HomeAssistant, platform: str, server_id: str, key: str) -> str:
+    entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"{server_id}_{key}")
+    assert entity_id is not None, key
+    return entity_id
+
+
+def _head(path: Path) -> bytes:
+    return path.read_bytes()[:2]
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def _options() -> dict[str, Any]:
+    return {CONF_CAMERAS: [TEST_CAMERA], CONF_SNAPSHOT_INTERVAL: 0}
+
+
+async def test_security_event_end_to_end(
+    hass: HomeAssistant, sidecar: Sidecar, porch_camera: PorchCamera, tmp_path: Path
+) -> None:
+    """Frames in: the event entity fires, the bus carries the event, a snapshot is saved and
+    the spool empties."""
+    fired = _record_events(hass)
+    entry = make_entry(sidecar, _options())
+    await _setup(hass, entry)
+    data = entry.runtime_data
+    server_id = sidecar.server_id
+
+    event_entity = _entity(hass, "event", server_id, "porch_security_event")
+    assert event_entity == "event.porch_security_event"
+    assert hass.states.get(event_entity).state == STATE_UNKNOWN
+    assert hass.states.get(event_entity).attributes["event_types"] == list(RISK_LEVELS)
+    threat = _entity(hass, "binary_sensor", server_id, "porch_threat_active")
+    assert hass.states.get(threat).state == STATE_OFF
+
+    hashes = {await _snap(hass, entry, porch_camera, n) for n in range(2)}
+    assert data.spool.frame_count == 2
+    await wait_for(hass, lambda: fired, "the security event")
+    await wait_for(hass, lambda: data.spool.frame_count == 0, "the spool to empty")
+
+    covered = {sha for payload in fired for sha in payload["frame_sha256s"]}
+    assert covered == hashes
+    payload = fired[-1]
+    assert payload["kind"] == "security"
+    assert payload["camera_id"] == "porch"
+    assert payload["entry_id"] == entry.entry_id
+    assert payload["risk_level"] in RISK_LEVELS
+    assert 0 <= payload["risk_score"] <= 100
+    assert payload["summary"]
+    assert payload["model"]
+    assert payload["detections"]
+    assert payload["detections"][0]["label"] == "person"
+    assert payload["detections"][0]["frame_sha256"] in hashes
+    snapshot = Path(payload["snapshot_path"])
+    assert snapshot == tmp_path / "media" / "home_security_ai" / "porch" / (
+        f"{payload['event_id']}.jpg"
+    )
+    assert _head(snapshot) == b"\xff\xd8"
+    assert payload["media_content_id"] == (
+        f"media-source://media_source/local/home_security_ai/porch/{payload['event_id']}.jpg"
+    )
+    assert data.events.last_sequence == payload["sequence"]
+    assert _listing(tmp_path / "spool" / entry.entry_id) == []
+
+    state = hass.states.get(event_entity)
+    assert state.attributes["event_type"] == payload["risk_level"]
+    assert state.attributes["event_id"] == payload["event_id"]
+    assert state.attributes["risk_score"] == payload["risk_score"]
+    assert state.attributes["summary"] == payload["summary"][:255]
+    score = _entity(hass, "sensor", server_id, "porch_last_risk_score")
+    assert hass.states.get(score).state == str(payload["risk_score"])
+    summary = _entity(hass, "sensor", server_id, "porch_last_summary")
+    assert hass.states.get(summary).state == payload["summary"][:255]
+    assert hass.states.get(summary).attributes["reasoning"] == payload["reasoning"]
+    today = _entity(hass, "sensor", server_id, "porch_events_today")
+    assert hass.states.get(today).state == str(len(fired))
+    high = payload["risk_level"] in ("high", "critical")
+    assert hass.states.get(threat).state == (STATE_ON if high else STATE_OFF)
+    spool_frames = _entity(hass, "sensor", server_id, "server_spool_frames")
+    assert hass.states.get(spool_frames).state == "0"
+
+    # The sidecar's outbox is acknowledged: a new subscription from 0 brings nothing back.
+    status = await data.client.get_status()
+    assert status.events.outbox_depth == 0
+    assert status.events.last_sequence == payload["sequence"]
+
+    # An event at or below the stored sequence is never handled twice.
+    count = len(fired)
+    await data.events.async_handle(
+        SecurityEvent(
+            sequence=payload["sequence"],
+            event_id="again",
+            camera_id="porch",
+            kind=EventKind.SECURITY,
+        )
+    )
+    await hass.async_block_till_done()
+    assert len(fired) == count
+    assert data.events.events_skipped == 1
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+def _assert_exactly_once(fired: list[dict[str, Any]], hashes: set[str]) -> None:
+    covered = [sha for payload in fired for sha in payload["frame_sha256s"]]
+    assert sorted(covered) == sorted(hashes), "every frame in exactly one event"
+    assert len({payload["event_id"] for payload in fired}) == len(fired), "no event twice"
+    sequences = [payload["sequence"] for payload in fired]
+    assert sequences == sorted(set(sequences))
+
+
+async def test_sidecar_killed_mid_batch(
+    hass: HomeAssistant, long_window_sidecar: Sidecar, porch_camera: PorchCamera
+) -> None:
+    """kill -9 after the frames were acked and before their batch closed: the spool resends
+    them to the restarted sidecar and each ends up in exactly one event."""
+    sidecar = long_window_sidecar
+    fired = _record_events(hass)
+    entry = make_entry(sidecar, _options())
+    await _setup(hass, entry)
+    data = entry.runtime_data
+
+    hashes = {await _snap(hass, entry, porch_camera, n) for n in range(3)}
+    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the acks")
+    assert data.pipeline.counters.acked == 3
+    assert data.spool.frame_count == 3  # acked, but no event covers them yet
+    assert fired == []
+
+    port = sidecar.port
+    await hass.async_add_executor_job(sidecar.kill)
+    await wait_for(hass, lambda: not data.pipeline.connected, "the drop")
+    # Back on the same port and data folder; batches now close within seconds.
+    sidecar.env = {}
+    await hass.async_add_executor_job(sidecar.start, port)
+    await wait_for(hass, lambda: data.spool.frame_count == 0, "the spool to empty")
+    await hass.async_block_till_done()
+    _assert_exactly_once(fired, hashes)
+    assert data.events.security_events == len(fired)
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_home_assistant_restarted_mid_batch(
+    hass: HomeAssistant, long_window_sidecar: Sidecar, porch_camera: PorchCamera
+) -> None:
+    """Unloading while frames are spooled and the batch is open, then setting up again with
+    the same storage: the frames are resent and end up in exactly one event."""
+    fired = _record_events(hass)
+    entry = make_entry(long_window_sidecar, _options())
+    await _setup(hass, entry)
+    hashes = {await _snap(hass, entry, porch_camera, n) for n in range(3)}
+    pipeline = entry.runtime_data.pipeline
+    await wait_for(hass, lambda: pipeline.pending_count == 0, "the acks")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+    await _setup(hass, entry)
+    data = entry.runtime_data
+    assert data.spool.stats.loaded == 3
+    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the resent frames' acks")
+    assert fired == []
+
+    # Close the batch now instead of waiting for its window.
+    response = await hass.services.async_call(
+        DOMAIN, "analyze_now", {"camera_id": "porch"}, blocking=True, return_response=True
+    )
+    assert response is not None
+    assert response["closed"] is True
+    await wait_for(hass, lambda: data.spool.frame_count == 0, "the spool to empty")
+    _assert_exactly_once(fired, hashes)
+    sequence = data.events.last_sequence
+
+    # And once more: the stored sequence survives, nothing is delivered again.
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    await _setup(hass, entry)
+    assert entry.runtime_data.events.last_sequence == sequence
+    assert entry.runtime_data.spool.frame_count == 0
+    await hass.async_block_till_done()
+    assert len(fired) == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()

@@ -2,136 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy as np
 import pytest
+from events_testlib import EventsServer, ScriptedDetector
 from grpc_health.v1 import health_pb2_grpc
-from PIL import Image
-from sidecar_testlib import AUTH, TOKEN, Running
+from sidecar_testlib import TOKEN
 
-from gpu_server._generated import events_pb2, frames_pb2, service_pb2_grpc
+from gpu_server._generated import service_pb2_grpc
 from gpu_server.config import load_config
 from gpu_server.events.clock import FakeClock
 from gpu_server.llm.service import RiskAnalysis
-from gpu_server.pipeline.detect import Detection, Detector, DetectorSelection
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.pipeline.detect import DetectorSelection
 from gpu_server.server import GRPCServer
-
-# What the scripted detector reports, keyed by the blue value of the top-left pixel.
-MARK_NONE = 10
-MARK_PERSON_SURE = 200  # person 0.95: fast path
-MARK_PERSON_UNSURE = 150  # person 0.60: batched
-MARK_CAR = 100  # car 0.70
-_SCRIPT: dict[int, tuple[str, int, float]] = {
-    MARK_PERSON_SURE: ("person", 0, 0.95),
-    MARK_PERSON_UNSURE: ("person", 0, 0.60),
-    MARK_CAR: ("car", 2, 0.70),
-}
-
-
-class ScriptedDetector(Detector):
-    """Detections decided by the image itself, so a test says exactly what each frame holds."""
-
-    name = "scripted"
-    backend = "test"
-    device = "cpu"
-    weights = ""
-
-    def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
-        out: list[list[Detection]] = []
-        for image in images:
-            found = _SCRIPT.get(int(image[0, 0, 0]))
-            if found is None:
-                out.append([])
-                continue
-            label, class_id, confidence = found
-            height, width = image.shape[:2]
-            # Feet near the bottom centre of the image.
-            out.append(
-                [Detection(label, class_id, confidence, width * 0.4, height * 0.5,
-                           width * 0.6, height * 0.95)]
-            )
-        return out
-
-
-def scene_png(index: int, mark: int = MARK_NONE, *, black: bool = False) -> bytes:
-    """A textured 96x64 view (the same scene every time), unique per index, marked for the
-    scripted detector. `black` gives a covered lens."""
-    if black:
-        pixels = np.zeros((64, 96, 3), dtype=np.uint8)
-    else:
-        yy, xx = np.mgrid[0:64, 0:96]
-        base = ((xx * 7 + yy * 13) % 64) * 3 + ((xx // 8 + yy // 8) % 2) * 60
-        pixels = np.stack([base, base[::-1], base[:, ::-1]], axis=2).astype(np.uint8)
-        # Unique content in a corner the scene check barely notices.
-        pixels[63, 95] = (index % 251, (index // 251) % 251, 7)
-    pixels[0, 0] = (0, 0, mark)  # RGB here; the server decodes to BGR, so blue = mark
-    out = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(out, format="PNG")
-    return out.getvalue()
-
-
-def frame_for(
-    image: bytes, ref: str, camera: str = "front_door", at_ms: int = 0
-) -> frames_pb2.Frame:
-    return frames_pb2.Frame(
-        camera_id=camera, image=image, client_ref=ref,
-        captured_at_ms=at_ms or 1_767_614_400_000, source=frames_pb2.FRAME_SOURCE_CAMERA_ENTITY,
-    )
-
-
-@dataclass
-class EventsServer(Running):
-    clock: FakeClock = field(default_factory=FakeClock)
-
-    @property
-    def pipeline(self) -> Any:
-        assert self.server.events is not None
-        return self.server.events
-
-    async def send(self, *frames: frames_pb2.Frame) -> list[frames_pb2.FrameAck]:
-        return await self.submit(frames)
-
-    async def close_due(self, seconds: float) -> None:
-        """Move the clock on, close what is due and wait for the analyses to store events."""
-        self.clock.advance(seconds)
-        self.pipeline.tick()
-        await self.pipeline.wait_idle()
-
-    async def events(self, after: int = 0, count: int = 1) -> list[events_pb2.SecurityEvent]:
-        """The first `count` events SubscribeEvents delivers after the cursor."""
-        call = self.stub.SubscribeEvents(
-            events_pb2.SubscribeEventsRequest(after_sequence=after), metadata=AUTH
-        )
-        got: list[events_pb2.SecurityEvent] = []
-
-        async def read() -> None:
-            async for event in call:
-                got.append(event)
-                if len(got) >= count:
-                    return
-
-        try:
-            await asyncio.wait_for(read(), 30.0)
-        finally:
-            call.cancel()
-        return got
-
-    async def ack(self, up_to: int) -> int:
-        response = await self.stub.AckEvents(
-            events_pb2.AckEventsRequest(up_to_sequence=up_to), metadata=AUTH
-        )
-        return int(response.removed)
-
-
-StartEvents = Callable[..., "asyncio.Future[EventsServer]"]
 
 
 @pytest.fixture(scope="session")

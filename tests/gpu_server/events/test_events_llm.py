@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MARK_PERSON_UNSURE, EventsServer, frame_for, scene_png
+from events_testlib import MARK_PERSON_UNSURE, EventsServer, frame_for, scene_png
 from sidecar_testlib import AUTH
 
 from gpu_server._generated import events_pb2

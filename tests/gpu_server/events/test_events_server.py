@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import (
+from events_testlib import (
     MARK_CAR,
     MARK_PERSON_SURE,
     MARK_PERSON_UNSURE,

@@ -57,10 +57,12 @@ def _resolve(hass: HomeAssistant, call: ServiceCall) -> tuple[HomeSecurityAIConf
             raise ServiceValidationError(
                 translation_domain=DOMAIN, translation_key="one_camera_only"
             )
-        device = dr.async_get(hass).async_get(device_ids[0])
+        registry = dr.async_get(hass)
+        device = registry.async_get(device_ids[0])
         if device is not None:
             for entry in entries:
-                if entry.entry_id not in device.config_entries:
+                # By the entry's devices: how a device names its entries differs by release.
+                if device not in dr.async_entries_for_config_entry(registry, entry.entry_id):
                     continue
                 prefix = f"{entry.unique_id or entry.entry_id}_"
                 for domain, identifier in device.identifiers:

@@ -48,6 +48,14 @@ SPOOL_EXPIRE_INTERVAL: Final = timedelta(minutes=10)
 MAX_IN_FLIGHT_FRAMES: Final = 32
 # A frame the sidecar refused because its event outbox is full is sent again after this long.
 BACKPRESSURE_RETRY_SECONDS: Final = 5.0
+# A frame the sidecar failed on (REJECT_REASON_INTERNAL, an unknown ack) is sent again after
+# BACKPRESSURE_RETRY_SECONDS, doubling per attempt up to this long.
+RETRY_MAX_SECONDS: Final = 300.0
+# The largest encoded frame sent: the sidecar's default frame limit, below the 32 MiB gRPC
+# message limit. A bigger frame is refused before it is spooled (it would end the stream).
+MAX_FRAME_BYTES: Final = 24 * 1024 * 1024
+# The status of the server device is refreshed at most once per this many seconds of acks.
+STATUS_REFRESH_DELAY: Final = 1.0
 RECONNECT_BACKOFF_INITIAL: Final = 1.0
 RECONNECT_BACKOFF_MAX: Final = 30.0
 

@@ -6,6 +6,14 @@ pipeline reconnects with exponential backoff and sends everything still spooled 
 frames too: an event covers them only once the sidecar's batch closes, and a restarted sidecar
 has lost its open batches); the sidecar deduplicates by content hash, so a resend is harmless.
 A frame leaves the spool when the event that covers it is stored (see events.py).
+
+A frame the sidecar could not take now (its outbox is full, BACKPRESSURE; or it failed,
+INTERNAL; or an ack status this release does not know) stays spooled and is sent again later,
+with a growing delay per frame. Only a final rejection (the frame itself is bad) removes it.
+Frames over MAX_FRAME_BYTES are refused before they are spooled; should the sidecar still end
+the stream because a message is too large, the largest frame in flight is dropped, so one bad
+frame cannot stop the stream for good. The reconnect backoff starts over only once a stream
+has delivered an ack.
 """
 
 from __future__ import annotations
@@ -32,14 +40,18 @@ from .client import (
     HomeSecurityAIClient,
     HomeSecurityAIError,
     RejectReason,
+    ResourceExhausted,
     SecurityEvent,
 )
 from .const import (
     BACKPRESSURE_RETRY_SECONDS,
     DOMAIN,
+    MAX_FRAME_BYTES,
     MAX_IN_FLIGHT_FRAMES,
     RECONNECT_BACKOFF_INITIAL,
     RECONNECT_BACKOFF_MAX,
+    RETRY_MAX_SECONDS,
+    STATUS_REFRESH_DELAY,
     signal_camera_updated,
     signal_connection,
     signal_new_camera,
@@ -100,6 +112,10 @@ class PipelineCounters:
     refused: int = 0
     resent: int = 0
     backpressure: int = 0
+    # Frames the sidecar failed on (or answered with an unknown status), kept to send again.
+    retried: int = 0
+    # Frames refused before sending: larger than the frame limit.
+    oversized: int = 0
     reconnects: int = 0
     reject_reasons: Counter[str] = field(default_factory=Counter)
 
@@ -118,6 +134,7 @@ class FramePipeline:
         backoff_initial: float | None = None,
         backoff_max: float | None = None,
         max_in_flight: int = MAX_IN_FLIGHT_FRAMES,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
         """Set up an idle pipeline; `async_run` starts streaming."""
         self.hass = hass
@@ -130,11 +147,16 @@ class FramePipeline:
         )
         self._backoff_max = RECONNECT_BACKOFF_MAX if backoff_max is None else backoff_max
         self._max_in_flight = max_in_flight
+        self.max_frame_bytes = max_frame_bytes
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         # Frames written to the current stream and not acked yet, with their images.
         self._in_flight: dict[str, FrameIn] = {}
         self._window = asyncio.Semaphore(max_in_flight)
         self._retry_timers: set[Any] = set()
+        # Send attempts of frames waiting for a retry, for their growing delay.
+        self._attempts: dict[str, int] = {}
+        self._refresh_cancel: Any = None
+        self._acked_this_stream = False
         self.cameras: dict[str, CameraState] = {}
         self.counters = PipelineCounters()
         self.connected = False
@@ -169,6 +191,11 @@ class FramePipeline:
         camera = self.cameras.get(frame.camera_id)
         if camera is None:
             camera = self.async_register_camera(frame.camera_id, frame.camera_id)
+        if len(frame.image) > self.max_frame_bytes:
+            self._async_oversized(
+                frame.camera_id, frame.source_ref or frame.client_ref, len(frame.image)
+            )
+            return False
         entry = await self.spool.async_add(frame)
         if entry is None:
             self.counters.refused += 1
@@ -178,16 +205,31 @@ class FramePipeline:
         camera.frames_sent += 1
         return True
 
+    @callback
+    def _async_oversized(self, camera_id: str, what: str, size: int) -> None:
+        """Count and log a frame too large to send."""
+        self.counters.oversized += 1
+        if (camera := self.cameras.get(camera_id)) is not None:
+            camera.frames_rejected += 1
+            camera.last_reject_reason = "too_many_bytes"
+        _LOGGER.warning(
+            "Frame %s of camera %s is %s bytes, more than the %s a frame may have; not sent",
+            what,
+            camera_id,
+            size,
+            self.max_frame_bytes,
+        )
+
     async def async_run(self) -> None:
         """Keep one frame stream open until cancelled."""
         backoff = self._backoff_initial
         try:
             while True:
+                self._acked_this_stream = False
                 try:
                     status = await self._client.get_status()
                     self._set_connected(True)
                     self._coordinator.async_set_updated_data(status)
-                    backoff = self._backoff_initial
                     await self._async_stream()
                 except AuthFailed as err:
                     self.last_error = str(err)
@@ -204,6 +246,9 @@ class FramePipeline:
                     else:
                         _LOGGER.debug("Sidecar still unreachable: %s", err)
                     self._set_connected(False)
+                if self._acked_this_stream:
+                    # Only a stream that worked resets the backoff, not a status answer alone.
+                    backoff = self._backoff_initial
                 self.counters.reconnects += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max)
@@ -211,13 +256,29 @@ class FramePipeline:
             for cancel in self._retry_timers:
                 cancel()
             self._retry_timers.clear()
+            if self._refresh_cancel is not None:
+                self._refresh_cancel()
+                self._refresh_cancel = None
 
     async def _async_stream(self) -> None:
         self._in_flight.clear()
         self._window = asyncio.Semaphore(self._max_in_flight)
-        async for ack in self._client.stream_frames(self._outgoing(self._window)):
-            self._handle_ack(ack)
+        try:
+            async for ack in self._client.stream_frames(self._outgoing(self._window)):
+                self._handle_ack(ack)
+        except ResourceExhausted:
+            await self._async_drop_largest_in_flight()
+            raise
         raise HomeSecurityAIError("The sidecar closed the frame stream")
+
+    async def _async_drop_largest_in_flight(self) -> None:
+        """Give up the largest frame of a stream that ended on a message too large."""
+        if not self._in_flight:
+            return
+        key, frame = max(self._in_flight.items(), key=lambda item: len(item[1].image))
+        self._in_flight.pop(key)
+        self._async_oversized(frame.camera_id, frame.source_ref or key, len(frame.image))
+        await self.spool.async_remove([key])
 
     async def _outgoing(self, window: asyncio.Semaphore) -> AsyncIterator[FrameIn]:
         """Yield every spooled frame first, then whatever gets queued."""
@@ -235,11 +296,16 @@ class FramePipeline:
 
     async def _async_take(self, key: str, window: asyncio.Semaphore) -> FrameIn | None:
         """Wait for room on the stream and read a spooled frame."""
-        if self.spool.get(key) is None:
+        if (entry := self.spool.get(key)) is None or key in self._in_flight:
+            return None
+        if entry.size > self.max_frame_bytes:
+            # Spooled by an older release, or the limit went down.
+            self._async_oversized(entry.camera_id, entry.source_ref or key, entry.size)
+            await self.spool.async_remove([key])
             return None
         await window.acquire()
         frame = await self.spool.async_read(key)
-        if frame is None:
+        if frame is None or key in self._in_flight:
             window.release()
             return None
         self._in_flight[key] = frame
@@ -256,14 +322,38 @@ class FramePipeline:
         async_dispatcher_send(self.hass, signal_connection(self._entry.entry_id))
 
     @callback
-    def _schedule_retry(self, key: str) -> None:
+    def _schedule_retry(self, key: str) -> float:
+        """Send the spooled frame again later; return the delay."""
+        attempt = self._attempts.get(key, 0)
+        self._attempts[key] = attempt + 1
+        delay: float = min(BACKPRESSURE_RETRY_SECONDS * 2.0**attempt, RETRY_MAX_SECONDS)
+
         @callback
         def _retry(_now: Any) -> None:
             self._retry_timers.discard(cancel)
-            self._queue.put_nowait(key)
+            if self.spool.get(key) is not None:
+                self._queue.put_nowait(key)
+            else:
+                self._attempts.pop(key, None)
 
-        cancel = async_call_later(self.hass, BACKPRESSURE_RETRY_SECONDS, _retry)
+        cancel = async_call_later(self.hass, delay, _retry)
         self._retry_timers.add(cancel)
+        return delay
+
+    @callback
+    def _schedule_status_refresh(self) -> None:
+        """Refresh the server's status once per STATUS_REFRESH_DELAY, however many acks."""
+        if self._refresh_cancel is not None:
+            return
+
+        @callback
+        def _refresh(_now: Any) -> None:
+            self._refresh_cancel = None
+            self._entry.async_create_background_task(
+                self.hass, self._coordinator.async_request_refresh(), f"{DOMAIN} status refresh"
+            )
+
+        self._refresh_cancel = async_call_later(self.hass, STATUS_REFRESH_DELAY, _refresh)
 
     @callback
     def _handle_ack(self, ack: FrameAck) -> None:
@@ -272,6 +362,7 @@ class FramePipeline:
             _LOGGER.debug("Ack for a frame no longer waiting: %s", ack.client_ref)
             return
         self._window.release()
+        self._acked_this_stream = True
         self.counters.acked += 1
         camera = self.cameras.get(frame.camera_id)
         if camera is None:
@@ -284,6 +375,27 @@ class FramePipeline:
             _LOGGER.debug("The sidecar is busy; %s is sent again later", ack.client_ref)
             self._schedule_retry(ack.client_ref)
             return
+        if (
+            ack.status == AckStatus.REJECTED and ack.reject_reason == RejectReason.INTERNAL
+        ) or ack.status not in (AckStatus.ACCEPTED, AckStatus.DUPLICATE, AckStatus.REJECTED):
+            # The sidecar failed on it (safe to resend), or answered in a way this release does
+            # not know: keep the frame and send it again later.
+            self.counters.retried += 1
+            first = ack.client_ref not in self._attempts
+            delay = self._schedule_retry(ack.client_ref)
+            _LOGGER.log(
+                logging.WARNING if first else logging.DEBUG,
+                "The sidecar did not take %s from camera %s (%s: %s); sending it again in %s s",
+                frame.source_ref or frame.client_ref,
+                frame.camera_id,
+                ack.reject_reason.name.lower()
+                if ack.status == AckStatus.REJECTED
+                else f"ack status {ack.status.name.lower()}",
+                ack.message,
+                round(delay),
+            )
+            return
+        self._attempts.pop(ack.client_ref, None)
         if ack.status == AckStatus.REJECTED:
             reason = ack.reject_reason.name.lower()
             self.counters.rejected += 1
@@ -322,10 +434,8 @@ class FramePipeline:
             camera.detector = ack.detector or None
             camera.last_captured = dt_util.utc_from_timestamp(frame.captured_at_ms / 1000)
             camera.last_analysed = dt_util.utcnow()
-        # Counters and latencies of the server device follow the frames (debounced refresh).
-        self._entry.async_create_background_task(
-            self.hass, self._coordinator.async_request_refresh(), f"{DOMAIN} status refresh"
-        )
+        # Counters and latencies of the server device follow the frames.
+        self._schedule_status_refresh()
         async_dispatcher_send(
             self.hass, signal_camera_updated(self._entry.entry_id, frame.camera_id)
         )

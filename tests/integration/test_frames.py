@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from unittest.mock import MagicMock
 
+import pytest
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from custom_components.home_security_ai.client import FrameIn
-from custom_components.home_security_ai.const import DOMAIN, signal_new_camera
+from custom_components.home_security_ai.client import (
+    AckStatus,
+    FrameAck,
+    FrameIn,
+    FrameSource,
+    FrameTimings,
+    HomeSecurityAIClient,
+    RejectReason,
+)
+from custom_components.home_security_ai.const import (
+    BACKPRESSURE_RETRY_SECONDS,
+    DOMAIN,
+    STATUS_REFRESH_DELAY,
+    signal_new_camera,
+)
+from custom_components.home_security_ai.coordinator import HomeSecurityAIStatusCoordinator
 from custom_components.home_security_ai.frames import FramePipeline
 from custom_components.home_security_ai.spool import FrameSpool
+
+from .conftest import wait_for
+from .sidecar_process import Sidecar
 
 
 def _frame(ref: str, size: int = 100) -> FrameIn:
@@ -45,3 +72,215 @@ async def test_spooled_frames_are_bounded(hass: HomeAssistant, tmp_path: Path) -
     assert pipeline.cameras["garden"].frames_sent == 3
     assert pipeline.cameras["garden"].frames_dropped == 1
     assert {frame.sha256 for frame in spool.frames()} == {"b" * 64, "c" * 64}
+
+
+# ---- Against the real sidecar ------------------------------------------------------------------
+
+
+def _photo_frame(photo: bytes, n: int, camera_id: str = "porch", pad: int = 0) -> FrameIn:
+    """The photo with distinct trailing bytes (distinct content, same picture)."""
+    image = photo + b"HSAI" + str(n).encode() + b"\x00" * pad
+    return FrameIn(
+        camera_id=camera_id,
+        image=image,
+        client_ref=f"ref{n}",
+        captured_at_ms=int(time.time() * 1000),
+        source=FrameSource.CAMERA_ENTITY,
+        source_ref=f"frame{n}",
+        content_sha256=hashlib.sha256(image).hexdigest(),
+    )
+
+
+@asynccontextmanager
+async def _running_pipeline(
+    hass: HomeAssistant, sidecar: Sidecar, tmp_path: Path, **kwargs: Any
+) -> AsyncIterator[FramePipeline]:
+    """A frame pipeline streaming to the real sidecar, without an event stream (nothing acks
+    the sidecar's events)."""
+    entry = MockConfigEntry(domain=DOMAIN, unique_id=sidecar.server_id)
+    entry.add_to_hass(hass)
+    client = HomeSecurityAIClient(sidecar.host, sidecar.port, sidecar.token)
+    coordinator = HomeSecurityAIStatusCoordinator(hass, entry, client)
+    spool = FrameSpool(hass, entry.entry_id, tmp_path / "spool", max_bytes=10**8, max_age_s=3600)
+    pipeline = FramePipeline(
+        hass, entry, client, coordinator, spool, backoff_initial=0.1, backoff_max=0.3, **kwargs
+    )
+    spool.on_evict = pipeline.async_frame_evicted
+    task = hass.async_create_background_task(pipeline.async_run(), "test frame stream")
+    try:
+        await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+        yield pipeline
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await coordinator.async_shutdown()
+        await client.close()
+
+
+@pytest.fixture
+async def small_outbox_sidecar(hass: HomeAssistant, tmp_path: Path) -> AsyncIterator[Sidecar]:
+    """A real sidecar whose outbox holds one event and turns every person into an event."""
+    process = Sidecar(
+        root=tmp_path / "sidecar",
+        env={"HSAI_OUTBOX_MAX_EVENTS": "1", "HSAI_FAST_PATH_CONFIDENCE": "0.0"},
+    )
+    await hass.async_add_executor_job(process.start)
+    yield process
+    await hass.async_add_executor_job(process.stop)
+
+
+@pytest.fixture
+async def small_message_sidecar(hass: HomeAssistant, tmp_path: Path) -> AsyncIterator[Sidecar]:
+    """A real sidecar that takes messages of at most 256 KiB."""
+    process = Sidecar(
+        root=tmp_path / "sidecar",
+        env={"HSAI_MAX_MESSAGE_BYTES": "262144", "HSAI_MAX_FRAME_BYTES": "262144"},
+    )
+    await hass.async_add_executor_job(process.start)
+    yield process
+    await hass.async_add_executor_job(process.stop)
+
+
+async def _tick(hass: HomeAssistant, seconds: float) -> None:
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=seconds))
+    await hass.async_block_till_done()
+
+
+async def test_backpressure_frame_is_kept_and_resent(
+    hass: HomeAssistant, small_outbox_sidecar: Sidecar, photo: bytes, tmp_path: Path
+) -> None:
+    """A frame refused because the sidecar's outbox is full stays spooled and is sent again
+    once the outbox has room."""
+    sidecar = small_outbox_sidecar
+    async with _running_pipeline(hass, sidecar, tmp_path) as pipeline:
+        client = pipeline._client
+        assert await pipeline.async_submit(_photo_frame(photo, 0))
+        await wait_for(hass, lambda: pipeline.pending_count == 0, "the first ack")
+
+        async def _outbox_depth() -> int:
+            return (await client.get_status()).events.outbox_depth
+
+        depth = 0
+        for _ in range(600):
+            if (depth := await _outbox_depth()) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert depth == 1, "the fast-path event fills the outbox"
+
+        second = _photo_frame(photo, 1)
+        assert await pipeline.async_submit(second)
+        await wait_for(hass, lambda: pipeline.counters.backpressure == 1, "the backpressure")
+        (kept,) = [f for f in pipeline.spool.frames() if f.sha256 == second.content_sha256]
+        assert not kept.acked
+        assert pipeline.counters.rejected == 0
+
+        status = await client.get_status()
+        await client.ack_events(status.events.last_sequence)
+        await _tick(hass, BACKPRESSURE_RETRY_SECONDS + 1)
+        await wait_for(hass, lambda: kept.acked, "the resent frame's ack")
+        assert pipeline.cameras["porch"].frames_accepted == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (AckStatus.REJECTED, RejectReason.INTERNAL),
+        (AckStatus.UNSPECIFIED, RejectReason.UNSPECIFIED),
+    ],
+)
+async def test_retryable_ack_keeps_the_frame(
+    hass: HomeAssistant,
+    sidecar: Sidecar,
+    photo: bytes,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    status: AckStatus,
+    reason: RejectReason,
+) -> None:
+    """A frame the sidecar failed on (INTERNAL: safe to resend) or answered with an unknown
+    status is neither removed nor counted as analysed; it is sent again later and the real
+    sidecar then takes it."""
+    async with _running_pipeline(hass, sidecar, tmp_path) as pipeline:
+        frame = _photo_frame(photo, 7, "retried", pad=int(time.time_ns() % 1000))
+        entry = await pipeline.spool.async_add(frame)
+        assert entry is not None
+        # The frame is on the stream; the sidecar answers that it failed on it.
+        await pipeline._window.acquire()
+        pipeline._in_flight[entry.key] = frame
+        pipeline._handle_ack(
+            FrameAck(
+                client_ref=entry.key,
+                camera_id=frame.camera_id,
+                content_sha256=frame.content_sha256,
+                status=status,
+                status_code=13,
+                reject_reason=reason,
+                message="internal server error; the frame may be resent later",
+                image_width=0,
+                image_height=0,
+                detections=(),
+                detector="",
+                timings=FrameTimings(),
+            )
+        )
+        await hass.async_block_till_done()
+        assert pipeline.spool.get(entry.key) is entry
+        assert not entry.acked
+        assert pipeline.counters.retried == 1
+        assert pipeline.counters.rejected == 0
+        camera = pipeline.cameras["retried"]
+        assert camera.frames_accepted == camera.frames_rejected == 0
+        assert camera.last_image is None
+        assert "sending it again in 5 s" in caplog.text
+
+        await _tick(hass, BACKPRESSURE_RETRY_SECONDS + 1)
+        await wait_for(hass, lambda: entry.acked, "the resent frame's ack")
+        assert camera.frames_accepted + camera.frames_duplicate == 1
+
+
+async def test_oversized_frames_never_stop_the_stream(
+    hass: HomeAssistant, small_message_sidecar: Sidecar, photo: bytes, tmp_path: Path
+) -> None:
+    """Frames over the limit are refused before spooling; a frame the sidecar still finds too
+    large ends one stream only: it is dropped and the frames behind it go through."""
+    async with _running_pipeline(
+        hass, small_message_sidecar, tmp_path, max_frame_bytes=400_000
+    ) as pipeline:
+        assert not await pipeline.async_submit(_photo_frame(photo, 0, pad=400_000))
+        assert pipeline.counters.oversized == 1
+        assert pipeline.spool.frame_count == 0
+
+        # Under our limit, over the sidecar's: it ends the stream with RESOURCE_EXHAUSTED.
+        assert await pipeline.async_submit(_photo_frame(photo, 1, pad=150_000))
+        good = _photo_frame(photo, 2)
+        assert await pipeline.async_submit(good)
+        await wait_for(hass, lambda: pipeline.spool.frame_count == 1, "the big frame to go")
+        await wait_for(hass, lambda: pipeline.pending_count == 0, "the good frame's ack")
+        assert [f.sha256 for f in pipeline.spool.frames()] == [good.content_sha256]
+        assert pipeline.counters.oversized == 2
+        assert pipeline.cameras["porch"].frames_accepted == 1
+        assert pipeline.cameras["porch"].last_reject_reason == "too_many_bytes"
+        assert pipeline.connected
+
+
+async def test_one_status_refresh_per_window(
+    hass: HomeAssistant, sidecar: Sidecar, photo: bytes, tmp_path: Path
+) -> None:
+    """Many acks request one status refresh, not one background task each."""
+    async with _running_pipeline(hass, sidecar, tmp_path) as pipeline:
+        refreshes: list[None] = []
+        coordinator = pipeline._coordinator
+
+        async def _count() -> None:
+            refreshes.append(None)
+
+        coordinator.async_request_refresh = _count  # type: ignore[method-assign]
+        base = int(time.time_ns() % 10**9)
+        for n in range(5):
+            assert await pipeline.async_submit(_photo_frame(photo, base + n, "refreshed"))
+        await wait_for(hass, lambda: pipeline.pending_count == 0, "the acks")
+        assert refreshes == []
+        await _tick(hass, STATUS_REFRESH_DELAY + 1)
+        assert len(refreshes) == 1

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from .client import HomeSecurityAIClient
-from .errors import AuthFailed, CannotConnect, HomeSecurityAIError, NotSupported
+from .errors import (
+    AuthFailed,
+    CannotConnect,
+    HomeSecurityAIError,
+    NotSupported,
+    ResourceExhausted,
+)
 from .models import (
     AckStatus,
     AnalyzeNowResult,
@@ -54,6 +60,7 @@ __all__ = [
     "LatencyStats",
     "NotSupported",
     "RejectReason",
+    "ResourceExhausted",
     "RiskLevel",
     "SceneChangeKind",
     "SecurityEvent",

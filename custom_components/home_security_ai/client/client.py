@@ -11,7 +11,13 @@ import grpc
 from grpc import aio
 
 from ._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
-from .errors import AuthFailed, CannotConnect, HomeSecurityAIError, NotSupported
+from .errors import (
+    AuthFailed,
+    CannotConnect,
+    HomeSecurityAIError,
+    NotSupported,
+    ResourceExhausted,
+)
 from .models import (
     AckStatus,
     AnalyzeNowResult,
@@ -71,6 +77,8 @@ def _map_status(code: grpc.StatusCode | None, details: str | None) -> HomeSecuri
         return AuthFailed(f"The sidecar refused the token: {details}")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return NotSupported(f"The sidecar does not support this call; update it: {details}")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ResourceExhausted(f"The sidecar call ran out of resources: {details}")
     if code in _CONNECT_CODES:
         return CannotConnect(f"Cannot reach the sidecar ({code}): {details}")
     return HomeSecurityAIError(f"The sidecar answered with an error ({code}): {details}")

@@ -17,3 +17,7 @@ class AuthFailed(HomeSecurityAIError):  # noqa: N818
 
 class NotSupported(HomeSecurityAIError):  # noqa: N818
     """The sidecar does not implement the call (it runs an older release)."""
+
+
+class ResourceExhausted(HomeSecurityAIError):  # noqa: N818
+    """The call ran out of a resource, e.g. a message over the size limit (RESOURCE_EXHAUSTED)."""

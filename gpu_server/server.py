@@ -82,9 +82,11 @@ class GRPCServer:
 
         selection = self._given_detector
         if selection is None:
+            # Loads and warms up, falling back to another device or detector on failure.
             selection = await asyncio.to_thread(build_detector, config)
+        else:
+            await asyncio.to_thread(selection.detector.warmup)
         self.selection = selection
-        await asyncio.to_thread(selection.detector.warmup)
 
         self.batcher = DetectionBatcher(
             selection.detector,

@@ -228,26 +228,63 @@ def _find_weights(config: ServerConfig) -> tuple[Path | None, str]:
     return None, f"no YOLO weights in {models_dir}; downloads disabled"
 
 
+def _load_yolo(weights: Path, device: str, config: ServerConfig) -> UltralyticsDetector:
+    """Load and warm up: ultralytics loads on the CPU and touches the device only in predict,
+    so a missing or broken device shows up in the warm-up, not in the constructor."""
+    det = config.detector
+    detector = UltralyticsDetector(
+        weights, device=device, confidence=det.confidence, imgsz=det.imgsz
+    )
+    detector.warmup()
+    return detector
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def build_detector(config: ServerConfig) -> DetectorSelection:
-    """Pick the detector the configuration asks for, falling back to HOG when YOLO is out."""
+    """Pick the detector the configuration asks for and warm it up (blocking).
+
+    A detector that fails to load or to run falls back: YOLO on another device first to the
+    CPU, then the HOG people detector; `fallback_reason` says why. Never raises for a model
+    or device problem, so the server always starts.
+    """
     det = config.detector
     hog = HogPeopleDetector(confidence=det.confidence, max_side=det.imgsz)
     if det.weights == HOG_CHOICE:
+        hog.warmup()
         return DetectorSelection(hog)
     weights, reason = _find_weights(config)
     if weights is None:
         _LOGGER.warning("using the HOG people detector: %s", reason)
+        hog.warmup()
         return DetectorSelection(hog, reason)
     configure_ultralytics_env(config)
     if config.allow_downloads:
         config.models_dir.mkdir(parents=True, exist_ok=True)
+    device = det.device
     try:
-        detector = UltralyticsDetector(
-            weights, device=det.device, confidence=det.confidence, imgsz=det.imgsz
-        )
+        device = resolve_device(det.device)
+        detector = _load_yolo(weights, device, config)
     except Exception as exc:  # a corrupt file or a missing CUDA device must not stop the server
-        reason = f"cannot load YOLO weights {weights}: {exc}"
-        _LOGGER.exception("using the HOG people detector: cannot load %s", weights)
+        first = f"YOLO {weights.name} failed on {device}: {_short(exc)}"
+        _LOGGER.warning("%s", first, exc_info=True)
+        if device != "cpu":
+            try:
+                detector = _load_yolo(weights, "cpu", config)
+            except Exception as cpu_exc:
+                reason = f"{first}; on cpu too: {_short(cpu_exc)}"
+                _LOGGER.warning("using the HOG people detector: %s", reason, exc_info=True)
+            else:
+                reason = f"{first}; running YOLO on the CPU instead"
+                _LOGGER.warning("%s", reason)
+                return DetectorSelection(detector, reason)
+        else:
+            reason = first
+            _LOGGER.warning("using the HOG people detector: %s", reason)
+        hog.warmup()
         return DetectorSelection(hog, reason)
     _LOGGER.info("loaded %s from %s on %s", detector.name, weights, detector.device)
     return DetectorSelection(detector)

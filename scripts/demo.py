@@ -29,7 +29,7 @@ DEMO_DIR = REPO_ROOT / ".demo"
 DOMAIN = "home_security_ai"
 USERNAME = "demo"
 STARTUP_TIMEOUT_S = 180.0
-DETECTION_TIMEOUT_S = 120.0
+DETECTION_TIMEOUT_S = 300.0
 
 HA_CONFIGURATION = """\
 homeassistant:
@@ -41,6 +41,8 @@ homeassistant:
   elevation: 0
   allowlist_external_dirs:
     - "{uploads}"
+  media_dirs:
+    local: "{media}"
 frontend:
 config:
 http:
@@ -171,6 +173,7 @@ def prepare() -> tuple[Path, Path]:
         shutil.rmtree(DEMO_DIR)
     uploads = DEMO_DIR / "uploads"
     shutil.copytree(REPO_ROOT / "samples" / "uploads", uploads)
+    (DEMO_DIR / "media").mkdir()
     config = DEMO_DIR / "config"
     (config / "custom_components").mkdir(parents=True)
     (config / "custom_components" / DOMAIN).symlink_to(REPO_ROOT / "custom_components" / DOMAIN)
@@ -207,7 +210,9 @@ def main() -> None:
     password = secrets.token_urlsafe(9)
     ha_port = int(os.environ.get("HSAI_DEMO_HA_PORT", free_port()))
     (config / "configuration.yaml").write_text(
-        HA_CONFIGURATION.format(uploads=uploads, port=ha_port, domain=DOMAIN)
+        HA_CONFIGURATION.format(
+            uploads=uploads, media=DEMO_DIR / "media", port=ha_port, domain=DOMAIN
+        )
     )
     sidecar_env = {
         **os.environ,
@@ -215,6 +220,9 @@ def main() -> None:
         "YOLO_AUTOINSTALL": "0",
         "YOLO_CONFIG_DIR": str(DEMO_DIR / "ultralytics"),
         "PYTHONPATH": str(REPO_ROOT),
+        # Short batch windows so the demo's events show up within seconds.
+        "HSAI_BATCH_WINDOW_S": os.environ.get("HSAI_BATCH_WINDOW_S", "20"),
+        "HSAI_BATCH_IDLE_S": os.environ.get("HSAI_BATCH_IDLE_S", "5"),
     }
     ready_file = DEMO_DIR / "sidecar-ready.json"
     sidecar_argv = [
@@ -253,14 +261,20 @@ def main() -> None:
         )
 
         def cameras_seen() -> list[dict[str, Any]] | None:
+            """Every camera analysed, and a security event for each one where something was seen."""
             states = api.integration_states()
+            by_id = {s["entity_id"]: s for s in states}
             objects = [s for s in states if s["entity_id"].endswith("_objects")]
-            done = len(objects) >= 2 and all(s["state"].isdigit() for s in objects)
-            return states if done else None
+            if len(objects) < 2 or not all(s["state"].isdigit() for s in objects):
+                return None
+            for state in objects:
+                camera = state["entity_id"].removeprefix("sensor.").removesuffix("_objects")
+                event = by_id.get(f"event.{camera}_security_event", {})
+                if int(state["state"]) and not event.get("attributes", {}).get("event_type"):
+                    return None
+            return states
 
-        report(
-            wait_for(cameras_seen, DETECTION_TIMEOUT_S, "detections from the sample cameras", 2.0)
-        )
+        report(wait_for(cameras_seen, DETECTION_TIMEOUT_S, "events from the sample cameras", 2.0))
         print(
             f"\nHome Assistant: http://127.0.0.1:{ha_port}  user: {USERNAME}  password: {password}"
         )

@@ -8,7 +8,6 @@ one for more to arrive, and runs a single detector call for them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -58,6 +57,8 @@ class DetectionBatcher:
         # Sizes of the most recent batches, for status and tests.
         self.batch_sizes: deque[int] = deque(maxlen=history)
         self.batches_run = 0
+        # How often the worker died; the next frame starts a new one.
+        self.worker_deaths = 0
         self.frames_run = 0
 
     @property
@@ -66,15 +67,39 @@ class DetectionBatcher:
 
     def start(self) -> None:
         if self._worker is None:
-            self._worker = asyncio.create_task(self._run(), name="detection-batcher")
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        worker = asyncio.create_task(self._run(), name="detection-batcher")
+        worker.add_done_callback(self._worker_done)
+        self._worker = worker
+
+    def _worker_done(self, worker: asyncio.Task[None]) -> None:
+        """The worker only ends when stopped; if it died, fail its frames instead of hanging."""
+        if self._closed or worker.cancelled() or worker is not self._worker:
+            return
+        self._worker = None
+        self.worker_deaths += 1
+        cause = worker.exception()
+        _LOGGER.error("the detection worker died", exc_info=cause)
+        error = DetectorError(
+            f"the detection worker stopped unexpectedly ({type(cause).__name__}); "
+            "the frame may be resent"
+        )
+        leftovers = [*self._running, *self._pending]
+        self._running = []
+        self._pending.clear()
+        for request in leftovers:
+            if not request.future.done():
+                request.future.set_exception(error)
 
     async def stop(self) -> None:
         """Stop the worker and fail whatever still waits in the queue."""
         self._closed = True
         if self._worker is not None:
             self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            # wait, not await: a worker that died must not make stopping raise.
+            await asyncio.wait([self._worker])
             self._worker = None
         leftovers = [*self._running, *self._pending]
         self._running = []
@@ -87,6 +112,11 @@ class DetectionBatcher:
         """Queue one image and wait for its detections."""
         if self._closed:
             raise ShuttingDownError("server is shutting down")
+        if self._worker is not None and self._worker.done():
+            self._worker_done(self._worker)  # it died and its callback has not run yet
+        if self._worker is None and self.worker_deaths:
+            _LOGGER.warning("restarting the detection worker")
+            self._start_worker()
         request = _Request(image, asyncio.get_running_loop().create_future())
         self._pending.append(request)
         self._wakeup.set()

@@ -204,14 +204,38 @@ class EventPipeline:
 
     # -- configuration ---------------------------------------------------------------------
 
-    def configure(self, settings: Sequence[events_pb2.CameraSettings]) -> list[str]:
-        """Validate every camera first, then apply and persist them all."""
+    async def configure(self, settings: Sequence[events_pb2.CameraSettings]) -> list[str]:
+        """Validate every camera first, then apply and persist them all.
+
+        The files are written in a worker thread; the loop keeps serving frames meanwhile.
+        """
+        prepared = self._validate(settings)
+
+        def persist() -> None:
+            for camera, zone_map in prepared:
+                self.zones.set(camera.camera_id, zone_map)
+            self.cameras.update([camera for camera, _ in prepared])
+
+        await asyncio.to_thread(persist)
+        for camera, _ in prepared:
+            self._apply_runtime(camera)
+        return [camera.camera_id for camera, _ in prepared]
+
+    def _validate(
+        self, settings: Sequence[events_pb2.CameraSettings]
+    ) -> list[tuple[CameraSettings, ZoneMap]]:
         prepared: list[tuple[CameraSettings, ZoneMap]] = []
+        known_versions = self.risk.prompt_versions
         for item in settings:
             camera_id = item.camera_id
             if not CAMERA_ID_PATTERN.fullmatch(camera_id):
                 raise InvalidSettingsError(
                     f"camera_id {camera_id[:80]!r} must match {CAMERA_ID_PATTERN.pattern}"
+                )
+            if item.prompt_version and item.prompt_version not in known_versions:
+                raise InvalidSettingsError(
+                    f"camera {camera_id!r}: unknown prompt version {item.prompt_version[:40]!r}; "
+                    f"known versions: {', '.join(known_versions)}"
                 )
             try:
                 zone_map = ZoneMap.model_validate(
@@ -244,11 +268,7 @@ class EventPipeline:
                     zone_map,
                 )
             )
-        for camera, zone_map in prepared:
-            self.zones.set(camera.camera_id, zone_map)
-            self._apply_runtime(camera)
-        self.cameras.update([camera for camera, _ in prepared])
-        return [camera.camera_id for camera, _ in prepared]
+        return prepared
 
     def _apply_runtime(self, camera: CameraSettings) -> None:
         self.windows.configure(

@@ -95,6 +95,11 @@ class RiskAnalysis:
         self.unavailable_reason = "LLM not configured"
 
     @property
+    def prompt_versions(self) -> tuple[str, ...]:
+        """The prompt template versions a camera may ask for."""
+        return self._prompts.versions
+
+    @property
     def model_name(self) -> str | None:
         """The loaded model's file name, or None when the rules answer everything."""
         return self._analyzer.model_name if self._analyzer is not None else None

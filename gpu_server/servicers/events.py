@@ -27,7 +27,7 @@ class EventsHandler:
     async def configure(
         self, request: events_pb2.ConfigureRequest
     ) -> events_pb2.ConfigureResponse:
-        ids = self._pipeline.configure(list(request.cameras))
+        ids = await self._pipeline.configure(list(request.cameras))
         return events_pb2.ConfigureResponse(configured_camera_ids=ids)
 
     async def analyze_now(

@@ -42,6 +42,13 @@ CREATE INDEX IF NOT EXISTS covered_frames_by_sequence ON covered_frames (sequenc
 T = TypeVar("T")
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back what is still open: SQLite itself rolls back on some errors (SQLITE_FULL),
+    and a ROLLBACK then would raise and hide the real error."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
 class Outbox:
     """`open()` before use, `close()` at the end. Methods are coroutines; the loop never blocks."""
 
@@ -63,6 +70,8 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._depth = 0
         self._last_sequence = 0
+        # Why the last append failed (disk full, I/O error); empty once one succeeds again.
+        self.write_error = ""
         # Replaced on every append; subscribers wait on the one current when they last read.
         self._changed = asyncio.Event()
 
@@ -134,7 +143,12 @@ class Outbox:
         """
         payload = event.SerializeToString()
         shas = list(dict.fromkeys(event.frame_sha256s))
-        sequence = await self._run(lambda: self._append_sync(payload, shas))
+        try:
+            sequence = await self._run(lambda: self._append_sync(payload, shas))
+        except Exception as exc:
+            self.write_error = f"{type(exc).__name__}: {exc}"[:200]
+            raise
+        self.write_error = ""
         event.sequence = sequence
         self._depth += 1
         self._last_sequence = max(self._last_sequence, sequence)
@@ -158,7 +172,7 @@ class Outbox:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         return sequence
 
@@ -176,7 +190,7 @@ class Outbox:
             self._prune_covered(db)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         return int(removed)
 

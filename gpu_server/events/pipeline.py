@@ -130,6 +130,13 @@ class EventPipeline:
         return sha256 in self._claimed or await self.outbox.is_covered(sha256)
 
     def check_capacity(self) -> None:
+        if self.outbox.write_error:
+            # Events cannot be stored now: take no new frames (their events could not be stored
+            # either); the client keeps them and resends them once the outbox recovers.
+            raise BackpressureError(
+                f"the event outbox cannot be written ({self.outbox.write_error}); "
+                "resend the frame later"
+            )
         if self.outbox.full:
             raise BackpressureError(
                 f"the event outbox holds {self.outbox.depth} unacknowledged events (limit "

@@ -44,6 +44,8 @@ UPLOAD_EXTENSIONS: Final = frozenset({".jpg", ".jpeg", ".png"})
 SPOOL_MAX_BYTES: Final = 512 * 1024 * 1024
 SPOOL_MAX_AGE: Final = timedelta(days=2)
 SPOOL_EXPIRE_INTERVAL: Final = timedelta(minutes=10)
+# Upload folders stop adding frames while the spool is fuller than this share.
+SPOOL_HIGH_WATER: Final = 0.9
 # Frames sent on the stream but not acked yet; more wait in the spool.
 MAX_IN_FLIGHT_FRAMES: Final = 32
 # A frame the sidecar refused because its event outbox is full is sent again after this long.

@@ -51,6 +51,7 @@ from .const import (
     RECONNECT_BACKOFF_INITIAL,
     RECONNECT_BACKOFF_MAX,
     RETRY_MAX_SECONDS,
+    SPOOL_HIGH_WATER,
     STATUS_REFRESH_DELAY,
     signal_camera_updated,
     signal_connection,
@@ -166,6 +167,11 @@ class FramePipeline:
     def pending_count(self) -> int:
         """Return the number of spooled frames the sidecar has not acked yet."""
         return self.spool.unacked_count
+
+    def has_room(self, size: int) -> bool:
+        """Return whether the spool takes `size` more bytes without nearing its limit."""
+        spool = self.spool
+        return spool.used_bytes + size <= spool.max_bytes * SPOOL_HIGH_WATER
 
     @callback
     def async_register_camera(self, camera_id: str, name: str) -> CameraState:

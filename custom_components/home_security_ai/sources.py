@@ -41,14 +41,31 @@ _LOGGER = logging.getLogger(__name__)
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _MAX_DEPTH = 8
-_SAVE_DELAY = 10
+_SAVE_DELAY = 60
+# After the spool refused an upload, it is tried again after this long, doubling up to the max.
+UPLOAD_RETRY_INITIAL = 30.0
+UPLOAD_RETRY_MAX = 600.0
 
 
-def normalize_camera_id(name: str) -> str:
-    """Turn a folder or entity name into a camera id ("Front Door" -> "front_door")."""
+def _plain_camera_id(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     camera_id = _NON_ALNUM.sub("_", ascii_name.lower()).strip("_")
     return camera_id[:CAMERA_ID_MAX_LENGTH].rstrip("_")
+
+
+def normalize_camera_id(name: str) -> str:
+    """Turn a folder or entity name into a camera id ("Front Door" -> "front_door").
+
+    A name with no ASCII letters or digits ("门口") gets a stable id from its hash instead.
+    """
+    if camera_id := _plain_camera_id(name):
+        return camera_id
+    return "cam_" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def is_hashed_camera_id(name: str) -> bool:
+    """Return whether the name's camera id comes from its hash."""
+    return not _plain_camera_id(name)
 
 
 def _sha256(data: bytes) -> str:
@@ -80,11 +97,11 @@ class CameraEntitySource:
             entity_id: normalize_camera_id(entity_id.partition(".")[2]) for entity_id in cameras
         }
         self._interval = interval
-        self._motion = {
-            sensor: entity_id
-            for entity_id, sensor in motion_sensors.items()
-            if entity_id in self._cameras and sensor
-        }
+        # One motion sensor may trigger several cameras.
+        self._motion: dict[str, list[str]] = {}
+        for entity_id, sensor in motion_sensors.items():
+            if entity_id in self._cameras and sensor:
+                self._motion.setdefault(sensor, []).append(entity_id)
         self._busy: set[str] = set()
         self._failing: set[str] = set()
 
@@ -132,7 +149,8 @@ class CameraEntitySource:
             return
         if old_state is not None and old_state.state == STATE_ON:
             return
-        self._async_schedule_snapshot(self._motion[event.data["entity_id"]])
+        for entity_id in self._motion.get(event.data["entity_id"], []):
+            self._async_schedule_snapshot(entity_id)
 
     @callback
     def _async_schedule_snapshot(self, entity_id: str) -> None:
@@ -222,8 +240,6 @@ def _scan_roots(roots: list[str]) -> _ScanResult:
             continue
         for top in tops:
             camera_id = normalize_camera_id(top.name)
-            if not camera_id:
-                continue
             result.cameras.setdefault(camera_id, top.name)
             _walk(root, top.path, camera_id, 0, result)
     return result
@@ -259,12 +275,18 @@ def _walk(root: str, folder: str, camera_id: str, depth: int, result: _ScanResul
             )
 
 
+class OutsideRootError(Exception):
+    """The upload resolves to a place outside its upload folder."""
+
+
 def _read_file(path: str, root: str, size: int) -> tuple[bytes, str] | None:
-    """Read a settled upload and hash it (runs in the executor)."""
+    """Read a settled upload and hash it (runs in the executor).
+
+    Returns None when it cannot be read now; raises OutsideRootError for a file never to read.
+    """
     real_root = os.path.realpath(root)
     if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-        _LOGGER.warning("Ignoring %s: it lies outside its upload folder", path)
-        return None
+        raise OutsideRootError(path)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
@@ -283,6 +305,13 @@ class UploadFolderWatcher:
 
     Layout: ``<root>/<Camera Name>/.../*.jpg``; the top-level folder names the camera.
     Polling rather than inotify keeps this working on network shares.
+
+    What was sent is remembered per path (size and mtime) only within the retention window
+    (the spool's age bound): a file last modified before that window is never sent, whether
+    it was sent long ago and forgotten or appears for the first time (e.g. old files in a
+    folder added to the options). Files that are too big or lie outside their folder are
+    skipped until they change. Uploads pause while the spool is nearly full, and a file the
+    spool refused (e.g. a full disk) waits a growing delay before it is tried again.
     """
 
     def __init__(
@@ -304,7 +333,13 @@ class UploadFolderWatcher:
         self._observed: dict[str, tuple[int, int]] = {}
         self._in_flight: set[str] = set()
         self._skipped: set[tuple[str, int, int]] = set()
+        # Path -> (monotonic time of the next try, current delay) after the spool refused it.
+        self._refused: dict[str, tuple[float, float]] = {}
+        self._hashed_names: set[str] = set()
+        self._paused = False
+        self._pause_until = 0.0
         self._lock = asyncio.Lock()
+        self.retention_s = pipeline.spool.max_age_s
         self.files_sent = 0
 
     async def async_start(self) -> None:
@@ -351,11 +386,22 @@ class UploadFolderWatcher:
         async with self._lock:
             scan = await self.hass.async_add_executor_job(_scan_roots, self.roots)
             for camera_id, name in scan.cameras.items():
+                if camera_id not in self._hashed_names and is_hashed_camera_id(name):
+                    self._hashed_names.add(camera_id)
+                    _LOGGER.info(
+                        "Upload folder %r has no letters or digits for a camera id; "
+                        "its camera id is %s",
+                        name,
+                        camera_id,
+                    )
                 self._pipeline.async_register_camera(camera_id, name)
             now = time.time()
+            oldest_ns = int((now - self.retention_s) * 1e9)
             ready: list[tuple[str, _FoundFile]] = []
             observed: dict[str, tuple[int, int]] = {}
             for path, found in scan.files.items():
+                if found.mtime_ns < oldest_ns:
+                    continue  # outside the retention window: never sent (again)
                 key = (found.size, found.mtime_ns)
                 observed[path] = key
                 if self._sent.get(path) == key or path in self._in_flight:
@@ -370,31 +416,74 @@ class UploadFolderWatcher:
                     ready.append((path, found))
             self._observed = observed
             if not scan.failed_roots:
-                self._prune(scan.files)
+                self._prune(scan.files, oldest_ns)
             for path, found in ready:
-                await self._async_send(path, found)
+                if not await self._async_send(path, found):
+                    break
 
-    def _prune(self, files: dict[str, _FoundFile]) -> None:
-        gone = [path for path in self._sent if path not in files]
+    def _prune(self, files: dict[str, _FoundFile], oldest_ns: int) -> None:
+        """Forget files that are gone or older than the retention window."""
+        gone = [
+            path
+            for path, (_size, mtime_ns) in self._sent.items()
+            if (found := files.get(path)) is None or min(mtime_ns, found.mtime_ns) < oldest_ns
+        ]
         for path in gone:
             del self._sent[path]
+        self._skipped = {
+            item
+            for item in self._skipped
+            if (found := files.get(item[0])) is not None
+            and (found.size, found.mtime_ns) == item[1:]
+        }
+        for path in [path for path in self._refused if path not in files]:
+            del self._refused[path]
         if gone:
             self._store.async_delay_save(self._data_to_store, _SAVE_DELAY)
 
-    async def _async_send(self, path: str, found: _FoundFile) -> None:
-        key = (found.size, found.mtime_ns)
+    def _skip_for_now(self, path: str, found: _FoundFile) -> bool:
+        """Return whether a settled file is too big, or waits after the spool refused it."""
         if found.size > UPLOAD_MAX_FILE_BYTES:
-            self._skipped.add((path, *key))
+            self._skipped.add((path, found.size, found.mtime_ns))
             _LOGGER.warning(
                 "Ignoring %s: %s bytes is more than the %s allowed",
                 found.relative,
                 found.size,
                 UPLOAD_MAX_FILE_BYTES,
             )
-            return
-        read = await self.hass.async_add_executor_job(_read_file, path, found.root, found.size)
+            return True
+        refused = self._refused.get(path)
+        return refused is not None and time.monotonic() < refused[0]
+
+    def _may_spool(self, size: int) -> bool:
+        """Return whether uploads may go into the spool now."""
+        if time.monotonic() < self._pause_until:
+            return False  # the spool refused a file lately: wait before reading more
+        if not self._pipeline.has_room(size):
+            if not self._paused:
+                self._paused = True
+                _LOGGER.info("The frame spool is nearly full; uploads wait until it has room")
+            return False
+        if self._paused:
+            self._paused = False
+            _LOGGER.info("The frame spool has room again; sending uploads")
+        return True
+
+    async def _async_send(self, path: str, found: _FoundFile) -> bool:
+        """Spool one settled file; return False when no more should be sent this poll."""
+        key = (found.size, found.mtime_ns)
+        if self._skip_for_now(path, found):
+            return True
+        if not self._may_spool(found.size):
+            return False
+        try:
+            read = await self.hass.async_add_executor_job(_read_file, path, found.root, found.size)
+        except OutsideRootError:
+            self._skipped.add((path, *key))
+            _LOGGER.warning("Ignoring %s: it lies outside its upload folder", found.relative)
+            return True
         if read is None:
-            return
+            return True
         data, digest = read
         self._in_flight.add(path)
         try:
@@ -411,8 +500,17 @@ class UploadFolderWatcher:
             )
         finally:
             self._in_flight.discard(path)
-        if spooled:
-            # The spool keeps it until an event covers it, across restarts too.
-            self._sent[path] = key
-            self.files_sent += 1
-            self._store.async_delay_save(self._data_to_store, _SAVE_DELAY)
+        if not spooled:
+            # Too large to send (logged and counted), or the spool refused it (logged once
+            # per condition): try again after a growing delay, and nothing more this poll.
+            refused = self._refused.get(path)
+            delay = min(2 * refused[1], UPLOAD_RETRY_MAX) if refused else UPLOAD_RETRY_INITIAL
+            self._refused[path] = (time.monotonic() + delay, delay)
+            self._pause_until = time.monotonic() + delay
+            return False
+        self._refused.pop(path, None)
+        # The spool keeps it until an event covers it, across restarts too.
+        self._sent[path] = key
+        self.files_sent += 1
+        self._store.async_delay_save(self._data_to_store, _SAVE_DELAY)
+        return True

@@ -239,6 +239,7 @@ class FrameSpool:
         self.stats = SpoolStats()
         self.evictions_by_camera: Counter[str] = Counter()
         self.last_error: str | None = None
+        self._refuse_condition: tuple[bool, str] | None = None
 
     # ---- State -------------------------------------------------------------------------------
 
@@ -318,7 +319,7 @@ class FrameSpool:
         """Write a frame to the spool; return its entry, or None when it was refused."""
         size = len(frame.image)
         if size > self.max_bytes:
-            self._async_refuse(frame, f"{size} bytes is more than the whole spool may hold")
+            self._async_refuse(frame, "the frame is larger than the whole spool may hold")
             return None
         entry = SpooledFrame(
             key=uuid.uuid4().hex,
@@ -344,10 +345,13 @@ class FrameSpool:
                 )
         except OSError as err:
             self._forget(entry.key)
-            self._async_refuse(frame, str(err), disk_full=err.errno == errno.ENOSPC)
+            # Without the temporary file's name, so that the same condition reads the same.
+            reason = f"[Errno {err.errno}] {err.strerror}" if err.strerror else str(err)
+            self._async_refuse(frame, reason, disk_full=err.errno == errno.ENOSPC)
             self._async_changed()
             return None
         self.stats.written += 1
+        self._refuse_condition = None
         if self.last_error is not None:
             self.last_error = None
             ir.async_delete_issue(self.hass, DOMAIN, self._issue_id("spool_disk_full"))
@@ -484,8 +488,13 @@ class FrameSpool:
     @callback
     def _async_refuse(self, frame: FrameIn, reason: str, *, disk_full: bool = False) -> None:
         self.stats.refused += 1
+        # Logged once per condition: again only after a write worked or the condition changed.
+        condition = (disk_full, reason)
+        level = logging.DEBUG if condition == self._refuse_condition else logging.ERROR
+        self._refuse_condition = condition
         self.last_error = reason
-        _LOGGER.error(
+        _LOGGER.log(
+            level,
             "Cannot spool frame %s of camera %s; it is not sent: %s",
             frame.source_ref or frame.client_ref,
             frame.camera_id,

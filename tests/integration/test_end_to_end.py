@@ -224,3 +224,46 @@ async def test_upload_folder_and_sidecar_restart(
     assert pipeline.counters.submitted == 0
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
+
+
+class _GateCamera(PorchCamera):
+    """A second camera entity serving a fixed JPEG."""
+
+    _attr_name = "Gate"
+    _attr_unique_id = "gate"
+
+
+async def test_motion_sensor_shared_by_cameras(
+    hass: HomeAssistant, sidecar: Sidecar, porch_camera: PorchCamera
+) -> None:
+    """One motion sensor set for two cameras triggers a snapshot of each."""
+    gate = _GateCamera(porch_camera.image)
+    component = hass.data.get("camera")
+    assert component is not None
+    await component.async_add_entities([gate])
+    await hass.async_block_till_done()
+    assert hass.states.get("camera.gate") is not None
+    hass.states.async_set(MOTION, STATE_OFF)
+    entry = make_entry(
+        sidecar,
+        {
+            CONF_CAMERAS: [TEST_CAMERA, "camera.gate"],
+            CONF_SNAPSHOT_INTERVAL: 0,
+            CONF_MOTION_SENSORS: {TEST_CAMERA: MOTION, "camera.gate": MOTION},
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    pipeline = entry.runtime_data.pipeline
+    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+
+    hass.states.async_set(MOTION, STATE_ON)
+    await wait_for(hass, lambda: pipeline.counters.acked == 2, "both snapshots' acks")
+    assert porch_camera.requests == 1
+    assert gate.requests == 1
+    assert pipeline.cameras["gate"].frames_sent == 1
+    assert pipeline.cameras["porch"].frames_sent == 1
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import hashlib
+import logging
 import os
+import time
 from pathlib import Path
+from unittest.mock import MagicMock, patch
 
 import pytest
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.home_security_ai.const import DOMAIN
+from custom_components.home_security_ai.frames import FramePipeline
 from custom_components.home_security_ai.sources import (
+    OutsideRootError,
+    UploadFolderWatcher,
     _acceptable_name,
     _read_file,
     _scan_roots,
     normalize_camera_id,
 )
+from custom_components.home_security_ai.spool import FrameSpool
 
 
 @pytest.mark.parametrize(
@@ -22,7 +35,8 @@ from custom_components.home_security_ai.sources import (
         ("  Back--Yard (east) ", "back_yard_east"),
         ("Café", "cafe"),
         ("garage_2", "garage_2"),
-        ("!!!", ""),
+        ("!!!", "cam_" + hashlib.sha256(b"!!!").hexdigest()[:12]),
+        ("门口", "cam_" + hashlib.sha256("门口".encode()).hexdigest()[:12]),
         ("a" * 70, "a" * 64),
         ("a" * 63 + " b", "a" * 63),
     ],
@@ -76,6 +90,18 @@ def test_scan_skips_symlinks_and_non_media(tmp_path: Path) -> None:
     assert scan.failed_roots == {str(tmp_path / "missing")}
 
 
+def test_scan_names_folders_without_ascii(tmp_path: Path) -> None:
+    """A folder named without ASCII letters or digits is a camera with a stable hashed id."""
+    root = tmp_path / "uploads"
+    (root / "门口").mkdir(parents=True)
+    (root / "门口" / "c.jpg").write_bytes(b"c")
+    scan = _scan_roots([str(root)])
+    camera_id = normalize_camera_id("门口")
+    assert camera_id.startswith("cam_")
+    assert scan.cameras == {camera_id: "门口"}
+    assert [found.camera_id for found in scan.files.values()] == [camera_id]
+
+
 def test_read_file_checks_size_and_root(tmp_path: Path) -> None:
     """A file that changed size since the scan, or lies outside the root, is not read."""
     root = tmp_path / "uploads"
@@ -86,5 +112,135 @@ def test_read_file_checks_size_and_root(tmp_path: Path) -> None:
     assert read is not None
     assert read[0] == b"abc"
     assert _read_file(str(picture), str(root), 2) is None
-    assert _read_file(str(picture), str(tmp_path / "other"), 3) is None
+    with pytest.raises(OutsideRootError):
+        _read_file(str(picture), str(tmp_path / "other"), 3)
     assert _read_file(str(root / "gone.jpg"), str(root), 3) is None
+
+
+def _settled(path: Path, data: bytes, age: float = 5) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    past = time.time() - age
+    os.utime(path, (past, past))
+
+
+async def _watcher(
+    hass: HomeAssistant, tmp_path: Path, max_bytes: int = 10**6
+) -> UploadFolderWatcher:
+    entry = MockConfigEntry(domain=DOMAIN, unique_id="server")
+    entry.add_to_hass(hass)
+    spool = FrameSpool(
+        hass, entry.entry_id, tmp_path / "spool", max_bytes=max_bytes, max_age_s=3600
+    )
+    pipeline = FramePipeline(hass, entry, MagicMock(), MagicMock(), spool)
+    return UploadFolderWatcher(hass, entry, pipeline, [str(tmp_path / "uploads")])
+
+
+async def _polls(watcher: UploadFolderWatcher, times: int = 2) -> None:
+    for _ in range(times):
+        await watcher.async_poll()
+
+
+async def test_watcher_retention_and_pruning(
+    hass: HomeAssistant, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Files older than the retention are never sent; what was sent is forgotten once it is
+    gone or old, and skipped files are forgotten once gone."""
+    caplog.set_level(logging.INFO)
+    watcher = await _watcher(hass, tmp_path)
+    uploads = tmp_path / "uploads"
+    old = uploads / "门口" / "old.jpg"
+    new = uploads / "门口" / "new.jpg"
+    big = uploads / "门口" / "big.jpg"
+    _settled(old, b"old", age=watcher.retention_s + 60)
+    _settled(new, b"new")
+    _settled(big, b"bigger")
+    with patch("custom_components.home_security_ai.sources.UPLOAD_MAX_FILE_BYTES", 3):
+        await _polls(watcher)
+    camera_id = normalize_camera_id("门口")
+    assert watcher._pipeline.cameras[camera_id].name == "门口"
+    assert [f.source_ref for f in watcher._pipeline.spool.frames()] == ["门口/new.jpg"]
+    assert set(watcher._sent) == {str(new)}
+    assert {item[0] for item in watcher._skipped} == {str(big)}
+    await _polls(watcher)
+    assert caplog.text.count("has no letters or digits") == 1
+
+    # A sent file that ages out of the window is forgotten, and not sent again.
+    past = time.time() - watcher.retention_s - 60
+    os.utime(new, (past, past))
+    big.unlink()
+    await _polls(watcher)
+    assert watcher._sent == {}
+    assert watcher._skipped == set()
+    assert watcher._pipeline.counters.submitted == 1
+
+
+async def test_watcher_backs_off_when_the_spool_refuses(
+    hass: HomeAssistant, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk is logged once; the file waits a growing delay instead of being read and
+    refused every poll, and goes once the disk has room."""
+    watcher = await _watcher(hass, tmp_path)
+    uploads = tmp_path / "uploads"
+    _settled(uploads / "Garden" / "a.jpg", b"a" * 10)
+    _settled(uploads / "Garden" / "b.jpg", b"b" * 10)
+
+    def _no_space(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    spool = watcher._pipeline.spool
+    clock = time.monotonic()
+    with patch("custom_components.home_security_ai.spool._write_atomic", _no_space):
+        await _polls(watcher, 5)
+        assert spool.stats.refused == 1  # one try, and none of the other file this poll
+        with patch(
+            "custom_components.home_security_ai.sources.time.monotonic", return_value=clock + 31
+        ):
+            await _polls(watcher, 3)
+        assert spool.stats.refused == 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "No space left on device" in errors[0].getMessage()
+
+    await _polls(watcher)
+    assert spool.frame_count == 0  # uploads still wait the delay
+    with patch(
+        "custom_components.home_security_ai.sources.time.monotonic", return_value=clock + 100
+    ):
+        await _polls(watcher)
+    assert spool.frame_count == 2
+    assert spool.last_error is None
+
+
+async def test_watcher_pauses_while_the_spool_is_nearly_full(
+    hass: HomeAssistant, tmp_path: Path
+) -> None:
+    """Uploads stop going into a nearly full spool instead of evicting what waits there."""
+    watcher = await _watcher(hass, tmp_path, max_bytes=1000)
+    for name in ("a", "b", "c"):
+        _settled(tmp_path / "uploads" / "Garden" / f"{name}.jpg", name.encode() * 400)
+    await _polls(watcher, 4)
+    spool = watcher._pipeline.spool
+    assert spool.frame_count == 2
+    assert spool.stats.evicted == 0
+    await spool.async_release([spool.frames()[0].sha256])
+    await _polls(watcher)
+    assert spool.frame_count == 2
+    assert watcher._pipeline.counters.submitted == 3
+
+
+async def test_watcher_skips_a_file_outside_its_folder(
+    hass: HomeAssistant, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file that resolves outside its folder is warned about once, not every poll."""
+    watcher = await _watcher(hass, tmp_path)
+    picture = tmp_path / "uploads" / "Garden" / "a.jpg"
+    _settled(picture, b"a")
+    (found,) = _scan_roots(watcher.roots).files.values()
+    # As if the folder had been swapped for a link between the scan and the read.
+    assert await watcher._async_send(
+        str(picture), dataclasses.replace(found, root=str(tmp_path / "elsewhere"))
+    )
+    await _polls(watcher, 3)
+    assert caplog.text.count("lies outside its upload folder") == 1
+    assert watcher._pipeline.counters.submitted == 0

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
+from functools import cache
 
 from PIL import Image, ImageDraw, ImageFont
 
 from .client import Detection
+
+_LOGGER = logging.getLogger(__name__)
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 _COLOURS = ("#ff3b30", "#34c759", "#007aff", "#ff9500", "#af52de", "#5ac8fa", "#ffcc00")
 
@@ -46,3 +51,27 @@ def draw_detections(image: bytes, detections: Sequence[Detection]) -> bytes:
     out = io.BytesIO()
     picture.save(out, format="JPEG", quality=85)
     return out.getvalue()
+
+
+@cache
+def placeholder_jpeg() -> bytes:
+    """Return a small grey JPEG shown instead of a frame that cannot be decoded."""
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), (96, 96, 96)).save(out, format="JPEG", quality=60)
+    return out.getvalue()
+
+
+def annotate_jpeg(image: bytes, detections: Sequence[Detection]) -> bytes:
+    """Return the frame as JPEG with its boxes drawn; never raises for a bad image.
+
+    A frame Pillow cannot decode is returned as it is when it is a JPEG, else (and always for
+    a decompression bomb) a grey placeholder, so the bytes are a JPEG in every case.
+    """
+    try:
+        return draw_detections(image, detections)
+    except Image.DecompressionBombError as err:
+        _LOGGER.warning("Not drawing on a frame that decodes too large: %s", err)
+        return placeholder_jpeg()
+    except (OSError, ValueError, SyntaxError, TypeError, MemoryError) as err:
+        _LOGGER.debug("Cannot draw on the frame: %s", err)
+        return image if image.startswith(_JPEG_MAGIC) else placeholder_jpeg()

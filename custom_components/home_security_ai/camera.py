@@ -9,7 +9,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .annotate import draw_detections
+from .annotate import annotate_jpeg
 from .const import signal_new_camera
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity
@@ -60,12 +60,9 @@ class HomeSecurityAICamera(HomeSecurityAICameraEntity, Camera):
             return None
         if self._annotated_ref != state.last_image_ref:
             image, ref, detections = state.last_image, state.last_image_ref, state.detections
-            try:
-                self._annotated = await self.hass.async_add_executor_job(
-                    draw_detections, image, detections
-                )
-            except (OSError, ValueError) as err:
-                _LOGGER.debug("Cannot draw on the frame of %s: %s", self.camera_id, err)
-                self._annotated = image
+            # Always a JPEG, as the content type says, even for a frame that cannot be decoded.
+            self._annotated = await self.hass.async_add_executor_job(
+                annotate_jpeg, image, detections
+            )
             self._annotated_ref = ref
         return self._annotated

@@ -12,6 +12,7 @@ from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFl
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.selector import (
     EntitySelector,
     EntitySelectorConfig,
@@ -250,8 +251,11 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
 
         schema = vol.Schema(
             {
+                # Not this integration's own cameras: their frames would come back as input.
                 vol.Optional(CONF_CAMERAS): EntitySelector(
-                    EntitySelectorConfig(domain="camera", multiple=True)
+                    EntitySelectorConfig(
+                        domain="camera", multiple=True, exclude_entities=self._own_cameras()
+                    )
                 ),
                 vol.Required(
                     CONF_SNAPSHOT_INTERVAL, default=DEFAULT_SNAPSHOT_INTERVAL
@@ -281,6 +285,16 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(schema, current),
             errors=errors,
+        )
+
+    def _own_cameras(self) -> list[str]:
+        """Return the camera entities of every entry of this integration."""
+        registry = er.async_get(self.hass)
+        return sorted(
+            entity.entity_id
+            for entry in self.hass.config_entries.async_entries(DOMAIN)
+            for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
+            if entity.domain == "camera"
         )
 
     async def async_step_motion(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

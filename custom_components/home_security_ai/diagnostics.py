@@ -6,13 +6,21 @@ from dataclasses import asdict
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
-from homeassistant.const import CONF_TOKEN
+from homeassistant.const import CONF_HOST, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 
 from .const import CONF_UPLOAD_FOLDERS
 from .coordinator import HomeSecurityAIConfigEntry
 
-TO_REDACT = {CONF_TOKEN, CONF_UPLOAD_FOLDERS}
+TO_REDACT = {CONF_HOST, CONF_TOKEN, CONF_UPLOAD_FOLDERS}
+REDACTED = "**REDACTED**"
+
+
+def _scrub(text: str | None, host: str) -> str | None:
+    """Return an error text without the sidecar's address in it."""
+    if not text or not host:
+        return text
+    return text.replace(host, REDACTED)
 
 
 async def async_get_config_entry_diagnostics(
@@ -22,6 +30,9 @@ async def async_get_config_entry_diagnostics(
     data = entry.runtime_data
     pipeline = data.pipeline
     status = data.coordinator.data
+    host = str(entry.data.get(CONF_HOST, ""))
+    spool = data.spool.as_dict()
+    spool["last_error"] = _scrub(spool.get("last_error"), host)
     return {
         "entry": {
             "data": async_redact_data(entry.data, TO_REDACT),
@@ -30,16 +41,16 @@ async def async_get_config_entry_diagnostics(
         "status": asdict(status) if status is not None else None,
         "connection": {
             "connected": pipeline.connected,
-            "last_error": pipeline.last_error,
+            "last_error": _scrub(pipeline.last_error, host),
             "pending_frames": pipeline.pending_count,
             "upload_files_sent": data.upload_watcher.files_sent,
             "upload_folders": len(data.upload_watcher.roots),
         },
         "counters": asdict(pipeline.counters),
-        "spool": data.spool.as_dict(),
+        "spool": spool,
         "events": {
             "connected": data.events.connected,
-            "last_error": data.events.last_error,
+            "last_error": _scrub(data.events.last_error, host),
             "last_sequence": data.events.last_sequence,
             "received": data.events.events_received,
             "security": data.events.security_events,

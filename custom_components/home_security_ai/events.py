@@ -21,7 +21,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dis
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
-from .annotate import draw_detections
+from .annotate import annotate_jpeg
 from .client import (
     AuthFailed,
     EventKind,
@@ -131,11 +131,7 @@ def media_root(hass: HomeAssistant) -> Path:
 
 def _save_snapshot(path: Path, image: bytes, detections: list[Any]) -> None:
     """Draw the boxes and write the snapshot atomically (runs in the executor)."""
-    try:
-        data = draw_detections(image, detections)
-    except (OSError, ValueError) as err:
-        _LOGGER.debug("Cannot draw on the snapshot %s: %s", path.name, err)
-        data = image
+    data = annotate_jpeg(image, detections)  # a JPEG in every case, as the name says
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)

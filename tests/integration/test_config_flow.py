@@ -11,6 +11,7 @@ from homeassistant.config_entries import SOURCE_USER
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_security_ai.config_flow import CONF_ZONES_YAML
@@ -362,3 +363,17 @@ async def test_options_flow_zones_and_windows(
     suggested = next(key.description["suggested_value"] for key in schema if key == CONF_ZONES_YAML)
     assert "porch" in suggested
     assert "front_door" in suggested
+
+
+async def test_options_flow_excludes_own_cameras(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    """The camera picker leaves out this integration's own cameras (a feedback loop)."""
+    mock_config_entry.add_to_hass(hass)
+    own = er.async_get(hass).async_get_or_create(
+        "camera", DOMAIN, "server_porch_camera", config_entry=mock_config_entry
+    )
+    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    schema = result["data_schema"].schema
+    selector = next(value for key, value in schema.items() if key == CONF_CAMERAS)
+    assert selector.config["exclude_entities"] == [own.entity_id]

@@ -7,7 +7,7 @@ from unittest.mock import patch
 
 import pytest
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
-from homeassistant.const import CONF_PORT, CONF_TOKEN, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -111,8 +111,14 @@ async def test_diagnostics(hass: HomeAssistant, shared_sidecar: Sidecar, tmp_pat
     entry = make_entry(shared_sidecar, {"upload_folders": ["/secret/uploads"]})
     hass.config.allowlist_external_dirs = {"/secret"}
     await _setup(hass, entry)
+    address = f"{shared_sidecar.host}:{shared_sidecar.port}"
+    entry.runtime_data.pipeline.last_error = f"Cannot reach ipv4:{address}: refused"
+    entry.runtime_data.events.last_error = f"Lost {address}"
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
     assert diagnostics["entry"]["data"][CONF_TOKEN] == "**REDACTED**"
+    assert diagnostics["entry"]["data"][CONF_HOST] == "**REDACTED**"
+    assert shared_sidecar.host not in str(diagnostics)
+    assert diagnostics["connection"]["last_error"].startswith("Cannot reach ipv4:**REDACTED**")
     assert diagnostics["entry"]["options"]["upload_folders"] == "**REDACTED**"
     assert shared_sidecar.token not in str(diagnostics)
     assert diagnostics["status"]["server_id"] == shared_sidecar.server_id

@@ -5,6 +5,10 @@ media folder, is fired on the bus and updates its camera's entities; then (for e
 the frames it covers leave the spool, the sequence is stored and the event acknowledged, so
 that the sidecar drops it from its outbox. An event at or below the stored sequence was
 handled before and is skipped. On every connect the cameras' settings are sent first.
+
+Firing the bus event, releasing the frames and storing the sequence run as one step that a
+cancellation (the entry unloading) does not interrupt, so a stored event is never fired twice
+and a fired event is always stored.
 """
 
 from __future__ import annotations
@@ -53,8 +57,11 @@ _LOGGER = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-class _StoredEvents(TypedDict):
+class _StoredEvents(TypedDict, total=False):
     last_sequence: int
+    # Content hashes recently covered by stored events (bounded): content that arrives again
+    # after a restart is released at once instead of waiting in the spool for its age bound.
+    released: list[str]
 
 
 def risk_level_name(event: SecurityEvent) -> str:
@@ -172,6 +179,13 @@ class EventStream:
         stored = await self._store.async_load()
         if stored is not None:
             self.last_sequence = int(stored.get("last_sequence", 0))
+            self._pipeline.spool.async_restore_released(stored.get("released", []))
+
+    def _data_to_store(self) -> _StoredEvents:
+        return {
+            "last_sequence": self.last_sequence,
+            "released": self._pipeline.spool.released_hashes(),
+        }
 
     async def async_run(self) -> None:
         """Keep one event stream open until cancelled."""
@@ -217,7 +231,7 @@ class EventStream:
                 self.last_sequence,
             )
             self.last_sequence = 0
-            await self._store.async_save({"last_sequence": 0})
+            await self._store.async_save(self._data_to_store())
         await self.async_configure()
         if self.last_sequence:
             # In case the last acknowledgement did not arrive.
@@ -266,16 +280,27 @@ class EventStream:
             _LOGGER.debug("Skipping event %s: handled before", event.sequence)
             return
         self.events_received += 1
+        snapshot: Path | None = None
         if event.kind == EventKind.SECURITY:
-            await self._async_security_event(event)
-        await self._pipeline.spool.async_release(event.frame_sha256s)
-        self.last_sequence = event.sequence
-        await self._store.async_save({"last_sequence": event.sequence})
+            snapshot = await self._async_snapshot(event)
+        # From the bus event to the stored sequence, nothing may stop halfway: an entry task
+        # is waited for on unload, and the shield keeps a cancellation of this one out of it.
+        commit = self._entry.async_create_task(
+            self.hass, self._async_commit(event, snapshot), f"{DOMAIN} store event"
+        )
+        await asyncio.shield(commit)
         await self._client.ack_events(event.sequence)
 
-    async def _async_security_event(self, event: SecurityEvent) -> None:
+    async def _async_commit(self, event: SecurityEvent, snapshot: Path | None) -> None:
+        if event.kind == EventKind.SECURITY:
+            self._async_security_event(event, snapshot)
+        await self._pipeline.spool.async_release(event.frame_sha256s)
+        self.last_sequence = event.sequence
+        await self._store.async_save(self._data_to_store())
+
+    @callback
+    def _async_security_event(self, event: SecurityEvent, snapshot: Path | None) -> None:
         self.security_events += 1
-        snapshot = await self._async_snapshot(event)
         root = media_root(self.hass)
         self.hass.bus.async_fire(
             EVENT_SECURITY, event_payload(self._entry.entry_id, event, snapshot, root)

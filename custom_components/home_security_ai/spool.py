@@ -283,6 +283,18 @@ class FrameSpool:
         """Return whether a stored event covered this content recently."""
         return sha256 in self._released
 
+    def released_hashes(self) -> list[str]:
+        """Return the hashes stored events covered recently, oldest first (bounded)."""
+        return list(self._released)
+
+    @callback
+    def async_restore_released(self, hashes: Iterable[str]) -> None:
+        """Remember hashes released before a restart (kept in the events store)."""
+        for digest in hashes:
+            self._released[str(digest)] = None
+        while len(self._released) > _RELEASED_MEMORY:
+            self._released.popitem(last=False)
+
     def as_dict(self) -> dict[str, Any]:
         """Return the spool's state for diagnostics."""
         return {

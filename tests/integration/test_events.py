@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,9 @@ from unittest.mock import patch
 
 import pytest
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNKNOWN
-from homeassistant.core import Event, HomeAssistant
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.storage import Store
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_security_ai.client import EventKind, SecurityEvent
@@ -21,6 +24,7 @@ from custom_components.home_security_ai.const import (
     DOMAIN,
     EVENT_SECURITY,
     RISK_LEVELS,
+    STORAGE_VERSION,
 )
 
 from .conftest import TEST_CAMERA, PorchCamera, make_entry, wait_for
@@ -165,7 +169,12 @@ async def test_security_event_end_to_end(
     assert hass.states.get(spool_frames).state == "0"
 
     # The sidecar's outbox is acknowledged: a new subscription from 0 brings nothing back.
-    status = await data.client.get_status()
+    # (The acknowledgement follows the stored sequence; give it a moment.)
+    for _ in range(200):
+        status = await data.client.get_status()
+        if status.events.outbox_depth == 0:
+            break
+        await asyncio.sleep(0.05)
     assert status.events.outbox_depth == 0
     assert status.events.last_sequence == payload["sequence"]
 
@@ -265,5 +274,76 @@ async def test_home_assistant_restarted_mid_batch(
     assert entry.runtime_data.spool.frame_count == 0
     await hass.async_block_till_done()
     assert len(fired) == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_released_content_is_remembered_across_restarts(
+    hass: HomeAssistant, sidecar: Sidecar, porch_camera: PorchCamera
+) -> None:
+    """Content an event covered before a restart that arrives again leaves the spool at once
+    (the sidecar reports it as a duplicate and no new event will cover it)."""
+    fired = _record_events(hass)
+    entry = make_entry(sidecar, _options())
+    await _setup(hass, entry)
+    await _snap(hass, entry, porch_camera, 0)
+    await wait_for(hass, lambda: fired, "the security event")
+    await wait_for(hass, lambda: entry.runtime_data.spool.frame_count == 0, "the spool to empty")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+    await _setup(hass, entry)
+    data = entry.runtime_data
+    await _snap(hass, entry, porch_camera, 0)
+    await wait_for(hass, lambda: data.pipeline.cameras["porch"].frames_duplicate == 1, "the ack")
+    await wait_for(hass, lambda: data.spool.frame_count == 0, "the duplicate's release")
+    assert len(fired) == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_event_fired_is_stored_even_when_cancelled(
+    hass: HomeAssistant, sidecar: Sidecar, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelling the handling right after the bus event fired still stores its sequence, so
+    the event is not fired again after a restart."""
+    entry = make_entry(sidecar)
+    await _setup(hass, entry)
+    events = entry.runtime_data.events
+    sequence = events.last_sequence + 1
+    event = SecurityEvent(
+        sequence=sequence, event_id="once", camera_id="porch", kind=EventKind.SECURITY
+    )
+    fired: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    @callback
+    def _cancel(bus_event: Event) -> None:
+        fired.append(bus_event.data["event_id"])
+        tasks[0].cancel()
+
+    hass.bus.async_listen(EVENT_SECURITY, _cancel)
+    handling = asyncio.ensure_future(events.async_handle(event))
+    tasks.append(handling)
+    with pytest.raises(asyncio.CancelledError):
+        await handling
+    await hass.async_block_till_done()
+    assert fired == ["once"]
+    assert events.last_sequence == sequence
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    stored = await Store[dict[str, Any]](
+        hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.events"
+    ).async_load()
+    assert stored is not None
+    assert stored["last_sequence"] == sequence
+
+    # The sidecar's outbox never reached that sequence (it starts over, as with a new data
+    # folder): the cursor goes back to its start, and the sidecar's events are taken again.
+    caplog.set_level(logging.WARNING)
+    await _setup(hass, entry)
+    assert entry.runtime_data.events.last_sequence == 0
+    assert "The sidecar's event outbox starts over" in caplog.text
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

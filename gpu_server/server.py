@@ -151,13 +151,17 @@ class GRPCServer:
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, let running calls finish within `grace` seconds, then stop."""
         grace = self.config.grace_period_s if grace is None else grace
+        loop = asyncio.get_running_loop()
+        # One grace period for everything: long-lived streams (SubscribeEvents) hold the gRPC
+        # stop for all of it, and running analyses get only what is left.
+        deadline = loop.time() + grace
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
         if self.events is not None:
-            await self.events.stop(grace)
+            await self.events.stop(max(0.0, deadline - loop.time()))
             self.events = None
         if self.batcher is not None:
             await self.batcher.stop()

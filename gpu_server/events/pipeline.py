@@ -97,6 +97,8 @@ class EventPipeline:
         resends them to the next start; closing them here would be fine too, but dropping keeps
         shutdown quick and the outcome identical to a crash.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,9 +109,14 @@ class EventPipeline:
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending)
+                # Cancelling an analysis asks the model to stop at its next token.
+                await asyncio.wait(pending, timeout=max(0.25, deadline - loop.time()))
         await asyncio.to_thread(self.enricher.flush)
-        await self.risk.close()
+        try:
+            # A generation that does not stop (a hung model call) must not hold the shutdown.
+            await asyncio.wait_for(self.risk.close(), max(0.25, deadline - loop.time()))
+        except TimeoutError:
+            _LOGGER.warning("the LLM did not stop within the grace period; not waiting for it")
         await self.outbox.close()
 
     async def _tick_forever(self) -> None:

@@ -91,3 +91,32 @@ async def test_a_model_that_does_not_answer_in_time_falls_back_to_the_rules(
     assert event.fallback
     assert "timed out" in event.fallback_reason
     assert event.model == "rules"
+
+
+async def test_stopping_during_a_hung_analysis_ends_within_the_grace_period(
+    start_events: Any, tiny_gguf: Path
+) -> None:
+    risk = risk_for(tiny_gguf, timeout_s=120)
+    server: EventsServer = await start_events(risk=risk)
+    analyzer = risk.analyzer
+    assert analyzer is not None
+    # A subscriber keeps a stream open, as Home Assistant does; gRPC waits for it to the end.
+    subscription = server.stub.SubscribeEvents(
+        events_pb2.SubscribeEventsRequest(), metadata=AUTH
+    )
+    reader = asyncio.create_task(subscription.read())
+    analyzer._thread_lock.acquire()  # the model hangs the way a stuck llama.cpp call would
+    try:
+        await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
+        server.clock.advance(30)
+        server.pipeline.tick()
+        await asyncio.wait_for(_until(lambda: server.pipeline.processor.running == 1), 10)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(server.server.stop(1.0), 10)
+        assert loop.time() - started < 1.6
+    finally:
+        analyzer._thread_lock.release()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+    await analyzer.wait_idle()

@@ -136,3 +136,28 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
     assert [list(e.frame_sha256s) for e in events] == [
         [first.content_sha256], [resent.content_sha256]
     ]
+
+
+async def test_a_cancelled_watch_leaves_no_subscriber_behind(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    hub = server.pipeline.hub
+    calls = [
+        server.stub.WatchAnalysis(
+            events_pb2.WatchAnalysisRequest(camera_id=f"cam_{n}"), metadata=AUTH
+        )
+        for n in range(5)
+    ]
+    readers = [asyncio.create_task(call.read()) for call in calls]
+    for _ in range(500):
+        if hub.subscribers == 5:
+            break
+        await asyncio.sleep(0.01)
+    assert hub.subscribers == 5
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    for _ in range(500):
+        if hub.subscribers == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert hub.subscribers == 0

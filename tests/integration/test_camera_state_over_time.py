@@ -71,6 +71,17 @@ async def _handle(entry: MockConfigEntry, level: RiskLevel, score: int) -> None:
     )
 
 
+def _restore_events_today(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, count: int, age: timedelta
+) -> None:
+    """Make it noon, with `count` events today last written `age` ago before a restart."""
+    noon = dt_util.start_of_local_day() + timedelta(hours=12)
+    freezer.move_to(noon)
+    state = State(EVENTS_TODAY, str(count), last_updated=noon - age)
+    extra = {"native_value": count, "native_unit_of_measurement": None}
+    mock_restore_cache_with_extra_data(hass, [(state, extra)])
+
+
 async def test_threat_active_turns_off_after_its_time(
     hass: HomeAssistant, sidecar: Sidecar, freezer: FrozenDateTimeFactory
 ) -> None:
@@ -104,17 +115,7 @@ async def test_events_today_restored_and_reset_at_midnight(
     hass: HomeAssistant, sidecar: Sidecar, freezer: FrozenDateTimeFactory
 ) -> None:
     """Today's count survives a restart, counts on, and starts over at local midnight."""
-    noon = dt_util.start_of_local_day() + timedelta(hours=12)
-    freezer.move_to(noon)
-    mock_restore_cache_with_extra_data(
-        hass,
-        [
-            (
-                State(EVENTS_TODAY, "3", last_updated=noon - timedelta(hours=1)),
-                {"native_value": 3, "native_unit_of_measurement": None},
-            )
-        ],
-    )
+    _restore_events_today(hass, freezer, 3, timedelta(hours=1))
     entry = await _setup(hass, sidecar, freezer)
     assert hass.states.get(EVENTS_TODAY).state == "3"
 
@@ -139,17 +140,7 @@ async def test_events_today_from_an_earlier_day_is_not_restored(
     hass: HomeAssistant, sidecar: Sidecar, freezer: FrozenDateTimeFactory
 ) -> None:
     """Yesterday's count is not carried into today."""
-    noon = dt_util.start_of_local_day() + timedelta(hours=12)
-    freezer.move_to(noon)
-    mock_restore_cache_with_extra_data(
-        hass,
-        [
-            (
-                State(EVENTS_TODAY, "7", last_updated=noon - timedelta(days=1)),
-                {"native_value": 7, "native_unit_of_measurement": None},
-            )
-        ],
-    )
+    _restore_events_today(hass, freezer, 7, timedelta(days=1))
     entry = await _setup(hass, sidecar, freezer)
     assert hass.states.get(EVENTS_TODAY).state == "0"
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -167,10 +167,12 @@ class SubscribeEventsRequest(_message.Message):
     def __init__(self, after_sequence: _Optional[int] = ...) -> None: ...
 
 class AckEventsRequest(_message.Message):
-    __slots__ = ("up_to_sequence",)
+    __slots__ = ("up_to_sequence", "outbox_id")
     UP_TO_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
     up_to_sequence: int
-    def __init__(self, up_to_sequence: _Optional[int] = ...) -> None: ...
+    outbox_id: str
+    def __init__(self, up_to_sequence: _Optional[int] = ..., outbox_id: _Optional[str] = ...) -> None: ...
 
 class AckEventsResponse(_message.Message):
     __slots__ = ("removed",)

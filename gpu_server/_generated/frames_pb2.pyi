@@ -110,7 +110,7 @@ class FrameTimings(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class FrameAck(_message.Message):
-    __slots__ = ("client_ref", "camera_id", "content_sha256", "status", "status_code", "reject_reason", "message", "image_width", "image_height", "detections", "detector", "timings")
+    __slots__ = ("client_ref", "camera_id", "content_sha256", "status", "status_code", "reject_reason", "message", "image_width", "image_height", "detections", "detector", "timings", "covered_sequence")
     CLIENT_REF_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class FrameAck(_message.Message):
     DETECTIONS_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    COVERED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     client_ref: str
     camera_id: str
     content_sha256: str
@@ -135,4 +136,5 @@ class FrameAck(_message.Message):
     detections: _containers.RepeatedCompositeFieldContainer[Detection]
     detector: str
     timings: FrameTimings
-    def __init__(self, client_ref: _Optional[str] = ..., camera_id: _Optional[str] = ..., content_sha256: _Optional[str] = ..., status: _Optional[_Union[AckStatus, str]] = ..., status_code: _Optional[int] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ..., message: _Optional[str] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., detector: _Optional[str] = ..., timings: _Optional[_Union[FrameTimings, _Mapping]] = ...) -> None: ...
+    covered_sequence: int
+    def __init__(self, client_ref: _Optional[str] = ..., camera_id: _Optional[str] = ..., content_sha256: _Optional[str] = ..., status: _Optional[_Union[AckStatus, str]] = ..., status_code: _Optional[int] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ..., message: _Optional[str] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., detector: _Optional[str] = ..., timings: _Optional[_Union[FrameTimings, _Mapping]] = ..., covered_sequence: _Optional[int] = ...) -> None: ...

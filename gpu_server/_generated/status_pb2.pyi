@@ -80,7 +80,7 @@ class FrameCounters(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class EventsStatus(_message.Message):
-    __slots__ = ("open_batches", "outbox_depth", "outbox_max_events", "last_sequence", "llm_model", "llm_unavailable_reason", "analyses_running", "events_created")
+    __slots__ = ("open_batches", "outbox_depth", "outbox_max_events", "last_sequence", "llm_model", "llm_unavailable_reason", "analyses_running", "events_created", "outbox_id")
     OPEN_BATCHES_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_DEPTH_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,7 @@ class EventsStatus(_message.Message):
     LLM_UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     ANALYSES_RUNNING_FIELD_NUMBER: _ClassVar[int]
     EVENTS_CREATED_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
     open_batches: int
     outbox_depth: int
     outbox_max_events: int
@@ -97,7 +98,8 @@ class EventsStatus(_message.Message):
     llm_unavailable_reason: str
     analyses_running: int
     events_created: int
-    def __init__(self, open_batches: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., outbox_max_events: _Optional[int] = ..., last_sequence: _Optional[int] = ..., llm_model: _Optional[str] = ..., llm_unavailable_reason: _Optional[str] = ..., analyses_running: _Optional[int] = ..., events_created: _Optional[int] = ...) -> None: ...
+    outbox_id: str
+    def __init__(self, open_batches: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., outbox_max_events: _Optional[int] = ..., last_sequence: _Optional[int] = ..., llm_model: _Optional[str] = ..., llm_unavailable_reason: _Optional[str] = ..., analyses_running: _Optional[int] = ..., events_created: _Optional[int] = ..., outbox_id: _Optional[str] = ...) -> None: ...
 
 class ServerStatus(_message.Message):
     __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events")

@@ -26,19 +26,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n home_security_ai/v1/frames.proto\x12\x13home_security_ai.v1\"\xb3\x01\n\x05\x46rame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61ptured_at_ms\x18\x02 \x01(\x03\x12\x30\n\x06source\x18\x03 \x01(\x0e\x32 .home_security_ai.v1.FrameSource\x12\x12\n\nsource_ref\x18\x04 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x05 \x01(\t\x12\r\n\x05image\x18\x06 \x01(\x0c\x12\x12\n\nclient_ref\x18\x07 \x01(\t\"5\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"g\n\tDetection\x12\r\n\x05label\x18\x01 \x01(\t\x12\x10\n\x08\x63lass_id\x18\x02 \x01(\x05\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12%\n\x03\x62ox\x18\x04 \x01(\x0b\x32\x18.home_security_ai.v1.Box\"[\n\x0c\x46rameTimings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x10\n\x08queue_ms\x18\x02 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\"\xfe\x02\n\x08\x46rameAck\x12\x12\n\nclient_ref\x18\x01 \x01(\t\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x03 \x01(\t\x12.\n\x06status\x18\x04 \x01(\x0e\x32\x1e.home_security_ai.v1.AckStatus\x12\x13\n\x0bstatus_code\x18\x05 \x01(\x05\x12\x38\n\rreject_reason\x18\x06 \x01(\x0e\x32!.home_security_ai.v1.RejectReason\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x13\n\x0bimage_width\x18\x08 \x01(\x05\x12\x14\n\x0cimage_height\x18\t \x01(\x05\x12\x32\n\ndetections\x18\n \x03(\x0b\x32\x1e.home_security_ai.v1.Detection\x12\x10\n\x08\x64\x65tector\x18\x0b \x01(\t\x12\x32\n\x07timings\x18\x0c \x01(\x0b\x32!.home_security_ai.v1.FrameTimings*|\n\x0b\x46rameSource\x12\x1c\n\x18\x46RAME_SOURCE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46RAME_SOURCE_CAMERA_ENTITY\x10\x01\x12\x17\n\x13\x46RAME_SOURCE_UPLOAD\x10\x02\x12\x16\n\x12\x46RAME_SOURCE_VIDEO\x10\x03*s\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03*\xf5\x02\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13REJECT_REASON_EMPTY\x10\x01\x12\x1e\n\x1aREJECT_REASON_NOT_AN_IMAGE\x10\x02\x12\x1b\n\x17REJECT_REASON_TRUNCATED\x10\x03\x12&\n\"REJECT_REASON_DIMENSIONS_TOO_LARGE\x10\x04\x12$\n REJECT_REASON_DECOMPRESSION_BOMB\x10\x05\x12 \n\x1cREJECT_REASON_TOO_MANY_BYTES\x10\x06\x12\x1f\n\x1bREJECT_REASON_HASH_MISMATCH\x10\x07\x12#\n\x1fREJECT_REASON_INVALID_CAMERA_ID\x10\x08\x12\x1a\n\x16REJECT_REASON_INTERNAL\x10\t\x12\x1e\n\x1aREJECT_REASON_BACKPRESSURE\x10\nb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n home_security_ai/v1/frames.proto\x12\x13home_security_ai.v1\"\xb3\x01\n\x05\x46rame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61ptured_at_ms\x18\x02 \x01(\x03\x12\x30\n\x06source\x18\x03 \x01(\x0e\x32 .home_security_ai.v1.FrameSource\x12\x12\n\nsource_ref\x18\x04 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x05 \x01(\t\x12\r\n\x05image\x18\x06 \x01(\x0c\x12\x12\n\nclient_ref\x18\x07 \x01(\t\"5\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"g\n\tDetection\x12\r\n\x05label\x18\x01 \x01(\t\x12\x10\n\x08\x63lass_id\x18\x02 \x01(\x05\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12%\n\x03\x62ox\x18\x04 \x01(\x0b\x32\x18.home_security_ai.v1.Box\"[\n\x0c\x46rameTimings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x10\n\x08queue_ms\x18\x02 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x02\x12\x10\n\x08total_ms\x18\x04 \x01(\x02\"\x98\x03\n\x08\x46rameAck\x12\x12\n\nclient_ref\x18\x01 \x01(\t\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x03 \x01(\t\x12.\n\x06status\x18\x04 \x01(\x0e\x32\x1e.home_security_ai.v1.AckStatus\x12\x13\n\x0bstatus_code\x18\x05 \x01(\x05\x12\x38\n\rreject_reason\x18\x06 \x01(\x0e\x32!.home_security_ai.v1.RejectReason\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x13\n\x0bimage_width\x18\x08 \x01(\x05\x12\x14\n\x0cimage_height\x18\t \x01(\x05\x12\x32\n\ndetections\x18\n \x03(\x0b\x32\x1e.home_security_ai.v1.Detection\x12\x10\n\x08\x64\x65tector\x18\x0b \x01(\t\x12\x32\n\x07timings\x18\x0c \x01(\x0b\x32!.home_security_ai.v1.FrameTimings\x12\x18\n\x10\x63overed_sequence\x18\r \x01(\x04*|\n\x0b\x46rameSource\x12\x1c\n\x18\x46RAME_SOURCE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46RAME_SOURCE_CAMERA_ENTITY\x10\x01\x12\x17\n\x13\x46RAME_SOURCE_UPLOAD\x10\x02\x12\x16\n\x12\x46RAME_SOURCE_VIDEO\x10\x03*s\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03*\xf5\x02\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13REJECT_REASON_EMPTY\x10\x01\x12\x1e\n\x1aREJECT_REASON_NOT_AN_IMAGE\x10\x02\x12\x1b\n\x17REJECT_REASON_TRUNCATED\x10\x03\x12&\n\"REJECT_REASON_DIMENSIONS_TOO_LARGE\x10\x04\x12$\n REJECT_REASON_DECOMPRESSION_BOMB\x10\x05\x12 \n\x1cREJECT_REASON_TOO_MANY_BYTES\x10\x06\x12\x1f\n\x1bREJECT_REASON_HASH_MISMATCH\x10\x07\x12#\n\x1fREJECT_REASON_INVALID_CAMERA_ID\x10\x08\x12\x1a\n\x16REJECT_REASON_INTERNAL\x10\t\x12\x1e\n\x1aREJECT_REASON_BACKPRESSURE\x10\nb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'home_security_ai.v1.frames_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FRAMESOURCE']._serialized_start=877
-  _globals['_FRAMESOURCE']._serialized_end=1001
-  _globals['_ACKSTATUS']._serialized_start=1003
-  _globals['_ACKSTATUS']._serialized_end=1118
-  _globals['_REJECTREASON']._serialized_start=1121
-  _globals['_REJECTREASON']._serialized_end=1494
+  _globals['_FRAMESOURCE']._serialized_start=903
+  _globals['_FRAMESOURCE']._serialized_end=1027
+  _globals['_ACKSTATUS']._serialized_start=1029
+  _globals['_ACKSTATUS']._serialized_end=1144
+  _globals['_REJECTREASON']._serialized_start=1147
+  _globals['_REJECTREASON']._serialized_end=1520
   _globals['_FRAME']._serialized_start=58
   _globals['_FRAME']._serialized_end=237
   _globals['_BOX']._serialized_start=239
@@ -48,5 +48,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FRAMETIMINGS']._serialized_start=399
   _globals['_FRAMETIMINGS']._serialized_end=490
   _globals['_FRAMEACK']._serialized_start=493
-  _globals['_FRAMEACK']._serialized_end=875
+  _globals['_FRAMEACK']._serialized_end=901
 # @@protoc_insertion_point(module_scope)

@@ -6,9 +6,18 @@ the frames it covers leave the spool, the sequence is stored and the event ackno
 that the sidecar drops it from its outbox. An event at or below the stored sequence was
 handled before and is skipped. On every connect the cameras' settings are sent first.
 
+The stored sequence belongs to one outbox (its id is stored with it). When the sidecar's
+outbox is another one, or its sequences start over, or it refuses an acknowledgement as
+beyond its outbox (FAILED_PRECONDITION), the cursor is void: it goes back to 0 and every
+unacknowledged event is taken again. Events already fired are then recognised by their
+event_id (a small, bounded memory stored with the sequence) and not fired again.
+
 Firing the bus event, releasing the frames and storing the sequence run as one step that a
-cancellation (the entry unloading) does not interrupt, so a stored event is never fired twice
-and a fired event is always stored.
+cancellation (the entry unloading) does not interrupt, so a fired event is always stored.
+The order is fire, release, store. The bus event is delivered at least once, not exactly
+once: firing and storing cannot be one atomic step, so a crash (power loss, kill) after the
+bus event fired and before the sequence reached the disk fires it again after the restart.
+Storing first would instead lose the event in that crash.
 """
 
 from __future__ import annotations
@@ -16,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
@@ -29,6 +39,7 @@ from .annotate import annotate_jpeg
 from .client import (
     AuthFailed,
     EventKind,
+    FailedPrecondition,
     HomeSecurityAIClient,
     HomeSecurityAIError,
     NotSupported,
@@ -57,11 +68,16 @@ _LOGGER = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+# Event ids of the most recently handled events, so that an event taken again after the cursor
+# was reset (another outbox, or one that started over) is not fired twice.
+RECENT_EVENT_IDS: Final = 256
+
+
 class _StoredEvents(TypedDict, total=False):
     last_sequence: int
-    # Content hashes recently covered by stored events (bounded): content that arrives again
-    # after a restart is released at once instead of waiting in the spool for its age bound.
-    released: list[str]
+    # The sidecar outbox `last_sequence` counts in ("" while unknown).
+    outbox_id: str
+    recent_event_ids: list[str]
 
 
 def risk_level_name(event: SecurityEvent) -> str:
@@ -167,25 +183,50 @@ class EventStream:
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.events"
         )
         self.last_sequence = 0
+        self.outbox_id = ""
+        self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self.events_received = 0
         self.events_skipped = 0
         self.security_events = 0
         self.connected = False
         self.last_error: str | None = None
         self._unsupported_logged = False
+        pipeline.event_stored = self.event_stored
 
     async def async_load(self) -> None:
-        """Read the sequence of the last stored event."""
+        """Read the sequence of the last stored event, its outbox and the recent event ids."""
         stored = await self._store.async_load()
         if stored is not None:
             self.last_sequence = int(stored.get("last_sequence", 0))
-            self._pipeline.spool.async_restore_released(stored.get("released", []))
+            self.outbox_id = str(stored.get("outbox_id", ""))
+            for event_id in stored.get("recent_event_ids", [])[-RECENT_EVENT_IDS:]:
+                self._recent_ids[str(event_id)] = None
 
     def _data_to_store(self) -> _StoredEvents:
         return {
             "last_sequence": self.last_sequence,
-            "released": self._pipeline.spool.released_hashes(),
+            "outbox_id": self.outbox_id,
+            "recent_event_ids": list(self._recent_ids),
         }
+
+    def event_stored(self, outbox_id: str, sequence: int) -> bool:
+        """Return whether the event `sequence` of outbox `outbox_id` is stored here."""
+        same_outbox = bool(outbox_id) and outbox_id == self.outbox_id
+        return same_outbox and 0 < sequence <= self.last_sequence
+
+    def _remember(self, event_id: str) -> None:
+        if not event_id:
+            return
+        self._recent_ids[event_id] = None
+        self._recent_ids.move_to_end(event_id)
+        while len(self._recent_ids) > RECENT_EVENT_IDS:
+            self._recent_ids.popitem(last=False)
+
+    async def _async_reset_cursor(self, outbox_id: str) -> None:
+        """Void the stored cursor: take every unacknowledged event of `outbox_id` again."""
+        self.last_sequence = 0
+        self.outbox_id = outbox_id
+        await self._store.async_save(self._data_to_store())
 
     async def async_run(self) -> None:
         """Keep one event stream open until cancelled."""
@@ -201,6 +242,21 @@ class EventStream:
                     # The frame stream starts reauthentication.
                     self.connected = False
                     return
+                except FailedPrecondition as err:
+                    # The sidecar refused an acknowledgement: the cursor is not of its outbox
+                    # (or beyond its end). Take its events again from the start.
+                    self.connected = False
+                    self.last_error = str(err)
+                    _LOGGER.warning(
+                        "The sidecar refused the event cursor (sequence %s of outbox %s): %s; "
+                        "taking its events from the start",
+                        self.last_sequence,
+                        self.outbox_id or "unknown",
+                        err,
+                    )
+                    await self._async_reset_cursor("")
+                    backoff = RECONNECT_BACKOFF_INITIAL
+                    continue
                 except NotSupported as err:
                     self.connected = False
                     self.last_error = str(err)
@@ -222,7 +278,18 @@ class EventStream:
 
     async def _async_subscribe(self) -> None:
         status = await self._client.get_status()
-        if status.events.last_sequence < self.last_sequence:
+        outbox_id = status.events.outbox_id
+        if outbox_id and self.outbox_id and outbox_id != self.outbox_id:
+            # Another outbox (its database was lost or replaced): the cursor means nothing there.
+            _LOGGER.warning(
+                "The sidecar's event outbox is another one (%s, stored %s at sequence %s); "
+                "taking its events from the start",
+                outbox_id,
+                self.outbox_id,
+                self.last_sequence,
+            )
+            await self._async_reset_cursor(outbox_id)
+        elif status.events.last_sequence < self.last_sequence:
             # The sidecar lost its outbox (new data folder): its sequences start over.
             _LOGGER.warning(
                 "The sidecar's event outbox starts over (sequence %s, stored %s); "
@@ -230,12 +297,15 @@ class EventStream:
                 status.events.last_sequence,
                 self.last_sequence,
             )
-            self.last_sequence = 0
+            await self._async_reset_cursor(outbox_id)
+        elif outbox_id != self.outbox_id and outbox_id:
+            # First contact with an outbox that names itself: the cursor is of this one.
+            self.outbox_id = outbox_id
             await self._store.async_save(self._data_to_store())
         await self.async_configure()
         if self.last_sequence:
             # In case the last acknowledgement did not arrive.
-            await self._client.ack_events(self.last_sequence)
+            await self._client.ack_events(self.last_sequence, self.outbox_id)
         events = self._client.subscribe_events(self.last_sequence)
         self.connected = True
         self.last_error = None
@@ -281,21 +351,31 @@ class EventStream:
             return
         self.events_received += 1
         snapshot: Path | None = None
-        if event.kind == EventKind.SECURITY:
+        fire = event.kind == EventKind.SECURITY and event.event_id not in self._recent_ids
+        if event.kind == EventKind.SECURITY and not fire:
+            # Taken again after the cursor was reset; it was fired before.
+            self.events_skipped += 1
+            _LOGGER.debug("Not firing event %s again: handled before", event.event_id)
+        if fire:
             snapshot = await self._async_snapshot(event)
         # From the bus event to the stored sequence, nothing may stop halfway: an entry task
         # is waited for on unload, and the shield keeps a cancellation of this one out of it.
         commit = self._entry.async_create_task(
-            self.hass, self._async_commit(event, snapshot), f"{DOMAIN} store event"
+            self.hass, self._async_commit(event, snapshot, fire=fire), f"{DOMAIN} store event"
         )
         await asyncio.shield(commit)
-        await self._client.ack_events(event.sequence)
+        await self._client.ack_events(event.sequence, self.outbox_id)
 
-    async def _async_commit(self, event: SecurityEvent, snapshot: Path | None) -> None:
-        if event.kind == EventKind.SECURITY:
+    async def _async_commit(
+        self, event: SecurityEvent, snapshot: Path | None, *, fire: bool
+    ) -> None:
+        # Fire, then release, then store: a crash between firing and storing fires the event
+        # again after the restart (at least once); the opposite order could lose it.
+        if fire:
             self._async_security_event(event, snapshot)
         await self._pipeline.spool.async_release(event.frame_sha256s)
         self.last_sequence = event.sequence
+        self._remember(event.event_id)
         await self._store.async_save(self._data_to_store())
 
     @callback

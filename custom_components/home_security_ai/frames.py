@@ -5,7 +5,10 @@ sent. When the stream drops, the connection is marked down (entities go unavaila
 pipeline reconnects with exponential backoff and sends everything still spooled again (acked
 frames too: an event covers them only once the sidecar's batch closes, and a restarted sidecar
 has lost its open batches); the sidecar deduplicates by content hash, so a resend is harmless.
-A frame leaves the spool when the event that covers it is stored (see events.py).
+A frame leaves the spool when the event that covers it is stored (see events.py). A
+DUPLICATE ack releases the frame at once only when it names the event that covers the content
+(`covered_sequence`) and Home Assistant has already stored that event of the same outbox;
+otherwise the frame waits for the covering event to arrive through the event stream.
 
 A frame the sidecar could not take now (its outbox is full, BACKPRESSURE; or it failed,
 INTERNAL; or an ack status this release does not know) stays spooled and is sent again later,
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -162,6 +165,10 @@ class FramePipeline:
         self.counters = PipelineCounters()
         self.connected = False
         self.last_error: str | None = None
+        # The outbox the current frame stream's sidecar writes events to (from its status).
+        self.outbox_id = ""
+        # Whether Home Assistant has stored the event (outbox id, sequence); set by the events.
+        self.event_stored: Callable[[str, int], bool] = lambda _outbox, _sequence: False
 
     @property
     def pending_count(self) -> int:
@@ -234,6 +241,7 @@ class FramePipeline:
                 self._acked_this_stream = False
                 try:
                     status = await self._client.get_status()
+                    self.outbox_id = status.events.outbox_id
                     self._set_connected(True)
                     self._coordinator.async_set_updated_data(status)
                     await self._async_stream()
@@ -425,11 +433,17 @@ class FramePipeline:
             else:
                 camera.frames_accepted += 1
             self.spool.async_mark_acked(ack.client_ref, len(ack.detections))
-            if ack.status == AckStatus.DUPLICATE and self.spool.was_released(frame.content_sha256):
-                # Content an already stored event covered: no new event will.
+            if (
+                ack.status == AckStatus.DUPLICATE
+                and ack.covered_sequence > 0
+                and self.event_stored(self.outbox_id, ack.covered_sequence)
+            ):
+                # An event Home Assistant has stored covers the content: no new event will.
+                # Without that (not covered yet, or its event not stored yet) the frame stays
+                # until the covering event arrives through the event stream.
                 self._entry.async_create_background_task(
                     self.hass,
-                    self.spool.async_release([frame.content_sha256]),
+                    self.spool.async_release_keys([ack.client_ref]),
                     f"{DOMAIN} unspool",
                 )
             camera.last_image = frame.image

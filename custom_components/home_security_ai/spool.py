@@ -45,8 +45,6 @@ _META: Final = ".json"
 _TMP: Final = ".tmp"
 # The repair issue about a full spool goes away once usage falls below this share.
 _FULL_CLEAR_RATIO: Final = 0.75
-# Hashes released by stored events, remembered so that a late duplicate is released too.
-_RELEASED_MEMORY: Final = 4096
 
 
 def spool_directory(hass: HomeAssistant, entry_id: str) -> Path:
@@ -235,7 +233,6 @@ class FrameSpool:
         self._frames: OrderedDict[str, SpooledFrame] = OrderedDict()
         self._bytes = 0
         self._io_lock = asyncio.Lock()
-        self._released: OrderedDict[str, None] = OrderedDict()
         self.stats = SpoolStats()
         self.evictions_by_camera: Counter[str] = Counter()
         self.last_error: str | None = None
@@ -278,22 +275,6 @@ class FrameSpool:
     def hashes(self) -> set[str]:
         """Return the content hashes of every spooled frame."""
         return {frame.sha256 for frame in self._frames.values()}
-
-    def was_released(self, sha256: str) -> bool:
-        """Return whether a stored event covered this content recently."""
-        return sha256 in self._released
-
-    def released_hashes(self) -> list[str]:
-        """Return the hashes stored events covered recently, oldest first (bounded)."""
-        return list(self._released)
-
-    @callback
-    def async_restore_released(self, hashes: Iterable[str]) -> None:
-        """Remember hashes released before a restart (kept in the events store)."""
-        for digest in hashes:
-            self._released[str(digest)] = None
-        while len(self._released) > _RELEASED_MEMORY:
-            self._released.popitem(last=False)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the spool's state for diagnostics."""
@@ -402,12 +383,12 @@ class FrameSpool:
     async def async_release(self, hashes: Iterable[str]) -> int:
         """Remove every frame an event covers; return how many went."""
         wanted = set(hashes)
-        for digest in wanted:
-            self._released[digest] = None
-            self._released.move_to_end(digest)
-        while len(self._released) > _RELEASED_MEMORY:
-            self._released.popitem(last=False)
         keys = [key for key, frame in self._frames.items() if frame.sha256 in wanted]
+        return await self.async_release_keys(keys)
+
+    async def async_release_keys(self, keys: Iterable[str]) -> int:
+        """Remove frames a stored event covers, by key; return how many went."""
+        keys = [key for key in keys if key in self._frames]
         await self._async_delete(keys)
         self.stats.released += len(keys)
         return len(keys)

@@ -85,9 +85,12 @@ async def test_write_reload_release(hass: HomeAssistant, tmp_path: Path) -> None
 
     assert await reloaded.async_release([_frame("a").content_sha256, "unknown"]) == 1
     assert reloaded.keys() == [second.key]
-    assert reloaded.was_released(_frame("a").content_sha256)
     assert not (tmp_path / f"{first.key}.img").exists()
     assert reloaded.stats.released == 1
+    assert await reloaded.async_release_keys([second.key, "unknown"]) == 1
+    assert reloaded.keys() == []
+    assert not (tmp_path / f"{second.key}.json").exists()
+    assert reloaded.stats.released == 2
 
 
 async def test_evicts_low_value_first(

@@ -6,6 +6,7 @@ from .client import HomeSecurityAIClient
 from .errors import (
     AuthFailed,
     CannotConnect,
+    FailedPrecondition,
     HomeSecurityAIError,
     NotSupported,
     ResourceExhausted,
@@ -48,6 +49,7 @@ __all__ = [
     "EventDetection",
     "EventKind",
     "EventsStatus",
+    "FailedPrecondition",
     "FrameAck",
     "FrameCounters",
     "FrameIn",

@@ -14,6 +14,7 @@ from ._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
 from .errors import (
     AuthFailed,
     CannotConnect,
+    FailedPrecondition,
     HomeSecurityAIError,
     NotSupported,
     ResourceExhausted,
@@ -79,6 +80,8 @@ def _map_status(code: grpc.StatusCode | None, details: str | None) -> HomeSecuri
         return NotSupported(f"The sidecar does not support this call; update it: {details}")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ResourceExhausted(f"The sidecar call ran out of resources: {details}")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(f"The sidecar refused the call's premise: {details}")
     if code in _CONNECT_CODES:
         return CannotConnect(f"Cannot reach the sidecar ({code}): {details}")
     return HomeSecurityAIError(f"The sidecar answered with an error ({code}): {details}")
@@ -185,6 +188,7 @@ def _ack_from_proto(ack: frames_pb2.FrameAck) -> FrameAck:
             inference_ms=ack.timings.inference_ms,
             total_ms=ack.timings.total_ms,
         ),
+        covered_sequence=ack.covered_sequence,
     )
 
 
@@ -244,6 +248,7 @@ def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
             llm_unavailable_reason=status.events.llm_unavailable_reason,
             analyses_running=status.events.analyses_running,
             events_created=status.events.events_created,
+            outbox_id=status.events.outbox_id,
         ),
     )
 
@@ -367,11 +372,16 @@ class HomeSecurityAIClient:
         finally:
             call.cancel()
 
-    async def ack_events(self, up_to_sequence: int) -> int:
-        """Tell the sidecar every event up to `up_to_sequence` is stored; return how many went."""
+    async def ack_events(self, up_to_sequence: int, outbox_id: str = "") -> int:
+        """Tell the sidecar every event up to `up_to_sequence` is stored; return how many went.
+
+        `outbox_id` names the outbox the sequence belongs to; the sidecar answers
+        FailedPrecondition (nothing removed) when it is not its own, or when the sequence is
+        beyond its last written one: the caller's cursor is void.
+        """
         try:
             response = await self._get_stub().AckEvents(
-                events_pb2.AckEventsRequest(up_to_sequence=up_to_sequence),
+                events_pb2.AckEventsRequest(up_to_sequence=up_to_sequence, outbox_id=outbox_id),
                 metadata=self._metadata,
                 timeout=self._timeout,
             )

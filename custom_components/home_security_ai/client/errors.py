@@ -21,3 +21,7 @@ class NotSupported(HomeSecurityAIError):  # noqa: N818
 
 class ResourceExhausted(HomeSecurityAIError):  # noqa: N818
     """The call ran out of a resource, e.g. a message over the size limit (RESOURCE_EXHAUSTED)."""
+
+
+class FailedPrecondition(HomeSecurityAIError):  # noqa: N818
+    """The sidecar refused the call's premise, e.g. an event cursor of another outbox."""

@@ -130,6 +130,9 @@ class FrameAck:
     detections: tuple[Detection, ...]
     detector: str
     timings: FrameTimings
+    # For DUPLICATE: the sequence of the stored event that already covers this content, 0 when
+    # no event covers it yet. Sequences count within the outbox named by EventsStatus.outbox_id.
+    covered_sequence: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -265,6 +268,8 @@ class EventsStatus:
     llm_unavailable_reason: str = ""
     analyses_running: int = 0
     events_created: int = 0
+    # Random id of the sidecar's outbox database; event sequences count within one outbox.
+    outbox_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -2,7 +2,9 @@
 
 Exactly-once coverage: a frame is claimed in memory when it joins a batch (or a fast-path or
 tamper job) and stays claimed until the event that covers it is in the outbox, where the
-covered-frames table takes over. Intake asks `seen()` first, so a frame is never in two events.
+covered-frames table takes over. Intake asks `coverage()` first and `accept()` asks again
+right before it claims, so a frame is never in two events; content neither covered nor claimed
+(its event's row expired, say) is taken again even when its detections are still cached.
 After a crash the claims are gone with the open batches, and the client's resends are taken
 again.
 """
@@ -133,8 +135,19 @@ class EventPipeline:
 
     # -- intake (the FrameSink the frame analyzer calls) -----------------------------------
 
+    async def coverage(self, sha256: str) -> int | None:
+        """How this content is held: the sequence of the stored event that covers it, 0 while it
+        is claimed (an open batch or a running analysis), None when neither (take it as new)."""
+        if sha256 in self._claimed:
+            return 0
+        covered = await self.outbox.covered([sha256])
+        if sha256 in covered:
+            return covered[sha256]
+        # Claimed while the outbox was asked: a twin got there first.
+        return 0 if sha256 in self._claimed else None
+
     async def seen(self, sha256: str) -> bool:
-        return sha256 in self._claimed or await self.outbox.is_covered(sha256)
+        return await self.coverage(sha256) is not None
 
     def check_capacity(self) -> None:
         if self.outbox.write_error:
@@ -150,25 +163,43 @@ class EventPipeline:
                 f"{self.outbox.max_events}); acknowledge events, then resend the frame"
             )
 
-    async def accept(self, frame: AcceptedFrame, pixels: BgrImage) -> None:
-        scene = await asyncio.to_thread(self.scene.check, frame.camera_id, pixels)
-        if frame.sha256 in self._claimed:
-            return  # a twin of this frame finished first while the scene was checked
-        captured = from_ms(frame.captured_at_ms) if frame.captured_at_ms > 0 else self.clock.wall()
-        item = BatchFrame(
-            sha256=frame.sha256,
-            captured_at=captured,
-            width=frame.result.width,
-            height=frame.result.height,
-            detections=frame.result.detections,
-        )
+    async def accept(self, frame: AcceptedFrame, pixels: BgrImage | None) -> int | None:
+        """Claim the frame and add it to a batch (or start its job); None when it was taken.
+
+        A twin covered or claimed meanwhile is not taken again: its coverage (as `coverage()`
+        says it) comes back instead. The claim comes before the scene check, so only frames
+        taken reach the scene baseline; `pixels` is None for content the scene has seen before.
+        """
+        known = await self.coverage(frame.sha256)
+        if known is not None:
+            return known
         self._claimed.add(frame.sha256)
-        if scene.tamper:
-            self._submit(AnalysisJob(frame.camera_id, new_batch_id(), (item,), scene=scene))
-        elif self._is_fast_path(item):
-            self._submit(AnalysisJob(frame.camera_id, new_batch_id(), (item,), fast_path=True))
-        else:
-            self.windows.add(frame.camera_id, item)
+        try:
+            scene = (
+                await asyncio.to_thread(self.scene.check, frame.camera_id, pixels)
+                if pixels is not None
+                else None
+            )
+            captured = (
+                from_ms(frame.captured_at_ms) if frame.captured_at_ms > 0 else self.clock.wall()
+            )
+            item = BatchFrame(
+                sha256=frame.sha256,
+                captured_at=captured,
+                width=frame.result.width,
+                height=frame.result.height,
+                detections=frame.result.detections,
+            )
+            if scene is not None and scene.tamper:
+                self._submit(AnalysisJob(frame.camera_id, new_batch_id(), (item,), scene=scene))
+            elif self._is_fast_path(item):
+                self._submit(AnalysisJob(frame.camera_id, new_batch_id(), (item,), fast_path=True))
+            else:
+                self.windows.add(frame.camera_id, item)
+        except BaseException:
+            self._claimed.discard(frame.sha256)
+            raise
+        return None
 
     def _is_fast_path(self, frame: BatchFrame) -> bool:
         threshold = self.config.fast_path_confidence

@@ -31,6 +31,7 @@ from gpu_server.events.clock import Clock, to_ms
 from gpu_server.events.outbox import Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
 from gpu_server.events.windows import BatchFrame
+from gpu_server.llm.fallback import assess_with_rules
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
@@ -216,10 +217,92 @@ class EventProcessor:
         """Analyse a job and store its event; returns the event with its sequence."""
         self.running += 1
         try:
-            event = await self._build(job)
+            try:
+                event = await self._build(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The frames are acknowledged already: an event must still cover them.
+                _LOGGER.exception(
+                    "analysing batch %s of %s failed; storing a fallback event",
+                    job.batch_id[:8], job.camera_id,
+                )
+                event = self._fallback_event(job, exc)
             return await self._store(event)
         finally:
             self.running -= 1
+
+    def _fallback_event(self, job: AnalysisJob, error: BaseException) -> events_pb2.SecurityEvent:
+        """An event that covers the job's frames when building the real one failed.
+
+        Scored by the rules on the bare detections (no zones, baseline or other cameras) when
+        there is something to assess; NOTHING_TO_REPORT, marked as a fallback, otherwise or
+        when even that fails.
+        """
+        reason = f"analysis failed: {type(error).__name__}: {error}"[:200]
+        frames = job.frames
+        times = [frame.captured_at for frame in frames] or [self._clock.wall()]
+        start, end = min(times), max(times)
+        event = events_pb2.SecurityEvent(
+            event_id=uuid.uuid4().hex,
+            camera_id=job.camera_id,
+            started_at_ms=to_ms(start),
+            ended_at_ms=to_ms(end),
+            frame_sha256s=list(dict.fromkeys(frame.sha256 for frame in frames)),
+            fast_path=job.fast_path,
+            fallback=True,
+            fallback_reason=reason,
+            risk_level=events_pb2.RISK_LEVEL_LOW,
+            kind=events_pb2.EVENT_KIND_NOTHING_TO_REPORT,
+            summary="The analysis failed; these frames were not assessed.",
+            scene_change=(
+                _SCENE_KIND[job.scene.kind]
+                if job.scene is not None and job.tamper
+                else events_pb2.SCENE_CHANGE_KIND_NONE
+            ),
+        )
+        if job.needs_analysis:
+            try:
+                detections = [det for frame in frames for det in frame.detections]
+                analysis = AnalysisInput(
+                    camera_id=job.camera_id,
+                    camera_name=job.camera_id,
+                    start=start,
+                    end=end,
+                    local_time=end,
+                    detections=tuple(
+                        DetectionInput(
+                            label=det.label[:64] or "object",
+                            confidence=min(max(det.confidence, 0.0), 1.0),
+                        )
+                        for det in detections
+                    ),
+                    zones=(),
+                    baseline=BaselineInput(anomaly_score=0.0),
+                    other_cameras=(),
+                    scene_changed=job.tamper,
+                )
+                assessment = assess_with_rules(analysis, reason)
+            except Exception:
+                _LOGGER.exception("the rules could not assess a failed batch either")
+            else:
+                event.kind = events_pb2.EVENT_KIND_SECURITY
+                event.risk_score = assessment.risk_score
+                event.risk_level = _RISK_LEVEL[assessment.risk_level]
+                event.summary = assessment.summary
+                event.reasoning = assessment.reasoning
+                event.recommended_action = assessment.recommended_action
+                event.fallback_reason = assessment.fallback_reason or reason
+                event.model = assessment.model
+                event.detections.extend(
+                    events_pb2.EventDetection(
+                        detection=_detection_pb(det), frame_sha256=frame.sha256
+                    )
+                    for frame in frames
+                    for det in frame.detections
+                )
+        event.created_at_ms = to_ms(self._clock.wall())
+        return event
 
     async def _build(self, job: AnalysisJob) -> events_pb2.SecurityEvent:
         if not job.frames:

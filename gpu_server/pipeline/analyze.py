@@ -38,6 +38,8 @@ class FrameOutcome:
     result: AnalysisResult
     duplicate: bool
     timings: StageTimings
+    # For a duplicate: the sequence of the stored event covering it; 0 while it is only claimed.
+    covered_sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +55,18 @@ class AcceptedFrame:
 class FrameSink(Protocol):
     """Where accepted frames go next (the events pipeline)."""
 
-    async def seen(self, sha256: str) -> bool:
-        """True when the frame is already covered by an event or waiting in a batch."""
+    async def coverage(self, sha256: str) -> int | None:
+        """The covering event's sequence, 0 while the frame waits in a batch or an analysis,
+        None when nothing holds it."""
 
     def check_capacity(self) -> None:
         """Raise BackpressureError when no new frame can be taken now."""
 
-    async def accept(self, frame: AcceptedFrame, pixels: BgrImage) -> None:
-        """Take the frame; once this returns, an event will cover it (or the process died)."""
+    async def accept(self, frame: AcceptedFrame, pixels: BgrImage | None) -> int | None:
+        """Take the frame; once this returns None, an event will cover it (or the process died).
+
+        A twin taken meanwhile is not taken again; its coverage comes back instead. `pixels` is
+        None for content analysed before (no scene check)."""
 
 
 class FrameAnalyzer:
@@ -89,16 +95,28 @@ class FrameAnalyzer:
         timings: dict[str, float] = {}
         sink = self._sink
         if sink is not None:
-            if await sink.seen(header.sha256):
+            covering = await sink.coverage(header.sha256)
+            if covering is not None:
                 # Covered by an event (maybe from before a restart) or in an open batch.
                 known = self._dedupe.cache.get(header.sha256) or AnalysisResult(
                     (), header.width, header.height, self._batcher.detector.name
                 )
+                return self._known(header.sha256, known, started, inspect_ms, covering)
+            sink.check_capacity()
+            cached = self._dedupe.cache.get(header.sha256)
+            if cached is not None:
+                # Analysed before, yet nothing covers or holds it (its analysis failed, its
+                # covered row expired): take it again with the detections already known.
+                twin = await sink.accept(
+                    AcceptedFrame(camera_id, header.sha256, captured_at_ms, cached), None
+                )
+                if twin is not None:
+                    return self._known(header.sha256, cached, started, inspect_ms, twin)
                 total_ms = (time.perf_counter() - started) * 1000.0
                 self._latency.record("total", total_ms)
                 timed = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
-                return FrameOutcome(header.sha256, known, True, timed)
-            sink.check_capacity()
+                return FrameOutcome(header.sha256, cached, False, timed)
+        twins: list[int] = []
 
         async def analyse_new() -> AnalysisResult:
             decode_started = time.perf_counter()
@@ -115,12 +133,18 @@ class FrameAnalyzer:
             )
             if sink is not None:
                 # Inside the dedupe leader: only one copy of concurrent identical frames joins.
-                await sink.accept(
+                twin = await sink.accept(
                     AcceptedFrame(camera_id, header.sha256, captured_at_ms, result), decoded.pixels
                 )
+                if twin is not None:
+                    twins.append(twin)
             return result
 
         result, duplicate = await self._dedupe.resolve(header.sha256, analyse_new)
+        if sink is not None and (duplicate or twins):
+            # Another call took this content: say which event covers it, if one does yet.
+            covering = await sink.coverage(header.sha256)
+            return self._known(header.sha256, result, started, inspect_ms, covering or 0)
         total_ms = (time.perf_counter() - started) * 1000.0
         if duplicate:
             stage = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
@@ -131,3 +155,13 @@ class FrameAnalyzer:
             self._latency.record("inference", stage.inference_ms)
         self._latency.record("total", total_ms)
         return FrameOutcome(header.sha256, result, duplicate, stage)
+
+    def _known(
+        self, sha256: str, result: AnalysisResult, started: float, inspect_ms: float,
+        covered_sequence: int,
+    ) -> FrameOutcome:
+        """The outcome for content another frame brought first."""
+        total_ms = (time.perf_counter() - started) * 1000.0
+        self._latency.record("total", total_ms)
+        timed = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
+        return FrameOutcome(sha256, result, True, timed, covered_sequence)

@@ -51,6 +51,7 @@ def accepted_ack(frame: frames_pb2.Frame, outcome: FrameOutcome) -> frames_pb2.F
             )
             for d in result.detections
         ],
+        covered_sequence=outcome.covered_sequence if outcome.duplicate else 0,
         timings=frames_pb2.FrameTimings(
             decode_ms=timings.decode_ms,
             queue_ms=timings.queue_ms,

@@ -1,0 +1,120 @@
+"""Delivery: every accepted frame ends up covered by exactly one stored event, even when an
+analysis fails, a twin races its original, or the outbox goes away under a late job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from events_testlib import MARK_PERSON_SURE, EventsServer, frame_for, scene_png
+
+from gpu_server._generated import events_pb2, frames_pb2
+
+ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
+DUPLICATE = frames_pb2.ACK_STATUS_DUPLICATE
+
+
+async def _covering(server: EventsServer, sha: str) -> list[events_pb2.SecurityEvent]:
+    stored = await server.pipeline.outbox.read_after(0)
+    return [event for event in stored if sha in event.frame_sha256s]
+
+
+async def test_a_failed_analysis_still_stores_an_event_covering_its_frames(
+    start_events: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    server: EventsServer = await start_events()
+    processor = server.pipeline.processor
+
+    async def broken(job: Any) -> Any:
+        raise RuntimeError("the enricher broke")
+
+    monkeypatch.setattr(processor, "_build", broken)
+    with caplog.at_level(logging.ERROR):
+        (ack,) = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "f1"))
+        assert ack.status == ACCEPTED
+        await server.pipeline.wait_idle()  # the fast path started its analysis at once
+    assert "the enricher broke" in caplog.text
+    (event,) = await _covering(server, ack.content_sha256)
+    assert event.fallback
+    assert "the enricher broke" in event.fallback_reason
+    assert event.kind == events_pb2.EVENT_KIND_SECURITY  # the rules scored the person
+    (again,) = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "f1-again"))
+    assert again.status == DUPLICATE
+    assert len(await _covering(server, ack.content_sha256)) == 1
+
+
+async def test_known_content_that_nothing_covers_is_taken_again(start_events: Any) -> None:
+    # Covered rows expire at once after the ack; the detection cache still knows the content.
+    server: EventsServer = await start_events(events__covered_retention_s=0.0)
+    (ack,) = await server.send(frame_for(scene_png(1), "f1"))
+    await server.close_due(30)
+    (event,) = await server.events()
+    await server.ack(event.sequence)
+    assert not await server.pipeline.outbox.is_covered(ack.content_sha256)
+    (again,) = await server.send(frame_for(scene_png(1), "f1-again"))
+    assert again.status == ACCEPTED
+    assert server.pipeline.open_batches == 1
+    await server.close_due(30)
+    (second,) = await server.events(after=event.sequence)
+    assert list(second.frame_sha256s) == [ack.content_sha256]
+
+
+async def test_a_twin_covered_while_it_was_analysed_is_not_claimed_again(
+    start_events: Any,
+) -> None:
+    # No detection cache: the twin is decoded and detected again, as after an eviction.
+    server: EventsServer = await start_events(dedupe__capacity=0)
+    pipeline = server.pipeline
+    outbox = pipeline.outbox
+    original_covered = outbox.covered
+    held = asyncio.Event()
+    release = asyncio.Event()
+    hold = [True]
+
+    async def covered(shas: Any) -> dict[str, int]:
+        found: dict[str, int] = await original_covered(shas)
+        if hold[0]:
+            hold[0] = False  # only the twin's first look is held
+            held.set()
+            await release.wait()
+        return found
+
+    scene_checks: list[str] = []
+    original_check = pipeline.scene.check
+
+    def check(camera_id: str, pixels: Any) -> Any:
+        scene_checks.append(camera_id)
+        return original_check(camera_id, pixels)
+
+    outbox.covered = covered
+    pipeline.scene.check = check
+    image = scene_png(1, MARK_PERSON_SURE)
+    twin = asyncio.create_task(server.send(frame_for(image, "twin")))
+    await asyncio.wait_for(held.wait(), 10)  # the twin found nothing covering it...
+    (first,) = await server.send(frame_for(image, "first"))
+    await pipeline.wait_idle()  # ...then the original was taken, analysed and stored
+    release.set()
+    (late,) = await asyncio.wait_for(twin, 10)
+    await pipeline.wait_idle()
+    assert first.status == ACCEPTED
+    assert late.status == DUPLICATE
+    (event,) = await _covering(server, first.content_sha256)
+    assert late.covered_sequence == event.sequence
+    assert len(scene_checks) == 1  # the twin never reached the scene baseline
+
+
+async def test_a_duplicate_ack_names_the_event_that_covers_it(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    (ack,) = await server.send(frame_for(scene_png(1), "f1"))
+    (waiting,) = await server.send(frame_for(scene_png(1), "f1-again"))
+    assert waiting.status == DUPLICATE
+    assert waiting.covered_sequence == 0  # only in an open batch: keep it spooled
+    await server.close_due(30)
+    (event,) = await server.events()
+    (covered,) = await server.send(frame_for(scene_png(1), "f1-third"))
+    assert covered.status == DUPLICATE
+    assert covered.covered_sequence == event.sequence
+    assert ack.status == ACCEPTED
+    assert ack.covered_sequence == 0

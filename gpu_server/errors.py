@@ -62,6 +62,12 @@ class DetectorError(SidecarError):
     """The detector failed or returned something unusable."""
 
 
+class StaleCursorError(SidecarError):
+    """An ack names another outbox, or a sequence this outbox never wrote: nothing is removed."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class ShuttingDownError(SidecarError):
     """The server is stopping and no longer takes work."""
 

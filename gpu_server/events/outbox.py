@@ -14,12 +14,14 @@ import asyncio
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, TypeVar
 
 from gpu_server._generated import events_pb2
+from gpu_server.errors import StaleCursorError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ CREATE TABLE IF NOT EXISTS covered_frames (
     covered_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS covered_frames_by_sequence ON covered_frames (sequence);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 T = TypeVar("T")
@@ -70,6 +76,7 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._depth = 0
         self._last_sequence = 0
+        self._outbox_id = ""
         # Why the last append failed (disk full, I/O error); empty once one succeeds again.
         self.write_error = ""
         # Replaced on every append; subscribers wait on the one current when they last read.
@@ -96,6 +103,13 @@ class Outbox:
         # FULL: an appended event survives a power cut, not just a process kill.
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
+        # Made once with the database: sequences only mean something within one outbox.
+        db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_id', ?)", (uuid.uuid4().hex,)
+        )
+        self._outbox_id = str(
+            db.execute("SELECT value FROM meta WHERE key = 'outbox_id'").fetchone()[0]
+        )
         self._db = db
         self._depth = int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
         # AUTOINCREMENT remembers the highest sequence ever used, even after its row is gone.
@@ -120,6 +134,11 @@ class Outbox:
     def depth(self) -> int:
         """Events not yet acknowledged."""
         return self._depth
+
+    @property
+    def outbox_id(self) -> str:
+        """Random id made when the database was created; empty before `open()`."""
+        return self._outbox_id
 
     @property
     def last_sequence(self) -> int:
@@ -176,8 +195,22 @@ class Outbox:
             raise
         return sequence
 
-    async def ack(self, up_to: int) -> int:
-        """Remove events up to and including `up_to`; returns how many were removed."""
+    async def ack(self, up_to: int, outbox_id: str = "") -> int:
+        """Remove events up to and including `up_to`; returns how many were removed.
+
+        Raises StaleCursorError, removing nothing, when `outbox_id` is set and names another
+        outbox, or when `up_to` is beyond the last sequence written: the cursor is not ours.
+        """
+        if outbox_id and outbox_id != self._outbox_id:
+            raise StaleCursorError(
+                f"the acknowledgement is for outbox {outbox_id[:64]!r}, this is "
+                f"{self._outbox_id!r}; read the events again from the start"
+            )
+        if up_to > self._last_sequence:
+            raise StaleCursorError(
+                f"sequence {up_to} was never written here (last {self._last_sequence}); "
+                "read the events again from the start"
+            )
         removed = await self._run(lambda: self._ack_sync(up_to))
         self._depth = max(0, self._depth - removed)
         return removed

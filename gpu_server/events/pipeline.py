@@ -341,8 +341,8 @@ class EventPipeline:
             if not batch:
                 await changed.wait()
 
-    async def ack(self, up_to: int) -> int:
-        return await self.outbox.ack(up_to)
+    async def ack(self, up_to: int, outbox_id: str = "") -> int:
+        return await self.outbox.ack(up_to, outbox_id)
 
     def watch(self, camera_id: str) -> AsyncIterator[ProgressNote]:
         return self.hub.watch(camera_id)

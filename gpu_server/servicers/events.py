@@ -21,7 +21,7 @@ class EventsHandler:
             yield event
 
     async def ack(self, request: events_pb2.AckEventsRequest) -> events_pb2.AckEventsResponse:
-        removed = await self._pipeline.ack(request.up_to_sequence)
+        removed = await self._pipeline.ack(request.up_to_sequence, request.outbox_id)
         return events_pb2.AckEventsResponse(removed=removed)
 
     async def configure(

@@ -97,4 +97,5 @@ class StatusReporter:
             llm_unavailable_reason="" if model else risk.unavailable_reason,
             analyses_running=events.processor.running,
             events_created=events.processor.created,
+            outbox_id=events.outbox.outbox_id,
         )

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from events_testlib import MARK_PERSON_SURE, EventsServer, frame_for, scene_png
+from sidecar_testlib import AUTH
 
 from gpu_server._generated import events_pb2, frames_pb2
 
@@ -118,3 +121,34 @@ async def test_a_duplicate_ack_names_the_event_that_covers_it(start_events: Any)
     assert covered.covered_sequence == event.sequence
     assert ack.status == ACCEPTED
     assert ack.covered_sequence == 0
+
+
+async def test_acks_for_another_outbox_or_an_unwritten_sequence_remove_nothing(
+    start_events: Any, tmp_path: Path
+) -> None:
+    server: EventsServer = await start_events(data_dir=tmp_path / "one")
+    await server.send(frame_for(scene_png(1), "f1"))
+    await server.close_due(30)
+    (event,) = await server.events()
+    status = await server.status()
+    outbox_id = status.events.outbox_id
+    assert len(outbox_id) >= 16
+    other: EventsServer = await start_events(data_dir=tmp_path / "two")
+    assert (await other.status()).events.outbox_id not in ("", outbox_id)
+
+    async def ack(up_to: int, box: str) -> Any:
+        return await server.stub.AckEvents(
+            events_pb2.AckEventsRequest(up_to_sequence=up_to, outbox_id=box), metadata=AUTH
+        )
+
+    for up_to, box in ((event.sequence, "someone-else"), (event.sequence + 1, outbox_id)):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await ack(up_to, box)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert server.pipeline.outbox.depth == 1
+    assert (await ack(event.sequence, outbox_id)).removed == 1
+    # The id survives a restart of the same database.
+    data = server.server.config.data_dir
+    await server.server.stop(0)
+    again: EventsServer = await start_events(data_dir=data)
+    assert (await again.status()).events.outbox_id == outbox_id

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS covered_frames (
     covered_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS covered_frames_by_sequence ON covered_frames (sequence);
+CREATE INDEX IF NOT EXISTS covered_frames_by_time ON covered_frames (covered_at_ms);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -77,6 +78,9 @@ class Outbox:
         self._depth = 0
         self._last_sequence = 0
         self._outbox_id = ""
+        # Rows in covered_frames, counted once at open and kept since (outbox thread only), so
+        # an ack never counts the table.
+        self._covered_rows = 0
         # Why the last append failed (disk full, I/O error); empty once one succeeds again.
         self.write_error = ""
         # Replaced on every append; subscribers wait on the one current when they last read.
@@ -112,6 +116,7 @@ class Outbox:
         )
         self._db = db
         self._depth = int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        self._covered_rows = int(db.execute("SELECT COUNT(*) FROM covered_frames").fetchone()[0])
         # AUTOINCREMENT remembers the highest sequence ever used, even after its row is gone.
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         self._last_sequence = int(row[0]) if row is not None else 0
@@ -184,15 +189,21 @@ class Outbox:
             sequence = int(cursor.lastrowid or 0)
             # OR IGNORE: intake never lets a covered frame into a batch, so a clash would be a
             # bug; the first event keeps the frame rather than losing this whole event.
-            db.executemany(
+            inserted = db.executemany(
                 "INSERT OR IGNORE INTO covered_frames (sha256, sequence, covered_at_ms) "
                 "VALUES (?, ?, ?)",
                 [(sha, sequence, now) for sha in shas],
-            )
+            ).rowcount
             db.execute("COMMIT")
         except BaseException:
             _rollback(db)
             raise
+        self._covered_rows += max(0, inserted)
+        if inserted < len(shas):
+            _LOGGER.error(
+                "event %d: %d of its %d frame(s) were covered by an earlier event already",
+                sequence, len(shas) - inserted, len(shas),
+            )
         return sequence
 
     async def ack(self, up_to: int, outbox_id: str = "") -> int:
@@ -220,32 +231,34 @@ class Outbox:
         db.execute("BEGIN IMMEDIATE")
         try:
             removed = db.execute("DELETE FROM events WHERE sequence <= ?", (up_to,)).rowcount
-            self._prune_covered(db)
+            pruned = self._prune_covered(db)
             db.execute("COMMIT")
         except BaseException:
             _rollback(db)
             raise
+        self._covered_rows = max(0, self._covered_rows - pruned)
         return int(removed)
 
-    def _prune_covered(self, db: sqlite3.Connection) -> None:
+    def _prune_covered(self, db: sqlite3.Connection) -> int:
+        """Drop expired and excess covered rows; returns how many. Visits only the rows it
+        drops (by the time index), never the whole table: acks stay cheap at any size."""
         # Only rows whose event is gone (acknowledged) expire; unacked ones must stay.
         oldest_unacked = db.execute("SELECT MIN(sequence) FROM events").fetchone()[0]
         bound = int(oldest_unacked) if oldest_unacked is not None else self._last_sequence + 1
         cutoff = self._now_ms() - self._retention_ms
-        db.execute(
-            "DELETE FROM covered_frames WHERE sequence < ? AND covered_at_ms < ?",
-            (bound, cutoff),
-        )
-        excess = (
-            int(db.execute("SELECT COUNT(*) FROM covered_frames").fetchone()[0])
-            - self._max_covered_rows
-        )
+        pruned = db.execute(
+            "DELETE FROM covered_frames INDEXED BY covered_frames_by_time "
+            "WHERE covered_at_ms < ? AND sequence < ?",
+            (cutoff, bound),
+        ).rowcount
+        excess = self._covered_rows - pruned - self._max_covered_rows
         if excess > 0:
-            db.execute(
+            pruned += db.execute(
                 "DELETE FROM covered_frames WHERE rowid IN (SELECT rowid FROM covered_frames "
                 "WHERE sequence < ? ORDER BY sequence LIMIT ?)",
                 (bound, excess),
-            )
+            ).rowcount
+        return max(0, pruned)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -152,3 +152,30 @@ async def test_acks_for_another_outbox_or_an_unwritten_sequence_remove_nothing(
     await server.server.stop(0)
     again: EventsServer = await start_events(data_dir=data)
     assert (await again.status()).events.outbox_id == outbox_id
+
+
+async def test_an_ack_never_counts_or_scans_the_covered_frames(start_events: Any) -> None:
+    server: EventsServer = await start_events(events__covered_max_rows=3)
+    acks = await server.send(*(frame_for(scene_png(n), f"f{n}") for n in range(5)))
+    await server.close_due(30)
+    (event,) = await server.events()
+    outbox = server.pipeline.outbox
+    statements: list[str] = []
+    await outbox._run(lambda: outbox._conn().set_trace_callback(statements.append))
+    plans: list[str] = []
+
+    def explain() -> None:
+        db = outbox._conn()
+        for sql in statements:
+            if "covered_frames" in sql and sql.lstrip().upper().startswith(("DELETE", "SELECT")):
+                plans.extend(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+
+    assert await server.ack(event.sequence) == 1
+    await outbox._run(lambda: outbox._conn().set_trace_callback(None))
+    await outbox._run(explain)
+    assert not [sql for sql in statements if "COUNT(" in sql.upper()]
+    assert plans
+    assert not [plan for plan in plans if plan.startswith("SCAN covered_frames")]
+    # The row bound still holds without counting the table.
+    remaining = await outbox.covered(ack.content_sha256 for ack in acks)
+    assert len(remaining) == 3

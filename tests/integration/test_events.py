@@ -17,7 +17,16 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.storage import Store
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.home_security_ai.client import EventKind, SecurityEvent
+from custom_components.home_security_ai.client import (
+    AckStatus,
+    EventKind,
+    FrameAck,
+    FrameIn,
+    FrameSource,
+    FrameTimings,
+    RejectReason,
+    SecurityEvent,
+)
 from custom_components.home_security_ai.const import (
     CONF_CAMERAS,
     CONF_SNAPSHOT_INTERVAL,
@@ -278,41 +287,257 @@ async def test_home_assistant_restarted_mid_batch(
     await hass.async_block_till_done()
 
 
-async def test_released_content_is_remembered_across_restarts(
+def _stored_events(hass: HomeAssistant, entry: MockConfigEntry) -> Store[dict[str, Any]]:
+    return Store[dict[str, Any]](hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.events")
+
+
+async def test_covered_duplicate_is_released_after_restart(
     hass: HomeAssistant, sidecar: Sidecar, porch_camera: PorchCamera
 ) -> None:
-    """Content an event covered before a restart that arrives again leaves the spool at once
-    (the sidecar reports it as a duplicate and no new event will cover it)."""
+    """Content an event covered before a restart that arrives again leaves the spool at once:
+    the sidecar names the stored event that covers it (covered_sequence), and Home Assistant
+    has stored that event of the same outbox."""
     fired = _record_events(hass)
     entry = make_entry(sidecar, _options())
     await _setup(hass, entry)
     await _snap(hass, entry, porch_camera, 0)
     await wait_for(hass, lambda: fired, "the security event")
     await wait_for(hass, lambda: entry.runtime_data.spool.frame_count == 0, "the spool to empty")
+    outbox_id = entry.runtime_data.pipeline.outbox_id
+    assert outbox_id, "the sidecar names its outbox"
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
+    stored = await _stored_events(hass, entry).async_load()
+    assert stored is not None
+    assert stored["outbox_id"] == outbox_id
+    assert stored["last_sequence"] == fired[0]["sequence"]
+    assert "released" not in stored  # no memory of released content any more
 
     await _setup(hass, entry)
     data = entry.runtime_data
     await _snap(hass, entry, porch_camera, 0)
     await wait_for(hass, lambda: data.pipeline.cameras["porch"].frames_duplicate == 1, "the ack")
     await wait_for(hass, lambda: data.spool.frame_count == 0, "the duplicate's release")
+    assert data.spool.stats.released == 1
     assert len(fired) == 1
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 
 
-async def test_event_fired_is_stored_even_when_cancelled(
-    hass: HomeAssistant, sidecar: Sidecar, caplog: pytest.LogCaptureFixture
+async def test_uncovered_duplicate_waits_for_its_event(
+    hass: HomeAssistant, long_window_sidecar: Sidecar, porch_camera: PorchCamera
 ) -> None:
-    """Cancelling the handling right after the bus event fired still stores its sequence, so
-    the event is not fired again after a restart."""
+    """The same content sent again while its batch is open is a duplicate no event covers yet:
+    both frames stay spooled until the covering event is stored."""
+    fired = _record_events(hass)
+    entry = make_entry(long_window_sidecar, _options())
+    await _setup(hass, entry)
+    data = entry.runtime_data
+    sha = await _snap(hass, entry, porch_camera, 0)
+    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the first ack")
+    await _snap(hass, entry, porch_camera, 0)
+    await wait_for(hass, lambda: data.pipeline.cameras["porch"].frames_duplicate == 1, "the dup")
+    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the second ack")
+    await hass.async_block_till_done()
+    assert data.spool.frame_count == 2
+    assert data.spool.stats.released == 0
+
+    response = await hass.services.async_call(
+        DOMAIN, "analyze_now", {"camera_id": "porch"}, blocking=True, return_response=True
+    )
+    assert response is not None
+    await wait_for(hass, lambda: data.spool.frame_count == 0, "the spool to empty")
+    assert data.spool.stats.released == 2
+    assert [payload["frame_sha256s"] for payload in fired] == [[sha]]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_duplicate_release_rule(hass: HomeAssistant, sidecar: Sidecar, photo: bytes) -> None:
+    """A DUPLICATE ack releases its frame only when it names a covering event that Home
+    Assistant has stored, counted in the same outbox; otherwise the frame stays."""
+    entry = make_entry(sidecar)
+    await _setup(hass, entry)
+    data = entry.runtime_data
+    pipeline, spool, events = data.pipeline, data.spool, data.events
+    events.outbox_id = "outbox-a"
+    events.last_sequence = 5
+    sha = hashlib.sha256(photo).hexdigest()
+
+    async def _duplicate(outbox_id: str, covered_sequence: int) -> bool:
+        """Spool a frame, ack it as a duplicate; return whether it left the spool."""
+        frame = FrameIn(
+            camera_id="porch",
+            image=photo,
+            client_ref="test",
+            captured_at_ms=1,
+            source=FrameSource.UPLOAD,
+            content_sha256=sha,
+        )
+        entry_ = await spool.async_add(frame)
+        assert entry_ is not None
+        pipeline._in_flight[entry_.key] = frame
+        pipeline._window = asyncio.Semaphore(0)
+        pipeline.outbox_id = outbox_id
+        pipeline._handle_ack(
+            FrameAck(
+                client_ref=entry_.key,
+                camera_id="porch",
+                content_sha256=sha,
+                status=AckStatus.DUPLICATE,
+                status_code=0,
+                reject_reason=RejectReason.UNSPECIFIED,
+                message="",
+                image_width=1,
+                image_height=1,
+                detections=(),
+                detector="",
+                timings=FrameTimings(),
+                covered_sequence=covered_sequence,
+            )
+        )
+        await hass.async_block_till_done()
+        for _ in range(20):
+            if spool.get(entry_.key) is None:
+                return True
+            await asyncio.sleep(0.01)
+        await spool.async_remove([entry_.key])
+        return False
+
+    assert not await _duplicate("outbox-a", 0)  # no event covers it yet
+    assert not await _duplicate("outbox-a", 6)  # covered by an event not stored yet
+    assert not await _duplicate("outbox-b", 3)  # a sequence of another outbox
+    assert not await _duplicate("", 3)  # an outbox that does not name itself
+    assert await _duplicate("outbox-a", 5)
+    assert await _duplicate("outbox-a", 1)
+    await wait_for(hass, lambda: spool.stats.released == 2, "the releases")
+    assert spool.stats.removed == 4
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def _ack_suppressed(*_args: Any) -> int:
+    return 0
+
+
+async def test_other_outbox_resets_the_cursor_without_firing_again(
+    hass: HomeAssistant,
+    long_window_sidecar: Sidecar,
+    porch_camera: PorchCamera,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stored cursor of another outbox is void: it goes back to 0, the sidecar's events are
+    taken again, and one fired before (same event_id) is not fired twice."""
+    fired = _record_events(hass)
+    entry = make_entry(long_window_sidecar, _options())
+    await _setup(hass, entry)
+    data = entry.runtime_data
+    sha = await _snap(hass, entry, porch_camera, 0)
+    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the ack")
+    outbox_id = data.pipeline.outbox_id
+    assert outbox_id, "the sidecar names its outbox"
+    # Handle the event but leave it in the sidecar's outbox (the acknowledgement is lost).
+    with patch.object(data.events._client, "ack_events", _ack_suppressed):
+        await hass.services.async_call(
+            DOMAIN, "analyze_now", {"camera_id": "porch"}, blocking=True, return_response=True
+        )
+        await wait_for(hass, lambda: data.spool.frame_count == 0, "the spool to empty")
+    assert len(fired) == 1
+    sequence = fired[0]["sequence"]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+    store = _stored_events(hass, entry)
+    stored = await store.async_load()
+    assert stored is not None
+    assert stored["outbox_id"] == outbox_id
+    assert fired[0]["event_id"] in stored["recent_event_ids"]
+    await store.async_save({**stored, "outbox_id": "an-outbox-long-gone"})
+
+    caplog.set_level(logging.WARNING)
+    await _setup(hass, entry)
+    events = entry.runtime_data.events
+    assert "The sidecar's event outbox is another one" in caplog.text
+    await wait_for(hass, lambda: events.last_sequence == sequence, "the event taken again")
+    assert events.outbox_id == outbox_id
+    assert events.events_skipped == 1
+    assert [payload["frame_sha256s"] for payload in fired] == [[sha]]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    stored = await store.async_load()
+    assert stored is not None
+    assert stored["outbox_id"] == outbox_id
+    assert stored["last_sequence"] == sequence
+
+
+async def test_refused_acknowledgement_resets_the_cursor(
+    hass: HomeAssistant,
+    long_window_sidecar: Sidecar,
+    porch_camera: PorchCamera,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """FAILED_PRECONDITION from AckEvents voids the cursor: logged, reset, resubscribed; the
+    event whose acknowledgement was refused is not fired again."""
+    fired = _record_events(hass)
+    entry = make_entry(long_window_sidecar, _options())
+    await _setup(hass, entry)
+    data = entry.runtime_data
+    events = data.events
+    sha = await _snap(hass, entry, porch_camera, 0)
+    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the ack")
+    outbox_id = events.outbox_id
+    assert outbox_id, "the sidecar names its outbox"
+    events.outbox_id = "not-the-sidecars"  # every acknowledgement is refused now
+    caplog.set_level(logging.WARNING)
+    await hass.services.async_call(
+        DOMAIN, "analyze_now", {"camera_id": "porch"}, blocking=True, return_response=True
+    )
+    await wait_for(hass, lambda: "refused the event cursor" in caplog.text, "the refusal")
+    await wait_for(hass, lambda: events.connected and events.outbox_id == outbox_id, "resubscribe")
+    await wait_for(hass, lambda: events.events_skipped == 1, "the event taken again")
+    assert events.last_sequence == fired[0]["sequence"]
+    assert [payload["frame_sha256s"] for payload in fired] == [[sha]]
+    assert data.spool.frame_count == 0
+    # Acknowledged this time: nothing is left in the sidecar's outbox.
+    for _ in range(100):
+        if (await data.client.get_status()).events.outbox_depth == 0:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("The event was not acknowledged")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_event_fired_is_stored_even_when_cancelled(
+    hass: HomeAssistant, sidecar: Sidecar, photo: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelling the handling right after the bus event fired still releases its frames and
+    stores its sequence, so the event is not fired again after a restart. A frame of the event
+    is spooled, so that releasing it waits for the executor: the cancellation lands there."""
     entry = make_entry(sidecar)
     await _setup(hass, entry)
     events = entry.runtime_data.events
+    spool = entry.runtime_data.spool
+    sha = hashlib.sha256(photo).hexdigest()
+    spooled = await spool.async_add(
+        FrameIn(
+            camera_id="porch",
+            image=photo,
+            client_ref="test",
+            captured_at_ms=1,
+            source=FrameSource.UPLOAD,
+            content_sha256=sha,
+        )
+    )
+    assert spooled is not None
     sequence = events.last_sequence + 1
     event = SecurityEvent(
-        sequence=sequence, event_id="once", camera_id="porch", kind=EventKind.SECURITY
+        sequence=sequence,
+        event_id="once",
+        camera_id="porch",
+        kind=EventKind.SECURITY,
+        frame_sha256s=(sha,),
     )
     fired: list[str] = []
     tasks: list[asyncio.Task[None]] = []
@@ -330,6 +555,8 @@ async def test_event_fired_is_stored_even_when_cancelled(
     await hass.async_block_till_done()
     assert fired == ["once"]
     assert events.last_sequence == sequence
+    assert spool.frame_count == 0
+    assert not list(spool.folder.glob(f"{spooled.key}.*")), "the frame's files are gone"
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

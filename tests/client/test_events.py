@@ -15,6 +15,7 @@ from custom_components.home_security_ai.client import (
     AckStatus,
     CameraSettings,
     EventKind,
+    FailedPrecondition,
     FrameIn,
     FrameSource,
     HomeSecurityAIClient,
@@ -110,11 +111,24 @@ async def test_events_round_trip(events_sidecar: Sidecar) -> None:
 
     # The outbox keeps it until acknowledged: a new subscription gets it again.
     assert (await _first(client.subscribe_events(0))).event_id == event.event_id
-    assert await client.ack_events(event.sequence) == 1
+    outbox_id = (await client.get_status()).events.outbox_id
+    assert outbox_id
+    # A cursor of another outbox, or beyond the last written sequence, is refused.
+    with pytest.raises(FailedPrecondition):
+        await client.ack_events(event.sequence, "another-outbox")
+    with pytest.raises(FailedPrecondition):
+        await client.ack_events(event.sequence + 1, outbox_id)
+    assert await client.ack_events(event.sequence, outbox_id) == 1
     status = await client.get_status()
     assert status.events.outbox_depth == 0
     assert status.events.last_sequence == event.sequence
     assert await client.ack_events(event.sequence) == 0
+
+    # The same content again: a duplicate that names the stored event covering it.
+    dup = [ack async for ack in client.stream_frames(outgoing())]
+    assert [ack.status for ack in dup] == [AckStatus.DUPLICATE]
+    assert dup[0].covered_sequence == event.sequence
+    assert acks[0].covered_sequence == 0
     await client.close()
 
 
@@ -140,3 +154,11 @@ def test_unimplemented_is_not_supported() -> None:
     )
     assert isinstance(error, NotSupported)
     assert "does not support" in str(error)
+
+
+def test_failed_precondition_is_its_own_error() -> None:
+    """FAILED_PRECONDITION (e.g. an event cursor of another outbox) has an error of its own."""
+    error = _map_error(
+        aio.AioRpcError(grpc.StatusCode.FAILED_PRECONDITION, aio.Metadata(), aio.Metadata(), "x")
+    )
+    assert isinstance(error, FailedPrecondition)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from typing import Any
+from unittest.mock import AsyncMock, patch
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
@@ -58,17 +59,19 @@ async def _setup(
 async def _handle(entry: MockConfigEntry, level: RiskLevel, score: int) -> None:
     events = entry.runtime_data.events
     sequence = events.last_sequence + 1
-    await events.async_handle(
-        SecurityEvent(
-            sequence=sequence,
-            event_id=f"event-{sequence}",
-            camera_id="porch",
-            kind=EventKind.SECURITY,
-            risk_score=score,
-            risk_level=level,
-            summary="Someone at the door",
+    # The sidecar never wrote this event, so it would refuse its acknowledgement.
+    with patch.object(events._client, "ack_events", AsyncMock(return_value=0)):
+        await events.async_handle(
+            SecurityEvent(
+                sequence=sequence,
+                event_id=f"event-{sequence}",
+                camera_id="porch",
+                kind=EventKind.SECURITY,
+                risk_score=score,
+                risk_level=level,
+                summary="Someone at the door",
+            )
         )
-    )
 
 
 def _restore_events_today(

@@ -75,6 +75,7 @@ class Outbox:
         self._now_ms = now_ms
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
+        self.closed = False  # set by close(): nothing can be stored any more
         self._depth = 0
         self._last_sequence = 0
         self._outbox_id = ""
@@ -87,6 +88,8 @@ class Outbox:
         self._changed = asyncio.Event()
 
     async def _run(self, fn: Callable[[], T]) -> T:
+        if self.closed:
+            raise RuntimeError("the outbox is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def _conn(self) -> sqlite3.Connection:
@@ -122,6 +125,7 @@ class Outbox:
         self._last_sequence = int(row[0]) if row is not None else 0
 
     async def close(self) -> None:
+        self.closed = True
         if self._db is None:
             return
 
@@ -130,8 +134,10 @@ class Outbox:
                 self._db.close()
                 self._db = None
 
-        await self._run(close_sync)
-        self._executor.shutdown(wait=True)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, close_sync)
+        finally:
+            self._executor.shutdown(wait=True)
 
     # -- state -----------------------------------------------------------------------------
 

@@ -217,8 +217,14 @@ class EventPipeline:
     def _submit(self, job: AnalysisJob) -> asyncio.Task[events_pb2.SecurityEvent]:
         task = asyncio.create_task(self._run_job(job), name=f"analysis-{job.batch_id[:8]}")
         self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
+        task.add_done_callback(self._job_done)
         return task
+
+    def _job_done(self, task: asyncio.Task[events_pb2.SecurityEvent]) -> None:
+        self._jobs.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Nobody awaits a job: say here what became of it.
+            _LOGGER.error("analysis %s ended without an event: %s", task.get_name(), error)
 
     async def _run_job(self, job: AnalysisJob) -> events_pb2.SecurityEvent:
         try:

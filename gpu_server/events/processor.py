@@ -379,6 +379,12 @@ class EventProcessor:
             try:
                 await self._outbox.append(event)
             except Exception:
+                if self._outbox.closed:
+                    # Shut down already: the frames stay with the client, which resends them.
+                    _LOGGER.warning(
+                        "event for %s not stored: the outbox is closed", event.camera_id
+                    )
+                    raise
                 _LOGGER.exception("Could not store an event; retrying in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _APPEND_RETRY_MAX_S)

@@ -179,3 +179,15 @@ async def test_an_ack_never_counts_or_scans_the_covered_frames(start_events: Any
     # The row bound still holds without counting the table.
     remaining = await outbox.covered(ack.content_sha256 for ack in acks)
     assert len(remaining) == 3
+
+
+async def test_a_late_job_gives_up_once_the_outbox_is_closed(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    (ack,) = await server.send(frame_for(scene_png(1), "f1"))
+    pipeline = server.pipeline
+    batch = pipeline.windows.close("front_door")
+    await server.server.stop(0)  # the batch was taken out before: its job comes late
+    job = pipeline._run_job(pipeline._job_for(batch))
+    with pytest.raises(RuntimeError, match=r"closed|shutdown"):
+        await asyncio.wait_for(job, 5.0)
+    assert ack.content_sha256 not in pipeline._claimed

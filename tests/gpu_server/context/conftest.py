@@ -16,14 +16,14 @@ def _assets() -> pathlib.Path:
     # settings file, and only its bundled sample photos are needed here.
     spec = importlib.util.find_spec("ultralytics")
     if spec is None or spec.origin is None:
-        pytest.skip("ultralytics (and its sample photos) is not installed")
+        pytest.fail("ultralytics (and its sample photos) is missing: run scripts/setup_sidecar_env")
     return pathlib.Path(spec.origin).parent / "assets"
 
 
 def _read(name: str) -> npt.NDArray[np.uint8]:
     image = cv2.imread(str(_assets() / name))
     if image is None:
-        pytest.skip(f"sample photo {name} is not available")
+        pytest.fail(f"sample photo {name} is not readable in {_assets()}")
     return np.asarray(image, dtype=np.uint8)
 
 

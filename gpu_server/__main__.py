@@ -36,7 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def write_ready_file(path: Path, server: GRPCServer) -> None:
     """Write atomically so a watcher never reads a half-written file."""
-    payload = {"host": server.config.host, "port": server.port, "server_id": server.server_id}
+    payload: dict[str, object] = {
+        "host": server.config.host, "port": server.port, "server_id": server.server_id
+    }
+    if server.events is not None:
+        model = server.events.risk.status()
+        payload["language_model"] = {
+            "state": model.state.value, "model": model.model, "reason": model.reason
+        }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload), encoding="utf-8")

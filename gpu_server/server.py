@@ -94,7 +94,9 @@ class GRPCServer:
             max_wait_ms=config.batching.max_wait_ms,
         )
         self.batcher.start()
-        risk = self._risk or RiskAnalysis(config.llm, config.models_dir)
+        risk = self._risk or RiskAnalysis(
+            config.llm, config.models_dir, data_dir=config.data_dir
+        )
         self.events = EventPipeline(config, risk, clock=self._clock)
         await self.events.start()
         self.dedupe = Deduplicator(ResultCache(config.dedupe.capacity))

@@ -64,14 +64,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Processes the demo started, by name; a wait fails at once when one of them has died.
+WATCHED: dict[str, subprocess.Popen[bytes]] = {}
+LOG_TAIL_LINES = 15
+
+
+def log_tail(name: str, lines: int = LOG_TAIL_LINES) -> str:
+    text = (DEMO_DIR / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+def check_alive() -> None:
+    """Stop the demo, saying why, when a process it started has died."""
+    for name, proc in WATCHED.items():
+        code = proc.poll()
+        if code is not None:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            raise SystemExit(
+                f"demo: the {name} {how}. The last lines of {DEMO_DIR}/{name}.log:\n"
+                f"{log_tail(name)}"
+            )
+
+
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
     """Poll `predicate` until it returns something truthy, or fail saying what we waited for."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        check_alive()
         with contextlib.suppress(OSError, urllib.error.URLError, ValueError, KeyError):
             if result := predicate():
                 return result
-        time.sleep(interval)
+        time.sleep(min(interval, 0.25) if time.monotonic() + interval > deadline else interval)
     raise SystemExit(
         f"demo: gave up waiting for {what} after {timeout:.0f} s (see {DEMO_DIR}/*.log)"
     )
@@ -156,9 +179,11 @@ class HomeAssistantApi:
 def process(name: str, argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     log = (DEMO_DIR / f"{name}.log").open("wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=DEMO_DIR)
+    WATCHED[name] = proc
     try:
         yield proc
     finally:
+        WATCHED.pop(name, None)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -194,6 +219,18 @@ def report(states: list[dict[str, Any]]) -> None:
         unit = state["attributes"].get("unit_of_measurement", "")
         extra = {k: v for k, v in state["attributes"].items() if k not in STANDARD_ATTRIBUTES}
         print(f"  {name:<45} {state['state']} {unit} {json.dumps(extra) if extra else ''}".rstrip())
+
+
+def report_language_model(model: dict[str, str]) -> None:
+    """Say at once whether the language model runs; without it the rules assess events."""
+    if model.get("state") == "ready":
+        print(f"Language model {model.get('model')} is ready in its own process.")
+    else:
+        print(
+            f"demo: the language model is not running ({model.get('state', 'unknown')}: "
+            f"{model.get('reason') or 'no reason given'}); the rules assess the events.\n"
+            f"The last lines of {DEMO_DIR}/sidecar.log:\n{log_tail('sidecar')}"
+        )
 
 
 def main() -> None:
@@ -234,14 +271,13 @@ def main() -> None:
         f"Starting the sidecar and Home Assistant (logs in {DEMO_DIR.relative_to(REPO_ROOT)}/)..."
     )
     with (
-        process("sidecar", sidecar_argv, sidecar_env) as sidecar,
-        process(
-            "homeassistant", [args.hass, "-c", str(config), "--skip-pip"], dict(os.environ)
-        ) as hass,
+        process("sidecar", sidecar_argv, sidecar_env),
+        process("homeassistant", [args.hass, "-c", str(config), "--skip-pip"], dict(os.environ)),
     ):
         ready = wait_for(
-            lambda: json.loads(ready_file.read_text()), STARTUP_TIMEOUT_S, "the sidecar"
+            lambda: json.loads(ready_file.read_text()), STARTUP_TIMEOUT_S, "the sidecar", 0.25
         )
+        report_language_model(ready.get("language_model", {}))
         api = HomeAssistantApi(f"http://127.0.0.1:{ha_port}")
         wait_for(
             lambda: api.request("GET", "/api/onboarding") is not None,
@@ -283,7 +319,8 @@ def main() -> None:
             return
         print("Ctrl-C stops the demo.")
         with contextlib.suppress(KeyboardInterrupt):
-            while sidecar.poll() is None and hass.poll() is None:
+            while True:
+                check_alive()
                 time.sleep(1)
     sys.exit(0)
 

@@ -33,6 +33,9 @@ RISK_LEVELS: Final = ("low", "medium", "high", "critical")
 SNAPSHOT_FOLDER: Final = "home_security_ai"
 
 STATUS_UPDATE_INTERVAL: Final = timedelta(seconds=30)
+# A language model that keeps failing this long gets a repair issue (one that cannot load at all
+# gets it at once): the rules still assess events meanwhile, with less insight.
+LANGUAGE_MODEL_ISSUE_AFTER: Final = timedelta(minutes=10)
 UPLOAD_POLL_INTERVAL: Final = timedelta(seconds=2)
 # A dropped file is sent once its size and mtime held still across two polls and it
 # is at least this old (the uploader has finished writing it).

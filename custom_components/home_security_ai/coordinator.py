@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.util import dt as dt_util
 
-from .client import AuthFailed, HomeSecurityAIClient, HomeSecurityAIError, ServerStatus
-from .const import DOMAIN, STATUS_UPDATE_INTERVAL
+from .client import (
+    LANGUAGE_MODEL_FAILING,
+    AuthFailed,
+    HomeSecurityAIClient,
+    HomeSecurityAIError,
+    LanguageModelState,
+    LanguageModelStatus,
+    ServerStatus,
+)
+from .const import DOMAIN, LANGUAGE_MODEL_ISSUE_AFTER, STATUS_UPDATE_INTERVAL
 
 if TYPE_CHECKING:
     from .events import EventStream
@@ -63,10 +74,12 @@ class HomeSecurityAIStatusCoordinator(DataUpdateCoordinator[ServerStatus]):
             update_interval=STATUS_UPDATE_INTERVAL,
         )
         self.client = client
+        # Since when the language model has been failing without a break.
+        self._model_failing_since: datetime | None = None
 
     async def _async_update_data(self) -> ServerStatus:
         try:
-            return await self.client.get_status()
+            status = await self.client.get_status()
         except AuthFailed as err:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"
@@ -77,3 +90,32 @@ class HomeSecurityAIStatusCoordinator(DataUpdateCoordinator[ServerStatus]):
                 translation_key="cannot_connect",
                 translation_placeholders={"error": str(err)},
             ) from err
+        self.update_language_model_issue(status.language_model)
+        return status
+
+    def update_language_model_issue(self, model: LanguageModelStatus) -> None:
+        """Raise a repair issue while the language model keeps failing; clear it once it works."""
+        issue_id = f"language_model_failing_{self.config_entry.entry_id}"
+        if model.state not in LANGUAGE_MODEL_FAILING:
+            self._model_failing_since = None
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            return
+        now = dt_util.utcnow()
+        since = self._model_failing_since = self._model_failing_since or now
+        cannot_start = model.state is LanguageModelState.FAILED
+        if not cannot_start and now - since < LANGUAGE_MODEL_ISSUE_AFTER:
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="language_model_failing",
+            translation_placeholders={
+                "model": model.model or "the language model",
+                "state": model.state.value.replace("_", " "),
+                "reason": model.reason or "no reason given",
+                "fallbacks": str(model.fallbacks),
+            },
+        )

@@ -12,7 +12,8 @@ from homeassistant.core import HomeAssistant
 from .const import CONF_UPLOAD_FOLDERS
 from .coordinator import HomeSecurityAIConfigEntry
 
-TO_REDACT = {CONF_HOST, CONF_TOKEN, CONF_UPLOAD_FOLDERS}
+# "endpoint": the address of a remote language-model service the sidecar uses.
+TO_REDACT = {CONF_HOST, CONF_TOKEN, CONF_UPLOAD_FOLDERS, "endpoint"}
 REDACTED = "**REDACTED**"
 
 
@@ -38,7 +39,7 @@ async def async_get_config_entry_diagnostics(
             "data": async_redact_data(entry.data, TO_REDACT),
             "options": async_redact_data(entry.options, TO_REDACT),
         },
-        "status": asdict(status) if status is not None else None,
+        "status": async_redact_data(asdict(status), TO_REDACT) if status is not None else None,
         "connection": {
             "connected": pipeline.connected,
             "last_error": _scrub(pipeline.last_error, host),

@@ -22,7 +22,7 @@ from homeassistant.helpers.event import async_track_time_change
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
-from .client import ServerStatus
+from .client import LanguageModelState, ServerStatus
 from .const import signal_new_camera, signal_spool_updated
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import (
@@ -83,6 +83,24 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
             "backend": status.detector.backend,
             "device": status.detector.device,
             "fallback_reason": status.detector.fallback_reason or None,
+        },
+    ),
+    ServerSensorEntityDescription(
+        key="language_model",
+        translation_key="language_model",
+        device_class=SensorDeviceClass.ENUM,
+        options=[state.value for state in LanguageModelState],
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda status: status.language_model.state.value,
+        attributes_fn=lambda status: {
+            "backend": status.language_model.backend or None,
+            "model": status.language_model.model or None,
+            "endpoint": status.language_model.endpoint or None,
+            "reason": status.language_model.reason or None,
+            "restarts": status.language_model.restarts,
+            "analyses": status.language_model.analyses,
+            "fallbacks": status.language_model.fallbacks,
+            "queue_depth": status.language_model.queue_depth,
         },
     ),
     ServerSensorEntityDescription(

@@ -3,7 +3,7 @@
 An empty batch becomes NOTHING_TO_REPORT without the LLM; it only releases its frames (and
 still teaches the baseline that the hour was quiet). Anything else gets its context (zones,
 baseline, scene, other cameras), a risk assessment from the LLM or the rules, and is appended to
-the outbox. Blocking work runs in threads; one LLM analysis runs at a time.
+the outbox. Blocking work runs in threads; the risk analysis queues the model's work.
 """
 
 from __future__ import annotations
@@ -208,8 +208,6 @@ class EventProcessor:
         self._cameras = cameras
         self._clock = clock
         self._max_detections = max_detections
-        # One analysis on the model at a time; empty batches never wait for it.
-        self._llm_lock = asyncio.Lock()
         self.running = 0
         self.created = 0
 
@@ -369,8 +367,10 @@ class EventProcessor:
                 note = ProgressNote(job.camera_id, job.batch_id, text)
                 loop.call_soon_threadsafe(self._hub.publish, note)
 
-        async with self._llm_lock:
-            return await self._risk.assess(analysis, on_token=on_token)
+        # The risk analysis queues model work itself, urgent jobs first.
+        return await self._risk.assess(
+            analysis, urgent=job.fast_path or job.tamper, on_token=on_token
+        )
 
     async def _store(self, event: events_pb2.SecurityEvent) -> events_pb2.SecurityEvent:
         # The frames are acknowledged to Home Assistant already: keep trying rather than drop.

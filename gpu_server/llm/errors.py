@@ -11,17 +11,25 @@ class LlmTimeoutError(LlmError):
     pass
 
 
-class LlmBusyError(LlmError):
-    """A previous generation (one that timed out) is still running on this model."""
+class LlmUnavailableError(LlmError):
+    """No model can answer right now (loading, restarting, circuit open, queue full)."""
 
 
-class LlmCancelledError(LlmError):
-    pass
+class LlmUnreachableError(LlmError):
+    """The endpoint refused or dropped the connection before or while answering."""
+
+
+class LlmHttpError(LlmError):
+    """The endpoint answered with an HTTP error status."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"model endpoint answered HTTP {status}{': ' + detail if detail else ''}")
+        self.status = status
+
+
+class LlmProtocolError(LlmError):
+    """The endpoint's answer was not the OpenAI chat-completions shape (not JSON, no choices)."""
 
 
 class LlmOutputError(LlmError):
     """The model's output was cut off or did not validate."""
-
-
-class GrammarError(LlmError):
-    """llama.cpp refused the grammar."""

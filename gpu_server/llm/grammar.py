@@ -115,3 +115,24 @@ def worst_case_bytes(limits: GrammarLimits = DEFAULT_LIMITS) -> int:
 def worst_case_tokens(limits: GrammarLimits = DEFAULT_LIMITS) -> int:
     """An upper bound on generated tokens: each token carries at least one byte, plus the end."""
     return worst_case_bytes(limits) + 1
+
+
+def response_schema(limits: GrammarLimits = DEFAULT_LIMITS) -> dict[str, object]:
+    """The same shape as a JSON schema, for endpoints that constrain output by schema instead.
+
+    Such converters are looser than the grammar (control characters, bounds), so the answer is
+    validated against ModelOutput all the same.
+    """
+    string_fields = {
+        name: {"type": "string", "maxLength": limits.for_field(name)} for name in _STRING_FIELDS
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "risk_score": {"type": "integer", "minimum": 0, "maximum": 100},
+            "risk_level": {"type": "string", "enum": [level.value for level in RiskLevel]},
+            **string_fields,
+        },
+        "required": list(FIELD_ORDER),
+        "additionalProperties": False,
+    }

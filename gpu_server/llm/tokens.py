@@ -2,48 +2,18 @@
 
 The whole prompt plus the longest answer must fit in n_ctx, or llama.cpp fails mid-generation.
 Sections are dropped in a fixed priority order (least useful first) and the result is measured
-again with the real tokenizer, so the final prompt is known to fit rather than estimated to.
+again with the model's own tokenizer where the model server offers one (a safe estimate
+where it does not), so the final prompt fits rather than being hoped to.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
-CHARS_PER_TOKEN_ESTIMATE: Final = 4
 DEFAULT_MARGIN_TOKENS: Final = 32
-
-
-class TokenCounter(Protocol):
-    def count(self, text: str) -> int: ...
-
-
-class _Tokenizer(Protocol):
-    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]: ...
-
-
-class EstimatedTokenCounter:
-    """When no model is loaded: about four characters a token, rounded up."""
-
-    def count(self, text: str) -> int:
-        return math.ceil(len(text) / CHARS_PER_TOKEN_ESTIMATE)
-
-
-class LlamaTokenCounter:
-    """The model's own tokenizer (Llama.tokenize), for fragments of the data block.
-
-    Markers are not parsed as special tokens: untrusted text has none left after sanitizing,
-    and counting them as plain text can only overestimate.
-    """
-
-    def __init__(self, model: _Tokenizer) -> None:
-        self._model = model
-
-    def count(self, text: str) -> int:
-        return len(self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
 def prompt_budget(n_ctx: int, max_output_tokens: int, margin: int = DEFAULT_MARGIN_TOKENS) -> int:
@@ -124,12 +94,14 @@ def fit_sections(
     complete prompt that text ends up in (static prefix and chat markers included), so the final
     check is exact. Sections are modified in place.
     """
-    # First pass: cheap per-line estimates bring a huge input close to the budget without
-    # tokenizing the whole prompt once per dropped line.
-    line_costs = {
-        id(section): [count_line(line) + 2 for line in section.lines] for section in sections
-    }
+    # First pass: cheap per-line counts bring a huge input close to the budget without
+    # tokenizing the whole prompt once per dropped line. Only counted when over budget.
     total = count_prompt(render(sections))
+    line_costs = (
+        {id(section): [count_line(line) + 2 for line in section.lines] for section in sections}
+        if total > budget
+        else {}
+    )
     while total > budget:
         victim = next((s for s in sorted(sections, key=lambda s: s.kind) if s.lines), None)
         if victim is None:

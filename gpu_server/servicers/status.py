@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Final
 
 from gpu_server import __version__
 from gpu_server._generated import status_pb2
 from gpu_server.events.pipeline import EventPipeline
+from gpu_server.llm.service import LanguageModelState
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
 from gpu_server.pipeline.batching import DetectionBatcher
 from gpu_server.pipeline.detect import DetectorSelection
+
+_MODEL_STATE: Final = {
+    LanguageModelState.OFF: status_pb2.LANGUAGE_MODEL_STATE_OFF,
+    LanguageModelState.LOADING: status_pb2.LANGUAGE_MODEL_STATE_LOADING,
+    LanguageModelState.READY: status_pb2.LANGUAGE_MODEL_STATE_READY,
+    LanguageModelState.RESTARTING: status_pb2.LANGUAGE_MODEL_STATE_RESTARTING,
+    LanguageModelState.CIRCUIT_OPEN: status_pb2.LANGUAGE_MODEL_STATE_CIRCUIT_OPEN,
+    LanguageModelState.UNREACHABLE: status_pb2.LANGUAGE_MODEL_STATE_UNREACHABLE,
+    LanguageModelState.FAILED: status_pb2.LANGUAGE_MODEL_STATE_FAILED,
+}
 
 
 class StatusReporter:
@@ -80,21 +92,42 @@ class StatusReporter:
                 rejected=self._counters.rejected,
             ),
             events=self._events_status(),
+            language_model=self._language_model_status(),
+        )
+
+    def _language_model_status(self) -> status_pb2.LanguageModelStatus | None:
+        if self._events is None:
+            return None
+        status = self._events.risk.status()
+        return status_pb2.LanguageModelStatus(
+            state=_MODEL_STATE[status.state],
+            backend=status.backend.value if status.backend is not None else "",
+            model=status.model,
+            endpoint=status.endpoint,
+            reason=status.reason,
+            restarts=status.restarts,
+            consecutive_failures=status.consecutive_failures,
+            queue_depth=status.queue_depth,
+            queue_capacity=status.queue_capacity,
+            analyses=status.analyses,
+            fallbacks=status.fallbacks,
+            retry_in_s=status.retry_in_s,
         )
 
     def _events_status(self) -> status_pb2.EventsStatus | None:
         events = self._events
         if events is None:
             return None
-        risk = events.risk
-        model = risk.model_name or ""
+        model_status = events.risk.status()
+        # Kept for older clients: the model in use, or empty (and why) while the rules answer.
+        model = model_status.model if model_status.state is LanguageModelState.READY else ""
         return status_pb2.EventsStatus(
             open_batches=events.open_batches,
             outbox_depth=events.outbox.depth,
             outbox_max_events=events.outbox.max_events,
             last_sequence=events.outbox.last_sequence,
             llm_model=model,
-            llm_unavailable_reason="" if model else risk.unavailable_reason,
+            llm_unavailable_reason="" if model else model_status.reason,
             analyses_running=events.processor.running,
             events_created=events.processor.created,
             outbox_id=events.outbox.outbox_id,

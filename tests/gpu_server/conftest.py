@@ -101,3 +101,11 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
     for item in running:
         await item.channel.close()
         await item.server.stop(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ~0.5 MB random-weight llama GGUF: the real llama.cpp runs it in milliseconds."""
+    from gpu_server.llm.testing import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("llm-models") / "tiny-random.gguf")

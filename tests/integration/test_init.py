@@ -44,6 +44,7 @@ async def test_setup_and_unload(
         f"{server_id}_server_connectivity",
         f"{server_id}_server_gpu_available",
         f"{server_id}_server_detector",
+        f"{server_id}_server_language_model",
         f"{server_id}_server_inference_latency",
         f"{server_id}_server_total_latency_p95",
         f"{server_id}_server_queue_depth",
@@ -60,6 +61,9 @@ async def test_setup_and_unload(
     assert hass.states.get(detector).attributes["friendly_name"] == (
         "Home Security AI (127.0.0.1) Detector"
     )
+    model = hass.states.get(unique_ids[f"{server_id}_server_language_model"].entity_id)
+    assert model.state == "off"
+    assert model.attributes["reason"] == "LLM disabled in the settings"
     connectivity = unique_ids[f"{server_id}_server_connectivity"].entity_id
     assert connectivity == "binary_sensor.home_security_ai_127_0_0_1_connectivity"
     assert hass.states.get(connectivity).state == STATE_ON
@@ -120,6 +124,7 @@ async def test_diagnostics(hass: HomeAssistant, shared_sidecar: Sidecar, tmp_pat
     assert shared_sidecar.host not in str(diagnostics)
     assert diagnostics["connection"]["last_error"].startswith("Cannot reach ipv4:**REDACTED**")
     assert diagnostics["entry"]["options"]["upload_folders"] == "**REDACTED**"
+    assert diagnostics["status"]["language_model"]["state"] == "off"
     assert shared_sidecar.token not in str(diagnostics)
     assert diagnostics["status"]["server_id"] == shared_sidecar.server_id
     assert diagnostics["status"]["detector"]["name"] == "hog-people"

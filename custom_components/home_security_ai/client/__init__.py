@@ -12,6 +12,7 @@ from .errors import (
     ResourceExhausted,
 )
 from .models import (
+    LANGUAGE_MODEL_FAILING,
     AckStatus,
     AnalyzeNowResult,
     Box,
@@ -28,6 +29,8 @@ from .models import (
     FrameTimings,
     GpuDevice,
     GpuStatus,
+    LanguageModelState,
+    LanguageModelStatus,
     LatencyStats,
     RejectReason,
     RiskLevel,
@@ -38,6 +41,7 @@ from .models import (
 )
 
 __all__ = [
+    "LANGUAGE_MODEL_FAILING",
     "AckStatus",
     "AnalyzeNowResult",
     "AuthFailed",
@@ -59,6 +63,8 @@ __all__ = [
     "GpuStatus",
     "HomeSecurityAIClient",
     "HomeSecurityAIError",
+    "LanguageModelState",
+    "LanguageModelStatus",
     "LatencyStats",
     "NotSupported",
     "RejectReason",

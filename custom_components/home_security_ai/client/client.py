@@ -35,6 +35,8 @@ from .models import (
     FrameTimings,
     GpuDevice,
     GpuStatus,
+    LanguageModelState,
+    LanguageModelStatus,
     LatencyStats,
     RejectReason,
     RiskLevel,
@@ -250,6 +252,37 @@ def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
             events_created=status.events.events_created,
             outbox_id=status.events.outbox_id,
         ),
+        language_model=_language_model_from_proto(status.language_model)
+        if status.HasField("language_model")
+        else LanguageModelStatus(),
+    )
+
+
+_MODEL_STATES: Final = {
+    status_pb2.LANGUAGE_MODEL_STATE_OFF: LanguageModelState.OFF,
+    status_pb2.LANGUAGE_MODEL_STATE_LOADING: LanguageModelState.LOADING,
+    status_pb2.LANGUAGE_MODEL_STATE_READY: LanguageModelState.READY,
+    status_pb2.LANGUAGE_MODEL_STATE_RESTARTING: LanguageModelState.RESTARTING,
+    status_pb2.LANGUAGE_MODEL_STATE_CIRCUIT_OPEN: LanguageModelState.CIRCUIT_OPEN,
+    status_pb2.LANGUAGE_MODEL_STATE_UNREACHABLE: LanguageModelState.UNREACHABLE,
+    status_pb2.LANGUAGE_MODEL_STATE_FAILED: LanguageModelState.FAILED,
+}
+
+
+def _language_model_from_proto(model: status_pb2.LanguageModelStatus) -> LanguageModelStatus:
+    return LanguageModelStatus(
+        state=_MODEL_STATES.get(model.state, LanguageModelState.UNKNOWN),
+        backend=model.backend,
+        model=model.model,
+        endpoint=model.endpoint,
+        reason=model.reason,
+        restarts=model.restarts,
+        consecutive_failures=model.consecutive_failures,
+        queue_depth=model.queue_depth,
+        queue_capacity=model.queue_capacity,
+        analyses=model.analyses,
+        fallbacks=model.fallbacks,
+        retry_in_s=model.retry_in_s,
     )
 
 

@@ -7,7 +7,7 @@ nothing outside the client package has to know about protobuf.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 
 class FrameSource(IntEnum):
@@ -272,6 +272,48 @@ class EventsStatus:
     outbox_id: str = ""
 
 
+class LanguageModelState(StrEnum):
+    """Where the sidecar's language model stands; the rules assess events while it is not ready."""
+
+    UNKNOWN = "unknown"  # a sidecar too old to say
+    OFF = "off"
+    LOADING = "loading"
+    READY = "ready"
+    RESTARTING = "restarting"
+    CIRCUIT_OPEN = "circuit_open"
+    UNREACHABLE = "unreachable"
+    FAILED = "failed"
+
+
+# States in which the language model should answer but does not.
+LANGUAGE_MODEL_FAILING = frozenset(
+    {
+        LanguageModelState.RESTARTING,
+        LanguageModelState.CIRCUIT_OPEN,
+        LanguageModelState.UNREACHABLE,
+        LanguageModelState.FAILED,
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LanguageModelStatus:
+    """The language model that writes the risk assessments."""
+
+    state: LanguageModelState = LanguageModelState.UNKNOWN
+    backend: str = ""  # "embedded" (a model server the sidecar runs) or "remote"
+    model: str = ""
+    endpoint: str = ""
+    reason: str = ""
+    restarts: int = 0
+    consecutive_failures: int = 0
+    queue_depth: int = 0
+    queue_capacity: int = 0
+    analyses: int = 0
+    fallbacks: int = 0
+    retry_in_s: float = 0.0
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ServerStatus:
     """Status of the sidecar."""
@@ -285,3 +327,4 @@ class ServerStatus:
     gpu: GpuStatus = field(default_factory=GpuStatus)
     frames: FrameCounters = field(default_factory=FrameCounters)
     events: EventsStatus = field(default_factory=EventsStatus)
+    language_model: LanguageModelStatus = field(default_factory=LanguageModelStatus)

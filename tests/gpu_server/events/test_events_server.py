@@ -254,4 +254,5 @@ async def test_status_reports_the_events_pipeline(start_events: Any) -> None:
     status = await server.status()
     assert status.events.open_batches == 1
     assert status.events.llm_model == ""
-    assert "not configured" in status.events.llm_unavailable_reason
+    assert status.events.llm_unavailable_reason == "LLM disabled in the settings"
+    assert status.language_model.state == status_pb2.LANGUAGE_MODEL_STATE_OFF

@@ -1,16 +1,17 @@
-"""Fixtures for the risk-analysis tests: a tiny real GGUF model and typical inputs."""
+"""Fixtures for the risk-analysis tests: a real model server on a tiny GGUF, typical inputs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_testlib import TEST_LIMITS, TEST_N_CTX, llm_settings
 
-from gpu_server.llm.analyzer import LlmAnalyzer
-from gpu_server.llm.grammar import GrammarLimits
+from gpu_server.llm.assessor import ModelAssessor
+from gpu_server.llm.client import ChatClient
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
@@ -20,47 +21,59 @@ from gpu_server.llm.inputs import (
     ZoneInput,
     ZoneKind,
 )
-from gpu_server.llm.testing import write_tiny_gguf
-
-# Short strings keep each generation on the random model to a few hundred tokens.
-TEST_LIMITS = GrammarLimits(summary=40, reasoning=80, recommended_action=40)
-TEST_N_CTX = 8192
-
-
-@pytest.fixture(scope="session")
-def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("models") / "tiny-random.gguf")
-
-
-MakeAnalyzer = Callable[..., LlmAnalyzer]
+from gpu_server.llm.model_server import ModelServer
+from gpu_server.llm.settings import OutputConstraint
+from gpu_server.llm.templates import PromptLibrary
 
 
 @pytest.fixture
-def make_analyzer(tiny_gguf: Path) -> Iterator[MakeAnalyzer]:
-    # Fresh ones per test: loading the tiny model takes milliseconds, and an analyzer's asyncio
-    # lock must belong to the test's own event loop.
-    made: list[LlmAnalyzer] = []
+async def model_server(tiny_gguf: Path, tmp_path: Path) -> AsyncIterator[ModelServer]:
+    """The real llama-cpp-python server process on loopback, serving the tiny model."""
+    server = ModelServer(tiny_gguf, llm_settings(), tmp_path / "llm")
+    try:
+        assert await server.start(), server.reason
+        yield server
+    finally:
+        await server.stop()
 
-    def make(**overrides: Any) -> LlmAnalyzer:
+
+MakeAssessor = Callable[..., ModelAssessor]
+
+
+@pytest.fixture
+async def make_assessor(model_server: ModelServer) -> AsyncIterator[MakeAssessor]:
+    made: list[ModelAssessor] = []
+
+    def make(**overrides: Any) -> ModelAssessor:
+        client = ChatClient(
+            model_server.base_url,
+            model=model_server.model_name,
+            api_key=model_server.api_key,
+            tokenize_url=model_server.tokenize_url,
+        )
         options: dict[str, Any] = {
+            "model_name": model_server.model_name,
+            "prompts": PromptLibrary.builtin(),
             "n_ctx": TEST_N_CTX,
-            "n_threads": 2,
-            "grammar_limits": TEST_LIMITS,
+            "constraint": OutputConstraint.GRAMMAR,
             "seed": 7,
+            "temperature": 0.1,
+            "grammar_limits": TEST_LIMITS,
+            "llama_sampling": True,
         }
         options.update(overrides)
-        instance = LlmAnalyzer(tiny_gguf, **options)
+        instance = ModelAssessor(client, **options)
         made.append(instance)
         return instance
 
     yield make
     for instance in made:
-        instance.close()
+        await instance.client.aclose()
 
 
 @pytest.fixture
-def analyzer(make_analyzer: MakeAnalyzer) -> LlmAnalyzer:
-    return make_analyzer()
+def assessor(make_assessor: MakeAssessor) -> ModelAssessor:
+    return make_assessor()
 
 
 MakeInput = Callable[..., AnalysisInput]

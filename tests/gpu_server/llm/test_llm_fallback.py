@@ -1,9 +1,7 @@
-"""Rule-based assessments, and the service falling back to them so no event is lost."""
+"""Rule-based assessments, and the service using them when no model is configured."""
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from gpu_server.llm.fallback import assess_with_rules
-from gpu_server.llm.grammar import GrammarLimits
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
@@ -30,7 +27,6 @@ from gpu_server.llm.service import (
 )
 
 MakeInput = Callable[..., AnalysisInput]
-SMALL = GrammarLimits(summary=40, reasoning=80, recommended_action=40)
 
 
 def _quiet(make_input: MakeInput, **overrides: object) -> AnalysisInput:
@@ -155,108 +151,3 @@ def test_model_resolution(tmp_path: Path, tiny_gguf: Path) -> None:
 def test_unknown_camera_prompt_version_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(LlmConfigError, match="unknown prompt version"):
         RiskAnalysis(LlmSettings(camera_prompt_versions={"cam": "v404"}), tmp_path)
-
-
-async def test_unloadable_model_means_rules_with_the_reason(
-    tmp_path: Path, make_input: MakeInput
-) -> None:
-    (tmp_path / "broken.gguf").write_bytes(b"not a model")
-    service = RiskAnalysis(LlmSettings(), tmp_path)
-    await service.start()
-    assessment = await service.assess(make_input())
-    assert assessment.fallback
-    assert assessment.fallback_reason is not None
-    assert assessment.fallback_reason.startswith("LLM failed to load")
-
-
-async def _service(tiny_gguf: Path, **settings: object) -> RiskAnalysis:
-    options: dict[str, object] = {"model": str(tiny_gguf), "n_ctx": 8192, "n_threads": 2}
-    options.update(settings)
-    service = RiskAnalysis(
-        LlmSettings.model_validate(options), tiny_gguf.parent, grammar_limits=SMALL
-    )
-    await service.start()
-    return service
-
-
-async def test_service_uses_the_model_and_records_it(
-    tiny_gguf: Path, make_input: MakeInput
-) -> None:
-    service = await _service(tiny_gguf)
-    try:
-        assert service.model_name == tiny_gguf.name
-        pieces: list[str] = []
-        assessment = await service.assess(make_input(), on_token=pieces.append)
-        assert not assessment.fallback
-        assert assessment.model == tiny_gguf.name
-        assert pieces
-    finally:
-        await service.close()
-
-
-async def test_llm_exception_falls_back(tiny_gguf: Path, make_input: MakeInput) -> None:
-    service = await _service(tiny_gguf)
-
-    def explode(_: str) -> None:
-        raise RuntimeError("decode failed")
-
-    try:
-        assessment = await service.assess(make_input(), on_token=explode)
-        assert assessment.fallback
-        assert assessment.fallback_reason == "LLM failed: RuntimeError: decode failed"
-        assert assessment.risk_level is level_for_score(assessment.risk_score)
-    finally:
-        await service.close()
-
-
-async def test_llm_timeout_falls_back_and_the_model_stays_busy_until_it_stops(
-    tiny_gguf: Path, make_input: MakeInput
-) -> None:
-    service = await _service(tiny_gguf)
-    release = threading.Event()
-
-    def stall(_: str) -> None:
-        # A stand-in for a model far too slow: it waits at its first token until released.
-        release.wait(timeout=30)
-
-    try:
-        # Once analysed, the same prompt is all in the KV cache, so the stalled run reaches
-        # its first token (and the stall) at once instead of racing the short timeout.
-        assert not (await service.assess(make_input())).fallback
-        slow = await service.assess(make_input(), on_token=stall, timeout_s=0.3)
-        assert slow.fallback
-        assert slow.fallback_reason == "LLM timed out after 0.3s"
-        busy = await service.assess(make_input(), timeout_s=0.1)
-        assert busy.fallback
-        assert busy.fallback_reason == "LLM busy with an earlier analysis"
-        release.set()
-        analyzer = service.analyzer
-        assert analyzer is not None
-        await analyzer.wait_idle()
-        recovered = await service.assess(make_input())
-        assert not recovered.fallback
-    finally:
-        release.set()
-        await service.close()
-
-
-async def test_per_camera_prompt_version(tiny_gguf: Path, make_input: MakeInput) -> None:
-    service = await _service(tiny_gguf, camera_prompt_versions={"cam-front": "v1"})
-    try:
-        assert service.prompt_version_for(make_input()) == "v1"
-        assert (await service.assess(make_input())).prompt_version == "v1"
-    finally:
-        await service.close()
-
-
-async def test_missing_llm_runtime_means_rules(
-    tiny_gguf: Path, make_input: MakeInput, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # As if llama-cpp-python were not installed: importing the analyzer fails.
-    monkeypatch.setitem(sys.modules, "gpu_server.llm.analyzer", None)
-    service = RiskAnalysis(LlmSettings(model=str(tiny_gguf)), tiny_gguf.parent)
-    await service.start()
-    assessment = await service.assess(make_input())
-    assert assessment.fallback
-    assert assessment.fallback_reason is not None
-    assert assessment.fallback_reason.startswith("LLM runtime not installed")

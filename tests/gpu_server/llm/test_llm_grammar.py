@@ -1,4 +1,4 @@
-"""The grammar against the real llama.cpp sampler on a tiny random model."""
+"""The grammar against the real llama.cpp sampler on a tiny random model (loaded in the test)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,37 @@ import re
 import unicodedata
 from pathlib import Path
 
+import llama_cpp
 import pytest
 from llama_cpp import Llama
+from llama_cpp.llama_grammar import LlamaGrammar
 
-from gpu_server.llm.analyzer import GrammarError, check_grammar
 from gpu_server.llm.grammar import GrammarLimits, build_grammar, worst_case_tokens
 from gpu_server.llm.schema import FIELD_ORDER, ModelOutput
 
 # Short strings keep each generation on the random model to a few hundred tokens.
 TEST_LIMITS = GrammarLimits(summary=40, reasoning=80, recommended_action=40)
+
+
+
+class GrammarError(Exception):
+    pass
+
+
+def check_grammar(llm: Llama, grammar: str) -> LlamaGrammar:
+    """Parse the grammar with llama.cpp itself, as the model server will.
+
+    llama-cpp-python hands a grammar to the sampler chain without checking that llama.cpp
+    accepted it, and a rejected one crashes the process (here: the model server) at the first
+    generation, so the one the sidecar sends must be known to parse.
+    """
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+    if not sampler:
+        raise GrammarError("llama.cpp could not parse the grammar")
+    llama_cpp.llama_sampler_free(sampler)
+    return LlamaGrammar.from_string(grammar, verbose=False)
+
 
 PROMPT = "<|im_start|>user\nRate the risk.<|im_end|>\n<|im_start|>assistant\n"
 

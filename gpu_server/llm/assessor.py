@@ -178,7 +178,8 @@ class ModelAssessor:
 
 def _constraint_body(constraint: OutputConstraint, limits: GrammarLimits) -> dict[str, Any]:
     if constraint is OutputConstraint.GRAMMAR:
-        return {"grammar": build_grammar(limits)}
+        # llama.cpp's servers: keep the prompt in the KV cache, so the next one reuses the brief.
+        return {"grammar": build_grammar(limits), "cache_prompt": True}
     if constraint is OutputConstraint.JSON_SCHEMA:
         return {
             "response_format": {

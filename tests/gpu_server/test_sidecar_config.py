@@ -80,6 +80,31 @@ def test_invalid_configuration_is_refused(
         load_config(path, env=env)
 
 
+def test_a_remote_language_model_from_the_environment() -> None:
+    config = load_config(
+        env={
+            "HSAI_LLM_REMOTE_URL": "http://gpu-box:8000/v1/",
+            "HSAI_LLM_REMOTE_MODEL": "nvidia/nemotron-nano",
+            "HSAI_LLM_REMOTE_API_KEY": "sk-secret-value",
+        }
+    )
+    remote = config.llm.remote
+    assert remote is not None
+    assert (remote.url, remote.model, remote.constraint) == (
+        "http://gpu-box:8000/v1", "nvidia/nemotron-nano", "json_schema"
+    )
+    assert remote.api_key is not None
+    assert remote.api_key.get_secret_value() == "sk-secret-value"
+    assert "sk-secret-value" not in repr(config)
+    # Empty values (docker compose's defaults) mean no remote model.
+    empty = {"HSAI_LLM_REMOTE_URL": "", "HSAI_LLM_REMOTE_MODEL": ""}
+    assert load_config(env=empty).llm.remote is None
+    with pytest.raises(ConfigError, match="model"):
+        load_config(env={"HSAI_LLM_REMOTE_URL": "http://gpu-box:8000/v1"})
+    with pytest.raises(ConfigError, match="http"):
+        load_config(env={"HSAI_LLM_REMOTE_URL": "gpu-box:8000", "HSAI_LLM_REMOTE_MODEL": "m"})
+
+
 def test_server_id_is_stable_across_restarts(tmp_path: Path) -> None:
     first = load_or_create_server_id(tmp_path / "data")
     assert load_or_create_server_id(tmp_path / "data") == first

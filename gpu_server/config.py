@@ -30,6 +30,13 @@ class LimitsConfig(_Section):
     max_width: int = Field(default=16384, ge=1)
     max_height: int = Field(default=16384, ge=1)
     max_pixels: int = Field(default=50_000_000, ge=1)
+    # A header that promises more pixels per encoded byte than any camera's file holds is forged
+    # (or its scan data is missing): refused before anything is decoded.
+    max_pixels_per_byte: int = Field(default=1024, ge=1)
+    # Memory all frames being decoded and detected may take at once; None: an eighth of the
+    # machine's memory, at most 2 GiB. Frames wait for room, then get BACKPRESSURE.
+    decode_budget_bytes: int | None = Field(default=None, ge=16 * MIB)
+    decode_wait_s: float = Field(default=10.0, gt=0.0, le=600.0)
 
     @model_validator(mode="after")
     def _frame_fits_in_message(self) -> Self:

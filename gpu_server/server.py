@@ -24,6 +24,7 @@ from gpu_server.pipeline.batching import DetectionBatcher
 from gpu_server.pipeline.dedupe import Deduplicator, ResultCache
 from gpu_server.pipeline.detect import DetectorSelection, build_detector
 from gpu_server.pipeline.intake import FrameIntake
+from gpu_server.pipeline.memory import DecodeBudget, default_budget_bytes
 from gpu_server.servicers import SecurityAIServicer
 from gpu_server.servicers.events import EventsHandler
 from gpu_server.servicers.frames import FrameStreamHandler
@@ -62,6 +63,8 @@ class GRPCServer:
         self.selection: DetectorSelection | None = None
         self.batcher: DetectionBatcher | None = None
         self.dedupe: Deduplicator[AnalysisResult] | None = None
+        self.decode_budget: DecodeBudget | None = None
+        self._status: StatusReporter | None = None
         self.counters = FrameCounters()
         self.latency = LatencyTracker(config.latency_window)
         self.server_id = ""
@@ -100,22 +103,29 @@ class GRPCServer:
         self.events = EventPipeline(config, risk, clock=self._clock)
         await self.events.start()
         self.dedupe = Deduplicator(ResultCache(config.dedupe.capacity))
+        limits = config.limits
+        self.decode_budget = DecodeBudget(
+            limits.decode_budget_bytes or default_budget_bytes(), limits.decode_wait_s
+        )
         analyzer = FrameAnalyzer(
-            FrameIntake(config.limits), self.dedupe, self.batcher, self.latency, self.events
+            FrameIntake(limits, decode_side=config.detector.imgsz),
+            self.dedupe, self.batcher, self.latency, self.events,
+            budget=self.decode_budget,
+        )
+        self._status = StatusReporter(
+            server_id=self.server_id,
+            selection=selection,
+            batcher=self.batcher,
+            latency=self.latency,
+            counters=self.counters,
+            gpu=self._gpu,
+            events=self.events,
         )
         servicer = SecurityAIServicer(
             FrameStreamHandler(
                 analyzer, self.counters, max_in_flight=config.batching.max_in_flight_per_stream
             ),
-            StatusReporter(
-                server_id=self.server_id,
-                selection=selection,
-                batcher=self.batcher,
-                latency=self.latency,
-                counters=self.counters,
-                gpu=self._gpu,
-                events=self.events,
-            ),
+            self._status,
             EventsHandler(self.events),
         )
 
@@ -167,6 +177,8 @@ class GRPCServer:
             self.events = None
         if self.batcher is not None:
             await self.batcher.stop()
+        if self._status is not None:
+            self._status.close()
         await asyncio.to_thread(self._gpu.close)
         _LOGGER.info("stopped")
 

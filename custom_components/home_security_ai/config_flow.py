@@ -40,10 +40,10 @@ from .const import (
     DEFAULT_SNAPSHOT_INTERVAL,
     DEFAULT_THREAT_MINUTES,
     DOMAIN,
-    MAX_BATCH_SECONDS,
     MAX_SNAPSHOT_INTERVAL,
 )
 from .coordinator import HomeSecurityAIConfigEntry
+from .limits import MAX_BATCH_SECONDS
 from .zones import InvalidZones, validate_zone_map
 
 # The zones editor of the options: YAML mapping camera ids to their zones.

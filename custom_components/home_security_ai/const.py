@@ -23,7 +23,6 @@ CONF_THREAT_MINUTES: Final = "threat_minutes"
 
 DEFAULT_SNAPSHOT_INTERVAL: Final = 30
 MAX_SNAPSHOT_INTERVAL: Final = 86_400
-MAX_BATCH_SECONDS: Final = 3600
 DEFAULT_THREAT_MINUTES: Final = 5
 
 # Fired on the bus for every stored security event, with the whole event.

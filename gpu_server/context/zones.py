@@ -6,7 +6,6 @@ Assistant keeps its meaning when the camera's stream resolution changes.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -384,7 +383,9 @@ class ZoneRegistry:
         if self._path is None:
             return
         payload = _ZonesFile(cameras={cid: zmap.zones for cid, zmap in sorted(self._maps.items())})
-        atomic_write_text(self._path, json.dumps(payload.model_dump(mode="json"), indent=2))
+        # Compact, and encoded by pydantic's core: a file at every limit is written in
+        # milliseconds, where indented json.dumps took over a second.
+        atomic_write_text(self._path, payload.model_dump_json())
 
     def set(self, camera_id: str, zones: ZoneMap | Iterable[Zone | dict[str, Any]]) -> ZoneMap:
         """Replace a camera's zones (validated) and persist them."""

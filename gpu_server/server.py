@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import grpc
@@ -11,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gpu_server._generated import service_pb2, service_pb2_grpc
-from gpu_server.auth import BearerTokenInterceptor
+from gpu_server.auth import BearerTokenInterceptor, RefusalLog
 from gpu_server.config import ServerConfig
 from gpu_server.events.clock import Clock
 from gpu_server.events.pipeline import EventPipeline
@@ -28,6 +29,7 @@ from gpu_server.servicers import SecurityAIServicer
 from gpu_server.servicers.events import EventsHandler
 from gpu_server.servicers.frames import FrameStreamHandler
 from gpu_server.servicers.status import StatusReporter
+from gpu_server.tls import load_server_certificate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class GRPCServer:
     `detector` lets a caller hand in an already loaded detector (tests and benchmarks reuse
     one model across servers); by default it is built from the configuration. `clock` drives
     the batch windows (tests pass a fake one); `risk` replaces the risk analysis built from
-    the `llm` settings.
+    the `llm` settings. The clock also paces the log of refused calls.
     """
 
     def __init__(
@@ -67,6 +69,9 @@ class GRPCServer:
         self.server_id = ""
         self.token = ""
         self.port = 0
+        # SHA-256 of the certificate presented when TLS is on, else None.
+        self.tls_fingerprint: str | None = None
+        self.refusals = RefusalLog(clock=clock.monotonic if clock is not None else time.monotonic)
 
     @property
     def address(self) -> str:
@@ -79,6 +84,11 @@ class GRPCServer:
         self.server_id = load_or_create_server_id(config.data_dir)
         configured = config.token.get_secret_value() if config.token is not None else ""
         self.token = configured or load_or_create_token(config.data_dir)
+        credentials = None
+        if config.tls.mode != "off":
+            certificate = await asyncio.to_thread(load_server_certificate, config)
+            credentials = grpc.ssl_server_credentials([(certificate.key_pem, certificate.cert_pem)])
+            self.tls_fingerprint = certificate.fingerprint
 
         selection = self._given_detector
         if selection is None:
@@ -121,7 +131,7 @@ class GRPCServer:
 
         max_bytes = config.limits.max_message_bytes
         server = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(self.token)],
+            interceptors=[BearerTokenInterceptor(self.token, refusals=self.refusals)],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
@@ -133,8 +143,12 @@ class GRPCServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
+        address = f"{config.host}:{config.port}"
         try:
-            self.port = server.add_insecure_port(f"{config.host}:{config.port}")
+            if credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, credentials)
         except RuntimeError as exc:
             await self.events.stop(0)
             await self.batcher.stop()
@@ -148,6 +162,14 @@ class GRPCServer:
             self.address, self.server_id, selection.detector.name, selection.detector.device,
             risk.model_name or f"rules ({risk.unavailable_reason})",
         )
+        if self.tls_fingerprint is not None:
+            _LOGGER.info(
+                "TLS is on; the certificate's SHA-256 fingerprint is %s "
+                "(Home Assistant shows it when you connect: they must match)",
+                self.tls_fingerprint,
+            )
+        else:
+            _LOGGER.info("TLS is off: the token crosses the network in clear text")
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:

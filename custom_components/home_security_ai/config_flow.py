@@ -8,12 +8,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     EntitySelector,
     EntitySelectorConfig,
     NumberSelector,
@@ -26,7 +32,15 @@ from homeassistant.helpers.selector import (
 from homeassistant.util.yaml import dump as yaml_dump
 from homeassistant.util.yaml import parse_yaml
 
-from .client import AuthFailed, CannotConnect, HomeSecurityAIClient, ServerStatus
+from .client import (
+    AuthFailed,
+    CannotConnect,
+    HomeSecurityAIClient,
+    ServerStatus,
+    TlsUnavailable,
+    certificate_fingerprint,
+    fetch_server_certificate,
+)
 from .const import (
     CONF_BATCH_WINDOW,
     CONF_CAMERAS,
@@ -34,6 +48,7 @@ from .const import (
     CONF_MOTION_SENSORS,
     CONF_SNAPSHOT_INTERVAL,
     CONF_THREAT_MINUTES,
+    CONF_TLS_CERTIFICATE,
     CONF_UPLOAD_FOLDERS,
     CONF_ZONES,
     DEFAULT_PORT,
@@ -48,6 +63,12 @@ from .zones import InvalidZones, validate_zone_map
 
 # The zones editor of the options: YAML mapping camera ids to their zones.
 CONF_ZONES_YAML = "zones_yaml"
+# The connection form's TLS switch; the entry keeps the pinned certificate instead.
+CONF_USE_TLS = "use_tls"
+# The user's answer to "does this fingerprint match the one the sidecar printed?".
+CONF_FINGERPRINT_MATCHES = "fingerprint_matches"
+# A sidecar that did not answer in plaintext is asked for TLS this long.
+_TLS_PROBE_TIMEOUT = 5.0
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,16 +82,20 @@ STEP_USER_SCHEMA = vol.Schema(
         vol.Required(CONF_HOST): TextSelector(),
         vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT_SELECTOR,
         vol.Required(CONF_TOKEN): _TOKEN_SELECTOR,
+        vol.Required(CONF_USE_TLS, default=False): BooleanSelector(),
     }
 )
 STEP_REAUTH_SCHEMA = vol.Schema({vol.Required(CONF_TOKEN): _TOKEN_SELECTOR})
+STEP_TLS_CONFIRM_SCHEMA = vol.Schema(
+    {vol.Required(CONF_FINGERPRINT_MATCHES, default=False): BooleanSelector()}
+)
 
 
 async def _async_try_connect(
-    host: str, port: int, token: str
+    host: str, port: int, token: str, tls_certificate: str | None = None
 ) -> tuple[ServerStatus | None, dict[str, str]]:
     """Ask the sidecar for its status; return it or the form errors."""
-    client = HomeSecurityAIClient(host, port, token)
+    client = HomeSecurityAIClient(host, port, token, tls_certificate=tls_certificate)
     try:
         return await client.get_status(), {}
     except CannotConnect:
@@ -85,11 +110,14 @@ async def _async_try_connect(
 
 
 def _connection_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    data = {
         CONF_HOST: str(user_input[CONF_HOST]).strip(),
         CONF_PORT: int(user_input[CONF_PORT]),
         CONF_TOKEN: str(user_input[CONF_TOKEN]),
     }
+    if cert_pem := user_input.get(CONF_TLS_CERTIFICATE):
+        data[CONF_TLS_CERTIFICATE] = str(cert_pem)
+    return data
 
 
 class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -97,6 +125,10 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
 
     VERSION = 1
     MINOR_VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with no connection waiting for the certificate check."""
+        self._pending: dict[str, Any] = {}
 
     @staticmethod
     @callback
@@ -109,13 +141,14 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             data = _connection_data(user_input)
-            status, errors = await _async_try_connect(**data)
+            status, errors = await self._async_connect(data, bool(user_input.get(CONF_USE_TLS)))
             if status is not None:
                 await self.async_set_unique_id(status.server_id)
                 self._abort_if_unique_id_configured()
-                return self.async_create_entry(
-                    title=f"Home Security AI ({data[CONF_HOST]})", data=data
-                )
+                self._pending = data
+                if CONF_TLS_CERTIFICATE in data:
+                    return await self.async_step_tls_confirm()
+                return self._async_save()
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(STEP_USER_SCHEMA, user_input),
@@ -156,18 +189,85 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             data = _connection_data(user_input)
-            status, errors = await _async_try_connect(**data)
+            status, errors = await self._async_connect(data, bool(user_input.get(CONF_USE_TLS)))
             if status is not None:
                 await self.async_set_unique_id(status.server_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_server")
-                return self.async_update_reload_and_abort(entry, data_updates=data)
+                self._pending = data
+                # A certificate other than the pinned one is checked by the user again.
+                if data.get(CONF_TLS_CERTIFICATE) not in (
+                    None,
+                    entry.data.get(CONF_TLS_CERTIFICATE),
+                ):
+                    return await self.async_step_tls_confirm()
+                return self._async_save()
+        current = {**entry.data, CONF_USE_TLS: CONF_TLS_CERTIFICATE in entry.data}
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
-                STEP_USER_SCHEMA, user_input or entry.data
+                STEP_USER_SCHEMA, user_input or current
             ),
             errors=errors,
         )
+
+    async def async_step_tls_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show the certificate's fingerprint for the user to compare with the sidecar's."""
+        if user_input is not None:
+            if not user_input[CONF_FINGERPRINT_MATCHES]:
+                return self.async_abort(reason="certificate_not_trusted")
+            return self._async_save()
+        return self.async_show_form(
+            step_id="tls_confirm",
+            data_schema=STEP_TLS_CONFIRM_SCHEMA,
+            description_placeholders={
+                CONF_HOST: self._pending[CONF_HOST],
+                "fingerprint": certificate_fingerprint(self._pending[CONF_TLS_CERTIFICATE]),
+            },
+        )
+
+    async def _async_connect(
+        self, data: dict[str, Any], use_tls: bool
+    ) -> tuple[ServerStatus | None, dict[str, str]]:
+        """With TLS, fetch the certificate to pin (into `data`); then ask for the status."""
+        host, port = data[CONF_HOST], data[CONF_PORT]
+        if use_tls:
+            try:
+                data[CONF_TLS_CERTIFICATE] = await self.hass.async_add_executor_job(
+                    fetch_server_certificate, host, port
+                )
+            except TlsUnavailable:
+                return None, {CONF_USE_TLS: "tls_unavailable"}
+            except CannotConnect:
+                return None, {CONF_HOST: "cannot_connect"}
+        status, errors = await _async_try_connect(**data)
+        if errors.get(CONF_HOST) == "cannot_connect":
+            if use_tls:
+                # It answered with this certificate a moment ago, yet refused it when pinned.
+                return None, {CONF_USE_TLS: "certificate_rejected"}
+            if await self._async_speaks_tls(host, port):
+                return None, {CONF_USE_TLS: "tls_required"}
+        return status, errors
+
+    async def _async_speaks_tls(self, host: str, port: int) -> bool:
+        """Whether a sidecar that refused plaintext answers with TLS."""
+        try:
+            await self.hass.async_add_executor_job(
+                fetch_server_certificate, host, port, _TLS_PROBE_TIMEOUT
+            )
+        except CannotConnect:
+            return False
+        return True
+
+    def _async_save(self) -> ConfigFlowResult:
+        """Create the entry, or update the reconfigured one, with the pending connection."""
+        data = self._pending
+        if self.source == SOURCE_RECONFIGURE:
+            entry = self._get_reconfigure_entry()
+            kept = {key: value for key, value in entry.data.items() if key != CONF_TLS_CERTIFICATE}
+            return self.async_update_reload_and_abort(entry, data={**kept, **data})
+        return self.async_create_entry(title=f"Home Security AI ({data[CONF_HOST]})", data=data)
 
 
 def _seconds(maximum: int, unit: str = "s") -> NumberSelector:

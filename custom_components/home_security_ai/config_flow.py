@@ -120,15 +120,25 @@ def _connection_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _form_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The connection form's values for entry data: TLS is on when a certificate is pinned."""
+    return {**data, CONF_USE_TLS: CONF_TLS_CERTIFICATE in data}
+
+
 class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Connects Home Assistant to a Home Security AI sidecar."""
+    """Connects Home Assistant to a Home Security AI sidecar.
+
+    With TLS the sidecar's certificate is fetched and its fingerprint shown before the token
+    is sent, so the token only ever goes to a certificate the user accepted.
+    """
 
     VERSION = 1
     MINOR_VERSION = 1
 
     def __init__(self) -> None:
-        """Start with no connection waiting for the certificate check."""
+        """Start with no connection pending and no certificate accepted."""
         self._pending: dict[str, Any] = {}
+        self._trusted: set[str] = set()
 
     @staticmethod
     @callback
@@ -137,23 +147,14 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
         return HomeSecurityAIOptionsFlow()
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Ask where the sidecar is and for its token."""
+        """Ask where the sidecar is, for its token and whether it uses TLS."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = _connection_data(user_input)
-            status, errors = await self._async_connect(data, bool(user_input.get(CONF_USE_TLS)))
-            if status is not None:
-                await self.async_set_unique_id(status.server_id)
-                self._abort_if_unique_id_configured()
-                self._pending = data
-                if CONF_TLS_CERTIFICATE in data:
-                    return await self.async_step_tls_confirm()
-                return self._async_save()
-        return self.async_show_form(
-            step_id="user",
-            data_schema=self.add_suggested_values_to_schema(STEP_USER_SCHEMA, user_input),
-            errors=errors,
-        )
+            self._pending = _connection_data(user_input)
+            errors = await self._async_fetch_certificate(bool(user_input.get(CONF_USE_TLS)))
+            if not errors:
+                return await self._async_continue()
+        return self._async_show_connection_form(errors, user_input)
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         """Start a reauthentication after the sidecar refused the token."""
@@ -162,7 +163,7 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reauth_confirm(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Ask for the new token."""
+        """Ask for the new token; a TLS entry keeps its pinned certificate."""
         entry = self._get_reauth_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -184,71 +185,79 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Change where the sidecar is, or its token."""
+        """Change where the sidecar is, its token or TLS."""
         entry = self._get_reconfigure_entry()
+        if pinned := entry.data.get(CONF_TLS_CERTIFICATE):
+            self._trusted.add(pinned)
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = _connection_data(user_input)
-            status, errors = await self._async_connect(data, bool(user_input.get(CONF_USE_TLS)))
-            if status is not None:
-                await self.async_set_unique_id(status.server_id)
-                self._abort_if_unique_id_mismatch(reason="wrong_server")
-                self._pending = data
-                # A certificate other than the pinned one is checked by the user again.
-                if data.get(CONF_TLS_CERTIFICATE) not in (
-                    None,
-                    entry.data.get(CONF_TLS_CERTIFICATE),
-                ):
-                    return await self.async_step_tls_confirm()
-                return self._async_save()
-        current = {**entry.data, CONF_USE_TLS: CONF_TLS_CERTIFICATE in entry.data}
-        return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(
-                STEP_USER_SCHEMA, user_input or current
-            ),
-            errors=errors,
-        )
+            self._pending = _connection_data(user_input)
+            errors = await self._async_fetch_certificate(bool(user_input.get(CONF_USE_TLS)))
+            if not errors:
+                return await self._async_continue()
+        return self._async_show_connection_form(errors, user_input or _form_values(entry.data))
 
     async def async_step_tls_confirm(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Show the certificate's fingerprint for the user to compare with the sidecar's."""
+        cert_pem: str = self._pending[CONF_TLS_CERTIFICATE]
         if user_input is not None:
             if not user_input[CONF_FINGERPRINT_MATCHES]:
                 return self.async_abort(reason="certificate_not_trusted")
-            return self._async_save()
+            self._trusted.add(cert_pem)
+            return await self._async_connect_and_save()
         return self.async_show_form(
             step_id="tls_confirm",
             data_schema=STEP_TLS_CONFIRM_SCHEMA,
             description_placeholders={
                 CONF_HOST: self._pending[CONF_HOST],
-                "fingerprint": certificate_fingerprint(self._pending[CONF_TLS_CERTIFICATE]),
+                "fingerprint": certificate_fingerprint(cert_pem),
             },
         )
 
-    async def _async_connect(
-        self, data: dict[str, Any], use_tls: bool
-    ) -> tuple[ServerStatus | None, dict[str, str]]:
-        """With TLS, fetch the certificate to pin (into `data`); then ask for the status."""
-        host, port = data[CONF_HOST], data[CONF_PORT]
-        if use_tls:
-            try:
-                data[CONF_TLS_CERTIFICATE] = await self.hass.async_add_executor_job(
-                    fetch_server_certificate, host, port
-                )
-            except TlsUnavailable:
-                return None, {CONF_USE_TLS: "tls_unavailable"}
-            except CannotConnect:
-                return None, {CONF_HOST: "cannot_connect"}
+    async def _async_fetch_certificate(self, use_tls: bool) -> dict[str, str]:
+        """With TLS, put the certificate the sidecar presents into the pending data."""
+        if not use_tls:
+            return {}
+        host, port = self._pending[CONF_HOST], self._pending[CONF_PORT]
+        try:
+            self._pending[CONF_TLS_CERTIFICATE] = await self.hass.async_add_executor_job(
+                fetch_server_certificate, host, port
+            )
+        except TlsUnavailable:
+            return {CONF_USE_TLS: "tls_unavailable"}
+        except CannotConnect:
+            return {CONF_HOST: "cannot_connect"}
+        return {}
+
+    async def _async_continue(self) -> ConfigFlowResult:
+        """Have a certificate not accepted yet checked by the user; else connect and save."""
+        cert_pem = self._pending.get(CONF_TLS_CERTIFICATE)
+        if cert_pem is not None and cert_pem not in self._trusted:
+            return await self.async_step_tls_confirm()
+        return await self._async_connect_and_save()
+
+    async def _async_connect_and_save(self) -> ConfigFlowResult:
+        """Test the pending connection; create the entry or update the reconfigured one."""
+        data = self._pending
         status, errors = await _async_try_connect(**data)
-        if errors.get(CONF_HOST) == "cannot_connect":
-            if use_tls:
-                # It answered with this certificate a moment ago, yet refused it when pinned.
-                return None, {CONF_USE_TLS: "certificate_rejected"}
-            if await self._async_speaks_tls(host, port):
-                return None, {CONF_USE_TLS: "tls_required"}
-        return status, errors
+        if status is None:
+            if errors.get(CONF_HOST) == "cannot_connect":
+                if CONF_TLS_CERTIFICATE in data:
+                    # It presented this certificate a moment ago, yet refused it when pinned.
+                    errors = {CONF_USE_TLS: "certificate_rejected"}
+                elif await self._async_speaks_tls(data[CONF_HOST], data[CONF_PORT]):
+                    errors = {CONF_USE_TLS: "tls_required"}
+            return self._async_show_connection_form(errors, _form_values(data))
+        await self.async_set_unique_id(status.server_id)
+        if self.source == SOURCE_RECONFIGURE:
+            self._abort_if_unique_id_mismatch(reason="wrong_server")
+            entry = self._get_reconfigure_entry()
+            kept = {key: value for key, value in entry.data.items() if key != CONF_TLS_CERTIFICATE}
+            return self.async_update_reload_and_abort(entry, data={**kept, **data})
+        self._abort_if_unique_id_configured()
+        return self.async_create_entry(title=f"Home Security AI ({data[CONF_HOST]})", data=data)
 
     async def _async_speaks_tls(self, host: str, port: int) -> bool:
         """Whether a sidecar that refused plaintext answers with TLS."""
@@ -260,14 +269,15 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
             return False
         return True
 
-    def _async_save(self) -> ConfigFlowResult:
-        """Create the entry, or update the reconfigured one, with the pending connection."""
-        data = self._pending
-        if self.source == SOURCE_RECONFIGURE:
-            entry = self._get_reconfigure_entry()
-            kept = {key: value for key, value in entry.data.items() if key != CONF_TLS_CERTIFICATE}
-            return self.async_update_reload_and_abort(entry, data={**kept, **data})
-        return self.async_create_entry(title=f"Home Security AI ({data[CONF_HOST]})", data=data)
+    def _async_show_connection_form(
+        self, errors: dict[str, str], values: Mapping[str, Any] | None
+    ) -> ConfigFlowResult:
+        step_id = "reconfigure" if self.source == SOURCE_RECONFIGURE else "user"
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(STEP_USER_SCHEMA, values),
+            errors=errors,
+        )
 
 
 def _seconds(maximum: int, unit: str = "s") -> NumberSelector:

@@ -86,14 +86,18 @@ async def test_user_flow_with_tls(hass: HomeAssistant, tls_sidecar: Sidecar) -> 
 
 
 async def test_user_flow_fingerprint_declined(hass: HomeAssistant, tls_sidecar: Sidecar) -> None:
-    """A fingerprint the user does not recognise saves nothing."""
-    result = await _start_user_flow(hass, _input(tls_sidecar))
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_FINGERPRINT_MATCHES: False}
-    )
+    """A fingerprint the user does not recognise saves nothing, and the token was never sent."""
+    with patch(
+        "custom_components.home_security_ai.config_flow.HomeSecurityAIClient.get_status"
+    ) as get_status:
+        result = await _start_user_flow(hass, _input(tls_sidecar))
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_FINGERPRINT_MATCHES: False}
+        )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "certificate_not_trusted"
     assert not hass.config_entries.async_entries(DOMAIN)
+    get_status.assert_not_called()
 
 
 async def test_user_flow_tls_mismatch_errors(
@@ -121,13 +125,23 @@ async def test_user_flow_tls_mismatch_errors(
 async def test_user_flow_tls_errors_recover(
     hass: HomeAssistant, tls_sidecar: Sidecar, closed_port: int
 ) -> None:
-    """A closed port, a wrong token or a certificate that is not the one served show errors."""
+    """Errors after the fingerprint check go back to the form; an accepted one is not asked again.
+
+    The token is only sent once the certificate was accepted, so a wrong token shows up after
+    the check.
+    """
     result = await _start_user_flow(hass, _input(tls_sidecar, **{CONF_PORT: closed_port}))
     assert result["errors"] == {CONF_HOST: "cannot_connect"}
 
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], _input(tls_sidecar, **{CONF_TOKEN: "wrong-token"})
     )
+    assert result["step_id"] == "tls_confirm"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_FINGERPRINT_MATCHES: True}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
     assert result["errors"] == {CONF_TOKEN: "invalid_auth"}
 
     # Something answered with a certificate other than the one the sidecar serves.
@@ -139,10 +153,19 @@ async def test_user_flow_tls_errors_recover(
         result = await hass.config_entries.flow.async_configure(
             result["flow_id"], _input(tls_sidecar)
         )
+    assert result["step_id"] == "tls_confirm"
+    assert result["description_placeholders"]["fingerprint"] == certificate_fingerprint(other)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_FINGERPRINT_MATCHES: True}
+    )
     assert result["errors"] == {CONF_USE_TLS: "certificate_rejected"}
 
+    # The sidecar's own certificate was accepted above: no second check.
     result = await hass.config_entries.flow.async_configure(result["flow_id"], _input(tls_sidecar))
-    assert result["step_id"] == "tls_confirm"
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert certificate_fingerprint(result["data"][CONF_TLS_CERTIFICATE]) == (
+        tls_sidecar.tls_fingerprint
+    )
 
 
 async def test_reauth_keeps_the_pinned_certificate(

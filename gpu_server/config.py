@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -93,6 +93,30 @@ class EventsConfig(_Section):
         return value
 
 
+class TlsConfig(_Section):
+    """TLS on the gRPC port.
+
+    `off` (the default) keeps the port plaintext, as Home Assistant entries made before TLS
+    expect; `auto` makes a self-signed certificate in the data folder on first start and keeps
+    it; `files` presents the user's own `cert` and `key` (PEM).
+    """
+
+    mode: Literal["off", "auto", "files"] = "off"
+    cert: Path | None = None
+    key: Path | None = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _files_named(self) -> Self:
+        if self.mode == "files" and (self.cert is None or self.key is None):
+            raise ValueError("tls.mode 'files' needs tls.cert and tls.key")
+        return self
+
+
 class ServerConfig(_Section):
     host: str = "0.0.0.0"  # noqa: S104 - the sidecar is meant to be reached from Home Assistant
     port: int = Field(default=50051, ge=0, le=65535)
@@ -108,6 +132,7 @@ class ServerConfig(_Section):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
     llm: LlmSettings = Field(default_factory=LlmSettings)
 
     @field_validator("log_level")
@@ -129,6 +154,9 @@ ENV_VARS: dict[str, str] = {
     "HSAI_ALLOW_DOWNLOADS": "allow_downloads",
     "HSAI_GRACE_PERIOD_S": "grace_period_s",
     "HSAI_LOG_LEVEL": "log_level",
+    "HSAI_TLS": "tls.mode",
+    "HSAI_TLS_CERT": "tls.cert",
+    "HSAI_TLS_KEY": "tls.key",
     "HSAI_DEVICE": "detector.device",
     "HSAI_DETECTOR_WEIGHTS": "detector.weights",
     "HSAI_DETECTOR_CONFIDENCE": "detector.confidence",

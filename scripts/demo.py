@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -42,6 +43,7 @@ homeassistant:
   name: Home Security AI demo
   unit_system: metric
   time_zone: UTC
+  country: GB
   latitude: 0
   longitude: 0
   elevation: 0
@@ -323,7 +325,9 @@ class HomeAssistantApi:
                     results.append(reply.get("result"))
             return results
 
-        return asyncio.run(run())
+        # In a thread of its own: the caller may run an event loop (Playwright's sync API does).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(lambda: asyncio.run(run())).result()
 
     def create_dashboard(self, entry_id: str) -> dict[str, Any]:
         """Make the default dashboard show the server and every camera of the entry."""

@@ -122,3 +122,18 @@ def test_brand_icons(name: str, size: tuple[int, int]) -> None:
         assert image.format == "PNG"
         assert image.size == size
         assert image.mode == "RGBA"  # transparent background
+
+
+def test_readme_opens_with_the_two_commands_and_shows_real_screenshots() -> None:
+    """HACS shows the README as the integration's page: it starts with what a newcomer runs."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert readme.index("```bash") < readme.index("\n## ")
+    assert [line.split()[0] for line in first_block.splitlines()] == [
+        "scripts/demo",
+        "scripts/test",
+    ]
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert pictures
+    for picture in pictures:
+        assert (REPO / picture).is_file(), picture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -401,7 +402,8 @@ class UploadFolderWatcher:
 
     def _changed_in_thread(self) -> None:
         """Called by the file-system watcher's thread."""
-        self.hass.loop.call_soon_threadsafe(self._async_follow_up, UPLOAD_CHANGE_DELAY)
+        with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
+            self.hass.loop.call_soon_threadsafe(self._async_follow_up, UPLOAD_CHANGE_DELAY)
 
     @callback
     def _async_follow_up(self, delay: float) -> None:
@@ -481,7 +483,11 @@ class UploadFolderWatcher:
                     and now - found.mtime_ns / 1e9 >= UPLOAD_SETTLE_SECONDS
                 ):
                     ready.append((path, found))
-                elif found.size > 0:
+                elif found.size > 0 and (
+                    self._observed.get(path) != key or abs(now - found.mtime_ns / 1e9) < 60
+                ):
+                    # New, changed or just written: look again soon. (A file dated far in the
+                    # future by a camera's wrong clock waits for the periodic re-scan instead.)
                     settling = True
             self._observed = observed
             if not scan.failed_roots:

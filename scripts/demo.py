@@ -374,10 +374,12 @@ def dashboard_config(
         name = device.get("name_by_user") or device.get("name")
         members = sorted((e for e in ours if e.get("device_id") == device["id"]), key=_value_order)
         picture = [e for e in members if e["entity_id"].startswith("camera.")]
+        # A summary is a sentence: it gets a card of its own, under the picture.
+        summary = [e["entity_id"] for e in members if e["unique_id"].endswith("_last_summary")]
         rows = [
             {"entity": e["entity_id"], "name": _short_name(names.get(e["entity_id"], ""), name)}
             for e in members
-            if not e["entity_id"].startswith("camera.")
+            if not e["entity_id"].startswith("camera.") and e["entity_id"] not in summary
         ]
         if not picture:
             server.append({"type": "entities", "title": name, "entities": rows})
@@ -385,6 +387,10 @@ def dashboard_config(
         cards: list[dict[str, Any]] = [
             {"type": "picture-entity", "entity": picture[0]["entity_id"], "show_state": False}
         ]
+        cards.extend(
+            {"type": "markdown", "content": f"**Last event:** {{{{ states('{entity_id}') }}}}"}
+            for entity_id in summary
+        )
         cards.append({"type": "entities", "title": name, "entities": rows})
         cameras.append({"type": "vertical-stack", "cards": cards})
     return {

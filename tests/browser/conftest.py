@@ -98,7 +98,7 @@ def browser() -> Generator[Browser]:
 
 @pytest.fixture(scope="session")
 def page(browser: Browser) -> Generator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-US")
     context.set_default_timeout(30_000)
     yield context.new_page()
     context.close()

@@ -45,6 +45,7 @@ def assert_human_text(page: Page) -> str:
     text = rendered_text(page)
     keys = re.findall(r"\[%key:[^\]]*\]|component\.home_security_ai\.[\w.]+", text)
     assert not keys, keys
+    assert "Translation error" not in text, text
     return text
 
 
@@ -107,10 +108,9 @@ def test_options_flow_opens_and_saves(page: Page, stack: Running, screenshot: Sc
     expect(page.get_by_text("Frame sources")).to_be_visible()
     text = assert_human_text(page)
     assert "Upload folders" in text
+    screenshot("05-options")  # before the folder is filled in: the test uses a temporary one
     page.get_by_role("button", name="Add upload folders").click()
     page.locator("ha-multi-textfield input").last.fill(str(stack.uploads))
-    screenshot("05-options")
-    screenshot("05-options")
     page.get_by_role("button", name="Submit").click()
     expect(page.get_by_text("Options successfully saved")).to_be_visible()
     assert_human_text(page)
@@ -141,9 +141,11 @@ def test_dashboard_shows_cameras_and_server(
     expect(page.get_by_text("Front Door").first).to_be_visible()
     expect(page.get_by_text("Garden").first).to_be_visible()
     expect(page.get_by_text("Connectivity").first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"risk on Front Door")).first).to_be_visible()
     text = assert_human_text(page)
     assert re.search(r"Objects \d+", text), text
     assert "Connected" in text
+    assert re.search(r"Last event: (?!unknown)\w", text), text
     screenshot("08-dashboard")
     (issues,) = stack.api.websocket({"type": "repairs/list_issues"})
     assert issues["issues"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,23 @@ def test_strings_match_english_translation() -> None:
     strings = json.loads((INTEGRATION / "strings.json").read_text(encoding="utf-8"))
     english = json.loads((INTEGRATION / "translations" / "en.json").read_text(encoding="utf-8"))
     assert strings == english
+
+
+def _texts(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [text for value in node.values() for text in _texts(value)]
+    return [node] if isinstance(node, str) else []
+
+
+@pytest.mark.parametrize(
+    "path", [INTEGRATION / "strings.json", *TRANSLATIONS], ids=lambda p: p.name
+)
+def test_braces_are_only_placeholders(path: Path) -> None:
+    """The frontend reads every text as an ICU message: a brace that is not a `{placeholder}`
+    (a YAML example, say) shows the user "Translation error" instead of the text."""
+    bad = [
+        text
+        for text in _texts(json.loads(path.read_text(encoding="utf-8")))
+        if re.sub(r"\{\w+\}", "", text).count("{") or re.sub(r"\{\w+\}", "", text).count("}")
+    ]
+    assert not bad, bad

@@ -29,7 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models-dir", type=Path, help="folder with YOLO weights")
     parser.add_argument("--data-dir", type=Path, help="folder for server_id, token and caches")
     parser.add_argument(
-        "--ready-file", type=Path, help="write {host, port, server_id} JSON here once listening"
+        "--ready-file",
+        type=Path,
+        help="write {host, port, server_id, tls_fingerprint} JSON here once listening",
     )
     return parser.parse_args(argv)
 
@@ -37,7 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def write_ready_file(path: Path, server: GRPCServer) -> None:
     """Write atomically so a watcher never reads a half-written file."""
     payload: dict[str, object] = {
-        "host": server.config.host, "port": server.port, "server_id": server.server_id
+        "host": server.config.host,
+        "port": server.port,
+        "server_id": server.server_id,
+        "tls_fingerprint": server.tls_fingerprint,
     }
     if server.events is not None:
         model = server.events.risk.status()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -30,6 +30,13 @@ class LimitsConfig(_Section):
     max_width: int = Field(default=16384, ge=1)
     max_height: int = Field(default=16384, ge=1)
     max_pixels: int = Field(default=50_000_000, ge=1)
+    # A header that promises more pixels per encoded byte than any camera's file holds is forged
+    # (or its scan data is missing): refused before anything is decoded.
+    max_pixels_per_byte: int = Field(default=1024, ge=1)
+    # Memory all frames being decoded and detected may take at once; None: an eighth of the
+    # machine's memory, at most 2 GiB. Frames wait for room, then get BACKPRESSURE.
+    decode_budget_bytes: int | None = Field(default=None, ge=16 * MIB)
+    decode_wait_s: float = Field(default=10.0, gt=0.0, le=600.0)
 
     @model_validator(mode="after")
     def _frame_fits_in_message(self) -> Self:
@@ -86,6 +93,30 @@ class EventsConfig(_Section):
         return value
 
 
+class TlsConfig(_Section):
+    """TLS on the gRPC port.
+
+    `off` (the default) keeps the port plaintext, as Home Assistant entries made before TLS
+    expect; `auto` makes a self-signed certificate in the data folder on first start and keeps
+    it; `files` presents the user's own `cert` and `key` (PEM).
+    """
+
+    mode: Literal["off", "auto", "files"] = "off"
+    cert: Path | None = None
+    key: Path | None = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _files_named(self) -> Self:
+        if self.mode == "files" and (self.cert is None or self.key is None):
+            raise ValueError("tls.mode 'files' needs tls.cert and tls.key")
+        return self
+
+
 class ServerConfig(_Section):
     host: str = "0.0.0.0"  # noqa: S104 - the sidecar is meant to be reached from Home Assistant
     port: int = Field(default=50051, ge=0, le=65535)
@@ -101,6 +132,7 @@ class ServerConfig(_Section):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
     llm: LlmSettings = Field(default_factory=LlmSettings)
 
     @field_validator("log_level")
@@ -122,6 +154,9 @@ ENV_VARS: dict[str, str] = {
     "HSAI_ALLOW_DOWNLOADS": "allow_downloads",
     "HSAI_GRACE_PERIOD_S": "grace_period_s",
     "HSAI_LOG_LEVEL": "log_level",
+    "HSAI_TLS": "tls.mode",
+    "HSAI_TLS_CERT": "tls.cert",
+    "HSAI_TLS_KEY": "tls.key",
     "HSAI_DEVICE": "detector.device",
     "HSAI_DETECTOR_WEIGHTS": "detector.weights",
     "HSAI_DETECTOR_CONFIDENCE": "detector.confidence",

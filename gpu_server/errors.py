@@ -68,6 +68,12 @@ class StaleCursorError(SidecarError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class CursorOutOfRangeError(SidecarError):
+    """A sequence number beyond what any outbox can hold (SQLite's signed 64-bit integers)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
 class ShuttingDownError(SidecarError):
     """The server is stopping and no longer takes work."""
 

@@ -2,7 +2,7 @@
 
 Exit code 0 when the server reports SERVING, 1 otherwise. It reads the same configuration as
 the server (HSAI_* env vars, optional --config), and the token from <data_dir>/token when none
-is configured.
+is configured. With TLS on it trusts the server's own certificate, and only that.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gpu_server.config import ConfigError, load_config
 from gpu_server.identity import TOKEN_FILE
+from gpu_server.tls import certificate_file, server_name
 
 _ANY_ADDRESS = {"0.0.0.0", "::", "[::]", ""}  # noqa: S104 - we connect, not bind
 
@@ -47,7 +48,20 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     host = "127.0.0.1" if config.host in _ANY_ADDRESS else config.host
     target = f"[{host}]:{config.port}" if ":" in host else f"{host}:{config.port}"
-    with grpc.insecure_channel(target) as channel:
+    if config.tls.mode == "off":
+        channel = grpc.insecure_channel(target)
+    else:
+        try:
+            cert_pem = certificate_file(config).read_bytes()
+            name = server_name(cert_pem)
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"unhealthy: cannot read the TLS certificate: {exc}\n")
+            return 1
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert_pem)
+        channel = grpc.secure_channel(
+            target, credentials, options=[("grpc.ssl_target_name_override", name)]
+        )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(

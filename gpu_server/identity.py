@@ -14,7 +14,7 @@ SERVER_ID_FILE = "server_id"
 TOKEN_FILE = "token"  # noqa: S105 - a file name, not a secret
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write atomically with mode 0600, so a crash never leaves a half-written secret."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -22,7 +22,7 @@ def _write_private(path: Path, text: str) -> None:
     os.fchmod(fd, 0o600)  # a stale temp file from a crash keeps its old mode otherwise
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+            handle.write(text.rstrip("\n") + "\n")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -41,7 +41,7 @@ def load_or_create_server_id(data_dir: Path) -> str:
         except ValueError:
             _LOGGER.warning("%s does not hold a UUID; replacing it", path)
     server_id = str(uuid.uuid4())
-    _write_private(path, server_id)
+    write_private(path, server_id)
     _LOGGER.info("created server id %s in %s", server_id, path)
     return server_id
 
@@ -55,7 +55,7 @@ def load_or_create_token(data_dir: Path) -> str:
             _LOGGER.info("using the bearer token stored in %s", path)
             return token
     token = secrets.token_urlsafe(32)
-    _write_private(path, token)
+    write_private(path, token)
     _LOGGER.warning(
         "no token configured: generated one and stored it in %s (mode 0600); "
         "give it to the Home Assistant integration",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import grpc
@@ -11,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gpu_server._generated import service_pb2, service_pb2_grpc
-from gpu_server.auth import BearerTokenInterceptor
+from gpu_server.auth import BearerTokenInterceptor, RefusalLog
 from gpu_server.config import ServerConfig
 from gpu_server.events.clock import Clock
 from gpu_server.events.pipeline import EventPipeline
@@ -24,10 +25,12 @@ from gpu_server.pipeline.batching import DetectionBatcher
 from gpu_server.pipeline.dedupe import Deduplicator, ResultCache
 from gpu_server.pipeline.detect import DetectorSelection, build_detector
 from gpu_server.pipeline.intake import FrameIntake
+from gpu_server.pipeline.memory import DecodeBudget, default_budget_bytes
 from gpu_server.servicers import SecurityAIServicer
 from gpu_server.servicers.events import EventsHandler
 from gpu_server.servicers.frames import FrameStreamHandler
 from gpu_server.servicers.status import StatusReporter
+from gpu_server.tls import load_server_certificate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class GRPCServer:
     `detector` lets a caller hand in an already loaded detector (tests and benchmarks reuse
     one model across servers); by default it is built from the configuration. `clock` drives
     the batch windows (tests pass a fake one); `risk` replaces the risk analysis built from
-    the `llm` settings.
+    the `llm` settings. The clock also paces the log of refused calls.
     """
 
     def __init__(
@@ -62,11 +65,16 @@ class GRPCServer:
         self.selection: DetectorSelection | None = None
         self.batcher: DetectionBatcher | None = None
         self.dedupe: Deduplicator[AnalysisResult] | None = None
+        self.decode_budget: DecodeBudget | None = None
+        self._status: StatusReporter | None = None
         self.counters = FrameCounters()
         self.latency = LatencyTracker(config.latency_window)
         self.server_id = ""
         self.token = ""
         self.port = 0
+        # SHA-256 of the certificate presented when TLS is on, else None.
+        self.tls_fingerprint: str | None = None
+        self.refusals = RefusalLog(clock=clock.monotonic if clock is not None else time.monotonic)
 
     @property
     def address(self) -> str:
@@ -79,6 +87,11 @@ class GRPCServer:
         self.server_id = load_or_create_server_id(config.data_dir)
         configured = config.token.get_secret_value() if config.token is not None else ""
         self.token = configured or load_or_create_token(config.data_dir)
+        credentials = None
+        if config.tls.mode != "off":
+            certificate = await asyncio.to_thread(load_server_certificate, config)
+            credentials = grpc.ssl_server_credentials([(certificate.key_pem, certificate.cert_pem)])
+            self.tls_fingerprint = certificate.fingerprint
 
         selection = self._given_detector
         if selection is None:
@@ -99,42 +112,13 @@ class GRPCServer:
         )
         self.events = EventPipeline(config, risk, clock=self._clock)
         await self.events.start()
-        self.dedupe = Deduplicator(ResultCache(config.dedupe.capacity))
-        analyzer = FrameAnalyzer(
-            FrameIntake(config.limits), self.dedupe, self.batcher, self.latency, self.events
-        )
-        servicer = SecurityAIServicer(
-            FrameStreamHandler(
-                analyzer, self.counters, max_in_flight=config.batching.max_in_flight_per_stream
-            ),
-            StatusReporter(
-                server_id=self.server_id,
-                selection=selection,
-                batcher=self.batcher,
-                latency=self.latency,
-                counters=self.counters,
-                gpu=self._gpu,
-                events=self.events,
-            ),
-            EventsHandler(self.events),
-        )
-
-        max_bytes = config.limits.max_message_bytes
-        server = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(self.token)],
-            options=[
-                ("grpc.max_receive_message_length", max_bytes),
-                ("grpc.max_send_message_length", max_bytes),
-            ],
-        )
-        service_pb2_grpc.add_SecurityAIServicer_to_server(servicer, server)
-        self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        server = self._grpc_server(self._servicer(selection, self.events))
+        address = f"{config.host}:{config.port}"
         try:
-            self.port = server.add_insecure_port(f"{config.host}:{config.port}")
+            if credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, credentials)
         except RuntimeError as exc:
             await self.events.stop(0)
             await self.batcher.stop()
@@ -148,7 +132,66 @@ class GRPCServer:
             self.address, self.server_id, selection.detector.name, selection.detector.device,
             risk.model_name or f"rules ({risk.unavailable_reason})",
         )
+        if self.tls_fingerprint is not None:
+            _LOGGER.info(
+                "TLS is on; the certificate's SHA-256 fingerprint is %s "
+                "(Home Assistant shows it when you connect: they must match)",
+                self.tls_fingerprint,
+            )
+        else:
+            _LOGGER.info("TLS is off: the token crosses the network in clear text")
         return self.port
+
+    def _servicer(
+        self, selection: DetectorSelection, events: EventPipeline
+    ) -> SecurityAIServicer:
+        """The service and what it calls: intake, dedupe, the decode budget, status, events."""
+        config = self.config
+        assert self.batcher is not None
+        self.dedupe = Deduplicator(ResultCache(config.dedupe.capacity))
+        limits = config.limits
+        self.decode_budget = DecodeBudget(
+            limits.decode_budget_bytes or default_budget_bytes(), limits.decode_wait_s
+        )
+        analyzer = FrameAnalyzer(
+            FrameIntake(limits, decode_side=config.detector.imgsz),
+            self.dedupe, self.batcher, self.latency, events,
+            budget=self.decode_budget,
+        )
+        self._status = StatusReporter(
+            server_id=self.server_id,
+            selection=selection,
+            batcher=self.batcher,
+            latency=self.latency,
+            counters=self.counters,
+            gpu=self._gpu,
+            events=events,
+        )
+        return SecurityAIServicer(
+            FrameStreamHandler(
+                analyzer, self.counters, max_in_flight=config.batching.max_in_flight_per_stream
+            ),
+            self._status,
+            EventsHandler(events),
+        )
+
+    def _grpc_server(self, servicer: SecurityAIServicer) -> grpc.aio.Server:
+        """The gRPC server with auth, message limits, health and reflection (not listening)."""
+        max_bytes = self.config.limits.max_message_bytes
+        server = grpc.aio.server(
+            interceptors=[BearerTokenInterceptor(self.token, refusals=self.refusals)],
+            options=[
+                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.max_send_message_length", max_bytes),
+            ],
+        )
+        service_pb2_grpc.add_SecurityAIServicer_to_server(servicer, server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        return server
 
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, let running calls finish within `grace` seconds, then stop."""
@@ -167,6 +210,8 @@ class GRPCServer:
             self.events = None
         if self.batcher is not None:
             await self.batcher.stop()
+        if self._status is not None:
+            self._status.close()
         await asyncio.to_thread(self._gpu.close)
         _LOGGER.info("stopped")
 

@@ -21,6 +21,7 @@ from .const import (
     CONF_MOTION_SENSORS,
     CONF_SNAPSHOT_INTERVAL,
     CONF_THREAT_MINUTES,
+    CONF_TLS_CERTIFICATE,
     CONF_UPLOAD_FOLDERS,
     CONF_ZONES,
     DEFAULT_SNAPSHOT_INTERVAL,
@@ -70,6 +71,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
         entry.data[CONF_PORT],
         entry.data[CONF_TOKEN],
         max_reconnect_backoff=RECONNECT_BACKOFF_MAX,
+        tls_certificate=entry.data.get(CONF_TLS_CERTIFICATE),
     )
     # Unload callbacks also run when setup fails, and they run last-in first-out,
     # so the channel is closed after everything that uses it has stopped.

@@ -8,12 +8,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     EntitySelector,
     EntitySelectorConfig,
     NumberSelector,
@@ -26,7 +32,15 @@ from homeassistant.helpers.selector import (
 from homeassistant.util.yaml import dump as yaml_dump
 from homeassistant.util.yaml import parse_yaml
 
-from .client import AuthFailed, CannotConnect, HomeSecurityAIClient, ServerStatus
+from .client import (
+    AuthFailed,
+    CannotConnect,
+    HomeSecurityAIClient,
+    ServerStatus,
+    TlsUnavailable,
+    certificate_fingerprint,
+    fetch_server_certificate,
+)
 from .const import (
     CONF_BATCH_WINDOW,
     CONF_CAMERAS,
@@ -34,20 +48,27 @@ from .const import (
     CONF_MOTION_SENSORS,
     CONF_SNAPSHOT_INTERVAL,
     CONF_THREAT_MINUTES,
+    CONF_TLS_CERTIFICATE,
     CONF_UPLOAD_FOLDERS,
     CONF_ZONES,
     DEFAULT_PORT,
     DEFAULT_SNAPSHOT_INTERVAL,
     DEFAULT_THREAT_MINUTES,
     DOMAIN,
-    MAX_BATCH_SECONDS,
     MAX_SNAPSHOT_INTERVAL,
 )
 from .coordinator import HomeSecurityAIConfigEntry
+from .limits import MAX_BATCH_SECONDS
 from .zones import InvalidZones, validate_zone_map
 
 # The zones editor of the options: YAML mapping camera ids to their zones.
 CONF_ZONES_YAML = "zones_yaml"
+# The connection form's TLS switch; the entry keeps the pinned certificate instead.
+CONF_USE_TLS = "use_tls"
+# The user's answer to "does this fingerprint match the one the sidecar printed?".
+CONF_FINGERPRINT_MATCHES = "fingerprint_matches"
+# A sidecar that did not answer in plaintext is asked for TLS this long.
+_TLS_PROBE_TIMEOUT = 5.0
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,16 +82,20 @@ STEP_USER_SCHEMA = vol.Schema(
         vol.Required(CONF_HOST): TextSelector(),
         vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT_SELECTOR,
         vol.Required(CONF_TOKEN): _TOKEN_SELECTOR,
+        vol.Required(CONF_USE_TLS, default=False): BooleanSelector(),
     }
 )
 STEP_REAUTH_SCHEMA = vol.Schema({vol.Required(CONF_TOKEN): _TOKEN_SELECTOR})
+STEP_TLS_CONFIRM_SCHEMA = vol.Schema(
+    {vol.Required(CONF_FINGERPRINT_MATCHES, default=False): BooleanSelector()}
+)
 
 
 async def _async_try_connect(
-    host: str, port: int, token: str
+    host: str, port: int, token: str, tls_certificate: str | None = None
 ) -> tuple[ServerStatus | None, dict[str, str]]:
     """Ask the sidecar for its status; return it or the form errors."""
-    client = HomeSecurityAIClient(host, port, token)
+    client = HomeSecurityAIClient(host, port, token, tls_certificate=tls_certificate)
     try:
         return await client.get_status(), {}
     except CannotConnect:
@@ -85,18 +110,35 @@ async def _async_try_connect(
 
 
 def _connection_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    data = {
         CONF_HOST: str(user_input[CONF_HOST]).strip(),
         CONF_PORT: int(user_input[CONF_PORT]),
         CONF_TOKEN: str(user_input[CONF_TOKEN]),
     }
+    if cert_pem := user_input.get(CONF_TLS_CERTIFICATE):
+        data[CONF_TLS_CERTIFICATE] = str(cert_pem)
+    return data
+
+
+def _form_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The connection form's values for entry data: TLS is on when a certificate is pinned."""
+    return {**data, CONF_USE_TLS: CONF_TLS_CERTIFICATE in data}
 
 
 class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Connects Home Assistant to a Home Security AI sidecar."""
+    """Connects Home Assistant to a Home Security AI sidecar.
+
+    With TLS the sidecar's certificate is fetched and its fingerprint shown before the token
+    is sent, so the token only ever goes to a certificate the user accepted.
+    """
 
     VERSION = 1
     MINOR_VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with no connection pending and no certificate accepted."""
+        self._pending: dict[str, Any] = {}
+        self._trusted: set[str] = set()
 
     @staticmethod
     @callback
@@ -105,22 +147,14 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
         return HomeSecurityAIOptionsFlow()
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Ask where the sidecar is and for its token."""
+        """Ask where the sidecar is, for its token and whether it uses TLS."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = _connection_data(user_input)
-            status, errors = await _async_try_connect(**data)
-            if status is not None:
-                await self.async_set_unique_id(status.server_id)
-                self._abort_if_unique_id_configured()
-                return self.async_create_entry(
-                    title=f"Home Security AI ({data[CONF_HOST]})", data=data
-                )
-        return self.async_show_form(
-            step_id="user",
-            data_schema=self.add_suggested_values_to_schema(STEP_USER_SCHEMA, user_input),
-            errors=errors,
-        )
+            self._pending = _connection_data(user_input)
+            errors = await self._async_fetch_certificate(bool(user_input.get(CONF_USE_TLS)))
+            if not errors:
+                return await self._async_continue()
+        return self._async_show_connection_form(errors, user_input)
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         """Start a reauthentication after the sidecar refused the token."""
@@ -129,7 +163,7 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reauth_confirm(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Ask for the new token."""
+        """Ask for the new token; a TLS entry keeps its pinned certificate."""
         entry = self._get_reauth_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -151,21 +185,97 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Change where the sidecar is, or its token."""
+        """Change where the sidecar is, its token or TLS."""
         entry = self._get_reconfigure_entry()
+        if pinned := entry.data.get(CONF_TLS_CERTIFICATE):
+            self._trusted.add(pinned)
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = _connection_data(user_input)
-            status, errors = await _async_try_connect(**data)
-            if status is not None:
-                await self.async_set_unique_id(status.server_id)
-                self._abort_if_unique_id_mismatch(reason="wrong_server")
-                return self.async_update_reload_and_abort(entry, data_updates=data)
+            self._pending = _connection_data(user_input)
+            errors = await self._async_fetch_certificate(bool(user_input.get(CONF_USE_TLS)))
+            if not errors:
+                return await self._async_continue()
+        return self._async_show_connection_form(errors, user_input or _form_values(entry.data))
+
+    async def async_step_tls_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show the certificate's fingerprint for the user to compare with the sidecar's."""
+        cert_pem: str = self._pending[CONF_TLS_CERTIFICATE]
+        if user_input is not None:
+            if not user_input[CONF_FINGERPRINT_MATCHES]:
+                return self.async_abort(reason="certificate_not_trusted")
+            self._trusted.add(cert_pem)
+            return await self._async_connect_and_save()
         return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(
-                STEP_USER_SCHEMA, user_input or entry.data
-            ),
+            step_id="tls_confirm",
+            data_schema=STEP_TLS_CONFIRM_SCHEMA,
+            description_placeholders={
+                CONF_HOST: self._pending[CONF_HOST],
+                "fingerprint": certificate_fingerprint(cert_pem),
+            },
+        )
+
+    async def _async_fetch_certificate(self, use_tls: bool) -> dict[str, str]:
+        """With TLS, put the certificate the sidecar presents into the pending data."""
+        if not use_tls:
+            return {}
+        host, port = self._pending[CONF_HOST], self._pending[CONF_PORT]
+        try:
+            self._pending[CONF_TLS_CERTIFICATE] = await self.hass.async_add_executor_job(
+                fetch_server_certificate, host, port
+            )
+        except TlsUnavailable:
+            return {CONF_USE_TLS: "tls_unavailable"}
+        except CannotConnect:
+            return {CONF_HOST: "cannot_connect"}
+        return {}
+
+    async def _async_continue(self) -> ConfigFlowResult:
+        """Have a certificate not accepted yet checked by the user; else connect and save."""
+        cert_pem = self._pending.get(CONF_TLS_CERTIFICATE)
+        if cert_pem is not None and cert_pem not in self._trusted:
+            return await self.async_step_tls_confirm()
+        return await self._async_connect_and_save()
+
+    async def _async_connect_and_save(self) -> ConfigFlowResult:
+        """Test the pending connection; create the entry or update the reconfigured one."""
+        data = self._pending
+        status, errors = await _async_try_connect(**data)
+        if status is None:
+            if errors.get(CONF_HOST) == "cannot_connect":
+                if CONF_TLS_CERTIFICATE in data:
+                    # It presented this certificate a moment ago, yet refused it when pinned.
+                    errors = {CONF_USE_TLS: "certificate_rejected"}
+                elif await self._async_speaks_tls(data[CONF_HOST], data[CONF_PORT]):
+                    errors = {CONF_USE_TLS: "tls_required"}
+            return self._async_show_connection_form(errors, _form_values(data))
+        await self.async_set_unique_id(status.server_id)
+        if self.source == SOURCE_RECONFIGURE:
+            self._abort_if_unique_id_mismatch(reason="wrong_server")
+            entry = self._get_reconfigure_entry()
+            kept = {key: value for key, value in entry.data.items() if key != CONF_TLS_CERTIFICATE}
+            return self.async_update_reload_and_abort(entry, data={**kept, **data})
+        self._abort_if_unique_id_configured()
+        return self.async_create_entry(title=f"Home Security AI ({data[CONF_HOST]})", data=data)
+
+    async def _async_speaks_tls(self, host: str, port: int) -> bool:
+        """Whether a sidecar that refused plaintext answers with TLS."""
+        try:
+            await self.hass.async_add_executor_job(
+                fetch_server_certificate, host, port, _TLS_PROBE_TIMEOUT
+            )
+        except CannotConnect:
+            return False
+        return True
+
+    def _async_show_connection_form(
+        self, errors: dict[str, str], values: Mapping[str, Any] | None
+    ) -> ConfigFlowResult:
+        step_id = "reconfigure" if self.source == SOURCE_RECONFIGURE else "user"
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(STEP_USER_SCHEMA, values),
             errors=errors,
         )
 

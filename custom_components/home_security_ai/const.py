@@ -9,6 +9,9 @@ DOMAIN: Final = "home_security_ai"
 
 DEFAULT_PORT: Final = 50051
 
+# Entry data: the sidecar's certificate (PEM), pinned when the entry uses TLS; absent without TLS.
+CONF_TLS_CERTIFICATE: Final = "tls_certificate"
+
 CONF_CAMERAS: Final = "cameras"
 CONF_SNAPSHOT_INTERVAL: Final = "snapshot_interval"
 CONF_MOTION_SENSORS: Final = "motion_sensors"
@@ -23,7 +26,6 @@ CONF_THREAT_MINUTES: Final = "threat_minutes"
 
 DEFAULT_SNAPSHOT_INTERVAL: Final = 30
 MAX_SNAPSHOT_INTERVAL: Final = 86_400
-MAX_BATCH_SECONDS: Final = 3600
 DEFAULT_THREAT_MINUTES: Final = 5
 
 # Fired on the bus for every stored security event, with the whole event.

@@ -9,7 +9,8 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_HOST, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_UPLOAD_FOLDERS
+from .client import certificate_fingerprint
+from .const import CONF_TLS_CERTIFICATE, CONF_UPLOAD_FOLDERS
 from .coordinator import HomeSecurityAIConfigEntry
 
 # "endpoint": the address of a remote language-model service the sidecar uses.
@@ -34,9 +35,13 @@ async def async_get_config_entry_diagnostics(
     host = str(entry.data.get(CONF_HOST, ""))
     spool = data.spool.as_dict()
     spool["last_error"] = _scrub(spool.get("last_error"), host)
+    entry_data = dict(async_redact_data(entry.data, TO_REDACT))
+    # The pinned certificate is public but long: its fingerprint identifies it.
+    if (cert_pem := entry_data.pop(CONF_TLS_CERTIFICATE, None)) is not None:
+        entry_data["tls_fingerprint"] = certificate_fingerprint(cert_pem)
     return {
         "entry": {
-            "data": async_redact_data(entry.data, TO_REDACT),
+            "data": entry_data,
             "options": async_redact_data(entry.options, TO_REDACT),
         },
         "status": async_redact_data(asdict(status), TO_REDACT) if status is not None else None,

@@ -57,6 +57,7 @@ from .const import (
     signal_event,
     signal_new_camera,
 )
+from .limits import MAX_CAMERAS
 from .zones import camera_settings
 
 if TYPE_CHECKING:
@@ -324,6 +325,14 @@ class EventStream:
         ]
         if not named:
             return
+        if len(named) > MAX_CAMERAS:
+            _LOGGER.warning(
+                "The sidecar keeps settings (zones, windows) for %s cameras; %s cameras beyond "
+                "that are analysed with its defaults",
+                MAX_CAMERAS,
+                len(named) - MAX_CAMERAS,
+            )
+            named = named[:MAX_CAMERAS]
         await self._client.configure(
             camera_settings(self._entry.options, named, self.hass.config.time_zone)
         )

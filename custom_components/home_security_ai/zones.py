@@ -8,11 +8,15 @@ from typing import Any, Final
 
 from .client import CameraSettings, Zone
 from .const import CONF_BATCH_WINDOW, CONF_IDLE_TIMEOUT, CONF_ZONES
+from .limits import (
+    MAX_DISPLAY_NAME_CHARS,
+    MAX_POINTS_PER_ZONE,
+    MAX_TIME_ZONE_CHARS,
+    MAX_ZONE_NAME_CHARS,
+    MAX_ZONES_PER_CAMERA,
+)
 
 ZONE_KINDS: Final = ("entry", "perimeter", "driveway", "yard", "sensitive", "ignore", "other")
-MAX_ZONES_PER_CAMERA: Final = 32
-MAX_POINTS_PER_ZONE: Final = 64
-MAX_ZONE_NAME_LENGTH: Final = 64
 
 
 class InvalidZones(ValueError):  # noqa: N818
@@ -54,7 +58,7 @@ def validate_zones(raw: Any) -> list[dict[str, Any]]:
         if not isinstance(item, Mapping):
             raise InvalidZones("invalid_zones", "a zone is not a mapping")
         name = str(item.get("name", "")).strip()
-        if not name or len(name) > MAX_ZONE_NAME_LENGTH:
+        if not name or len(name) > MAX_ZONE_NAME_CHARS:
             raise InvalidZones("invalid_zone_name", f"zone name {name!r}")
         if name in names:
             raise InvalidZones("duplicate_zone", f"zone {name} appears twice")
@@ -90,7 +94,8 @@ def camera_settings(
     return [
         CameraSettings(
             camera_id=camera_id,
-            display_name=name,
+            # Longer names are cut, not refused: the camera keeps its settings.
+            display_name=name[:MAX_DISPLAY_NAME_CHARS],
             zones=tuple(
                 Zone(
                     name=zone["name"],
@@ -101,7 +106,7 @@ def camera_settings(
             ),
             batch_window_s=int(options.get(CONF_BATCH_WINDOW, 0)),
             idle_timeout_s=int(options.get(CONF_IDLE_TIMEOUT, 0)),
-            time_zone=time_zone,
+            time_zone=time_zone if len(time_zone) <= MAX_TIME_ZONE_CHARS else "",
         )
         for camera_id, name in cameras
     ]

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Final
 
 import cv2
 import numpy as np
@@ -30,6 +31,8 @@ FloatImage = npt.NDArray[np.float32]
 # SSIM stabilising constants for 8-bit dynamic range (Wang et al. 2004: K1=0.01, K2=0.03).
 _C1 = (0.01 * 255.0) ** 2
 _C2 = (0.03 * 255.0) ** 2
+# Frames smaller than this on a side are too small to compare views.
+MIN_SIDE: Final = 8
 
 
 class SceneConfig(BaseModel):
@@ -98,7 +101,7 @@ def to_grey_small(frame: npt.NDArray[np.generic], width: int) -> FloatImage:
     if image.dtype != np.uint8:
         image = _to_uint8(image)
     height, src_width = image.shape
-    if height < 8 or src_width < 8:
+    if height < MIN_SIDE or src_width < MIN_SIDE:
         raise ValueError("frame is too small for scene comparison")
     out_width = min(width, src_width)
     out_height = max(8, round(height * out_width / src_width))
@@ -235,8 +238,14 @@ class SceneMonitor:
             return self._load_locked(camera_id) is not None
 
     def check(self, camera_id: str, frame: npt.NDArray[np.generic]) -> SceneChange:
-        """Compare a frame (BGR or grey) with the camera's reference view."""
+        """Compare a frame (BGR or grey) with the camera's reference view.
+
+        A frame too small to compare (a thumbnail of a few pixels) says nothing about the view:
+        it is neither compared nor used as the reference.
+        """
         cfg = self.config
+        if min(np.shape(frame)[:2]) < MIN_SIDE:
+            return SceneChange(1.0, False, SceneChangeKind.NONE)
         small = to_grey_small(frame, cfg.width)
         with self._lock:
             state = self._load_locked(camera_id)

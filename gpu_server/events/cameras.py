@@ -64,6 +64,10 @@ class CameraDirectory:
         with self._lock:
             return list(self._cameras.values())
 
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._cameras)
+
     def display_name(self, camera_id: str) -> str:
         found = self.get(camera_id)
         return found.display_name if found is not None and found.display_name else camera_id

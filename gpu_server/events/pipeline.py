@@ -33,6 +33,7 @@ from gpu_server.events.clock import Clock, SystemClock, from_ms
 from gpu_server.events.outbox import OUTBOX_FILE, Outbox
 from gpu_server.events.processor import AnalysisJob, EventProcessor
 from gpu_server.events.progress import ProgressHub, ProgressNote
+from gpu_server.events.settings_checks import check_camera_count, check_camera_fields
 from gpu_server.events.windows import (
     BatchFrame,
     BatchWindows,
@@ -42,7 +43,7 @@ from gpu_server.events.windows import (
 )
 from gpu_server.llm.service import RiskAnalysis
 from gpu_server.pipeline.analyze import AcceptedFrame
-from gpu_server.pipeline.intake import CAMERA_ID_PATTERN, BgrImage
+from gpu_server.pipeline.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -255,13 +256,14 @@ class EventPipeline:
     async def configure(self, settings: Sequence[events_pb2.CameraSettings]) -> list[str]:
         """Validate every camera first, then apply and persist them all.
 
-        The files are written in a worker thread; the loop keeps serving frames meanwhile.
+        Validation and the writes run in a worker thread, so the loop keeps serving frames and
+        status meanwhile; the zones file is written once per call.
         """
-        prepared = self._validate(settings)
+        check_camera_count(settings, self.cameras.ids())
+        prepared = await asyncio.to_thread(self._validate, settings)
 
         def persist() -> None:
-            for camera, zone_map in prepared:
-                self.zones.set(camera.camera_id, zone_map)
+            self.zones.set_many(zone_map for _, zone_map in prepared)
             self.cameras.update([camera for camera, _ in prepared])
 
         await asyncio.to_thread(persist)
@@ -275,11 +277,8 @@ class EventPipeline:
         prepared: list[tuple[CameraSettings, ZoneMap]] = []
         known_versions = self.risk.prompt_versions
         for item in settings:
+            check_camera_fields(item)
             camera_id = item.camera_id
-            if not CAMERA_ID_PATTERN.fullmatch(camera_id):
-                raise InvalidSettingsError(
-                    f"camera_id {camera_id[:80]!r} must match {CAMERA_ID_PATTERN.pattern}"
-                )
             if item.prompt_version and item.prompt_version not in known_versions:
                 raise InvalidSettingsError(
                     f"camera {camera_id!r}: unknown prompt version {item.prompt_version[:40]!r}; "

@@ -217,13 +217,18 @@ class ModelServer:
         self._log_tail.clear()
         if self.state is not ServerState.RESTARTING:
             self._set_state(ServerState.LOADING)
-        process = await asyncio.create_subprocess_exec(
-            self._python, "-c", _CHILD_PROGRAM, "--config_file", str(config),
-            env={**os.environ, "HSAI_PARENT_PID": str(os.getpid())},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self._python, "-c", _CHILD_PROGRAM, "--config_file", str(config),
+                env={**os.environ, "HSAI_PARENT_PID": str(os.getpid())},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except OSError as exc:
+            config.unlink(missing_ok=True)
+            self.reason = f"could not start the model server: {exc}"
+            return False
         self._process = process
         _LOGGER.info("model server starting (pid %d, %s)", process.pid, self.model_name)
         reader = asyncio.create_task(self._read_output(process))

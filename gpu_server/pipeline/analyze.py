@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,6 +14,7 @@ from gpu_server.pipeline.batching import DetectionBatcher
 from gpu_server.pipeline.dedupe import Deduplicator
 from gpu_server.pipeline.detect import Detection
 from gpu_server.pipeline.intake import BgrImage, FrameIntake, validate_camera_id
+from gpu_server.pipeline.memory import DecodeBudget
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,10 @@ class FrameAnalyzer:
         batcher: DetectionBatcher,
         latency: LatencyTracker,
         sink: FrameSink | None = None,
+        *,
+        budget: DecodeBudget,
     ) -> None:
+        self._budget = budget
         self._intake = intake
         self._dedupe = dedupe
         self._batcher = batcher
@@ -119,26 +125,33 @@ class FrameAnalyzer:
         twins: list[int] = []
 
         async def analyse_new() -> AnalysisResult:
-            decode_started = time.perf_counter()
-            decoded = await asyncio.to_thread(self._intake.decode, image, header)
-            timings["decode_ms"] = inspect_ms + (time.perf_counter() - decode_started) * 1000.0
-            batch = await self._batcher.detect(decoded.pixels)
-            timings["queue_ms"] = batch.queue_ms
-            timings["inference_ms"] = batch.inference_ms
-            result = AnalysisResult(
-                detections=tuple(batch.detections),
-                width=decoded.width,
-                height=decoded.height,
-                detector=self._batcher.detector.name,
-            )
-            if sink is not None:
-                # Inside the dedupe leader: only one copy of concurrent identical frames joins.
-                twin = await sink.accept(
-                    AcceptedFrame(camera_id, header.sha256, captured_at_ms, result), decoded.pixels
+            # The pixels live from decode to the end of accept (the scene check): hold their
+            # memory in the shared budget for that long.
+            async with self._budget.reserve(self._intake.decode_cost(header)):
+                decode_started = time.perf_counter()
+                decoded = await asyncio.to_thread(self._intake.decode, image, header)
+                timings["decode_ms"] = (
+                    inspect_ms + (time.perf_counter() - decode_started) * 1000.0
                 )
-                if twin is not None:
-                    twins.append(twin)
-            return result
+                batch = await self._batcher.detect(decoded.pixels)
+                timings["queue_ms"] = batch.queue_ms
+                timings["inference_ms"] = batch.inference_ms
+                result = AnalysisResult(
+                    detections=_to_original_pixels(batch.detections, *decoded.scale),
+                    width=decoded.width,
+                    height=decoded.height,
+                    detector=self._batcher.detector.name,
+                )
+                if sink is not None:
+                    # Inside the dedupe leader: only one copy of concurrent identical frames
+                    # joins.
+                    twin = await sink.accept(
+                        AcceptedFrame(camera_id, header.sha256, captured_at_ms, result),
+                        decoded.pixels,
+                    )
+                    if twin is not None:
+                        twins.append(twin)
+                return result
 
         result, duplicate = await self._dedupe.resolve(header.sha256, analyse_new)
         if sink is not None and (duplicate or twins):
@@ -156,6 +169,10 @@ class FrameAnalyzer:
         self._latency.record("total", total_ms)
         return FrameOutcome(header.sha256, result, duplicate, stage)
 
+    def release_memory(self) -> None:
+        """A stream ended: give memory its frames used back to the system, when idle."""
+        self._budget.trim()
+
     def _known(
         self, sha256: str, result: AnalysisResult, started: float, inspect_ms: float,
         covered_sequence: int,
@@ -165,3 +182,18 @@ class FrameAnalyzer:
         self._latency.record("total", total_ms)
         timed = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
         return FrameOutcome(sha256, result, True, timed, covered_sequence)
+
+
+def _to_original_pixels(
+    detections: Iterable[Detection], scale_x: float, scale_y: float
+) -> tuple[Detection, ...]:
+    """Boxes found on a scaled-down decode, in pixels of the original image."""
+    if scale_x == 1.0 and scale_y == 1.0:
+        return tuple(detections)
+    return tuple(
+        dataclasses.replace(
+            det, x1=det.x1 * scale_x, y1=det.y1 * scale_y, x2=det.x2 * scale_x,
+            y2=det.y2 * scale_y,
+        )
+        for det in detections
+    )

@@ -1,7 +1,11 @@
 """Validation and decoding of incoming frames.
 
-Cheap checks (camera id, size, hash, magic bytes, header dimensions) run before any pixel is
-decoded, so a decompression bomb or a huge header costs the server a few bytes of parsing.
+Cheap checks (camera id, size, hash, magic bytes, header dimensions, pixels per byte) run before
+any pixel is decoded, so a decompression bomb or a forged header costs the server a few bytes of
+parsing. JPEGs are decoded by libjpeg-turbo in strict mode, so corrupt or cut-off scan data is
+refused even when an end marker was appended, and at a reduced scale in the DCT domain when the
+image is much larger than the detector's input: a 48-megapixel photo costs what the detector
+needs, not 150 MB.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import io
 import re
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import simplejpeg
 from PIL import Image, ImageFile
 
 from gpu_server.config import LimitsConfig
@@ -33,6 +39,16 @@ _JPEG_SOF_MARKERS = frozenset(
 # Markers without a length field.
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
 _JPEG_SOS = 0xDA
+# Markers may be padded with 0xFF fill bytes; encoders write one or a few. A longer run than
+# this is no camera's file, and scanning it would only cost time.
+_JPEG_MAX_FILL: Final = 64 * 1024
+_JPEG_FILL = re.compile(rb"\xff{1,%d}" % _JPEG_MAX_FILL)
+# Segments before the frame header: real files have a handful (APPn, DQT, DHT, COM).
+_JPEG_MAX_SEGMENTS: Final = 1024
+# libjpeg-turbo refuses some conversions (CMYK to BGR); Pillow decodes those instead.
+_UNSUPPORTED_CONVERSION = "Unsupported color conversion"
+# Bytes of memory a decode needs per decoded pixel: the BGR result plus working copies.
+DECODE_BYTES_PER_PIXEL: Final = 6
 
 BgrImage = npt.NDArray[np.uint8]
 
@@ -49,9 +65,14 @@ class FrameHeader:
 
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:
-    pixels: BgrImage  # H x W x 3, BGR like OpenCV and ultralytics expect
-    width: int
+    pixels: BgrImage  # H x W x 3, BGR like OpenCV and ultralytics expect; maybe scaled down
+    width: int  # of the original image, as the header says
     height: int
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Factors from decoded pixels to original pixels (1.0 when decoded at full size)."""
+        return self.width / self.pixels.shape[1], self.height / self.pixels.shape[0]
 
 
 def _truncated(message: str) -> FrameRejectedError:
@@ -71,13 +92,16 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     pos = 2  # after SOI
     end = len(data)
-    while pos < end:
-        if data[pos] != 0xFF:
+    for _ in range(_JPEG_MAX_SEGMENTS):
+        # Skip the fill bytes before a marker in one C-level step.
+        fill = _JPEG_FILL.match(data, pos)
+        if fill is None:
             raise _truncated("JPEG marker stream is corrupt")
-        while pos < end and data[pos] == 0xFF:  # markers may be padded with fill bytes
-            pos += 1
+        pos = fill.end()
         if pos >= end:
             break
+        if data[pos] == 0xFF:
+            raise _truncated(f"JPEG marker padding runs over {_JPEG_MAX_FILL} bytes")
         marker = data[pos]
         pos += 1
         if marker in _JPEG_STANDALONE:
@@ -97,6 +121,8 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         if marker == _JPEG_SOS:
             raise _truncated("JPEG reaches its scan data without a frame header")
         pos += length
+    else:
+        raise _truncated(f"JPEG has more than {_JPEG_MAX_SEGMENTS} segments before its frame")
     raise _truncated("JPEG ends before its frame header")
 
 
@@ -114,8 +140,11 @@ class FrameIntake:
     All methods are blocking and CPU-bound: call them from a worker thread.
     """
 
-    def __init__(self, limits: LimitsConfig) -> None:
+    def __init__(self, limits: LimitsConfig, decode_side: int = 0) -> None:
+        """`decode_side`: JPEGs whose longer side is at least twice this are decoded scaled
+        down, to no less than this on their longer side (the detector's input size); 0 never."""
         self._limits = limits
+        self._decode_side = decode_side
         # Pillow has its own bomb guard (a warning, then an error at twice the limit). Ours runs
         # first from the header; only lift Pillow's when the configured limit is higher.
         if Image.MAX_IMAGE_PIXELS is not None and limits.max_pixels > Image.MAX_IMAGE_PIXELS:
@@ -162,29 +191,84 @@ class FrameIntake:
             )
         if width == 0 or height == 0:
             raise _truncated(f"image header declares {width}x{height} pixels")
+        if width * height > limits.max_pixels_per_byte * len(data):
+            # No camera writes files that compress this well: the pixel data is missing or the
+            # header is forged.
+            raise _truncated(
+                f"image header promises {width}x{height} pixels, more than {len(data)} bytes "
+                "can hold: the file is cut short or forged"
+            )
         return FrameHeader(format=fmt, width=width, height=height, sha256=digest)
 
+    def decoded_size(self, header: FrameHeader) -> tuple[int, int]:
+        """The width and height `decode` will produce, known before decoding."""
+        factor = self._scale_factor(header)
+        if factor == 1:
+            return header.width, header.height
+        # libjpeg scales by M/8; with M = 8 / factor the size rounds up.
+        return -(-header.width // factor), -(-header.height // factor)
+
+    def decode_cost(self, header: FrameHeader) -> int:
+        """Bytes of memory decoding this frame takes at its peak, for the decode budget."""
+        width, height = self.decoded_size(header)
+        return width * height * DECODE_BYTES_PER_PIXEL
+
+    def _scale_factor(self, header: FrameHeader) -> int:
+        """The largest of 2, 4, 8 that keeps the longer side at least `decode_side`, else 1."""
+        if header.format != "JPEG" or self._decode_side <= 0:
+            return 1
+        longer = max(header.width, header.height)
+        factor = 1
+        while factor < 8 and longer // (factor * 2) >= self._decode_side:
+            factor *= 2
+        return factor
+
     def decode(self, data: bytes, header: FrameHeader) -> DecodedFrame:
-        """Decode all pixels; incomplete or corrupt pixel data is rejected as TRUNCATED."""
-        # Pillow decodes a PNG cut after its last pixel row without complaint; a complete
-        # PNG always ends with an IEND chunk, so its absence means the upload was cut short.
-        if header.format == "PNG" and data.rfind(b"IEND", 33) == -1:
-            raise _truncated("PNG has no IEND chunk: the file is incomplete")
-        try:
-            with Image.open(io.BytesIO(data), formats=[header.format]) as image:
-                # load() raises on truncated data, unlike OpenCV which fills the rest with grey.
-                image.load()
-                rgb = image if image.mode == "RGB" else image.convert("RGB")
-                array = np.asarray(rgb, dtype=np.uint8)
-        except Image.DecompressionBombError as exc:
-            raise FrameRejectedError(RejectReason.DECOMPRESSION_BOMB, str(exc)) from exc
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise _truncated(f"image data is truncated or corrupt: {exc}") from exc
-        height, width = array.shape[:2]
-        if (width, height) != (header.width, header.height):
+        """Decode the pixels (JPEGs maybe scaled down); corrupt or cut-off data is TRUNCATED."""
+        if header.format == "JPEG":
+            pixels = self._decode_jpeg(data, header)
+        else:
+            pixels = _decode_with_pillow(data, header)
+        decoded_width, decoded_height = self.decoded_size(header)
+        if pixels.shape[1] != decoded_width or pixels.shape[0] != decoded_height:
             raise _truncated(
-                f"decoded {width}x{height} pixels but the header said "
+                f"decoded {pixels.shape[1]}x{pixels.shape[0]} pixels but the header said "
                 f"{header.width}x{header.height}"
             )
-        bgr = np.ascontiguousarray(array[:, :, ::-1])
-        return DecodedFrame(pixels=bgr, width=width, height=height)
+        return DecodedFrame(pixels=pixels, width=header.width, height=header.height)
+
+    def _decode_jpeg(self, data: bytes, header: FrameHeader) -> BgrImage:
+        factor = self._scale_factor(header)
+        try:
+            # strict: libjpeg's warnings (premature end of data, extraneous bytes, a corrupt
+            # scan) are errors; Pillow would pad such an image with grey instead.
+            pixels: BgrImage = simplejpeg.decode_jpeg(
+                data,
+                colorspace="BGR",
+                min_width=-(-header.width // factor) if factor > 1 else 0,
+                min_height=-(-header.height // factor) if factor > 1 else 0,
+                strict=True,
+            )
+        except ValueError as exc:
+            if _UNSUPPORTED_CONVERSION in str(exc) and factor == 1:
+                return _decode_with_pillow(data, header)
+            raise _truncated(f"image data is truncated or corrupt: {exc}") from exc
+        return pixels
+
+
+def _decode_with_pillow(data: bytes, header: FrameHeader) -> BgrImage:
+    # Pillow decodes a PNG cut after its last pixel row without complaint; a complete
+    # PNG always ends with an IEND chunk, so its absence means the upload was cut short.
+    if header.format == "PNG" and data.rfind(b"IEND", 33) == -1:
+        raise _truncated("PNG has no IEND chunk: the file is incomplete")
+    try:
+        with Image.open(io.BytesIO(data), formats=[header.format]) as image:
+            # load() raises on truncated data, unlike OpenCV which fills the rest with grey.
+            image.load()
+            rgb = image if image.mode == "RGB" else image.convert("RGB")
+            array = np.asarray(rgb, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise FrameRejectedError(RejectReason.DECOMPRESSION_BOMB, str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _truncated(f"image data is truncated or corrupt: {exc}") from exc
+    return np.ascontiguousarray(array[:, :, ::-1])

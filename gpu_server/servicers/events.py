@@ -4,9 +4,20 @@ events pipeline."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Final
 
 from gpu_server._generated import events_pb2
+from gpu_server.errors import CursorOutOfRangeError, InvalidSettingsError
 from gpu_server.events.pipeline import EventPipeline
+from gpu_server.limits import MAX_CONFIGURE_BYTES
+
+# Sequences are SQLite integers: signed 64-bit.
+MAX_SEQUENCE: Final = 2**63 - 1
+
+
+def _check_sequence(name: str, value: int) -> None:
+    if value > MAX_SEQUENCE:
+        raise CursorOutOfRangeError(f"{name} {value} is beyond any event sequence ({MAX_SEQUENCE})")
 
 
 class EventsHandler:
@@ -17,16 +28,23 @@ class EventsHandler:
         self, request: events_pb2.SubscribeEventsRequest
     ) -> AsyncIterator[events_pb2.SecurityEvent]:
         # 0 means "everything not yet acknowledged": acknowledged events are gone already.
+        _check_sequence("after_sequence", request.after_sequence)
         async for event in self._pipeline.subscribe(request.after_sequence):
             yield event
 
     async def ack(self, request: events_pb2.AckEventsRequest) -> events_pb2.AckEventsResponse:
+        _check_sequence("up_to_sequence", request.up_to_sequence)
         removed = await self._pipeline.ack(request.up_to_sequence, request.outbox_id)
         return events_pb2.AckEventsResponse(removed=removed)
 
     async def configure(
         self, request: events_pb2.ConfigureRequest
     ) -> events_pb2.ConfigureResponse:
+        size = request.ByteSize()
+        if size > MAX_CONFIGURE_BYTES:
+            raise InvalidSettingsError(
+                f"the request has {size} bytes; at most {MAX_CONFIGURE_BYTES} are allowed"
+            )
         ids = await self._pipeline.configure(list(request.cameras))
         return events_pb2.ConfigureResponse(configured_camera_ids=ids)
 

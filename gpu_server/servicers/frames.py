@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Final
 
 import grpc
 
@@ -21,6 +23,22 @@ from gpu_server.pipeline.analyze import FrameAnalyzer, FrameOutcome
 _LOGGER = logging.getLogger(__name__)
 
 _STREAM_DONE = object()
+# Capture times outside [2000-01-01, now + 1 day] are a client's broken clock: the frame is
+# analysed at the server's time instead, and its ack says so.
+_EARLIEST_CAPTURE_MS: Final = 946_684_800_000
+_FUTURE_SLACK_MS: Final = 86_400_000
+
+
+def checked_capture_time(captured_at_ms: int, now_ms: int) -> tuple[int, str]:
+    """The capture time to use (0: the server's clock) and a note when it was replaced."""
+    if captured_at_ms == 0:
+        return 0, ""
+    if _EARLIEST_CAPTURE_MS <= captured_at_ms <= now_ms + _FUTURE_SLACK_MS:
+        return captured_at_ms, ""
+    return 0, (
+        f"captured_at_ms {captured_at_ms} is not a plausible capture time; "
+        "the server's clock was used"
+    )
 
 
 def reject_reason_name(reason: RejectReason) -> str:
@@ -28,7 +46,9 @@ def reject_reason_name(reason: RejectReason) -> str:
     return f"REJECT_REASON_{reason.name}"
 
 
-def accepted_ack(frame: frames_pb2.Frame, outcome: FrameOutcome) -> frames_pb2.FrameAck:
+def accepted_ack(
+    frame: frames_pb2.Frame, outcome: FrameOutcome, note: str = ""
+) -> frames_pb2.FrameAck:
     result = outcome.result
     timings = outcome.timings
     return frames_pb2.FrameAck(
@@ -39,6 +59,7 @@ def accepted_ack(frame: frames_pb2.Frame, outcome: FrameOutcome) -> frames_pb2.F
             frames_pb2.ACK_STATUS_DUPLICATE if outcome.duplicate else frames_pb2.ACK_STATUS_ACCEPTED
         ),
         status_code=code_number(grpc.StatusCode.OK),
+        message=note,
         image_width=result.width,
         image_height=result.height,
         detector=result.detector,
@@ -84,9 +105,12 @@ class FrameStreamHandler:
         self._max_in_flight = max_in_flight
 
     async def _ack_for(self, frame: frames_pb2.Frame) -> frames_pb2.FrameAck:
+        captured_at_ms, note = checked_capture_time(
+            frame.captured_at_ms, int(time.time() * 1000)
+        )
         try:
             outcome = await self._analyzer.analyze(
-                frame.camera_id, frame.image, frame.content_sha256, frame.captured_at_ms
+                frame.camera_id, frame.image, frame.content_sha256, captured_at_ms
             )
         except Exception as exc:
             self._counters.rejected += 1
@@ -97,7 +121,7 @@ class FrameStreamHandler:
             self._counters.duplicate += 1
         else:
             self._counters.accepted += 1
-        return accepted_ack(frame, outcome)
+        return accepted_ack(frame, outcome, note)
 
     async def stream(
         self, frames: AsyncIterator[frames_pb2.Frame]
@@ -141,3 +165,5 @@ class FrameStreamHandler:
             for task in (reader, *list(workers)):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            # Large messages leave freed buffers in the heap: hand them back after a stream.
+            self._analyzer.release_memory()

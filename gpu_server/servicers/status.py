@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from gpu_server import __version__
@@ -46,9 +47,12 @@ class StatusReporter:
         self._counters = counters
         self._gpu = gpu
         self._started = time.monotonic()
+        # Its own thread: frames being hashed and decoded fill the shared pool, and a status
+        # call must not queue behind them.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
 
     async def status(self) -> status_pb2.ServerStatus:
-        gpu = await asyncio.to_thread(self._gpu.read)
+        gpu = await asyncio.get_running_loop().run_in_executor(self._executor, self._gpu.read)
         detector = self._selection.detector
         return status_pb2.ServerStatus(
             server_id=self._server_id,
@@ -94,6 +98,9 @@ class StatusReporter:
             events=self._events_status(),
             language_model=self._language_model_status(),
         )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
 
     def _language_model_status(self) -> status_pb2.LanguageModelStatus | None:
         if self._events is None:

@@ -28,3 +28,9 @@ def grpc_aio_engine() -> Generator[None]:
 def shared_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sidecar]:
     """One real sidecar for the tests that do not stop it."""
     yield from shared_sidecar_session(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tls_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sidecar]:
+    """One real sidecar on TLS with the certificate it made itself."""
+    yield from shared_sidecar_session(tmp_path_factory, {"HSAI_TLS": "auto"})

@@ -49,6 +49,12 @@ def shared_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sideca
     yield from shared_sidecar_session(tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def tls_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sidecar]:
+    """One real sidecar on TLS with the certificate it made itself."""
+    yield from shared_sidecar_session(tmp_path_factory, {"HSAI_TLS": "auto"})
+
+
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load the integration from custom_components."""

@@ -49,6 +49,8 @@ class Sidecar:
     host: str = "127.0.0.1"
     port: int = 0
     server_id: str = ""
+    # The SHA-256 fingerprint of the certificate the sidecar presents when it runs with TLS.
+    tls_fingerprint: str | None = None
     # Extra environment, e.g. a longer batch window for one test.
     env: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -117,6 +119,12 @@ class Sidecar:
         ready = json.loads(self.ready_file.read_text())
         self.port = int(ready["port"])
         self.server_id = str(ready["server_id"])
+        self.tls_fingerprint = ready.get("tls_fingerprint")
+
+    @property
+    def tls_certificate_file(self) -> Path:
+        """Return the certificate the sidecar made for itself (with HSAI_TLS=auto)."""
+        return self.root / "data" / "tls" / "cert.pem"
 
     def kill(self) -> None:
         """Kill the sidecar at once (SIGKILL), as a crash or power loss would."""
@@ -160,9 +168,11 @@ def grpc_aio_engine_session() -> Generator[None]:
     loop.close()
 
 
-def shared_sidecar_session(tmp_path_factory: pytest.TempPathFactory) -> Generator[Sidecar]:
-    """One real sidecar for the tests that do not stop it."""
-    sidecar = Sidecar(root=tmp_path_factory.mktemp("sidecar"))
+def shared_sidecar_session(
+    tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None
+) -> Generator[Sidecar]:
+    """One real sidecar for the tests that do not stop it (`env`: e.g. HSAI_TLS)."""
+    sidecar = Sidecar(root=tmp_path_factory.mktemp("sidecar"), env=env or {})
     sidecar.start()
     yield sidecar
     sidecar.stop()

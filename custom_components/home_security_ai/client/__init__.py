@@ -10,6 +10,7 @@ from .errors import (
     HomeSecurityAIError,
     NotSupported,
     ResourceExhausted,
+    TlsUnavailable,
 )
 from .models import (
     LANGUAGE_MODEL_FAILING,
@@ -39,6 +40,7 @@ from .models import (
     ServerStatus,
     Zone,
 )
+from .tls import certificate_fingerprint, certificate_server_name, fetch_server_certificate
 
 __all__ = [
     "LANGUAGE_MODEL_FAILING",
@@ -73,5 +75,9 @@ __all__ = [
     "SceneChangeKind",
     "SecurityEvent",
     "ServerStatus",
+    "TlsUnavailable",
     "Zone",
+    "certificate_fingerprint",
+    "certificate_server_name",
+    "fetch_server_certificate",
 ]

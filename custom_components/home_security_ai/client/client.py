@@ -44,6 +44,7 @@ from .models import (
     SecurityEvent,
     ServerStatus,
 )
+from .tls import certificate_server_name
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -290,7 +291,8 @@ class HomeSecurityAIClient:
     """Talks to one sidecar over one gRPC channel.
 
     The channel is created lazily inside the running event loop and reused by every
-    call; `close()` releases it.
+    call; `close()` releases it. With `tls_certificate` (PEM) the channel uses TLS and trusts
+    that certificate alone.
     """
 
     def __init__(
@@ -301,6 +303,7 @@ class HomeSecurityAIClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_reconnect_backoff: float = 30.0,
+        tls_certificate: str | None = None,
     ) -> None:
         """Remember where the sidecar is; nothing is opened yet."""
         self.host = host
@@ -311,6 +314,10 @@ class HomeSecurityAIClient:
         self._max_reconnect_backoff_ms = max(100, int(max_reconnect_backoff * 1000))
         self._channel: aio.Channel | None = None
         self._stub: service_pb2_grpc.SecurityAIStub | None = None
+        self._tls_certificate = tls_certificate
+        self._tls_server_name = (
+            certificate_server_name(tls_certificate) if tls_certificate else None
+        )
 
     def _get_stub(self) -> service_pb2_grpc.SecurityAIStub:
         if self._stub is None:
@@ -325,7 +332,15 @@ class HomeSecurityAIClient:
                 ("grpc.min_reconnect_backoff_ms", min(1000, self._max_reconnect_backoff_ms)),
                 ("grpc.max_reconnect_backoff_ms", self._max_reconnect_backoff_ms),
             ]
-            self._channel = aio.insecure_channel(self._target, options=options)
+            if self._tls_certificate is None:
+                self._channel = aio.insecure_channel(self._target, options=options)
+            else:
+                if self._tls_server_name is not None:
+                    options.append(("grpc.ssl_target_name_override", self._tls_server_name))
+                credentials = grpc.ssl_channel_credentials(
+                    root_certificates=self._tls_certificate.encode()
+                )
+                self._channel = aio.secure_channel(self._target, credentials, options=options)
             self._stub = service_pb2_grpc.SecurityAIStub(self._channel)
         return self._stub
 

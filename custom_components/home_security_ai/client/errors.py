@@ -25,3 +25,7 @@ class ResourceExhausted(HomeSecurityAIError):  # noqa: N818
 
 class FailedPrecondition(HomeSecurityAIError):  # noqa: N818
     """The sidecar refused the call's premise, e.g. an event cursor of another outbox."""
+
+
+class TlsUnavailable(CannotConnect):
+    """The sidecar answered, but not with TLS (it runs without it)."""

@@ -190,3 +190,55 @@ def test_registry_is_thread_safe(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert ZoneRegistry(tmp_path).cameras() == ["cam0", "cam1", "cam2", "cam3"]
+
+
+def _simple_by_pairs(points: list[tuple[float, float]]) -> bool:
+    """The plain definition, one pair of edges at a time: no two non-adjacent edges meet."""
+
+    def cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    def within(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return (
+            min(a[0], b[0]) <= p[0] <= max(a[0], b[0])
+            and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
+        )
+
+    count = len(points)
+    edges = [(points[i], points[(i + 1) % count]) for i in range(count)]
+    for i in range(count):
+        for j in range(i + 2, count):
+            if i == 0 and j == count - 1:
+                continue
+            (a, b), (c, d) = edges[i], edges[j]
+            d1, d2, d3, d4 = cross(c, d, a), cross(c, d, b), cross(a, b, c), cross(a, b, d)
+            if ((d1 > 0 > d2) or (d1 < 0 < d2)) and ((d3 > 0 > d4) or (d3 < 0 < d4)):
+                return False
+            if (
+                (d1 == 0 and within(a, c, d))
+                or (d2 == 0 and within(b, c, d))
+                or (d3 == 0 and within(c, a, b))
+                or (d4 == 0 and within(d, a, b))
+            ):
+                return False
+    return True
+
+
+def test_the_vectorised_outline_check_agrees_with_the_plain_definition() -> None:
+    import random
+
+    from gpu_server.context.zones import is_simple_polygon
+
+    rng = random.Random(7)
+    simple = 0
+    for trial in range(3000):
+        count = rng.randint(3, 12)
+        if trial % 3 == 0:
+            # On a coarse grid, so touching and collinear edges come up often.
+            points = [(rng.randint(0, 4) / 4, rng.randint(0, 4) / 4) for _ in range(count)]
+        else:
+            points = [(rng.random(), rng.random()) for _ in range(count)]
+        expected = _simple_by_pairs(points)
+        simple += expected
+        assert is_simple_polygon(points) == expected, points
+    assert 100 < simple < 2900  # both answers were exercised

@@ -83,3 +83,18 @@ async def test_a_load_that_takes_too_long_is_given_up(tiny_gguf: Path, tmp_path:
 def _cmdline(pid: int | None) -> list[str]:
     assert pid is not None
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+async def test_a_model_server_that_cannot_be_started_is_reported(
+    tiny_gguf: Path, tmp_path: Path
+) -> None:
+    server = ModelServer(
+        tiny_gguf, llm_settings(restart_backoff_s=30), tmp_path / "llm",
+        python=str(tmp_path / "no-such-python"),
+    )
+    try:
+        assert not await server.start()
+        assert server.state is ServerState.FAILED
+        assert server.reason.startswith("could not start the model server")
+    finally:
+        await server.stop()

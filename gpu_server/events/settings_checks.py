@@ -1,0 +1,77 @@
+"""Cheap checks of Configure's camera settings, before any zone is parsed.
+
+Sizes and counts come first, so a request made to be expensive (thousands of cameras, megabyte
+names, windows that never close) is refused for the price of reading a few lengths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from gpu_server._generated import events_pb2
+from gpu_server.errors import InvalidSettingsError
+from gpu_server.limits import (
+    MAX_BATCH_SECONDS,
+    MAX_CAMERAS,
+    MAX_DISPLAY_NAME_CHARS,
+    MAX_POINTS_PER_ZONE,
+    MAX_PROMPT_VERSION_CHARS,
+    MAX_TIME_ZONE_CHARS,
+    MAX_ZONE_NAME_CHARS,
+    MAX_ZONES_PER_CAMERA,
+)
+from gpu_server.pipeline.intake import CAMERA_ID_PATTERN
+
+
+def check_camera_count(
+    settings: Sequence[events_pb2.CameraSettings], known: Iterable[str]
+) -> None:
+    """At most MAX_CAMERAS cameras per call and configured in all."""
+    if len(settings) > MAX_CAMERAS:
+        raise InvalidSettingsError(
+            f"{len(settings)} cameras in one call; at most {MAX_CAMERAS} are allowed"
+        )
+    total = len({*known, *(item.camera_id for item in settings)})
+    if total > MAX_CAMERAS:
+        raise InvalidSettingsError(
+            f"this would configure {total} cameras; at most {MAX_CAMERAS} are allowed"
+        )
+
+
+def _check_text(camera: str, field: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidSettingsError(
+            f"camera {camera!r}: {field} has {len(value)} characters; at most {limit} allowed"
+        )
+
+
+def check_camera_fields(item: events_pb2.CameraSettings) -> None:
+    """Id, text lengths, windows and zone and point counts of one camera."""
+    camera_id = item.camera_id
+    if not CAMERA_ID_PATTERN.fullmatch(camera_id):
+        raise InvalidSettingsError(
+            f"camera_id {camera_id[:80]!r} must match {CAMERA_ID_PATTERN.pattern}"
+        )
+    _check_text(camera_id, "display_name", item.display_name, MAX_DISPLAY_NAME_CHARS)
+    _check_text(camera_id, "time_zone", item.time_zone, MAX_TIME_ZONE_CHARS)
+    _check_text(camera_id, "prompt_version", item.prompt_version, MAX_PROMPT_VERSION_CHARS)
+    for field, seconds in (
+        ("batch_window_s", item.batch_window_s),
+        ("idle_timeout_s", item.idle_timeout_s),
+    ):
+        if seconds > MAX_BATCH_SECONDS:
+            raise InvalidSettingsError(
+                f"camera {camera_id!r}: {field} {seconds} is over {MAX_BATCH_SECONDS} s "
+                "(0 keeps the server's default)"
+            )
+    if len(item.zones) > MAX_ZONES_PER_CAMERA:
+        raise InvalidSettingsError(
+            f"camera {camera_id!r}: {len(item.zones)} zones; at most {MAX_ZONES_PER_CAMERA}"
+        )
+    for zone in item.zones:
+        _check_text(camera_id, "a zone name", zone.name, MAX_ZONE_NAME_CHARS)
+        if len(zone.points) > MAX_POINTS_PER_ZONE:
+            raise InvalidSettingsError(
+                f"camera {camera_id!r}: zone {zone.name!r} has {len(zone.points)} points; "
+                f"at most {MAX_POINTS_PER_ZONE}"
+            )

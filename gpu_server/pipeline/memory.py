@@ -1,0 +1,148 @@
+"""One memory budget for the pixels being decoded and detected, across every stream.
+
+Decoded images are what a burst of large frames costs: a client that sends 32 large frames
+at once must not take the server past the machine's memory. Each frame reserves what its decode
+needs before decoding and gives it back once detection is done; frames wait in arrival order
+for room, and after `wait_s` they get BACKPRESSURE (the client keeps and resends them).
+
+glibc keeps freed heap memory for reuse, so a burst would leave the process large for good.
+Large allocations are made with mmap (given back on free), and the heap is trimmed when the
+budget falls idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+from gpu_server.errors import BackpressureError, FrameRejectedError, RejectReason
+
+_LOGGER = logging.getLogger(__name__)
+
+GIB: Final = 1024**3
+# The default budget: an eighth of the machine's memory, at most this.
+DEFAULT_BUDGET_MAX: Final = 2 * GIB
+_M_MMAP_THRESHOLD: Final = -3  # mallopt parameter number in glibc
+_MMAP_THRESHOLD_BYTES: Final = 1024 * 1024
+_TRIM_INTERVAL_S: Final = 2.0
+
+
+def default_budget_bytes() -> int:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return DEFAULT_BUDGET_MAX
+    return max(256 * 1024 * 1024, min(DEFAULT_BUDGET_MAX, total // 8))
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim  # noqa: B018 - glibc only: probe for it
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+class DecodeBudget:
+    """Bytes of decoding and detection in flight; reserve() waits for room in FIFO order."""
+
+    def __init__(self, capacity: int, wait_s: float) -> None:
+        self.capacity = capacity
+        self._wait_s = wait_s
+        self.used = 0
+        self.peak = 0
+        self.refused = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._libc = _libc()
+        self._last_trim = 0.0
+        if self._libc is not None:
+            # Above 1 MiB every allocation (a decoded image) is an mmap that free() unmaps.
+            self._libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, nbytes: int) -> AsyncIterator[None]:
+        """Hold `nbytes` of the budget for the duration of the block."""
+        if nbytes > self.capacity:
+            raise FrameRejectedError(
+                RejectReason.DECOMPRESSION_BOMB,
+                f"decoding this frame needs {nbytes} bytes of memory; the budget is "
+                f"{self.capacity}",
+            )
+        await self._acquire(nbytes)
+        try:
+            yield
+        finally:
+            self._release(nbytes)
+
+    async def _acquire(self, nbytes: int) -> None:
+        if not self._waiters and self.used + nbytes <= self.capacity:
+            self._take(nbytes)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (nbytes, future)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(future, self._wait_s)
+        except TimeoutError:
+            self.refused += 1
+            raise BackpressureError(
+                f"the server is decoding {self.used} bytes of frames (budget {self.capacity}); "
+                "resend the frame later"
+            ) from None
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self._release(nbytes)  # granted just as the wait was cancelled
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+            self._grant()
+
+    def _take(self, nbytes: int) -> None:
+        self.used += nbytes
+        self.peak = max(self.peak, self.used)
+
+    def _release(self, nbytes: int) -> None:
+        self.used -= nbytes
+        self._grant()
+        if self.used == 0 and not self._waiters:
+            self.trim()
+
+    def _grant(self) -> None:
+        """Let waiters in, oldest first, while they fit."""
+        while self._waiters:
+            nbytes, future = self._waiters[0]
+            if future.done():
+                self._waiters.popleft()
+                continue
+            if self.used + nbytes > self.capacity:
+                return
+            self._waiters.popleft()
+            self._take(nbytes)
+            future.set_result(None)
+
+    def trim(self) -> None:
+        """Give freed heap memory back to the system after a burst (at most every 2 s)."""
+        if self.used:
+            return
+        now = time.monotonic()
+        if self._libc is None or now - self._last_trim < _TRIM_INTERVAL_S:
+            return
+        self._last_trim = now
+        self._libc.malloc_trim(0)

@@ -1,0 +1,40 @@
+"""The sidecar's and the integration's limits on camera settings are the same numbers.
+
+Each side keeps its own `limits.py` (the integration cannot import the sidecar); they are read
+here as source, so neither side's dependencies are needed.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SIDECAR = REPO / "gpu_server" / "limits.py"
+INTEGRATION = REPO / "custom_components" / "home_security_ai" / "limits.py"
+
+
+def constants(path: Path) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            assert node.value is not None
+            # Our own source, with arithmetic such as 4 * 1024 * 1024: evaluate the expression.
+            expression = compile(ast.Expression(node.value), str(path), "eval")
+            found[node.target.id] = int(eval(expression))
+    return found
+
+
+def test_both_sides_have_the_same_limits() -> None:
+    sidecar, integration = constants(SIDECAR), constants(INTEGRATION)
+    assert sidecar
+    assert sidecar == integration
+
+
+def test_the_sidecar_code_uses_its_limits() -> None:
+    from gpu_server import limits
+    from gpu_server.context import zones
+
+    assert zones.MAX_ZONES_PER_CAMERA == limits.MAX_ZONES_PER_CAMERA
+    assert zones.MAX_POINTS_PER_ZONE == limits.MAX_POINTS_PER_ZONE
+    assert constants(SIDECAR)["MAX_CAMERAS"] == limits.MAX_CAMERAS

@@ -1,15 +1,19 @@
-"""Run the sidecar and a real Home Assistant watching a sample camera upload folder.
+"""Run the sidecar and a real Home Assistant, with its user interface, watching sample cameras.
 
 Called by `scripts/demo` once both environments exist. Everything it creates lives in `.demo/`,
-which is rebuilt on every run so the demo always starts from the same state.
+which is rebuilt on every run so the demo always starts from the same state. The browser tests
+start the same stack from this module, in a folder of their own.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -20,22 +24,26 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_DIR = REPO_ROOT / ".demo"
 DOMAIN = "home_security_ai"
 USERNAME = "demo"
 STARTUP_TIMEOUT_S = 180.0
 DETECTION_TIMEOUT_S = 300.0
+LOG_TAIL_LINES = 15
 
+# Only what the demo needs: `default_config` would also load integrations that need the
+# internet (text-to-speech, radio, weather) and fail to set up offline.
 HA_CONFIGURATION = """\
 homeassistant:
   name: Home Security AI demo
   unit_system: metric
   time_zone: UTC
+  country: GB
   latitude: 0
   longitude: 0
   elevation: 0
@@ -45,9 +53,12 @@ homeassistant:
     local: "{media}"
 frontend:
 config:
+api:
 http:
   server_host: 127.0.0.1
   server_port: {port}
+lovelace:
+media_source:
 recorder:
 history:
 logbook:
@@ -57,6 +68,28 @@ logger:
     custom_components.{domain}: info
 """
 
+# Onboarding's other steps would add integrations that need the internet; the demo creates the
+# user through the API and marks the rest done, as a user clicking through them would.
+ONBOARDING_DONE = {
+    "version": 4,
+    "minor_version": 1,
+    "key": "onboarding",
+    "data": {"done": ["core_config", "analytics", "integration"]},
+}
+
+# Home Assistant logs these when an integration does not set up.
+SETUP_FAILURE = re.compile(r"Setup failed for|Error setting up entry|Unable to prepare setup")
+
+# The order of a camera's values on the dashboard, by the end of their unique ids.
+CAMERA_VALUES = (
+    "objects",
+    "last_risk_score",
+    "last_summary",
+    "events_today",
+    "security_event",
+    "threat_active",
+)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -64,44 +97,147 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# Processes the demo started, by name; a wait fails at once when one of them has died.
-WATCHED: dict[str, subprocess.Popen[bytes]] = {}
-LOG_TAIL_LINES = 15
+class Stack:
+    """The processes of one demo (sidecar, Home Assistant) and the folder they work in."""
 
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.argv: dict[str, list[str]] = {}
+        self.env: dict[str, dict[str, str]] = {}
 
-def log_tail(name: str, lines: int = LOG_TAIL_LINES) -> str:
-    text = (DEMO_DIR / f"{name}.log").read_text(encoding="utf-8", errors="replace")
-    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+    # Processes ---------------------------------------------------------------------------
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
 
+    def log_tail(self, name: str, lines: int = LOG_TAIL_LINES) -> str:
+        text = self.log_path(name).read_text(encoding="utf-8", errors="replace")
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
-def check_alive() -> None:
-    """Stop the demo, saying why, when a process it started has died."""
-    for name, proc in WATCHED.items():
-        code = proc.poll()
-        if code is not None:
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            raise SystemExit(
-                f"demo: the {name} {how}. The last lines of {DEMO_DIR}/{name}.log:\n"
-                f"{log_tail(name)}"
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.argv[name], self.env[name] = argv, env
+        with self.log_path(name).open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
             )
 
+    def died(self, name: str) -> str | None:
+        """Say how a process ended, or None while it runs."""
+        code = self.processes[name].poll()
+        if code is None:
+            return None
+        return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
-    """Poll `predicate` until it returns something truthy, or fail saying what we waited for."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        check_alive()
-        with contextlib.suppress(OSError, urllib.error.URLError, ValueError, KeyError):
-            if result := predicate():
-                return result
-        time.sleep(min(interval, 0.25) if time.monotonic() + interval > deadline else interval)
-    raise SystemExit(
-        f"demo: gave up waiting for {what} after {timeout:.0f} s (see {DEMO_DIR}/*.log)"
-    )
+    def check_alive(self) -> None:
+        """Stop, saying why, when a process of the stack has died."""
+        for name in self.processes:
+            if how := self.died(name):
+                raise SystemExit(
+                    f"demo: the {name} {how}. The last lines of {self.log_path(name)}:\n"
+                    f"{self.log_tail(name)}"
+                )
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes.values()):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def wait_for(self, predicate: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
+        """Poll `predicate` until it returns something truthy, or fail saying what we waited for."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            with contextlib.suppress(OSError, urllib.error.URLError, ValueError, KeyError):
+                if result := predicate():
+                    return result
+            time.sleep(min(interval, 0.25) if time.monotonic() + interval > deadline else interval)
+        raise SystemExit(
+            f"demo: gave up waiting for {what} after {timeout:.0f} s (see {self.workdir}/*.log)"
+        )
+
+    # The sidecar -----------------------------------------------------------------------------
+    @property
+    def ready_file(self) -> Path:
+        return self.workdir / "sidecar-ready.json"
+
+    def start_sidecar(
+        self, python: str, token: str, *, port: int = 0, env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Start the sidecar and wait until it listens; return what it announced."""
+        self.ready_file.unlink(missing_ok=True)
+        sidecar_env = {
+            **os.environ,
+            "YOLO_OFFLINE": "1",
+            "YOLO_AUTOINSTALL": "0",
+            "YOLO_CONFIG_DIR": str(self.workdir / "ultralytics"),
+            "PYTHONPATH": str(REPO_ROOT),
+            # Short batch windows so the demo's events show up within seconds.
+            "HSAI_BATCH_WINDOW_S": os.environ.get("HSAI_BATCH_WINDOW_S", "20"),
+            "HSAI_BATCH_IDLE_S": os.environ.get("HSAI_BATCH_IDLE_S", "5"),
+            **(env or {}),
+        }
+        sidecar_env.pop("VIRTUAL_ENV", None)
+        argv = [
+            python, "-m", "gpu_server", "--host", "127.0.0.1", "--port", str(port),
+            "--token", token, "--models-dir", str(REPO_ROOT / "models"),
+            "--data-dir", str(self.workdir / "sidecar"), "--ready-file", str(self.ready_file),
+        ]  # fmt: skip
+        self.start("sidecar", argv, sidecar_env)
+        return dict(
+            self.wait_for(
+                lambda: json.loads(self.ready_file.read_text()),
+                STARTUP_TIMEOUT_S,
+                "the sidecar",
+                0.25,
+            )
+        )
+
+    def restart_sidecar(self, port: int) -> dict[str, Any]:
+        """Start the sidecar again as before, on the port Home Assistant knows."""
+        argv = list(self.argv["sidecar"])
+        argv[argv.index("--port") + 1] = str(port)
+        token = argv[argv.index("--token") + 1]
+        return self.start_sidecar(argv[0], token, port=port, env=self.env["sidecar"])
+
+    # Home Assistant --------------------------------------------------------------------------
+    def prepare_home_assistant(self, uploads: Path, port: int) -> Path:
+        """Write a configuration, the integration (linked) and the onboarding state."""
+        config = self.workdir / "config"
+        (config / "custom_components").mkdir(parents=True, exist_ok=True)
+        (config / "custom_components" / DOMAIN).symlink_to(REPO_ROOT / "custom_components" / DOMAIN)
+        media = self.workdir / "media"
+        media.mkdir(exist_ok=True)
+        (config / "configuration.yaml").write_text(
+            HA_CONFIGURATION.format(uploads=uploads, media=media, port=port, domain=DOMAIN)
+        )
+        (config / ".storage").mkdir(exist_ok=True)
+        (config / ".storage" / "onboarding").write_text(json.dumps(ONBOARDING_DONE))
+        return config
+
+    def start_home_assistant(self, hass: str, config: Path, port: int) -> HomeAssistantApi:
+        self.start("homeassistant", [hass, "-c", str(config), "--skip-pip"], dict(os.environ))
+        api = HomeAssistantApi(f"http://127.0.0.1:{port}")
+        self.wait_for(
+            lambda: api.request("GET", "/api/onboarding") is not None,
+            STARTUP_TIMEOUT_S,
+            "Home Assistant",
+        )
+        return api
+
+    def setup_failures(self) -> list[str]:
+        """Return Home Assistant's log lines about integrations that did not set up."""
+        text = self.log_path("homeassistant").read_text(encoding="utf-8", errors="replace")
+        return [line for line in text.splitlines() if SETUP_FAILURE.search(line)]
 
 
 class HomeAssistantApi:
-    """The few REST calls the demo needs: onboarding, a config flow, states."""
+    """The few REST and websocket calls the demo needs: onboarding, flows, states, dashboard."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -124,6 +260,7 @@ class HomeAssistantApi:
         return json.loads(payload) if payload and is_json else payload.decode()
 
     def onboard(self, password: str) -> None:
+        """Create the owner; the other onboarding steps are marked done in advance."""
         user = self.request(
             "POST",
             "/api/onboarding/users",
@@ -146,13 +283,6 @@ class HomeAssistantApi:
             form=True,
         )
         self.access_token = token["access_token"]
-        self.request("POST", "/api/onboarding/core_config", {})
-        self.request("POST", "/api/onboarding/analytics", {})
-        self.request(
-            "POST",
-            "/api/onboarding/integration",
-            {"client_id": self.client_id, "redirect_uri": f"{self.client_id}?auth_callback=1"},
-        )
 
     def run_flow(self, start_path: str, handler: str, answers: list[dict[str, Any]]) -> Any:
         """Start a (config or options) flow and answer its forms in order."""
@@ -174,35 +304,104 @@ class HomeAssistantApi:
         wanted = set(entity_ids.split(","))
         return [s for s in self.request("GET", "/api/states") if s["entity_id"] in wanted]
 
+    def websocket(self, *commands: dict[str, Any]) -> list[Any]:
+        """Send commands over the websocket API; return their results in order."""
 
-@contextlib.contextmanager
-def process(name: str, argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    log = (DEMO_DIR / f"{name}.log").open("wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=DEMO_DIR)
-    WATCHED[name] = proc
-    try:
-        yield proc
-    finally:
-        WATCHED.pop(name, None)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+        async def run() -> list[Any]:
+            results = []
+            async with (
+                aiohttp.ClientSession() as session,
+                session.ws_connect(self.base_url + "/api/websocket") as ws,
+            ):
+                await ws.receive_json()  # auth_required
+                await ws.send_json({"type": "auth", "access_token": self.access_token})
+                if (await ws.receive_json())["type"] != "auth_ok":
+                    raise SystemExit("demo: Home Assistant refused the websocket login")
+                for number, command in enumerate(commands, 1):
+                    await ws.send_json({"id": number, **command})
+                    reply = await ws.receive_json()
+                    if not reply.get("success"):
+                        raise SystemExit(f"demo: {command['type']} failed: {reply}")
+                    results.append(reply.get("result"))
+            return results
+
+        # In a thread of its own: the caller may run an event loop (Playwright's sync API does).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(lambda: asyncio.run(run())).result()
+
+    def create_dashboard(self, entry_id: str) -> dict[str, Any]:
+        """Make the default dashboard show the server and every camera of the entry."""
+        devices, entities = self.websocket(
+            {"type": "config/device_registry/list"}, {"type": "config/entity_registry/list"}
+        )
+        names = {
+            state["entity_id"]: state["attributes"].get("friendly_name", "")
+            for state in self.request("GET", "/api/states")
+        }
+        config = dashboard_config(entry_id, devices, entities, names)
+        self.websocket({"type": "lovelace/config/save", "config": config})
+        return config
 
 
-def prepare() -> tuple[Path, Path]:
-    if DEMO_DIR.exists():
-        shutil.rmtree(DEMO_DIR)
-    uploads = DEMO_DIR / "uploads"
-    shutil.copytree(REPO_ROOT / "samples" / "uploads", uploads)
-    (DEMO_DIR / "media").mkdir()
-    config = DEMO_DIR / "config"
-    (config / "custom_components").mkdir(parents=True)
-    (config / "custom_components" / DOMAIN).symlink_to(REPO_ROOT / "custom_components" / DOMAIN)
-    return uploads, config
+def _value_order(entity: dict[str, Any]) -> int:
+    unique_id = str(entity.get("unique_id", ""))
+    for number, key in enumerate(CAMERA_VALUES):
+        if unique_id.endswith(f"_{key}"):
+            return number
+    return len(CAMERA_VALUES)
+
+
+def dashboard_config(
+    entry_id: str,
+    devices: list[dict[str, Any]],
+    entities: list[dict[str, Any]],
+    names: dict[str, str],
+) -> dict[str, Any]:
+    """One card per camera (its annotated frame and values), then one for the server.
+
+    Rows drop the device's name from the entity's (the card's title says it already).
+    """
+    ours = [
+        entity
+        for entity in entities
+        if entity.get("config_entry_id") == entry_id and not entity.get("disabled_by")
+    ]
+    cameras: list[dict[str, Any]] = []
+    server: list[dict[str, Any]] = []
+    for device in sorted(devices, key=lambda d: d.get("name_by_user") or d.get("name") or ""):
+        if entry_id not in device.get("config_entries", []):
+            continue
+        name = device.get("name_by_user") or device.get("name")
+        members = sorted((e for e in ours if e.get("device_id") == device["id"]), key=_value_order)
+        picture = [e for e in members if e["entity_id"].startswith("camera.")]
+        # A summary is a sentence: it gets a card of its own, under the picture.
+        summary = [e["entity_id"] for e in members if e["unique_id"].endswith("_last_summary")]
+        rows = [
+            {"entity": e["entity_id"], "name": _short_name(names.get(e["entity_id"], ""), name)}
+            for e in members
+            if not e["entity_id"].startswith("camera.") and e["entity_id"] not in summary
+        ]
+        if not picture:
+            server.append({"type": "entities", "title": name, "entities": rows})
+            continue
+        cards: list[dict[str, Any]] = [
+            {"type": "picture-entity", "entity": picture[0]["entity_id"], "show_state": False}
+        ]
+        cards.extend(
+            {"type": "markdown", "content": f"**Last event:** {{{{ states('{entity_id}') }}}}"}
+            for entity_id in summary
+        )
+        cards.append({"type": "entities", "title": name, "entities": rows})
+        cameras.append({"type": "vertical-stack", "cards": cards})
+    return {
+        "title": "Home Security AI",
+        "views": [{"title": "Cameras", "path": "cameras", "cards": cameras + server}],
+    }
+
+
+def _short_name(friendly_name: str, device_name: str | None) -> str:
+    short = friendly_name.removeprefix(device_name or "").strip()
+    return short[:1].upper() + short[1:] if short else friendly_name
 
 
 STANDARD_ATTRIBUTES = {
@@ -221,7 +420,7 @@ def report(states: list[dict[str, Any]]) -> None:
         print(f"  {name:<45} {state['state']} {unit} {json.dumps(extra) if extra else ''}".rstrip())
 
 
-def report_language_model(model: dict[str, str]) -> None:
+def report_language_model(stack: Stack, model: dict[str, str]) -> None:
     """Say at once whether the language model runs; without it the rules assess events."""
     if model.get("state") == "ready":
         print(f"Language model {model.get('model')} is ready in its own process.")
@@ -229,8 +428,42 @@ def report_language_model(model: dict[str, str]) -> None:
         print(
             f"demo: the language model is not running ({model.get('state', 'unknown')}: "
             f"{model.get('reason') or 'no reason given'}); the rules assess the events.\n"
-            f"The last lines of {DEMO_DIR}/sidecar.log:\n{log_tail('sidecar')}"
+            f"The last lines of {stack.log_path('sidecar')}:\n{stack.log_tail('sidecar')}"
         )
+
+
+def cameras_seen(api: HomeAssistantApi) -> list[dict[str, Any]] | None:
+    """Every camera analysed, and a security event for each one where something was seen."""
+    states = api.integration_states()
+    by_id = {s["entity_id"]: s for s in states}
+    objects = [s for s in states if s["entity_id"].endswith("_objects")]
+    if len(objects) < 2 or not all(s["state"].isdigit() for s in objects):
+        return None
+    for state in objects:
+        camera = state["entity_id"].removeprefix("sensor.").removesuffix("_objects")
+        event = by_id.get(f"event.{camera}_security_event", {})
+        if int(state["state"]) and not event.get("attributes", {}).get("event_type"):
+            return None
+    return states
+
+
+def supervise(stack: Stack, sidecar_port: int) -> None:
+    """Run until Ctrl-C, restarting the sidecar when it dies, as a service manager would."""
+    while True:
+        if how := stack.died("sidecar"):
+            print(
+                f"\ndemo: the sidecar {how}; restarting it. The last lines of its log:\n"
+                f"{stack.log_tail('sidecar')}",
+                flush=True,
+            )
+            stack.restart_sidecar(sidecar_port)
+            print("demo: the sidecar is running again; Home Assistant reconnects by itself.")
+        if how := stack.died("homeassistant"):
+            raise SystemExit(
+                f"demo: Home Assistant {how}. The last lines of "
+                f"{stack.log_path('homeassistant')}:\n{stack.log_tail('homeassistant')}"
+            )
+        time.sleep(1)
 
 
 def main() -> None:
@@ -242,86 +475,53 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    uploads, config = prepare()
+    workdir = REPO_ROOT / ".demo"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir()
+    uploads = workdir / "uploads"
+    shutil.copytree(REPO_ROOT / "samples" / "uploads", uploads)
     token = secrets.token_urlsafe(24)
     password = secrets.token_urlsafe(9)
     ha_port = int(os.environ.get("HSAI_DEMO_HA_PORT", free_port()))
-    (config / "configuration.yaml").write_text(
-        HA_CONFIGURATION.format(
-            uploads=uploads, media=DEMO_DIR / "media", port=ha_port, domain=DOMAIN
-        )
-    )
-    sidecar_env = {
-        **os.environ,
-        "YOLO_OFFLINE": "1",
-        "YOLO_AUTOINSTALL": "0",
-        "YOLO_CONFIG_DIR": str(DEMO_DIR / "ultralytics"),
-        "PYTHONPATH": str(REPO_ROOT),
-        # Short batch windows so the demo's events show up within seconds.
-        "HSAI_BATCH_WINDOW_S": os.environ.get("HSAI_BATCH_WINDOW_S", "20"),
-        "HSAI_BATCH_IDLE_S": os.environ.get("HSAI_BATCH_IDLE_S", "5"),
-    }
-    ready_file = DEMO_DIR / "sidecar-ready.json"
-    sidecar_argv = [
-        args.sidecar_python, "-m", "gpu_server", "--host", "127.0.0.1", "--port", "0",
-        "--token", token, "--models-dir", str(REPO_ROOT / "models"),
-        "--data-dir", str(DEMO_DIR / "sidecar"), "--ready-file", str(ready_file),
-    ]  # fmt: skip
-    print(
-        f"Starting the sidecar and Home Assistant (logs in {DEMO_DIR.relative_to(REPO_ROOT)}/)..."
-    )
-    with (
-        process("sidecar", sidecar_argv, sidecar_env),
-        process("homeassistant", [args.hass, "-c", str(config), "--skip-pip"], dict(os.environ)),
-    ):
-        ready = wait_for(
-            lambda: json.loads(ready_file.read_text()), STARTUP_TIMEOUT_S, "the sidecar", 0.25
-        )
-        report_language_model(ready.get("language_model", {}))
-        api = HomeAssistantApi(f"http://127.0.0.1:{ha_port}")
-        wait_for(
-            lambda: api.request("GET", "/api/onboarding") is not None,
-            STARTUP_TIMEOUT_S,
-            "Home Assistant",
-        )
+    stack = Stack(workdir)
+    config = stack.prepare_home_assistant(uploads, ha_port)
+    print(f"Starting the sidecar and Home Assistant (logs in {workdir.relative_to(REPO_ROOT)}/)...")
+    try:
+        ready = stack.start_sidecar(args.sidecar_python, token)
+        report_language_model(stack, ready.get("language_model", {}))
+        api = stack.start_home_assistant(args.hass, config, ha_port)
         api.onboard(password)
         entry = api.run_flow(
             "/api/config/config_entries/flow",
             DOMAIN,
             [{"host": "127.0.0.1", "port": ready["port"], "token": token}],
         )
+        entry_id = entry["result"]["entry_id"]
         api.run_flow(
             "/api/config/config_entries/options/flow",
-            entry["result"]["entry_id"],
+            entry_id,
             [{"cameras": [], "snapshot_interval": 0, "upload_folders": [str(uploads)]}],
         )
-
-        def cameras_seen() -> list[dict[str, Any]] | None:
-            """Every camera analysed, and a security event for each one where something was seen."""
-            states = api.integration_states()
-            by_id = {s["entity_id"]: s for s in states}
-            objects = [s for s in states if s["entity_id"].endswith("_objects")]
-            if len(objects) < 2 or not all(s["state"].isdigit() for s in objects):
-                return None
-            for state in objects:
-                camera = state["entity_id"].removeprefix("sensor.").removesuffix("_objects")
-                event = by_id.get(f"event.{camera}_security_event", {})
-                if int(state["state"]) and not event.get("attributes", {}).get("event_type"):
-                    return None
-            return states
-
-        report(wait_for(cameras_seen, DETECTION_TIMEOUT_S, "events from the sample cameras", 2.0))
+        states = stack.wait_for(
+            lambda: cameras_seen(api), DETECTION_TIMEOUT_S, "events from the sample cameras", 2.0
+        )
+        report(states)
+        api.create_dashboard(entry_id)
+        if failures := stack.setup_failures():
+            raise SystemExit("demo: some integrations did not set up:\n" + "\n".join(failures[:10]))
         print(
-            f"\nHome Assistant: http://127.0.0.1:{ha_port}  user: {USERNAME}  password: {password}"
+            f"\nOpen http://127.0.0.1:{ha_port} and log in as {USERNAME}, password {password}:"
+            " the dashboard shows each camera and the server."
         )
         print(f"Drop more photos into {uploads}/<Camera Name>/ to watch them appear.")
         if args.exit_after_report:
             return
-        print("Ctrl-C stops the demo.")
+        print("Ctrl-C stops the demo.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                check_alive()
-                time.sleep(1)
+            supervise(stack, int(ready["port"]))
+    finally:
+        stack.stop()
     sys.exit(0)
 
 

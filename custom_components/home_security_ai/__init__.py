@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from . import spool as spool_module
@@ -29,6 +31,7 @@ from .const import (
     SPOOL_EXPIRE_INTERVAL,
     SPOOL_MAX_AGE,
     SPOOL_MAX_BYTES,
+    STORAGE_VERSION,
 )
 from .coordinator import (
     HomeSecurityAIConfigEntry,
@@ -41,6 +44,9 @@ from .frames import FramePipeline
 from .services import async_setup_services
 from .sources import CameraEntitySource, UploadFolderWatcher
 from .spool import FrameSpool
+
+# What each entry keeps under .storage besides its spool (see events.py and sources.py).
+STORED_SUFFIXES = ("events", "uploads")
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
@@ -147,10 +153,40 @@ async def async_unload_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEnt
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
-    """Delete the spool of a removed entry."""
+    """Delete everything a removed entry kept: its spool and its stored state."""
     await hass.async_add_executor_job(
         spool_module.remove_spool, spool_module.spool_directory(hass, entry.entry_id)
     )
+    for suffix in STORED_SUFFIXES:
+        store: Store[Any] = Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.{suffix}")
+        await store.async_remove()
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: HomeSecurityAIConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Let a camera's device be deleted once nothing feeds that camera any more."""
+    server_key = entry.unique_id or entry.entry_id
+    camera_ids = {
+        identifier.removeprefix(f"{server_key}_")
+        for domain, identifier in device.identifiers
+        if domain == DOMAIN and identifier != server_key
+    }
+    if not camera_ids:
+        return False  # the server device goes with the entry
+    if entry.state is not ConfigEntryState.LOADED:
+        return True
+    data = entry.runtime_data
+    in_use = (
+        set(data.camera_source.camera_ids.values())
+        | data.upload_watcher.cameras
+        | {frame.camera_id for frame in data.spool.frames()}
+    )
+    if camera_ids & in_use:
+        return False
+    for camera_id in camera_ids:
+        data.pipeline.cameras.pop(camera_id, None)
+    return True
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:

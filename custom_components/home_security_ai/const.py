@@ -38,8 +38,12 @@ STATUS_UPDATE_INTERVAL: Final = timedelta(seconds=30)
 # A language model that keeps failing this long gets a repair issue (one that cannot load at all
 # gets it at once): the rules still assess events meanwhile, with less insight.
 LANGUAGE_MODEL_ISSUE_AFTER: Final = timedelta(minutes=10)
-UPLOAD_POLL_INTERVAL: Final = timedelta(seconds=2)
-# A dropped file is sent once its size and mtime held still across two polls and it
+# Upload folders are watched by file-system events; a full re-scan this often is the safety
+# net for changes no event reports (network shares, a folder created after the watch began).
+UPLOAD_RESCAN_INTERVAL: Final = timedelta(minutes=5)
+# After a change, wait this long before scanning: it gathers a burst of events into one scan.
+UPLOAD_CHANGE_DELAY: Final = 1.0
+# A dropped file is sent once its size and mtime held still across two scans and it
 # is at least this old (the uploader has finished writing it).
 UPLOAD_SETTLE_SECONDS: Final = 0.5
 UPLOAD_MAX_FILE_BYTES: Final = 24 * 1024 * 1024

@@ -106,6 +106,8 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
     ServerSensorEntityDescription(
         key="inference_latency",
         translation_key="inference_latency",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         device_class=SensorDeviceClass.DURATION,
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfTime.MILLISECONDS,
@@ -115,6 +117,7 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
     ServerSensorEntityDescription(
         key="total_latency_p95",
         translation_key="total_latency_p95",
+        entity_category=EntityCategory.DIAGNOSTIC,
         device_class=SensorDeviceClass.DURATION,
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfTime.MILLISECONDS,
@@ -125,12 +128,15 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
     ServerSensorEntityDescription(
         key="queue_depth",
         translation_key="queue_depth",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         state_class=SensorStateClass.MEASUREMENT,
         value_fn=lambda status: status.queue_depth,
     ),
     ServerSensorEntityDescription(
         key="frames_analysed",
         translation_key="frames_analysed",
+        entity_registry_enabled_default=False,
         state_class=SensorStateClass.TOTAL_INCREASING,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda status: status.frames.accepted,
@@ -138,6 +144,7 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
     ServerSensorEntityDescription(
         key="frames_rejected",
         translation_key="frames_rejected",
+        entity_registry_enabled_default=False,
         state_class=SensorStateClass.TOTAL_INCREASING,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda status: status.frames.rejected,
@@ -145,6 +152,8 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
     ServerSensorEntityDescription(
         key="gpu_utilization",
         translation_key="gpu_utilization",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=PERCENTAGE,
         suggested_display_precision=0,
@@ -215,6 +224,7 @@ SPOOL_SENSORS: tuple[SpoolSensorEntityDescription, ...] = (
     SpoolSensorEntityDescription(
         key="spool_usage",
         translation_key="spool_usage",
+        entity_registry_enabled_default=False,
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
@@ -224,6 +234,7 @@ SPOOL_SENSORS: tuple[SpoolSensorEntityDescription, ...] = (
     SpoolSensorEntityDescription(
         key="spool_frames",
         translation_key="spool_frames",
+        entity_registry_enabled_default=False,
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda spool: spool.frame_count,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -17,10 +18,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypedDict
 
 from homeassistant.components import camera
-from homeassistant.const import STATE_ON
-from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, STATE_ON
+from homeassistant.core import (
+    CALLBACK_TYPE,
+    Event,
+    EventStateChangedData,
+    HomeAssistant,
+    callback,
+)
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers.event import async_track_state_change_event, async_track_time_interval
+from homeassistant.helpers.event import (
+    async_call_later,
+    async_track_state_change_event,
+    async_track_time_interval,
+)
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
@@ -29,12 +40,14 @@ from .const import (
     CAMERA_ID_MAX_LENGTH,
     DOMAIN,
     STORAGE_VERSION,
+    UPLOAD_CHANGE_DELAY,
     UPLOAD_EXTENSIONS,
     UPLOAD_MAX_FILE_BYTES,
-    UPLOAD_POLL_INTERVAL,
+    UPLOAD_RESCAN_INTERVAL,
     UPLOAD_SETTLE_SECONDS,
 )
 from .coordinator import HomeSecurityAIConfigEntry
+from .folder_events import FolderEvents
 from .frames import FramePipeline
 
 _LOGGER = logging.getLogger(__name__)
@@ -301,10 +314,12 @@ def _read_file(path: str, root: str, size: int) -> tuple[bytes, str] | None:
 
 
 class UploadFolderWatcher:
-    """Polls upload folders (camera FTP drops) and sends settled images.
+    """Watches upload folders (camera FTP drops) and sends settled images.
 
     Layout: ``<root>/<Camera Name>/.../*.jpg``; the top-level folder names the camera.
-    Polling rather than inotify keeps this working on network shares.
+    A file-system event starts a scan shortly after the change; files still being written
+    are scanned again until they settle. A slow periodic re-scan catches what no event
+    reports (network shares do not report changes made by other machines).
 
     What was sent is remembered per path (size and mtime) only within the retention window
     (the spool's age bound): a file last modified before that window is never sent, whether
@@ -341,6 +356,12 @@ class UploadFolderWatcher:
         self._lock = asyncio.Lock()
         self.retention_s = pipeline.spool.max_age_s
         self.files_sent = 0
+        # Camera ids of the top-level folders found by the last scan.
+        self.cameras: set[str] = set()
+        self._events = FolderEvents(self._changed_in_thread)
+        self._follow_up: CALLBACK_TYPE | None = None
+        self._scan_again = False
+        self._running = False  # follow-up scans only while started
 
     async def async_start(self) -> None:
         """Load what was sent before and start polling."""
@@ -356,18 +377,62 @@ class UploadFolderWatcher:
         self._entry.async_on_unload(
             async_track_time_interval(
                 self.hass,
-                self._async_schedule_poll,
-                UPLOAD_POLL_INTERVAL,
+                self._async_rescan,
+                UPLOAD_RESCAN_INTERVAL,
                 name=f"{DOMAIN} upload folders",
                 cancel_on_shutdown=True,
             )
         )
+        self._running = True
+        self._entry.async_on_unload(self._async_cancel_follow_up)
+        self._entry.async_on_unload(self._async_stop_events)
+        self._entry.async_on_unload(
+            self.hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, self._async_stop_events)
+        )
+        await self.hass.async_add_executor_job(self._events.watch, self.roots)
         self._async_schedule_poll()
 
     async def async_stop(self) -> None:
         """Write what was sent to storage now."""
         if self.roots:
             await self._store.async_save(self._data_to_store())
+
+    async def _async_stop_events(self, _event: Event | None = None) -> None:
+        await self.hass.async_add_executor_job(self._events.stop)
+
+    def _changed_in_thread(self) -> None:
+        """Called by the file-system watcher's thread."""
+        with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
+            self.hass.loop.call_soon_threadsafe(self._async_follow_up, UPLOAD_CHANGE_DELAY)
+
+    @callback
+    def _async_follow_up(self, delay: float) -> None:
+        """Scan once after `delay` seconds, unless a scan is already due."""
+        if self._running and self._follow_up is None:
+            self._follow_up = async_call_later(self.hass, delay, self._async_follow_up_due)
+
+    @callback
+    def _async_follow_up_due(self, _now: Any) -> None:
+        self._follow_up = None
+        self._async_schedule_poll()
+
+    @callback
+    def _async_cancel_follow_up(self) -> None:
+        self._running = False
+        if self._follow_up is not None:
+            self._follow_up()
+            self._follow_up = None
+
+    @callback
+    def _async_rescan(self, _now: Any = None) -> None:
+        """The safety net: watch folders that could not be watched before, and scan."""
+        self._entry.async_create_background_task(
+            self.hass, self._async_watch_and_scan(), f"{DOMAIN} upload folder re-scan"
+        )
+
+    async def _async_watch_and_scan(self) -> None:
+        await self.hass.async_add_executor_job(self._events.watch, self.roots)
+        self._async_schedule_poll()
 
     @callback
     def _data_to_store(self) -> _StoredUploads:
@@ -376,6 +441,7 @@ class UploadFolderWatcher:
     @callback
     def _async_schedule_poll(self, _now: Any = None) -> None:
         if self._lock.locked():
+            self._scan_again = True  # a change during a scan may have been missed by it
             return
         self._entry.async_create_background_task(
             self.hass, self.async_poll(), f"{DOMAIN} upload folder poll"
@@ -384,7 +450,9 @@ class UploadFolderWatcher:
     async def async_poll(self) -> None:
         """Scan the folders once and send the files that have settled."""
         async with self._lock:
+            self._scan_again = False
             scan = await self.hass.async_add_executor_job(_scan_roots, self.roots)
+            self.cameras = set(scan.cameras)
             for camera_id, name in scan.cameras.items():
                 if camera_id not in self._hashed_names and is_hashed_camera_id(name):
                     self._hashed_names.add(camera_id)
@@ -399,6 +467,7 @@ class UploadFolderWatcher:
             oldest_ns = int((now - self.retention_s) * 1e9)
             ready: list[tuple[str, _FoundFile]] = []
             observed: dict[str, tuple[int, int]] = {}
+            settling = False
             for path, found in scan.files.items():
                 if found.mtime_ns < oldest_ns:
                     continue  # outside the retention window: never sent (again)
@@ -414,12 +483,22 @@ class UploadFolderWatcher:
                     and now - found.mtime_ns / 1e9 >= UPLOAD_SETTLE_SECONDS
                 ):
                     ready.append((path, found))
+                elif found.size > 0 and (
+                    self._observed.get(path) != key or abs(now - found.mtime_ns / 1e9) < 60
+                ):
+                    # New, changed or just written: look again soon. (A file dated far in the
+                    # future by a camera's wrong clock waits for the periodic re-scan instead.)
+                    settling = True
             self._observed = observed
             if not scan.failed_roots:
                 self._prune(scan.files, oldest_ns)
             for path, found in ready:
                 if not await self._async_send(path, found):
+                    # No room in the spool: look again later rather than wait for a change.
+                    self._async_follow_up(UPLOAD_RETRY_INITIAL)
                     break
+            if settling or self._scan_again:
+                self._async_follow_up(UPLOAD_CHANGE_DELAY)
 
     def _prune(self, files: dict[str, _FoundFile], oldest_ns: int) -> None:
         """Forget files that are gone or older than the retention window."""

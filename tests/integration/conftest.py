@@ -14,6 +14,7 @@ from homeassistant.components.camera import Camera
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -172,3 +173,10 @@ def device_by_identifier(
         if identifier in device.identifiers:
             return device
     return None
+
+
+def enable_entity(hass: HomeAssistant, entry: MockConfigEntry, platform: str, key: str) -> None:
+    """Enable a disabled-by-default entity of an added entry, before the entry sets up."""
+    er.async_get(hass).async_get_or_create(
+        platform, DOMAIN, f"{entry.unique_id}_{key}", config_entry=entry, disabled_by=None
+    )

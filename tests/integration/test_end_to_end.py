@@ -25,10 +25,17 @@ from custom_components.home_security_ai.const import (
     CONF_SNAPSHOT_INTERVAL,
     CONF_UPLOAD_FOLDERS,
     DOMAIN,
-    UPLOAD_POLL_INTERVAL,
+    UPLOAD_RESCAN_INTERVAL,
 )
 
-from .conftest import TEST_CAMERA, PorchCamera, device_by_identifier, make_entry, wait_for
+from .conftest import (
+    TEST_CAMERA,
+    PorchCamera,
+    device_by_identifier,
+    enable_entity,
+    make_entry,
+    wait_for,
+)
 from .sidecar_process import Sidecar
 
 MOTION = "binary_sensor.porch_motion"
@@ -62,7 +69,7 @@ def _write_settled(path: Path, data: bytes) -> None:
 async def _poll_uploads(hass: HomeAssistant, times: int = 2) -> None:
     """Let the upload watcher poll `times` times."""
     for _ in range(times):
-        async_fire_time_changed(hass, dt_util.utcnow() + UPLOAD_POLL_INTERVAL)
+        async_fire_time_changed(hass, dt_util.utcnow() + UPLOAD_RESCAN_INTERVAL)
         await hass.async_block_till_done()
         watcher = hass.config_entries.async_entries(DOMAIN)[0].runtime_data.upload_watcher
         await wait_for(hass, lambda w=watcher: not w._lock.locked(), "the poll")
@@ -83,6 +90,7 @@ async def test_camera_entity_snapshots(
         },
     )
     entry.add_to_hass(hass)
+    enable_entity(hass, entry, "sensor", "server_frames_analysed")
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     pipeline = entry.runtime_data.pipeline

@@ -36,7 +36,7 @@ from custom_components.home_security_ai.const import (
     STORAGE_VERSION,
 )
 
-from .conftest import TEST_CAMERA, PorchCamera, make_entry, wait_for
+from .conftest import TEST_CAMERA, PorchCamera, enable_entity, make_entry, wait_for
 from .sidecar_process import Sidecar
 
 # Batches stay open until the test closes them (no fast path, no window within the test).
@@ -120,6 +120,8 @@ async def test_security_event_end_to_end(
     the spool empties."""
     fired = _record_events(hass)
     entry = make_entry(sidecar, _options())
+    entry.add_to_hass(hass)
+    enable_entity(hass, entry, "sensor", "server_spool_frames")
     await _setup(hass, entry)
     data = entry.runtime_data
     server_id = sidecar.server_id

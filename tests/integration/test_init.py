@@ -7,7 +7,14 @@ from unittest.mock import patch
 
 import pytest
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
-from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import (
+    CONF_HOST,
+    CONF_PORT,
+    CONF_TOKEN,
+    STATE_ON,
+    STATE_UNAVAILABLE,
+    EntityCategory,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -17,12 +24,13 @@ from custom_components.home_security_ai.diagnostics import (
     async_get_config_entry_diagnostics,
 )
 
-from .conftest import device_by_identifier, make_entry, wait_for
+from .conftest import device_by_identifier, enable_entity, make_entry, wait_for
 from .sidecar_process import Sidecar
 
 
 async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    entry.add_to_hass(hass)
+    if entry.entry_id not in {e.entry_id for e in hass.config_entries.async_entries(DOMAIN)}:
+        entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
 
@@ -31,6 +39,8 @@ async def test_setup_and_unload(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, shared_sidecar: Sidecar
 ) -> None:
     """The entry loads, creates the server's entities and unloads cleanly."""
+    mock_config_entry.add_to_hass(hass)
+    enable_entity(hass, mock_config_entry, "sensor", "server_queue_depth")
     await _setup(hass, mock_config_entry)
     assert mock_config_entry.state is ConfigEntryState.LOADED
     pipeline = mock_config_entry.runtime_data.pipeline
@@ -54,6 +64,20 @@ async def test_setup_and_unload(
         f"{server_id}_server_spool_frames",
     }
     assert set(unique_ids) == expected
+    # Diagnostics are marked so; the counters and gauges are off until the user wants them.
+    for key in (
+        "inference_latency",
+        "total_latency_p95",
+        "queue_depth",
+        "frames_analysed",
+        "frames_rejected",
+        "spool_usage",
+        "spool_frames",
+    ):
+        registered = unique_ids[f"{server_id}_server_{key}"]
+        assert registered.entity_category is EntityCategory.DIAGNOSTIC, key
+        if key != "queue_depth":  # enabled by this test, before setup
+            assert registered.disabled_by is er.RegistryEntryDisabler.INTEGRATION, key
 
     detector = unique_ids[f"{server_id}_server_detector"].entity_id
     assert detector == "sensor.home_security_ai_127_0_0_1_detector"

@@ -1,0 +1,56 @@
+"""The text users read: literal, and the same in strings.json and the English translation."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+INTEGRATION = Path(__file__).resolve().parents[2] / "custom_components" / "home_security_ai"
+TRANSLATIONS = sorted((INTEGRATION / "translations").glob("*.json"))
+
+
+def test_english_translation_exists() -> None:
+    assert INTEGRATION / "translations" / "en.json" in TRANSLATIONS
+
+
+@pytest.mark.parametrize(
+    "path", [INTEGRATION / "strings.json", *TRANSLATIONS], ids=lambda p: p.name
+)
+def test_no_key_references(path: Path) -> None:
+    """Home Assistant resolves `[%key:...]` only for its own integrations, never for custom ones."""
+    lines = [
+        f"{path.name}:{number}: {line.strip()}"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "[%key:" in line
+    ]
+    assert not lines, "\n".join(lines)
+
+
+def test_strings_match_english_translation() -> None:
+    """Custom integrations are not built by Home Assistant: en.json is what users read."""
+    strings = json.loads((INTEGRATION / "strings.json").read_text(encoding="utf-8"))
+    english = json.loads((INTEGRATION / "translations" / "en.json").read_text(encoding="utf-8"))
+    assert strings == english
+
+
+def _texts(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [text for value in node.values() for text in _texts(value)]
+    return [node] if isinstance(node, str) else []
+
+
+@pytest.mark.parametrize(
+    "path", [INTEGRATION / "strings.json", *TRANSLATIONS], ids=lambda p: p.name
+)
+def test_braces_are_only_placeholders(path: Path) -> None:
+    """The frontend reads every text as an ICU message: a brace that is not a `{placeholder}`
+    (a YAML example, say) shows the user "Translation error" instead of the text."""
+    bad = [
+        text
+        for text in _texts(json.loads(path.read_text(encoding="utf-8")))
+        if re.sub(r"\{\w+\}", "", text).count("{") or re.sub(r"\{\w+\}", "", text).count("}")
+    ]
+    assert not bad, bad

@@ -46,6 +46,9 @@ _REASON_MAX_CHARS: Final = 200
 # After a dropped connection, how long to wait for the model server's exit to be noticed, so
 # the fallback reason can say how it ended.
 _EXIT_NOTICE_S: Final = 1.0
+# A timeout opens the circuit only when the model had at least this share of the timeout to
+# itself: then it is hung, not merely behind a queue.
+_HUNG_SHARE: Final = 0.9
 
 
 class LanguageModelState(enum.StrEnum):
@@ -107,6 +110,11 @@ def resolve_model_path(settings: LlmSettings, models_dir: Path) -> Path | None:
     return embedded_model_path() if settings.use_embedded else None
 
 
+def looks_hung(given_s: float, timeout_s: float) -> bool:
+    """Does a timeout mean a hung model? Only when it had (nearly) the whole timeout to itself."""
+    return given_s >= _HUNG_SHARE * timeout_s
+
+
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _REASON_MAX_CHARS else text[: _REASON_MAX_CHARS - 3] + "..."
@@ -122,6 +130,7 @@ class _Job:
     order: int
     analysis: AnalysisInput = field(compare=False)
     deadline: float = field(compare=False)
+    timeout_s: float = field(compare=False)
     on_token: TokenCallback | None = field(compare=False)
     result: asyncio.Future[Assessment | str] = field(compare=False)
     started: bool = field(default=False, compare=False)
@@ -314,6 +323,7 @@ class RiskAnalysis:
                 update={"prompt_version": self.prompt_version_for(analysis)}
             ),
             deadline=loop.time() + timeout_s,
+            timeout_s=timeout_s,
             on_token=on_token,
             result=loop.create_future(),
         )
@@ -370,7 +380,7 @@ class RiskAnalysis:
                 continue  # its caller stopped waiting
             if loop.time() >= job.deadline:
                 job.result.set_result(
-                    f"LLM timed out after {self.settings.timeout_s:g}s waiting for its turn"
+                    f"LLM timed out after {job.timeout_s:g}s waiting for its turn"
                 )
                 continue
             refusal = self._refusal()
@@ -389,15 +399,24 @@ class RiskAnalysis:
         assessor = self._assessor
         assert assessor is not None
         probe = self._breaker.state is BreakerState.HALF_OPEN
+        timeout_s = job.timeout_s
+        # Time this analysis still has; it waited in the queue for the rest.
+        given_s = job.deadline - asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout_at(job.deadline):
                 outcome = await assessor.assess(job.analysis, on_token=job.on_token)
         except TimeoutError:
-            self._failed(f"no answer within {self.settings.timeout_s:g}s", trip=True)
+            if not looks_hung(given_s, timeout_s):
+                # The queue used up most of the time: the model is slow for the load, not hung,
+                # and pausing it would only send every batch to the rules.
+                self._breaker.release_probe()
+                waited = timeout_s - given_s
+                return f"LLM timed out after {timeout_s:g}s ({waited:.0f}s of it in the queue)"
+            self._failed(f"no answer within {timeout_s:g}s", trip=True)
             if probe and self.server is not None:
                 # Hung through a whole cool-down: replace it rather than wait for it.
                 self.server.kill()
-            return f"LLM timed out after {self.settings.timeout_s:g}s"
+            return f"LLM timed out after {timeout_s:g}s"
         except asyncio.CancelledError:
             self._breaker.release_probe()
             raise

@@ -16,7 +16,7 @@ import pytest
 from llm_testlib import TEST_LIMITS, llm_settings, signal_process, wait_until
 
 from gpu_server.llm.inputs import AnalysisInput
-from gpu_server.llm.service import LanguageModelState, RiskAnalysis
+from gpu_server.llm.service import LanguageModelState, RiskAnalysis, looks_hung
 
 MakeInput = Callable[..., AnalysisInput]
 MakeService = Callable[..., Any]
@@ -245,3 +245,12 @@ async def test_missing_llm_runtime_means_rules(
         assert service.status().state is LanguageModelState.OFF
     finally:
         await service.close()
+
+
+def test_only_a_model_that_had_the_whole_timeout_counts_as_hung() -> None:
+    # An analysis that spent most of its time queued and then ran out is a slow queue: the
+    # breaker stays closed so the next batches still reach the model.
+    assert looks_hung(given_s=60.0, timeout_s=60.0)
+    assert looks_hung(given_s=54.0, timeout_s=60.0)
+    assert not looks_hung(given_s=20.0, timeout_s=60.0)
+    assert not looks_hung(given_s=0.0, timeout_s=60.0)

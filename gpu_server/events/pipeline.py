@@ -65,7 +65,7 @@ class EventPipeline:
         )
         self.zones = ZoneRegistry(data_dir)
         self.baseline = ActivityBaseline(data_dir)
-        self.scene = SceneMonitor(data_dir)
+        self.scene = SceneMonitor(data_dir, config.scene)
         self.enricher = ContextEnricher(self.zones, self.baseline, self.scene, CrossCameraLog())
         self.cameras = CameraDirectory(data_dir)
         self.windows = BatchWindows(WindowSettings(events.window_s, events.idle_s), self.clock)

@@ -104,6 +104,23 @@ async def test_a_covered_lens_is_a_tamper_event(start_events: Any) -> None:
     assert server.pipeline.open_batches == 1  # the reference frame still waits in its batch
 
 
+async def test_a_lens_covered_for_a_while_is_one_tamper_event(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    await server.send(frame_for(scene_png(1), "view"))
+    covered = []
+    for n in range(2, 8):
+        covered += await server.send(frame_for(scene_png(n, black=True), f"black-{n}"))
+    await server.pipeline.wait_idle()
+    (tamper,) = await server.events()
+    assert tamper.scene_change == events_pb2.SCENE_CHANGE_KIND_COVERED
+    assert list(tamper.frame_sha256s) == [covered[0].content_sha256]
+    # The frames after the first continue the same episode: they wait in the camera's window.
+    await server.close_due(30)
+    (window,) = await server.events(after=tamper.sequence)
+    assert window.scene_change != events_pb2.SCENE_CHANGE_KIND_COVERED
+    assert shas(covered[1:]) <= set(window.frame_sha256s)
+
+
 async def test_resent_frames_are_duplicates_in_a_batch_and_after_their_event(
     start_events: Any,
 ) -> None:

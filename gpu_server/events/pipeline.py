@@ -68,7 +68,11 @@ class EventPipeline:
         self.scene = SceneMonitor(data_dir, config.scene)
         self.enricher = ContextEnricher(self.zones, self.baseline, self.scene, CrossCameraLog())
         self.cameras = CameraDirectory(data_dir)
-        self.windows = BatchWindows(WindowSettings(events.window_s, events.idle_s), self.clock)
+        self.windows = BatchWindows(
+            WindowSettings(events.window_s, events.idle_s),
+            self.clock,
+            max_detections=events.max_detections_per_batch,
+        )
         self.hub = ProgressHub()
         self.processor = EventProcessor(
             enricher=self.enricher,

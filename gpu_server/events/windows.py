@@ -1,8 +1,10 @@
 """Per-camera batch windows: every accepted frame joins its camera's one open batch.
 
 A batch closes `window_s` after it opened, or `idle_s` after its last detection (after it
-opened when it has none yet), or when forced (AnalyzeNow). Timing uses the injected clock's
-monotonic time of arrival, not the frames' capture times, so resent old frames batch normally.
+opened when it has none yet), or when forced (AnalyzeNow), or once it holds `max_detections`
+detections: the next frame then opens a new batch, so one busy window never outgrows a prompt.
+Timing uses the injected clock's monotonic time of arrival, not the frames' capture times, so
+resent old frames batch normally.
 This module only keeps state; the caller turns closed batches into events.
 """
 
@@ -40,6 +42,7 @@ class _OpenBatch:
     opened_at: float
     last_detection_at: float | None
     frames: list[BatchFrame] = field(default_factory=list)
+    detections: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class ClosedBatch:
     batch_id: str
     camera_id: str
     frames: tuple[BatchFrame, ...]
-    reason: str  # "window", "idle", "forced"
+    reason: str  # "window", "idle", "forced", "full"
 
     @property
     def has_detections(self) -> bool:
@@ -61,11 +64,16 @@ def new_batch_id() -> str:
 class BatchWindows:
     """Open batches by camera. Not thread-safe: use it from the event loop only."""
 
-    def __init__(self, defaults: WindowSettings, clock: Clock) -> None:
+    def __init__(
+        self, defaults: WindowSettings, clock: Clock, max_detections: int | None = None
+    ) -> None:
         self._defaults = defaults
         self._clock = clock
+        self._max_detections = max_detections
         self._overrides: dict[str, WindowSettings] = {}
         self._open: dict[str, _OpenBatch] = {}
+        # Batches that filled up, waiting for the next `due()` to hand them out.
+        self._full: list[ClosedBatch] = []
 
     def settings_for(self, camera_id: str) -> WindowSettings:
         return self._overrides.get(camera_id, self._defaults)
@@ -90,12 +98,16 @@ class BatchWindows:
         batch.frames.append(frame)
         if frame.detections:
             batch.last_detection_at = now
+            batch.detections += len(frame.detections)
+        limit = self._max_detections
+        if limit is not None and batch.detections >= limit:
+            self._full.append(self._close(camera_id, "full"))
         return batch.batch_id
 
     def due(self) -> list[ClosedBatch]:
         """Close and return every batch whose window or idle time has run out."""
         now = self._clock.monotonic()
-        closed: list[ClosedBatch] = []
+        closed, self._full = self._full, []
         for camera_id, batch in list(self._open.items()):
             settings = self.settings_for(camera_id)
             quiet_since = (
@@ -125,3 +137,8 @@ class BatchWindows:
     @property
     def open_count(self) -> int:
         return len(self._open)
+
+    @property
+    def full_count(self) -> int:
+        """Batches that filled up and have not been handed out by `due()` yet."""
+        return len(self._full)

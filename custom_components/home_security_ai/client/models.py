@@ -61,6 +61,8 @@ class EventKind(IntEnum):
     SECURITY = 1
     # A batch closed with nothing worth analysing; it only releases the frames it covers.
     NOTHING_TO_REPORT = 2
+    # An incident was quiet for its gap and is over; no frames, no risk.
+    INCIDENT_ENDED = 3
 
 
 class SceneChangeKind(IntEnum):
@@ -145,6 +147,18 @@ class EventDetection:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Incident:
+    """The burst of activity an event belongs to, on one camera or several."""
+
+    incident_id: str
+    update: bool  # False for the event that opened the incident
+    camera_ids: tuple[str, ...]
+    started_at_ms: int
+    alert: bool  # whether this event should page someone
+    cooldown_remaining_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SecurityEvent:
     """One event from the sidecar's outbox."""
 
@@ -170,6 +184,7 @@ class SecurityEvent:
     scene_change: SceneChangeKind = SceneChangeKind.NONE
     anomaly_score: float = 0.0
     created_at_ms: int = 0
+    incident: Incident | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,11 +1,50 @@
-"""What the sidecar accepts in its camera settings; the forms refuse anything beyond it.
+"""The words and numbers both sides agree on: zone kinds, risk levels, limits on settings.
 
-The sidecar holds the same numbers in its own `limits.py`; a test keeps the two files equal.
+Each is defined here once; the forms, the actions, the entities and the event stream read it
+from here. The sidecar holds the same limits in its own module (it cannot import this one);
+a test keeps the numbers equal.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+from .client import RiskLevel, SecurityEvent
+
+# ---- Zones ---------------------------------------------------------------------------------
+
+ZONE_KINDS: Final = ("entry", "perimeter", "driveway", "yard", "sensitive", "ignore", "other")
+
+# ---- Risk levels ---------------------------------------------------------------------------
+
+# The event types of the event entities, lowest first.
+RISK_LEVELS: Final = ("low", "medium", "high", "critical")
+# The lowest risk score of each level, for an event that names no level; below both: "low".
+RISK_SCORE_MEDIUM: Final = 30
+RISK_SCORE_HIGH: Final = 60
+RISK_SCORE_CRITICAL: Final = 85
+# From this level on, an event makes its camera's threat sensor turn on.
+THREAT_LEVEL: Final = "high"
+
+
+def risk_level_name(event: SecurityEvent) -> str:
+    """Return the event's risk level as an event type, from its score when unspecified."""
+    if event.risk_level != RiskLevel.UNSPECIFIED:
+        return event.risk_level.name.lower()
+    score = event.risk_score
+    if score >= RISK_SCORE_CRITICAL:
+        return "critical"
+    if score >= RISK_SCORE_HIGH:
+        return "high"
+    return "medium" if score >= RISK_SCORE_MEDIUM else "low"
+
+
+def is_threat(event: SecurityEvent) -> bool:
+    """Return whether the event's risk level turns its camera's threat sensor on."""
+    return RISK_LEVELS.index(risk_level_name(event)) >= RISK_LEVELS.index(THREAT_LEVEL)
+
+
+# ---- Limits of the sidecar's camera settings (the forms refuse anything beyond them) -------
 
 # Cameras the sidecar keeps settings for, in all and in one Configure call.
 MAX_CAMERAS: Final = 64

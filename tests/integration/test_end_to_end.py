@@ -25,6 +25,7 @@ from custom_components.home_security_ai.const import (
     CONF_SNAPSHOT_INTERVAL,
     CONF_UPLOAD_FOLDERS,
     DOMAIN,
+    STATUS_REFRESH_DELAY,
     UPLOAD_RESCAN_INTERVAL,
 )
 
@@ -112,8 +113,10 @@ async def test_camera_entity_snapshots(
     assert int(state.state) >= 1
     assert state.attributes["person"] == int(state.state)
     assert porch_camera.requests == 1
-    # The server device's counters follow the frames.
+    # The server device's counters follow the frames: the acks' refresh window closes when
+    # the clock moves past it, not after a second of real time.
     analysed = _entity_id(hass, "sensor", f"{sidecar.server_id}_server_frames_analysed")
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=STATUS_REFRESH_DELAY + 1))
     await wait_for(hass, lambda: hass.states.get(analysed).state == "1", "the status refresh")
 
     image = await async_get_image(hass, camera)
@@ -121,10 +124,20 @@ async def test_camera_entity_snapshots(
     assert image.content[:2] == b"\xff\xd8"
     assert image.content != porch_camera.image  # boxes were drawn
 
-    # Motion triggers another snapshot (same picture: the sidecar reports a duplicate).
+    # The sidecar's batch closes: its event is stored and releases the frame. (Waited for,
+    # because an event stored while the next frame of the same picture waits in the spool
+    # releases that frame too, and it is then never sent.)
+    await wait_for(hass, lambda: data.events.last_sequence > 0, "the batch's event")
+    await wait_for(hass, lambda: data.spool.frame_count == 0, "the frame's release")
+
+    # Motion triggers another snapshot (same picture: the sidecar reports a duplicate, covered
+    # by the stored event, so the frame leaves the spool at once).
     hass.states.async_set(MOTION, STATE_ON)
-    await wait_for(hass, lambda: data.cameras["porch"].frames_duplicate == 1, "a duplicate")
-    assert porch_camera.requests == 2
+    await wait_for(hass, lambda: porch_camera.requests == 2, "the motion snapshot")
+    await wait_for(hass, lambda: data.frames.counters.acked == 2, "the motion frame's ack")
+    assert data.cameras["porch"].frames_accepted == 1
+    assert data.cameras["porch"].frames_duplicate == 1
+    await wait_for(hass, lambda: data.spool.frame_count == 0, "the duplicate's release")
     assert int(hass.states.get(objects).state) >= 1
 
     assert await hass.config_entries.async_unload(entry.entry_id)

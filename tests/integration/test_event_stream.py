@@ -41,7 +41,14 @@ from custom_components.home_security_ai.frame_stream import FrameStream
 from custom_components.home_security_ai.spool import FrameSpool
 from custom_components.home_security_ai.vocabulary import RISK_LEVELS
 
-from .conftest import TEST_CAMERA, PorchCamera, enable_entity, make_entry, wait_for
+from .conftest import (
+    TEST_CAMERA,
+    PorchCamera,
+    enable_entity,
+    make_entry,
+    wait_for,
+    wait_for_sidecar,
+)
 from .sidecar_process import Sidecar
 
 # Batches stay open until the test closes them (no fast path, no window within the test).
@@ -184,12 +191,11 @@ async def test_security_event_end_to_end(
 
     # The sidecar's outbox is acknowledged: a new subscription from 0 brings nothing back.
     # (The acknowledgement follows the stored sequence; give it a moment.)
-    for _ in range(200):
-        status = await data.client.get_status()
-        if status.events.outbox_depth == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert status.events.outbox_depth == 0
+    async def _outbox_empty() -> bool:
+        return (await data.client.get_status()).events.outbox_depth == 0
+
+    await wait_for_sidecar(_outbox_empty, "the acknowledgement")
+    status = await data.client.get_status()
     assert status.events.last_sequence == payload["sequence"]
 
     # An event at or below the stored sequence is never handled twice.
@@ -514,12 +520,10 @@ async def test_refused_acknowledgement_resets_the_cursor(
     assert [payload["frame_sha256s"] for payload in fired] == [[sha]]
     assert data.spool.frame_count == 0
     # Acknowledged this time: nothing is left in the sidecar's outbox.
-    for _ in range(100):
-        if (await data.client.get_status()).events.outbox_depth == 0:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("The event was not acknowledged")
+    async def _outbox_empty() -> bool:
+        return (await data.client.get_status()).events.outbox_depth == 0
+
+    await wait_for_sidecar(_outbox_empty, "the acknowledgement")
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -39,7 +38,7 @@ from custom_components.home_security_ai.coordinator import HomeSecurityAIStatusC
 from custom_components.home_security_ai.frame_stream import FrameStream
 from custom_components.home_security_ai.spool import FrameSpool
 
-from .conftest import wait_for
+from .conftest import wait_for, wait_for_sidecar
 from .sidecar_process import Sidecar
 
 
@@ -190,15 +189,10 @@ async def test_backpressure_frame_is_kept_and_resent(
         assert await stream.async_submit(_photo_frame(photo, 0))
         await wait_for(hass, lambda: stream.pending_count == 0, "the first ack")
 
-        async def _outbox_depth() -> int:
-            return (await client.get_status()).events.outbox_depth
+        async def _outbox_full() -> bool:
+            return (await client.get_status()).events.outbox_depth == 1
 
-        depth = 0
-        for _ in range(600):
-            if (depth := await _outbox_depth()) == 1:
-                break
-            await asyncio.sleep(0.05)
-        assert depth == 1, "the fast-path event fills the outbox"
+        await wait_for_sidecar(_outbox_full, "the fast-path event to fill the outbox")
 
         second = _photo_frame(photo, 1)
         assert await stream.async_submit(second)

@@ -75,6 +75,7 @@ async def async_get_config_entry_diagnostics(
                 "image_size": [camera.image_width, camera.image_height],
                 "detector": camera.detector,
                 "last_captured": camera.last_captured.isoformat() if camera.last_captured else None,
+                # The key predates the American spelling of the code; kept for continuity.
                 "last_analysed": camera.last_analyzed.isoformat() if camera.last_analyzed else None,
                 "events_today": camera.events_today,
                 "last_event_id": camera.last_event.event_id if camera.last_event else None,

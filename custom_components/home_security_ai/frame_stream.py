@@ -59,7 +59,7 @@ _RESOURCE_EXHAUSTED = 8
 
 
 @dataclass(kw_only=True)
-class FrameCounters:
+class FrameStreamCounters:
     """Totals of the frame stream since the entry was set up."""
 
     submitted: int = 0
@@ -119,7 +119,7 @@ class FrameStream:
         self._attempts: dict[str, int] = {}
         self._refresh_cancel: Any = None
         self._acked_this_stream = False
-        self.counters = FrameCounters()
+        self.counters = FrameStreamCounters()
         # The outbox the current session's sidecar writes events to (from its status).
         self.outbox_id = ""
         spool.on_evict = self._async_frame_evicted

@@ -134,6 +134,7 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
         value_fn=lambda status: status.queue_depth,
     ),
     ServerSensorEntityDescription(
+        # The key is part of the entity's unique id: it keeps its spelling.
         key="frames_analysed",
         translation_key="frames_analysed",
         entity_registry_enabled_default=False,

@@ -466,7 +466,7 @@ class HomeSecurityAIClient:
         return list(response.configured_camera_ids)
 
     async def analyze_now(self, camera_id: str) -> AnalyzeNowResult:
-        """Close the camera's open batch and have it analysed now."""
+        """Close the camera's open batch and have it analyzed now."""
         try:
             response = await self._get_stub().AnalyzeNow(
                 events_pb2.AnalyzeNowRequest(camera_id=camera_id),

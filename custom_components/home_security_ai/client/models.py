@@ -59,7 +59,7 @@ class EventKind(IntEnum):
 
     UNSPECIFIED = 0
     SECURITY = 1
-    # A batch closed with nothing worth analysing; it only releases the frames it covers.
+    # A batch closed with nothing worth analyzing; it only releases the frames it covers.
     NOTHING_TO_REPORT = 2
     # An incident was quiet for its gap and is over; no frames, no risk.
     INCIDENT_ENDED = 3
@@ -75,7 +75,7 @@ class SceneChangeKind(IntEnum):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FrameIn:
-    """One encoded still image to analyse."""
+    """One encoded still image to analyze."""
 
     camera_id: str
     image: bytes

@@ -15,6 +15,7 @@ from sidecar_testlib import StartServer, frame
 
 from gpu_server._generated import frames_pb2
 from gpu_server.config import load_config
+from gpu_server.context import LabelGroup, label_group
 from gpu_server.llm.fallback import ANIMAL_LABELS, PERSON_LABELS, VEHICLE_LABELS
 from gpu_server.pipeline.detect import (
     Detection,
@@ -92,6 +93,8 @@ def test_labels_are_the_vocabulary_rules_and_baselines_group() -> None:
     for source in ("Person", "Car", "Vehicle", "Bicycle", "Dog", "Cat", "Cattle"):
         assert LABEL_NAMES[source] in grouped, source
     assert all(name == name.lower() for name in LABEL_NAMES.values())
+    assert label_group(LABEL_NAMES["Vehicle"]) is LabelGroup.VEHICLE
+    assert label_group(LABEL_NAMES["Cattle"]) is LabelGroup.ANIMAL
 
 
 def test_finds_people_and_a_cat_in_real_photos(

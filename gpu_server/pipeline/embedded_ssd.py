@@ -90,6 +90,9 @@ LABEL_NAMES: Final[dict[str, str]] = {
     "Boot": "shoe",
     "High heels": "shoe",
 }
+# Classes never reported: shoes are found on the feet of the people already found (eight of
+# them on the four people in ultralytics' bus.jpg), which tells a camera's owner nothing more.
+IGNORED_LABELS: Final = frozenset({"Footwear", "Boot", "High heels"})
 # Boxes overlap across labels of one group (a car is often also a "vehicle"): suppression runs
 # per group, so a person on a bicycle keeps both boxes while one car keeps one.
 _GROUPS: Final[dict[str, str]] = {
@@ -239,6 +242,11 @@ class EmbeddedSsdDetector(Detector):
         else:
             raise EmbeddedModelError(f"{labels_path} is missing; {SETUP_HINT}")
         self.labels = [LABEL_NAMES.get(label, label.lower()) for label in raw_labels]
+        # Class columns (after the background) that may win an anchor.
+        self._reported = np.asarray(
+            [i for i, label in enumerate(raw_labels) if i > 0 and label not in IGNORED_LABELS],
+            dtype=np.intp,
+        )
         self._anchors = ssd_anchors()
         self._lock = threading.Lock()
         self._interpreter = self._load(model_path)
@@ -310,16 +318,16 @@ class EmbeddedSsdDetector(Detector):
             self._interpreter.invoke()
             encodings = np.array(self._interpreter.get_tensor(self._boxes_index)[0])
             logits = np.array(self._interpreter.get_tensor(self._classes_index)[0])
-        # Sigmoid per class; the background (class 0) never wins.
-        foreground = logits[:, 1:]
-        best = np.argmax(foreground, axis=1)
-        best_logit = foreground[np.arange(foreground.shape[0]), best]
+        # Sigmoid per class; the background (class 0) and ignored classes never win.
+        reported = logits[:, self._reported]
+        best = np.argmax(reported, axis=1)
+        best_logit = reported[np.arange(reported.shape[0]), best]
         scores = 1.0 / (1.0 + np.exp(-best_logit.astype(np.float64)))
         keep = scores >= self.confidence
         return _Raw(
             decode_boxes(encodings[keep], self._anchors[keep]),
             scores[keep].astype(np.float32),
-            (best[keep] + 1).astype(np.intp),
+            self._reported[best[keep]],
         )
 
     def _suppress(self, raw: _Raw, width: int, height: int) -> list[tuple[int, float, list[float]]]:

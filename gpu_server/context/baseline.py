@@ -52,6 +52,8 @@ _VEHICLES = frozenset(
         "airplane",
         "van",
         "scooter",
+        # The embedded detector's generic Open Images class.
+        "vehicle",
     }
 )
 _ANIMALS = frozenset(

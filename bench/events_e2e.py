@@ -39,7 +39,7 @@ from PIL import Image, ImageEnhance, ImageOps  # noqa: E402
 
 from gpu_server._generated import events_pb2, frames_pb2, service_pb2_grpc  # noqa: E402
 from gpu_server.config import load_config  # noqa: E402
-from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector  # noqa: E402
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector  # noqa: E402
 from gpu_server.server import GRPCServer  # noqa: E402
 
 TOKEN = "bench-token-0123456789"

@@ -12,24 +12,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gpu_server._generated import service_pb2, service_pb2_grpc
-from gpu_server.auth import BearerTokenInterceptor, RefusalLog
 from gpu_server.config import ServerConfig
 from gpu_server.events.clock import Clock
-from gpu_server.events.pipeline import EventPipeline
+from gpu_server.events.scheduler import EventPipeline
+from gpu_server.grpc_api.auth import BearerTokenInterceptor, RefusalLog
+from gpu_server.grpc_api.events import EventsHandler
+from gpu_server.grpc_api.frames import FrameStreamHandler
+from gpu_server.grpc_api.service import SecurityAIServicer
+from gpu_server.grpc_api.status import StatusReporter
 from gpu_server.identity import load_or_create_server_id, load_or_create_token
-from gpu_server.llm.service import RiskAnalysis
+from gpu_server.ingest.batching import DetectionBatcher
+from gpu_server.ingest.dedupe import Deduplicator, ResultCache
+from gpu_server.ingest.detect import DetectorSelection, build_detector
+from gpu_server.ingest.ingestor import AnalysisResult, FrameAnalyzer
+from gpu_server.ingest.intake import FrameIntake
+from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
-from gpu_server.pipeline.analyze import AnalysisResult, FrameAnalyzer
-from gpu_server.pipeline.batching import DetectionBatcher
-from gpu_server.pipeline.dedupe import Deduplicator, ResultCache
-from gpu_server.pipeline.detect import DetectorSelection, build_detector
-from gpu_server.pipeline.intake import FrameIntake
-from gpu_server.pipeline.memory import DecodeBudget, default_budget_bytes
-from gpu_server.servicers import SecurityAIServicer
-from gpu_server.servicers.events import EventsHandler
-from gpu_server.servicers.frames import FrameStreamHandler
-from gpu_server.servicers.status import StatusReporter
+from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.tls import load_server_certificate
 
 _LOGGER = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from gpu_server.context._storage import atomic_write_text, quarantine
-from gpu_server.limits import MAX_POINTS_PER_ZONE, MAX_ZONE_NAME_CHARS, MAX_ZONES_PER_CAMERA
+from gpu_server.vocabulary import MAX_POINTS_PER_ZONE, MAX_ZONE_NAME_CHARS, MAX_ZONES_PER_CAMERA
 
 _LOGGER = logging.getLogger(__name__)
 

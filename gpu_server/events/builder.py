@@ -31,7 +31,7 @@ from gpu_server.events.clock import Clock, to_ms
 from gpu_server.events.outbox import Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
 from gpu_server.events.windows import BatchFrame
-from gpu_server.llm.fallback import assess_with_rules
+from gpu_server.ingest.detect import Detection
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
@@ -41,8 +41,8 @@ from gpu_server.llm.inputs import (
 )
 from gpu_server.llm.inputs import ZoneKind as PromptZoneKind
 from gpu_server.llm.schema import Assessment, RiskLevel
-from gpu_server.llm.service import RiskAnalysis
-from gpu_server.pipeline.detect import Detection
+from gpu_server.risk.analysis import RiskAnalysis
+from gpu_server.risk.rules import assess_with_rules
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from gpu_server.context import (
     ZoneRegistry,
 )
 from gpu_server.errors import BackpressureError, InvalidSettingsError
+from gpu_server.events.builder import AnalysisJob, EventProcessor
 from gpu_server.events.cameras import CameraDirectory, CameraSettings
 from gpu_server.events.clock import Clock, SystemClock, from_ms
 from gpu_server.events.outbox import OUTBOX_FILE, Outbox
-from gpu_server.events.processor import AnalysisJob, EventProcessor
 from gpu_server.events.progress import ProgressHub, ProgressNote
 from gpu_server.events.settings_checks import check_camera_count, check_camera_fields
 from gpu_server.events.windows import (
@@ -41,9 +41,9 @@ from gpu_server.events.windows import (
     WindowSettings,
     new_batch_id,
 )
-from gpu_server.llm.service import RiskAnalysis
-from gpu_server.pipeline.analyze import AcceptedFrame
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.ingestor import AcceptedFrame
+from gpu_server.ingest.intake import BgrImage
+from gpu_server.risk.analysis import RiskAnalysis
 
 _LOGGER = logging.getLogger(__name__)
 

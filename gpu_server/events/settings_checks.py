@@ -10,7 +10,8 @@ from collections.abc import Iterable, Sequence
 
 from gpu_server._generated import events_pb2
 from gpu_server.errors import InvalidSettingsError
-from gpu_server.limits import (
+from gpu_server.ingest.intake import CAMERA_ID_PATTERN
+from gpu_server.vocabulary import (
     MAX_BATCH_SECONDS,
     MAX_CAMERAS,
     MAX_DISPLAY_NAME_CHARS,
@@ -20,7 +21,6 @@ from gpu_server.limits import (
     MAX_ZONE_NAME_CHARS,
     MAX_ZONES_PER_CAMERA,
 )
-from gpu_server.pipeline.intake import CAMERA_ID_PATTERN
 
 
 def check_camera_count(

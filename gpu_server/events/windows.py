@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gpu_server.events.clock import Clock
-from gpu_server.pipeline.detect import Detection
+from gpu_server.ingest.detect import Detection
 
 
 @dataclass(frozen=True, slots=True)

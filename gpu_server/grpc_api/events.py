@@ -8,8 +8,8 @@ from typing import Final
 
 from gpu_server._generated import events_pb2
 from gpu_server.errors import CursorOutOfRangeError, InvalidSettingsError
-from gpu_server.events.pipeline import EventPipeline
-from gpu_server.limits import MAX_CONFIGURE_BYTES
+from gpu_server.events.scheduler import EventPipeline
+from gpu_server.vocabulary import MAX_CONFIGURE_BYTES
 
 # Sequences are SQLite integers: signed 64-bit.
 MAX_SEQUENCE: Final = 2**63 - 1

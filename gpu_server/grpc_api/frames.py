@@ -17,8 +17,8 @@ import grpc
 
 from gpu_server._generated import frames_pb2
 from gpu_server.errors import FrameRejectedError, RejectReason, code_number, status_for
+from gpu_server.ingest.ingestor import FrameAnalyzer, FrameOutcome
 from gpu_server.monitor.latency import FrameCounters
-from gpu_server.pipeline.analyze import FrameAnalyzer, FrameOutcome
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from typing import Final
 
 from gpu_server import __version__
 from gpu_server._generated import status_pb2
-from gpu_server.events.pipeline import EventPipeline
-from gpu_server.llm.service import LanguageModelState
+from gpu_server.events.scheduler import EventPipeline
+from gpu_server.ingest.batching import DetectionBatcher
+from gpu_server.ingest.detect import DetectorSelection
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
-from gpu_server.pipeline.batching import DetectionBatcher
-from gpu_server.pipeline.detect import DetectorSelection
+from gpu_server.risk.analysis import LanguageModelState
 
 _MODEL_STATE: Final = {
     LanguageModelState.OFF: status_pb2.LANGUAGE_MODEL_STATE_OFF,

@@ -14,8 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from gpu_server.errors import DetectorError, ShuttingDownError
-from gpu_server.pipeline.detect import Detection, Detector
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.detect import Detection, Detector
+from gpu_server.ingest.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
 

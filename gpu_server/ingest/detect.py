@@ -20,7 +20,7 @@ import numpy as np
 
 from gpu_server.config import ServerConfig
 from gpu_server.errors import DetectorError
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gpu_server.ingest.batching import DetectionBatcher
+from gpu_server.ingest.dedupe import Deduplicator
+from gpu_server.ingest.detect import Detection
+from gpu_server.ingest.intake import BgrImage, FrameIntake, validate_camera_id
+from gpu_server.ingest.memory import DecodeBudget
 from gpu_server.monitor.latency import LatencyTracker
-from gpu_server.pipeline.batching import DetectionBatcher
-from gpu_server.pipeline.dedupe import Deduplicator
-from gpu_server.pipeline.detect import Detection
-from gpu_server.pipeline.intake import BgrImage, FrameIntake, validate_camera_id
-from gpu_server.pipeline.memory import DecodeBudget
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from sidecar_testlib import TOKEN, Running, StartServer
 
 from gpu_server._generated import service_pb2_grpc
 from gpu_server.config import load_config
-from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector, UltralyticsDetector
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector, UltralyticsDetector
 from gpu_server.server import GRPCServer
 
 
@@ -47,7 +47,7 @@ def bus_image(bus_jpeg: bytes) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def tiny_weights(ultralytics_offline: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from gpu_server.tiny_model import build_tiny_yolo
+    from testlib.tiny_yolo import build_tiny_yolo
 
     return build_tiny_yolo(tmp_path_factory.mktemp("models") / "tiny-yolo.pt")
 
@@ -106,6 +106,6 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ~0.5 MB random-weight llama GGUF: the real llama.cpp runs it in milliseconds."""
-    from gpu_server.llm.testing import write_tiny_gguf
+    from testlib.tiny_gguf import write_tiny_gguf
 
     return write_tiny_gguf(tmp_path_factory.mktemp("llm-models") / "tiny-random.gguf")

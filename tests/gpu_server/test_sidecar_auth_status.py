@@ -10,7 +10,7 @@ from sidecar_testlib import AUTH, TOKEN, Running, StartServer, frame
 
 from gpu_server import __version__
 from gpu_server._generated import status_pb2
-from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
 from gpu_server.server import SERVICE_NAME
 
 BAD_METADATA = [

@@ -12,8 +12,8 @@ from sidecar_testlib import encode_jpeg
 
 from gpu_server.config import LimitsConfig
 from gpu_server.errors import BackpressureError, FrameRejectedError
-from gpu_server.pipeline.intake import DECODE_BYTES_PER_PIXEL, FrameIntake
-from gpu_server.pipeline.memory import DecodeBudget, default_budget_bytes
+from gpu_server.ingest.intake import DECODE_BYTES_PER_PIXEL, FrameIntake
+from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
 
 
 @pytest.mark.parametrize(

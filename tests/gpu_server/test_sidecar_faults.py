@@ -13,13 +13,13 @@ from PIL import Image
 from sidecar_testlib import StartServer, encode_jpeg, frame
 
 from gpu_server._generated import frames_pb2
-from gpu_server.pipeline.detect import (
+from gpu_server.ingest.detect import (
     Detection,
     Detector,
     DetectorSelection,
     HogPeopleDetector,
 )
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.intake import BgrImage
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 REJECTED = frames_pb2.ACK_STATUS_REJECTED

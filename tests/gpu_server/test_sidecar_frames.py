@@ -11,14 +11,14 @@ from PIL import Image
 from sidecar_testlib import StartServer, encode_jpeg, frame, png_header
 
 from gpu_server._generated import frames_pb2
-from gpu_server.pipeline.detect import (
+from gpu_server.ingest.detect import (
     Detection,
     Detector,
     DetectorSelection,
     HogPeopleDetector,
     UltralyticsDetector,
 )
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.intake import BgrImage
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = frames_pb2.ACK_STATUS_DUPLICATE

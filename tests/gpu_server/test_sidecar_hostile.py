@@ -26,9 +26,9 @@ from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.config import LimitsConfig
 from gpu_server.context import zones as zones_module
 from gpu_server.errors import FrameRejectedError, RejectReason
-from gpu_server.limits import MAX_CAMERAS, MAX_POINTS_PER_ZONE, MAX_ZONES_PER_CAMERA
-from gpu_server.pipeline.detect import Detection, Detector, DetectorSelection
-from gpu_server.pipeline.intake import BgrImage, FrameIntake
+from gpu_server.ingest.detect import Detection, Detector, DetectorSelection
+from gpu_server.ingest.intake import BgrImage, FrameIntake
+from gpu_server.vocabulary import MAX_CAMERAS, MAX_POINTS_PER_ZONE, MAX_ZONES_PER_CAMERA
 
 REJECTED = frames_pb2.ACK_STATUS_REJECTED
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED

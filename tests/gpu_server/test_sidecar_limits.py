@@ -1,7 +1,8 @@
 """The sidecar's and the integration's limits on camera settings are the same numbers.
 
-Each side keeps its own `limits.py` (the integration cannot import the sidecar); they are read
-here as source, so neither side's dependencies are needed.
+Each side keeps its own copy (the sidecar in `vocabulary.py`, the integration in `limits.py`:
+the integration cannot import the sidecar); they are read here as source, so neither side's
+dependencies are needed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SIDECAR = REPO / "gpu_server" / "limits.py"
+SIDECAR = REPO / "gpu_server" / "vocabulary.py"
 INTEGRATION = REPO / "custom_components" / "home_security_ai" / "limits.py"
 
 
@@ -32,7 +33,7 @@ def test_both_sides_have_the_same_limits() -> None:
 
 
 def test_the_sidecar_code_uses_its_limits() -> None:
-    from gpu_server import limits
+    from gpu_server import vocabulary as limits
     from gpu_server.context import zones
 
     assert zones.MAX_ZONES_PER_CAMERA == limits.MAX_ZONES_PER_CAMERA

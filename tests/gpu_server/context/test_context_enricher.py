@@ -165,7 +165,7 @@ def test_empty_batches_and_naive_times_are_rejected(tmp_path: Path) -> None:
 
 
 def test_pipeline_detection_fits_the_protocol(tmp_path: Path) -> None:
-    detect = pytest.importorskip("gpu_server.pipeline.detect")
+    detect = pytest.importorskip("gpu_server.ingest.detect")
     det = detect.Detection("person", 0, 0.9, 100.0, 100.0, 200.0, 450.0)
     context = _enricher(tmp_path, FakeClock(NIGHT)).enrich(
         "front", [FrameObservation(NIGHT, 1000, 500, [det])]

@@ -14,8 +14,8 @@ from sidecar_testlib import AUTH, Running
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.events.clock import FakeClock
-from gpu_server.pipeline.detect import Detection, Detector
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.detect import Detection, Detector
+from gpu_server.ingest.intake import BgrImage
 
 # What the scripted detector reports, keyed by the blue value of the top-left pixel.
 MARK_NONE = 10

@@ -12,7 +12,7 @@ from llm_testlib import TEST_LIMITS, llm_settings, process_alive, signal_process
 from sidecar_testlib import AUTH
 
 from gpu_server._generated import events_pb2, status_pb2
-from gpu_server.llm.service import RiskAnalysis
+from gpu_server.risk.analysis import RiskAnalysis
 
 
 def risk_for(model: Path, data_dir: Path, **settings: Any) -> RiskAnalysis:

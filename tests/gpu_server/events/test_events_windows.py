@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from gpu_server.events.builder import select_for_prompt
 from gpu_server.events.clock import FakeClock
-from gpu_server.events.processor import select_for_prompt
 from gpu_server.events.windows import BatchFrame, BatchWindows, WindowSettings
-from gpu_server.pipeline.detect import Detection
+from gpu_server.ingest.detect import Detection
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.model_server import ModelServer
-from gpu_server.llm.service import LanguageModelState, RiskAnalysis
+from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis
 
 MakeInput = Callable[..., AnalysisInput]
 API_KEY = "sk-test-5f0c1d9e-never-log-me"

@@ -9,7 +9,7 @@ from pathlib import Path
 from gpu_server.llm.grammar import GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.schema import level_for_score
-from gpu_server.llm.service import (
+from gpu_server.risk.analysis import (
     EMBEDDED_MODEL_FILE,
     LanguageModelState,
     LlmSettings,

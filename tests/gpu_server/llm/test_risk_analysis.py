@@ -16,7 +16,7 @@ import pytest
 from llm_testlib import TEST_LIMITS, llm_settings, signal_process, wait_until
 
 from gpu_server.llm.inputs import AnalysisInput
-from gpu_server.llm.service import LanguageModelState, RiskAnalysis, looks_hung
+from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis, looks_hung
 
 MakeInput = Callable[..., AnalysisInput]
 MakeService = Callable[..., Any]

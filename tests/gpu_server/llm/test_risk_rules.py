@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from gpu_server.llm.fallback import assess_with_rules
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
@@ -18,13 +17,14 @@ from gpu_server.llm.inputs import (
     ZoneKind,
 )
 from gpu_server.llm.schema import RiskLevel, level_for_score
-from gpu_server.llm.service import (
+from gpu_server.risk.analysis import (
     LlmConfigError,
     LlmSettings,
     RiskAnalysis,
     embedded_model_path,
     resolve_model_path,
 )
+from gpu_server.risk.rules import assess_with_rules
 
 MakeInput = Callable[..., AnalysisInput]
 

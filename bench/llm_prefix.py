@@ -43,12 +43,12 @@ from gpu_server.llm.inputs import (  # noqa: E402
     BaselineInput,
     DetectionInput,
     ZoneInput,
-    ZoneKind,
 )
 from gpu_server.llm.model_server import ModelServer  # noqa: E402
 from gpu_server.llm.settings import LlmSettings, OutputConstraint  # noqa: E402
 from gpu_server.llm.templates import PromptLibrary  # noqa: E402
 from gpu_server.risk.analysis import embedded_model_path  # noqa: E402
+from gpu_server.vocabulary import RiskZoneKind  # noqa: E402
 
 LIMITS = GrammarLimits(summary=60, reasoning=120, recommended_action=60)
 N_CTX = 4096
@@ -67,8 +67,8 @@ def make_input(run: int) -> AnalysisInput:
                            zone="Porch" if i % 3 else "Driveway")
             for i in range(8)
         ),
-        zones=(ZoneInput(name="Porch", kind=ZoneKind.ENTRY),
-               ZoneInput(name="Driveway", kind=ZoneKind.PERIMETER)),
+        zones=(ZoneInput(name="Porch", kind=RiskZoneKind.ENTRY),
+               ZoneInput(name="Driveway", kind=RiskZoneKind.PERIMETER)),
         baseline=BaselineInput(anomaly_score=0.7, expected_events_this_hour=0.3),
     )
 

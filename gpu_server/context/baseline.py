@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gpu_server.context._storage import atomic_write_text, quarantine
+from gpu_server.context._storage import quarantine
+from gpu_server.files import atomic_write
+from gpu_server.vocabulary import LabelGroup, label_group
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,60 +33,8 @@ _FORMAT_VERSION = 1
 HOURS_PER_WEEK = 7 * 24
 
 
-class LabelGroup(StrEnum):
-    PERSON = "person"
-    VEHICLE = "vehicle"
-    ANIMAL = "animal"
-    OTHER = "other"
-
-
-_VEHICLES = frozenset(
-    {
-        "bicycle",
-        "car",
-        "motorcycle",
-        "motorbike",
-        "bus",
-        "train",
-        "truck",
-        "boat",
-        "airplane",
-        "van",
-        "scooter",
-    }
-)
-_ANIMALS = frozenset(
-    {
-        "bird",
-        "cat",
-        "dog",
-        "horse",
-        "sheep",
-        "cow",
-        "elephant",
-        "bear",
-        "zebra",
-        "giraffe",
-        "fox",
-        "deer",
-        "raccoon",
-    }
-)
-
-
 # Counts keyed by group, or by group name / detector label (folded into their group).
 Counts = Mapping[LabelGroup, int] | Mapping[str, int]
-
-
-def label_group(label: str) -> LabelGroup:
-    name = label.strip().lower()
-    if name == "person":
-        return LabelGroup.PERSON
-    if name in _VEHICLES:
-        return LabelGroup.VEHICLE
-    if name in _ANIMALS:
-        return LabelGroup.ANIMAL
-    return LabelGroup.OTHER
 
 
 def group_counts(labels: Iterable[str]) -> dict[LabelGroup, int]:
@@ -374,7 +323,7 @@ class ActivityBaseline:
             text = json.dumps(self._dump_locked(), separators=(",", ":"))
             self._dirty = False
             try:
-                atomic_write_text(self._path, text)
+                atomic_write(self._path, text)
             except OSError:
                 self._dirty = True
                 _LOGGER.exception("Could not write the activity baseline to %s", self._path)

@@ -16,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from gpu_server.context._text import quote
-from gpu_server.context.baseline import ActivityBaseline, AnomalyResult, LabelGroup, group_counts
+from gpu_server.context.baseline import ActivityBaseline, AnomalyResult, group_counts
 from gpu_server.context.cross_camera import CrossCameraLog, CrossCameraNote
 from gpu_server.context.scene import SceneChange, SceneChangeKind, SceneMonitor
 from gpu_server.context.zones import ZoneHit, ZoneRegistry, normalise_box
+from gpu_server.vocabulary import LabelGroup
 
 
 class BoxDetection(Protocol):

@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from gpu_server.context._storage import atomic_write_bytes, camera_file_stem, quarantine
+from gpu_server.context._storage import camera_file_stem, quarantine
+from gpu_server.files import atomic_write
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class SceneMonitor:
         buffer = io.BytesIO()
         np.save(buffer, state.reference, allow_pickle=False)
         try:
-            atomic_write_bytes(path, buffer.getvalue())
+            atomic_write(path, buffer.getvalue())
             state.dirty = False
         except OSError:
             _LOGGER.exception("Could not write the scene reference for a camera to %s", path)

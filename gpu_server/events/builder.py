@@ -23,7 +23,6 @@ from gpu_server.context import (
     FrameObservation,
     SceneChange,
     SceneChangeKind,
-    ZoneKind,
     ZoneMap,
 )
 from gpu_server.events.cameras import CameraDirectory
@@ -39,22 +38,13 @@ from gpu_server.llm.inputs import (
     DetectionInput,
     ZoneInput,
 )
-from gpu_server.llm.inputs import ZoneKind as PromptZoneKind
-from gpu_server.llm.schema import Assessment, RiskLevel
+from gpu_server.llm.schema import Assessment
 from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.risk.rules import assess_with_rules
+from gpu_server.vocabulary import RISK_ZONE_KIND, RiskLevel
 
 _LOGGER = logging.getLogger(__name__)
 
-# Context zone kinds as the prompt knows them; ignore zones never reach the prompt.
-_PROMPT_ZONE_KIND: Final = {
-    ZoneKind.ENTRY: PromptZoneKind.ENTRY,
-    ZoneKind.SENSITIVE: PromptZoneKind.SENSITIVE,
-    ZoneKind.PERIMETER: PromptZoneKind.PERIMETER,
-    ZoneKind.DRIVEWAY: PromptZoneKind.PERIMETER,
-    ZoneKind.YARD: PromptZoneKind.PERIMETER,
-    ZoneKind.OTHER: PromptZoneKind.OTHER,
-}
 _RISK_LEVEL: Final = {
     RiskLevel.LOW: events_pb2.RISK_LEVEL_LOW,
     RiskLevel.MEDIUM: events_pb2.RISK_LEVEL_MEDIUM,
@@ -129,9 +119,9 @@ def analysis_input(
         for det in context.relevant_detections
     )
     zones = tuple(
-        ZoneInput(name=zone.name, kind=_PROMPT_ZONE_KIND[zone.kind])
+        ZoneInput(name=zone.name, kind=RISK_ZONE_KIND[zone.kind])
         for zone in zone_map.zones
-        if zone.kind in _PROMPT_ZONE_KIND
+        if zone.kind in RISK_ZONE_KIND
     )
     anomaly = context.anomaly
     baseline = BaselineInput(

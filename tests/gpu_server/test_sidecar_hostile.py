@@ -386,7 +386,7 @@ async def test_configure_at_every_limit_validates_off_the_loop_and_writes_zones_
     server = await start_server(data_dir=tmp_path / "data")
     writes = 0
     checked_in: set[int] = set()
-    real_write = zones_module.atomic_write_text
+    real_write = zones_module.atomic_write
     real_check = zones_module.is_simple_polygon
 
     def counting_write(*args: Any) -> None:
@@ -398,7 +398,7 @@ async def test_configure_at_every_limit_validates_off_the_loop_and_writes_zones_
         checked_in.add(threading.get_ident())
         return real_check(points)
 
-    monkeypatch.setattr(zones_module, "atomic_write_text", counting_write)
+    monkeypatch.setattr(zones_module, "atomic_write", counting_write)
     monkeypatch.setattr(zones_module, "is_simple_polygon", recording_check)
     cameras = [
         _camera(

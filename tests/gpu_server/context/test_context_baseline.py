@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gpu_server.context import ActivityBaseline, LabelGroup, group_counts, hour_of_week, label_group
+from gpu_server.context import ActivityBaseline, group_counts, hour_of_week
+from gpu_server.vocabulary import LabelGroup, label_group
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # A Monday at local midnight.

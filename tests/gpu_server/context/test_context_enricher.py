@@ -15,13 +15,12 @@ from gpu_server.context import (
     ContextEnricher,
     CrossCameraLog,
     FrameObservation,
-    LabelGroup,
     SceneChangeKind,
     SceneMonitor,
     Zone,
-    ZoneKind,
     ZoneRegistry,
 )
+from gpu_server.vocabulary import LabelGroup, ZoneKind
 
 Image = npt.NDArray[np.uint8]
 # A Tuesday, 03:00 UTC.

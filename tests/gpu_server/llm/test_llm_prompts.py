@@ -18,7 +18,6 @@ from gpu_server.llm.inputs import (
     DetectionInput,
     UntrustedText,
     ZoneInput,
-    ZoneKind,
 )
 from gpu_server.llm.templates import (
     PLACEHOLDERS,
@@ -32,6 +31,7 @@ from gpu_server.llm.tokens import (
     SectionKind,
     prompt_budget,
 )
+from gpu_server.vocabulary import RiskZoneKind
 
 MakeInput = Callable[..., AnalysisInput]
 
@@ -145,7 +145,7 @@ def _huge_input(make_input: MakeInput) -> AnalysisInput:
     return make_input(
         detections=detections,
         zones=tuple(
-            ZoneInput(name=f"zone {i} " + "x" * 150, kind=ZoneKind.OTHER) for i in range(500)
+            ZoneInput(name=f"zone {i} " + "x" * 150, kind=RiskZoneKind.OTHER) for i in range(500)
         ),
         baseline=BaselineInput(
             anomaly_score=0.4, history=tuple(f"day {i}: {i} events " * 5 for i in range(500))

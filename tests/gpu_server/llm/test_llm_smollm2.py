@@ -8,7 +8,6 @@ from pathlib import Path
 
 from gpu_server.llm.grammar import GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput
-from gpu_server.llm.schema import level_for_score
 from gpu_server.risk.analysis import (
     EMBEDDED_MODEL_FILE,
     LanguageModelState,
@@ -16,6 +15,7 @@ from gpu_server.risk.analysis import (
     RiskAnalysis,
     embedded_model_path,
 )
+from gpu_server.vocabulary import level_for_score
 
 MakeInput = Callable[..., AnalysisInput]
 

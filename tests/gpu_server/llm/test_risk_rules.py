@@ -14,9 +14,7 @@ from gpu_server.llm.inputs import (
     DetectionInput,
     UntrustedText,
     ZoneInput,
-    ZoneKind,
 )
-from gpu_server.llm.schema import RiskLevel, level_for_score
 from gpu_server.risk.analysis import (
     LlmConfigError,
     LlmSettings,
@@ -25,6 +23,7 @@ from gpu_server.risk.analysis import (
     resolve_model_path,
 )
 from gpu_server.risk.rules import assess_with_rules
+from gpu_server.vocabulary import RiskLevel, RiskZoneKind, level_for_score
 
 MakeInput = Callable[..., AnalysisInput]
 
@@ -47,7 +46,7 @@ def test_person_at_entry_at_night_outranks_a_cat_by_day(make_input: MakeInput) -
         make_input,
         local_time=night.local_time + timedelta(hours=12),
         detections=(DetectionInput(label="cat", confidence=0.9, zone="Lawn"),),
-        zones=(ZoneInput(name="Lawn", kind=ZoneKind.OTHER),),
+        zones=(ZoneInput(name="Lawn", kind=RiskZoneKind.OTHER),),
     )
     risky = assess_with_rules(night, "LLM not configured")
     calm = assess_with_rules(day_cat, "LLM not configured")
@@ -67,10 +66,11 @@ def test_each_factor_raises_the_score(make_input: MakeInput) -> None:
         make_input,
         local_time=make_input().local_time + timedelta(hours=12),
         detections=(DetectionInput(label="person", confidence=0.8, zone="Street"),),
-        zones=(ZoneInput(name="Street", kind=ZoneKind.PUBLIC),),
+        zones=(ZoneInput(name="Street", kind=RiskZoneKind.OTHER),),
     )
     score = assess_with_rules(base, "r").risk_score
-    in_entry = base.model_copy(update={"zones": (ZoneInput(name="Street", kind=ZoneKind.ENTRY),)})
+    entry = ZoneInput(name="Street", kind=RiskZoneKind.ENTRY)
+    in_entry = base.model_copy(update={"zones": (entry,)})
     at_night = base.model_copy(update={"local_time": make_input().local_time})
     anomalous = base.model_copy(update={"baseline": BaselineInput(anomaly_score=1.0)})
     steering = base.model_copy(

@@ -16,7 +16,8 @@ from typing import Final
 import grpc
 
 from gpu_server._generated import frames_pb2
-from gpu_server.errors import FrameRejectedError, RejectReason, code_number, status_for
+from gpu_server.errors import FrameRejectedError, RejectReason
+from gpu_server.grpc_api.status_codes import code_number, status_for
 from gpu_server.ingest.ingestor import FrameAnalyzer, FrameOutcome
 from gpu_server.monitor.latency import FrameCounters
 

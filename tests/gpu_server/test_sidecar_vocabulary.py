@@ -66,3 +66,4 @@ def test_a_private_file_is_the_owners_only(tmp_path: Path) -> None:
     stale.write_text("left by a crash")
     atomic_write(path, "token", private=True)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+

@@ -44,8 +44,8 @@ def write_ready_file(path: Path, server: GRPCServer) -> None:
         "server_id": server.server_id,
         "tls_fingerprint": server.tls_fingerprint,
     }
-    if server.events is not None:
-        model = server.events.risk.status()
+    if server.risk is not None:
+        model = server.risk.status()
         payload["language_model"] = {
             "state": model.state.value, "model": model.model, "reason": model.reason
         }

@@ -14,8 +14,9 @@ from grpc_reflection.v1alpha import reflection
 from gpu_server._generated import service_pb2, service_pb2_grpc
 from gpu_server.config import ServerConfig
 from gpu_server.events.clock import Clock
-from gpu_server.events.scheduler import EventPipeline
+from gpu_server.events.scheduler import EventScheduler
 from gpu_server.grpc_api.auth import BearerTokenInterceptor, RefusalLog
+from gpu_server.grpc_api.convert import EventCodec
 from gpu_server.grpc_api.events import EventsHandler
 from gpu_server.grpc_api.frames import FrameStreamHandler
 from gpu_server.grpc_api.service import SecurityAIServicer
@@ -24,7 +25,7 @@ from gpu_server.identity import load_or_create_server_id, load_or_create_token
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.dedupe import Deduplicator, ResultCache
 from gpu_server.ingest.detect import DetectorSelection, build_detector
-from gpu_server.ingest.ingestor import AnalysisResult, FrameAnalyzer
+from gpu_server.ingest.ingestor import DetectionResult, FrameIngestor
 from gpu_server.ingest.intake import FrameIntake
 from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
 from gpu_server.monitor.gpu import GpuMonitor
@@ -58,13 +59,14 @@ class GRPCServer:
         self._given_detector = detector
         self._clock = clock
         self._risk = risk
-        self.events: EventPipeline | None = None
+        self.events: EventScheduler | None = None
+        self.risk: RiskAnalysis | None = None
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
         self._gpu = GpuMonitor()
         self.selection: DetectorSelection | None = None
         self.batcher: DetectionBatcher | None = None
-        self.dedupe: Deduplicator[AnalysisResult] | None = None
+        self.dedupe: Deduplicator[DetectionResult] | None = None
         self.decode_budget: DecodeBudget | None = None
         self._status: StatusReporter | None = None
         self.counters = FrameCounters()
@@ -110,9 +112,10 @@ class GRPCServer:
         risk = self._risk or RiskAnalysis(
             config.llm, config.models_dir, data_dir=config.data_dir
         )
-        self.events = EventPipeline(config, risk, clock=self._clock)
+        self.risk = risk
+        self.events = EventScheduler(config, risk, codec=EventCodec(), clock=self._clock)
         await self.events.start()
-        server = self._grpc_server(self._servicer(selection, self.events))
+        server = self._grpc_server(self._servicer(selection, self.events, risk))
         address = f"{config.host}:{config.port}"
         try:
             if credentials is None:
@@ -143,7 +146,7 @@ class GRPCServer:
         return self.port
 
     def _servicer(
-        self, selection: DetectorSelection, events: EventPipeline
+        self, selection: DetectorSelection, events: EventScheduler, risk: RiskAnalysis
     ) -> SecurityAIServicer:
         """The service and what it calls: intake, dedupe, the decode budget, status, events."""
         config = self.config
@@ -153,7 +156,7 @@ class GRPCServer:
         self.decode_budget = DecodeBudget(
             limits.decode_budget_bytes or default_budget_bytes(), limits.decode_wait_s
         )
-        analyzer = FrameAnalyzer(
+        ingestor = FrameIngestor(
             FrameIntake(limits, decode_side=config.detector.imgsz),
             self.dedupe, self.batcher, self.latency, events,
             budget=self.decode_budget,
@@ -166,10 +169,11 @@ class GRPCServer:
             counters=self.counters,
             gpu=self._gpu,
             events=events,
+            risk=risk,
         )
         return SecurityAIServicer(
             FrameStreamHandler(
-                analyzer, self.counters, max_in_flight=config.batching.max_in_flight_per_stream
+                ingestor, self.counters, max_in_flight=config.batching.max_in_flight_per_stream
             ),
             self._status,
             EventsHandler(events),

@@ -154,11 +154,6 @@ class AnomalyResult:
     observed: dict[LabelGroup, int]
     groups: tuple[GroupAnomaly, ...] = ()
 
-    @property
-    def most_unusual(self) -> GroupAnomaly | None:
-        return max(self.groups, key=lambda g: g.z, default=None)
-
-
 class ActivityBaseline:
     """Learns what normal activity looks like per camera and hour of week. Thread-safe."""
 
@@ -255,16 +250,6 @@ class ActivityBaseline:
             bucket.setdefault(group, _Stat()).update(float(hour.peaks.get(group, 0)), self._alpha)
         camera.open_hour = None
         self._dirty = True
-
-    def close_hours(self, now: datetime) -> None:
-        """Commit open hours that ended before `now` (e.g. on shutdown or a timer)."""
-        _require_aware(now)
-        with self._lock:
-            for camera_id, camera in self._cameras.items():
-                hour = camera.open_hour
-                now_index = _local_hour_index(now, self._tz_locked(camera_id))
-                if hour is not None and now_index > hour.index:
-                    self._commit_locked(camera)
 
     # -- scoring ------------------------------------------------------------------------------
 

@@ -221,23 +221,6 @@ class SceneMonitor:
         except OSError:
             _LOGGER.exception("Could not write the scene reference for a camera to %s", path)
 
-    def reset(self, camera_id: str, frame: npt.NDArray[np.generic] | None = None) -> None:
-        """Forget the reference (the next frame sets it), or set it from `frame` now."""
-        with self._lock:
-            if frame is None:
-                self._states.pop(camera_id, None)
-                path = self._path(camera_id)
-                if path is not None:
-                    path.unlink(missing_ok=True)
-                return
-            state = _CameraState(to_grey_small(frame, self.config.width))
-            self._states[camera_id] = state
-            self._save_locked(camera_id, state)
-
-    def has_reference(self, camera_id: str) -> bool:
-        with self._lock:
-            return self._load_locked(camera_id) is not None
-
     def check(self, camera_id: str, frame: npt.NDArray[np.generic]) -> SceneChange:
         """Compare a frame (BGR or grey) with the camera's reference view.
 

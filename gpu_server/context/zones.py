@@ -311,9 +311,6 @@ class ZoneMap(_Model):
             raise ValueError("zone names must be unique per camera")
         return self
 
-    def zones_at(self, x: float, y: float) -> list[Zone]:
-        return [zone for zone in self.zones if zone.contains(x, y)]
-
     def zones_for_box(self, box: PixelBox, width: int, height: int) -> ZoneAssignment:
         """Assign a detection box (pixels) to zones by its foot point, with overlap fractions.
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from gpu_server._generated import events_pb2
 from gpu_server.errors import InvalidSettingsError
+from gpu_server.events.model import CameraRequest
 from gpu_server.ingest.intake import CAMERA_ID_PATTERN
 from gpu_server.vocabulary import (
     MAX_BATCH_SECONDS,
@@ -24,7 +24,7 @@ from gpu_server.vocabulary import (
 
 
 def check_camera_count(
-    settings: Sequence[events_pb2.CameraSettings], known: Iterable[str]
+    settings: Sequence[CameraRequest], known: Iterable[str]
 ) -> None:
     """At most MAX_CAMERAS cameras per call and configured in all."""
     if len(settings) > MAX_CAMERAS:
@@ -45,7 +45,7 @@ def _check_text(camera: str, field: str, value: str, limit: int) -> None:
         )
 
 
-def check_camera_fields(item: events_pb2.CameraSettings) -> None:
+def check_camera_fields(item: CameraRequest) -> None:
     """Id, text lengths, windows and zone and point counts of one camera."""
     camera_id = item.camera_id
     if not CAMERA_ID_PATTERN.fullmatch(camera_id):

@@ -93,6 +93,17 @@ class Deduplicator(Generic[V]):
         finally:
             self._in_flight.pop(key, None)
 
+    async def known(self, key: str) -> V | None:
+        """The result for this content: cached, or awaited from the call computing it now;
+        None when neither (a failure of that call is raised here too)."""
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        pending = self._in_flight.get(key)
+        if pending is None:
+            return None
+        return await asyncio.shield(pending)
+
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)

@@ -8,10 +8,10 @@ from pathlib import Path
 import grpc
 import pytest
 from sidecar_testlib import TOKEN
+from testlib.fakes import FakeClock
 
 from gpu_server._generated import service_pb2_grpc, status_pb2
 from gpu_server.config import load_config
-from gpu_server.events.clock import FakeClock
 from gpu_server.grpc_api.auth import RefusalLog, peer_address
 from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
 from gpu_server.server import GRPCServer

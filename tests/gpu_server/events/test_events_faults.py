@@ -12,11 +12,12 @@ from typing import Any
 
 import grpc
 import pytest
-from events_testlib import MARK_PERSON_SURE, EventsServer, frame_for, scene_png
+from events_testlib import MARK_PERSON_SURE, EventsServer, frame_for, scene_png, stored_event
 from sidecar_testlib import AUTH
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.events.outbox import Outbox
+from gpu_server.grpc_api.convert import EventCodec
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = frames_pb2.ACK_STATUS_DUPLICATE
@@ -65,14 +66,12 @@ def _limit_pages(box: Outbox, pages: int | None) -> Callable[[], int]:
 async def test_a_full_database_fails_the_append_with_its_own_error_and_recovers(
     tmp_path: Path,
 ) -> None:
-    box = Outbox(tmp_path / "events.sqlite3", max_events=100)
+    box = Outbox(tmp_path / "events.sqlite3", codec=EventCodec(), max_events=100)
     await box.open()
     try:
-        first = await box.append(events_pb2.SecurityEvent(frame_sha256s=["s0"]))
+        first = (await box.append(stored_event("s0"))).sequence
         await box._run(_limit_pages(box, None))
-        big = events_pb2.SecurityEvent(
-            summary="x" * 20_000, frame_sha256s=[f"{n:064x}" for n in range(300)]
-        )
+        big = stored_event(*(f"{n:064x}" for n in range(300)), summary="x" * 20_000)
         with pytest.raises(sqlite3.OperationalError, match="full"):
             await box.append(big)
         assert "full" in box.write_error
@@ -80,7 +79,7 @@ async def test_a_full_database_fails_the_append_with_its_own_error_and_recovers(
         assert await box.covered([f"{0:064x}"]) == {}
 
         await box._run(_limit_pages(box, 1_000_000))
-        second = await box.append(big)
+        second = (await box.append(big)).sequence
         assert second > first
         assert box.write_error == ""
         assert box.depth == 2
@@ -93,7 +92,7 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
     start_events: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server: EventsServer = await start_events()
-    outbox = server.pipeline.outbox
+    outbox = server.scheduler.outbox
     disk_full = True
     real_append = Outbox._append_sync
 
@@ -131,7 +130,7 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
     assert outbox.write_error == ""
     [resent] = await server.send(frame_for(scene_png(2, MARK_PERSON_SURE), "b2"))
     assert resent.status == ACCEPTED
-    await server.pipeline.wait_idle()
+    await server.scheduler.wait_idle()
     events = await server.events(count=2)
     assert [list(e.frame_sha256s) for e in events] == [
         [first.content_sha256], [resent.content_sha256]
@@ -140,7 +139,7 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
 
 async def test_a_cancelled_watch_leaves_no_subscriber_behind(start_events: Any) -> None:
     server: EventsServer = await start_events()
-    hub = server.pipeline.hub
+    hub = server.scheduler.hub
     calls = [
         server.stub.WatchAnalysis(
             events_pb2.WatchAnalysisRequest(camera_id=f"cam_{n}"), metadata=AUTH

@@ -50,7 +50,7 @@ async def test_a_batch_is_assessed_by_the_model_with_live_progress(
 
     collector = asyncio.create_task(collect())
     # The watch must be registered before the analysis starts.
-    await wait_until(lambda: server.pipeline.hub.subscribers > 0)
+    await wait_until(lambda: server.scheduler.hub.subscribers > 0)
     await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
     await server.close_due(30)
     (event,) = await server.events()
@@ -99,9 +99,9 @@ async def test_a_crashed_model_still_gives_the_event_and_the_next_one_is_the_mod
     signal_process(pid, signal.SIGSTOP)
     await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
     server.clock.advance(30)
-    server.pipeline.tick()
+    server.scheduler.tick()
     await wait_until(
-        lambda: server.pipeline.processor.running == 1 and risk.status().queue_depth == 0
+        lambda: server.scheduler.status().analyses_running == 1 and risk.status().queue_depth == 0
     )
     await asyncio.sleep(0.2)
     signal_process(pid, signal.SIGKILL)
@@ -135,8 +135,8 @@ async def test_stopping_during_a_hung_analysis_ends_within_the_grace_period(
     try:
         await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
         server.clock.advance(30)
-        server.pipeline.tick()
-        await wait_until(lambda: server.pipeline.processor.running == 1)
+        server.scheduler.tick()
+        await wait_until(lambda: server.scheduler.status().analyses_running == 1)
         # The stop returns although the model never answers, and takes the model server along.
         await asyncio.wait_for(server.server.stop(1.0), 10)
     finally:

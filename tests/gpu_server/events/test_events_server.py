@@ -36,7 +36,7 @@ async def test_an_empty_batch_closes_idle_as_nothing_to_report(start_events: Any
     acks = await server.send(*(frame_for(scene_png(n), f"f{n}") for n in range(3)))
     assert [a.status for a in acks] == [ACCEPTED] * 3
     await server.close_due(29)
-    assert server.pipeline.open_batches == 1
+    assert server.open_windows == 1
     await server.close_due(1)
     (event,) = await server.events()
     assert event.kind == NOTHING
@@ -52,7 +52,7 @@ async def test_detections_are_assessed_when_the_window_closes(start_events: Any)
     for n in range(4):  # a detection every 25 s keeps the batch from going idle
         acks += await server.send(frame_for(scene_png(n, MARK_CAR), f"f{n}"))
         await server.close_due(25)
-    assert server.pipeline.open_batches == 0  # 100 s: the 90 s window has closed it
+    assert server.open_windows == 0  # 100 s: the 90 s window has closed it
     (event,) = await server.events()
     assert event.kind == SECURITY
     assert event.model == "rules"
@@ -68,12 +68,12 @@ async def test_a_sure_person_is_analysed_at_once_and_the_batch_goes_on(start_eve
     server: EventsServer = await start_events()
     batched = await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "a"))
     (fast,) = await server.send(frame_for(scene_png(2, MARK_PERSON_SURE), "b"))
-    await server.pipeline.wait_idle()
+    await server.scheduler.wait_idle()
     (event,) = await server.events()
     assert event.fast_path
     assert event.kind == SECURITY
     assert list(event.frame_sha256s) == [fast.content_sha256]
-    assert server.pipeline.open_batches == 1
+    assert server.open_windows == 1
 
     batched += await server.send(frame_for(scene_png(3), "c"))
     reply = await server.stub.AnalyzeNow(
@@ -81,7 +81,7 @@ async def test_a_sure_person_is_analysed_at_once_and_the_batch_goes_on(start_eve
     )
     assert reply.closed
     assert reply.batch_id
-    await server.pipeline.wait_idle()
+    await server.scheduler.wait_idle()
     (later,) = await server.events(after=event.sequence)
     assert not later.fast_path
     assert set(later.frame_sha256s) == shas(batched)
@@ -95,13 +95,13 @@ async def test_a_covered_lens_is_a_tamper_event(start_events: Any) -> None:
     server: EventsServer = await start_events()
     await server.send(frame_for(scene_png(1), "view"))  # becomes the reference view
     (black,) = await server.send(frame_for(scene_png(2, black=True), "black"))
-    await server.pipeline.wait_idle()
+    await server.scheduler.wait_idle()
     (event,) = await server.events()
     assert event.kind == SECURITY
     assert event.scene_change == events_pb2.SCENE_CHANGE_KIND_COVERED
     assert list(event.frame_sha256s) == [black.content_sha256]
     assert event.risk_score >= 60  # the rules treat tampering as high risk
-    assert server.pipeline.open_batches == 1  # the reference frame still waits in its batch
+    assert server.open_windows == 1  # the reference frame still waits in its batch
 
 
 async def test_resent_frames_are_duplicates_in_a_batch_and_after_their_event(
@@ -118,7 +118,7 @@ async def test_resent_frames_are_duplicates_in_a_batch_and_after_their_event(
     await server.ack(event.sequence)
     (late,) = await server.send(frame_for(image, "a-late"))
     assert late.status == DUPLICATE
-    assert server.pipeline.open_batches == 0
+    assert server.open_windows == 0
 
 
 async def test_subscribe_replays_then_goes_live_and_resumes_from_a_cursor(
@@ -159,7 +159,7 @@ async def test_a_full_outbox_refuses_new_frames_until_events_are_acknowledged(
     assert refused.status_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] == 8
     assert refused.reject_reason == frames_pb2.REJECT_REASON_BACKPRESSURE
     # A frame already covered is still answered: it needs no room.
-    assert server.pipeline.open_batches == 0
+    assert server.open_windows == 0
     status: status_pb2.ServerStatus = await server.status()
     assert status.events.outbox_depth == 1
     assert status.events.outbox_max_events == 1
@@ -183,7 +183,7 @@ async def test_events_survive_a_restart_on_the_same_data_dir(
     assert again == event
     (resent,) = await second.send(frame_for(scene_png(1), "a"))
     assert resent.status == DUPLICATE
-    assert second.pipeline.open_batches == 0
+    assert second.open_windows == 0
     await second.send(frame_for(scene_png(2), "b"))
     await second.close_due(30)
     (newer,) = await second.events(after=event.sequence)
@@ -248,7 +248,7 @@ async def test_the_new_rpcs_need_the_token(start_events: Any) -> None:
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_status_reports_the_events_pipeline(start_events: Any) -> None:
+async def test_status_reports_the_events_part(start_events: Any) -> None:
     server: EventsServer = await start_events()
     await server.send(frame_for(scene_png(1), "a"))
     status = await server.status()

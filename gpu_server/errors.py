@@ -25,7 +25,7 @@ class SidecarError(Exception):
 
 
 class FrameRejectedError(SidecarError):
-    """The client sent a frame the server refuses to analyse."""
+    """The client sent a frame the server refuses to analyze."""
 
 
     def __init__(self, reason: RejectReason, message: str) -> None:

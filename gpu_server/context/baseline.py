@@ -212,7 +212,7 @@ class ActivityBaseline:
     # -- learning -----------------------------------------------------------------------------
 
     def record(self, camera_id: str, when: datetime, counts: Counts) -> None:
-        """Record one analysed window's object counts (zeros too: they mark the hour observed).
+        """Record one analyzed window's object counts (zeros too: they mark the hour observed).
 
         Counts are folded into the current local hour; an hour becomes a sample for its bucket
         once a record for a later hour arrives (or `flush(now)` passes its end).

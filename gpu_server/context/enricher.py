@@ -38,7 +38,7 @@ class BoxDetection(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FrameObservation:
-    """One analysed frame of a batch: when it was taken, its size, and what was detected."""
+    """One analyzed frame of a batch: when it was taken, its size, and what was detected."""
 
     when: datetime
     width: int

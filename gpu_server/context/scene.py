@@ -1,7 +1,7 @@
 """Scene-change (tamper) detection: compares each frame with a per-camera reference view.
 
 A camera that is suddenly covered, spray-painted or turned away is itself a security event, so
-this runs on every analysed frame. Frames are reduced to a small grey image and compared with
+this runs on every analyzed frame. Frames are reduced to a small grey image and compared with
 SSIM (structural similarity, Gaussian-weighted windows); the reference adapts slowly while the
 scene is stable, so dusk and passing clouds do not look like tampering.
 """

@@ -1,6 +1,6 @@
 """SubmitFrames: a bidirectional stream of frames in and acks out.
 
-Frames of one stream are read ahead and analysed concurrently (up to a bound), so frames that
+Frames of one stream are read ahead and ingested concurrently (up to a bound), so frames that
 arrive together reach the batcher together; acks go out in completion order with client_ref.
 """
 
@@ -26,7 +26,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _STREAM_DONE = object()
 # Capture times outside [2000-01-01, now + 1 day] are a client's broken clock: the frame is
-# analysed at the server's time instead, and its ack says so.
+# analyzed at the server's time instead, and its ack says so.
 _EARLIEST_CAPTURE_MS: Final = 946_684_800_000
 _FUTURE_SLACK_MS: Final = 86_400_000
 

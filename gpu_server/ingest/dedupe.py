@@ -1,4 +1,4 @@
-"""Content-addressed dedupe: a frame whose bytes were already analysed is not analysed again.
+"""Content-addressed dedupe: a frame whose bytes were already analyzed is not analyzed again.
 
 `ResultCache` is the storage (a bounded LRU in memory; its get/put interface is all a
 persistent store would need to offer). `Deduplicator` adds the coordination: when the same

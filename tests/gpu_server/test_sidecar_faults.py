@@ -104,7 +104,7 @@ async def test_a_dead_detection_worker_fails_frames_and_is_started_again(
     [again] = await asyncio.wait_for(running.submit([frame(encode_jpeg(bus_image, 63), "x")]), 20)
     assert again.status == REJECTED
     assert again.status_code == 13
-    # ... and once the detector works again, frames are analysed (the same content too).
+    # ... and once the detector works again, frames are analyzed (the same content too).
     detector.die = False
     ok = await asyncio.wait_for(
         running.submit([frame(encode_jpeg(bus_image, q), f"r{q}") for q in (60, 64)]), 20

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from sidecar_testlib import AUTH, StartServer, encode_jpeg, frame
+from testlib.waiting import wait_until
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.config import LimitsConfig
@@ -162,7 +163,7 @@ async def test_corrupt_scan_data_is_refused_even_with_an_end_marker(
     assert counting.sizes == []
 
 
-async def test_tiny_images_and_odd_capture_times_are_analysed_not_retried_forever(
+async def test_tiny_images_and_odd_capture_times_are_analyzed_not_retried_forever(
     start_server: StartServer, counting: CountingDetector, photo: Image.Image
 ) -> None:
     server = await start_server(DetectorSelection(counting))
@@ -235,15 +236,8 @@ async def test_frames_wait_for_the_decode_budget_then_get_backpressure(
     task = asyncio.create_task(server.submit(frames))
     budget = server.server.decode_budget
     assert budget is not None
-    for _ in range(500):
-        if budget.waiting == 2:
-            break
-        await asyncio.sleep(0.01)
-    assert budget.waiting == 2
-    for _ in range(500):
-        if budget.refused == 2:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: budget.waiting == 2)
+    await wait_until(lambda: budget.refused == 2)
     counting.release.set()
     acks = {ack.client_ref: ack for ack in await task}
     statuses = sorted(

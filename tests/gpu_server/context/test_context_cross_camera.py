@@ -37,7 +37,7 @@ def test_summary_of_other_cameras_before_a_window() -> None:
     log = CrossCameraLog(timedelta(minutes=5), clock=clock, camera_names={"drive": "Driveway"})
     log.add("drive", T0 - timedelta(seconds=30), ["car"], ["Drive"])
     log.add("drive", T0, ["person", "car"], ["Drive"])
-    log.add("back_door", T0 + timedelta(seconds=40), ["person"])  # the camera being analysed
+    log.add("back_door", T0 + timedelta(seconds=40), ["person"])  # the camera being analyzed
     log.add("garden", T0 + timedelta(seconds=50), ["cat"])  # after the window: left out
 
     notes = log.summarize("back_door", T0 + timedelta(seconds=40), T0 + timedelta(seconds=45))

@@ -63,7 +63,7 @@ async def test_known_content_that_nothing_covers_is_taken_again(start_events: An
     assert list(second.frame_sha256s) == [ack.content_sha256]
 
 
-async def test_a_twin_covered_while_it_was_analysed_is_not_claimed_again(
+async def test_a_twin_covered_while_it_was_analyzed_is_not_claimed_again(
     start_events: Any,
 ) -> None:
     # No detection cache: the twin is decoded and detected again, as after an eviction.
@@ -96,7 +96,7 @@ async def test_a_twin_covered_while_it_was_analysed_is_not_claimed_again(
     twin = asyncio.create_task(server.send(frame_for(image, "twin")))
     await asyncio.wait_for(held.wait(), 10)  # the twin found nothing covering it...
     (first,) = await server.send(frame_for(image, "first"))
-    await scheduler.wait_idle()  # ...then the original was taken, analysed and stored
+    await scheduler.wait_idle()  # ...then the original was taken, analyzed and stored
     release.set()
     (late,) = await asyncio.wait_for(twin, 10)
     await scheduler.wait_idle()

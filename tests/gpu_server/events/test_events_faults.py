@@ -14,6 +14,7 @@ import grpc
 import pytest
 from events_testlib import MARK_PERSON_SURE, EventsServer, frame_for, scene_png, stored_event
 from sidecar_testlib import AUTH
+from testlib.waiting import wait_until
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.events.outbox import Outbox
@@ -103,13 +104,10 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
 
     monkeypatch.setattr(Outbox, "_append_sync", append)
 
-    # A sure person is analysed at once; its event cannot be written.
+    # A sure person is analyzed at once; its event cannot be written.
     [first] = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "a"))
     assert first.status == ACCEPTED
-    for _ in range(200):
-        if outbox.write_error:
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: bool(outbox.write_error))
     assert "disk is full" in outbox.write_error
 
     # While nothing can be stored, new frames are pushed back (the client keeps them) ...
@@ -118,7 +116,7 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
     assert pushed.reject_reason == frames_pb2.REJECT_REASON_BACKPRESSURE
     assert pushed.status_code == 8
     assert "cannot be written" in pushed.message
-    # ... and the frame already taken stays with its pending event: not analysed twice.
+    # ... and the frame already taken stays with its pending event: not analyzed twice.
     [again] = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "a2"))
     assert again.status == DUPLICATE
 
@@ -147,16 +145,8 @@ async def test_a_cancelled_watch_leaves_no_subscriber_behind(start_events: Any) 
         for n in range(5)
     ]
     readers = [asyncio.create_task(call.read()) for call in calls]
-    for _ in range(500):
-        if hub.subscribers == 5:
-            break
-        await asyncio.sleep(0.01)
-    assert hub.subscribers == 5
+    await wait_until(lambda: hub.subscribers == 5)
     for call in calls:
         call.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    for _ in range(500):
-        if hub.subscribers == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert hub.subscribers == 0
+    await wait_until(lambda: hub.subscribers == 0)

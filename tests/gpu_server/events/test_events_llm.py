@@ -7,9 +7,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from events_testlib import MARK_PERSON_UNSURE, EventsServer, frame_for, scene_png
-from llm_testlib import TEST_LIMITS, llm_settings, process_alive, signal_process, wait_until
+from llm_testlib import TEST_LIMITS, llm_settings, process_alive, signal_process
 from sidecar_testlib import AUTH
+from testlib.waiting import ChatRequests, wait_until
 
 from gpu_server._generated import events_pb2, status_pb2
 from gpu_server.risk.analysis import RiskAnalysis
@@ -54,7 +56,7 @@ async def test_a_batch_is_assessed_by_the_model_with_live_progress(
     await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
     await server.close_due(30)
     (event,) = await server.events()
-    await asyncio.sleep(0.1)  # notes are handed over from the model's thread
+    await wait_until(lambda: bool(notes))  # notes are handed over from the model's thread
     watch.cancel()
     await asyncio.gather(collector, return_exceptions=True)
 
@@ -90,20 +92,18 @@ async def test_a_model_that_does_not_answer_in_time_falls_back_to_the_rules(
 
 
 async def test_a_crashed_model_still_gives_the_event_and_the_next_one_is_the_models(
-    start_events: Any, tiny_gguf: Path, tmp_path: Path
+    start_events: Any, tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     risk = risk_for(tiny_gguf, tmp_path)
     server: EventsServer = await start_events(risk=risk)
     pid = _model_pid(risk)
+    requests = ChatRequests(monkeypatch)
     # Freeze the model so the analysis is surely under way when the process is killed.
     signal_process(pid, signal.SIGSTOP)
     await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
     server.clock.advance(30)
     server.scheduler.tick()
-    await wait_until(
-        lambda: server.scheduler.status().analyses_running == 1 and risk.status().queue_depth == 0
-    )
-    await asyncio.sleep(0.2)
+    await requests.wait_for_more_than(0)  # the analysis reached the frozen model
     signal_process(pid, signal.SIGKILL)
     (crashed,) = await server.events()
     assert crashed.fallback

@@ -64,7 +64,7 @@ async def test_detections_are_assessed_when_the_window_closes(start_events: Any)
     assert all(d.frame_sha256 in event.frame_sha256s for d in event.detections)
 
 
-async def test_a_sure_person_is_analysed_at_once_and_the_batch_goes_on(start_events: Any) -> None:
+async def test_a_sure_person_is_analyzed_at_once_and_the_batch_goes_on(start_events: Any) -> None:
     server: EventsServer = await start_events()
     batched = await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "a"))
     (fast,) = await server.send(frame_for(scene_png(2, MARK_PERSON_SURE), "b"))

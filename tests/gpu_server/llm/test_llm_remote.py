@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 import uvicorn
-from llm_testlib import TEST_LIMITS, llm_settings, wait_until
+from llm_testlib import TEST_LIMITS, llm_settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from testlib.waiting import wait_until
 
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.model_server import ModelServer

@@ -107,6 +107,31 @@ async def test_a_twin_covered_while_it_was_analyzed_is_not_claimed_again(
     assert len(scene_checks) == 1  # the twin never reached the scene baseline
 
 
+async def test_each_frame_asks_the_outbox_at_most_once(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    outbox = server.scheduler.outbox
+    original_covered = outbox.covered
+    looked_up: list[list[str]] = []
+
+    async def covered(shas: Any) -> dict[str, int]:
+        wanted = list(shas)
+        looked_up.append(wanted)
+        found: dict[str, int] = await original_covered(wanted)
+        return found
+
+    outbox.covered = covered
+    (first,) = await server.send(frame_for(scene_png(1), "f1"))
+    assert looked_up == [[first.content_sha256]]
+    (claimed,) = await server.send(frame_for(scene_png(1), "f1-again"))
+    assert claimed.status == DUPLICATE
+    assert len(looked_up) == 1  # held by an open window: known without the outbox
+    await server.close_due(30)
+    (event,) = await server.events()
+    (covered_ack,) = await server.send(frame_for(scene_png(1), "f1-third"))
+    assert covered_ack.covered_sequence == event.sequence
+    assert len(looked_up) == 2
+
+
 async def test_a_duplicate_ack_names_the_event_that_covers_it(start_events: Any) -> None:
     server: EventsServer = await start_events()
     (ack,) = await server.send(frame_for(scene_png(1), "f1"))

@@ -115,7 +115,6 @@ async def test_a_hung_model_costs_one_timeout_then_the_breaker_answers(
         assert status.state is LanguageModelState.CIRCUIT_OPEN
         assert status.retry_in_s > 0
         # While the circuit is open, the rules answer without asking the model.
-        assert service._breaker.state == "open"
         quick = await service.assess(make_input())
         assert quick.fallback_reason is not None
         assert quick.fallback_reason.startswith("LLM circuit open after 1 failure(s)")

@@ -1,4 +1,4 @@
-"""The gRPC server: wires configuration, detector, pipeline and services together."""
+"""The gRPC server: wires configuration, detector, ingest, events, risk and services together."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class GRPCServer:
 
     `detector` lets a caller hand in an already loaded detector (tests and benchmarks reuse
     one model across servers); by default it is built from the configuration. `clock` drives
-    the batch windows (tests pass a fake one); `risk` replaces the risk analysis built from
+    the camera windows (tests pass a fake one); `risk` replaces the risk analysis built from
     the `llm` settings. The clock also paces the log of refused calls.
     """
 

@@ -20,7 +20,7 @@ from gpu_server.vocabulary import LabelGroup
 
 
 class BoxDetection(Protocol):
-    """What the enricher needs from a detection (the pipeline's Detection fits)."""
+    """What the enricher needs from a detection (`ingest.detect.Detection` fits)."""
 
     @property
     def label(self) -> str: ...

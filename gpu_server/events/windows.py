@@ -18,7 +18,7 @@ from gpu_server.ingest.detect import Detection
 
 @dataclass(frozen=True, slots=True)
 class WindowFrame:
-    """One accepted frame as the events pipeline sees it."""
+    """One accepted frame as its window holds it."""
 
     sha256: str
     captured_at: datetime  # timezone-aware

@@ -51,7 +51,7 @@ async def test_every_rpc_needs_the_token(
     for raised in (submit, status, health, reflect):
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "token" in (raised.value.details() or "")
-    # Refused frames never reached the pipeline.
+    # Refused frames never reached ingest.
     assert running.server.counters.accepted == running.server.counters.rejected == 0
 
 

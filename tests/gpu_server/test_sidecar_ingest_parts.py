@@ -1,4 +1,4 @@
-"""The pipeline's parts on their own: intake checks, dedupe, batching, latency windows."""
+"""The ingest parts on their own: intake checks, dedupe, batching, latency windows."""
 
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ def test_empty_batches_and_naive_times_are_rejected(tmp_path: Path) -> None:
         enricher.enrich("front", [FrameObservation(datetime(2025, 1, 1), 10, 10)])
 
 
-def test_pipeline_detection_fits_the_protocol(tmp_path: Path) -> None:
+def test_the_detector_detection_fits_the_protocol(tmp_path: Path) -> None:
     detect = pytest.importorskip("gpu_server.ingest.detect")
     det = detect.Detection("person", 0, 0.9, 100.0, 100.0, 200.0, 450.0)
     context = _enricher(tmp_path, FakeClock(NIGHT)).enrich(

@@ -1,4 +1,4 @@
-"""The events pipeline on the real llama.cpp runtime with a tiny random model."""
+"""The events part on the real llama.cpp runtime with a tiny random model."""
 
 from __future__ import annotations
 

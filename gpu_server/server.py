@@ -16,7 +16,7 @@ from gpu_server.config import ServerConfig
 from gpu_server.events.clock import Clock
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.grpc_api.auth import BearerTokenInterceptor, RefusalLog
-from gpu_server.grpc_api.convert import EventCodec
+from gpu_server.grpc_api.convert import ProtobufEventCodec
 from gpu_server.grpc_api.events import EventsHandler
 from gpu_server.grpc_api.frames import FrameStreamHandler
 from gpu_server.grpc_api.service import SecurityAIServicer
@@ -113,7 +113,7 @@ class GRPCServer:
             config.llm, config.models_dir, data_dir=config.data_dir
         )
         self.risk = risk
-        self.events = EventScheduler(config, risk, codec=EventCodec(), clock=self._clock)
+        self.events = EventScheduler(config, risk, codec=ProtobufEventCodec(), clock=self._clock)
         await self.events.start()
         server = self._grpc_server(self._servicer(selection, self.events, risk))
         address = f"{config.host}:{config.port}"

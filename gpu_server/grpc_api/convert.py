@@ -1,7 +1,7 @@
 """Protobuf <-> domain: every conversion between the contract's messages and the sidecar's types.
 
-The outbox stores each event as the contract's `SecurityEvent` bytes (`EventCodec`), so the
-databases written before the domain types existed read back unchanged.
+The outbox stores each event as the contract's `SecurityEvent` bytes (`ProtobufEventCodec`),
+so the databases written before the domain types existed read back unchanged.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
     )
 
 
-class EventCodec:
+class ProtobufEventCodec:
     """How the outbox stores an event: the contract's `SecurityEvent` bytes."""
 
     def encode(self, event: SecurityEvent) -> bytes:

@@ -18,7 +18,7 @@ from testlib.waiting import wait_until
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.events.outbox import Outbox
-from gpu_server.grpc_api.convert import EventCodec
+from gpu_server.grpc_api.convert import ProtobufEventCodec
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = frames_pb2.ACK_STATUS_DUPLICATE
@@ -67,7 +67,7 @@ def _limit_pages(box: Outbox, pages: int | None) -> Callable[[], int]:
 async def test_a_full_database_fails_the_append_with_its_own_error_and_recovers(
     tmp_path: Path,
 ) -> None:
-    box = Outbox(tmp_path / "events.sqlite3", codec=EventCodec(), max_events=100)
+    box = Outbox(tmp_path / "events.sqlite3", codec=ProtobufEventCodec(), max_events=100)
     await box.open()
     try:
         first = (await box.append(stored_event("s0"))).sequence

@@ -11,13 +11,13 @@ from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
 from gpu_server.events.model import EventKind
 from gpu_server.events.outbox import Outbox
-from gpu_server.grpc_api.convert import EventCodec, event_to_pb
+from gpu_server.grpc_api.convert import ProtobufEventCodec, event_to_pb
 from gpu_server.vocabulary import RiskLevel
 
 
 async def opened(path: Path, **kwargs: object) -> Outbox:
     box = Outbox(
-        path, codec=EventCodec(), max_events=int(kwargs.pop("max_events", 100)),
+        path, codec=ProtobufEventCodec(), max_events=int(kwargs.pop("max_events", 100)),
         **kwargs,  # type: ignore[arg-type]
     )
     await box.open()

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfoNotFoundError
 
 from gpu_server.config import ServerConfig
 from gpu_server.context import (
@@ -20,10 +20,9 @@ from gpu_server.context import (
     ContextEnricher,
     CrossCameraLog,
     SceneMonitor,
-    ZoneMap,
     ZoneRegistry,
 )
-from gpu_server.errors import BackpressureError, InvalidSettingsError
+from gpu_server.errors import BackpressureError
 from gpu_server.events.builder import AnalysisJob, EventBuilder
 from gpu_server.events.cameras import CameraDirectory, CameraSettings
 from gpu_server.events.clock import Clock, SystemClock, from_ms
@@ -31,7 +30,7 @@ from gpu_server.events.coverage import Coverage, CoverageLedger
 from gpu_server.events.model import CameraRequest, SecurityEvent
 from gpu_server.events.outbox import OUTBOX_FILE, EventCodec, Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
-from gpu_server.events.settings_checks import check_camera_count, check_camera_fields
+from gpu_server.events.settings_checks import check_camera_count, validate_cameras
 from gpu_server.events.windows import (
     CameraWindows,
     ClosedWindow,
@@ -268,7 +267,9 @@ class EventScheduler:
         status meanwhile; the zones file is written once per call.
         """
         check_camera_count(settings, self.cameras.ids())
-        prepared = await asyncio.to_thread(self._validate, settings)
+        prepared = await asyncio.to_thread(
+            validate_cameras, settings, self.risk.prompt_versions
+        )
 
         def persist() -> None:
             self.zones.set_many(zone_map for _, zone_map in prepared)
@@ -278,50 +279,6 @@ class EventScheduler:
         for camera, _ in prepared:
             self._apply_runtime(camera)
         return [camera.camera_id for camera, _ in prepared]
-
-    def _validate(self, settings: Sequence[CameraRequest]) -> list[tuple[CameraSettings, ZoneMap]]:
-        prepared: list[tuple[CameraSettings, ZoneMap]] = []
-        known_versions = self.risk.prompt_versions
-        for item in settings:
-            check_camera_fields(item)
-            camera_id = item.camera_id
-            if item.prompt_version and item.prompt_version not in known_versions:
-                raise InvalidSettingsError(
-                    f"camera {camera_id!r}: unknown prompt version {item.prompt_version[:40]!r}; "
-                    f"known versions: {', '.join(known_versions)}"
-                )
-            try:
-                zone_map = ZoneMap.model_validate(
-                    {
-                        "camera_id": camera_id,
-                        "zones": [
-                            {
-                                "name": zone.name,
-                                "kind": zone.kind or "other",
-                                "points": list(zone.points),
-                            }
-                            for zone in item.zones
-                        ],
-                    }
-                )
-                if item.time_zone:
-                    ZoneInfo(item.time_zone)
-            except (ValueError, ZoneInfoNotFoundError) as exc:
-                raise InvalidSettingsError(f"camera {camera_id!r}: {exc}") from exc
-            prepared.append(
-                (
-                    CameraSettings(
-                        camera_id=camera_id,
-                        display_name=item.display_name,
-                        batch_window_s=item.batch_window_s,
-                        idle_timeout_s=item.idle_timeout_s,
-                        prompt_version=item.prompt_version,
-                        time_zone=item.time_zone,
-                    ),
-                    zone_map,
-                )
-            )
-        return prepared
 
     def _apply_runtime(self, camera: CameraSettings) -> None:
         self.windows.configure(

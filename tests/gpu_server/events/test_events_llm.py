@@ -11,7 +11,7 @@ import pytest
 from events_testlib import MARK_PERSON_UNSURE, EventsServer, frame_for, scene_png
 from llm_testlib import TEST_LIMITS, llm_settings, process_alive, signal_process
 from sidecar_testlib import AUTH
-from testlib.waiting import ChatRequests, wait_until
+from testlib.waiting import ModelRequests, wait_until
 
 from gpu_server._generated import events_pb2, status_pb2
 from gpu_server.risk.analysis import RiskAnalysis
@@ -97,13 +97,13 @@ async def test_a_crashed_model_still_gives_the_event_and_the_next_one_is_the_mod
     risk = risk_for(tiny_gguf, tmp_path)
     server: EventsServer = await start_events(risk=risk)
     pid = _model_pid(risk)
-    requests = ChatRequests(monkeypatch)
-    # Freeze the model so the analysis is surely under way when the process is killed.
-    signal_process(pid, signal.SIGSTOP)
+    # Freeze the model as the analysis asks it, so the analysis is surely under way when the
+    # process is killed.
+    requests = ModelRequests(monkeypatch, on_chat=lambda: signal_process(pid, signal.SIGSTOP))
     await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
     server.clock.advance(30)
     server.scheduler.tick()
-    await requests.wait_for_more_than(0)  # the analysis reached the frozen model
+    await wait_until(lambda: requests.chats > 0)
     signal_process(pid, signal.SIGKILL)
     (crashed,) = await server.events()
     assert crashed.fallback

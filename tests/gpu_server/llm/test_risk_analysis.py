@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from llm_testlib import TEST_LIMITS, llm_settings, signal_process
-from testlib.waiting import ChatRequests, wait_until
+from testlib.waiting import ModelRequests, wait_until
 
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis, looks_hung
@@ -134,7 +134,7 @@ async def test_windows_queued_behind_a_hung_model_wait_one_timeout_not_one_each(
     service = await make_service(timeout_s=1.0, breaker_cooldown_s=60)
     server = service.server
     assert server is not None
-    requests = ChatRequests(monkeypatch)
+    requests = ModelRequests(monkeypatch)
     signal_process(server.pid, signal.SIGSTOP)
     try:
         first = asyncio.create_task(service.assess(make_input()))
@@ -167,7 +167,7 @@ async def test_urgent_analyses_go_first_and_a_full_queue_answers_by_rules(
 
         return on_token
 
-    requests = ChatRequests(monkeypatch)
+    requests = ModelRequests(monkeypatch)
     signal_process(server.pid, signal.SIGSTOP)  # hold the first analysis on the model
     try:
         first = asyncio.create_task(service.assess(make_input(), on_token=record("first")))
@@ -192,7 +192,7 @@ async def test_a_deadline_counts_from_when_the_analysis_was_queued(
     service = await make_service(timeout_s=120)
     server = service.server
     assert server is not None
-    requests = ChatRequests(monkeypatch)
+    requests = ModelRequests(monkeypatch)
     signal_process(server.pid, signal.SIGSTOP)
     try:
         blocker = asyncio.create_task(service.assess(make_input()))

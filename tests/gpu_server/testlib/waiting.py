@@ -20,20 +20,40 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0) -> 
         await asyncio.sleep(0.02)
 
 
-class ChatRequests:
-    """Counts the chat completions the sidecar starts sending to a model, so a test can wait
-    until an analysis has reached the model (even a stopped one) rather than sleep."""
+class ModelRequests:
+    """Counts the requests (token counts, chat completions) the sidecar starts sending to a
+    model, so a test can wait until an analysis has reached the model (even a stopped one)
+    rather than sleep. Only POSTs count: looking the served models up is no analysis."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, *, on_chat: Callable[[], None] | None = None
+    ) -> None:
+        """`on_chat` runs as the first chat completion starts, before its first byte is sent."""
         self.count = 0
-        real_send = httpx.AsyncClient.send
+        self.chats = 0
+        async_send = httpx.AsyncClient.send
+        sync_send = httpx.Client.send
 
-        async def send(client: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> Any:
-            if request.url.path.endswith("/chat/completions"):
+        def seen(request: httpx.Request) -> None:
+            if request.method == "POST":
                 self.count += 1
-            return await real_send(client, request, **kwargs)
 
-        monkeypatch.setattr(httpx.AsyncClient, "send", send)
+        async def send_async(
+            client: httpx.AsyncClient, request: httpx.Request, **kwargs: Any
+        ) -> Any:
+            seen(request)
+            if request.url.path.endswith("/chat/completions"):
+                self.chats += 1
+                if on_chat is not None and self.chats == 1:
+                    on_chat()
+            return await async_send(client, request, **kwargs)
+
+        def send_sync(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> Any:
+            seen(request)  # from a worker thread: one increment, under the GIL
+            return sync_send(client, request, **kwargs)
+
+        monkeypatch.setattr(httpx.AsyncClient, "send", send_async)
+        monkeypatch.setattr(httpx.Client, "send", send_sync)
 
     async def wait_for_more_than(self, count: int, timeout_s: float = 60.0) -> None:
         await wait_until(lambda: self.count > count, timeout_s)

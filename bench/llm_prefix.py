@@ -11,6 +11,7 @@ both as the sidecar sees them: prompt building, the HTTP round trip and the stre
 
 Usage (from the repository root):
   .venvs/sidecar/bin/python bench/llm_prefix.py [--model embedded|tiny|PATH.gguf] [--runs 3]
+      [--prompt-version v2] [--out bench/results/llm_prefix.json]
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ LIMITS = GrammarLimits(summary=60, reasoning=120, recommended_action=60)
 N_CTX = 4096
 
 
-def make_input(run: int) -> AnalysisInput:
+def make_input(run: int, version: str | None = None) -> AnalysisInput:
     start = datetime(2026, 3, 14, 2, 10, 0) + timedelta(minutes=run)
     return AnalysisInput(
         camera_id=f"cam_{run}",
@@ -70,6 +71,7 @@ def make_input(run: int) -> AnalysisInput:
         zones=(ZoneInput(name="Porch", kind=RiskZoneKind.ENTRY),
                ZoneInput(name="Driveway", kind=RiskZoneKind.PERIMETER)),
         baseline=BaselineInput(anomaly_score=0.7, expected_events_this_hour=0.3),
+        prompt_version=version,
     )
 
 
@@ -108,29 +110,30 @@ async def timed(assessor: ModelAssessor, analysis: AnalysisInput) -> dict[str, A
     }
 
 
-async def run(model: Path, runs: int, threads: int | None) -> dict[str, Any]:
+async def run(model: Path, runs: int, threads: int | None, version: str) -> dict[str, Any]:
     settings = LlmSettings(n_ctx=N_CTX, n_threads=threads)
     work = Path(tempfile.mkdtemp())
 
     warm_server = ModelServer(model, settings, work / "warm")
     assert await warm_server.start(), warm_server.reason
     warm = assessor_for(warm_server)
-    await warm.warm()
-    prefix_tokens = warm.client.count_tokens(PromptLibrary.builtin().select().system)
-    await timed(warm, make_input(-1))  # first call pays one-off costs (grammar, buffers)
-    await warm.warm()  # leave exactly the brief cached, as after a start
-    warm_runs = [await timed(warm, make_input(index)) for index in range(runs)]
-    await warm.client.aclose()
-    await warm_server.stop()
+    await warm.warm(version)
+    prefix_tokens = warm.client.count_tokens(PromptLibrary.builtin().select(version).system)
+    await timed(warm, make_input(-1, version))  # first call pays one-off costs (grammar, buffers)
+    await warm.warm(version)  # leave exactly the brief cached, as after a start
 
-    cold_runs = []
+    # Warm and cold runs alternate, so a change in the machine's load hits both alike.
+    warm_runs, cold_runs = [], []
     for index in range(runs):
+        warm_runs.append(await timed(warm, make_input(index, version)))
         server = ModelServer(model, settings, work / f"cold-{index}")
         assert await server.start(), server.reason
         cold = assessor_for(server)
-        cold_runs.append(await timed(cold, make_input(index)))
+        cold_runs.append(await timed(cold, make_input(index, version)))
         await cold.client.aclose()
         await server.stop()
+    await warm.client.aclose()
+    await warm_server.stop()
     return {"warm": warm_runs, "cold": cold_runs, "prefix_tokens": prefix_tokens}
 
 
@@ -139,6 +142,7 @@ def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--prompt-version", default=PromptLibrary.builtin().default)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/llm_prefix.json")
     args = parser.parse_args()
 
@@ -150,7 +154,7 @@ def main() -> None:
         model = write_tiny_gguf(Path(tempfile.mkdtemp()) / "tiny-random.gguf")
     else:
         model = Path(args.model)
-    measured = asyncio.run(run(model, args.runs, args.threads))
+    measured = asyncio.run(run(model, args.runs, args.threads, args.prompt_version))
     warm_runs, cold_runs = measured["warm"], measured["cold"]
 
     def median(runs: list[dict[str, Any]], key: str) -> float:
@@ -168,7 +172,7 @@ def main() -> None:
         })
     warm_over_cold = rows[0]["ttft_ms"] / rows[1]["ttft_ms"]
     ratio_total = rows[1]["total_ms"] / rows[0]["total_ms"]
-    print(f"model {model.name}, {args.runs} runs each, medians, "
+    print(f"model {model.name}, prompt {args.prompt_version}, {args.runs} runs each, medians, "
           f"static prefix {measured['prefix_tokens']} tokens, through the model server")
     print("| path | TTFT ms | total ms | prompt tokens | valid |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -179,7 +183,8 @@ def main() -> None:
           f"total cold/warm: x{ratio_total:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "model": model.name, "runs": args.runs, "machine": platform.platform(),
+        "model": model.name, "prompt_version": args.prompt_version, "runs": args.runs,
+        "machine": platform.platform(),
         "path": "model server over HTTP", "static_prefix_tokens": measured["prefix_tokens"],
         "rows": rows, "warm_over_cold_ttft": warm_over_cold, "cold_over_warm_total": ratio_total,
         "warm_runs": warm_runs, "cold_runs": cold_runs,

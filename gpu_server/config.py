@@ -14,6 +14,7 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gpu_server.context.scene import SceneConfig
 from gpu_server.llm.settings import LlmSettings
 
 MIB = 1024 * 1024
@@ -132,6 +133,7 @@ class ServerConfig(_Section):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    scene: SceneConfig = Field(default_factory=SceneConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     llm: LlmSettings = Field(default_factory=LlmSettings)
 
@@ -175,6 +177,8 @@ ENV_VARS: dict[str, str] = {
     "HSAI_FAST_PATH_LABELS": "events.fast_path_labels",
     "HSAI_FAST_PATH_CONFIDENCE": "events.fast_path_confidence",
     "HSAI_OUTBOX_MAX_EVENTS": "events.outbox_max_events",
+    "HSAI_SCENE_ADOPT_AFTER": "scene.adopt_after",
+    "HSAI_SCENE_ADOPT_AFTER_S": "scene.adopt_after_s",
     "HSAI_LLM_ENABLED": "llm.enabled",
     "HSAI_LLM_MODEL": "llm.model",
     "HSAI_LLM_TIMEOUT_S": "llm.timeout_s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
@@ -15,7 +16,9 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from . import spool as spool_module
+from .cameras import Cameras
 from .client import HomeSecurityAIClient, HomeSecurityAIError
+from .connection import ConnectionSupervisor
 from .const import (
     CONF_CAMERAS,
     CONF_MOTION_SENSORS,
@@ -39,13 +42,13 @@ from .coordinator import (
     HomeSecurityAIStatusCoordinator,
 )
 from .entity import server_device_info
-from .events import EventStream
-from .frames import FramePipeline
+from .event_stream import EventStream
+from .frame_stream import FrameStream
 from .services import async_setup_services
 from .sources import CameraEntitySource, UploadFolderWatcher
 from .spool import FrameSpool
 
-# What each entry keeps under .storage besides its spool (see events.py and sources.py).
+# What each entry keeps under .storage besides its spool (see event_stream.py and sources.py).
 STORED_SUFFIXES = ("events", "uploads")
 
 PLATFORMS: list[Platform] = [
@@ -86,32 +89,44 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
         max_bytes=SPOOL_MAX_BYTES,
         max_age_s=SPOOL_MAX_AGE.total_seconds(),
     )
-    pipeline = FramePipeline(hass, entry, client, coordinator, spool)
-    spool.on_evict = pipeline.async_frame_evicted
     options = entry.options
-    events = EventStream(
+    cameras = Cameras(
+        hass,
+        entry.entry_id,
+        threat_duration=timedelta(
+            minutes=float(options.get(CONF_THREAT_MINUTES, DEFAULT_THREAT_MINUTES))
+        ),
+    )
+    events = EventStream(hass, entry, client, spool, cameras)
+    frames = FrameStream(
         hass,
         entry,
         client,
-        pipeline,
-        threat_minutes=float(options.get(CONF_THREAT_MINUTES, DEFAULT_THREAT_MINUTES)),
+        coordinator,
+        spool=spool,
+        cameras=cameras,
+        event_stored=events.event_stored,
     )
+    connection = ConnectionSupervisor(hass, entry, client, coordinator)
     entry.runtime_data = HomeSecurityAIData(
         client=client,
         coordinator=coordinator,
-        pipeline=pipeline,
+        connection=connection,
+        cameras=cameras,
         spool=spool,
+        frames=frames,
         events=events,
         camera_source=CameraEntitySource(
             hass,
             entry,
-            pipeline,
+            frames,
+            cameras,
             cameras=list(options.get(CONF_CAMERAS, [])),
             interval=int(options.get(CONF_SNAPSHOT_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL)),
             motion_sensors=dict(options.get(CONF_MOTION_SENSORS, {})),
         ),
         upload_watcher=UploadFolderWatcher(
-            hass, entry, pipeline, list(options.get(CONF_UPLOAD_FOLDERS, []))
+            hass, entry, frames, cameras, list(options.get(CONF_UPLOAD_FOLDERS, []))
         ),
         applied_options=dict(options),
     )
@@ -123,13 +138,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
     await spool.async_load()
     await events.async_load()
     for camera_id in sorted({frame.camera_id for frame in spool.frames()}):
-        pipeline.async_register_camera(camera_id, camera_id)
+        cameras.async_register(camera_id, camera_id)
     entry.runtime_data.camera_source.async_start()
 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
 
-    entry.async_create_background_task(hass, pipeline.async_run(), f"{DOMAIN} frame stream")
-    entry.async_create_background_task(hass, events.async_run(), f"{DOMAIN} event stream")
+    # Frames first: theirs is the connection the entities show.
+    connection.async_start(frames, events)
 
     async def _expire(_now: Any) -> None:
         await spool.async_expire()
@@ -185,7 +200,7 @@ async def async_remove_config_entry_device(
     if camera_ids & in_use:
         return False
     for camera_id in camera_ids:
-        data.pipeline.cameras.pop(camera_id, None)
+        data.cameras.async_remove(camera_id)
     return True
 
 
@@ -205,7 +220,7 @@ async def _async_options_updated(hass: HomeAssistant, entry: HomeSecurityAIConfi
         != entry.options.get(CONF_ZONES, {}).get(camera_id)
     ]
     data.applied_options = dict(entry.options)
-    if changed and data.events.connected:
+    if changed and data.events.subscribed:
         # On failure they are sent again on the next connect.
         with contextlib.suppress(HomeSecurityAIError):
             await data.events.async_configure(sorted(changed))

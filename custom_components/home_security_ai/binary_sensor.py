@@ -26,7 +26,6 @@ from .entity import (
     HomeSecurityAIConnectionEntity,
     HomeSecurityAIServerEntity,
 )
-from .events import threat_active
 
 PARALLEL_UPDATES = 0
 
@@ -81,7 +80,7 @@ async def async_setup_entry(
     def _add_camera(camera_id: str) -> None:
         async_add_entities([HomeSecurityAIThreatSensor(entry, THREAT_ACTIVE, camera_id)])
 
-    for camera_id in list(entry.runtime_data.pipeline.cameras):
+    for camera_id in entry.runtime_data.cameras:
         _add_camera(camera_id)
     entry.async_on_unload(
         async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add_camera)
@@ -94,7 +93,7 @@ class HomeSecurityAIConnectivitySensor(HomeSecurityAIConnectionEntity, BinarySen
     @property
     def is_on(self) -> bool:
         """Return whether the sidecar is connected."""
-        return self.pipeline.connected
+        return self.connection.connected
 
 
 class HomeSecurityAIServerBinarySensor(HomeSecurityAIServerEntity, BinarySensorEntity):
@@ -121,7 +120,7 @@ class HomeSecurityAIThreatSensor(HomeSecurityAICameraEntity, BinarySensorEntity)
     @property
     def is_on(self) -> bool:
         """Return whether a threat is active."""
-        return threat_active(self.camera_state, dt_util.now())
+        return self.camera_state.threat_active(dt_util.now())
 
     @callback
     def _handle_event(self, _event: object) -> None:

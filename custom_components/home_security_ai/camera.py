@@ -1,4 +1,4 @@
-"""Camera entities: the last analysed frame of each camera, with its detections drawn."""
+"""Camera entities: the last analyzed frame of each camera, with its detections drawn."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .annotate import annotate_jpeg
 from .const import signal_new_camera
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity
+from .snapshots import annotate_jpeg
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -27,13 +27,12 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Add a camera entity per monitored camera, now and whenever one appears."""
-    pipeline = entry.runtime_data.pipeline
 
     @callback
     def _add(camera_id: str) -> None:
         async_add_entities([HomeSecurityAICamera(entry, camera_id)])
 
-    for camera_id in list(pipeline.cameras):
+    for camera_id in entry.runtime_data.cameras:
         _add(camera_id)
     entry.async_on_unload(async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add))
 
@@ -54,7 +53,7 @@ class HomeSecurityAICamera(HomeSecurityAICameraEntity, Camera):
     async def async_camera_image(
         self, width: int | None = None, height: int | None = None
     ) -> bytes | None:
-        """Return the last analysed frame with its detections drawn."""
+        """Return the last analyzed frame with its detections drawn."""
         state = self.camera_state
         if state.last_image is None:
             return None

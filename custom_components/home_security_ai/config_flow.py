@@ -58,7 +58,7 @@ from .const import (
     MAX_SNAPSHOT_INTERVAL,
 )
 from .coordinator import HomeSecurityAIConfigEntry
-from .limits import MAX_BATCH_SECONDS
+from .vocabulary import MAX_BATCH_SECONDS
 from .zones import InvalidZones, validate_zone_map
 
 # The zones editor of the options: YAML mapping camera ids to their zones.

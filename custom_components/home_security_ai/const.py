@@ -30,7 +30,6 @@ DEFAULT_THREAT_MINUTES: Final = 5
 
 # Fired on the bus for every stored security event, with the whole event.
 EVENT_SECURITY: Final = "home_security_ai_security_event"
-RISK_LEVELS: Final = ("low", "medium", "high", "critical")
 # Annotated snapshots of events go to <media>/home_security_ai/<camera id>/<event id>.jpg.
 SNAPSHOT_FOLDER: Final = "home_security_ai"
 
@@ -81,12 +80,12 @@ def signal_new_camera(entry_id: str) -> str:
 
 
 def signal_camera_updated(entry_id: str, camera_id: str) -> str:
-    """Dispatcher signal sent when a camera has a new analysed frame."""
+    """Dispatcher signal sent when a camera has a new analyzed frame."""
     return f"{DOMAIN}_{entry_id}_camera_{camera_id}"
 
 
 def signal_connection(entry_id: str) -> str:
-    """Dispatcher signal sent when the frame stream connects or drops."""
+    """Dispatcher signal sent when a stream to the sidecar connects or drops."""
     return f"{DOMAIN}_{entry_id}_connection"
 
 

@@ -26,8 +26,10 @@ from .client import (
 from .const import DOMAIN, LANGUAGE_MODEL_ISSUE_AFTER, STATUS_UPDATE_INTERVAL
 
 if TYPE_CHECKING:
-    from .events import EventStream
-    from .frames import FramePipeline
+    from .cameras import Cameras
+    from .connection import ConnectionSupervisor
+    from .event_stream import EventStream
+    from .frame_stream import FrameStream
     from .sources import CameraEntitySource, UploadFolderWatcher
     from .spool import FrameSpool
 
@@ -43,8 +45,10 @@ class HomeSecurityAIData:
 
     client: HomeSecurityAIClient
     coordinator: HomeSecurityAIStatusCoordinator
-    pipeline: FramePipeline
+    connection: ConnectionSupervisor
+    cameras: Cameras
     spool: FrameSpool
+    frames: FrameStream
     events: EventStream
     camera_source: CameraEntitySource
     upload_watcher: UploadFolderWatcher

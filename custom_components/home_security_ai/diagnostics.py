@@ -30,7 +30,8 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return diagnostics for a config entry."""
     data = entry.runtime_data
-    pipeline = data.pipeline
+    frames = data.frames
+    connection = data.connection
     status = data.coordinator.data
     host = str(entry.data.get(CONF_HOST, ""))
     spool = data.spool.as_dict()
@@ -46,24 +47,24 @@ async def async_get_config_entry_diagnostics(
         },
         "status": async_redact_data(asdict(status), TO_REDACT) if status is not None else None,
         "connection": {
-            "connected": pipeline.connected,
-            "last_error": _scrub(pipeline.last_error, host),
-            "pending_frames": pipeline.pending_count,
+            "connected": connection.connected,
+            "last_error": _scrub(connection.last_error, host),
+            "pending_frames": frames.pending_count,
             "upload_files_sent": data.upload_watcher.files_sent,
             "upload_folders": len(data.upload_watcher.roots),
         },
-        "counters": asdict(pipeline.counters),
+        "counters": asdict(frames.counters),
         "spool": spool,
         "events": {
-            "connected": data.events.connected,
-            "last_error": _scrub(data.events.last_error, host),
+            "connected": connection.is_connected(data.events.name),
+            "last_error": _scrub(connection.link(data.events.name).last_error, host),
             "last_sequence": data.events.last_sequence,
             "received": data.events.events_received,
             "security": data.events.security_events,
             "skipped": data.events.events_skipped,
         },
         "cameras": {
-            camera_id: {
+            camera.camera_id: {
                 "frames_sent": camera.frames_sent,
                 "frames_accepted": camera.frames_accepted,
                 "frames_duplicate": camera.frames_duplicate,
@@ -74,11 +75,12 @@ async def async_get_config_entry_diagnostics(
                 "image_size": [camera.image_width, camera.image_height],
                 "detector": camera.detector,
                 "last_captured": camera.last_captured.isoformat() if camera.last_captured else None,
-                "last_analysed": camera.last_analysed.isoformat() if camera.last_analysed else None,
+                # The key predates the American spelling of the code; kept for continuity.
+                "last_analysed": camera.last_analyzed.isoformat() if camera.last_analyzed else None,
                 "events_today": camera.events_today,
                 "last_event_id": camera.last_event.event_id if camera.last_event else None,
                 "last_risk_score": camera.last_event.risk_score if camera.last_event else None,
             }
-            for camera_id, camera in pipeline.cameras.items()
+            for camera in data.cameras.states()
         },
     }

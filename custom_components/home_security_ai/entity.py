@@ -8,10 +8,11 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
+from .cameras import CameraState
 from .compat import via_device_info
+from .connection import ConnectionSupervisor
 from .const import DOMAIN, signal_camera_updated, signal_connection, signal_event
 from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
-from .frames import CameraState, FramePipeline
 
 MANUFACTURER = "Home Security AI"
 
@@ -63,12 +64,12 @@ class HomeSecurityAIServerEntity(
 
 
 class HomeSecurityAIConnectionEntity(HomeSecurityAIEntity):
-    """An entity of the sidecar device fed by the frame stream's connection state."""
+    """An entity of the sidecar device fed by the connection's state."""
 
     def __init__(self, entry: HomeSecurityAIConfigEntry, description: EntityDescription) -> None:
         """Attach the entity to the server device."""
         super().__init__(entry, description, "server")
-        self.pipeline: FramePipeline = entry.runtime_data.pipeline
+        self.connection: ConnectionSupervisor = entry.runtime_data.connection
         self._attr_device_info = server_device_info(entry)
 
     async def async_added_to_hass(self) -> None:
@@ -86,7 +87,7 @@ class HomeSecurityAIConnectionEntity(HomeSecurityAIEntity):
 
 
 class HomeSecurityAICameraEntity(HomeSecurityAIEntity):
-    """An entity of one monitored camera, pushed by the frame pipeline."""
+    """An entity of one monitored camera, pushed by the camera's state."""
 
     def __init__(
         self,
@@ -96,7 +97,8 @@ class HomeSecurityAICameraEntity(HomeSecurityAIEntity):
     ) -> None:
         """Attach the entity to the camera's device."""
         super().__init__(entry, description, camera_id)
-        self.pipeline: FramePipeline = entry.runtime_data.pipeline
+        self.connection: ConnectionSupervisor = entry.runtime_data.connection
+        self.cameras = entry.runtime_data.cameras
         self.camera_id = camera_id
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, f"{_server_key(entry)}_{camera_id}")},
@@ -108,13 +110,13 @@ class HomeSecurityAICameraEntity(HomeSecurityAIEntity):
 
     @property
     def camera_state(self) -> CameraState:
-        """Return the camera's latest analysed state."""
-        return self.pipeline.cameras[self.camera_id]
+        """Return the camera's latest state."""
+        return self.cameras[self.camera_id]
 
     @property
     def available(self) -> bool:
         """Return whether the sidecar is reachable."""
-        return self.pipeline.connected
+        return self.connection.connected
 
     async def async_added_to_hass(self) -> None:
         """Follow new frames of this camera and the connection state."""

@@ -8,10 +8,10 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .client import SecurityEvent
-from .const import RISK_LEVELS, signal_new_camera
+from .const import signal_new_camera
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity
-from .events import risk_level_name
+from .vocabulary import RISK_LEVELS, risk_level_name
 
 PARALLEL_UPDATES = 0
 
@@ -33,7 +33,7 @@ async def async_setup_entry(
     def _add(camera_id: str) -> None:
         async_add_entities([HomeSecurityAIEventEntity(entry, DESCRIPTION, camera_id)])
 
-    for camera_id in list(entry.runtime_data.pipeline.cameras):
+    for camera_id in entry.runtime_data.cameras:
         _add(camera_id)
     entry.async_on_unload(async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add))
 

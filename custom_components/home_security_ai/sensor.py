@@ -22,6 +22,7 @@ from homeassistant.helpers.event import async_track_time_change
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
+from .cameras import CameraState
 from .client import LanguageModelState, ServerStatus
 from .const import signal_new_camera, signal_spool_updated
 from .coordinator import HomeSecurityAIConfigEntry
@@ -31,7 +32,6 @@ from .entity import (
     HomeSecurityAIServerEntity,
     server_device_info,
 )
-from .frames import CameraState
 from .spool import FrameSpool
 
 MAX_STATE_LENGTH = 255
@@ -134,6 +134,7 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
         value_fn=lambda status: status.queue_depth,
     ),
     ServerSensorEntityDescription(
+        # The key is part of the entity's unique id: it keeps its spelling.
         key="frames_analysed",
         translation_key="frames_analysed",
         entity_registry_enabled_default=False,
@@ -270,7 +271,7 @@ async def async_setup_entry(
             ]
         )
 
-    for camera_id in list(entry.runtime_data.pipeline.cameras):
+    for camera_id in entry.runtime_data.cameras:
         _add_camera(camera_id)
     entry.async_on_unload(
         async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add_camera)
@@ -317,7 +318,6 @@ class HomeSecurityAIEventsTodaySensor(HomeSecurityAICameraEntity, RestoreSensor)
     async def async_added_to_hass(self) -> None:
         """Restore today's count and reset it at every local midnight."""
         await super().async_added_to_hass()
-        camera = self.camera_state
         today = dt_util.now().date().isoformat()
         last_state = await self.async_get_last_state()
         last_data = await self.async_get_last_sensor_data()
@@ -327,28 +327,22 @@ class HomeSecurityAIEventsTodaySensor(HomeSecurityAICameraEntity, RestoreSensor)
             and isinstance(last_data.native_value, int | float)
             and dt_util.as_local(last_state.last_updated).date().isoformat() == today
         ):
-            if camera.events_day != today:
-                camera.events_day = today
-                camera.events_today = 0
-            camera.events_today += int(last_data.native_value)
+            self.cameras.async_restore_events_today(
+                self.camera_id, today, int(last_data.native_value)
+            )
         self.async_on_remove(
             async_track_time_change(self.hass, self._async_midnight, hour=0, minute=0, second=0)
         )
 
     @callback
     def _async_midnight(self, now: Any) -> None:
-        camera = self.camera_state
-        camera.events_day = dt_util.as_local(now).date().isoformat()
-        camera.events_today = 0
+        self.cameras.async_new_day(self.camera_id, dt_util.as_local(now).date().isoformat())
         self.async_write_ha_state()
 
     @property
     def native_value(self) -> int:
         """Return how many security events the camera had today."""
-        camera = self.camera_state
-        if camera.events_day != dt_util.now().date().isoformat():
-            return 0
-        return camera.events_today
+        return self.camera_state.events_on(dt_util.now().date().isoformat())
 
 
 class HomeSecurityAISpoolSensor(HomeSecurityAIEntity, SensorEntity):

@@ -1,4 +1,4 @@
-"""Actions of Home Security AI: analyse a camera's batch now, and set a camera's zones."""
+"""Actions of Home Security AI: analyze a camera's batch now, and set a camera's zones."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def _resolve(hass: HomeAssistant, call: ServiceCall) -> tuple[HomeSecurityAIConf
                     if (
                         domain == DOMAIN
                         and identifier.startswith(prefix)
-                        and device_camera in entry.runtime_data.pipeline.cameras
+                        and device_camera in entry.runtime_data.cameras
                     ):
                         return entry, device_camera
         raise ServiceValidationError(
@@ -82,7 +82,7 @@ def _resolve(hass: HomeAssistant, call: ServiceCall) -> tuple[HomeSecurityAIConf
     if not camera_id:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_camera")
     for entry in entries:
-        if camera_id in entry.runtime_data.pipeline.cameras:
+        if camera_id in entry.runtime_data.cameras:
             return entry, camera_id
     raise ServiceValidationError(
         translation_domain=DOMAIN,

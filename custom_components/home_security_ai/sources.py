@@ -35,6 +35,7 @@ from homeassistant.helpers.event import (
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
+from .cameras import Cameras
 from .client import FrameIn, FrameSource
 from .const import (
     CAMERA_ID_MAX_LENGTH,
@@ -48,7 +49,7 @@ from .const import (
 )
 from .coordinator import HomeSecurityAIConfigEntry
 from .folder_events import FolderEvents
-from .frames import FramePipeline
+from .frame_stream import FrameStream
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ class CameraEntitySource:
         self,
         hass: HomeAssistant,
         entry: HomeSecurityAIConfigEntry,
-        pipeline: FramePipeline,
+        frames: FrameStream,
+        camera_states: Cameras,
         *,
         cameras: list[str],
         interval: int,
@@ -105,7 +107,8 @@ class CameraEntitySource:
         """Remember what to watch; `async_start` begins watching."""
         self.hass = hass
         self._entry = entry
-        self._pipeline = pipeline
+        self._frames = frames
+        self._camera_states = camera_states
         self._cameras = {
             entity_id: normalize_camera_id(entity_id.partition(".")[2]) for entity_id in cameras
         }
@@ -131,7 +134,7 @@ class CameraEntitySource:
                 continue
             state = self.hass.states.get(entity_id)
             name = state.name if state is not None else entity_id
-            self._pipeline.async_register_camera(camera_id, name)
+            self._camera_states.async_register(camera_id, name)
         if self._cameras and self._interval > 0:
             self._entry.async_on_unload(
                 async_track_time_interval(
@@ -190,7 +193,7 @@ class CameraEntitySource:
             self._failing.discard(entity_id)
             _LOGGER.info("Snapshots from %s work again", entity_id)
         digest = await self.hass.async_add_executor_job(_sha256, image.content)
-        await self._pipeline.async_submit(
+        await self._frames.async_submit(
             FrameIn(
                 camera_id=camera_id,
                 image=image.content,
@@ -333,13 +336,15 @@ class UploadFolderWatcher:
         self,
         hass: HomeAssistant,
         entry: HomeSecurityAIConfigEntry,
-        pipeline: FramePipeline,
+        frames: FrameStream,
+        cameras: Cameras,
         roots: list[str],
     ) -> None:
         """Remember the folders; `async_start` begins polling."""
         self.hass = hass
         self._entry = entry
-        self._pipeline = pipeline
+        self._frames = frames
+        self._camera_states = cameras
         self.roots = list(roots)
         self._store: Store[_StoredUploads] = Store(
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.uploads"
@@ -354,7 +359,7 @@ class UploadFolderWatcher:
         self._paused = False
         self._pause_until = 0.0
         self._lock = asyncio.Lock()
-        self.retention_s = pipeline.spool.max_age_s
+        self.retention_s = frames.spool.max_age_s
         self.files_sent = 0
         # Camera ids of the top-level folders found by the last scan.
         self.cameras: set[str] = set()
@@ -362,6 +367,26 @@ class UploadFolderWatcher:
         self._follow_up: CALLBACK_TYPE | None = None
         self._scan_again = False
         self._running = False  # follow-up scans only while started
+
+    @property
+    def sent_paths(self) -> set[str]:
+        """Return the files sent within the retention window (and not changed since)."""
+        return set(self._sent)
+
+    @property
+    def skipped_paths(self) -> set[str]:
+        """Return the files skipped until they change (too large, or outside their folder)."""
+        return {path for path, _size, _mtime in self._skipped}
+
+    @property
+    def scanning(self) -> bool:
+        """Return whether a scan of the folders is running."""
+        return self._lock.locked()
+
+    @property
+    def follow_up_pending(self) -> bool:
+        """Return whether a scan is due soon after a change."""
+        return self._follow_up is not None
 
     async def async_start(self) -> None:
         """Load what was sent before and start polling."""
@@ -462,7 +487,7 @@ class UploadFolderWatcher:
                         name,
                         camera_id,
                     )
-                self._pipeline.async_register_camera(camera_id, name)
+                self._camera_states.async_register(camera_id, name)
             now = time.time()
             oldest_ns = int((now - self.retention_s) * 1e9)
             ready: list[tuple[str, _FoundFile]] = []
@@ -538,7 +563,7 @@ class UploadFolderWatcher:
         """Return whether uploads may go into the spool now."""
         if time.monotonic() < self._pause_until:
             return False  # the spool refused a file lately: wait before reading more
-        if not self._pipeline.has_room(size):
+        if not self._frames.has_room(size):
             if not self._paused:
                 self._paused = True
                 _LOGGER.info("The frame spool is nearly full; uploads wait until it has room")
@@ -566,7 +591,7 @@ class UploadFolderWatcher:
         data, digest = read
         self._in_flight.add(path)
         try:
-            spooled = await self._pipeline.async_submit(
+            spooled = await self._frames.async_submit(
                 FrameIn(
                     camera_id=found.camera_id,
                     image=data,

@@ -1,13 +1,9 @@
-"""A durable, bounded spool of frames on disk.
-
-Every frame is written here before it is sent, and stays until Home Assistant has stored the
-event that covers it (by content hash). After a reconnect or a restart everything still spooled
-is sent again; the sidecar recognises content it has seen, so a resend is harmless.
+"""A durable, bounded spool of frames on disk: the first step of delivery (docs/delivery.md).
 
 Layout: one folder per config entry holding ``<key>.img`` (the encoded image) and
-``<key>.json`` (what the frame is). Both are written to a temporary file first and moved into
-place, the image before its metadata, so a crash leaves either a whole frame or an orphan that
-the next load removes. Every file operation runs in the executor, one at a time.
+``<key>.json`` (what the frame is). Both are written atomically (`files.write_atomic`), the
+image before its metadata, so a crash leaves either a whole frame or an orphan that the next
+load removes. Every file operation runs in the executor, one at a time.
 
 The spool is bounded in bytes and in age. When a new frame does not fit, the oldest frames of
 the least value go first: acked frames without detections, then frames not acked yet, then
@@ -21,7 +17,6 @@ import asyncio
 import errno
 import json
 import logging
-import os
 import time
 import uuid
 from collections import Counter, OrderedDict
@@ -36,13 +31,13 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from .client import FrameIn, FrameSource
 from .const import DOMAIN, signal_spool_updated
+from .files import TMP_SUFFIX, write_atomic
 
 _LOGGER = logging.getLogger(__name__)
 
 SPOOL_FOLDER: Final = "home_security_ai_spool"
 _IMAGE: Final = ".img"
 _META: Final = ".json"
-_TMP: Final = ".tmp"
 # The repair issue about a full spool goes away once usage falls below this share.
 _FULL_CLEAR_RATIO: Final = 0.75
 
@@ -111,26 +106,13 @@ class SpoolStats:
     loaded: int = 0
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + _TMP)
-    try:
-        with tmp.open("wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_frame(folder: Path, frame: SpooledFrame, image: bytes) -> None:
     """Write the image, then its metadata (runs in the executor)."""
     folder.mkdir(parents=True, exist_ok=True)
     image_path = folder / f"{frame.key}{_IMAGE}"
     try:
-        _write_atomic(image_path, image)
-        _write_atomic(folder / f"{frame.key}{_META}", json.dumps(frame.metadata()).encode("utf-8"))
+        write_atomic(image_path, image)
+        write_atomic(folder / f"{frame.key}{_META}", json.dumps(frame.metadata()).encode("utf-8"))
     except BaseException:
         image_path.unlink(missing_ok=True)
         raise
@@ -184,7 +166,7 @@ def _load_folder(folder: Path) -> list[SpooledFrame]:
     metas: list[Path] = []
     for path in folder.iterdir():
         name = path.name
-        if name.endswith(_TMP):
+        if name.endswith(TMP_SUFFIX):
             path.unlink(missing_ok=True)
         elif name.endswith(_IMAGE):
             images.add(name.removesuffix(_IMAGE))

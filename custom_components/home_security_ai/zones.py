@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from .client import CameraSettings, Zone
 from .const import CONF_BATCH_WINDOW, CONF_IDLE_TIMEOUT, CONF_ZONES
-from .limits import (
+from .vocabulary import (
     MAX_DISPLAY_NAME_CHARS,
     MAX_POINTS_PER_ZONE,
     MAX_TIME_ZONE_CHARS,
     MAX_ZONE_NAME_CHARS,
     MAX_ZONES_PER_CAMERA,
+    ZONE_KINDS,
 )
-
-ZONE_KINDS: Final = ("entry", "perimeter", "driveway", "yard", "sensitive", "ignore", "other")
 
 
 class InvalidZones(ValueError):  # noqa: N818

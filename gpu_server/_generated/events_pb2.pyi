@@ -22,6 +22,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_UNSPECIFIED: _ClassVar[EventKind]
     EVENT_KIND_SECURITY: _ClassVar[EventKind]
     EVENT_KIND_NOTHING_TO_REPORT: _ClassVar[EventKind]
+    EVENT_KIND_INCIDENT_ENDED: _ClassVar[EventKind]
 
 class SceneChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -36,6 +37,7 @@ RISK_LEVEL_CRITICAL: RiskLevel
 EVENT_KIND_UNSPECIFIED: EventKind
 EVENT_KIND_SECURITY: EventKind
 EVENT_KIND_NOTHING_TO_REPORT: EventKind
+EVENT_KIND_INCIDENT_ENDED: EventKind
 SCENE_CHANGE_KIND_NONE: SceneChangeKind
 SCENE_CHANGE_KIND_COVERED: SceneChangeKind
 SCENE_CHANGE_KIND_MOVED: SceneChangeKind
@@ -112,8 +114,24 @@ class EventDetection(_message.Message):
     zones: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, detection: _Optional[_Union[_frames_pb2.Detection, _Mapping]] = ..., frame_sha256: _Optional[str] = ..., zones: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class Incident(_message.Message):
+    __slots__ = ("incident_id", "update", "camera_ids", "started_at_ms", "alert", "cooldown_remaining_s")
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_IDS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_REMAINING_S_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    update: bool
+    camera_ids: _containers.RepeatedScalarFieldContainer[str]
+    started_at_ms: int
+    alert: bool
+    cooldown_remaining_s: float
+    def __init__(self, incident_id: _Optional[str] = ..., update: bool = ..., camera_ids: _Optional[_Iterable[str]] = ..., started_at_ms: _Optional[int] = ..., alert: bool = ..., cooldown_remaining_s: _Optional[float] = ...) -> None: ...
+
 class SecurityEvent(_message.Message):
-    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms")
+    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms", "incident")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +154,7 @@ class SecurityEvent(_message.Message):
     SCENE_CHANGE_FIELD_NUMBER: _ClassVar[int]
     ANOMALY_SCORE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     event_id: str
     camera_id: str
@@ -158,7 +177,8 @@ class SecurityEvent(_message.Message):
     scene_change: SceneChangeKind
     anomaly_score: float
     created_at_ms: int
-    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
+    incident: Incident
+    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ..., incident: _Optional[_Union[Incident, _Mapping]] = ...) -> None: ...
 
 class SubscribeEventsRequest(_message.Message):
     __slots__ = ("after_sequence",)

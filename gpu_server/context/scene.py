@@ -2,8 +2,15 @@
 
 A camera that is suddenly covered, spray-painted or turned away is itself a security event, so
 this runs on every analyzed frame. Frames are reduced to a small grey image and compared with
-SSIM (structural similarity, Gaussian-weighted windows); the reference adapts slowly while the
-scene is stable, so dusk and passing clouds do not look like tampering.
+SSIM (structural similarity, Gaussian-weighted windows) after each is normalised to the same
+brightness and contrast, so an infrared camera switching to night mode (colour to grey, darker
+exposure) is the same view. The reference adapts slowly while the scene is stable, so dusk and
+passing clouds do not look like tampering.
+
+A change is reported once: the frames that follow while the camera stays covered, or stays
+pointed at the same new view, continue that tamper episode instead of starting new ones. A new
+view that holds for `adopt_after` frames or `adopt_after_s` seconds becomes the reference, and
+the camera is quiet again.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -56,9 +64,11 @@ class SceneConfig(BaseModel):
     adapt_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     # Local SSIM under which a pixel counts as changed, for `changed_fraction`.
     local_change_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
-    # After this many consecutive changed frames that agree with each other, the new view is
-    # adopted as the reference (0 = never: keep alerting until reset).
-    adopt_after: int = Field(default=0, ge=0)
+    # A new view (moved camera) becomes the reference once this many consecutive frames showed
+    # it, or once it has held for `adopt_after_s` seconds, whichever comes first (0 disables
+    # that rule; both 0: keep the old reference until reset).
+    adopt_after: int = Field(default=6, ge=0)
+    adopt_after_s: float = Field(default=300.0, ge=0.0)
     # Write the adapted reference to disk every this many adaptations.
     save_every: int = Field(default=100, ge=1)
 
@@ -80,11 +90,13 @@ class SceneChange:
     baseline_set: bool = False
     # True when a persistent new view was adopted as the reference on this frame.
     adopted: bool = False
+    # True when this changed frame continues a tamper episode an earlier frame started.
+    ongoing: bool = False
 
     @property
     def tamper(self) -> bool:
-        """A covered or moved camera is a security event in itself."""
-        return self.changed and self.kind is not SceneChangeKind.NONE
+        """A camera newly covered or moved: a security event in itself, reported once."""
+        return self.changed and self.kind is not SceneChangeKind.NONE and not self.ongoing
 
 
 def to_grey_small(frame: npt.NDArray[np.generic], width: int) -> FloatImage:
@@ -146,6 +158,19 @@ def ssim(a: FloatImage, b: FloatImage, sigma: float = 1.5) -> float:
     return float(np.mean(ssim_map(a, b, sigma)))
 
 
+# Contrast every compared image is scaled to (grey levels of standard deviation).
+_NORMAL_STD: Final = 50.0
+
+
+def normalised(image: FloatImage) -> FloatImage:
+    """The image at mean grey 128 and a fixed contrast: exposure and gain no longer matter."""
+    std = float(np.std(image))
+    if std < 1e-3:
+        return np.full_like(image, 128.0)
+    scaled = (image - float(np.mean(image))) * (_NORMAL_STD / std) + 128.0
+    return np.asarray(scaled, dtype=np.float32)
+
+
 def _detail(image: FloatImage) -> float:
     """Fine-detail energy (variance of the Laplacian): drops when the lens is blocked."""
     return float(np.var(cv2.Laplacian(image, cv2.CV_32F)))
@@ -166,8 +191,13 @@ class _CameraState:
     reference: FloatImage
     adaptations: int = 0
     dirty: bool = False
+    # The changed view seen since the episode began, how many frames showed it, since when.
     candidate: FloatImage | None = None
     candidate_count: int = 0
+    candidate_since: float = 0.0
+    # The kind of the open tamper episode; NONE when the view is the usual one.
+    episode: SceneChangeKind = SceneChangeKind.NONE
+    latest: FloatImage | None = None
 
 
 class SceneMonitor:
@@ -221,23 +251,56 @@ class SceneMonitor:
         except OSError:
             _LOGGER.exception("Could not write the scene reference for a camera to %s", path)
 
-    def check(self, camera_id: str, frame: npt.NDArray[np.generic]) -> SceneChange:
+    def reset(self, camera_id: str, frame: npt.NDArray[np.generic] | None = None) -> None:
+        """Forget the reference (the next frame sets it), or set it from `frame` now."""
+        with self._lock:
+            if frame is None:
+                self._states.pop(camera_id, None)
+                path = self._path(camera_id)
+                if path is not None:
+                    path.unlink(missing_ok=True)
+                return
+            state = _CameraState(to_grey_small(frame, self.config.width))
+            self._states[camera_id] = state
+            self._save_locked(camera_id, state)
+
+    def adopt_latest(self, camera_id: str) -> bool:
+        """Make the camera's most recent frame its reference view now (False: none seen yet)."""
+        with self._lock:
+            state = self._states.get(camera_id)
+            if state is None or state.latest is None:
+                return False
+            fresh = _CameraState(state.latest, latest=state.latest)
+            self._states[camera_id] = fresh
+            self._save_locked(camera_id, fresh)
+            return True
+
+    def has_reference(self, camera_id: str) -> bool:
+        with self._lock:
+            return self._load_locked(camera_id) is not None
+
+    def check(
+        self, camera_id: str, frame: npt.NDArray[np.generic], now: float | None = None
+    ) -> SceneChange:
         """Compare a frame (BGR or grey) with the camera's reference view.
 
+        `now` (monotonic seconds) times how long a new view has held; it defaults to the clock.
         A frame too small to compare (a thumbnail of a few pixels) says nothing about the view:
         it is neither compared nor used as the reference.
         """
         cfg = self.config
         if min(np.shape(frame)[:2]) < MIN_SIDE:
             return SceneChange(1.0, False, SceneChangeKind.NONE)
+        now = time.monotonic() if now is None else now
         small = to_grey_small(frame, cfg.width)
         with self._lock:
             state = self._load_locked(camera_id)
             if state is None:
-                state = _CameraState(small)
+                state = _CameraState(small, latest=small)
                 self._states[camera_id] = state
                 self._save_locked(camera_id, state)
                 return SceneChange(1.0, False, SceneChangeKind.NONE, baseline_set=True)
+            state.latest = small
             reference = state.reference
             if reference.shape != small.shape:
                 # The stream's aspect ratio changed. Compare against a stretched reference: a
@@ -245,31 +308,37 @@ class SceneMonitor:
                 small_ref = cv2.resize(reference, (small.shape[1], small.shape[0]))
                 reference = np.asarray(small_ref, dtype=np.float32)
                 state.reference = reference
-            local = ssim_map(reference, small, cfg.sigma)
+            local = ssim_map(normalised(reference), normalised(small), cfg.sigma)
             score = float(np.mean(local))
             changed_fraction = float(np.mean(local < cfg.local_change_threshold))
             kind = self._classify(reference, small, score)
-            changed = kind is not SceneChangeKind.NONE
-            adopted = False
-            if not changed:
-                state.candidate, state.candidate_count = None, 0
-                if score >= cfg.stable_threshold and cfg.adapt_rate > 0.0:
-                    rate = cfg.adapt_rate
-                    blended = cv2.addWeighted(reference, 1.0 - rate, small, rate, 0.0)
-                    state.reference = np.asarray(blended, dtype=np.float32)
-                    state.adaptations += 1
-                    state.dirty = True
-                    if state.adaptations % cfg.save_every == 0:
-                        self._save_locked(camera_id, state)
-            elif cfg.adopt_after > 0 and kind is SceneChangeKind.MOVED:
-                adopted = self._track_candidate_locked(camera_id, state, small)
+            if kind is SceneChangeKind.NONE:
+                state.episode, state.candidate, state.candidate_count = kind, None, 0
+                self._adapt_locked(camera_id, state, small, score)
+                return SceneChange(score, False, kind, changed_fraction=changed_fraction)
+            ongoing, adopted = self._follow_episode_locked(camera_id, state, small, kind, now)
             return SceneChange(
                 score=score,
-                changed=changed,
+                changed=True,
                 kind=kind,
                 changed_fraction=changed_fraction,
                 adopted=adopted,
+                ongoing=ongoing,
             )
+
+    def _adapt_locked(
+        self, camera_id: str, state: _CameraState, small: FloatImage, score: float
+    ) -> None:
+        cfg = self.config
+        if score < cfg.stable_threshold or cfg.adapt_rate <= 0.0:
+            return
+        rate = cfg.adapt_rate
+        blended = cv2.addWeighted(state.reference, 1.0 - rate, small, rate, 0.0)
+        state.reference = np.asarray(blended, dtype=np.float32)
+        state.adaptations += 1
+        state.dirty = True
+        if state.adaptations % cfg.save_every == 0:
+            self._save_locked(camera_id, state)
 
     def _classify(self, reference: FloatImage, frame: FloatImage, score: float) -> SceneChangeKind:
         cfg = self.config
@@ -280,26 +349,56 @@ class SceneMonitor:
             return SceneChangeKind.COVERED
         if score >= cfg.change_threshold:
             return SceneChangeKind.NONE
-        reference_detail = _detail(reference)
-        if reference_detail > 0.0 and _detail(frame) < cfg.covered_detail_ratio * reference_detail:
+        # Detail relative to contrast, so a darker exposure keeps its detail and a blur does not.
+        reference_detail = _detail(normalised(reference))
+        frame_detail = _detail(normalised(frame))
+        if reference_detail > 0.0 and frame_detail < cfg.covered_detail_ratio * reference_detail:
             return SceneChangeKind.COVERED
         return SceneChangeKind.MOVED
 
-    def _track_candidate_locked(
-        self, camera_id: str, state: _CameraState, small: FloatImage
-    ) -> bool:
+    def _same_view(self, view: FloatImage, frame: FloatImage) -> bool:
+        score = ssim(normalised(view), normalised(frame), self.config.sigma)
+        return self._classify(view, frame, score) is SceneChangeKind.NONE
+
+    def _follow_episode_locked(
+        self,
+        camera_id: str,
+        state: _CameraState,
+        small: FloatImage,
+        kind: SceneChangeKind,
+        now: float,
+    ) -> tuple[bool, bool]:
+        """Track the tamper episode this changed frame belongs to: (ongoing, adopted)."""
         cfg = self.config
+        if kind is SceneChangeKind.COVERED:
+            # A covered lens shows nothing worth adopting; the episode lasts until it clears.
+            ongoing = state.episode is SceneChangeKind.COVERED
+            state.episode, state.candidate, state.candidate_count = kind, None, 0
+            return ongoing, False
         candidate = state.candidate
-        if candidate is not None and ssim(candidate, small, cfg.sigma) >= cfg.stable_threshold:
+        if (
+            state.episode is SceneChangeKind.MOVED
+            and candidate is not None
+            and candidate.shape == small.shape
+            and self._same_view(candidate, small)
+        ):
             state.candidate_count += 1
+            ongoing = True
         else:
-            state.candidate, state.candidate_count = small, 1
-        if state.candidate_count < cfg.adopt_after:
-            return False
-        # The new view has held steady: make it the reference so the alert is not permanent.
+            # A view not seen before: a new episode, reported.
+            state.candidate, state.candidate_count, state.candidate_since = small, 1, now
+            state.episode = kind
+            ongoing = False
+        by_count = cfg.adopt_after > 0 and state.candidate_count >= cfg.adopt_after
+        by_time = cfg.adopt_after_s > 0 and now - state.candidate_since >= cfg.adopt_after_s
+        if not (by_count or by_time):
+            return ongoing, False
+        # The new view has held: it becomes the reference, and the camera is quiet again.
         state.reference, state.candidate, state.candidate_count = small, None, 0
+        state.episode = SceneChangeKind.NONE
         self._save_locked(camera_id, state)
-        return True
+        _LOGGER.info("Camera %s: its new view held, and is now the reference", camera_id)
+        return ongoing, True
 
     def flush(self) -> None:
         """Write references that adapted since they were last saved."""

@@ -17,6 +17,7 @@ class EventKind(StrEnum):
     SECURITY = "security"
     # A window with nothing to assess: it only tells the client its frames are done.
     NOTHING_TO_REPORT = "nothing_to_report"
+    INCIDENT_ENDED = "incident_ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,18 @@ class EventDetection:
     detection: Detection
     frame_sha256: str
     zones: tuple[str, ...] = ()  # zones the box stands in (its foot point)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventIncident:
+    """The incident an event belongs to (see `incidents.py`)."""
+
+    incident_id: str
+    update: bool  # False for the event that opened the incident
+    camera_ids: tuple[str, ...]
+    started_at_ms: int
+    alert: bool  # whether this event should page someone
+    cooldown_remaining_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +62,7 @@ class SecurityEvent:
     scene_change: SceneChangeKind = SceneChangeKind.NONE
     anomaly_score: float = 0.0
     created_at_ms: int = 0
+    incident: EventIncident | None = None
     # Given by the outbox when the event is stored; 0 before.
     sequence: int = 0
 

@@ -79,10 +79,14 @@ class EventScheduler:
         )
         self.zones = ZoneRegistry(data_dir)
         self.baseline = ActivityBaseline(data_dir)
-        self.scene = SceneMonitor(data_dir)
+        self.scene = SceneMonitor(data_dir, config.scene)
         self.enricher = ContextEnricher(self.zones, self.baseline, CrossCameraLog())
         self.cameras = CameraDirectory(data_dir)
-        self.windows = CameraWindows(WindowSettings(events.window_s, events.idle_s), self.clock)
+        self.windows = CameraWindows(
+            WindowSettings(events.window_s, events.idle_s),
+            self.clock,
+            max_detections=events.max_detections_per_batch,
+        )
         self.hub = ProgressHub()
         self.coverage = CoverageLedger(self.outbox)
         self.builder = EventBuilder(

@@ -1,8 +1,10 @@
-"""Per-camera window windows: every accepted frame joins its camera's one open window.
+"""Per-camera windows: every accepted frame joins its camera's one open window.
 
 A window closes `window_s` after it opened, or `idle_s` after its last detection (after it
-opened when it has none yet), or when forced (AnalyzeNow). Timing uses the injected clock's
-monotonic time of arrival, not the frames' capture times, so resent old frames window normally.
+opened when it has none yet), or when forced (AnalyzeNow), or once it holds `max_detections`
+detections: the next frame then opens a new window, so one busy camera never outgrows a prompt.
+Timing uses the injected clock's monotonic time of arrival, not the frames' capture times, so
+resent old frames join windows normally.
 This module only keeps state; the caller turns closed windows into events.
 """
 
@@ -40,6 +42,7 @@ class _OpenWindow:
     opened_at: float
     last_detection_at: float | None
     frames: list[WindowFrame] = field(default_factory=list)
+    detections: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class ClosedWindow:
     window_id: str
     camera_id: str
     frames: tuple[WindowFrame, ...]
-    reason: str  # "window", "idle", "forced"
+    reason: str  # "window", "idle", "forced", "full"
 
 
 def new_window_id() -> str:
@@ -57,11 +60,16 @@ def new_window_id() -> str:
 class CameraWindows:
     """Open windows by camera. Not thread-safe: use it from the event loop only."""
 
-    def __init__(self, defaults: WindowSettings, clock: Clock) -> None:
+    def __init__(
+        self, defaults: WindowSettings, clock: Clock, max_detections: int | None = None
+    ) -> None:
         self._defaults = defaults
         self._clock = clock
+        self._max_detections = max_detections
         self._overrides: dict[str, WindowSettings] = {}
         self._open: dict[str, _OpenWindow] = {}
+        # Windows that filled up, waiting for the next `due()` to hand them out.
+        self._full: list[ClosedWindow] = []
 
     def settings_for(self, camera_id: str) -> WindowSettings:
         return self._overrides.get(camera_id, self._defaults)
@@ -86,12 +94,16 @@ class CameraWindows:
         window.frames.append(frame)
         if frame.detections:
             window.last_detection_at = now
+            window.detections += len(frame.detections)
+        limit = self._max_detections
+        if limit is not None and window.detections >= limit:
+            self._full.append(self._close(camera_id, "full"))
         return window.window_id
 
     def due(self) -> list[ClosedWindow]:
-        """Close and return every window whose window or idle time has run out."""
+        """Close and return every window whose time or idle time has run out."""
         now = self._clock.monotonic()
-        closed: list[ClosedWindow] = []
+        closed, self._full = self._full, []
         for camera_id, window in list(self._open.items()):
             settings = self.settings_for(camera_id)
             quiet_since = (
@@ -117,3 +129,8 @@ class CameraWindows:
     @property
     def open_count(self) -> int:
         return len(self._open)
+
+    @property
+    def full_count(self) -> int:
+        """Windows that filled up and have not been handed out by `due()` yet."""
+        return len(self._full)

@@ -14,6 +14,7 @@ from gpu_server.context import SceneChangeKind
 from gpu_server.events.model import (
     CameraRequest,
     EventDetection,
+    EventIncident,
     EventKind,
     SecurityEvent,
     ZoneRequest,
@@ -30,6 +31,7 @@ _RISK_LEVEL: Final = {
 _EVENT_KIND: Final = {
     EventKind.SECURITY: events_pb2.EVENT_KIND_SECURITY,
     EventKind.NOTHING_TO_REPORT: events_pb2.EVENT_KIND_NOTHING_TO_REPORT,
+    EventKind.INCIDENT_ENDED: events_pb2.EVENT_KIND_INCIDENT_ENDED,
 }
 _SCENE_KIND: Final = {
     SceneChangeKind.NONE: events_pb2.SCENE_CHANGE_KIND_NONE,
@@ -66,8 +68,30 @@ def detection_from_pb(message: frames_pb2.Detection) -> Detection:
 # -- events --------------------------------------------------------------------------------
 
 
+def _incident_to_pb(incident: EventIncident) -> events_pb2.Incident:
+    return events_pb2.Incident(
+        incident_id=incident.incident_id,
+        update=incident.update,
+        camera_ids=list(incident.camera_ids),
+        started_at_ms=incident.started_at_ms,
+        alert=incident.alert,
+        cooldown_remaining_s=incident.cooldown_remaining_s,
+    )
+
+
+def _incident_from_pb(message: events_pb2.Incident) -> EventIncident:
+    return EventIncident(
+        incident_id=message.incident_id,
+        update=message.update,
+        camera_ids=tuple(message.camera_ids),
+        started_at_ms=message.started_at_ms,
+        alert=message.alert,
+        cooldown_remaining_s=message.cooldown_remaining_s,
+    )
+
+
 def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
-    return events_pb2.SecurityEvent(
+    message = events_pb2.SecurityEvent(
         sequence=event.sequence,
         event_id=event.event_id,
         camera_id=event.camera_id,
@@ -98,6 +122,9 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,
     )
+    if event.incident is not None:
+        message.incident.CopyFrom(_incident_to_pb(event.incident))
+    return message
 
 
 def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
@@ -131,6 +158,7 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
         scene_change=_SCENE_KIND_BACK.get(message.scene_change, SceneChangeKind.NONE),
         anomaly_score=message.anomaly_score,
         created_at_ms=message.created_at_ms,
+        incident=_incident_from_pb(message.incident) if message.HasField("incident") else None,
     )
 
 

@@ -50,6 +50,11 @@ CROSS_CAMERA_BONUS: Final = 5
 STEERING_BONUS: Final = 10
 # A covered, moved or blinded camera is treated as high risk whatever else was seen.
 TAMPER_FLOOR: Final = 70
+# Fail-safe: with no model to weigh the context, a confident person at night or at an entry
+# point is never scored below high, so `threat_active` and high-level automations still fire.
+FAILSAFE_PERSON_CONFIDENCE: Final = 0.6
+FAILSAFE_FLOOR: Final = 60
+FAILSAFE_ZONES: Final = frozenset({RiskZoneKind.ENTRY, RiskZoneKind.SENSITIVE})
 
 ACTIONS: Final = {
     RiskLevel.LOW: "No action needed; the event is kept for reference.",
@@ -65,6 +70,20 @@ _WEIGHTS: Final = {
     LabelGroup.ANIMAL: ANIMAL_WEIGHT,
     LabelGroup.OTHER: OTHER_WEIGHT,
 }
+
+
+def _failsafe(analysis: AnalysisInput) -> str | None:
+    """Why this window must be at least high without a model's judgement, or None."""
+    for detection in analysis.detections:
+        if label_group(detection.label) is not LabelGroup.PERSON:
+            continue
+        if detection.confidence < FAILSAFE_PERSON_CONFIDENCE:
+            continue
+        if analysis.is_night:
+            return "a confident person at night"
+        if analysis.zone_kind(detection.zone) in FAILSAFE_ZONES:
+            return "a confident person at an entry point or sensitive zone"
+    return None
 
 
 def _cap(text: str, limit: int) -> str:
@@ -117,6 +136,9 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     if any(injection_reasons(item.text) for item in analysis.untrusted_texts):
         score += STEERING_BONUS
         factors.append(f"text in view tries to instruct the system (+{STEERING_BONUS})")
+    if score < FAILSAFE_FLOOR and (why := _failsafe(analysis)):
+        score = FAILSAFE_FLOOR
+        factors.append(f"{why}: at least {FAILSAFE_FLOOR}")
     if analysis.scene_changed and score < TAMPER_FLOOR:
         score = TAMPER_FLOOR
         factors.append(f"scene change or tampering: at least {TAMPER_FLOOR}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -159,6 +159,18 @@ async def wait_for(hass: HomeAssistant, predicate: Any, what: str, limit: float 
             pytest.fail(f"Timed out waiting for {what}")
         await asyncio.sleep(0.05)
         await hass.async_block_till_done()
+
+
+async def wait_for_sidecar(
+    check: Callable[[], Awaitable[bool]], what: str, limit: float = 30.0
+) -> None:
+    """Wait (bounded) until an asynchronous question to the sidecar, `check()`, says yes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await check():
+        if loop.time() > deadline:
+            pytest.fail(f"Timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def device_by_identifier(

@@ -50,8 +50,8 @@ async def _setup(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    await _wait_frozen(hass, freezer, lambda: entry.runtime_data.events.connected, "events")
-    entry.runtime_data.pipeline.async_register_camera("porch", "Porch")
+    await _wait_frozen(hass, freezer, lambda: entry.runtime_data.events.subscribed, "events")
+    entry.runtime_data.cameras.async_register("porch", "Porch")
     await hass.async_block_till_done()
     return entry
 
@@ -60,7 +60,7 @@ async def _handle(entry: MockConfigEntry, level: RiskLevel, score: int) -> None:
     events = entry.runtime_data.events
     sequence = events.last_sequence + 1
     # The sidecar never wrote this event, so it would refuse its acknowledgement.
-    with patch.object(events._client, "ack_events", AsyncMock(return_value=0)):
+    with patch.object(entry.runtime_data.client, "ack_events", AsyncMock(return_value=0)):
         await events.async_handle(
             SecurityEvent(
                 sequence=sequence,

@@ -25,6 +25,7 @@ from custom_components.home_security_ai.const import (
     CONF_SNAPSHOT_INTERVAL,
     CONF_UPLOAD_FOLDERS,
     DOMAIN,
+    STATUS_REFRESH_DELAY,
     UPLOAD_RESCAN_INTERVAL,
 )
 
@@ -45,8 +46,8 @@ MOTION = "binary_sensor.porch_motion"
 def fast_reconnect() -> object:
     """Reconnect quickly after the sidecar comes back."""
     with (
-        patch("custom_components.home_security_ai.frames.RECONNECT_BACKOFF_INITIAL", 0.1),
-        patch("custom_components.home_security_ai.frames.RECONNECT_BACKOFF_MAX", 0.3),
+        patch("custom_components.home_security_ai.connection.RECONNECT_BACKOFF_INITIAL", 0.1),
+        patch("custom_components.home_security_ai.connection.RECONNECT_BACKOFF_MAX", 0.3),
         patch("custom_components.home_security_ai.RECONNECT_BACKOFF_MAX", 0.3),
     ):
         yield
@@ -72,7 +73,7 @@ async def _poll_uploads(hass: HomeAssistant, times: int = 2) -> None:
         async_fire_time_changed(hass, dt_util.utcnow() + UPLOAD_RESCAN_INTERVAL)
         await hass.async_block_till_done()
         watcher = hass.config_entries.async_entries(DOMAIN)[0].runtime_data.upload_watcher
-        await wait_for(hass, lambda w=watcher: not w._lock.locked(), "the poll")
+        await wait_for(hass, lambda w=watcher: not w.scanning, "the poll")
 
 
 async def test_camera_entity_snapshots(
@@ -93,8 +94,8 @@ async def test_camera_entity_snapshots(
     enable_entity(hass, entry, "sensor", "server_frames_analysed")
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    pipeline = entry.runtime_data.pipeline
-    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+    data = entry.runtime_data
+    await wait_for(hass, lambda: data.connection.connected, "the frame stream")
 
     objects = _entity_id(hass, "sensor", f"{sidecar.server_id}_porch_objects")
     camera = _entity_id(hass, "camera", f"{sidecar.server_id}_porch_camera")
@@ -107,13 +108,15 @@ async def test_camera_entity_snapshots(
 
     # A timed snapshot.
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=3600))
-    await wait_for(hass, lambda: pipeline.cameras["porch"].frames_accepted == 1, "an ack")
+    await wait_for(hass, lambda: data.cameras["porch"].frames_accepted == 1, "an ack")
     state = hass.states.get(objects)
     assert int(state.state) >= 1
     assert state.attributes["person"] == int(state.state)
     assert porch_camera.requests == 1
-    # The server device's counters follow the frames.
+    # The server device's counters follow the frames: the acks' refresh window closes when
+    # the clock moves past it, not after a second of real time.
     analysed = _entity_id(hass, "sensor", f"{sidecar.server_id}_server_frames_analysed")
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=STATUS_REFRESH_DELAY + 1))
     await wait_for(hass, lambda: hass.states.get(analysed).state == "1", "the status refresh")
 
     image = await async_get_image(hass, camera)
@@ -121,10 +124,20 @@ async def test_camera_entity_snapshots(
     assert image.content[:2] == b"\xff\xd8"
     assert image.content != porch_camera.image  # boxes were drawn
 
-    # Motion triggers another snapshot (same picture: the sidecar reports a duplicate).
+    # The sidecar's batch closes: its event is stored and releases the frame. (Waited for,
+    # because an event stored while the next frame of the same picture waits in the spool
+    # releases that frame too, and it is then never sent.)
+    await wait_for(hass, lambda: data.events.last_sequence > 0, "the batch's event")
+    await wait_for(hass, lambda: data.spool.frame_count == 0, "the frame's release")
+
+    # Motion triggers another snapshot (same picture: the sidecar reports a duplicate, covered
+    # by the stored event, so the frame leaves the spool at once).
     hass.states.async_set(MOTION, STATE_ON)
-    await wait_for(hass, lambda: pipeline.cameras["porch"].frames_duplicate == 1, "a duplicate")
-    assert porch_camera.requests == 2
+    await wait_for(hass, lambda: porch_camera.requests == 2, "the motion snapshot")
+    await wait_for(hass, lambda: data.frames.counters.acked == 2, "the motion frame's ack")
+    assert data.cameras["porch"].frames_accepted == 1
+    assert data.cameras["porch"].frames_duplicate == 1
+    await wait_for(hass, lambda: data.spool.frame_count == 0, "the duplicate's release")
     assert int(hass.states.get(objects).state) >= 1
 
     assert await hass.config_entries.async_unload(entry.entry_id)
@@ -146,8 +159,8 @@ async def test_upload_folder_and_sidecar_restart(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    pipeline = entry.runtime_data.pipeline
-    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+    data = entry.runtime_data
+    await wait_for(hass, lambda: data.connection.connected, "the frame stream")
     server_id = sidecar.server_id
 
     # A photo, a text file and a file in a hidden folder.
@@ -156,12 +169,12 @@ async def test_upload_folder_and_sidecar_restart(
     _write_settled(uploads / ".hidden" / "x.jpg", photo)
     _write_settled(uploads / "Front Door" / ".partial.jpg", photo)
     await _poll_uploads(hass)
-    await wait_for(hass, lambda: "front_door" in pipeline.cameras, "the new camera")
+    await wait_for(hass, lambda: "front_door" in data.cameras, "the new camera")
     await wait_for(
-        hass, lambda: pipeline.cameras["front_door"].frames_accepted == 1, "the upload's ack"
+        hass, lambda: data.cameras["front_door"].frames_accepted == 1, "the upload's ack"
     )
-    assert set(pipeline.cameras) == {"front_door"}
-    assert pipeline.counters.submitted == 1
+    assert set(data.cameras) == {"front_door"}
+    assert data.frames.counters.submitted == 1
 
     objects = _entity_id(hass, "sensor", f"{server_id}_front_door_objects")
     camera = _entity_id(hass, "camera", f"{server_id}_front_door_camera")
@@ -176,24 +189,24 @@ async def test_upload_folder_and_sidecar_restart(
     with growing.open("ab") as file:
         file.write(photo[len(photo) // 2 :] + b"\x00")
     await _poll_uploads(hass, times=1)
-    assert pipeline.counters.submitted == 1
+    assert data.frames.counters.submitted == 1
     past = time.time() - 5
     os.utime(growing, (past, past))
     await _poll_uploads(hass)
-    await wait_for(hass, lambda: pipeline.counters.acked == 2, "the settled upload's ack")
+    await wait_for(hass, lambda: data.frames.counters.acked == 2, "the settled upload's ack")
 
     # A corrupt JPEG is rejected and logged; the stream goes on.
     _write_settled(uploads / "Front Door" / "broken.jpg", photo[:4000])
     _write_settled(uploads / "Garden" / "MDAlarm_3.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     await _poll_uploads(hass)
-    await wait_for(hass, lambda: pipeline.counters.rejected == 2, "the rejections")
-    assert pipeline.cameras["front_door"].frames_rejected == 1
+    await wait_for(hass, lambda: data.frames.counters.rejected == 2, "the rejections")
+    assert data.cameras["front_door"].frames_rejected == 1
     assert "rejected Front Door/broken.jpg from camera front_door: truncated" in caplog.text
-    assert "garden" in pipeline.cameras
+    assert "garden" in data.cameras
 
     # Nothing is sent twice.
     await _poll_uploads(hass)
-    assert pipeline.counters.submitted == 4
+    assert data.frames.counters.submitted == 4
 
     # The sidecar goes away: connectivity drops and the cameras become unavailable.
     connectivity = _entity_id(hass, "binary_sensor", f"{server_id}_server_connectivity")
@@ -210,14 +223,14 @@ async def test_upload_folder_and_sidecar_restart(
     # which content an event covered already, and reports it as a duplicate) ...
     _write_settled(uploads / "Back Yard" / "MDAlarm_4.jpg", photo + b"\x00\x00")
     await _poll_uploads(hass)
-    await wait_for(hass, lambda: pipeline.pending_count == 1, "the queued frame")
+    await wait_for(hass, lambda: data.frames.pending_count == 1, "the queued frame")
 
     # ... and is delivered once the sidecar is back on the same port with the same id.
     await hass.async_add_executor_job(sidecar.start, port)
     assert sidecar.server_id == server_id
     await wait_for(hass, lambda: hass.states.get(connectivity).state == STATE_ON, "reconnect")
-    await wait_for(hass, lambda: pipeline.pending_count == 0, "the queued frame's ack")
-    back_yard = pipeline.cameras["back_yard"]
+    await wait_for(hass, lambda: data.frames.pending_count == 0, "the queued frame's ack")
+    back_yard = data.cameras["back_yard"]
     assert back_yard.frames_accepted + back_yard.frames_duplicate == 1
     assert hass.states.get(camera).state != STATE_UNAVAILABLE
     assert hass.states.get(detector).state == "hog-people (fallback)"
@@ -227,10 +240,10 @@ async def test_upload_folder_and_sidecar_restart(
     # What was sent survives a reload: nothing is sent again.
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    pipeline = entry.runtime_data.pipeline
-    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+    data = entry.runtime_data
+    await wait_for(hass, lambda: data.connection.connected, "the frame stream")
     await _poll_uploads(hass)
-    assert pipeline.counters.submitted == 0
+    assert data.frames.counters.submitted == 0
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 
@@ -264,15 +277,15 @@ async def test_motion_sensor_shared_by_cameras(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    pipeline = entry.runtime_data.pipeline
-    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+    data = entry.runtime_data
+    await wait_for(hass, lambda: data.connection.connected, "the frame stream")
 
     hass.states.async_set(MOTION, STATE_ON)
-    await wait_for(hass, lambda: pipeline.counters.acked == 2, "both snapshots' acks")
+    await wait_for(hass, lambda: data.frames.counters.acked == 2, "both snapshots' acks")
     assert porch_camera.requests == 1
     assert gate.requests == 1
-    assert pipeline.cameras["gate"].frames_sent == 1
-    assert pipeline.cameras["porch"].frames_sent == 1
+    assert data.cameras["gate"].frames_sent == 1
+    assert data.cameras["porch"].frames_sent == 1
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

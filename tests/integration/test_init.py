@@ -23,6 +23,8 @@ from custom_components.home_security_ai.const import DOMAIN
 from custom_components.home_security_ai.diagnostics import (
     async_get_config_entry_diagnostics,
 )
+from custom_components.home_security_ai.event_stream import EventStream
+from custom_components.home_security_ai.frame_stream import FrameStream
 
 from .conftest import device_by_identifier, enable_entity, make_entry, wait_for
 from .sidecar_process import Sidecar
@@ -43,8 +45,8 @@ async def test_setup_and_unload(
     enable_entity(hass, mock_config_entry, "sensor", "server_queue_depth")
     await _setup(hass, mock_config_entry)
     assert mock_config_entry.state is ConfigEntryState.LOADED
-    pipeline = mock_config_entry.runtime_data.pipeline
-    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
+    connection = mock_config_entry.runtime_data.connection
+    await wait_for(hass, lambda: connection.connected, "the frame stream")
 
     entity_registry = er.async_get(hass)
     server_id = shared_sidecar.server_id
@@ -63,6 +65,9 @@ async def test_setup_and_unload(
         f"{server_id}_server_spool_usage",
         f"{server_id}_server_spool_frames",
     }
+    # The GPU's utilization exists only where the sidecar sees a GPU.
+    if mock_config_entry.runtime_data.coordinator.data.gpu.devices:
+        expected.add(f"{server_id}_server_gpu_utilization")
     assert set(unique_ids) == expected
     # Diagnostics are marked so; the counters and gauges are off until the user wants them.
     for key in (
@@ -140,8 +145,12 @@ async def test_diagnostics(hass: HomeAssistant, shared_sidecar: Sidecar, tmp_pat
     hass.config.allowlist_external_dirs = {"/secret"}
     await _setup(hass, entry)
     address = f"{shared_sidecar.host}:{shared_sidecar.port}"
-    entry.runtime_data.pipeline.last_error = f"Cannot reach ipv4:{address}: refused"
-    entry.runtime_data.events.last_error = f"Lost {address}"
+    connection = entry.runtime_data.connection
+    await wait_for(hass, lambda: connection.connected, "the frame stream")
+    await wait_for(hass, lambda: connection.is_connected(EventStream.name), "the event stream")
+    # As if both streams had dropped with these errors.
+    connection.link(FrameStream.name).last_error = f"Cannot reach ipv4:{address}: refused"
+    connection.link(EventStream.name).last_error = f"Lost {address}"
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
     assert diagnostics["entry"]["data"][CONF_TOKEN] == "**REDACTED**"
     assert diagnostics["entry"]["data"][CONF_HOST] == "**REDACTED**"

@@ -71,7 +71,7 @@ async def test_removing_a_camera_device(
     await hass.async_block_till_done()
     data = entry.runtime_data
     await wait_for(hass, lambda: "garden" in data.upload_watcher.cameras, "the scan")
-    data.pipeline.async_register_camera("old_porch", "Old porch")  # fed by nothing any more
+    data.cameras.async_register("old_porch", "Old porch")  # fed by nothing any more
     await hass.async_block_till_done()
 
     server_id = shared_sidecar.server_id
@@ -90,6 +90,6 @@ async def test_removing_a_camera_device(
         if device is not None
     }
     assert removable == {"server": False, "garden": False, "old_porch": True}
-    assert "old_porch" not in data.pipeline.cameras
+    assert "old_porch" not in data.cameras
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

@@ -33,7 +33,7 @@ async def entry(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    await wait_for(hass, lambda: entry.runtime_data.events.connected, "the event stream")
+    await wait_for(hass, lambda: entry.runtime_data.events.subscribed, "the event stream")
     return entry
 
 
@@ -135,7 +135,7 @@ async def test_set_zones(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     # The zones are sent with every camera again after a reconnect (here: a reload).
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    await wait_for(hass, lambda: entry.runtime_data.events.connected, "the event stream")
+    await wait_for(hass, lambda: entry.runtime_data.events.subscribed, "the event stream")
     assert entry.options[CONF_ZONES]["porch"][0]["name"] == "porch"
 
 

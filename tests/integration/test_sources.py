@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from unittest.mock import MagicMock, patch
 
@@ -15,8 +16,9 @@ import pytest
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.home_security_ai.cameras import Cameras
 from custom_components.home_security_ai.const import DOMAIN
-from custom_components.home_security_ai.frames import FramePipeline
+from custom_components.home_security_ai.frame_stream import FrameStream
 from custom_components.home_security_ai.sources import (
     OutsideRootError,
     UploadFolderWatcher,
@@ -124,16 +126,33 @@ def _settled(path: Path, data: bytes, age: float = 5) -> None:
     os.utime(path, (past, past))
 
 
-async def _watcher(
-    hass: HomeAssistant, tmp_path: Path, max_bytes: int = 10**6
-) -> UploadFolderWatcher:
+@dataclasses.dataclass(kw_only=True)
+class _Uploads:
+    """An upload folder watcher feeding a frame stream that is not connected."""
+
+    watcher: UploadFolderWatcher
+    frames: FrameStream
+    cameras: Cameras
+
+
+async def _watcher(hass: HomeAssistant, tmp_path: Path, max_bytes: int = 10**6) -> _Uploads:
     entry = MockConfigEntry(domain=DOMAIN, unique_id="server")
     entry.add_to_hass(hass)
     spool = FrameSpool(
         hass, entry.entry_id, tmp_path / "spool", max_bytes=max_bytes, max_age_s=3600
     )
-    pipeline = FramePipeline(hass, entry, MagicMock(), MagicMock(), spool)
-    return UploadFolderWatcher(hass, entry, pipeline, [str(tmp_path / "uploads")])
+    cameras = Cameras(hass, entry.entry_id, threat_duration=timedelta(minutes=5))
+    frames = FrameStream(
+        hass,
+        entry,
+        MagicMock(),
+        MagicMock(),
+        spool=spool,
+        cameras=cameras,
+        event_stored=lambda _outbox, _sequence: False,
+    )
+    watcher = UploadFolderWatcher(hass, entry, frames, cameras, [str(tmp_path / "uploads")])
+    return _Uploads(watcher=watcher, frames=frames, cameras=cameras)
 
 
 async def _polls(watcher: UploadFolderWatcher, times: int = 2) -> None:
@@ -147,7 +166,8 @@ async def test_watcher_retention_and_pruning(
     """Files older than the retention are never sent; what was sent is forgotten once it is
     gone or old, and skipped files are forgotten once gone."""
     caplog.set_level(logging.INFO)
-    watcher = await _watcher(hass, tmp_path)
+    uploads_ = await _watcher(hass, tmp_path)
+    watcher = uploads_.watcher
     uploads = tmp_path / "uploads"
     old = uploads / "门口" / "old.jpg"
     new = uploads / "门口" / "new.jpg"
@@ -158,10 +178,10 @@ async def test_watcher_retention_and_pruning(
     with patch("custom_components.home_security_ai.sources.UPLOAD_MAX_FILE_BYTES", 3):
         await _polls(watcher)
     camera_id = normalize_camera_id("门口")
-    assert watcher._pipeline.cameras[camera_id].name == "门口"
-    assert [f.source_ref for f in watcher._pipeline.spool.frames()] == ["门口/new.jpg"]
-    assert set(watcher._sent) == {str(new)}
-    assert {item[0] for item in watcher._skipped} == {str(big)}
+    assert uploads_.cameras[camera_id].name == "门口"
+    assert [f.source_ref for f in uploads_.frames.spool.frames()] == ["门口/new.jpg"]
+    assert watcher.sent_paths == {str(new)}
+    assert watcher.skipped_paths == {str(big)}
     await _polls(watcher)
     assert caplog.text.count("has no letters or digits") == 1
 
@@ -170,9 +190,9 @@ async def test_watcher_retention_and_pruning(
     os.utime(new, (past, past))
     big.unlink()
     await _polls(watcher)
-    assert watcher._sent == {}
-    assert watcher._skipped == set()
-    assert watcher._pipeline.counters.submitted == 1
+    assert watcher.sent_paths == set()
+    assert watcher.skipped_paths == set()
+    assert uploads_.frames.counters.submitted == 1
 
 
 async def test_watcher_backs_off_when_the_spool_refuses(
@@ -180,7 +200,8 @@ async def test_watcher_backs_off_when_the_spool_refuses(
 ) -> None:
     """A full disk is logged once; the file waits a growing delay instead of being read and
     refused every poll, and goes once the disk has room."""
-    watcher = await _watcher(hass, tmp_path)
+    uploads_ = await _watcher(hass, tmp_path)
+    watcher = uploads_.watcher
     uploads = tmp_path / "uploads"
     _settled(uploads / "Garden" / "a.jpg", b"a" * 10)
     _settled(uploads / "Garden" / "b.jpg", b"b" * 10)
@@ -188,9 +209,9 @@ async def test_watcher_backs_off_when_the_spool_refuses(
     def _no_space(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    spool = watcher._pipeline.spool
+    spool = uploads_.frames.spool
     clock = time.monotonic()
-    with patch("custom_components.home_security_ai.spool._write_atomic", _no_space):
+    with patch("custom_components.home_security_ai.spool.write_atomic", _no_space):
         await _polls(watcher, 5)
         assert spool.stats.refused == 1  # one try, and none of the other file this poll
         with patch(
@@ -216,24 +237,26 @@ async def test_watcher_pauses_while_the_spool_is_nearly_full(
     hass: HomeAssistant, tmp_path: Path
 ) -> None:
     """Uploads stop going into a nearly full spool instead of evicting what waits there."""
-    watcher = await _watcher(hass, tmp_path, max_bytes=1000)
+    uploads_ = await _watcher(hass, tmp_path, max_bytes=1000)
+    watcher = uploads_.watcher
     for name in ("a", "b", "c"):
         _settled(tmp_path / "uploads" / "Garden" / f"{name}.jpg", name.encode() * 400)
     await _polls(watcher, 4)
-    spool = watcher._pipeline.spool
+    spool = uploads_.frames.spool
     assert spool.frame_count == 2
     assert spool.stats.evicted == 0
     await spool.async_release([spool.frames()[0].sha256])
     await _polls(watcher)
     assert spool.frame_count == 2
-    assert watcher._pipeline.counters.submitted == 3
+    assert uploads_.frames.counters.submitted == 3
 
 
 async def test_watcher_skips_a_file_outside_its_folder(
     hass: HomeAssistant, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A file that resolves outside its folder is warned about once, not every poll."""
-    watcher = await _watcher(hass, tmp_path)
+    uploads_ = await _watcher(hass, tmp_path)
+    watcher = uploads_.watcher
     picture = tmp_path / "uploads" / "Garden" / "a.jpg"
     _settled(picture, b"a")
     (found,) = _scan_roots(watcher.roots).files.values()
@@ -243,4 +266,4 @@ async def test_watcher_skips_a_file_outside_its_folder(
     )
     await _polls(watcher, 3)
     assert caplog.text.count("lies outside its upload folder") == 1
-    assert watcher._pipeline.counters.submitted == 0
+    assert uploads_.frames.counters.submitted == 0

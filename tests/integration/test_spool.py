@@ -184,7 +184,7 @@ async def test_disk_full(
         tmp.write_bytes(data[:1])  # what a write that ran out of space leaves
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with patch("custom_components.home_security_ai.spool._write_atomic", _no_space):
+    with patch("custom_components.home_security_ai.spool.write_atomic", _no_space):
         assert await spool.async_add(_frame("lost")) is None
     assert spool.keys() == [kept.key]
     assert spool.used_bytes == 100

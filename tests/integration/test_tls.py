@@ -31,8 +31,8 @@ async def test_entry_over_tls(hass: HomeAssistant, tls_sidecar: Sidecar) -> None
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     assert entry.runtime_data.coordinator.data.server_id == tls_sidecar.server_id
-    await wait_for(hass, lambda: entry.runtime_data.pipeline.connected, "the frame stream")
-    await wait_for(hass, lambda: entry.runtime_data.events.connected, "the event stream")
+    await wait_for(hass, lambda: entry.runtime_data.connection.connected, "the frame stream")
+    await wait_for(hass, lambda: entry.runtime_data.events.subscribed, "the event stream")
 
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
     assert diagnostics["entry"]["data"]["tls_fingerprint"] == tls_sidecar.tls_fingerprint

@@ -66,10 +66,10 @@ async def test_no_rapid_rescans_for_a_file_dated_in_the_future(
     await hass.async_block_till_done()
     watcher = entry.runtime_data.upload_watcher
     await wait_for(hass, lambda: "shed" in watcher.cameras, "the first scan")
-    await wait_for(hass, lambda: watcher._follow_up is not None, "the follow-up of a new file")
-    await wait_for(hass, lambda: watcher._follow_up is None, "the follow-up scan")
+    await wait_for(hass, lambda: watcher.follow_up_pending, "the follow-up of a new file")
+    await wait_for(hass, lambda: not watcher.follow_up_pending, "the follow-up scan")
     await watcher.async_poll()
-    assert watcher._follow_up is None
+    assert not watcher.follow_up_pending
     assert watcher.files_sent == 0
 
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -35,6 +35,7 @@ from .models import (
     FrameTimings,
     GpuDevice,
     GpuStatus,
+    Incident,
     LanguageModelState,
     LanguageModelStatus,
     LatencyStats,
@@ -119,6 +120,20 @@ def _detection_from_proto(det: frames_pb2.Detection) -> Detection:
     )
 
 
+def _incident_from_proto(event: events_pb2.SecurityEvent) -> Incident | None:
+    if not event.HasField("incident"):
+        return None
+    incident = event.incident
+    return Incident(
+        incident_id=incident.incident_id,
+        update=incident.update,
+        camera_ids=tuple(incident.camera_ids),
+        started_at_ms=incident.started_at_ms,
+        alert=incident.alert,
+        cooldown_remaining_s=incident.cooldown_remaining_s,
+    )
+
+
 def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
     return SecurityEvent(
         sequence=event.sequence,
@@ -148,6 +163,7 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
         model=event.model,
         prompt_version=event.prompt_version,
         scene_change=_enum(SceneChangeKind, event.scene_change, SceneChangeKind.NONE),
+        incident=_incident_from_proto(event),
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,
     )
@@ -450,7 +466,7 @@ class HomeSecurityAIClient:
         return list(response.configured_camera_ids)
 
     async def analyze_now(self, camera_id: str) -> AnalyzeNowResult:
-        """Close the camera's open batch and have it analysed now."""
+        """Close the camera's open batch and have it analyzed now."""
         try:
             response = await self._get_stub().AnalyzeNow(
                 events_pb2.AnalyzeNowRequest(camera_id=camera_id),

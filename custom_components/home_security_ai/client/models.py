@@ -59,8 +59,10 @@ class EventKind(IntEnum):
 
     UNSPECIFIED = 0
     SECURITY = 1
-    # A batch closed with nothing worth analysing; it only releases the frames it covers.
+    # A batch closed with nothing worth analyzing; it only releases the frames it covers.
     NOTHING_TO_REPORT = 2
+    # An incident was quiet for its gap and is over; no frames, no risk.
+    INCIDENT_ENDED = 3
 
 
 class SceneChangeKind(IntEnum):
@@ -73,7 +75,7 @@ class SceneChangeKind(IntEnum):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FrameIn:
-    """One encoded still image to analyse."""
+    """One encoded still image to analyze."""
 
     camera_id: str
     image: bytes
@@ -145,6 +147,18 @@ class EventDetection:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Incident:
+    """The burst of activity an event belongs to, on one camera or several."""
+
+    incident_id: str
+    update: bool  # False for the event that opened the incident
+    camera_ids: tuple[str, ...]
+    started_at_ms: int
+    alert: bool  # whether this event should page someone
+    cooldown_remaining_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SecurityEvent:
     """One event from the sidecar's outbox."""
 
@@ -170,6 +184,7 @@ class SecurityEvent:
     scene_change: SceneChangeKind = SceneChangeKind.NONE
     anomaly_score: float = 0.0
     created_at_ms: int = 0
+    incident: Incident | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

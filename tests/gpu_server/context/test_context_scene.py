@@ -152,15 +152,22 @@ def test_persistent_new_view_is_adopted_when_configured(bus: Image) -> None:
     assert not monitor.check("cam", moved).changed
 
 
-def test_the_reference_survives_a_restart(tmp_path: Path, bus: Image) -> None:
+def test_reset_and_persistence(tmp_path: Path, bus: Image, zidane: Image) -> None:
     monitor = SceneMonitor(tmp_path)
     assert monitor.check("front", bus).baseline_set
     assert len(list((tmp_path / "scene").glob("*.npy"))) == 1
 
     restarted = SceneMonitor(tmp_path)
+    assert restarted.has_reference("front")
     again = restarted.check("front", bus)
     assert not again.baseline_set
     assert not again.changed
+
+    restarted.reset("front", zidane)
+    assert SceneMonitor(tmp_path).check("front", zidane).score == pytest.approx(1.0, abs=1e-6)
+    restarted.reset("front")
+    assert not SceneMonitor(tmp_path).has_reference("front")
+    assert restarted.check("front", bus).baseline_set
 
 
 def test_adapted_reference_is_flushed(tmp_path: Path, bus: Image) -> None:
@@ -201,3 +208,92 @@ def test_grey_and_float_frames_are_accepted(bus: Image) -> None:
     tiny = monitor.check("cam", np.zeros((4, 4), dtype=np.uint8))
     assert (tiny.changed, tiny.baseline_set) == (False, False)
     assert not monitor.check("cam", bus).changed
+
+
+def _noisy(image: Image, seed: int) -> Image:
+    noise = np.random.default_rng(seed).normal(0, 8, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def test_a_re_aimed_camera_gives_one_tamper_then_quiet(bus: Image) -> None:
+    monitor = _checked(bus, bus, SceneConfig(adopt_after=6, adopt_after_s=0))
+    moved = _shift(bus, 0.2)
+    results = [monitor.check("cam", _noisy(moved, seed)) for seed in range(50)]
+    assert [r.tamper for r in results].count(True) == 1
+    assert results[0].tamper
+    assert results[0].kind is SceneChangeKind.MOVED
+    assert all(r.ongoing for r in results[1:6])
+    assert [r.adopted for r in results].index(True) == 5
+    # Adopted: the new view is the usual one now.
+    assert not any(r.changed for r in results[6:])
+
+
+def test_a_new_view_is_adopted_after_its_time(bus: Image) -> None:
+    monitor = _checked(bus, bus, SceneConfig(adopt_after=0, adopt_after_s=60))
+    moved = _shift(bus, 0.2)
+    first, held, late = (monitor.check("cam", moved, now=t) for t in (1000.0, 1030.0, 1061.0))
+    assert first.tamper
+    assert not first.adopted
+    assert held.ongoing
+    assert not held.tamper
+    assert not held.adopted
+    assert late.adopted
+    assert not late.tamper
+    assert not monitor.check("cam", moved, now=1062.0).changed
+
+
+def test_adoption_can_be_turned_off(bus: Image) -> None:
+    monitor = _checked(bus, bus, SceneConfig(adopt_after=0, adopt_after_s=0))
+    moved = _shift(bus, 0.2)
+    results = [monitor.check("cam", moved, now=float(t * 3600)) for t in range(10)]
+    assert all(r.changed for r in results)
+    assert not any(r.adopted for r in results)
+    assert [r.tamper for r in results] == [True] + [False] * 9
+
+
+def test_a_covered_camera_is_one_episode_until_it_clears(bus: Image) -> None:
+    monitor = _checked(bus, bus)
+    black = np.zeros_like(bus)
+    covered = [monitor.check("cam", black) for _ in range(6)]
+    assert [r.tamper for r in covered] == [True] + [False] * 5
+    assert all(r.kind is SceneChangeKind.COVERED and r.changed for r in covered)
+    assert not any(r.adopted for r in covered)  # a covered lens never becomes the usual view
+    assert not monitor.check("cam", bus).changed
+    assert monitor.check("cam", black).tamper  # covered again: a new episode
+
+
+def test_a_second_new_view_is_a_second_tamper(bus: Image, zidane: Image) -> None:
+    monitor = _checked(bus, bus)
+    assert monitor.check("cam", _shift(bus, 0.2)).tamper
+    assert monitor.check("cam", cv2.resize(zidane, bus.shape[1::-1])).tamper
+
+
+@pytest.mark.parametrize(
+    "night",
+    [
+        lambda img: cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR),
+        lambda img: cv2.convertScaleAbs(
+            cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR), alpha=0.35
+        ),
+        lambda img: cv2.convertScaleAbs(img, alpha=0.3, beta=10),
+    ],
+    ids=["grey", "grey-darker", "darker"],
+)
+def test_infrared_day_night_switch_is_not_tamper(bus: Image, night: object) -> None:
+    assert callable(night)
+    monitor = _checked(bus, bus)
+    result = monitor.check("cam", night(bus))
+    assert not result.changed
+    assert not result.tamper
+    # And back to colour in the morning.
+    assert not monitor.check("cam", bus).changed
+
+
+def test_adopt_latest_makes_the_current_view_usual_at_once(bus: Image) -> None:
+    monitor = SceneMonitor()
+    assert not monitor.adopt_latest("cam")  # nothing seen yet
+    monitor.check("cam", bus)
+    moved = _shift(bus, 0.2)
+    assert monitor.check("cam", moved).tamper
+    assert monitor.adopt_latest("cam")
+    assert not monitor.check("cam", moved).changed

@@ -65,8 +65,8 @@ def scene_png(index: int, mark: int = MARK_NONE, *, black: bool = False) -> byte
         yy, xx = np.mgrid[0:64, 0:96]
         base = ((xx * 7 + yy * 13) % 64) * 3 + ((xx // 8 + yy // 8) % 2) * 60
         pixels = np.stack([base, base[::-1], base[:, ::-1]], axis=2).astype(np.uint8)
-        # Unique content in a corner the scene check barely notices.
-        pixels[63, 95] = (index % 251, (index // 251) % 251, 7)
+    # Unique content in a corner the scene check barely notices.
+    pixels[63, 95] = (index % 251, (index // 251) % 251, 7)
     pixels[0, 0] = (0, 0, mark)  # RGB here; the server decodes to BGR, so blue = mark
     out = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(out, format="PNG")

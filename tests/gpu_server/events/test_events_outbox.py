@@ -139,6 +139,10 @@ async def test_a_database_written_before_the_domain_events_reads_back(tmp_path: 
         ],
         zones=["Porch"], frame_sha256s=["s1"], fallback=True, fallback_reason="rules",
         model="rules", scene_change=events_pb2.SCENE_CHANGE_KIND_MOVED, created_at_ms=3_000,
+        incident=events_pb2.Incident(
+            incident_id="i1", update=True, camera_ids=["porch", "drive"], started_at_ms=900,
+            alert=False, cooldown_remaining_s=42.0,
+        ),
     )
     db = sqlite3.connect(path)
     db.executescript(
@@ -166,6 +170,8 @@ async def test_a_database_written_before_the_domain_events_reads_back(tmp_path: 
         assert event_read.scene_change is SceneChangeKind.MOVED
         assert event_read.detections[0].detection.label == "person"
         assert event_read.detections[0].zones == ("Porch",)
+        assert event_read.incident is not None
+        assert event_read.incident.camera_ids == ("porch", "drive")
         old.sequence = 1
         assert event_to_pb(event_read) == old  # nothing lost on the way through the domain
         assert await box.covered(["s1"]) == {"s1": 1}

@@ -104,6 +104,23 @@ async def test_a_covered_lens_is_a_tamper_event(start_events: Any) -> None:
     assert server.open_windows == 1  # the reference frame still waits in its batch
 
 
+async def test_a_lens_covered_for_a_while_is_one_tamper_event(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    await server.send(frame_for(scene_png(1), "view"))
+    covered = []
+    for n in range(2, 8):
+        covered += await server.send(frame_for(scene_png(n, black=True), f"black-{n}"))
+    await server.scheduler.wait_idle()
+    (tamper,) = await server.events()
+    assert tamper.scene_change == events_pb2.SCENE_CHANGE_KIND_COVERED
+    assert list(tamper.frame_sha256s) == [covered[0].content_sha256]
+    # The frames after the first continue the same episode: they wait in the camera's window.
+    await server.close_due(30)
+    (window,) = await server.events(after=tamper.sequence)
+    assert window.scene_change != events_pb2.SCENE_CHANGE_KIND_COVERED
+    assert shas(covered[1:]) <= set(window.frame_sha256s)
+
+
 async def test_resent_frames_are_duplicates_in_a_batch_and_after_their_event(
     start_events: Any,
 ) -> None:
@@ -256,3 +273,41 @@ async def test_status_reports_the_events_part(start_events: Any) -> None:
     assert status.events.llm_model == ""
     assert status.events.llm_unavailable_reason == "LLM disabled in the settings"
     assert status.language_model.state == status_pb2.LANGUAGE_MODEL_STATE_OFF
+
+
+@pytest.mark.parametrize(
+    ("labels", "confidence", "fast"),
+    [
+        (("PERSON",), 0.95, True),  # labels match whatever their case
+        (("person",), 0.95, True),  # the confidence threshold is inclusive
+        (("person",), 0.951, False),
+        (("car",), 0.5, False),
+    ],
+)
+async def test_fast_path_boundaries(
+    start_events: Any, labels: tuple[str, ...], confidence: float, fast: bool
+) -> None:
+    server: EventsServer = await start_events(
+        events__fast_path_labels=labels, events__fast_path_confidence=confidence
+    )
+    await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "sure"))  # person at 0.95
+    await server.scheduler.wait_idle()
+    assert server.open_windows == (0 if fast else 1)
+    if fast:
+        (event,) = await server.events()
+        assert event.fast_path
+
+
+async def test_a_batch_that_reaches_its_detection_limit_closes_and_a_new_one_opens(
+    start_events: Any,
+) -> None:
+    server: EventsServer = await start_events(events__max_detections_per_batch=3)
+    acks = await server.send(*(frame_for(scene_png(n, MARK_CAR), f"car-{n}") for n in range(5)))
+    await server.close_due(0)  # no time passes: only the full batch closes
+    (full,) = await server.events()
+    assert set(full.frame_sha256s) == shas(acks[:3])
+    assert server.open_windows == 1
+    await server.close_due(30)
+    (rest,) = await server.events(after=full.sequence)
+    assert set(rest.frame_sha256s) == shas(acks[3:])
+    assert rest.event_id != full.event_id

@@ -100,3 +100,23 @@ def test_the_prompt_keeps_the_strongest_detections_and_every_frame() -> None:
     assert [len(o.detections) for o in observations] == [1, 1, 1]
     kept_times = [o.when for o in observations if any(d.confidence == 0.3 for d in o.detections)]
     assert kept_times == [frames[1].captured_at]
+
+
+def test_a_full_window_closes_and_the_next_frame_opens_a_new_one() -> None:
+    clock = FakeClock()
+    w = CameraWindows(WindowSettings(window_s=90, idle_s=30), clock, max_detections=4)
+    first = w.add("a", frame(1, 0.5, 0.6))
+    assert w.add("a", frame(2)) == first  # frames without detections do not count
+    assert w.add("a", frame(3, 0.7, 0.8)) == first  # reaches 4: closes
+    assert w.full_count == 1
+    assert w.open_count == 0
+    second = w.add("a", frame(4, 0.9))
+    assert second != first
+    (closed,) = w.due()
+    assert closed.reason == "full"
+    assert closed.window_id == first
+    assert [f.sha256 for f in closed.frames] == [frame(n).sha256 for n in (1, 2, 3)]
+    assert w.full_count == 0
+    still_open = w.close("a")
+    assert still_open is not None
+    assert still_open.window_id == second

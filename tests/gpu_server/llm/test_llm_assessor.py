@@ -22,7 +22,7 @@ async def test_analysis_returns_a_consistent_assessment(
     assessment = outcome.assessment
     assert not assessment.fallback
     assert assessment.model == "tiny-random.gguf"
-    assert assessment.prompt_version == "v1"
+    assert assessment.prompt_version == "v2"
     assert assessment.risk_level is level_for_score(assessment.risk_score)
     assert outcome.stats.finish_reason == "stop"
     assert 0 < outcome.stats.completion_tokens <= assessor.max_tokens

@@ -151,3 +151,43 @@ def test_model_resolution(tmp_path: Path, tiny_gguf: Path) -> None:
 def test_unknown_camera_prompt_version_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(LlmConfigError, match="unknown prompt version"):
         RiskAnalysis(LlmSettings(camera_prompt_versions={"cam": "v404"}), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("hour", "zone_kind", "high"),
+    [
+        (2, None, True),  # a lone person at night, no zones set
+        (14, RiskZoneKind.ENTRY, True),  # at the door by day
+        (14, RiskZoneKind.SENSITIVE, True),
+        (14, None, False),  # by day, nowhere in particular: medium is fine
+        (14, RiskZoneKind.PERIMETER, False),
+    ],
+)
+def test_a_confident_person_at_night_or_at_an_entry_is_at_least_high(
+    make_input: MakeInput, hour: int, zone_kind: RiskZoneKind | None, high: bool
+) -> None:
+    base = make_input()
+    when = base.local_time.replace(hour=hour)
+    zones = () if zone_kind is None else (ZoneInput(name="Spot", kind=zone_kind),)
+    analysis = _quiet(
+        make_input,
+        local_time=when,
+        detections=(DetectionInput(label="Person", confidence=0.6, zone="Spot"),),
+        zones=zones,
+    )
+    assessment = assess_with_rules(analysis, "model unavailable")
+    if high:
+        assert assessment.risk_score >= 60
+        assert assessment.risk_level is RiskLevel.HIGH
+        assert "at least 60" in assessment.reasoning
+    else:
+        assert assessment.risk_level is RiskLevel.MEDIUM
+
+
+def test_an_unsure_person_or_an_animal_at_night_is_not_raised(make_input: MakeInput) -> None:
+    for label, confidence in (("person", 0.59), ("cat", 0.95)):
+        analysis = _quiet(
+            make_input, detections=(DetectionInput(label=label, confidence=confidence),)
+        )
+        assert analysis.is_night
+        assert assess_with_rules(analysis, "model unavailable").risk_score < 60

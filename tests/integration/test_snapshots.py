@@ -11,9 +11,9 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from PIL import Image
 
-from custom_components.home_security_ai.annotate import annotate_jpeg, placeholder_jpeg
 from custom_components.home_security_ai.client import Box, Detection
 from custom_components.home_security_ai.const import DOMAIN
+from custom_components.home_security_ai.snapshots import annotate_jpeg, placeholder_jpeg
 
 from .conftest import make_entry, wait_for
 from .sidecar_process import Sidecar
@@ -57,16 +57,15 @@ async def test_camera_entity_serves_a_jpeg_for_a_bomb(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    pipeline = entry.runtime_data.pipeline
-    await wait_for(hass, lambda: pipeline.connected, "the frame stream")
-    state = pipeline.async_register_camera("attic", "Attic")
+    data = entry.runtime_data
+    await wait_for(hass, lambda: data.connection.connected, "the frame stream")
+    data.cameras.async_register("attic", "Attic")
     await hass.async_block_till_done()
     entity_id = er.async_get(hass).async_get_entity_id(
         "camera", DOMAIN, f"{sidecar.server_id}_attic_camera"
     )
     assert entity_id is not None
-    state.last_image = _bomb_png()
-    state.last_image_ref = "bomb"
+    data.cameras.async_frame_analyzed("attic", _bomb_png(), "bomb")
     image = await async_get_image(hass, entity_id)
     assert image.content_type == "image/jpeg"
     assert image.content.startswith(JPEG)

@@ -6,9 +6,10 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Generator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
+from unittest.mock import MagicMock, patch
 
 import pytest
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNKNOWN
@@ -17,6 +18,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.storage import Store
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.home_security_ai.cameras import Cameras
 from custom_components.home_security_ai.client import (
     AckStatus,
     EventKind,
@@ -32,11 +34,21 @@ from custom_components.home_security_ai.const import (
     CONF_SNAPSHOT_INTERVAL,
     DOMAIN,
     EVENT_SECURITY,
-    RISK_LEVELS,
     STORAGE_VERSION,
 )
+from custom_components.home_security_ai.event_stream import EventStream
+from custom_components.home_security_ai.frame_stream import FrameStream
+from custom_components.home_security_ai.spool import FrameSpool
+from custom_components.home_security_ai.vocabulary import RISK_LEVELS
 
-from .conftest import TEST_CAMERA, PorchCamera, enable_entity, make_entry, wait_for
+from .conftest import (
+    TEST_CAMERA,
+    PorchCamera,
+    enable_entity,
+    make_entry,
+    wait_for,
+    wait_for_sidecar,
+)
 from .sidecar_process import Sidecar
 
 # Batches stay open until the test closes them (no fast path, no window within the test).
@@ -51,10 +63,8 @@ LONG_WINDOW = {
 def fast_reconnect() -> Generator[None]:
     """Reconnect quickly after the sidecar comes back."""
     with (
-        patch("custom_components.home_security_ai.frames.RECONNECT_BACKOFF_INITIAL", 0.1),
-        patch("custom_components.home_security_ai.frames.RECONNECT_BACKOFF_MAX", 0.3),
-        patch("custom_components.home_security_ai.events.RECONNECT_BACKOFF_INITIAL", 0.1),
-        patch("custom_components.home_security_ai.events.RECONNECT_BACKOFF_MAX", 0.3),
+        patch("custom_components.home_security_ai.connection.RECONNECT_BACKOFF_INITIAL", 0.1),
+        patch("custom_components.home_security_ai.connection.RECONNECT_BACKOFF_MAX", 0.3),
         patch("custom_components.home_security_ai.RECONNECT_BACKOFF_MAX", 0.3),
     ):
         yield
@@ -84,8 +94,8 @@ async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
         entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    await wait_for(hass, lambda: entry.runtime_data.pipeline.connected, "the frame stream")
-    await wait_for(hass, lambda: entry.runtime_data.events.connected, "the event stream")
+    await wait_for(hass, lambda: entry.runtime_data.connection.connected, "the frame stream")
+    await wait_for(hass, lambda: entry.runtime_data.events.subscribed, "the event stream")
 
 
 async def _snap(hass: HomeAssistant, entry: MockConfigEntry, camera: PorchCamera, n: int) -> str:
@@ -181,12 +191,11 @@ async def test_security_event_end_to_end(
 
     # The sidecar's outbox is acknowledged: a new subscription from 0 brings nothing back.
     # (The acknowledgement follows the stored sequence; give it a moment.)
-    for _ in range(200):
-        status = await data.client.get_status()
-        if status.events.outbox_depth == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert status.events.outbox_depth == 0
+    async def _outbox_empty() -> bool:
+        return (await data.client.get_status()).events.outbox_depth == 0
+
+    await wait_for_sidecar(_outbox_empty, "the acknowledgement")
+    status = await data.client.get_status()
     assert status.events.last_sequence == payload["sequence"]
 
     # An event at or below the stored sequence is never handled twice.
@@ -227,14 +236,14 @@ async def test_sidecar_killed_mid_batch(
     data = entry.runtime_data
 
     hashes = {await _snap(hass, entry, porch_camera, n) for n in range(3)}
-    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the acks")
-    assert data.pipeline.counters.acked == 3
+    await wait_for(hass, lambda: data.frames.pending_count == 0, "the acks")
+    assert data.frames.counters.acked == 3
     assert data.spool.frame_count == 3  # acked, but no event covers them yet
     assert fired == []
 
     port = sidecar.port
     await hass.async_add_executor_job(sidecar.kill)
-    await wait_for(hass, lambda: not data.pipeline.connected, "the drop")
+    await wait_for(hass, lambda: not data.connection.connected, "the drop")
     # Back on the same port and data folder; batches now close within seconds.
     sidecar.env = {}
     await hass.async_add_executor_job(sidecar.start, port)
@@ -256,15 +265,15 @@ async def test_home_assistant_restarted_mid_batch(
     entry = make_entry(long_window_sidecar, _options())
     await _setup(hass, entry)
     hashes = {await _snap(hass, entry, porch_camera, n) for n in range(3)}
-    pipeline = entry.runtime_data.pipeline
-    await wait_for(hass, lambda: pipeline.pending_count == 0, "the acks")
+    frames = entry.runtime_data.frames
+    await wait_for(hass, lambda: frames.pending_count == 0, "the acks")
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 
     await _setup(hass, entry)
     data = entry.runtime_data
     assert data.spool.stats.loaded == 3
-    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the resent frames' acks")
+    await wait_for(hass, lambda: data.frames.pending_count == 0, "the resent frames' acks")
     assert fired == []
 
     # Close the batch now instead of waiting for its window.
@@ -305,7 +314,7 @@ async def test_covered_duplicate_is_released_after_restart(
     await _snap(hass, entry, porch_camera, 0)
     await wait_for(hass, lambda: fired, "the security event")
     await wait_for(hass, lambda: entry.runtime_data.spool.frame_count == 0, "the spool to empty")
-    outbox_id = entry.runtime_data.pipeline.outbox_id
+    outbox_id = entry.runtime_data.frames.outbox_id
     assert outbox_id, "the sidecar names its outbox"
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
@@ -318,7 +327,7 @@ async def test_covered_duplicate_is_released_after_restart(
     await _setup(hass, entry)
     data = entry.runtime_data
     await _snap(hass, entry, porch_camera, 0)
-    await wait_for(hass, lambda: data.pipeline.cameras["porch"].frames_duplicate == 1, "the ack")
+    await wait_for(hass, lambda: data.cameras["porch"].frames_duplicate == 1, "the ack")
     await wait_for(hass, lambda: data.spool.frame_count == 0, "the duplicate's release")
     assert data.spool.stats.released == 1
     assert len(fired) == 1
@@ -336,10 +345,10 @@ async def test_uncovered_duplicate_waits_for_its_event(
     await _setup(hass, entry)
     data = entry.runtime_data
     sha = await _snap(hass, entry, porch_camera, 0)
-    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the first ack")
+    await wait_for(hass, lambda: data.frames.pending_count == 0, "the first ack")
     await _snap(hass, entry, porch_camera, 0)
-    await wait_for(hass, lambda: data.pipeline.cameras["porch"].frames_duplicate == 1, "the dup")
-    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the second ack")
+    await wait_for(hass, lambda: data.cameras["porch"].frames_duplicate == 1, "the dup")
+    await wait_for(hass, lambda: data.frames.pending_count == 0, "the second ack")
     await hass.async_block_till_done()
     assert data.spool.frame_count == 2
     assert data.spool.stats.released == 0
@@ -355,13 +364,24 @@ async def test_uncovered_duplicate_waits_for_its_event(
     await hass.async_block_till_done()
 
 
-async def test_duplicate_release_rule(hass: HomeAssistant, sidecar: Sidecar, photo: bytes) -> None:
+async def test_duplicate_release_rule(hass: HomeAssistant, tmp_path: Path, photo: bytes) -> None:
     """A DUPLICATE ack releases its frame only when it names a covering event that Home
     Assistant has stored, counted in the same outbox; otherwise the frame stays."""
-    entry = make_entry(sidecar)
-    await _setup(hass, entry)
-    data = entry.runtime_data
-    pipeline, spool, events = data.pipeline, data.spool, data.events
+    entry = MockConfigEntry(domain=DOMAIN, unique_id="server")
+    entry.add_to_hass(hass)
+    spool = FrameSpool(hass, entry.entry_id, tmp_path / "spool", max_bytes=10**8, max_age_s=3600)
+    cameras = Cameras(hass, entry.entry_id, threat_duration=timedelta(minutes=5))
+    events = EventStream(hass, entry, MagicMock(), spool, cameras)
+    frames = FrameStream(
+        hass,
+        entry,
+        MagicMock(),
+        MagicMock(),
+        spool=spool,
+        cameras=cameras,
+        event_stored=events.event_stored,
+    )
+    # Home Assistant has stored the events of outbox-a up to sequence 5.
     events.outbox_id = "outbox-a"
     events.last_sequence = 5
     sha = hashlib.sha256(photo).hexdigest()
@@ -376,14 +396,13 @@ async def test_duplicate_release_rule(hass: HomeAssistant, sidecar: Sidecar, pho
             source=FrameSource.UPLOAD,
             content_sha256=sha,
         )
-        entry_ = await spool.async_add(frame)
-        assert entry_ is not None
-        pipeline._in_flight[entry_.key] = frame
-        pipeline._window = asyncio.Semaphore(0)
-        pipeline.outbox_id = outbox_id
-        pipeline._handle_ack(
+        spooled = await spool.async_add(frame)
+        assert spooled is not None
+        assert await frames.async_take(spooled.key) is not None
+        frames.outbox_id = outbox_id
+        frames.async_handle_ack(
             FrameAck(
-                client_ref=entry_.key,
+                client_ref=spooled.key,
                 camera_id="porch",
                 content_sha256=sha,
                 status=AckStatus.DUPLICATE,
@@ -398,12 +417,12 @@ async def test_duplicate_release_rule(hass: HomeAssistant, sidecar: Sidecar, pho
                 covered_sequence=covered_sequence,
             )
         )
-        await hass.async_block_till_done()
-        for _ in range(20):
-            if spool.get(entry_.key) is None:
-                return True
-            await asyncio.sleep(0.01)
-        await spool.async_remove([entry_.key])
+        # Whatever the ack started has finished: a frame still spooled now stays spooled.
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert spooled.acked or spool.get(spooled.key) is None, "the ack was taken"
+        if spool.get(spooled.key) is None:
+            return True
+        await spool.async_remove([spooled.key])
         return False
 
     assert not await _duplicate("outbox-a", 0)  # no event covers it yet
@@ -412,10 +431,10 @@ async def test_duplicate_release_rule(hass: HomeAssistant, sidecar: Sidecar, pho
     assert not await _duplicate("", 3)  # an outbox that does not name itself
     assert await _duplicate("outbox-a", 5)
     assert await _duplicate("outbox-a", 1)
-    await wait_for(hass, lambda: spool.stats.released == 2, "the releases")
+    assert spool.stats.released == 2
     assert spool.stats.removed == 4
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
+    assert cameras["porch"].frames_duplicate == 6
+    frames.async_stopped()
 
 
 async def _ack_suppressed(*_args: Any) -> int:
@@ -435,11 +454,11 @@ async def test_other_outbox_resets_the_cursor_without_firing_again(
     await _setup(hass, entry)
     data = entry.runtime_data
     sha = await _snap(hass, entry, porch_camera, 0)
-    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the ack")
-    outbox_id = data.pipeline.outbox_id
+    await wait_for(hass, lambda: data.frames.pending_count == 0, "the ack")
+    outbox_id = data.frames.outbox_id
     assert outbox_id, "the sidecar names its outbox"
     # Handle the event but leave it in the sidecar's outbox (the acknowledgement is lost).
-    with patch.object(data.events._client, "ack_events", _ack_suppressed):
+    with patch.object(data.client, "ack_events", _ack_suppressed):
         await hass.services.async_call(
             DOMAIN, "analyze_now", {"camera_id": "porch"}, blocking=True, return_response=True
         )
@@ -486,7 +505,7 @@ async def test_refused_acknowledgement_resets_the_cursor(
     data = entry.runtime_data
     events = data.events
     sha = await _snap(hass, entry, porch_camera, 0)
-    await wait_for(hass, lambda: data.pipeline.pending_count == 0, "the ack")
+    await wait_for(hass, lambda: data.frames.pending_count == 0, "the ack")
     outbox_id = events.outbox_id
     assert outbox_id, "the sidecar names its outbox"
     events.outbox_id = "not-the-sidecars"  # every acknowledgement is refused now
@@ -495,18 +514,16 @@ async def test_refused_acknowledgement_resets_the_cursor(
         DOMAIN, "analyze_now", {"camera_id": "porch"}, blocking=True, return_response=True
     )
     await wait_for(hass, lambda: "refused the event cursor" in caplog.text, "the refusal")
-    await wait_for(hass, lambda: events.connected and events.outbox_id == outbox_id, "resubscribe")
+    await wait_for(hass, lambda: events.subscribed and events.outbox_id == outbox_id, "resubscribe")
     await wait_for(hass, lambda: events.events_skipped == 1, "the event taken again")
     assert events.last_sequence == fired[0]["sequence"]
     assert [payload["frame_sha256s"] for payload in fired] == [[sha]]
     assert data.spool.frame_count == 0
     # Acknowledged this time: nothing is left in the sidecar's outbox.
-    for _ in range(100):
-        if (await data.client.get_status()).events.outbox_depth == 0:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("The event was not acknowledged")
+    async def _outbox_empty() -> bool:
+        return (await data.client.get_status()).events.outbox_depth == 0
+
+    await wait_for_sidecar(_outbox_empty, "the acknowledgement")
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 

@@ -1,22 +1,16 @@
-"""The frame pipeline: one long-lived SubmitFrames stream to the sidecar.
+"""The frame stream: spooled frames out on one long-lived SubmitFrames stream, acks in.
 
-Sources hand frames to the pipeline, which writes each to the spool on disk before it is
-sent. When the stream drops, the connection is marked down (entities go unavailable), the
-pipeline reconnects with exponential backoff and sends everything still spooled again (acked
-frames too: an event covers them only once the sidecar's batch closes, and a restarted sidecar
-has lost its open batches); the sidecar deduplicates by content hash, so a resend is harmless.
-A frame leaves the spool when the event that covers it is stored (see events.py). A
-DUPLICATE ack releases the frame at once only when it names the event that covers the content
-(`covered_sequence`) and Home Assistant has already stored that event of the same outbox;
-otherwise the frame waits for the covering event to arrive through the event stream.
+Sources hand frames to `FrameStream.async_submit`, which spools each before it is sent; the
+connection supervisor (connection.py) opens the stream and reconnects it. On every session
+the whole spool is sent again; how a frame then leaves the spool is the delivery protocol
+(docs/delivery.md). What the sidecar found in a frame goes to its camera (cameras.py).
 
 A frame the sidecar could not take now (its outbox is full, BACKPRESSURE; or it failed,
 INTERNAL; or an ack status this release does not know) stays spooled and is sent again later,
 with a growing delay per frame. Only a final rejection (the frame itself is bad) removes it.
 Frames over MAX_FRAME_BYTES are refused before they are spooled; should the sidecar still end
 the stream because a message is too large, the largest frame in flight is dropped, so one bad
-frame cannot stop the stream for good. The reconnect backoff starts over only once a stream
-has delivered an ack.
+frame cannot stop the stream for good.
 """
 
 from __future__ import annotations
@@ -26,43 +20,36 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
 from .client import (
     AckStatus,
-    AuthFailed,
-    Detection,
     FrameAck,
     FrameIn,
     HomeSecurityAIClient,
     HomeSecurityAIError,
     RejectReason,
     ResourceExhausted,
-    SecurityEvent,
+    ServerStatus,
 )
+from .connection import Retry
 from .const import (
     BACKPRESSURE_RETRY_SECONDS,
     DOMAIN,
     MAX_FRAME_BYTES,
     MAX_IN_FLIGHT_FRAMES,
-    RECONNECT_BACKOFF_INITIAL,
-    RECONNECT_BACKOFF_MAX,
     RETRY_MAX_SECONDS,
     SPOOL_HIGH_WATER,
     STATUS_REFRESH_DELAY,
-    signal_camera_updated,
-    signal_connection,
-    signal_new_camera,
 )
 from .spool import FrameSpool, SpooledFrame
 
 if TYPE_CHECKING:
+    from .cameras import Cameras
     from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
 
 _LOGGER = logging.getLogger(__name__)
@@ -72,42 +59,8 @@ _RESOURCE_EXHAUSTED = 8
 
 
 @dataclass(kw_only=True)
-class CameraState:
-    """What the integration knows about one monitored camera."""
-
-    camera_id: str
-    name: str
-    last_image: bytes | None = None
-    last_image_ref: str | None = None
-    detections: tuple[Detection, ...] = ()
-    image_width: int = 0
-    image_height: int = 0
-    detector: str | None = None
-    last_captured: datetime | None = None
-    last_analysed: datetime | None = None
-    frames_sent: int = 0
-    frames_accepted: int = 0
-    frames_duplicate: int = 0
-    frames_rejected: int = 0
-    frames_dropped: int = 0
-    last_reject_reason: str | None = None
-    # Security events.
-    last_event: SecurityEvent | None = None
-    last_event_at: datetime | None = None
-    last_snapshot: str | None = None
-    events_today: int = 0
-    events_day: str | None = None
-    threat_until: datetime | None = None
-
-    @property
-    def label_counts(self) -> dict[str, int]:
-        """Return how many objects of each label the last frame holds."""
-        return dict(Counter(det.label for det in self.detections))
-
-
-@dataclass(kw_only=True)
-class PipelineCounters:
-    """Totals of the pipeline since the entry was set up."""
+class FrameStreamCounters:
+    """Totals of the frame stream since the entry was set up."""
 
     submitted: int = 0
     acked: int = 0
@@ -124,8 +77,10 @@ class PipelineCounters:
     reject_reasons: Counter[str] = field(default_factory=Counter)
 
 
-class FramePipeline:
-    """Owns the frame stream to the sidecar and the per-camera state."""
+class FrameStream:
+    """Spools frames and sends them on the SubmitFrames stream; takes their acks."""
+
+    name = "frame stream"
 
     def __init__(
         self,
@@ -133,25 +88,28 @@ class FramePipeline:
         entry: HomeSecurityAIConfigEntry,
         client: HomeSecurityAIClient,
         coordinator: HomeSecurityAIStatusCoordinator,
-        spool: FrameSpool,
         *,
-        backoff_initial: float | None = None,
-        backoff_max: float | None = None,
+        spool: FrameSpool,
+        cameras: Cameras,
+        event_stored: Callable[[str, int], bool],
         max_in_flight: int = MAX_IN_FLIGHT_FRAMES,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        status_refresh_delay: float = STATUS_REFRESH_DELAY,
     ) -> None:
-        """Set up an idle pipeline; `async_run` starts streaming."""
+        """Set up an idle stream; the connection supervisor runs its sessions.
+
+        `event_stored(outbox id, sequence)` says whether Home Assistant has stored that event.
+        """
         self.hass = hass
         self._entry = entry
         self._client = client
         self._coordinator = coordinator
         self.spool = spool
-        self._backoff_initial = (
-            RECONNECT_BACKOFF_INITIAL if backoff_initial is None else backoff_initial
-        )
-        self._backoff_max = RECONNECT_BACKOFF_MAX if backoff_max is None else backoff_max
+        self._cameras = cameras
+        self._event_stored = event_stored
         self._max_in_flight = max_in_flight
         self.max_frame_bytes = max_frame_bytes
+        self._status_refresh_delay = status_refresh_delay
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         # Frames written to the current stream and not acked yet, with their images.
         self._in_flight: dict[str, FrameIn] = {}
@@ -161,19 +119,20 @@ class FramePipeline:
         self._attempts: dict[str, int] = {}
         self._refresh_cancel: Any = None
         self._acked_this_stream = False
-        self.cameras: dict[str, CameraState] = {}
-        self.counters = PipelineCounters()
-        self.connected = False
-        self.last_error: str | None = None
-        # The outbox the current frame stream's sidecar writes events to (from its status).
+        self.counters = FrameStreamCounters()
+        # The outbox the current session's sidecar writes events to (from its status).
         self.outbox_id = ""
-        # Whether Home Assistant has stored the event (outbox id, sequence); set by the events.
-        self.event_stored: Callable[[str, int], bool] = lambda _outbox, _sequence: False
+        spool.on_evict = self._async_frame_evicted
 
     @property
     def pending_count(self) -> int:
         """Return the number of spooled frames the sidecar has not acked yet."""
         return self.spool.unacked_count
+
+    @property
+    def progressed(self) -> bool:
+        """Return whether the last session delivered an ack."""
+        return self._acked_this_stream
 
     def has_room(self, size: int) -> bool:
         """Return whether the spool takes `size` more bytes without nearing its limit."""
@@ -181,29 +140,17 @@ class FramePipeline:
         return spool.used_bytes + size <= spool.max_bytes * SPOOL_HIGH_WATER
 
     @callback
-    def async_register_camera(self, camera_id: str, name: str) -> CameraState:
-        """Return the camera's state, announcing the camera if it is new."""
-        if (state := self.cameras.get(camera_id)) is not None:
-            return state
-        state = self.cameras[camera_id] = CameraState(camera_id=camera_id, name=name)
-        async_dispatcher_send(self.hass, signal_new_camera(self._entry.entry_id), camera_id)
-        return state
-
-    @callback
-    def async_frame_evicted(self, frame: SpooledFrame) -> None:
+    def _async_frame_evicted(self, frame: SpooledFrame) -> None:
         """Count a frame the spool gave up on."""
         self.counters.dropped += 1
-        if (camera := self.cameras.get(frame.camera_id)) is not None:
-            camera.frames_dropped += 1
+        self._cameras.async_frame_dropped(frame.camera_id)
 
     async def async_submit(self, frame: FrameIn) -> bool:
         """Spool a frame; it is sent now or as soon as the sidecar is back.
 
         Returns False when the spool refused it (logged, with a repair issue).
         """
-        camera = self.cameras.get(frame.camera_id)
-        if camera is None:
-            camera = self.async_register_camera(frame.camera_id, frame.camera_id)
+        self._cameras.async_register(frame.camera_id, frame.camera_id)
         if len(frame.image) > self.max_frame_bytes:
             self._async_oversized(
                 frame.camera_id, frame.source_ref or frame.client_ref, len(frame.image)
@@ -215,16 +162,14 @@ class FramePipeline:
             return False
         self._queue.put_nowait(entry.key)
         self.counters.submitted += 1
-        camera.frames_sent += 1
+        self._cameras.async_frame_sent(frame.camera_id)
         return True
 
     @callback
     def _async_oversized(self, camera_id: str, what: str, size: int) -> None:
         """Count and log a frame too large to send."""
         self.counters.oversized += 1
-        if (camera := self.cameras.get(camera_id)) is not None:
-            camera.frames_rejected += 1
-            camera.last_reject_reason = "too_many_bytes"
+        self._cameras.async_frame_rejected(camera_id, "too_many_bytes", announce=False)
         _LOGGER.warning(
             "Frame %s of camera %s is %s bytes, more than the %s a frame may have; not sent",
             what,
@@ -233,57 +178,34 @@ class FramePipeline:
             self.max_frame_bytes,
         )
 
-    async def async_run(self) -> None:
-        """Keep one frame stream open until cancelled."""
-        backoff = self._backoff_initial
-        try:
-            while True:
-                self._acked_this_stream = False
-                try:
-                    status = await self._client.get_status()
-                    self.outbox_id = status.events.outbox_id
-                    self._set_connected(True)
-                    self._coordinator.async_set_updated_data(status)
-                    await self._async_stream()
-                except AuthFailed as err:
-                    self.last_error = str(err)
-                    self._set_connected(False)
-                    self._coordinator.async_set_update_error(err)
-                    _LOGGER.warning("The sidecar refused the token; frames are paused: %s", err)
-                    self._entry.async_start_reauth(self.hass)
-                    return
-                except HomeSecurityAIError as err:
-                    self.last_error = str(err)
-                    if self.connected:
-                        _LOGGER.warning("Lost the frame stream to the sidecar: %s", err)
-                        self._coordinator.async_set_update_error(err)
-                    else:
-                        _LOGGER.debug("Sidecar still unreachable: %s", err)
-                    self._set_connected(False)
-                if self._acked_this_stream:
-                    # Only a stream that worked resets the backoff, not a status answer alone.
-                    backoff = self._backoff_initial
-                self.counters.reconnects += 1
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._backoff_max)
-        finally:
-            for cancel in self._retry_timers:
-                cancel()
-            self._retry_timers.clear()
-            if self._refresh_cancel is not None:
-                self._refresh_cancel()
-                self._refresh_cancel = None
-
-    async def _async_stream(self) -> None:
+    async def async_session(self, status: ServerStatus, connected: Callable[[], None]) -> None:
+        """Send every spooled frame, then new ones, and take the acks until the stream ends."""
+        self._acked_this_stream = False
+        self.outbox_id = status.events.outbox_id
+        connected()
         self._in_flight.clear()
         self._window = asyncio.Semaphore(self._max_in_flight)
         try:
             async for ack in self._client.stream_frames(self._outgoing(self._window)):
-                self._handle_ack(ack)
+                self.async_handle_ack(ack)
         except ResourceExhausted:
             await self._async_drop_largest_in_flight()
             raise
-        raise HomeSecurityAIError("The sidecar closed the frame stream")
+
+    async def async_retry_after(self, err: HomeSecurityAIError) -> Retry:
+        """Reconnect with the usual backoff."""
+        self.counters.reconnects += 1
+        return Retry.BACKOFF
+
+    @callback
+    def async_stopped(self) -> None:
+        """Cancel the retries and the status refresh still due: the stream is stopped."""
+        for cancel in self._retry_timers:
+            cancel()
+        self._retry_timers.clear()
+        if self._refresh_cancel is not None:
+            self._refresh_cancel()
+            self._refresh_cancel = None
 
     async def _async_drop_largest_in_flight(self) -> None:
         """Give up the largest frame of a stream that ended on a message too large."""
@@ -308,6 +230,13 @@ class FramePipeline:
             if (frame := await self._async_take(key, window)) is not None:
                 yield frame
 
+    async def async_take(self, key: str) -> FrameIn | None:
+        """Wait for room on the current stream and take a spooled frame out to send.
+
+        Returns None when the frame is gone or already on the stream.
+        """
+        return await self._async_take(key, self._window)
+
     async def _async_take(self, key: str, window: asyncio.Semaphore) -> FrameIn | None:
         """Wait for room on the stream and read a spooled frame."""
         if (entry := self.spool.get(key)) is None or key in self._in_flight:
@@ -324,16 +253,6 @@ class FramePipeline:
             return None
         self._in_flight[key] = frame
         return frame
-
-    @callback
-    def _set_connected(self, connected: bool) -> None:
-        if connected == self.connected:
-            return
-        self.connected = connected
-        if connected:
-            self.last_error = None
-            _LOGGER.info("Connected to the sidecar at %s:%s", self._client.host, self._client.port)
-        async_dispatcher_send(self.hass, signal_connection(self._entry.entry_id))
 
     @callback
     def _schedule_retry(self, key: str) -> float:
@@ -356,7 +275,7 @@ class FramePipeline:
 
     @callback
     def _schedule_status_refresh(self) -> None:
-        """Refresh the server's status once per STATUS_REFRESH_DELAY, however many acks."""
+        """Refresh the server's status once per refresh delay, however many acks."""
         if self._refresh_cancel is not None:
             return
 
@@ -367,10 +286,11 @@ class FramePipeline:
                 self.hass, self._coordinator.async_request_refresh(), f"{DOMAIN} status refresh"
             )
 
-        self._refresh_cancel = async_call_later(self.hass, STATUS_REFRESH_DELAY, _refresh)
+        self._refresh_cancel = async_call_later(self.hass, self._status_refresh_delay, _refresh)
 
     @callback
-    def _handle_ack(self, ack: FrameAck) -> None:
+    def async_handle_ack(self, ack: FrameAck) -> None:
+        """Take the sidecar's answer about a frame on the stream."""
         frame = self._in_flight.pop(ack.client_ref, None)
         if frame is None:
             _LOGGER.debug("Ack for a frame no longer waiting: %s", ack.client_ref)
@@ -378,9 +298,7 @@ class FramePipeline:
         self._window.release()
         self._acked_this_stream = True
         self.counters.acked += 1
-        camera = self.cameras.get(frame.camera_id)
-        if camera is None:
-            camera = self.async_register_camera(frame.camera_id, frame.camera_id)
+        self._cameras.async_register(frame.camera_id, frame.camera_id)
         if ack.status == AckStatus.REJECTED and (
             ack.status_code == _RESOURCE_EXHAUSTED or ack.reject_reason == RejectReason.BACKPRESSURE
         ):
@@ -410,12 +328,12 @@ class FramePipeline:
             )
             return
         self._attempts.pop(ack.client_ref, None)
+        # Counters and latencies of the server device follow the frames.
+        self._schedule_status_refresh()
         if ack.status == AckStatus.REJECTED:
             reason = ack.reject_reason.name.lower()
             self.counters.rejected += 1
             self.counters.reject_reasons[reason] += 1
-            camera.frames_rejected += 1
-            camera.last_reject_reason = reason
             _LOGGER.warning(
                 "The sidecar rejected %s from camera %s: %s (%s)",
                 frame.source_ref or frame.client_ref,
@@ -427,35 +345,30 @@ class FramePipeline:
             self._entry.async_create_background_task(
                 self.hass, self.spool.async_remove([ack.client_ref]), f"{DOMAIN} unspool"
             )
-        else:
-            if ack.status == AckStatus.DUPLICATE:
-                camera.frames_duplicate += 1
-            else:
-                camera.frames_accepted += 1
-            self.spool.async_mark_acked(ack.client_ref, len(ack.detections))
-            if (
-                ack.status == AckStatus.DUPLICATE
-                and ack.covered_sequence > 0
-                and self.event_stored(self.outbox_id, ack.covered_sequence)
-            ):
-                # An event Home Assistant has stored covers the content: no new event will.
-                # Without that (not covered yet, or its event not stored yet) the frame stays
-                # until the covering event arrives through the event stream.
-                self._entry.async_create_background_task(
-                    self.hass,
-                    self.spool.async_release_keys([ack.client_ref]),
-                    f"{DOMAIN} unspool",
-                )
-            camera.last_image = frame.image
-            camera.last_image_ref = frame.client_ref
-            camera.detections = ack.detections
-            camera.image_width = ack.image_width
-            camera.image_height = ack.image_height
-            camera.detector = ack.detector or None
-            camera.last_captured = dt_util.utc_from_timestamp(frame.captured_at_ms / 1000)
-            camera.last_analysed = dt_util.utcnow()
-        # Counters and latencies of the server device follow the frames.
-        self._schedule_status_refresh()
-        async_dispatcher_send(
-            self.hass, signal_camera_updated(self._entry.entry_id, frame.camera_id)
+            self._cameras.async_frame_rejected(frame.camera_id, reason)
+            return
+        self.spool.async_mark_acked(ack.client_ref, len(ack.detections))
+        if (
+            ack.status == AckStatus.DUPLICATE
+            and ack.covered_sequence > 0
+            and self._event_stored(self.outbox_id, ack.covered_sequence)
+        ):
+            # An event Home Assistant has stored covers the content: no new event will.
+            # Without that (not covered yet, or its event not stored yet) the frame stays
+            # until the covering event arrives through the event stream.
+            self._entry.async_create_background_task(
+                self.hass,
+                self.spool.async_release_keys([ack.client_ref]),
+                f"{DOMAIN} unspool",
+            )
+        self._cameras.async_frame_analyzed(
+            frame.camera_id,
+            frame.image,
+            frame.client_ref,
+            detections=ack.detections,
+            width=ack.image_width,
+            height=ack.image_height,
+            detector=ack.detector or None,
+            captured_at=dt_util.utc_from_timestamp(frame.captured_at_ms / 1000),
+            duplicate=ack.status == AckStatus.DUPLICATE,
         )

@@ -1,13 +1,12 @@
-"""Tests for the frame pipeline's bookkeeping with the spool."""
+"""Tests of the frame stream: its bookkeeping with the spool, and acks of a real sidecar."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
+from custom_components.home_security_ai.cameras import Cameras
 from custom_components.home_security_ai.client import (
     AckStatus,
     FrameAck,
@@ -28,18 +28,22 @@ from custom_components.home_security_ai.client import (
     HomeSecurityAIClient,
     RejectReason,
 )
+from custom_components.home_security_ai.connection import ConnectionSupervisor
 from custom_components.home_security_ai.const import (
     BACKPRESSURE_RETRY_SECONDS,
     DOMAIN,
-    STATUS_REFRESH_DELAY,
     signal_new_camera,
 )
 from custom_components.home_security_ai.coordinator import HomeSecurityAIStatusCoordinator
-from custom_components.home_security_ai.frames import FramePipeline
+from custom_components.home_security_ai.frame_stream import FrameStream
 from custom_components.home_security_ai.spool import FrameSpool
 
-from .conftest import wait_for
+from .conftest import wait_for, wait_for_sidecar
 from .sidecar_process import Sidecar
+
+
+def _never(_outbox_id: str, _sequence: int) -> bool:
+    return False
 
 
 def _frame(ref: str, size: int = 100) -> FrameIn:
@@ -57,20 +61,22 @@ async def test_spooled_frames_are_bounded(hass: HomeAssistant, tmp_path: Path) -
     entry = MockConfigEntry(domain=DOMAIN, unique_id="server")
     entry.add_to_hass(hass)
     spool = FrameSpool(hass, entry.entry_id, tmp_path / "spool", max_bytes=250, max_age_s=3600)
-    pipeline = FramePipeline(hass, entry, MagicMock(), MagicMock(), spool)
-    spool.on_evict = pipeline.async_frame_evicted
+    cameras = Cameras(hass, entry.entry_id, threat_duration=timedelta(minutes=5))
+    stream = FrameStream(
+        hass, entry, MagicMock(), MagicMock(), spool=spool, cameras=cameras, event_stored=_never
+    )
     new_cameras: list[str] = []
     async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), new_cameras.append)
 
     for ref in ("a", "b", "c"):
-        assert await pipeline.async_submit(_frame(ref))
+        assert await stream.async_submit(_frame(ref))
 
     assert new_cameras == ["garden"]
-    assert pipeline.pending_count == 2
+    assert stream.pending_count == 2
     assert spool.frame_count == 2
-    assert pipeline.counters.dropped == 1
-    assert pipeline.cameras["garden"].frames_sent == 3
-    assert pipeline.cameras["garden"].frames_dropped == 1
+    assert stream.counters.dropped == 1
+    assert cameras["garden"].frames_sent == 3
+    assert cameras["garden"].frames_dropped == 1
     assert {frame.sha256 for frame in spool.frames()} == {"b" * 64, "c" * 64}
 
 
@@ -91,29 +97,54 @@ def _photo_frame(photo: bytes, n: int, camera_id: str = "porch", pad: int = 0) -
     )
 
 
+@dataclass(kw_only=True)
+class _Running:
+    """A frame stream kept open by its supervisor, and what it talks to."""
+
+    stream: FrameStream
+    cameras: Cameras
+    client: HomeSecurityAIClient
+    coordinator: HomeSecurityAIStatusCoordinator
+    connection: ConnectionSupervisor
+
+
 @asynccontextmanager
-async def _running_pipeline(
+async def _running_stream(
     hass: HomeAssistant, sidecar: Sidecar, tmp_path: Path, **kwargs: Any
-) -> AsyncIterator[FramePipeline]:
-    """A frame pipeline streaming to the real sidecar, without an event stream (nothing acks
-    the sidecar's events)."""
+) -> AsyncIterator[_Running]:
+    """A frame stream to the real sidecar, without an event stream (nothing acknowledges the
+    sidecar's events)."""
     entry = MockConfigEntry(domain=DOMAIN, unique_id=sidecar.server_id)
     entry.add_to_hass(hass)
     client = HomeSecurityAIClient(sidecar.host, sidecar.port, sidecar.token)
     coordinator = HomeSecurityAIStatusCoordinator(hass, entry, client)
     spool = FrameSpool(hass, entry.entry_id, tmp_path / "spool", max_bytes=10**8, max_age_s=3600)
-    pipeline = FramePipeline(
-        hass, entry, client, coordinator, spool, backoff_initial=0.1, backoff_max=0.3, **kwargs
+    cameras = Cameras(hass, entry.entry_id, threat_duration=timedelta(minutes=5))
+    stream = FrameStream(
+        hass,
+        entry,
+        client,
+        coordinator,
+        spool=spool,
+        cameras=cameras,
+        event_stored=_never,
+        **kwargs,
     )
-    spool.on_evict = pipeline.async_frame_evicted
-    task = hass.async_create_background_task(pipeline.async_run(), "test frame stream")
+    connection = ConnectionSupervisor(
+        hass, entry, client, coordinator, backoff_initial=0.1, backoff_max=0.3
+    )
+    connection.async_start(stream)
     try:
-        await wait_for(hass, lambda: pipeline.connected, "the frame stream")
-        yield pipeline
+        await wait_for(hass, lambda: connection.connected, "the frame stream")
+        yield _Running(
+            stream=stream,
+            cameras=cameras,
+            client=client,
+            coordinator=coordinator,
+            connection=connection,
+        )
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await connection.async_stop()
         await coordinator.async_shutdown()
         await client.close()
 
@@ -153,33 +184,28 @@ async def test_backpressure_frame_is_kept_and_resent(
     """A frame refused because the sidecar's outbox is full stays spooled and is sent again
     once the outbox has room."""
     sidecar = small_outbox_sidecar
-    async with _running_pipeline(hass, sidecar, tmp_path) as pipeline:
-        client = pipeline._client
-        assert await pipeline.async_submit(_photo_frame(photo, 0))
-        await wait_for(hass, lambda: pipeline.pending_count == 0, "the first ack")
+    async with _running_stream(hass, sidecar, tmp_path) as running:
+        stream, client = running.stream, running.client
+        assert await stream.async_submit(_photo_frame(photo, 0))
+        await wait_for(hass, lambda: stream.pending_count == 0, "the first ack")
 
-        async def _outbox_depth() -> int:
-            return (await client.get_status()).events.outbox_depth
+        async def _outbox_full() -> bool:
+            return (await client.get_status()).events.outbox_depth == 1
 
-        depth = 0
-        for _ in range(600):
-            if (depth := await _outbox_depth()) == 1:
-                break
-            await asyncio.sleep(0.05)
-        assert depth == 1, "the fast-path event fills the outbox"
+        await wait_for_sidecar(_outbox_full, "the fast-path event to fill the outbox")
 
         second = _photo_frame(photo, 1)
-        assert await pipeline.async_submit(second)
-        await wait_for(hass, lambda: pipeline.counters.backpressure == 1, "the backpressure")
-        (kept,) = [f for f in pipeline.spool.frames() if f.sha256 == second.content_sha256]
+        assert await stream.async_submit(second)
+        await wait_for(hass, lambda: stream.counters.backpressure == 1, "the backpressure")
+        (kept,) = [f for f in stream.spool.frames() if f.sha256 == second.content_sha256]
         assert not kept.acked
-        assert pipeline.counters.rejected == 0
+        assert stream.counters.rejected == 0
 
         status = await client.get_status()
         await client.ack_events(status.events.last_sequence)
         await _tick(hass, BACKPRESSURE_RETRY_SECONDS + 1)
         await wait_for(hass, lambda: kept.acked, "the resent frame's ack")
-        assert pipeline.cameras["porch"].frames_accepted == 2
+        assert running.cameras["porch"].frames_accepted == 2
 
 
 @pytest.mark.parametrize(
@@ -202,14 +228,14 @@ async def test_retryable_ack_keeps_the_frame(
     """A frame the sidecar failed on (INTERNAL: safe to resend) or answered with an unknown
     status is neither removed nor counted as analysed; it is sent again later and the real
     sidecar then takes it."""
-    async with _running_pipeline(hass, sidecar, tmp_path) as pipeline:
+    async with _running_stream(hass, sidecar, tmp_path) as running:
+        stream = running.stream
         frame = _photo_frame(photo, 7, "retried", pad=int(time.time_ns() % 1000))
-        entry = await pipeline.spool.async_add(frame)
+        entry = await stream.spool.async_add(frame)
         assert entry is not None
-        # The frame is on the stream; the sidecar answers that it failed on it.
-        await pipeline._window.acquire()
-        pipeline._in_flight[entry.key] = frame
-        pipeline._handle_ack(
+        # The frame goes on the stream; the sidecar answers that it failed on it.
+        assert await stream.async_take(entry.key) is not None
+        stream.async_handle_ack(
             FrameAck(
                 client_ref=entry.key,
                 camera_id=frame.camera_id,
@@ -226,17 +252,18 @@ async def test_retryable_ack_keeps_the_frame(
             )
         )
         await hass.async_block_till_done()
-        assert pipeline.spool.get(entry.key) is entry
+        assert stream.spool.get(entry.key) is entry
         assert not entry.acked
-        assert pipeline.counters.retried == 1
-        assert pipeline.counters.rejected == 0
-        camera = pipeline.cameras["retried"]
+        assert stream.counters.retried == 1
+        assert stream.counters.rejected == 0
+        camera = running.cameras["retried"]
         assert camera.frames_accepted == camera.frames_rejected == 0
         assert camera.last_image is None
         assert "sending it again in 5 s" in caplog.text
 
         await _tick(hass, BACKPRESSURE_RETRY_SECONDS + 1)
         await wait_for(hass, lambda: entry.acked, "the resent frame's ack")
+        camera = running.cameras["retried"]
         assert camera.frames_accepted + camera.frames_duplicate == 1
 
 
@@ -245,42 +272,46 @@ async def test_oversized_frames_never_stop_the_stream(
 ) -> None:
     """Frames over the limit are refused before spooling; a frame the sidecar still finds too
     large ends one stream only: it is dropped and the frames behind it go through."""
-    async with _running_pipeline(
+    async with _running_stream(
         hass, small_message_sidecar, tmp_path, max_frame_bytes=400_000
-    ) as pipeline:
-        assert not await pipeline.async_submit(_photo_frame(photo, 0, pad=400_000))
-        assert pipeline.counters.oversized == 1
-        assert pipeline.spool.frame_count == 0
+    ) as running:
+        stream = running.stream
+        assert not await stream.async_submit(_photo_frame(photo, 0, pad=400_000))
+        assert stream.counters.oversized == 1
+        assert stream.spool.frame_count == 0
 
         # Under our limit, over the sidecar's: it ends the stream with RESOURCE_EXHAUSTED.
-        assert await pipeline.async_submit(_photo_frame(photo, 1, pad=150_000))
+        assert await stream.async_submit(_photo_frame(photo, 1, pad=150_000))
         good = _photo_frame(photo, 2)
-        assert await pipeline.async_submit(good)
-        await wait_for(hass, lambda: pipeline.spool.frame_count == 1, "the big frame to go")
-        await wait_for(hass, lambda: pipeline.pending_count == 0, "the good frame's ack")
-        assert [f.sha256 for f in pipeline.spool.frames()] == [good.content_sha256]
-        assert pipeline.counters.oversized == 2
-        assert pipeline.cameras["porch"].frames_accepted == 1
-        assert pipeline.cameras["porch"].last_reject_reason == "too_many_bytes"
-        assert pipeline.connected
+        assert await stream.async_submit(good)
+        await wait_for(hass, lambda: stream.spool.frame_count == 1, "the big frame to go")
+        await wait_for(hass, lambda: stream.pending_count == 0, "the good frame's ack")
+        assert [f.sha256 for f in stream.spool.frames()] == [good.content_sha256]
+        assert stream.counters.oversized == 2
+        assert running.cameras["porch"].frames_accepted == 1
+        assert running.cameras["porch"].last_reject_reason == "too_many_bytes"
+        assert running.connection.connected
 
 
 async def test_one_status_refresh_per_window(
     hass: HomeAssistant, sidecar: Sidecar, photo: bytes, tmp_path: Path
 ) -> None:
     """Many acks request one status refresh, not one background task each."""
-    async with _running_pipeline(hass, sidecar, tmp_path) as pipeline:
+    # A window far longer than the test: it closes only when the test moves the clock.
+    window = 3600.0
+    async with _running_stream(hass, sidecar, tmp_path, status_refresh_delay=window) as running:
+        stream = running.stream
         refreshes: list[None] = []
-        coordinator = pipeline._coordinator
 
         async def _count() -> None:
             refreshes.append(None)
 
-        coordinator.async_request_refresh = _count  # type: ignore[method-assign]
+        running.coordinator.async_request_refresh = _count  # type: ignore[method-assign]
         base = int(time.time_ns() % 10**9)
         for n in range(5):
-            assert await pipeline.async_submit(_photo_frame(photo, base + n, "refreshed"))
-        await wait_for(hass, lambda: pipeline.pending_count == 0, "the acks")
+            assert await stream.async_submit(_photo_frame(photo, base + n, "refreshed"))
+        await wait_for(hass, lambda: stream.pending_count == 0, "the acks")
+        assert stream.counters.acked == 5
         assert refreshes == []
-        await _tick(hass, STATUS_REFRESH_DELAY + 1)
+        await _tick(hass, window + 1)
         assert len(refreshes) == 1

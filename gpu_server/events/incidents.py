@@ -1,0 +1,243 @@
+"""Incidents: what the household is told about, rather than one event per frame or window.
+
+A camera's incident opens with its first event that found something (a detection or a tamper)
+and every later event of that camera joins it while activity goes on; it ends after `gap_s`
+without any. The event that opens an incident is its alert; the ones that follow are updates of
+it (same id, newer score and summary). A person walking past for a minute is one incident,
+alerted once by the fast path and then updated by the window's analysis.
+
+Cameras are linked: a camera whose first person comes within `link_s` of a person on another
+camera's open incident joins that incident, which then lists both cameras.
+
+Cooldown: once a camera has alerted for a kind of finding (person, vehicle, tamper, ...), a new
+incident of that camera with only kinds still cooling down does not alert again for `cooldown_s`,
+unless its level is higher than the one that started the cooldown; critical always alerts.
+Events are delivered either way; `alert` only says whether this one should page someone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from gpu_server.events.clock import Clock
+from gpu_server.vocabulary import RiskLevel
+
+PERSON_KIND: Final = "person"
+_LEVEL_ORDER: Final = {
+    RiskLevel.LOW: 0,
+    RiskLevel.MEDIUM: 1,
+    RiskLevel.HIGH: 2,
+    RiskLevel.CRITICAL: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSettings:
+    gap_s: float = 120.0  # quiet time that ends an incident
+    link_s: float = 60.0  # a person on another camera this recently joins its incident
+    cooldown_s: float = 600.0  # per camera and kind of finding; 0 turns cooldown off
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentStamp:
+    """What one event says about the incident it belongs to."""
+
+    incident_id: str
+    update: bool  # False for the event that opened the incident
+    cameras: tuple[str, ...]
+    started_at: datetime
+    alert: bool  # whether this event should page someone
+    # The longest cooldown still running for this camera's kinds in this event (0: none).
+    cooldown_remaining_s: float
+
+
+@dataclass(slots=True)
+class Incident:
+    incident_id: str
+    cameras: list[str]
+    started_at: datetime
+    last_activity: float  # monotonic
+    events: int = 0
+    fast_path_alerted: bool = False
+    alerted_level: RiskLevel | None = None
+    person_seen_at: float | None = None  # monotonic, for linking cameras
+    kinds: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class EndedIncident:
+    incident_id: str
+    cameras: tuple[str, ...]
+    started_at: datetime
+    ended_at: datetime
+    events: int
+    kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Cooldown:
+    until: float  # monotonic
+    level: RiskLevel
+
+
+def _higher(level: RiskLevel, than: RiskLevel | None) -> bool:
+    return than is None or _LEVEL_ORDER[level] > _LEVEL_ORDER[than]
+
+
+class IncidentTracker:
+    """Open incidents by camera, and each camera's cooldowns. Use it from the event loop."""
+
+    def __init__(self, settings: IncidentSettings, clock: Clock) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._by_camera: dict[str, Incident] = {}
+        self._cooldowns: dict[tuple[str, str], _Cooldown] = {}
+
+    def activity(self, camera_id: str) -> None:
+        """Something was detected on the camera: its open incident goes on."""
+        incident = self._open_for(camera_id)
+        if incident is not None:
+            incident.last_activity = self._clock.monotonic()
+
+    def may_fast_path(self, camera_id: str) -> bool:
+        """Only the first confident person of an incident gets the early alert."""
+        incident = self._open_for(camera_id)
+        return incident is None or not incident.fast_path_alerted
+
+    def stamp(
+        self,
+        camera_id: str,
+        kinds: Iterable[str],
+        level: RiskLevel,
+        *,
+        fast_path: bool = False,
+    ) -> IncidentStamp:
+        """Put an event that found something into its incident, opening one if needed."""
+        now = self._clock.monotonic()
+        found = set(kinds)
+        incident = self._open_for(camera_id)
+        update = incident is not None
+        if incident is None:
+            incident = self._linked(found, now) or Incident(
+                incident_id=uuid.uuid4().hex,
+                cameras=[],
+                started_at=self._clock.wall(),
+                last_activity=now,
+            )
+            update = bool(incident.cameras)
+            if camera_id not in incident.cameras:
+                incident.cameras.append(camera_id)
+            self._by_camera[camera_id] = incident
+        incident.events += 1
+        incident.last_activity = now
+        incident.kinds |= found
+        if PERSON_KIND in found:
+            incident.person_seen_at = now
+        if fast_path:
+            incident.fast_path_alerted = True
+
+        remaining = self._remaining(camera_id, found, now)
+        if incident.alerted_level is None:
+            # The first alert of the incident: held back only by a cooldown it does not beat.
+            alert = level is RiskLevel.CRITICAL or self._beats_cooldown(camera_id, found, level)
+        else:
+            # Updates alert again only when they raise the level.
+            alert = _higher(level, incident.alerted_level)
+        if alert:
+            incident.alerted_level = level
+            self._start_cooldown(camera_id, found, level, now)
+        return IncidentStamp(
+            incident_id=incident.incident_id,
+            update=update,
+            cameras=tuple(incident.cameras),
+            started_at=incident.started_at,
+            alert=alert,
+            cooldown_remaining_s=remaining,
+        )
+
+    def cooldowns(self, camera_id: str) -> dict[str, float]:
+        """Seconds of cooldown left per kind of finding on the camera."""
+        now = self._clock.monotonic()
+        return {
+            kind: cooldown.until - now
+            for (camera, kind), cooldown in self._cooldowns.items()
+            if camera == camera_id and cooldown.until > now
+        }
+
+    def open_incident(self, camera_id: str) -> str | None:
+        incident = self._open_for(camera_id)
+        return incident.incident_id if incident is not None else None
+
+    def due(self) -> list[EndedIncident]:
+        """End and return the incidents that have been quiet for `gap_s`."""
+        now = self._clock.monotonic()
+        ended: dict[str, EndedIncident] = {}
+        for camera_id, incident in list(self._by_camera.items()):
+            if now - incident.last_activity < self.settings.gap_s:
+                continue
+            del self._by_camera[camera_id]
+            ended.setdefault(
+                incident.incident_id,
+                EndedIncident(
+                    incident_id=incident.incident_id,
+                    cameras=tuple(incident.cameras),
+                    started_at=incident.started_at,
+                    ended_at=self._clock.wall(),
+                    events=incident.events,
+                    kinds=tuple(sorted(incident.kinds)),
+                ),
+            )
+        for key in [key for key, value in self._cooldowns.items() if value.until <= now]:
+            del self._cooldowns[key]
+        return list(ended.values())
+
+    def _open_for(self, camera_id: str) -> Incident | None:
+        incident = self._by_camera.get(camera_id)
+        if incident is None:
+            return None
+        if self._clock.monotonic() - incident.last_activity >= self.settings.gap_s:
+            return None  # quiet for long enough: ended, though `due()` has not collected it
+        return incident
+
+    def _linked(self, found: set[str], now: float) -> Incident | None:
+        if PERSON_KIND not in found or self.settings.link_s <= 0:
+            return None
+        candidates = [
+            incident
+            for incident in self._by_camera.values()
+            if incident.person_seen_at is not None
+            and now - incident.person_seen_at <= self.settings.link_s
+            and now - incident.last_activity < self.settings.gap_s
+        ]
+        return max(candidates, key=lambda item: item.person_seen_at or 0.0, default=None)
+
+    def _remaining(self, camera_id: str, found: set[str], now: float) -> float:
+        return max(
+            (
+                cooldown.until - now
+                for kind in found
+                if (cooldown := self._cooldowns.get((camera_id, kind))) is not None
+                and cooldown.until > now
+            ),
+            default=0.0,
+        )
+
+    def _beats_cooldown(self, camera_id: str, found: set[str], level: RiskLevel) -> bool:
+        now = self._clock.monotonic()
+        for kind in found or {""}:
+            cooldown = self._cooldowns.get((camera_id, kind))
+            if cooldown is None or cooldown.until <= now or _higher(level, cooldown.level):
+                return True
+        return False
+
+    def _start_cooldown(
+        self, camera_id: str, found: set[str], level: RiskLevel, now: float
+    ) -> None:
+        if self.settings.cooldown_s <= 0:
+            return
+        for kind in found:
+            self._cooldowns[(camera_id, kind)] = _Cooldown(now + self.settings.cooldown_s, level)

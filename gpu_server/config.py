@@ -48,8 +48,12 @@ class LimitsConfig(_Section):
 
 
 class DetectorConfig(_Section):
-    # A file name inside models_dir or a path; empty means "the best YOLO weights found".
+    # A file name inside models_dir or a path; empty means "the best YOLO weights found", and
+    # without any, the embedded detector. `embedded` or `hog` pick those on purpose.
     weights: str | None = None
+    # The embedded detector's model file (or its folder); None: looked for in models_dir, then
+    # where scripts/setup_sidecar_env keeps it (the user's cache folder).
+    embedded_model: Path | None = None
     device: str = "auto"
     confidence: float = Field(default=0.25, ge=0.0, le=1.0)
     imgsz: int = Field(default=640, ge=32, le=4096)
@@ -161,6 +165,7 @@ ENV_VARS: dict[str, str] = {
     "HSAI_TLS_KEY": "tls.key",
     "HSAI_DEVICE": "detector.device",
     "HSAI_DETECTOR_WEIGHTS": "detector.weights",
+    "HSAI_EMBEDDED_MODEL": "detector.embedded_model",
     "HSAI_DETECTOR_CONFIDENCE": "detector.confidence",
     "HSAI_DETECTOR_IMGSZ": "detector.imgsz",
     "HSAI_MAX_BATCH_SIZE": "batching.max_batch_size",

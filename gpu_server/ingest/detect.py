@@ -1,5 +1,6 @@
-"""Object detectors: YOLO through ultralytics, and OpenCV's HOG people detector as the
-embedded fallback that needs no weights, no GPU and no downloads.
+"""Object detectors: YOLO through ultralytics when its weights are in the models folder, else
+the embedded SSD MobileNetV2 (`embedded_ssd.py`, fetched by the set-up), and OpenCV's HOG people
+detector as the last resort that needs no weights, no GPU and no downloads.
 
 Detectors are blocking; the batcher calls them from one worker thread, one batch at a time.
 """
@@ -28,8 +29,10 @@ _LOGGER = logging.getLogger(__name__)
 PREFERRED_WEIGHTS = ("yolo26n.pt", "yolo11n.pt")
 # What ultralytics may fetch when the user allows downloads.
 DOWNLOADABLE_WEIGHTS = "yolo11n.pt"
-# `detector.weights: hog` picks the HOG detector on purpose (then it is not a fallback).
+# `detector.weights: hog` picks the HOG detector on purpose (then it is not a fallback), and
+# `embedded` the embedded detector.
 HOG_CHOICE = "hog"
+EMBEDDED_CHOICE = "embedded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,23 +247,70 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _load_embedded(config: ServerConfig) -> tuple[Detector | None, str]:
+    """The embedded detector, warmed up, or None and why it cannot be had."""
+    # Deferred: embedded_ssd subclasses Detector from this module.
+    from gpu_server.ingest import embedded_ssd  # noqa: PLC0415
+
+    path, reason = embedded_ssd.find_model(config.detector.embedded_model, config.models_dir)
+    if path is None:
+        return None, reason
+    try:
+        detector = embedded_ssd.EmbeddedSsdDetector(path)
+        detector.warmup()
+    except Exception as exc:  # a damaged file or a missing runtime must not stop the server
+        _LOGGER.debug("embedded model %s failed", path, exc_info=True)
+        return None, f"embedded model unusable: {_short(exc)}"
+    return detector, ""
+
+
+def _embedded_or_hog(
+    config: ServerConfig, hog: HogPeopleDetector, why_not_yolo: str, *, yolo_wanted: bool
+) -> DetectorSelection:
+    """No YOLO: the embedded detector, else HOG. A fallback when YOLO was wanted (weights
+    named in the configuration, or found but failing) or when only HOG is left."""
+    embedded, why_not = _load_embedded(config)
+    if embedded is not None:
+        source = getattr(embedded, "model_path", embedded.weights)
+        if yolo_wanted:
+            _LOGGER.warning("using the embedded detector %s: %s", embedded.name, why_not_yolo)
+            return DetectorSelection(embedded, why_not_yolo)
+        _LOGGER.info(
+            "using the embedded detector %s from %s on the CPU (%s)",
+            embedded.name, source, why_not_yolo or "chosen in the configuration",
+        )
+        return DetectorSelection(embedded)
+    reason = "; ".join(part for part in (why_not_yolo, why_not) if part)
+    _LOGGER.warning("using the HOG people detector (people only): %s", reason)
+    hog.warmup()
+    return DetectorSelection(hog, reason)
+
+
 def build_detector(config: ServerConfig) -> DetectorSelection:
     """Pick the detector the configuration asks for and warm it up (blocking).
 
-    A detector that fails to load or to run falls back: YOLO on another device first to the
-    CPU, then the HOG people detector; `fallback_reason` says why. Never raises for a model
+    YOLO when its weights are in the models folder (or named), else the embedded detector, else
+    the HOG people detector. YOLO that fails on its device is tried on the CPU first; whatever
+    fails falls through to the next, and `fallback_reason` says why. Never raises for a model
     or device problem, so the server always starts.
     """
     det = config.detector
     hog = HogPeopleDetector(confidence=det.confidence, max_side=det.imgsz)
     if det.weights == HOG_CHOICE:
+        _LOGGER.info("using the HOG people detector (chosen in the configuration)")
         hog.warmup()
         return DetectorSelection(hog)
+    if det.weights == EMBEDDED_CHOICE:
+        return _embedded_or_hog(config, hog, "", yolo_wanted=False)
     weights, reason = _find_weights(config)
     if weights is None:
-        _LOGGER.warning("using the HOG people detector: %s", reason)
-        hog.warmup()
-        return DetectorSelection(hog, reason)
+        return _embedded_or_hog(config, hog, reason, yolo_wanted=bool(det.weights))
+    return _yolo_or_next(config, weights, hog)
+
+
+def _yolo_or_next(config: ServerConfig, weights: Path, hog: HogPeopleDetector) -> DetectorSelection:
+    """YOLO on the configured device, else on the CPU, else the embedded detector or HOG."""
+    det = config.detector
     configure_ultralytics_env(config)
     if config.allow_downloads:
         config.models_dir.mkdir(parents=True, exist_ok=True)
@@ -271,20 +321,18 @@ def build_detector(config: ServerConfig) -> DetectorSelection:
     except Exception as exc:  # a corrupt file or a missing CUDA device must not stop the server
         first = f"YOLO {weights.name} failed on {device}: {_short(exc)}"
         _LOGGER.warning("%s", first, exc_info=True)
-        if device != "cpu":
-            try:
-                detector = _load_yolo(weights, "cpu", config)
-            except Exception as cpu_exc:
-                reason = f"{first}; on cpu too: {_short(cpu_exc)}"
-                _LOGGER.warning("using the HOG people detector: %s", reason, exc_info=True)
-            else:
-                reason = f"{first}; running YOLO on the CPU instead"
-                _LOGGER.warning("%s", reason)
-                return DetectorSelection(detector, reason)
-        else:
-            reason = first
-            _LOGGER.warning("using the HOG people detector: %s", reason)
-        hog.warmup()
-        return DetectorSelection(hog, reason)
-    _LOGGER.info("loaded %s from %s on %s", detector.name, weights, detector.device)
+        if device == "cpu":
+            return _embedded_or_hog(config, hog, first, yolo_wanted=True)
+        try:
+            detector = _load_yolo(weights, "cpu", config)
+        except Exception as cpu_exc:
+            reason = f"{first}; on cpu too: {_short(cpu_exc)}"
+            _LOGGER.warning("YOLO %s failed on the CPU too", weights.name, exc_info=True)
+            return _embedded_or_hog(config, hog, reason, yolo_wanted=True)
+        reason = f"{first}; running YOLO on the CPU instead"
+        _LOGGER.warning("%s", reason)
+        return DetectorSelection(detector, reason)
+    _LOGGER.info(
+        "using YOLO %s: weights found at %s, on %s", detector.name, weights, detector.device
+    )
     return DetectorSelection(detector)

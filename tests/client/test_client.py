@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from grpc import aio
-from integration.sidecar_process import Sidecar, bus_photo
+from integration.sidecar_process import Sidecar, bus_photo, expected_detector
 
 from custom_components.home_security_ai.client import (
     AckStatus,
@@ -44,8 +44,7 @@ async def test_get_status(shared_sidecar: Sidecar) -> None:
     await client.close()
     await client.close()
     assert status.server_id == shared_sidecar.server_id
-    assert status.detector.name == "hog-people"
-    assert status.detector.fallback is True
+    assert (status.detector.name, status.detector.fallback) == expected_detector()
     # With or without a GPU on this machine: available exactly when NVML names a device,
     # and a reason when not.
     assert status.gpu.available is bool(status.gpu.devices)
@@ -82,7 +81,7 @@ async def test_stream_frames(shared_sidecar: Sidecar) -> None:
     assert good.detections
     assert {det.label for det in good.detections} == {"person"}
     assert all(0 <= det.confidence <= 1 for det in good.detections)
-    assert good.detector == "hog-people"
+    assert good.detector == expected_detector()[0]
     assert acks["not-an-image"].status == AckStatus.REJECTED
     assert acks["not-an-image"].reject_reason == RejectReason.NOT_AN_IMAGE
     assert acks["not-an-image"].status_code == 3

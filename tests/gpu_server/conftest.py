@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import grpc
+import numpy as np
+import numpy.typing as npt
 import pytest
 from grpc_health.v1 import health_pb2_grpc
 from PIL import Image
@@ -63,6 +67,49 @@ def tiny_detector(tiny_weights: Path) -> UltralyticsDetector:
 @pytest.fixture(scope="session")
 def hog_detector() -> HogPeopleDetector:
     return HogPeopleDetector()
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Path:
+    """The embedded detector's model where scripts/setup_sidecar_env put it."""
+    from gpu_server.ingest.embedded_ssd import find_model
+
+    path, reason = find_model(None, Path("no-models"))
+    if path is None:
+        pytest.skip(f"the set-up could not fetch the embedded model: {reason}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedded_detector(embedded_model: Path) -> Any:
+    from gpu_server.ingest.embedded_ssd import EmbeddedSsdDetector
+
+    detector = EmbeddedSsdDetector(embedded_model)
+    detector.warmup()
+    return detector
+
+
+@pytest.fixture(scope="session")
+def photos(assets_dir: Path) -> dict[str, npt.NDArray[np.uint8]]:
+    """Real photos as BGR arrays: ultralytics' samples and scikit-image's (a cat, an astronaut
+    framed from the chest up, a cup of coffee with nobody in it)."""
+    spec = importlib.util.find_spec("skimage")
+    assert spec is not None, "scikit-image is missing: run scripts/setup_sidecar_env"
+    assert spec.submodule_search_locations
+    skimage_data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    files = {
+        "bus": assets_dir / "bus.jpg",
+        "zidane": assets_dir / "zidane.jpg",
+        "cat": skimage_data / "chelsea.png",
+        "astronaut": skimage_data / "astronaut.png",
+        "coffee": skimage_data / "coffee.png",
+    }
+    images = {}
+    for name, path in files.items():
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        assert image is not None, f"cannot read {path}"
+        images[name] = np.asarray(image, dtype=np.uint8)
+    return images
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gpu_server._generated import service_pb2_grpc, status_pb2
+from gpu_server.ingest.embedded_ssd import MODEL_NAME, find_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_LIMIT_S = 120
@@ -64,7 +65,12 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
                 status_pb2.GetStatusRequest(), metadata=auth, timeout=30
             )
             assert status.server_id == info["server_id"]
-            assert status.detector.fallback is True
+            # No YOLO weights: the embedded detector when the set-up fetched it, else HOG.
+            embedded, _ = find_model(None, tmp_path / "models")
+            if embedded is not None:
+                assert (status.detector.name, status.detector.fallback) == (MODEL_NAME, False)
+            else:
+                assert (status.detector.name, status.detector.fallback) == ("hog-people", True)
             health = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), metadata=auth, timeout=30
             )

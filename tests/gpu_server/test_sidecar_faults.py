@@ -51,7 +51,10 @@ async def test_unusable_weights_on_a_missing_device_fall_back_to_hog(
 ) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a model")
-    running = await start_server(detector__weights=str(broken), detector__device="cuda:0")
+    running = await start_server(
+        detector__weights=str(broken), detector__device="cuda:0",
+        detector__embedded_model=tmp_path / "no-embedded-model",
+    )
 
     status = await running.status()
     assert (status.detector.name, status.detector.backend) == ("hog-people", "opencv-hog")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -80,14 +81,16 @@ async def test_frames_sent_together_run_as_one_batch(
 
 
 async def test_hog_fallback_finds_people_and_says_why(
-    start_server: StartServer, bus_jpeg: bytes
+    start_server: StartServer, bus_jpeg: bytes, tmp_path: Path
 ) -> None:
-    running = await start_server()  # empty models folder, downloads off
+    # Empty models folder, downloads off, and no embedded model either.
+    running = await start_server(detector__embedded_model=tmp_path / "no-embedded-model")
 
     status = await running.status()
     assert status.detector.fallback is True
     assert "no YOLO weights" in status.detector.fallback_reason
     assert "downloads disabled" in status.detector.fallback_reason
+    assert "embedded model not found" in status.detector.fallback_reason
     assert (status.detector.name, status.detector.backend) == ("hog-people", "opencv-hog")
 
     [ack] = await running.submit([frame(bus_jpeg, "bus")])

@@ -20,6 +20,26 @@ SIDECAR_PYTHON = REPO_ROOT / ".venvs" / "sidecar" / "bin" / "python"
 ASSETS = REPO_ROOT / ".venvs" / "sidecar" / "lib"
 TOKEN = "test-token-0123456789"
 START_TIMEOUT = 90.0
+EMBEDDED_DETECTOR = "SSD MobileNetV2 (Open Images)"
+# Where scripts/setup_sidecar_env keeps the embedded detector's model (the sidecar looks there).
+EMBEDDED_MODEL = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "home-security-ai/models/ssd-mobilenetv2-oidv4/ssd_mobilenetv2_oidv4_fp16.tflite"
+)
+
+
+def expected_detector() -> tuple[str, bool]:
+    """The detector a sidecar with an empty models folder picks, and whether it is a fallback:
+    the embedded one when the set-up could fetch it (it needs npm), else HOG."""
+    if EMBEDDED_MODEL.is_file():
+        return EMBEDDED_DETECTOR, False
+    return "hog-people", True
+
+
+def expected_detector_state() -> str:
+    """The server device's Detector sensor for that detector."""
+    name, fallback = expected_detector()
+    return f"{name} (fallback)" if fallback else name
 
 
 def sidecar_python() -> Path:

@@ -37,7 +37,7 @@ from .conftest import (
     make_entry,
     wait_for,
 )
-from .sidecar_process import Sidecar
+from .sidecar_process import Sidecar, expected_detector_state
 
 MOTION = "binary_sensor.porch_motion"
 
@@ -233,7 +233,7 @@ async def test_upload_folder_and_sidecar_restart(
     back_yard = data.cameras["back_yard"]
     assert back_yard.frames_accepted + back_yard.frames_duplicate == 1
     assert hass.states.get(camera).state != STATE_UNAVAILABLE
-    assert hass.states.get(detector).state == "hog-people (fallback)"
+    assert hass.states.get(detector).state == expected_detector_state()
     back_yard_objects = _entity_id(hass, "sensor", f"{server_id}_back_yard_objects")
     assert int(hass.states.get(back_yard_objects).state) >= 1
 

@@ -27,7 +27,7 @@ from custom_components.home_security_ai.event_stream import EventStream
 from custom_components.home_security_ai.frame_stream import FrameStream
 
 from .conftest import device_by_identifier, enable_entity, make_entry, wait_for
-from .sidecar_process import Sidecar
+from .sidecar_process import Sidecar, expected_detector, expected_detector_state
 
 
 async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
@@ -86,7 +86,7 @@ async def test_setup_and_unload(
 
     detector = unique_ids[f"{server_id}_server_detector"].entity_id
     assert detector == "sensor.home_security_ai_127_0_0_1_detector"
-    assert hass.states.get(detector).state == "hog-people (fallback)"
+    assert hass.states.get(detector).state == expected_detector_state()
     assert hass.states.get(detector).attributes["friendly_name"] == (
         "Home Security AI (127.0.0.1) Detector"
     )
@@ -160,7 +160,7 @@ async def test_diagnostics(hass: HomeAssistant, shared_sidecar: Sidecar, tmp_pat
     assert diagnostics["status"]["language_model"]["state"] == "off"
     assert shared_sidecar.token not in str(diagnostics)
     assert diagnostics["status"]["server_id"] == shared_sidecar.server_id
-    assert diagnostics["status"]["detector"]["name"] == "hog-people"
+    assert diagnostics["status"]["detector"]["name"] == expected_detector()[0]
     assert "submitted" in diagnostics["counters"]
     assert diagnostics["cameras"] == {}
     assert diagnostics["spool"]["frames"] == 0

@@ -12,12 +12,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
-from gpu_server.llm.fallback import ANIMAL_LABELS, PERSON_LABELS, VEHICLE_LABELS
 from sidecar_testlib import StartServer, frame
 
 from gpu_server._generated import frames_pb2
 from gpu_server.config import load_config
-from gpu_server.context import LabelGroup, label_group
 from gpu_server.ingest.detect import (
     Detection,
     HogPeopleDetector,
@@ -35,6 +33,13 @@ from gpu_server.ingest.embedded_ssd import (
     EmbeddedSsdDetector,
     decode_boxes,
     ssd_anchors,
+)
+from gpu_server.vocabulary import (
+    ANIMAL_LABELS,
+    PERSON_LABELS,
+    VEHICLE_LABELS,
+    LabelGroup,
+    label_group,
 )
 
 Photos = dict[str, npt.NDArray[np.uint8]]

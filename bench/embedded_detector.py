@@ -48,8 +48,8 @@ import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
 from gpu_server.context.baseline import LabelGroup, label_group  # noqa: E402
-from gpu_server.pipeline.detect import Detection, HogPeopleDetector  # noqa: E402
-from gpu_server.pipeline.embedded_ssd import EmbeddedSsdDetector, find_model  # noqa: E402
+from gpu_server.ingest.detect import Detection, HogPeopleDetector  # noqa: E402
+from gpu_server.ingest.embedded_ssd import EmbeddedSsdDetector, find_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embedded_detector.json"
 DARKNET_DATA = Path("/usr/share/darknet/data")

@@ -3,7 +3,7 @@
 N cameras each stream frames at a steady rate on their own SubmitFrames call; one
 SubscribeEvents call receives the events. Latency of a frame = from when it was sent to when the
 event covering it arrived, so it includes the batch window by design: with short windows it
-shows the pipeline's own overhead on top of the window. Detector: OpenCV HOG people (real, CPU).
+shows the sidecar's own overhead on top of the window. Detector: OpenCV HOG people (real, CPU).
 Camera i films photos[i % len(photos)] (real photos from ultralytics' assets: people on bus.jpg,
 which HOG finds; zidane.jpg shows people from the waist up, which HOG does not, so that camera's
 batches close as NOTHING_TO_REPORT); every frame is a slightly different crop and brightness of
@@ -39,7 +39,7 @@ from PIL import Image, ImageEnhance, ImageOps  # noqa: E402
 
 from gpu_server._generated import events_pb2, frames_pb2, service_pb2_grpc  # noqa: E402
 from gpu_server.config import load_config  # noqa: E402
-from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector  # noqa: E402
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector  # noqa: E402
 from gpu_server.server import GRPCServer  # noqa: E402
 
 TOKEN = "bench-token-0123456789"
@@ -145,8 +145,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     })
     server = GRPCServer(config, detector=DetectorSelection(HogPeopleDetector()))
     port = await server.start()
-    assert server.events is not None
-    server_model = server.events.risk.model_name or "rules"
+    assert server.risk is not None
+    server_model = server.risk.model_name or "rules"
     photos = [load_photo(name) for name in args.photos.split(",")]
     views = [camera_view(photos[i % len(photos)], i, len(photos)) for i in range(args.cameras)]
     tally = Tally()

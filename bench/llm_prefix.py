@@ -30,6 +30,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+# Test-only helpers (tiny models built offline) live beside the tests, outside the product.
+sys.path.insert(0, str(REPO_ROOT / "tests" / "gpu_server"))
+
+from testlib.tiny_gguf import write_tiny_gguf  # noqa: E402
 
 from gpu_server.llm.assessor import ModelAssessor  # noqa: E402
 from gpu_server.llm.client import ChatClient  # noqa: E402
@@ -40,13 +44,12 @@ from gpu_server.llm.inputs import (  # noqa: E402
     BaselineInput,
     DetectionInput,
     ZoneInput,
-    ZoneKind,
 )
 from gpu_server.llm.model_server import ModelServer  # noqa: E402
-from gpu_server.llm.service import embedded_model_path  # noqa: E402
 from gpu_server.llm.settings import LlmSettings, OutputConstraint  # noqa: E402
 from gpu_server.llm.templates import PromptLibrary  # noqa: E402
-from gpu_server.llm.testing import write_tiny_gguf  # noqa: E402
+from gpu_server.risk.analysis import embedded_model_path  # noqa: E402
+from gpu_server.vocabulary import RiskZoneKind  # noqa: E402
 
 LIMITS = GrammarLimits(summary=60, reasoning=120, recommended_action=60)
 N_CTX = 4096
@@ -65,8 +68,8 @@ def make_input(run: int, version: str | None = None) -> AnalysisInput:
                            zone="Porch" if i % 3 else "Driveway")
             for i in range(8)
         ),
-        zones=(ZoneInput(name="Porch", kind=ZoneKind.ENTRY),
-               ZoneInput(name="Driveway", kind=ZoneKind.PERIMETER)),
+        zones=(ZoneInput(name="Porch", kind=RiskZoneKind.ENTRY),
+               ZoneInput(name="Driveway", kind=RiskZoneKind.PERIMETER)),
         baseline=BaselineInput(anomaly_score=0.7, expected_events_this_hour=0.3),
         prompt_version=version,
     )

@@ -7,12 +7,12 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 
 from gpu_server.config import ConfigError, ServerConfig, load_config
+from gpu_server.files import atomic_write
 from gpu_server.server import GRPCServer
 
 _LOGGER = logging.getLogger("gpu_server")
@@ -44,15 +44,12 @@ def write_ready_file(path: Path, server: GRPCServer) -> None:
         "server_id": server.server_id,
         "tls_fingerprint": server.tls_fingerprint,
     }
-    if server.events is not None:
-        model = server.events.risk.status()
+    if server.risk is not None:
+        model = server.risk.status()
         payload["language_model"] = {
             "state": model.state.value, "model": model.model, "reason": model.reason
         }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(payload))
 
 
 async def serve(config: ServerConfig, ready_file: Path | None) -> None:

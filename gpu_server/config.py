@@ -76,7 +76,7 @@ class EventsConfig(_Section):
     # A batch closes this long after it opened, or after `idle_s` without a detection.
     window_s: float = Field(default=90.0, gt=0.0, le=86_400.0)
     idle_s: float = Field(default=30.0, gt=0.0, le=86_400.0)
-    # A detection of one of these labels at or above the confidence is analysed at once.
+    # A detection of one of these labels at or above the confidence is analyzed at once.
     fast_path_labels: tuple[str, ...] = ("person",)
     fast_path_confidence: float = Field(default=0.9, ge=0.0, le=1.0)
     # Detections one prompt may carry; the rest are left out of the prompt, not the event.

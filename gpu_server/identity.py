@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import uuid
 from pathlib import Path
+
+from gpu_server.files import atomic_write
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -16,16 +17,7 @@ TOKEN_FILE = "token"  # noqa: S105 - a file name, not a secret
 
 def write_private(path: Path, text: str) -> None:
     """Write atomically with mode 0600, so a crash never leaves a half-written secret."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # a stale temp file from a crash keeps its old mode otherwise
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text.rstrip("\n") + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, text.rstrip("\n") + "\n", private=True)
 
 
 def load_or_create_server_id(data_dir: Path) -> str:

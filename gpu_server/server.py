@@ -1,4 +1,4 @@
-"""The gRPC server: wires configuration, detector, pipeline and services together."""
+"""The gRPC server: wires configuration, detector, ingest, events, risk and services together."""
 
 from __future__ import annotations
 
@@ -12,24 +12,25 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gpu_server._generated import service_pb2, service_pb2_grpc
-from gpu_server.auth import BearerTokenInterceptor, RefusalLog
 from gpu_server.config import ServerConfig
 from gpu_server.events.clock import Clock
-from gpu_server.events.pipeline import EventPipeline
+from gpu_server.events.scheduler import EventScheduler
+from gpu_server.grpc_api.auth import BearerTokenInterceptor, RefusalLog
+from gpu_server.grpc_api.convert import ProtobufEventCodec
+from gpu_server.grpc_api.events import EventsHandler
+from gpu_server.grpc_api.frames import FrameStreamHandler
+from gpu_server.grpc_api.service import SecurityAIServicer
+from gpu_server.grpc_api.status import StatusReporter
 from gpu_server.identity import load_or_create_server_id, load_or_create_token
-from gpu_server.llm.service import RiskAnalysis
+from gpu_server.ingest.batching import DetectionBatcher
+from gpu_server.ingest.dedupe import Deduplicator, ResultCache
+from gpu_server.ingest.detect import DetectorSelection, build_detector
+from gpu_server.ingest.ingestor import DetectionResult, FrameIngestor
+from gpu_server.ingest.intake import FrameIntake
+from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
-from gpu_server.pipeline.analyze import AnalysisResult, FrameAnalyzer
-from gpu_server.pipeline.batching import DetectionBatcher
-from gpu_server.pipeline.dedupe import Deduplicator, ResultCache
-from gpu_server.pipeline.detect import DetectorSelection, build_detector
-from gpu_server.pipeline.intake import FrameIntake
-from gpu_server.pipeline.memory import DecodeBudget, default_budget_bytes
-from gpu_server.servicers import SecurityAIServicer
-from gpu_server.servicers.events import EventsHandler
-from gpu_server.servicers.frames import FrameStreamHandler
-from gpu_server.servicers.status import StatusReporter
+from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.tls import load_server_certificate
 
 _LOGGER = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class GRPCServer:
 
     `detector` lets a caller hand in an already loaded detector (tests and benchmarks reuse
     one model across servers); by default it is built from the configuration. `clock` drives
-    the batch windows (tests pass a fake one); `risk` replaces the risk analysis built from
+    the camera windows (tests pass a fake one); `risk` replaces the risk analysis built from
     the `llm` settings. The clock also paces the log of refused calls.
     """
 
@@ -58,13 +59,14 @@ class GRPCServer:
         self._given_detector = detector
         self._clock = clock
         self._risk = risk
-        self.events: EventPipeline | None = None
+        self.events: EventScheduler | None = None
+        self.risk: RiskAnalysis | None = None
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
         self._gpu = GpuMonitor()
         self.selection: DetectorSelection | None = None
         self.batcher: DetectionBatcher | None = None
-        self.dedupe: Deduplicator[AnalysisResult] | None = None
+        self.dedupe: Deduplicator[DetectionResult] | None = None
         self.decode_budget: DecodeBudget | None = None
         self._status: StatusReporter | None = None
         self.counters = FrameCounters()
@@ -110,9 +112,10 @@ class GRPCServer:
         risk = self._risk or RiskAnalysis(
             config.llm, config.models_dir, data_dir=config.data_dir
         )
-        self.events = EventPipeline(config, risk, clock=self._clock)
+        self.risk = risk
+        self.events = EventScheduler(config, risk, codec=ProtobufEventCodec(), clock=self._clock)
         await self.events.start()
-        server = self._grpc_server(self._servicer(selection, self.events))
+        server = self._grpc_server(self._servicer(selection, self.events, risk))
         address = f"{config.host}:{config.port}"
         try:
             if credentials is None:
@@ -143,7 +146,7 @@ class GRPCServer:
         return self.port
 
     def _servicer(
-        self, selection: DetectorSelection, events: EventPipeline
+        self, selection: DetectorSelection, events: EventScheduler, risk: RiskAnalysis
     ) -> SecurityAIServicer:
         """The service and what it calls: intake, dedupe, the decode budget, status, events."""
         config = self.config
@@ -153,7 +156,7 @@ class GRPCServer:
         self.decode_budget = DecodeBudget(
             limits.decode_budget_bytes or default_budget_bytes(), limits.decode_wait_s
         )
-        analyzer = FrameAnalyzer(
+        ingestor = FrameIngestor(
             FrameIntake(limits, decode_side=config.detector.imgsz),
             self.dedupe, self.batcher, self.latency, events,
             budget=self.decode_budget,
@@ -166,10 +169,11 @@ class GRPCServer:
             counters=self.counters,
             gpu=self._gpu,
             events=events,
+            risk=risk,
         )
         return SecurityAIServicer(
             FrameStreamHandler(
-                analyzer, self.counters, max_in_flight=config.batching.max_in_flight_per_stream
+                ingestor, self.counters, max_in_flight=config.batching.max_in_flight_per_stream
             ),
             self._status,
             EventsHandler(events),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import threading
 from pathlib import Path
 
 # Camera ids from the intake already match this; anything else is hashed so a user-supplied id
@@ -18,24 +17,6 @@ def camera_file_stem(camera_id: str) -> str:
         return camera_id
     digest = hashlib.sha256(camera_id.encode("utf-8")).hexdigest()[:24]
     return f"cam-{digest}"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file and os.replace, so a crash leaves either the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def quarantine(path: Path) -> Path | None:

@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gpu_server.context._storage import atomic_write_text, quarantine
+from gpu_server.context._storage import quarantine
+from gpu_server.files import atomic_write
+from gpu_server.vocabulary import LabelGroup, label_group
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,62 +33,8 @@ _FORMAT_VERSION = 1
 HOURS_PER_WEEK = 7 * 24
 
 
-class LabelGroup(StrEnum):
-    PERSON = "person"
-    VEHICLE = "vehicle"
-    ANIMAL = "animal"
-    OTHER = "other"
-
-
-_VEHICLES = frozenset(
-    {
-        "bicycle",
-        "car",
-        "motorcycle",
-        "motorbike",
-        "bus",
-        "train",
-        "truck",
-        "boat",
-        "airplane",
-        "van",
-        "scooter",
-        # The embedded detector's generic Open Images class.
-        "vehicle",
-    }
-)
-_ANIMALS = frozenset(
-    {
-        "bird",
-        "cat",
-        "dog",
-        "horse",
-        "sheep",
-        "cow",
-        "elephant",
-        "bear",
-        "zebra",
-        "giraffe",
-        "fox",
-        "deer",
-        "raccoon",
-    }
-)
-
-
 # Counts keyed by group, or by group name / detector label (folded into their group).
 Counts = Mapping[LabelGroup, int] | Mapping[str, int]
-
-
-def label_group(label: str) -> LabelGroup:
-    name = label.strip().lower()
-    if name == "person":
-        return LabelGroup.PERSON
-    if name in _VEHICLES:
-        return LabelGroup.VEHICLE
-    if name in _ANIMALS:
-        return LabelGroup.ANIMAL
-    return LabelGroup.OTHER
 
 
 def group_counts(labels: Iterable[str]) -> dict[LabelGroup, int]:
@@ -207,11 +154,6 @@ class AnomalyResult:
     observed: dict[LabelGroup, int]
     groups: tuple[GroupAnomaly, ...] = ()
 
-    @property
-    def most_unusual(self) -> GroupAnomaly | None:
-        return max(self.groups, key=lambda g: g.z, default=None)
-
-
 class ActivityBaseline:
     """Learns what normal activity looks like per camera and hour of week. Thread-safe."""
 
@@ -270,7 +212,7 @@ class ActivityBaseline:
     # -- learning -----------------------------------------------------------------------------
 
     def record(self, camera_id: str, when: datetime, counts: Counts) -> None:
-        """Record one analysed window's object counts (zeros too: they mark the hour observed).
+        """Record one analyzed window's object counts (zeros too: they mark the hour observed).
 
         Counts are folded into the current local hour; an hour becomes a sample for its bucket
         once a record for a later hour arrives (or `flush(now)` passes its end).
@@ -308,16 +250,6 @@ class ActivityBaseline:
             bucket.setdefault(group, _Stat()).update(float(hour.peaks.get(group, 0)), self._alpha)
         camera.open_hour = None
         self._dirty = True
-
-    def close_hours(self, now: datetime) -> None:
-        """Commit open hours that ended before `now` (e.g. on shutdown or a timer)."""
-        _require_aware(now)
-        with self._lock:
-            for camera_id, camera in self._cameras.items():
-                hour = camera.open_hour
-                now_index = _local_hour_index(now, self._tz_locked(camera_id))
-                if hour is not None and now_index > hour.index:
-                    self._commit_locked(camera)
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -376,7 +308,7 @@ class ActivityBaseline:
             text = json.dumps(self._dump_locked(), separators=(",", ":"))
             self._dirty = False
             try:
-                atomic_write_text(self._path, text)
+                atomic_write(self._path, text)
             except OSError:
                 self._dirty = True
                 _LOGGER.exception("Could not write the activity baseline to %s", self._path)

@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gpu_server.context._text import quote
-
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -43,22 +41,6 @@ class CrossCameraNote:
     # Seconds from the other camera's latest event to the start of the window; negative when
     # the event happened inside the window, after it started.
     seconds_before: float
-
-    def text(self) -> str:
-        labels = ", ".join(
-            label if count == 1 else f"{label} x{count}" for label, count in self.labels.items()
-        )
-        where = f"camera {quote(self.camera_name)}"
-        if self.zones:
-            where += f" (zone {', '.join(quote(zone) for zone in self.zones)})"
-        seconds = round(self.seconds_before)
-        if seconds > 0:
-            when = f"{seconds} s earlier"
-        elif seconds == 0:
-            when = "at the same time"
-        else:
-            when = f"{-seconds} s into this window"
-        return f"{labels} on {where} {when}"
 
 
 class CrossCameraLog:

@@ -1,7 +1,7 @@
 """Scene-change (tamper) detection: compares each frame with a per-camera reference view.
 
 A camera that is suddenly covered, spray-painted or turned away is itself a security event, so
-this runs on every analysed frame. Frames are reduced to a small grey image and compared with
+this runs on every analyzed frame. Frames are reduced to a small grey image and compared with
 SSIM (structural similarity, Gaussian-weighted windows) after each is normalised to the same
 brightness and contrast, so an infrared camera switching to night mode (colour to grey, darker
 exposure) is the same view. The reference adapts slowly while the scene is stable, so dusk and
@@ -29,7 +29,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from gpu_server.context._storage import atomic_write_bytes, camera_file_stem, quarantine
+from gpu_server.context._storage import camera_file_stem, quarantine
+from gpu_server.files import atomic_write
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ class SceneMonitor:
         buffer = io.BytesIO()
         np.save(buffer, state.reference, allow_pickle=False)
         try:
-            atomic_write_bytes(path, buffer.getvalue())
+            atomic_write(path, buffer.getvalue())
             state.dirty = False
         except OSError:
             _LOGGER.exception("Could not write the scene reference for a camera to %s", path)

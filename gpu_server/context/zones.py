@@ -11,7 +11,6 @@ import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -27,8 +26,14 @@ from pydantic import (
     model_validator,
 )
 
-from gpu_server.context._storage import atomic_write_text, quarantine
-from gpu_server.limits import MAX_POINTS_PER_ZONE, MAX_ZONE_NAME_CHARS, MAX_ZONES_PER_CAMERA
+from gpu_server.context._storage import quarantine
+from gpu_server.files import atomic_write
+from gpu_server.vocabulary import (
+    MAX_POINTS_PER_ZONE,
+    MAX_ZONE_NAME_CHARS,
+    MAX_ZONES_PER_CAMERA,
+    ZoneKind,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,16 +50,6 @@ _BOUNDARY_TOLERANCE = 1e-9
 Point = tuple[float, float]
 # Pixel box corners (x1, y1, x2, y2), as the detector reports them.
 PixelBox = tuple[float, float, float, float]
-
-
-class ZoneKind(StrEnum):
-    ENTRY = "entry"
-    PERIMETER = "perimeter"
-    DRIVEWAY = "driveway"
-    YARD = "yard"
-    SENSITIVE = "sensitive"
-    IGNORE = "ignore"
-    OTHER = "other"
 
 
 def polygon_area(points: Sequence[Point]) -> float:
@@ -316,9 +311,6 @@ class ZoneMap(_Model):
             raise ValueError("zone names must be unique per camera")
         return self
 
-    def zones_at(self, x: float, y: float) -> list[Zone]:
-        return [zone for zone in self.zones if zone.contains(x, y)]
-
     def zones_for_box(self, box: PixelBox, width: int, height: int) -> ZoneAssignment:
         """Assign a detection box (pixels) to zones by its foot point, with overlap fractions.
 
@@ -385,7 +377,7 @@ class ZoneRegistry:
         payload = _ZonesFile(cameras={cid: zmap.zones for cid, zmap in sorted(self._maps.items())})
         # Compact, and encoded by pydantic's core: a file at every limit is written in
         # milliseconds, where indented json.dumps took over a second.
-        atomic_write_text(self._path, payload.model_dump_json())
+        atomic_write(self._path, payload.model_dump_json())
 
     def set(self, camera_id: str, zones: ZoneMap | Iterable[Zone | dict[str, Any]]) -> ZoneMap:
         """Replace a camera's zones (validated) and persist them."""

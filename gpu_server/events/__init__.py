@@ -1,2 +1,2 @@
-"""Security events: per-camera batches, their analysis, and the acknowledged outbox to Home
-Assistant."""
+"""Security events: coverage, per-camera windows, the scheduler, the event builder, the
+acknowledged outbox and the cameras' settings. Plain domain types only; the gRPC edge converts."""

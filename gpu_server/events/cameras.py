@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gpu_server.files import atomic_write
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,10 +81,4 @@ class CameraDirectory:
                 return
             payload = _File(cameras=dict(sorted(self._cameras.items())))
             text = json.dumps(payload.model_dump(mode="json"), indent=2)
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
-            with tmp.open("w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._path)
+            atomic_write(self._path, text)

@@ -1,9 +1,9 @@
-"""The time source of the events pipeline, injectable so tests drive windows without sleeping."""
+"""The time source of the events part, injectable so tests drive windows without sleeping."""
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -21,24 +21,6 @@ class SystemClock:
 
     def wall(self) -> datetime:
         return datetime.now(UTC)
-
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._mono = 1000.0
-        self._wall = start if start is not None else datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def wall(self) -> datetime:
-        return self._wall
-
-    def advance(self, seconds: float) -> None:
-        self._mono += seconds
-        self._wall += timedelta(seconds=seconds)
 
 
 def to_ms(when: datetime) -> int:

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Final
 
 from gpu_server.events.clock import Clock
-from gpu_server.llm.schema import RiskLevel
+from gpu_server.vocabulary import RiskLevel
 
 PERSON_KIND: Final = "person"
 _LEVEL_ORDER: Final = {

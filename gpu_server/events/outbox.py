@@ -1,9 +1,12 @@
 """The persisted, bounded, acknowledged outbox of security events (SQLite under the data dir).
 
 An event and the hashes of the frames it covers are written in one transaction, so after any
-crash a frame is either covered by a stored event or not at all. Events stay until Home
-Assistant acknowledges them; covered-frame rows outlive the ack for a retention period, so a
-frame resent after its event was acknowledged is still recognised as a duplicate.
+crash a frame is either covered by a stored event or not at all. Covered-frame rows outlive the
+ack for a retention period, so a frame resent after its event was acknowledged is still
+recognised as a duplicate. Where this sits in the delivery protocol: `docs/delivery.md`.
+
+Events are stored as the bytes an `EventCodec` makes of them; the server gives the contract's
+encoding, the one every existing database holds.
 
 SQLite calls are blocking and run on one dedicated thread, which also owns the connection.
 """
@@ -17,11 +20,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
-from gpu_server._generated import events_pb2
 from gpu_server.errors import StaleCursorError
+from gpu_server.events.model import SecurityEvent
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,6 +53,12 @@ CREATE TABLE IF NOT EXISTS meta (
 T = TypeVar("T")
 
 
+class EventCodec(Protocol):
+    def encode(self, event: SecurityEvent) -> bytes: ...
+
+    def decode(self, payload: bytes) -> SecurityEvent: ...
+
+
 def _rollback(db: sqlite3.Connection) -> None:
     """Roll back what is still open: SQLite itself rolls back on some errors (SQLITE_FULL),
     and a ROLLBACK then would raise and hide the real error."""
@@ -63,12 +73,14 @@ class Outbox:
         self,
         path: Path,
         *,
+        codec: EventCodec,
         max_events: int,
         retention_s: float = 86_400.0,
         max_covered_rows: int = 500_000,
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.path = path
+        self._codec = codec
         self.max_events = max_events
         self._retention_ms = int(retention_s * 1000)
         self._max_covered_rows = max_covered_rows
@@ -165,13 +177,13 @@ class Outbox:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def append(self, event: events_pb2.SecurityEvent) -> int:
-        """Store an event with its covered frames; returns its sequence.
+    async def append(self, event: SecurityEvent) -> SecurityEvent:
+        """Store an event with its covered frames; returns it with its sequence.
 
         Never refuses for space: the bound is enforced on new frames, so an event for frames
         already accepted is always kept.
         """
-        payload = event.SerializeToString()
+        payload = self._codec.encode(event)
         shas = list(dict.fromkeys(event.frame_sha256s))
         try:
             sequence = await self._run(lambda: self._append_sync(payload, shas))
@@ -179,12 +191,11 @@ class Outbox:
             self.write_error = f"{type(exc).__name__}: {exc}"[:200]
             raise
         self.write_error = ""
-        event.sequence = sequence
         self._depth += 1
         self._last_sequence = max(self._last_sequence, sequence)
         waiters, self._changed = self._changed, asyncio.Event()
         waiters.set()
-        return sequence
+        return replace(event, sequence=sequence)
 
     def _append_sync(self, payload: bytes, shas: list[str]) -> int:
         db = self._conn()
@@ -193,7 +204,7 @@ class Outbox:
         try:
             cursor = db.execute("INSERT INTO events (payload) VALUES (?)", (payload,))
             sequence = int(cursor.lastrowid or 0)
-            # OR IGNORE: intake never lets a covered frame into a batch, so a clash would be a
+            # OR IGNORE: intake never lets a covered frame into a window, so a clash would be a
             # bug; the first event keeps the frame rather than losing this whole event.
             inserted = db.executemany(
                 "INSERT OR IGNORE INTO covered_frames (sha256, sequence, covered_at_ms) "
@@ -268,9 +279,7 @@ class Outbox:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def read_after(
-        self, sequence: int, limit: int = READ_BATCH
-    ) -> list[events_pb2.SecurityEvent]:
+    async def read_after(self, sequence: int, limit: int = READ_BATCH) -> list[SecurityEvent]:
         """Stored events with a greater sequence, oldest first."""
         rows = await self._run(
             lambda: self._conn()
@@ -281,12 +290,7 @@ class Outbox:
             )
             .fetchall()
         )
-        events: list[events_pb2.SecurityEvent] = []
-        for seq, payload in rows:
-            event = events_pb2.SecurityEvent.FromString(payload)
-            event.sequence = int(seq)
-            events.append(event)
-        return events
+        return [replace(self._codec.decode(payload), sequence=int(seq)) for seq, payload in rows]
 
     async def covered(self, shas: Iterable[str]) -> dict[str, int]:
         """Which of these frame hashes a stored (or recently acknowledged) event covers."""
@@ -303,6 +307,3 @@ class Outbox:
             return {sha: int(seq) for sha, seq in rows}
 
         return await self._run(query)
-
-    async def is_covered(self, sha256: str) -> bool:
-        return sha256 in await self.covered([sha256])

@@ -17,7 +17,7 @@ QUEUE_SIZE: Final = 256
 @dataclass(frozen=True, slots=True)
 class ProgressNote:
     camera_id: str
-    batch_id: str
+    window_id: str
     text: str
 
 

@@ -1,16 +1,21 @@
-"""Cheap checks of Configure's camera settings, before any zone is parsed.
+"""Configure's camera settings checked and turned into what the sidecar keeps.
 
 Sizes and counts come first, so a request made to be expensive (thousands of cameras, megabyte
-names, windows that never close) is refused for the price of reading a few lengths.
+names, windows that never close) is refused for the price of reading a few lengths; zones and
+time zones are parsed only then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gpu_server._generated import events_pb2
+from gpu_server.context import ZoneMap
 from gpu_server.errors import InvalidSettingsError
-from gpu_server.limits import (
+from gpu_server.events.cameras import CameraSettings
+from gpu_server.events.model import CameraRequest
+from gpu_server.ingest.intake import CAMERA_ID_PATTERN
+from gpu_server.vocabulary import (
     MAX_BATCH_SECONDS,
     MAX_CAMERAS,
     MAX_DISPLAY_NAME_CHARS,
@@ -20,11 +25,10 @@ from gpu_server.limits import (
     MAX_ZONE_NAME_CHARS,
     MAX_ZONES_PER_CAMERA,
 )
-from gpu_server.pipeline.intake import CAMERA_ID_PATTERN
 
 
 def check_camera_count(
-    settings: Sequence[events_pb2.CameraSettings], known: Iterable[str]
+    settings: Sequence[CameraRequest], known: Iterable[str]
 ) -> None:
     """At most MAX_CAMERAS cameras per call and configured in all."""
     if len(settings) > MAX_CAMERAS:
@@ -45,7 +49,7 @@ def _check_text(camera: str, field: str, value: str, limit: int) -> None:
         )
 
 
-def check_camera_fields(item: events_pb2.CameraSettings) -> None:
+def check_camera_fields(item: CameraRequest) -> None:
     """Id, text lengths, windows and zone and point counts of one camera."""
     camera_id = item.camera_id
     if not CAMERA_ID_PATTERN.fullmatch(camera_id):
@@ -75,3 +79,51 @@ def check_camera_fields(item: events_pb2.CameraSettings) -> None:
                 f"camera {camera_id!r}: zone {zone.name!r} has {len(zone.points)} points; "
                 f"at most {MAX_POINTS_PER_ZONE}"
             )
+
+
+def validate_cameras(
+    settings: Sequence[CameraRequest], known_versions: Sequence[str]
+) -> list[tuple[CameraSettings, ZoneMap]]:
+    """Every camera checked (fields, prompt version, zones, time zone) and ready to keep;
+    raises InvalidSettingsError, naming the camera, at the first one that is not."""
+    prepared: list[tuple[CameraSettings, ZoneMap]] = []
+    for item in settings:
+        check_camera_fields(item)
+        camera_id = item.camera_id
+        if item.prompt_version and item.prompt_version not in known_versions:
+            raise InvalidSettingsError(
+                f"camera {camera_id!r}: unknown prompt version {item.prompt_version[:40]!r}; "
+                f"known versions: {', '.join(known_versions)}"
+            )
+        try:
+            zone_map = ZoneMap.model_validate(
+                {
+                    "camera_id": camera_id,
+                    "zones": [
+                        {
+                            "name": zone.name,
+                            "kind": zone.kind or "other",
+                            "points": list(zone.points),
+                        }
+                        for zone in item.zones
+                    ],
+                }
+            )
+            if item.time_zone:
+                ZoneInfo(item.time_zone)
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            raise InvalidSettingsError(f"camera {camera_id!r}: {exc}") from exc
+        prepared.append(
+            (
+                CameraSettings(
+                    camera_id=camera_id,
+                    display_name=item.display_name,
+                    batch_window_s=item.batch_window_s,
+                    idle_timeout_s=item.idle_timeout_s,
+                    prompt_version=item.prompt_version,
+                    time_zone=item.time_zone,
+                ),
+                zone_map,
+            )
+        )
+    return prepared

@@ -1,11 +1,11 @@
-"""Per-camera batch windows: every accepted frame joins its camera's one open batch.
+"""Per-camera windows: every accepted frame joins its camera's one open window.
 
-A batch closes `window_s` after it opened, or `idle_s` after its last detection (after it
+A window closes `window_s` after it opened, or `idle_s` after its last detection (after it
 opened when it has none yet), or when forced (AnalyzeNow), or once it holds `max_detections`
-detections: the next frame then opens a new batch, so one busy window never outgrows a prompt.
+detections: the next frame then opens a new window, so one busy camera never outgrows a prompt.
 Timing uses the injected clock's monotonic time of arrival, not the frames' capture times, so
-resent old frames batch normally.
-This module only keeps state; the caller turns closed batches into events.
+resent old frames join windows normally.
+This module only keeps state; the caller turns closed windows into events.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gpu_server.events.clock import Clock
-from gpu_server.pipeline.detect import Detection
+from gpu_server.ingest.detect import Detection
 
 
 @dataclass(frozen=True, slots=True)
-class BatchFrame:
-    """One accepted frame as the events pipeline sees it."""
+class WindowFrame:
+    """One accepted frame as its window holds it."""
 
     sha256: str
     captured_at: datetime  # timezone-aware
@@ -36,33 +36,29 @@ class WindowSettings:
 
 
 @dataclass(slots=True)
-class _OpenBatch:
-    batch_id: str
+class _OpenWindow:
+    window_id: str
     camera_id: str
     opened_at: float
     last_detection_at: float | None
-    frames: list[BatchFrame] = field(default_factory=list)
+    frames: list[WindowFrame] = field(default_factory=list)
     detections: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class ClosedBatch:
-    batch_id: str
+class ClosedWindow:
+    window_id: str
     camera_id: str
-    frames: tuple[BatchFrame, ...]
+    frames: tuple[WindowFrame, ...]
     reason: str  # "window", "idle", "forced", "full"
 
-    @property
-    def has_detections(self) -> bool:
-        return any(frame.detections for frame in self.frames)
 
-
-def new_batch_id() -> str:
+def new_window_id() -> str:
     return uuid.uuid4().hex
 
 
-class BatchWindows:
-    """Open batches by camera. Not thread-safe: use it from the event loop only."""
+class CameraWindows:
+    """Open windows by camera. Not thread-safe: use it from the event loop only."""
 
     def __init__(
         self, defaults: WindowSettings, clock: Clock, max_detections: int | None = None
@@ -71,9 +67,9 @@ class BatchWindows:
         self._clock = clock
         self._max_detections = max_detections
         self._overrides: dict[str, WindowSettings] = {}
-        self._open: dict[str, _OpenBatch] = {}
-        # Batches that filled up, waiting for the next `due()` to hand them out.
-        self._full: list[ClosedBatch] = []
+        self._open: dict[str, _OpenWindow] = {}
+        # Windows that filled up, waiting for the next `due()` to hand them out.
+        self._full: list[ClosedWindow] = []
 
     def settings_for(self, camera_id: str) -> WindowSettings:
         return self._overrides.get(camera_id, self._defaults)
@@ -88,51 +84,47 @@ class BatchWindows:
             idle_s if idle_s is not None else self._defaults.idle_s,
         )
 
-    def add(self, camera_id: str, frame: BatchFrame) -> str:
-        """Put a frame in the camera's open batch, opening one if needed; returns its id."""
+    def add(self, camera_id: str, frame: WindowFrame) -> str:
+        """Put a frame in the camera's open window, opening one if needed; returns its id."""
         now = self._clock.monotonic()
-        batch = self._open.get(camera_id)
-        if batch is None:
-            batch = _OpenBatch(new_batch_id(), camera_id, now, None)
-            self._open[camera_id] = batch
-        batch.frames.append(frame)
+        window = self._open.get(camera_id)
+        if window is None:
+            window = _OpenWindow(new_window_id(), camera_id, now, None)
+            self._open[camera_id] = window
+        window.frames.append(frame)
         if frame.detections:
-            batch.last_detection_at = now
-            batch.detections += len(frame.detections)
+            window.last_detection_at = now
+            window.detections += len(frame.detections)
         limit = self._max_detections
-        if limit is not None and batch.detections >= limit:
+        if limit is not None and window.detections >= limit:
             self._full.append(self._close(camera_id, "full"))
-        return batch.batch_id
+        return window.window_id
 
-    def due(self) -> list[ClosedBatch]:
-        """Close and return every batch whose window or idle time has run out."""
+    def due(self) -> list[ClosedWindow]:
+        """Close and return every window whose time or idle time has run out."""
         now = self._clock.monotonic()
         closed, self._full = self._full, []
-        for camera_id, batch in list(self._open.items()):
+        for camera_id, window in list(self._open.items()):
             settings = self.settings_for(camera_id)
             quiet_since = (
-                batch.last_detection_at if batch.last_detection_at is not None
-                else batch.opened_at
+                window.last_detection_at if window.last_detection_at is not None
+                else window.opened_at
             )
-            if now - batch.opened_at >= settings.window_s:
+            if now - window.opened_at >= settings.window_s:
                 closed.append(self._close(camera_id, "window"))
             elif now - quiet_since >= settings.idle_s:
                 closed.append(self._close(camera_id, "idle"))
         return closed
 
-    def close(self, camera_id: str) -> ClosedBatch | None:
-        """Force a camera's open batch closed (AnalyzeNow); None when it had none."""
+    def close(self, camera_id: str) -> ClosedWindow | None:
+        """Force a camera's open window closed (AnalyzeNow); None when it had none."""
         if camera_id not in self._open:
             return None
         return self._close(camera_id, "forced")
 
-    def _close(self, camera_id: str, reason: str) -> ClosedBatch:
-        batch = self._open.pop(camera_id)
-        return ClosedBatch(batch.batch_id, camera_id, tuple(batch.frames), reason)
-
-    def open_batch_id(self, camera_id: str) -> str | None:
-        batch = self._open.get(camera_id)
-        return batch.batch_id if batch is not None else None
+    def _close(self, camera_id: str, reason: str) -> ClosedWindow:
+        window = self._open.pop(camera_id)
+        return ClosedWindow(window.window_id, camera_id, tuple(window.frames), reason)
 
     @property
     def open_count(self) -> int:
@@ -140,5 +132,5 @@ class BatchWindows:
 
     @property
     def full_count(self) -> int:
-        """Batches that filled up and have not been handed out by `due()` yet."""
+        """Windows that filled up and have not been handed out by `due()` yet."""
         return len(self._full)

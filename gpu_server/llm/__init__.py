@@ -1,5 +1,3 @@
-"""Risk analysis: a local LLM (llama.cpp) turns a camera's detections into a scored, explained
-security event, with rule-based scoring whenever the model is missing, failing or too slow.
-
-`service.RiskAnalysis` is the entry point; everything else is one concept per module.
-"""
+"""The language model: prompts, grammar, the client, the supervised model server and the
+assessor that turns a window's detections into a scored, explained assessment. The risk
+analysis (`gpu_server/risk/`) decides when to ask it and answers by rules otherwise."""

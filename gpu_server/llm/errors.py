@@ -7,14 +7,6 @@ class LlmError(Exception):
     """The model did not produce a usable assessment; the message says why."""
 
 
-class LlmTimeoutError(LlmError):
-    pass
-
-
-class LlmUnavailableError(LlmError):
-    """No model can answer right now (loading, restarting, circuit open, queue full)."""
-
-
 class LlmUnreachableError(LlmError):
     """The endpoint refused or dropped the connection before or while answering."""
 

@@ -16,8 +16,8 @@ from gpu_server.llm.schema import (
     FIELD_ORDER,
     REASONING_MAX_CHARS,
     SUMMARY_MAX_CHARS,
-    RiskLevel,
 )
+from gpu_server.vocabulary import RiskLevel
 
 # Characters a string may hold raw: not the quote or backslash (they need escapes), not C0/C1
 # control characters, and not the invisible or direction-changing characters that could hide

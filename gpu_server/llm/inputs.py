@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gpu_server.vocabulary import RiskZoneKind
 
 # Local hours counted as night: the time of day that raises risk most.
 NIGHT_START_HOUR: Final = 22
@@ -27,16 +28,6 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ZoneKind(enum.StrEnum):
-    """How much a zone matters; entry points and sensitive areas raise the risk."""
-
-    ENTRY = "entry"
-    SENSITIVE = "sensitive"
-    PERIMETER = "perimeter"
-    PUBLIC = "public"
-    OTHER = "other"
-
-
 class DetectionInput(_Input):
     label: str = Field(min_length=1, max_length=64)
     confidence: float = Field(ge=0.0, le=1.0)
@@ -45,7 +36,7 @@ class DetectionInput(_Input):
 
 class ZoneInput(_Input):
     name: str = Field(min_length=1, max_length=200)
-    kind: ZoneKind = ZoneKind.OTHER
+    kind: RiskZoneKind = RiskZoneKind.OTHER
 
 
 class BaselineInput(_Input):
@@ -101,7 +92,7 @@ class AnalysisInput(_Input):
     def is_night(self) -> bool:
         return self.daypart == "night"
 
-    def zone_kind(self, zone: str | None) -> ZoneKind | None:
+    def zone_kind(self, zone: str | None) -> RiskZoneKind | None:
         for candidate in self.zones:
             if candidate.name == zone:
                 return candidate.kind

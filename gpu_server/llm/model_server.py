@@ -28,6 +28,7 @@ from typing import Final
 
 import httpx
 
+from gpu_server.files import atomic_write
 from gpu_server.llm.settings import LlmSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -322,7 +323,5 @@ class ModelServer:
             "interrupt_requests": False,
             "models": [model],
         }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(config, handle)
+        atomic_write(path, json.dumps(config), private=True)
         return path

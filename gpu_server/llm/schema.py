@@ -2,46 +2,19 @@
 
 from __future__ import annotations
 
-import enum
 import unicodedata
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCORE_MIN: Final = 0
-SCORE_MAX: Final = 100
+from gpu_server.vocabulary import SCORE_MAX, SCORE_MIN, RiskLevel, level_for_score
+
 SUMMARY_MAX_CHARS: Final = 200
 REASONING_MAX_CHARS: Final = 600
 ACTION_MAX_CHARS: Final = 200
 
 # The order the model must write the keys in; the grammar and the prompt both use it.
 FIELD_ORDER: Final = ("risk_score", "risk_level", "summary", "reasoning", "recommended_action")
-
-
-class RiskLevel(enum.StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-
-# Lowest score of each level, highest level first.
-LEVEL_FLOORS: Final[tuple[tuple[int, RiskLevel], ...]] = (
-    (85, RiskLevel.CRITICAL),
-    (60, RiskLevel.HIGH),
-    (30, RiskLevel.MEDIUM),
-    (0, RiskLevel.LOW),
-)
-
-
-def level_for_score(score: int) -> RiskLevel:
-    """The level a score falls in: low 0-29, medium 30-59, high 60-84, critical 85-100."""
-    if not SCORE_MIN <= score <= SCORE_MAX:
-        raise ValueError(f"risk score {score} is outside {SCORE_MIN}..{SCORE_MAX}")
-    for floor, level in LEVEL_FLOORS:
-        if score >= floor:
-            return level
-    raise AssertionError("unreachable: the lowest floor is 0")  # pragma: no cover
 
 
 # Control, format (zero-width, bidi), surrogate, private-use and unassigned characters.

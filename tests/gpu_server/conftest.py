@@ -20,7 +20,7 @@ from sidecar_testlib import TOKEN, Running, StartServer
 
 from gpu_server._generated import service_pb2_grpc
 from gpu_server.config import load_config
-from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector, UltralyticsDetector
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector, UltralyticsDetector
 from gpu_server.server import GRPCServer
 
 
@@ -51,7 +51,7 @@ def bus_image(bus_jpeg: bytes) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def tiny_weights(ultralytics_offline: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from gpu_server.tiny_model import build_tiny_yolo
+    from testlib.tiny_yolo import build_tiny_yolo
 
     return build_tiny_yolo(tmp_path_factory.mktemp("models") / "tiny-yolo.pt")
 
@@ -72,7 +72,7 @@ def hog_detector() -> HogPeopleDetector:
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
     """The embedded detector's model where scripts/setup_sidecar_env put it."""
-    from gpu_server.pipeline.embedded_ssd import find_model
+    from gpu_server.ingest.embedded_ssd import find_model
 
     path, reason = find_model(None, Path("no-models"))
     if path is None:
@@ -82,7 +82,7 @@ def embedded_model() -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_detector(embedded_model: Path) -> Any:
-    from gpu_server.pipeline.embedded_ssd import EmbeddedSsdDetector
+    from gpu_server.ingest.embedded_ssd import EmbeddedSsdDetector
 
     detector = EmbeddedSsdDetector(embedded_model)
     detector.warmup()
@@ -153,6 +153,6 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ~0.5 MB random-weight llama GGUF: the real llama.cpp runs it in milliseconds."""
-    from gpu_server.llm.testing import write_tiny_gguf
+    from testlib.tiny_gguf import write_tiny_gguf
 
     return write_tiny_gguf(tmp_path_factory.mktemp("llm-models") / "tiny-random.gguf")

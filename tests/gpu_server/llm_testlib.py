@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-from collections.abc import Callable
 from typing import Any
 
 from gpu_server.llm.grammar import GrammarLimits
@@ -21,16 +19,6 @@ def llm_settings(**overrides: Any) -> LlmSettings:
     values: dict[str, Any] = {"n_ctx": TEST_N_CTX, "n_threads": 2, "seed": 7}
     values.update(overrides)
     return LlmSettings.model_validate(values)
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll until `condition()` holds; fail the test after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s:g} s")
-        await asyncio.sleep(0.02)
 
 
 def process_alive(pid: int) -> bool:

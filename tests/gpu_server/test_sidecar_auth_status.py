@@ -10,7 +10,7 @@ from sidecar_testlib import AUTH, TOKEN, Running, StartServer, frame
 
 from gpu_server import __version__
 from gpu_server._generated import status_pb2
-from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
 from gpu_server.server import SERVICE_NAME
 
 BAD_METADATA = [
@@ -51,7 +51,7 @@ async def test_every_rpc_needs_the_token(
     for raised in (submit, status, health, reflect):
         assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "token" in (raised.value.details() or "")
-    # Refused frames never reached the pipeline.
+    # Refused frames never reached ingest.
     assert running.server.counters.accepted == running.server.counters.rejected == 0
 
 

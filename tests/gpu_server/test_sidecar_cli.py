@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gpu_server._generated import service_pb2_grpc, status_pb2
-from gpu_server.pipeline.embedded_ssd import MODEL_NAME, find_model
+from gpu_server.ingest.embedded_ssd import MODEL_NAME, find_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_LIMIT_S = 120

@@ -9,7 +9,7 @@ import pytest
 
 from gpu_server.config import ConfigError, load_config
 from gpu_server.identity import load_or_create_server_id, load_or_create_token
-from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
 from gpu_server.server import GRPCServer
 
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from sidecar_testlib import encode_jpeg
+from testlib.waiting import wait_until
 
 from gpu_server.config import LimitsConfig
 from gpu_server.errors import BackpressureError, FrameRejectedError
-from gpu_server.pipeline.intake import DECODE_BYTES_PER_PIXEL, FrameIntake
-from gpu_server.pipeline.memory import DecodeBudget, default_budget_bytes
+from gpu_server.ingest.intake import DECODE_BYTES_PER_PIXEL, FrameIntake
+from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
 
 
 @pytest.mark.parametrize(
@@ -84,9 +85,8 @@ async def test_the_budget_lets_frames_in_oldest_first() -> None:
     big = asyncio.create_task(hold("big", 80))  # waits for room
     await asyncio.sleep(0)
     small = asyncio.create_task(hold("small", 10))  # would fit, but must not overtake
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: budget.waiting == 2)
     assert order == ["first"]
-    assert budget.waiting == 2
     release.set()
     await asyncio.gather(first, big, small)
     assert order == ["first", "big", "small"]
@@ -101,7 +101,7 @@ async def test_a_wait_too_long_is_backpressure_and_a_cancelled_wait_leaves_no_tr
             async with budget.reserve(1):
                 pass
         waiter = asyncio.create_task(budget.reserve(50).__aenter__())
-        await asyncio.sleep(0.01)
+        await wait_until(lambda: budget.waiting == 1)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter

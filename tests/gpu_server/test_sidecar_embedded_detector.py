@@ -16,15 +16,13 @@ from sidecar_testlib import StartServer, frame
 
 from gpu_server._generated import frames_pb2
 from gpu_server.config import load_config
-from gpu_server.context import LabelGroup, label_group
-from gpu_server.llm.fallback import ANIMAL_LABELS, PERSON_LABELS, VEHICLE_LABELS
-from gpu_server.pipeline.detect import (
+from gpu_server.ingest.detect import (
     Detection,
     HogPeopleDetector,
     UltralyticsDetector,
     build_detector,
 )
-from gpu_server.pipeline.embedded_ssd import (
+from gpu_server.ingest.embedded_ssd import (
     LABEL_NAMES,
     LABELS_FILE,
     MODEL_FILE,
@@ -35,6 +33,13 @@ from gpu_server.pipeline.embedded_ssd import (
     EmbeddedSsdDetector,
     decode_boxes,
     ssd_anchors,
+)
+from gpu_server.vocabulary import (
+    ANIMAL_LABELS,
+    PERSON_LABELS,
+    VEHICLE_LABELS,
+    LabelGroup,
+    label_group,
 )
 
 Photos = dict[str, npt.NDArray[np.uint8]]
@@ -193,7 +198,7 @@ def test_yolo_weights_in_the_models_folder_come_first(
     config = settings(tmp_path, detector__device="cpu")
     config.models_dir.mkdir()
     shutil.copy(tiny_weights, config.models_dir / "yolo11n.pt")
-    with caplog.at_level(logging.INFO, logger="gpu_server.pipeline.detect"):
+    with caplog.at_level(logging.INFO, logger="gpu_server.ingest.detect"):
         selection = build_detector(config)
     assert isinstance(selection.detector, UltralyticsDetector)
     assert not selection.fallback
@@ -203,7 +208,7 @@ def test_yolo_weights_in_the_models_folder_come_first(
 def test_without_yolo_weights_the_embedded_detector_is_the_default(
     tmp_path: Path, embedded_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="gpu_server.pipeline.detect"):
+    with caplog.at_level(logging.INFO, logger="gpu_server.ingest.detect"):
         selection = build_detector(settings(tmp_path))
     detector = selection.detector
     assert isinstance(detector, EmbeddedSsdDetector)
@@ -240,7 +245,7 @@ def test_a_missing_embedded_model_falls_back_to_hog_and_says_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing = tmp_path / "nowhere" / MODEL_FILE
-    with caplog.at_level(logging.INFO, logger="gpu_server.pipeline.detect"):
+    with caplog.at_level(logging.INFO, logger="gpu_server.ingest.detect"):
         selection = build_detector(settings(tmp_path, detector__embedded_model=missing))
     assert isinstance(selection.detector, HogPeopleDetector)
     assert "no YOLO weights" in selection.fallback_reason
@@ -257,7 +262,7 @@ def test_a_damaged_embedded_model_falls_back_to_hog_and_says_why(
     folder.mkdir()
     (folder / MODEL_FILE).write_bytes(embedded_model.read_bytes()[:-1000])
     shutil.copy(embedded_model.with_name(LABELS_FILE), folder / LABELS_FILE)
-    with caplog.at_level(logging.INFO, logger="gpu_server.pipeline.detect"):
+    with caplog.at_level(logging.INFO, logger="gpu_server.ingest.detect"):
         selection = build_detector(settings(tmp_path, detector__embedded_model=folder))
     assert isinstance(selection.detector, HogPeopleDetector)
     assert "damaged or not the expected model" in selection.fallback_reason

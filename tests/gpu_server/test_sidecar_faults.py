@@ -13,13 +13,13 @@ from PIL import Image
 from sidecar_testlib import StartServer, encode_jpeg, frame
 
 from gpu_server._generated import frames_pb2
-from gpu_server.pipeline.detect import (
+from gpu_server.ingest.detect import (
     Detection,
     Detector,
     DetectorSelection,
     HogPeopleDetector,
 )
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.intake import BgrImage
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 REJECTED = frames_pb2.ACK_STATUS_REJECTED
@@ -107,7 +107,7 @@ async def test_a_dead_detection_worker_fails_frames_and_is_started_again(
     [again] = await asyncio.wait_for(running.submit([frame(encode_jpeg(bus_image, 63), "x")]), 20)
     assert again.status == REJECTED
     assert again.status_code == 13
-    # ... and once the detector works again, frames are analysed (the same content too).
+    # ... and once the detector works again, frames are analyzed (the same content too).
     detector.die = False
     ok = await asyncio.wait_for(
         running.submit([frame(encode_jpeg(bus_image, q), f"r{q}") for q in (60, 64)]), 20

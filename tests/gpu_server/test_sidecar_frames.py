@@ -12,14 +12,14 @@ from PIL import Image
 from sidecar_testlib import StartServer, encode_jpeg, frame, png_header
 
 from gpu_server._generated import frames_pb2
-from gpu_server.pipeline.detect import (
+from gpu_server.ingest.detect import (
     Detection,
     Detector,
     DetectorSelection,
     HogPeopleDetector,
     UltralyticsDetector,
 )
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.intake import BgrImage
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = frames_pb2.ACK_STATUS_DUPLICATE
@@ -140,7 +140,7 @@ async def test_each_bad_frame_gets_its_ack_and_the_stream_goes_on(
     assert (status.frames.rejected, status.frames.accepted) == (len(bad), 1)
 
     # The "good" frame came after every bad one on the same stream: the stream survived.
-    # The bad camera ids carried the good image's bytes, yet it was analysed only once.
+    # The bad camera ids carried the good image's bytes, yet it was analyzed only once.
     assert running.server.batcher is not None
     assert running.server.batcher.frames_run == 1
 
@@ -165,7 +165,7 @@ async def test_a_resent_frame_is_a_duplicate_with_the_original_detections(
     assert (status.frames.accepted, status.frames.duplicate) == (1, 1)
 
 
-async def test_the_same_content_sent_concurrently_is_analysed_once(
+async def test_the_same_content_sent_concurrently_is_analyzed_once(
     start_server: StartServer, tiny_detector: UltralyticsDetector, bus_jpeg: bytes
 ) -> None:
     running = await start_server(DetectorSelection(tiny_detector))
@@ -215,11 +215,11 @@ async def test_detector_failures_become_internal_acks(
         assert ack.status_code == 13
         assert ack.reject_reason == frames_pb2.REJECT_REASON_INTERNAL
         assert "secret" not in ack.message
-    # A failure is not remembered: the same content is analysed when resent.
+    # A failure is not remembered: the same content is analyzed when resent.
     assert ok.status == ACCEPTED
 
 
-async def test_png_frames_of_any_mode_are_analysed(
+async def test_png_frames_of_any_mode_are_analyzed(
     start_server: StartServer, hog_detector: HogPeopleDetector
 ) -> None:
     import io

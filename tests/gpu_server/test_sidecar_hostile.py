@@ -21,14 +21,15 @@ import numpy as np
 import pytest
 from PIL import Image
 from sidecar_testlib import AUTH, StartServer, encode_jpeg, frame
+from testlib.waiting import wait_until
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.config import LimitsConfig
 from gpu_server.context import zones as zones_module
 from gpu_server.errors import FrameRejectedError, RejectReason
-from gpu_server.limits import MAX_CAMERAS, MAX_POINTS_PER_ZONE, MAX_ZONES_PER_CAMERA
-from gpu_server.pipeline.detect import Detection, Detector, DetectorSelection
-from gpu_server.pipeline.intake import BgrImage, FrameIntake
+from gpu_server.ingest.detect import Detection, Detector, DetectorSelection
+from gpu_server.ingest.intake import BgrImage, FrameIntake
+from gpu_server.vocabulary import MAX_CAMERAS, MAX_POINTS_PER_ZONE, MAX_ZONES_PER_CAMERA
 
 REJECTED = frames_pb2.ACK_STATUS_REJECTED
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
@@ -162,7 +163,7 @@ async def test_corrupt_scan_data_is_refused_even_with_an_end_marker(
     assert counting.sizes == []
 
 
-async def test_tiny_images_and_odd_capture_times_are_analysed_not_retried_forever(
+async def test_tiny_images_and_odd_capture_times_are_analyzed_not_retried_forever(
     start_server: StartServer, counting: CountingDetector, photo: Image.Image
 ) -> None:
     server = await start_server(DetectorSelection(counting))
@@ -235,15 +236,8 @@ async def test_frames_wait_for_the_decode_budget_then_get_backpressure(
     task = asyncio.create_task(server.submit(frames))
     budget = server.server.decode_budget
     assert budget is not None
-    for _ in range(500):
-        if budget.waiting == 2:
-            break
-        await asyncio.sleep(0.01)
-    assert budget.waiting == 2
-    for _ in range(500):
-        if budget.refused == 2:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: budget.waiting == 2)
+    await wait_until(lambda: budget.refused == 2)
     counting.release.set()
     acks = {ack.client_ref: ack for ack in await task}
     statuses = sorted(
@@ -386,7 +380,7 @@ async def test_configure_at_every_limit_validates_off_the_loop_and_writes_zones_
     server = await start_server(data_dir=tmp_path / "data")
     writes = 0
     checked_in: set[int] = set()
-    real_write = zones_module.atomic_write_text
+    real_write = zones_module.atomic_write
     real_check = zones_module.is_simple_polygon
 
     def counting_write(*args: Any) -> None:
@@ -398,7 +392,7 @@ async def test_configure_at_every_limit_validates_off_the_loop_and_writes_zones_
         checked_in.add(threading.get_ident())
         return real_check(points)
 
-    monkeypatch.setattr(zones_module, "atomic_write_text", counting_write)
+    monkeypatch.setattr(zones_module, "atomic_write", counting_write)
     monkeypatch.setattr(zones_module, "is_simple_polygon", recording_check)
     cameras = [
         _camera(

@@ -8,19 +8,19 @@ from pathlib import Path
 import grpc
 import pytest
 from sidecar_testlib import TOKEN
+from testlib.fakes import FakeClock
 
 from gpu_server._generated import service_pb2_grpc, status_pb2
-from gpu_server.auth import RefusalLog, peer_address
 from gpu_server.config import load_config
-from gpu_server.events.clock import FakeClock
-from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector
+from gpu_server.grpc_api.auth import RefusalLog, peer_address
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
 from gpu_server.server import GRPCServer
 
 WRONG = (("authorization", "Bearer wrong-token"),)
 
 
 def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "gpu_server.auth"]
+    return [r.getMessage() for r in caplog.records if r.name == "gpu_server.grpc_api.auth"]
 
 
 async def test_many_refused_calls_give_one_line_per_minute(
@@ -36,7 +36,7 @@ async def test_many_refused_calls_give_one_line_per_minute(
     )
     server = GRPCServer(config, detector=DetectorSelection(hog_detector), clock=clock)
     port = await server.start()
-    caplog.set_level(logging.WARNING, logger="gpu_server.auth")
+    caplog.set_level(logging.WARNING, logger="gpu_server.grpc_api.auth")
     try:
         # A new channel per burst: the port differs, the address does not.
         for _burst in range(4):
@@ -73,7 +73,7 @@ async def test_many_refused_calls_give_one_line_per_minute(
 def test_each_address_has_its_own_minute(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     log = RefusalLog(interval_s=60.0, clock=lambda: now[0])
-    caplog.set_level(logging.WARNING, logger="gpu_server.auth")
+    caplog.set_level(logging.WARNING, logger="gpu_server.grpc_api.auth")
     for port in range(1000, 1100):
         log.refused(f"ipv4:10.0.0.5:{port}", "/m", "invalid bearer token")
         log.refused(f"ipv6:[fd00::7]:{port}", "/m", "invalid bearer token")
@@ -88,7 +88,7 @@ def test_each_address_has_its_own_minute(caplog: pytest.LogCaptureFixture) -> No
 
 def test_the_address_table_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
     log = RefusalLog(max_peers=8, clock=lambda: 0.0)
-    caplog.set_level(logging.WARNING, logger="gpu_server.auth")
+    caplog.set_level(logging.WARNING, logger="gpu_server.grpc_api.auth")
     for host in range(100):
         log.refused(f"ipv4:10.0.1.{host}:4000", "/m", "invalid bearer token")
     assert len(log) == 8

@@ -19,7 +19,7 @@ from gpu_server import healthcheck
 from gpu_server.__main__ import write_ready_file
 from gpu_server._generated import service_pb2_grpc, status_pb2
 from gpu_server.config import ConfigError, load_config
-from gpu_server.pipeline.detect import DetectorSelection, HogPeopleDetector
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
 from gpu_server.server import SERVICE_NAME
 from gpu_server.tls import (
     CERT_FILE,

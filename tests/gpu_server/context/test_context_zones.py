@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gpu_server.context import Zone, ZoneKind, ZoneMap, ZoneRegistry, point_in_polygon
+from gpu_server.context import Zone, ZoneMap, ZoneRegistry, point_in_polygon
+from gpu_server.vocabulary import ZoneKind
 
 SQUARE = ((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8))
 # A "U": the notch between the arms (x 0.4..0.6, y 0.1..0.6) is outside.

@@ -11,12 +11,12 @@ import pytest
 from events_testlib import EventsServer, ScriptedDetector
 from grpc_health.v1 import health_pb2_grpc
 from sidecar_testlib import TOKEN
+from testlib.fakes import FakeClock
 
 from gpu_server._generated import service_pb2_grpc
 from gpu_server.config import load_config
-from gpu_server.events.clock import FakeClock
-from gpu_server.llm.service import RiskAnalysis
-from gpu_server.pipeline.detect import DetectorSelection
+from gpu_server.ingest.detect import DetectorSelection
+from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.server import GRPCServer
 
 

@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from sidecar_testlib import AUTH, Running
+from testlib.fakes import FakeClock
 
 from gpu_server._generated import events_pb2, frames_pb2
-from gpu_server.events.clock import FakeClock
-from gpu_server.pipeline.detect import Detection, Detector
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.events.model import EventKind, SecurityEvent
+from gpu_server.events.scheduler import EventScheduler
+from gpu_server.ingest.detect import Detection, Detector
+from gpu_server.ingest.intake import BgrImage
 
 # What the scripted detector reports, keyed by the blue value of the top-left pixel.
 MARK_NONE = 10
@@ -71,6 +73,16 @@ def scene_png(index: int, mark: int = MARK_NONE, *, black: bool = False) -> byte
     return out.getvalue()
 
 
+def stored_event(*shas: str, camera: str = "a", **fields: Any) -> SecurityEvent:
+    """An event as the builder makes them, covering these frame hashes."""
+    values: dict[str, Any] = {
+        "event_id": "-".join(shas), "camera_id": camera, "kind": EventKind.SECURITY,
+        "started_at_ms": 0, "ended_at_ms": 0, "frame_sha256s": shas,
+    }
+    values.update(fields)
+    return SecurityEvent(**values)
+
+
 def frame_for(
     image: bytes, ref: str, camera: str = "front_door", at_ms: int = 0
 ) -> frames_pb2.Frame:
@@ -85,9 +97,13 @@ class EventsServer(Running):
     clock: FakeClock = field(default_factory=FakeClock)
 
     @property
-    def pipeline(self) -> Any:
+    def scheduler(self) -> EventScheduler:
         assert self.server.events is not None
         return self.server.events
+
+    @property
+    def open_windows(self) -> int:
+        return self.scheduler.status().open_windows
 
     async def send(self, *frames: frames_pb2.Frame) -> list[frames_pb2.FrameAck]:
         return await self.submit(frames)
@@ -95,8 +111,8 @@ class EventsServer(Running):
     async def close_due(self, seconds: float) -> None:
         """Move the clock on, close what is due and wait for the analyses to store events."""
         self.clock.advance(seconds)
-        self.pipeline.tick()
-        await self.pipeline.wait_idle()
+        self.scheduler.tick()
+        await self.scheduler.wait_idle()
 
     async def events(self, after: int = 0, count: int = 1) -> list[events_pb2.SecurityEvent]:
         """The first `count` events SubscribeEvents delivers after the cursor."""

@@ -14,13 +14,14 @@ from events_testlib import MARK_PERSON_SURE, EventsServer, frame_for, scene_png
 from sidecar_testlib import AUTH
 
 from gpu_server._generated import events_pb2, frames_pb2
+from gpu_server.events.model import EventKind, SecurityEvent
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = frames_pb2.ACK_STATUS_DUPLICATE
 
 
-async def _covering(server: EventsServer, sha: str) -> list[events_pb2.SecurityEvent]:
-    stored = await server.pipeline.outbox.read_after(0)
+async def _covering(server: EventsServer, sha: str) -> list[SecurityEvent]:
+    stored = await server.scheduler.outbox.read_after(0)
     return [event for event in stored if sha in event.frame_sha256s]
 
 
@@ -28,21 +29,19 @@ async def test_a_failed_analysis_still_stores_an_event_covering_its_frames(
     start_events: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     server: EventsServer = await start_events()
-    processor = server.pipeline.processor
-
-    async def broken(job: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the enricher broke")
 
-    monkeypatch.setattr(processor, "_build", broken)
+    monkeypatch.setattr(server.scheduler.enricher, "enrich", broken)
     with caplog.at_level(logging.ERROR):
         (ack,) = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "f1"))
         assert ack.status == ACCEPTED
-        await server.pipeline.wait_idle()  # the fast path started its analysis at once
+        await server.scheduler.wait_idle()  # the fast path started its analysis at once
     assert "the enricher broke" in caplog.text
     (event,) = await _covering(server, ack.content_sha256)
     assert event.fallback
     assert "the enricher broke" in event.fallback_reason
-    assert event.kind == events_pb2.EVENT_KIND_SECURITY  # the rules scored the person
+    assert event.kind is EventKind.SECURITY  # the rules scored the person
     (again,) = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "f1-again"))
     assert again.status == DUPLICATE
     assert len(await _covering(server, ack.content_sha256)) == 1
@@ -55,22 +54,22 @@ async def test_known_content_that_nothing_covers_is_taken_again(start_events: An
     await server.close_due(30)
     (event,) = await server.events()
     await server.ack(event.sequence)
-    assert not await server.pipeline.outbox.is_covered(ack.content_sha256)
+    assert not await server.scheduler.outbox.covered([ack.content_sha256])
     (again,) = await server.send(frame_for(scene_png(1), "f1-again"))
     assert again.status == ACCEPTED
-    assert server.pipeline.open_batches == 1
+    assert server.open_windows == 1
     await server.close_due(30)
     (second,) = await server.events(after=event.sequence)
     assert list(second.frame_sha256s) == [ack.content_sha256]
 
 
-async def test_a_twin_covered_while_it_was_analysed_is_not_claimed_again(
+async def test_a_twin_covered_while_it_was_analyzed_is_not_claimed_again(
     start_events: Any,
 ) -> None:
     # No detection cache: the twin is decoded and detected again, as after an eviction.
     server: EventsServer = await start_events(dedupe__capacity=0)
-    pipeline = server.pipeline
-    outbox = pipeline.outbox
+    scheduler = server.scheduler
+    outbox = scheduler.outbox
     original_covered = outbox.covered
     held = asyncio.Event()
     release = asyncio.Event()
@@ -85,27 +84,52 @@ async def test_a_twin_covered_while_it_was_analysed_is_not_claimed_again(
         return found
 
     scene_checks: list[str] = []
-    original_check = pipeline.scene.check
+    original_check = scheduler.scene.check
 
     def check(camera_id: str, pixels: Any) -> Any:
         scene_checks.append(camera_id)
         return original_check(camera_id, pixels)
 
     outbox.covered = covered
-    pipeline.scene.check = check
+    scheduler.scene.check = check
     image = scene_png(1, MARK_PERSON_SURE)
     twin = asyncio.create_task(server.send(frame_for(image, "twin")))
     await asyncio.wait_for(held.wait(), 10)  # the twin found nothing covering it...
     (first,) = await server.send(frame_for(image, "first"))
-    await pipeline.wait_idle()  # ...then the original was taken, analysed and stored
+    await scheduler.wait_idle()  # ...then the original was taken, analyzed and stored
     release.set()
     (late,) = await asyncio.wait_for(twin, 10)
-    await pipeline.wait_idle()
+    await scheduler.wait_idle()
     assert first.status == ACCEPTED
     assert late.status == DUPLICATE
     (event,) = await _covering(server, first.content_sha256)
     assert late.covered_sequence == event.sequence
     assert len(scene_checks) == 1  # the twin never reached the scene baseline
+
+
+async def test_each_frame_asks_the_outbox_at_most_once(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    outbox = server.scheduler.outbox
+    original_covered = outbox.covered
+    looked_up: list[list[str]] = []
+
+    async def covered(shas: Any) -> dict[str, int]:
+        wanted = list(shas)
+        looked_up.append(wanted)
+        found: dict[str, int] = await original_covered(wanted)
+        return found
+
+    outbox.covered = covered
+    (first,) = await server.send(frame_for(scene_png(1), "f1"))
+    assert looked_up == [[first.content_sha256]]
+    (claimed,) = await server.send(frame_for(scene_png(1), "f1-again"))
+    assert claimed.status == DUPLICATE
+    assert len(looked_up) == 1  # held by an open window: known without the outbox
+    await server.close_due(30)
+    (event,) = await server.events()
+    (covered_ack,) = await server.send(frame_for(scene_png(1), "f1-third"))
+    assert covered_ack.covered_sequence == event.sequence
+    assert len(looked_up) == 2
 
 
 async def test_a_duplicate_ack_names_the_event_that_covers_it(start_events: Any) -> None:
@@ -145,7 +169,7 @@ async def test_acks_for_another_outbox_or_an_unwritten_sequence_remove_nothing(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await ack(up_to, box)
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert server.pipeline.outbox.depth == 1
+        assert server.scheduler.outbox.depth == 1
     assert (await ack(event.sequence, outbox_id)).removed == 1
     # The id survives a restart of the same database.
     data = server.server.config.data_dir
@@ -159,7 +183,7 @@ async def test_an_ack_never_counts_or_scans_the_covered_frames(start_events: Any
     acks = await server.send(*(frame_for(scene_png(n), f"f{n}") for n in range(5)))
     await server.close_due(30)
     (event,) = await server.events()
-    outbox = server.pipeline.outbox
+    outbox = server.scheduler.outbox
     statements: list[str] = []
     await outbox._run(lambda: outbox._conn().set_trace_callback(statements.append))
     plans: list[str] = []
@@ -184,10 +208,10 @@ async def test_an_ack_never_counts_or_scans_the_covered_frames(start_events: Any
 async def test_a_late_job_gives_up_once_the_outbox_is_closed(start_events: Any) -> None:
     server: EventsServer = await start_events()
     (ack,) = await server.send(frame_for(scene_png(1), "f1"))
-    pipeline = server.pipeline
-    batch = pipeline.windows.close("front_door")
+    scheduler = server.scheduler
+    batch = scheduler.windows.close("front_door")
     await server.server.stop(0)  # the batch was taken out before: its job comes late
-    job = pipeline._run_job(pipeline._job_for(batch))
+    job = scheduler.analyze_window(batch)
     with pytest.raises(RuntimeError, match=r"closed|shutdown"):
         await asyncio.wait_for(job, 5.0)
-    assert ack.content_sha256 not in pipeline._claimed
+    assert not scheduler.coverage.is_claimed(ack.content_sha256)

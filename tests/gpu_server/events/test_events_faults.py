@@ -12,11 +12,13 @@ from typing import Any
 
 import grpc
 import pytest
-from events_testlib import MARK_PERSON_SURE, EventsServer, frame_for, scene_png
+from events_testlib import MARK_PERSON_SURE, EventsServer, frame_for, scene_png, stored_event
 from sidecar_testlib import AUTH
+from testlib.waiting import wait_until
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.events.outbox import Outbox
+from gpu_server.grpc_api.convert import ProtobufEventCodec
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = frames_pb2.ACK_STATUS_DUPLICATE
@@ -65,14 +67,12 @@ def _limit_pages(box: Outbox, pages: int | None) -> Callable[[], int]:
 async def test_a_full_database_fails_the_append_with_its_own_error_and_recovers(
     tmp_path: Path,
 ) -> None:
-    box = Outbox(tmp_path / "events.sqlite3", max_events=100)
+    box = Outbox(tmp_path / "events.sqlite3", codec=ProtobufEventCodec(), max_events=100)
     await box.open()
     try:
-        first = await box.append(events_pb2.SecurityEvent(frame_sha256s=["s0"]))
+        first = (await box.append(stored_event("s0"))).sequence
         await box._run(_limit_pages(box, None))
-        big = events_pb2.SecurityEvent(
-            summary="x" * 20_000, frame_sha256s=[f"{n:064x}" for n in range(300)]
-        )
+        big = stored_event(*(f"{n:064x}" for n in range(300)), summary="x" * 20_000)
         with pytest.raises(sqlite3.OperationalError, match="full"):
             await box.append(big)
         assert "full" in box.write_error
@@ -80,7 +80,7 @@ async def test_a_full_database_fails_the_append_with_its_own_error_and_recovers(
         assert await box.covered([f"{0:064x}"]) == {}
 
         await box._run(_limit_pages(box, 1_000_000))
-        second = await box.append(big)
+        second = (await box.append(big)).sequence
         assert second > first
         assert box.write_error == ""
         assert box.depth == 2
@@ -93,7 +93,7 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
     start_events: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server: EventsServer = await start_events()
-    outbox = server.pipeline.outbox
+    outbox = server.scheduler.outbox
     disk_full = True
     real_append = Outbox._append_sync
 
@@ -104,13 +104,10 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
 
     monkeypatch.setattr(Outbox, "_append_sync", append)
 
-    # A sure person is analysed at once; its event cannot be written.
+    # A sure person is analyzed at once; its event cannot be written.
     [first] = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "a"))
     assert first.status == ACCEPTED
-    for _ in range(200):
-        if outbox.write_error:
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: bool(outbox.write_error))
     assert "disk is full" in outbox.write_error
 
     # While nothing can be stored, new frames are pushed back (the client keeps them) ...
@@ -119,7 +116,7 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
     assert pushed.reject_reason == frames_pb2.REJECT_REASON_BACKPRESSURE
     assert pushed.status_code == 8
     assert "cannot be written" in pushed.message
-    # ... and the frame already taken stays with its pending event: not analysed twice.
+    # ... and the frame already taken stays with its pending event: not analyzed twice.
     [again] = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "a2"))
     assert again.status == DUPLICATE
 
@@ -131,7 +128,7 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
     assert outbox.write_error == ""
     [resent] = await server.send(frame_for(scene_png(2, MARK_PERSON_SURE), "b2"))
     assert resent.status == ACCEPTED
-    await server.pipeline.wait_idle()
+    await server.scheduler.wait_idle()
     events = await server.events(count=2)
     assert [list(e.frame_sha256s) for e in events] == [
         [first.content_sha256], [resent.content_sha256]
@@ -140,7 +137,7 @@ async def test_frames_whose_event_cannot_be_stored_are_kept_and_new_ones_pushed_
 
 async def test_a_cancelled_watch_leaves_no_subscriber_behind(start_events: Any) -> None:
     server: EventsServer = await start_events()
-    hub = server.pipeline.hub
+    hub = server.scheduler.hub
     calls = [
         server.stub.WatchAnalysis(
             events_pb2.WatchAnalysisRequest(camera_id=f"cam_{n}"), metadata=AUTH
@@ -148,16 +145,8 @@ async def test_a_cancelled_watch_leaves_no_subscriber_behind(start_events: Any) 
         for n in range(5)
     ]
     readers = [asyncio.create_task(call.read()) for call in calls]
-    for _ in range(500):
-        if hub.subscribers == 5:
-            break
-        await asyncio.sleep(0.01)
-    assert hub.subscribers == 5
+    await wait_until(lambda: hub.subscribers == 5)
     for call in calls:
         call.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    for _ in range(500):
-        if hub.subscribers == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert hub.subscribers == 0
+    await wait_until(lambda: hub.subscribers == 0)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from gpu_server.events.clock import FakeClock
+from testlib.fakes import FakeClock
+
 from gpu_server.events.incidents import IncidentSettings, IncidentTracker
-from gpu_server.llm.schema import RiskLevel
+from gpu_server.vocabulary import RiskLevel
 
 HIGH, MEDIUM, LOW, CRITICAL = RiskLevel.HIGH, RiskLevel.MEDIUM, RiskLevel.LOW, RiskLevel.CRITICAL
 

@@ -1,4 +1,4 @@
-"""The events pipeline on the real llama.cpp runtime with a tiny random model."""
+"""The events part on the real llama.cpp runtime with a tiny random model."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from events_testlib import MARK_PERSON_UNSURE, EventsServer, frame_for, scene_png
-from llm_testlib import TEST_LIMITS, llm_settings, process_alive, signal_process, wait_until
+from llm_testlib import TEST_LIMITS, llm_settings, process_alive, signal_process
 from sidecar_testlib import AUTH
+from testlib.waiting import ModelRequests, wait_until
 
 from gpu_server._generated import events_pb2, status_pb2
-from gpu_server.llm.service import RiskAnalysis
+from gpu_server.risk.analysis import RiskAnalysis
 
 
 def risk_for(model: Path, data_dir: Path, **settings: Any) -> RiskAnalysis:
@@ -50,11 +52,11 @@ async def test_a_batch_is_assessed_by_the_model_with_live_progress(
 
     collector = asyncio.create_task(collect())
     # The watch must be registered before the analysis starts.
-    await wait_until(lambda: server.pipeline.hub.subscribers > 0)
+    await wait_until(lambda: server.scheduler.hub.subscribers > 0)
     await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
     await server.close_due(30)
     (event,) = await server.events()
-    await asyncio.sleep(0.1)  # notes are handed over from the model's thread
+    await wait_until(lambda: bool(notes))  # notes are handed over from the model's thread
     watch.cancel()
     await asyncio.gather(collector, return_exceptions=True)
 
@@ -90,20 +92,18 @@ async def test_a_model_that_does_not_answer_in_time_falls_back_to_the_rules(
 
 
 async def test_a_crashed_model_still_gives_the_event_and_the_next_one_is_the_models(
-    start_events: Any, tiny_gguf: Path, tmp_path: Path
+    start_events: Any, tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     risk = risk_for(tiny_gguf, tmp_path)
     server: EventsServer = await start_events(risk=risk)
     pid = _model_pid(risk)
-    # Freeze the model so the analysis is surely under way when the process is killed.
-    signal_process(pid, signal.SIGSTOP)
+    # Freeze the model as the analysis asks it, so the analysis is surely under way when the
+    # process is killed.
+    requests = ModelRequests(monkeypatch, on_chat=lambda: signal_process(pid, signal.SIGSTOP))
     await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
     server.clock.advance(30)
-    server.pipeline.tick()
-    await wait_until(
-        lambda: server.pipeline.processor.running == 1 and risk.status().queue_depth == 0
-    )
-    await asyncio.sleep(0.2)
+    server.scheduler.tick()
+    await wait_until(lambda: requests.chats > 0)
     signal_process(pid, signal.SIGKILL)
     (crashed,) = await server.events()
     assert crashed.fallback
@@ -135,8 +135,8 @@ async def test_stopping_during_a_hung_analysis_ends_within_the_grace_period(
     try:
         await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "p"))
         server.clock.advance(30)
-        server.pipeline.tick()
-        await wait_until(lambda: server.pipeline.processor.running == 1)
+        server.scheduler.tick()
+        await wait_until(lambda: server.scheduler.status().analyses_running == 1)
         # The stop returns although the model never answers, and takes the model server along.
         await asyncio.wait_for(server.server.stop(1.0), 10)
     finally:

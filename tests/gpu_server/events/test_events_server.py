@@ -36,7 +36,7 @@ async def test_an_empty_batch_closes_idle_as_nothing_to_report(start_events: Any
     acks = await server.send(*(frame_for(scene_png(n), f"f{n}") for n in range(3)))
     assert [a.status for a in acks] == [ACCEPTED] * 3
     await server.close_due(29)
-    assert server.pipeline.open_batches == 1
+    assert server.open_windows == 1
     await server.close_due(1)
     (event,) = await server.events()
     assert event.kind == NOTHING
@@ -52,7 +52,7 @@ async def test_detections_are_assessed_when_the_window_closes(start_events: Any)
     for n in range(4):  # a detection every 25 s keeps the batch from going idle
         acks += await server.send(frame_for(scene_png(n, MARK_CAR), f"f{n}"))
         await server.close_due(25)
-    assert server.pipeline.open_batches == 0  # 100 s: the 90 s window has closed it
+    assert server.open_windows == 0  # 100 s: the 90 s window has closed it
     (event,) = await server.events()
     assert event.kind == SECURITY
     assert event.model == "rules"
@@ -64,16 +64,16 @@ async def test_detections_are_assessed_when_the_window_closes(start_events: Any)
     assert all(d.frame_sha256 in event.frame_sha256s for d in event.detections)
 
 
-async def test_a_sure_person_is_analysed_at_once_and_the_batch_goes_on(start_events: Any) -> None:
+async def test_a_sure_person_is_analyzed_at_once_and_the_batch_goes_on(start_events: Any) -> None:
     server: EventsServer = await start_events()
     batched = await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "a"))
     (fast,) = await server.send(frame_for(scene_png(2, MARK_PERSON_SURE), "b"))
-    await server.pipeline.wait_idle()
+    await server.scheduler.wait_idle()
     (event,) = await server.events()
     assert event.fast_path
     assert event.kind == SECURITY
     assert list(event.frame_sha256s) == [fast.content_sha256]
-    assert server.pipeline.open_batches == 1
+    assert server.open_windows == 1
 
     batched += await server.send(frame_for(scene_png(3), "c"))
     reply = await server.stub.AnalyzeNow(
@@ -81,7 +81,7 @@ async def test_a_sure_person_is_analysed_at_once_and_the_batch_goes_on(start_eve
     )
     assert reply.closed
     assert reply.batch_id
-    await server.pipeline.wait_idle()
+    await server.scheduler.wait_idle()
     (later,) = await server.events(after=event.sequence)
     assert not later.fast_path
     assert set(later.frame_sha256s) == shas(batched)
@@ -95,13 +95,13 @@ async def test_a_covered_lens_is_a_tamper_event(start_events: Any) -> None:
     server: EventsServer = await start_events()
     await server.send(frame_for(scene_png(1), "view"))  # becomes the reference view
     (black,) = await server.send(frame_for(scene_png(2, black=True), "black"))
-    await server.pipeline.wait_idle()
+    await server.scheduler.wait_idle()
     (event,) = await server.events()
     assert event.kind == SECURITY
     assert event.scene_change == events_pb2.SCENE_CHANGE_KIND_COVERED
     assert list(event.frame_sha256s) == [black.content_sha256]
     assert event.risk_score >= 60  # the rules treat tampering as high risk
-    assert server.pipeline.open_batches == 1  # the reference frame still waits in its batch
+    assert server.open_windows == 1  # the reference frame still waits in its batch
 
 
 async def test_a_lens_covered_for_a_while_is_one_tamper_event(start_events: Any) -> None:
@@ -110,7 +110,7 @@ async def test_a_lens_covered_for_a_while_is_one_tamper_event(start_events: Any)
     covered = []
     for n in range(2, 8):
         covered += await server.send(frame_for(scene_png(n, black=True), f"black-{n}"))
-    await server.pipeline.wait_idle()
+    await server.scheduler.wait_idle()
     (tamper,) = await server.events()
     assert tamper.scene_change == events_pb2.SCENE_CHANGE_KIND_COVERED
     assert list(tamper.frame_sha256s) == [covered[0].content_sha256]
@@ -135,7 +135,7 @@ async def test_resent_frames_are_duplicates_in_a_batch_and_after_their_event(
     await server.ack(event.sequence)
     (late,) = await server.send(frame_for(image, "a-late"))
     assert late.status == DUPLICATE
-    assert server.pipeline.open_batches == 0
+    assert server.open_windows == 0
 
 
 async def test_subscribe_replays_then_goes_live_and_resumes_from_a_cursor(
@@ -176,7 +176,7 @@ async def test_a_full_outbox_refuses_new_frames_until_events_are_acknowledged(
     assert refused.status_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] == 8
     assert refused.reject_reason == frames_pb2.REJECT_REASON_BACKPRESSURE
     # A frame already covered is still answered: it needs no room.
-    assert server.pipeline.open_batches == 0
+    assert server.open_windows == 0
     status: status_pb2.ServerStatus = await server.status()
     assert status.events.outbox_depth == 1
     assert status.events.outbox_max_events == 1
@@ -200,7 +200,7 @@ async def test_events_survive_a_restart_on_the_same_data_dir(
     assert again == event
     (resent,) = await second.send(frame_for(scene_png(1), "a"))
     assert resent.status == DUPLICATE
-    assert second.pipeline.open_batches == 0
+    assert second.open_windows == 0
     await second.send(frame_for(scene_png(2), "b"))
     await second.close_due(30)
     (newer,) = await second.events(after=event.sequence)
@@ -265,7 +265,7 @@ async def test_the_new_rpcs_need_the_token(start_events: Any) -> None:
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_status_reports_the_events_pipeline(start_events: Any) -> None:
+async def test_status_reports_the_events_part(start_events: Any) -> None:
     server: EventsServer = await start_events()
     await server.send(frame_for(scene_png(1), "a"))
     status = await server.status()
@@ -291,8 +291,8 @@ async def test_fast_path_boundaries(
         events__fast_path_labels=labels, events__fast_path_confidence=confidence
     )
     await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "sure"))  # person at 0.95
-    await server.pipeline.wait_idle()
-    assert server.pipeline.open_batches == (0 if fast else 1)
+    await server.scheduler.wait_idle()
+    assert server.open_windows == (0 if fast else 1)
     if fast:
         (event,) = await server.events()
         assert event.fast_path
@@ -306,7 +306,7 @@ async def test_a_batch_that_reaches_its_detection_limit_closes_and_a_new_one_ope
     await server.close_due(0)  # no time passes: only the full batch closes
     (full,) = await server.events()
     assert set(full.frame_sha256s) == shas(acks[:3])
-    assert server.pipeline.open_batches == 1
+    assert server.open_windows == 1
     await server.close_due(30)
     (rest,) = await server.events(after=full.sequence)
     assert set(rest.frame_sha256s) == shas(acks[3:])

@@ -1,19 +1,20 @@
-"""Per-camera batch windows with a fake clock, and which detections reach the prompt."""
+"""Per-camera windows with a fake clock, and which detections reach the prompt."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gpu_server.events.clock import FakeClock
-from gpu_server.events.processor import select_for_prompt
-from gpu_server.events.windows import BatchFrame, BatchWindows, WindowSettings
-from gpu_server.pipeline.detect import Detection
+from testlib.fakes import FakeClock
+
+from gpu_server.events.builder import select_for_prompt
+from gpu_server.events.windows import CameraWindows, WindowFrame, WindowSettings
+from gpu_server.ingest.detect import Detection
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
-def frame(n: int, *confidences: float) -> BatchFrame:
-    return BatchFrame(
+def frame(n: int, *confidences: float) -> WindowFrame:
+    return WindowFrame(
         sha256=f"{n:064x}",
         captured_at=T0 + timedelta(seconds=n),
         width=100,
@@ -22,11 +23,11 @@ def frame(n: int, *confidences: float) -> BatchFrame:
     )
 
 
-def windows(clock: FakeClock) -> BatchWindows:
-    return BatchWindows(WindowSettings(window_s=90, idle_s=30), clock)
+def windows(clock: FakeClock) -> CameraWindows:
+    return CameraWindows(WindowSettings(window_s=90, idle_s=30), clock)
 
 
-def test_one_open_batch_per_camera_and_every_frame_joins_it() -> None:
+def test_one_open_window_per_camera_and_every_frame_joins_it() -> None:
     clock = FakeClock()
     w = windows(clock)
     first = w.add("a", frame(1))
@@ -40,7 +41,7 @@ def test_idle_counts_from_the_last_detection() -> None:
     w = windows(clock)
     w.add("a", frame(1, 0.5))
     clock.advance(20)
-    w.add("a", frame(2))  # no detection: does not keep the batch alive
+    w.add("a", frame(2))  # no detection: does not keep the window alive
     clock.advance(9.9)
     assert w.due() == []
     clock.advance(0.2)
@@ -50,17 +51,17 @@ def test_idle_counts_from_the_last_detection() -> None:
     assert w.open_count == 0
 
 
-def test_an_empty_batch_goes_idle_from_when_it_opened() -> None:
+def test_an_empty_window_goes_idle_from_when_it_opened() -> None:
     clock = FakeClock()
     w = windows(clock)
     w.add("a", frame(1))
     clock.advance(30)
     (closed,) = w.due()
     assert closed.reason == "idle"
-    assert not closed.has_detections
+    assert not any(frame.detections for frame in closed.frames)
 
 
-def test_the_window_closes_a_busy_batch() -> None:
+def test_the_window_closes_a_busy_one() -> None:
     clock = FakeClock()
     w = windows(clock)
     for n in range(10):
@@ -101,9 +102,9 @@ def test_the_prompt_keeps_the_strongest_detections_and_every_frame() -> None:
     assert kept_times == [frames[1].captured_at]
 
 
-def test_a_full_batch_closes_and_the_next_frame_opens_a_new_one() -> None:
+def test_a_full_window_closes_and_the_next_frame_opens_a_new_one() -> None:
     clock = FakeClock()
-    w = BatchWindows(WindowSettings(window_s=90, idle_s=30), clock, max_detections=4)
+    w = CameraWindows(WindowSettings(window_s=90, idle_s=30), clock, max_detections=4)
     first = w.add("a", frame(1, 0.5, 0.6))
     assert w.add("a", frame(2)) == first  # frames without detections do not count
     assert w.add("a", frame(3, 0.7, 0.8)) == first  # reaches 4: closes
@@ -113,7 +114,9 @@ def test_a_full_batch_closes_and_the_next_frame_opens_a_new_one() -> None:
     assert second != first
     (closed,) = w.due()
     assert closed.reason == "full"
-    assert closed.batch_id == first
+    assert closed.window_id == first
     assert [f.sha256 for f in closed.frames] == [frame(n).sha256 for n in (1, 2, 3)]
     assert w.full_count == 0
-    assert w.open_batch_id("a") == second
+    still_open = w.close("a")
+    assert still_open is not None
+    assert still_open.window_id == second

@@ -19,11 +19,11 @@ from gpu_server.llm.inputs import (
     DetectionInput,
     UntrustedText,
     ZoneInput,
-    ZoneKind,
 )
 from gpu_server.llm.model_server import ModelServer
 from gpu_server.llm.settings import OutputConstraint
 from gpu_server.llm.templates import PromptLibrary
+from gpu_server.vocabulary import RiskZoneKind
 
 
 @pytest.fixture
@@ -95,8 +95,8 @@ def make_input() -> MakeInput:
                 DetectionInput(label="car", confidence=0.55, zone="Driveway"),
             ),
             "zones": (
-                ZoneInput(name="Porch", kind=ZoneKind.ENTRY),
-                ZoneInput(name="Driveway", kind=ZoneKind.PERIMETER),
+                ZoneInput(name="Porch", kind=RiskZoneKind.ENTRY),
+                ZoneInput(name="Driveway", kind=RiskZoneKind.PERIMETER),
             ),
             "baseline": BaselineInput(
                 anomaly_score=0.8,

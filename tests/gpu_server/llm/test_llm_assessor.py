@@ -9,7 +9,7 @@ import pytest
 from gpu_server.llm.assessor import ModelAssessor, estimate_tokens
 from gpu_server.llm.errors import LlmOutputError
 from gpu_server.llm.inputs import AnalysisInput, CameraActivity, UntrustedText
-from gpu_server.llm.schema import level_for_score
+from gpu_server.vocabulary import level_for_score
 
 MakeInput = Callable[..., AnalysisInput]
 MakeAssessor = Callable[..., ModelAssessor]

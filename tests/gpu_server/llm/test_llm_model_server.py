@@ -6,7 +6,8 @@ import signal
 from pathlib import Path
 
 import httpx
-from llm_testlib import llm_settings, process_alive, signal_process, wait_until
+from llm_testlib import llm_settings, process_alive, signal_process
+from testlib.waiting import wait_until
 
 from gpu_server.llm.model_server import ModelServer, ServerState
 

@@ -18,7 +18,6 @@ from gpu_server.llm.inputs import (
     DetectionInput,
     UntrustedText,
     ZoneInput,
-    ZoneKind,
 )
 from gpu_server.llm.templates import (
     PLACEHOLDERS,
@@ -33,6 +32,7 @@ from gpu_server.llm.tokens import (
     SectionKind,
     prompt_budget,
 )
+from gpu_server.vocabulary import RiskZoneKind
 
 MakeInput = Callable[..., AnalysisInput]
 
@@ -152,9 +152,9 @@ def test_compact_prompt_groups_detections_by_label_and_zone(make_input: MakeInpu
             DetectionInput(label="car", confidence=0.455, zone="Driveway"),
         ),
         zones=(
-            ZoneInput(name="Porch", kind=ZoneKind.ENTRY),
-            ZoneInput(name="Driveway", kind=ZoneKind.PERIMETER),
-            ZoneInput(name="Shed", kind=ZoneKind.SENSITIVE),
+            ZoneInput(name="Porch", kind=RiskZoneKind.ENTRY),
+            ZoneInput(name="Driveway", kind=RiskZoneKind.PERIMETER),
+            ZoneInput(name="Shed", kind=RiskZoneKind.SENSITIVE),
         ),
     )
     template = PromptLibrary.builtin().select("v2")
@@ -234,7 +234,7 @@ def _huge_input(make_input: MakeInput) -> AnalysisInput:
     return make_input(
         detections=detections,
         zones=tuple(
-            ZoneInput(name=f"zone {i} " + "x" * 150, kind=ZoneKind.OTHER) for i in range(500)
+            ZoneInput(name=f"zone {i} " + "x" * 150, kind=RiskZoneKind.OTHER) for i in range(500)
         ),
         baseline=BaselineInput(
             anomaly_score=0.4, history=tuple(f"day {i}: {i} events " * 5 for i in range(500))

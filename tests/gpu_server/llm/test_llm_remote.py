@@ -15,15 +15,16 @@ from typing import Any
 
 import pytest
 import uvicorn
-from llm_testlib import TEST_LIMITS, llm_settings, wait_until
+from llm_testlib import TEST_LIMITS, llm_settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from testlib.waiting import wait_until
 
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.model_server import ModelServer
-from gpu_server.llm.service import LanguageModelState, RiskAnalysis
+from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis
 
 MakeInput = Callable[..., AnalysisInput]
 API_KEY = "sk-test-5f0c1d9e-never-log-me"

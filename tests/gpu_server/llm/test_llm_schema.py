@@ -6,11 +6,10 @@ from pydantic import ValidationError
 from gpu_server.llm.schema import (
     Assessment,
     ModelOutput,
-    RiskLevel,
-    level_for_score,
     reconcile,
     visible_text,
 )
+from gpu_server.vocabulary import RiskLevel, level_for_score
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from gpu_server.llm.grammar import GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput
-from gpu_server.llm.schema import level_for_score
-from gpu_server.llm.service import (
+from gpu_server.risk.analysis import (
     EMBEDDED_MODEL_FILE,
     LanguageModelState,
     LlmSettings,
     RiskAnalysis,
     embedded_model_path,
 )
+from gpu_server.vocabulary import level_for_score
 
 MakeInput = Callable[..., AnalysisInput]
 

@@ -2,7 +2,7 @@
 
 It detects nothing meaningful; it exercises the real YOLO code path (load, batched predict,
 box mapping) where no trained weights are available, e.g. in tests and benchmarks.
-Usage: python -m gpu_server.tiny_model OUT.pt
+Usage: python tests/gpu_server/testlib/tiny_yolo.py OUT.pt
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ TINY_SCALE = [0.25, 0.0625, 128]
 
 def build_tiny_yolo(out: Path) -> Path:
     """Write a random-weight tiny YOLO11 detector to `out` (a .pt that YOLO(out) reloads)."""
-    import ultralytics  # noqa: PLC0415 - heavy; only wanted when building a model
-    from ultralytics import YOLO  # type: ignore[attr-defined]  # noqa: PLC0415
+    import ultralytics
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     source = Path(ultralytics.__file__).parent / "cfg" / "models" / "11" / "yolo11.yaml"
     spec: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -39,5 +39,5 @@ def build_tiny_yolo(out: Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m gpu_server.tiny_model OUT.pt")
+        sys.exit("usage: python tests/gpu_server/testlib/tiny_yolo.py OUT.pt")
     sys.stdout.write(f"{build_tiny_yolo(Path(sys.argv[1]))}\n")

@@ -8,23 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from gpu_server.llm.fallback import assess_with_rules
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
     DetectionInput,
     UntrustedText,
     ZoneInput,
-    ZoneKind,
 )
-from gpu_server.llm.schema import RiskLevel, level_for_score
-from gpu_server.llm.service import (
+from gpu_server.risk.analysis import (
     LlmConfigError,
     LlmSettings,
     RiskAnalysis,
     embedded_model_path,
     resolve_model_path,
 )
+from gpu_server.risk.rules import assess_with_rules
+from gpu_server.vocabulary import RiskLevel, RiskZoneKind, level_for_score
 
 MakeInput = Callable[..., AnalysisInput]
 
@@ -47,7 +46,7 @@ def test_person_at_entry_at_night_outranks_a_cat_by_day(make_input: MakeInput) -
         make_input,
         local_time=night.local_time + timedelta(hours=12),
         detections=(DetectionInput(label="cat", confidence=0.9, zone="Lawn"),),
-        zones=(ZoneInput(name="Lawn", kind=ZoneKind.OTHER),),
+        zones=(ZoneInput(name="Lawn", kind=RiskZoneKind.OTHER),),
     )
     risky = assess_with_rules(night, "LLM not configured")
     calm = assess_with_rules(day_cat, "LLM not configured")
@@ -67,10 +66,11 @@ def test_each_factor_raises_the_score(make_input: MakeInput) -> None:
         make_input,
         local_time=make_input().local_time + timedelta(hours=12),
         detections=(DetectionInput(label="person", confidence=0.8, zone="Street"),),
-        zones=(ZoneInput(name="Street", kind=ZoneKind.PUBLIC),),
+        zones=(ZoneInput(name="Street", kind=RiskZoneKind.OTHER),),
     )
     score = assess_with_rules(base, "r").risk_score
-    in_entry = base.model_copy(update={"zones": (ZoneInput(name="Street", kind=ZoneKind.ENTRY),)})
+    entry = ZoneInput(name="Street", kind=RiskZoneKind.ENTRY)
+    in_entry = base.model_copy(update={"zones": (entry,)})
     at_night = base.model_copy(update={"local_time": make_input().local_time})
     anomalous = base.model_copy(update={"baseline": BaselineInput(anomaly_score=1.0)})
     steering = base.model_copy(
@@ -157,14 +157,14 @@ def test_unknown_camera_prompt_version_is_a_config_error(tmp_path: Path) -> None
     ("hour", "zone_kind", "high"),
     [
         (2, None, True),  # a lone person at night, no zones set
-        (14, ZoneKind.ENTRY, True),  # at the door by day
-        (14, ZoneKind.SENSITIVE, True),
+        (14, RiskZoneKind.ENTRY, True),  # at the door by day
+        (14, RiskZoneKind.SENSITIVE, True),
         (14, None, False),  # by day, nowhere in particular: medium is fine
-        (14, ZoneKind.PERIMETER, False),
+        (14, RiskZoneKind.PERIMETER, False),
     ],
 )
 def test_a_confident_person_at_night_or_at_an_entry_is_at_least_high(
-    make_input: MakeInput, hour: int, zone_kind: ZoneKind | None, high: bool
+    make_input: MakeInput, hour: int, zone_kind: RiskZoneKind | None, high: bool
 ) -> None:
     base = make_input()
     when = base.local_time.replace(hour=hour)

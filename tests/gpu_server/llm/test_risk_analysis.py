@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_testlib import TEST_LIMITS, llm_settings, signal_process, wait_until
+from llm_testlib import TEST_LIMITS, llm_settings, signal_process
+from testlib.waiting import ModelRequests, wait_until
 
 from gpu_server.llm.inputs import AnalysisInput
-from gpu_server.llm.service import LanguageModelState, RiskAnalysis, looks_hung
+from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis, looks_hung
 
 MakeInput = Callable[..., AnalysisInput]
 MakeService = Callable[..., Any]
@@ -114,7 +115,6 @@ async def test_a_hung_model_costs_one_timeout_then_the_breaker_answers(
         assert status.state is LanguageModelState.CIRCUIT_OPEN
         assert status.retry_in_s > 0
         # While the circuit is open, the rules answer without asking the model.
-        assert service._breaker.state == "open"
         quick = await service.assess(make_input())
         assert quick.fallback_reason is not None
         assert quick.fallback_reason.startswith("LLM circuit open after 1 failure(s)")
@@ -128,17 +128,17 @@ async def test_a_hung_model_costs_one_timeout_then_the_breaker_answers(
     assert service.status().consecutive_failures == 0
 
 
-async def test_batches_queued_behind_a_hung_model_wait_one_timeout_not_one_each(
-    make_service: MakeService, make_input: MakeInput
+async def test_windows_queued_behind_a_hung_model_wait_one_timeout_not_one_each(
+    make_service: MakeService, make_input: MakeInput, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = await make_service(timeout_s=1.0, breaker_cooldown_s=60)
     server = service.server
     assert server is not None
+    requests = ModelRequests(monkeypatch)
     signal_process(server.pid, signal.SIGSTOP)
     try:
         first = asyncio.create_task(service.assess(make_input()))
-        await wait_until(lambda: service.status().queue_depth == 0)
-        await asyncio.sleep(0.3)
+        await requests.wait_for_more_than(0)  # the first analysis reached the hung model
         # Five more queue up behind it while it hangs, each with its own (later) deadline.
         behind = await asyncio.gather(*(service.assess(make_input()) for _ in range(5)))
         hung = await first
@@ -153,7 +153,7 @@ async def test_batches_queued_behind_a_hung_model_wait_one_timeout_not_one_each(
 
 
 async def test_urgent_analyses_go_first_and_a_full_queue_answers_by_rules(
-    make_service: MakeService, make_input: MakeInput
+    make_service: MakeService, make_input: MakeInput, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = await make_service(queue_size=2, timeout_s=120)
     server = service.server
@@ -167,11 +167,11 @@ async def test_urgent_analyses_go_first_and_a_full_queue_answers_by_rules(
 
         return on_token
 
+    requests = ModelRequests(monkeypatch)
     signal_process(server.pid, signal.SIGSTOP)  # hold the first analysis on the model
     try:
         first = asyncio.create_task(service.assess(make_input(), on_token=record("first")))
-        await wait_until(lambda: service.status().queue_depth == 0 and service.analyses == 0)
-        await asyncio.sleep(0.2)
+        await requests.wait_for_more_than(0)
         ordinary = asyncio.create_task(service.assess(make_input(), on_token=record("ordinary")))
         urgent = asyncio.create_task(
             service.assess(make_input(), urgent=True, on_token=record("urgent"))
@@ -187,15 +187,16 @@ async def test_urgent_analyses_go_first_and_a_full_queue_answers_by_rules(
 
 
 async def test_a_deadline_counts_from_when_the_analysis_was_queued(
-    make_service: MakeService, make_input: MakeInput
+    make_service: MakeService, make_input: MakeInput, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = await make_service(timeout_s=120)
     server = service.server
     assert server is not None
+    requests = ModelRequests(monkeypatch)
     signal_process(server.pid, signal.SIGSTOP)
     try:
         blocker = asyncio.create_task(service.assess(make_input()))
-        await asyncio.sleep(0.3)
+        await requests.wait_for_more_than(0)
         waiting = await service.assess(make_input(), timeout_s=0.5)
     finally:
         signal_process(server.pid, signal.SIGCONT)

@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from gpu_server.errors import DetectorError
-from gpu_server.pipeline.detect import Detection, Detector
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.detect import Detection, Detector
+from gpu_server.ingest.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
 

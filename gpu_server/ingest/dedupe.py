@@ -1,4 +1,4 @@
-"""Content-addressed dedupe: a frame whose bytes were already analysed is not analysed again.
+"""Content-addressed dedupe: a frame whose bytes were already analyzed is not analyzed again.
 
 `ResultCache` is the storage (a bounded LRU in memory; its get/put interface is all a
 persistent store would need to offer). `Deduplicator` adds the coordination: when the same
@@ -92,6 +92,17 @@ class Deduplicator(Generic[V]):
             return value
         finally:
             self._in_flight.pop(key, None)
+
+    async def known(self, key: str) -> V | None:
+        """The result for this content: cached, or awaited from the call computing it now;
+        None when neither (a failure of that call is raised here too)."""
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        pending = self._in_flight.get(key)
+        if pending is None:
+            return None
+        return await asyncio.shield(pending)
 
     @property
     def in_flight(self) -> int:

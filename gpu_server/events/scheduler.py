@@ -1,12 +1,8 @@
-"""The events pipeline: takes accepted frames, keeps the windows ticking, and runs analyses.
+"""The events scheduler: takes claimed frames into windows, keeps the windows ticking, runs
+the analyses that turn them into stored events, and hands the stored events out.
 
-Exactly-once coverage: a frame is claimed in memory when it joins a batch (or a fast-path or
-tamper job) and stays claimed until the event that covers it is in the outbox, where the
-covered-frames table takes over. Intake asks `coverage()` first and `accept()` asks again
-right before it claims, so a frame is never in two events; content neither covered nor claimed
-(its event's row expired, say) is taken again even when its detections are still cached.
-After a crash the claims are gone with the open batches, and the client's resends are taken
-again.
+Which frame is in which event is the coverage ledger's business (`coverage.py`); the delivery
+protocol as a whole is in `docs/delivery.md`.
 """
 
 from __future__ import annotations
@@ -15,42 +11,59 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from dataclasses import dataclass
+from zoneinfo import ZoneInfoNotFoundError
 
-from gpu_server._generated import events_pb2
 from gpu_server.config import ServerConfig
 from gpu_server.context import (
     ActivityBaseline,
     ContextEnricher,
     CrossCameraLog,
     SceneMonitor,
-    ZoneMap,
     ZoneRegistry,
 )
-from gpu_server.errors import BackpressureError, InvalidSettingsError
+from gpu_server.errors import BackpressureError
+from gpu_server.events.builder import AnalysisJob, EventBuilder
 from gpu_server.events.cameras import CameraDirectory, CameraSettings
 from gpu_server.events.clock import Clock, SystemClock, from_ms
-from gpu_server.events.outbox import OUTBOX_FILE, Outbox
-from gpu_server.events.processor import AnalysisJob, EventProcessor
+from gpu_server.events.coverage import Coverage, CoverageLedger
+from gpu_server.events.model import CameraRequest, SecurityEvent
+from gpu_server.events.outbox import OUTBOX_FILE, EventCodec, Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
-from gpu_server.events.settings_checks import check_camera_count, check_camera_fields
+from gpu_server.events.settings_checks import check_camera_count, validate_cameras
 from gpu_server.events.windows import (
-    BatchFrame,
-    BatchWindows,
-    ClosedBatch,
+    CameraWindows,
+    ClosedWindow,
+    WindowFrame,
     WindowSettings,
-    new_batch_id,
+    new_window_id,
 )
-from gpu_server.llm.service import RiskAnalysis
-from gpu_server.pipeline.analyze import AcceptedFrame
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.ingestor import AcceptedFrame
+from gpu_server.ingest.intake import BgrImage
+from gpu_server.risk.analysis import RiskAnalysis
 
 _LOGGER = logging.getLogger(__name__)
 
 
-class EventPipeline:
+@dataclass(frozen=True, slots=True)
+class EventsStatus:
+    open_windows: int
+    outbox_depth: int
+    outbox_max_events: int
+    last_sequence: int
+    outbox_id: str
+    analyses_running: int
+    events_created: int
+
+
+class EventScheduler:
     def __init__(
-        self, config: ServerConfig, risk: RiskAnalysis, *, clock: Clock | None = None
+        self,
+        config: ServerConfig,
+        risk: RiskAnalysis,
+        *,
+        codec: EventCodec,
+        clock: Clock | None = None,
     ) -> None:
         events = config.events
         data_dir = config.data_dir
@@ -59,6 +72,7 @@ class EventPipeline:
         self.risk = risk
         self.outbox = Outbox(
             data_dir / OUTBOX_FILE,
+            codec=codec,
             max_events=events.outbox_max_events,
             retention_s=events.covered_retention_s,
             max_covered_rows=events.covered_max_rows,
@@ -66,15 +80,16 @@ class EventPipeline:
         self.zones = ZoneRegistry(data_dir)
         self.baseline = ActivityBaseline(data_dir)
         self.scene = SceneMonitor(data_dir, config.scene)
-        self.enricher = ContextEnricher(self.zones, self.baseline, self.scene, CrossCameraLog())
+        self.enricher = ContextEnricher(self.zones, self.baseline, CrossCameraLog())
         self.cameras = CameraDirectory(data_dir)
-        self.windows = BatchWindows(
+        self.windows = CameraWindows(
             WindowSettings(events.window_s, events.idle_s),
             self.clock,
             max_detections=events.max_detections_per_batch,
         )
         self.hub = ProgressHub()
-        self.processor = EventProcessor(
+        self.coverage = CoverageLedger(self.outbox)
+        self.builder = EventBuilder(
             enricher=self.enricher,
             risk=risk,
             outbox=self.outbox,
@@ -84,8 +99,7 @@ class EventPipeline:
             max_detections=events.max_detections_per_batch,
         )
         self._fast_labels = frozenset(label.lower() for label in events.fast_path_labels)
-        self._claimed: set[str] = set()
-        self._jobs: set[asyncio.Task[events_pb2.SecurityEvent]] = set()
+        self._jobs: set[asyncio.Task[SecurityEvent]] = set()
         self._ticker: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -98,7 +112,7 @@ class EventPipeline:
         self._ticker = asyncio.create_task(self._tick_forever(), name="event-windows")
 
     async def stop(self, grace: float) -> None:
-        """Finish running analyses within `grace`; open batches are dropped, not closed.
+        """Finish running analyses within `grace`; open windows are dropped, not closed.
 
         Their frames are acknowledged but not covered, so the client still holds them and
         resends them to the next start; closing them here would be fine too, but dropping keeps
@@ -118,10 +132,14 @@ class EventPipeline:
             if pending:
                 # Cancelling an analysis asks the model to stop at its next token.
                 await asyncio.wait(pending, timeout=max(0.25, deadline - loop.time()))
-        await asyncio.to_thread(self.enricher.flush)
+        await asyncio.to_thread(self._flush_learned)
         # Bounded by itself: a model server that does not stop in time is killed.
         await self.risk.close(max(0.25, deadline - loop.time()))
         await self.outbox.close()
+
+    def _flush_learned(self) -> None:
+        self.enricher.flush()
+        self.scene.flush()
 
     async def _tick_forever(self) -> None:
         while True:
@@ -129,27 +147,21 @@ class EventPipeline:
             try:
                 self.tick()
             except Exception:
-                _LOGGER.exception("checking the batch windows failed")
+                _LOGGER.exception("checking the windows failed")
 
-    def tick(self) -> list[asyncio.Task[events_pb2.SecurityEvent]]:
-        """Close due batches and start their analyses; returns the started tasks."""
-        return [self._submit(self._job_for(batch)) for batch in self.windows.due()]
+    def tick(self) -> list[asyncio.Task[SecurityEvent]]:
+        """Close due windows and start their analyses; returns the started tasks."""
+        return [self.analyze_window(window) for window in self.windows.due()]
 
-    # -- intake (the FrameSink the frame analyzer calls) -----------------------------------
+    # -- intake (the FrameSink the frame ingestor calls) -----------------------------------
 
-    async def coverage(self, sha256: str) -> int | None:
-        """How this content is held: the sequence of the stored event that covers it, 0 while it
-        is claimed (an open batch or a running analysis), None when neither (take it as new)."""
-        if sha256 in self._claimed:
-            return 0
-        covered = await self.outbox.covered([sha256])
-        if sha256 in covered:
-            return covered[sha256]
-        # Claimed while the outbox was asked: a twin got there first.
-        return 0 if sha256 in self._claimed else None
+    async def claim(self, sha256: str) -> Coverage:
+        """Claim this content for a new frame, or say how it is held (see `CoverageLedger`)."""
+        return await self.coverage.claim(sha256)
 
-    async def seen(self, sha256: str) -> bool:
-        return await self.coverage(sha256) is not None
+    def release(self, sha256: str) -> None:
+        """A claimed frame was not taken after all (refused, failed): forget the claim."""
+        self.coverage.release([sha256])
 
     def check_capacity(self) -> None:
         if self.outbox.write_error:
@@ -165,17 +177,12 @@ class EventPipeline:
                 f"{self.outbox.max_events}); acknowledge events, then resend the frame"
             )
 
-    async def accept(self, frame: AcceptedFrame, pixels: BgrImage | None) -> int | None:
-        """Claim the frame and add it to a batch (or start its job); None when it was taken.
+    async def accept(self, frame: AcceptedFrame, pixels: BgrImage | None) -> None:
+        """Add a claimed frame to a window (or start its job); an event will cover it.
 
-        A twin covered or claimed meanwhile is not taken again: its coverage (as `coverage()`
-        says it) comes back instead. The claim comes before the scene check, so only frames
-        taken reach the scene baseline; `pixels` is None for content the scene has seen before.
+        Only claimed frames reach the scene baseline; `pixels` is None for content the scene
+        has seen before. On failure the claim is released.
         """
-        known = await self.coverage(frame.sha256)
-        if known is not None:
-            return known
-        self._claimed.add(frame.sha256)
         try:
             scene = (
                 await asyncio.to_thread(self.scene.check, frame.camera_id, pixels)
@@ -185,7 +192,7 @@ class EventPipeline:
             captured = (
                 from_ms(frame.captured_at_ms) if frame.captured_at_ms > 0 else self.clock.wall()
             )
-            item = BatchFrame(
+            item = WindowFrame(
                 sha256=frame.sha256,
                 captured_at=captured,
                 width=frame.result.width,
@@ -193,17 +200,16 @@ class EventPipeline:
                 detections=frame.result.detections,
             )
             if scene is not None and scene.tamper:
-                self._submit(AnalysisJob(frame.camera_id, new_batch_id(), (item,), scene=scene))
+                self._submit(AnalysisJob(frame.camera_id, new_window_id(), (item,), scene=scene))
             elif self._is_fast_path(item):
-                self._submit(AnalysisJob(frame.camera_id, new_batch_id(), (item,), fast_path=True))
+                self._submit(AnalysisJob(frame.camera_id, new_window_id(), (item,), fast_path=True))
             else:
                 self.windows.add(frame.camera_id, item)
         except BaseException:
-            self._claimed.discard(frame.sha256)
+            self.coverage.release([frame.sha256])
             raise
-        return None
 
-    def _is_fast_path(self, frame: BatchFrame) -> bool:
+    def _is_fast_path(self, frame: WindowFrame) -> bool:
         threshold = self.config.fast_path_confidence
         return any(
             det.label.lower() in self._fast_labels and det.confidence >= threshold
@@ -212,30 +218,31 @@ class EventPipeline:
 
     # -- analyses --------------------------------------------------------------------------
 
-    @staticmethod
-    def _job_for(batch: ClosedBatch) -> AnalysisJob:
-        return AnalysisJob(batch.camera_id, batch.batch_id, batch.frames)
+    def analyze_window(self, window: ClosedWindow) -> asyncio.Task[SecurityEvent]:
+        """Start the analysis of a closed window; the task ends with its stored event."""
+        return self._submit(AnalysisJob(window.camera_id, window.window_id, window.frames))
 
-    def _submit(self, job: AnalysisJob) -> asyncio.Task[events_pb2.SecurityEvent]:
-        task = asyncio.create_task(self._run_job(job), name=f"analysis-{job.batch_id[:8]}")
+    def _submit(self, job: AnalysisJob) -> asyncio.Task[SecurityEvent]:
+        task = asyncio.create_task(self._run_job(job), name=f"analysis-{job.window_id[:8]}")
         self._jobs.add(task)
         task.add_done_callback(self._job_done)
         return task
 
-    def _job_done(self, task: asyncio.Task[events_pb2.SecurityEvent]) -> None:
+    def _job_done(self, task: asyncio.Task[SecurityEvent]) -> None:
         self._jobs.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             # Nobody awaits a job: say here what became of it.
             _LOGGER.error("analysis %s ended without an event: %s", task.get_name(), error)
 
-    async def _run_job(self, job: AnalysisJob) -> events_pb2.SecurityEvent:
+    async def _run_job(self, job: AnalysisJob) -> SecurityEvent:
+        shas = [frame.sha256 for frame in job.frames]
         try:
-            event = await self.processor.process(job)
+            event = await self.builder.process(job)
         except BaseException:
             # Not stored: release the frames so the client's resends are taken again.
-            self._claimed.difference_update(frame.sha256 for frame in job.frames)
+            self.coverage.release(shas)
             raise
-        self._claimed.difference_update(frame.sha256 for frame in job.frames)
+        self.coverage.settle(shas, event.sequence)
         _LOGGER.info(
             "event %d for %s: %d frame(s), risk %d%s",
             event.sequence, job.camera_id, len(job.frames), event.risk_score,
@@ -249,22 +256,24 @@ class EventPipeline:
             await asyncio.wait(set(self._jobs))
 
     def analyze_now(self, camera_id: str) -> tuple[bool, str]:
-        batch = self.windows.close(camera_id)
-        if batch is None:
+        window = self.windows.close(camera_id)
+        if window is None:
             return False, ""
-        self._submit(self._job_for(batch))
-        return True, batch.batch_id
+        self.analyze_window(window)
+        return True, window.window_id
 
     # -- configuration ---------------------------------------------------------------------
 
-    async def configure(self, settings: Sequence[events_pb2.CameraSettings]) -> list[str]:
+    async def configure(self, settings: Sequence[CameraRequest]) -> list[str]:
         """Validate every camera first, then apply and persist them all.
 
         Validation and the writes run in a worker thread, so the loop keeps serving frames and
         status meanwhile; the zones file is written once per call.
         """
         check_camera_count(settings, self.cameras.ids())
-        prepared = await asyncio.to_thread(self._validate, settings)
+        prepared = await asyncio.to_thread(
+            validate_cameras, settings, self.risk.prompt_versions
+        )
 
         def persist() -> None:
             self.zones.set_many(zone_map for _, zone_map in prepared)
@@ -274,52 +283,6 @@ class EventPipeline:
         for camera, _ in prepared:
             self._apply_runtime(camera)
         return [camera.camera_id for camera, _ in prepared]
-
-    def _validate(
-        self, settings: Sequence[events_pb2.CameraSettings]
-    ) -> list[tuple[CameraSettings, ZoneMap]]:
-        prepared: list[tuple[CameraSettings, ZoneMap]] = []
-        known_versions = self.risk.prompt_versions
-        for item in settings:
-            check_camera_fields(item)
-            camera_id = item.camera_id
-            if item.prompt_version and item.prompt_version not in known_versions:
-                raise InvalidSettingsError(
-                    f"camera {camera_id!r}: unknown prompt version {item.prompt_version[:40]!r}; "
-                    f"known versions: {', '.join(known_versions)}"
-                )
-            try:
-                zone_map = ZoneMap.model_validate(
-                    {
-                        "camera_id": camera_id,
-                        "zones": [
-                            {
-                                "name": zone.name,
-                                "kind": zone.kind or "other",
-                                "points": [(p.x, p.y) for p in zone.points],
-                            }
-                            for zone in item.zones
-                        ],
-                    }
-                )
-                if item.time_zone:
-                    ZoneInfo(item.time_zone)
-            except (ValueError, ZoneInfoNotFoundError) as exc:
-                raise InvalidSettingsError(f"camera {camera_id!r}: {exc}") from exc
-            prepared.append(
-                (
-                    CameraSettings(
-                        camera_id=camera_id,
-                        display_name=item.display_name,
-                        batch_window_s=item.batch_window_s,
-                        idle_timeout_s=item.idle_timeout_s,
-                        prompt_version=item.prompt_version,
-                        time_zone=item.time_zone,
-                    ),
-                    zone_map,
-                )
-            )
-        return prepared
 
     def _apply_runtime(self, camera: CameraSettings) -> None:
         self.windows.configure(
@@ -335,16 +298,16 @@ class EventPipeline:
 
     # -- delivery --------------------------------------------------------------------------
 
-    async def subscribe(self, after_sequence: int) -> AsyncIterator[events_pb2.SecurityEvent]:
+    async def subscribe(self, after_sequence: int) -> AsyncIterator[SecurityEvent]:
         """Stored events after the cursor, oldest first, then live ones as they are stored."""
         cursor = after_sequence
         while True:
             changed = self.outbox.changed()  # taken before reading: no append is missed
-            batch = await self.outbox.read_after(cursor)
-            for event in batch:
+            stored = await self.outbox.read_after(cursor)
+            for event in stored:
                 cursor = event.sequence
                 yield event
-            if not batch:
+            if not stored:
                 await changed.wait()
 
     async def ack(self, up_to: int, outbox_id: str = "") -> int:
@@ -353,6 +316,14 @@ class EventPipeline:
     def watch(self, camera_id: str) -> AsyncIterator[ProgressNote]:
         return self.hub.watch(camera_id)
 
-    @property
-    def open_batches(self) -> int:
-        return self.windows.open_count
+    def status(self) -> EventsStatus:
+        outbox = self.outbox
+        return EventsStatus(
+            open_windows=self.windows.open_count,
+            outbox_depth=outbox.depth,
+            outbox_max_events=outbox.max_events,
+            last_sequence=outbox.last_sequence,
+            outbox_id=outbox.outbox_id,
+            analyses_running=self.builder.running,
+            events_created=self.builder.created,
+        )

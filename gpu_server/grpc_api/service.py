@@ -8,10 +8,10 @@ from typing import TypeVar
 import grpc
 
 from gpu_server._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
-from gpu_server.errors import status_for
-from gpu_server.servicers.events import EventsHandler
-from gpu_server.servicers.frames import FrameStreamHandler
-from gpu_server.servicers.status import StatusReporter
+from gpu_server.grpc_api.events import EventsHandler
+from gpu_server.grpc_api.frames import FrameStreamHandler
+from gpu_server.grpc_api.status import StatusReporter
+from gpu_server.grpc_api.status_codes import status_for
 
 R = TypeVar("R")
 

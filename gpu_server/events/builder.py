@@ -1,9 +1,10 @@
-"""Turns a closed batch (or a fast-path / tamper frame) into a stored SecurityEvent.
+"""Turns a closed window (or a fast-path / tamper frame) into a stored SecurityEvent.
 
-An empty batch becomes NOTHING_TO_REPORT without the LLM; it only releases its frames (and
-still teaches the baseline that the hour was quiet). Anything else gets its context (zones,
-baseline, scene, other cameras), a risk assessment from the LLM or the rules, and is appended to
-the outbox. Blocking work runs in threads; the risk analysis queues the model's work.
+A window without detections becomes NOTHING_TO_REPORT without the language model; it only
+releases its frames (and still teaches the baseline that the hour was quiet). Anything else gets
+its context (zones, baseline, scene, other cameras), a risk assessment from the language model
+or the rules, and is appended to the outbox. Blocking work runs in threads; the risk analysis
+queues the model's work.
 """
 
 from __future__ import annotations
@@ -14,24 +15,22 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import (
     AnalysisContext,
     ContextEnricher,
     FrameObservation,
     SceneChange,
     SceneChangeKind,
-    ZoneKind,
     ZoneMap,
 )
 from gpu_server.events.cameras import CameraDirectory
 from gpu_server.events.clock import Clock, to_ms
+from gpu_server.events.model import EventDetection, EventKind, SecurityEvent
 from gpu_server.events.outbox import Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
-from gpu_server.events.windows import BatchFrame
-from gpu_server.llm.fallback import assess_with_rules
+from gpu_server.events.windows import WindowFrame
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
@@ -39,41 +38,21 @@ from gpu_server.llm.inputs import (
     DetectionInput,
     ZoneInput,
 )
-from gpu_server.llm.inputs import ZoneKind as PromptZoneKind
-from gpu_server.llm.schema import Assessment, RiskLevel
-from gpu_server.llm.service import RiskAnalysis
-from gpu_server.pipeline.detect import Detection
+from gpu_server.llm.schema import Assessment
+from gpu_server.risk.analysis import RiskAnalysis
+from gpu_server.risk.rules import assess_with_rules
+from gpu_server.vocabulary import RISK_ZONE_KIND, RiskLevel
 
 _LOGGER = logging.getLogger(__name__)
 
-# Context zone kinds as the prompt knows them; ignore zones never reach the prompt.
-_PROMPT_ZONE_KIND: Final = {
-    ZoneKind.ENTRY: PromptZoneKind.ENTRY,
-    ZoneKind.SENSITIVE: PromptZoneKind.SENSITIVE,
-    ZoneKind.PERIMETER: PromptZoneKind.PERIMETER,
-    ZoneKind.DRIVEWAY: PromptZoneKind.PERIMETER,
-    ZoneKind.YARD: PromptZoneKind.PERIMETER,
-    ZoneKind.OTHER: PromptZoneKind.OTHER,
-}
-_RISK_LEVEL: Final = {
-    RiskLevel.LOW: events_pb2.RISK_LEVEL_LOW,
-    RiskLevel.MEDIUM: events_pb2.RISK_LEVEL_MEDIUM,
-    RiskLevel.HIGH: events_pb2.RISK_LEVEL_HIGH,
-    RiskLevel.CRITICAL: events_pb2.RISK_LEVEL_CRITICAL,
-}
-_SCENE_KIND: Final = {
-    SceneChangeKind.NONE: events_pb2.SCENE_CHANGE_KIND_NONE,
-    SceneChangeKind.COVERED: events_pb2.SCENE_CHANGE_KIND_COVERED,
-    SceneChangeKind.MOVED: events_pb2.SCENE_CHANGE_KIND_MOVED,
-}
 _APPEND_RETRY_MAX_S: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class AnalysisJob:
     camera_id: str
-    batch_id: str
-    frames: tuple[BatchFrame, ...]
+    window_id: str
+    frames: tuple[WindowFrame, ...]
     fast_path: bool = False
     scene: SceneChange | None = None  # set for a tamper frame
 
@@ -87,12 +66,12 @@ class AnalysisJob:
 
 
 def select_for_prompt(
-    frames: Sequence[BatchFrame], limit: int
+    frames: Sequence[WindowFrame], limit: int
 ) -> list[FrameObservation]:
     """Every frame as an observation, with at most `limit` detections in all.
 
     The lowest-confidence detections go first, the oldest first among equals; the frames stay,
-    so the batch's time span and coverage do not change.
+    so the window's time span and coverage do not change.
     """
     ranked = [
         (det.confidence, frame.captured_at, index, pos)
@@ -119,7 +98,7 @@ def select_for_prompt(
 def analysis_input(
     context: AnalysisContext, zone_map: ZoneMap, prompt_version: str | None
 ) -> AnalysisInput:
-    """The LLM's view of a batch, from the enriched context."""
+    """The language model's view of a window, from the enriched context."""
     detections = tuple(
         DetectionInput(
             label=det.label[:64] or "object",
@@ -129,9 +108,9 @@ def analysis_input(
         for det in context.relevant_detections
     )
     zones = tuple(
-        ZoneInput(name=zone.name, kind=_PROMPT_ZONE_KIND[zone.kind])
+        ZoneInput(name=zone.name, kind=RISK_ZONE_KIND[zone.kind])
         for zone in zone_map.zones
-        if zone.kind in _PROMPT_ZONE_KIND
+        if zone.kind in RISK_ZONE_KIND
     )
     anomaly = context.anomaly
     baseline = BaselineInput(
@@ -161,35 +140,43 @@ def analysis_input(
     )
 
 
-def _detection_pb(det: Detection) -> frames_pb2.Detection:
-    return frames_pb2.Detection(
-        label=det.label,
-        class_id=det.class_id,
-        confidence=det.confidence,
-        box=frames_pb2.Box(x1=det.x1, y1=det.y1, x2=det.x2, y2=det.y2),
-    )
-
-
-def event_detections(
-    frames: Sequence[BatchFrame], zone_map: ZoneMap
-) -> list[events_pb2.EventDetection]:
-    out: list[events_pb2.EventDetection] = []
+def event_detections(frames: Sequence[WindowFrame], zone_map: ZoneMap) -> list[EventDetection]:
+    out: list[EventDetection] = []
     for frame in frames:
         for det in frame.detections:
             assignment = zone_map.zones_for_box(
                 (det.x1, det.y1, det.x2, det.y2), frame.width, frame.height
             )
             out.append(
-                events_pb2.EventDetection(
-                    detection=_detection_pb(det),
+                EventDetection(
+                    detection=det,
                     frame_sha256=frame.sha256,
-                    zones=[hit.name for hit in assignment.hits if hit.contains_foot],
+                    zones=tuple(hit.name for hit in assignment.hits if hit.contains_foot),
                 )
             )
     return out
 
 
-class EventProcessor:
+def _scene_change(job: AnalysisJob) -> SceneChangeKind:
+    return job.scene.kind if job.scene is not None and job.tamper else SceneChangeKind.NONE
+
+
+def _assessed(assessment: Assessment) -> dict[str, Any]:
+    """The event fields an assessment fills."""
+    return {
+        "kind": EventKind.SECURITY,
+        "risk_score": assessment.risk_score,
+        "risk_level": assessment.risk_level,
+        "summary": assessment.summary,
+        "reasoning": assessment.reasoning,
+        "recommended_action": assessment.recommended_action,
+        "fallback": assessment.fallback,
+        "fallback_reason": assessment.fallback_reason or "",
+        "model": assessment.model,
+    }
+
+
+class EventBuilder:
     def __init__(
         self,
         *,
@@ -208,12 +195,22 @@ class EventProcessor:
         self._cameras = cameras
         self._clock = clock
         self._max_detections = max_detections
-        self.running = 0
-        self.created = 0
+        self._running = 0
+        self._created = 0
 
-    async def process(self, job: AnalysisJob) -> events_pb2.SecurityEvent:
-        """Analyse a job and store its event; returns the event with its sequence."""
-        self.running += 1
+    @property
+    def running(self) -> int:
+        """Analyses under way."""
+        return self._running
+
+    @property
+    def created(self) -> int:
+        """Events stored since the start."""
+        return self._created
+
+    async def process(self, job: AnalysisJob) -> SecurityEvent:
+        """Analyze a job and store its event; returns the event with its sequence."""
+        self._running += 1
         try:
             try:
                 event = await self._build(job)
@@ -222,15 +219,15 @@ class EventProcessor:
             except Exception as exc:
                 # The frames are acknowledged already: an event must still cover them.
                 _LOGGER.exception(
-                    "analysing batch %s of %s failed; storing a fallback event",
-                    job.batch_id[:8], job.camera_id,
+                    "analyzing window %s of %s failed; storing a fallback event",
+                    job.window_id[:8], job.camera_id,
                 )
                 event = self._fallback_event(job, exc)
             return await self._store(event)
         finally:
-            self.running -= 1
+            self._running -= 1
 
-    def _fallback_event(self, job: AnalysisJob, error: BaseException) -> events_pb2.SecurityEvent:
+    def _fallback_event(self, job: AnalysisJob, error: BaseException) -> SecurityEvent:
         """An event that covers the job's frames when building the real one failed.
 
         Scored by the rules on the bare detections (no zones, baseline or other cameras) when
@@ -241,24 +238,13 @@ class EventProcessor:
         frames = job.frames
         times = [frame.captured_at for frame in frames] or [self._clock.wall()]
         start, end = min(times), max(times)
-        event = events_pb2.SecurityEvent(
-            event_id=uuid.uuid4().hex,
-            camera_id=job.camera_id,
-            started_at_ms=to_ms(start),
-            ended_at_ms=to_ms(end),
-            frame_sha256s=list(dict.fromkeys(frame.sha256 for frame in frames)),
-            fast_path=job.fast_path,
-            fallback=True,
-            fallback_reason=reason,
-            risk_level=events_pb2.RISK_LEVEL_LOW,
-            kind=events_pb2.EVENT_KIND_NOTHING_TO_REPORT,
-            summary="The analysis failed; these frames were not assessed.",
-            scene_change=(
-                _SCENE_KIND[job.scene.kind]
-                if job.scene is not None and job.tamper
-                else events_pb2.SCENE_CHANGE_KIND_NONE
-            ),
-        )
+        fields: dict[str, Any] = {
+            "kind": EventKind.NOTHING_TO_REPORT,
+            "risk_level": RiskLevel.LOW,
+            "summary": "The analysis failed; these frames were not assessed.",
+            "fallback": True,
+            "fallback_reason": reason,
+        }
         if job.needs_analysis:
             try:
                 detections = [det for frame in frames for det in frame.detections]
@@ -282,27 +268,29 @@ class EventProcessor:
                 )
                 assessment = assess_with_rules(analysis, reason)
             except Exception:
-                _LOGGER.exception("the rules could not assess a failed batch either")
+                _LOGGER.exception("the rules could not assess a failed window either")
             else:
-                event.kind = events_pb2.EVENT_KIND_SECURITY
-                event.risk_score = assessment.risk_score
-                event.risk_level = _RISK_LEVEL[assessment.risk_level]
-                event.summary = assessment.summary
-                event.reasoning = assessment.reasoning
-                event.recommended_action = assessment.recommended_action
-                event.fallback_reason = assessment.fallback_reason or reason
-                event.model = assessment.model
-                event.detections.extend(
-                    events_pb2.EventDetection(
-                        detection=_detection_pb(det), frame_sha256=frame.sha256
-                    )
+                fields.update(_assessed(assessment))
+                fields["fallback"] = True
+                fields["fallback_reason"] = assessment.fallback_reason or reason
+                fields["detections"] = tuple(
+                    EventDetection(detection=det, frame_sha256=frame.sha256)
                     for frame in frames
                     for det in frame.detections
                 )
-        event.created_at_ms = to_ms(self._clock.wall())
-        return event
+        return SecurityEvent(
+            event_id=uuid.uuid4().hex,
+            camera_id=job.camera_id,
+            started_at_ms=to_ms(start),
+            ended_at_ms=to_ms(end),
+            frame_sha256s=tuple(dict.fromkeys(frame.sha256 for frame in frames)),
+            fast_path=job.fast_path,
+            scene_change=_scene_change(job),
+            created_at_ms=to_ms(self._clock.wall()),
+            **fields,
+        )
 
-    async def _build(self, job: AnalysisJob) -> events_pb2.SecurityEvent:
+    async def _build(self, job: AnalysisJob) -> SecurityEvent:
         if not job.frames:
             raise ValueError("a job needs at least one frame")
         camera = self._cameras.get(job.camera_id)
@@ -311,52 +299,48 @@ class EventProcessor:
         observations = select_for_prompt(job.frames, self._max_detections)
         zone_map = self._enricher.zones.get(job.camera_id)
 
-        def enrich() -> tuple[AnalysisContext, list[events_pb2.EventDetection]]:
+        def enrich() -> tuple[AnalysisContext, list[EventDetection]]:
             context = self._enricher.enrich(job.camera_id, observations, camera_name=name)
             return context, event_detections(job.frames, zone_map)
 
         context, detections = await asyncio.to_thread(enrich)
         if job.scene is not None:
             context = dataclasses.replace(context, scene=job.scene)
-        event = events_pb2.SecurityEvent(
-            event_id=uuid.uuid4().hex,
-            camera_id=job.camera_id,
-            started_at_ms=to_ms(context.start),
-            ended_at_ms=to_ms(context.end),
-            frame_sha256s=list(dict.fromkeys(frame.sha256 for frame in job.frames)),
-            fast_path=job.fast_path,
-            anomaly_score=0.0 if context.anomaly.warming_up else context.anomaly.score,
-            scene_change=(
-                _SCENE_KIND[job.scene.kind]
-                if job.scene is not None and job.tamper
-                else events_pb2.SCENE_CHANGE_KIND_NONE
-            ),
-        )
+        common: dict[str, Any] = {
+            "event_id": uuid.uuid4().hex,
+            "camera_id": job.camera_id,
+            "started_at_ms": to_ms(context.start),
+            "ended_at_ms": to_ms(context.end),
+            "frame_sha256s": tuple(dict.fromkeys(frame.sha256 for frame in job.frames)),
+            "fast_path": job.fast_path,
+            "anomaly_score": 0.0 if context.anomaly.warming_up else context.anomaly.score,
+            "scene_change": _scene_change(job),
+        }
         if not job.needs_analysis:
-            event.kind = events_pb2.EVENT_KIND_NOTHING_TO_REPORT
-            event.risk_level = events_pb2.RISK_LEVEL_LOW
-            event.summary = "Nothing to report."
-            event.created_at_ms = to_ms(self._clock.wall())
-            return event
+            return SecurityEvent(
+                kind=EventKind.NOTHING_TO_REPORT,
+                risk_level=RiskLevel.LOW,
+                summary="Nothing to report.",
+                created_at_ms=to_ms(self._clock.wall()),
+                **common,
+            )
 
         analysis = analysis_input(context, zone_map, prompt_version)
         assessment = await self._assess(job, analysis)
-        event.kind = events_pb2.EVENT_KIND_SECURITY
-        event.risk_score = assessment.risk_score
-        event.risk_level = _RISK_LEVEL[assessment.risk_level]
-        event.summary = assessment.summary
-        event.reasoning = assessment.reasoning
-        event.recommended_action = assessment.recommended_action
-        event.fallback = assessment.fallback
-        event.fallback_reason = assessment.fallback_reason or ""
-        event.model = assessment.model
-        event.prompt_version = assessment.prompt_version or self._risk.prompt_version_for(analysis)
-        event.detections.extend(detections)
-        event.zones.extend(
-            dict.fromkeys(zone for det in context.relevant_detections for zone in det.zone_names)
+        return SecurityEvent(
+            **common,
+            **_assessed(assessment),
+            prompt_version=(
+                assessment.prompt_version or self._risk.prompt_version_for(analysis)
+            ),
+            detections=tuple(detections),
+            zones=tuple(
+                dict.fromkeys(
+                    zone for det in context.relevant_detections for zone in det.zone_names
+                )
+            ),
+            created_at_ms=to_ms(self._clock.wall()),
         )
-        event.created_at_ms = to_ms(self._clock.wall())
-        return event
 
     async def _assess(self, job: AnalysisJob, analysis: AnalysisInput) -> Assessment:
         loop = asyncio.get_running_loop()
@@ -364,7 +348,7 @@ class EventProcessor:
         def on_token(text: str) -> None:
             # Called from the model's worker thread.
             if self._hub.subscribers:
-                note = ProgressNote(job.camera_id, job.batch_id, text)
+                note = ProgressNote(job.camera_id, job.window_id, text)
                 loop.call_soon_threadsafe(self._hub.publish, note)
 
         # The risk analysis queues model work itself, urgent jobs first.
@@ -372,12 +356,12 @@ class EventProcessor:
             analysis, urgent=job.fast_path or job.tamper, on_token=on_token
         )
 
-    async def _store(self, event: events_pb2.SecurityEvent) -> events_pb2.SecurityEvent:
+    async def _store(self, event: SecurityEvent) -> SecurityEvent:
         # The frames are acknowledged to Home Assistant already: keep trying rather than drop.
         delay = 0.5
         while True:
             try:
-                await self._outbox.append(event)
+                stored = await self._outbox.append(event)
             except Exception:
                 if self._outbox.closed:
                     # Shut down already: the frames stay with the client, which resends them.
@@ -389,6 +373,5 @@ class EventProcessor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _APPEND_RETRY_MAX_S)
             else:
-                self.created += 1
-                return event
-
+                self._created += 1
+                return stored

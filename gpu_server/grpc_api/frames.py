@@ -1,6 +1,6 @@
 """SubmitFrames: a bidirectional stream of frames in and acks out.
 
-Frames of one stream are read ahead and analysed concurrently (up to a bound), so frames that
+Frames of one stream are read ahead and ingested concurrently (up to a bound), so frames that
 arrive together reach the batcher together; acks go out in completion order with client_ref.
 """
 
@@ -16,15 +16,17 @@ from typing import Final
 import grpc
 
 from gpu_server._generated import frames_pb2
-from gpu_server.errors import FrameRejectedError, RejectReason, code_number, status_for
+from gpu_server.errors import FrameRejectedError, RejectReason
+from gpu_server.grpc_api.convert import detection_to_pb
+from gpu_server.grpc_api.status_codes import code_number, status_for
+from gpu_server.ingest.ingestor import FrameIngestor, FrameOutcome
 from gpu_server.monitor.latency import FrameCounters
-from gpu_server.pipeline.analyze import FrameAnalyzer, FrameOutcome
 
 _LOGGER = logging.getLogger(__name__)
 
 _STREAM_DONE = object()
 # Capture times outside [2000-01-01, now + 1 day] are a client's broken clock: the frame is
-# analysed at the server's time instead, and its ack says so.
+# analyzed at the server's time instead, and its ack says so.
 _EARLIEST_CAPTURE_MS: Final = 946_684_800_000
 _FUTURE_SLACK_MS: Final = 86_400_000
 
@@ -63,15 +65,7 @@ def accepted_ack(
         image_width=result.width,
         image_height=result.height,
         detector=result.detector,
-        detections=[
-            frames_pb2.Detection(
-                label=d.label,
-                class_id=d.class_id,
-                confidence=d.confidence,
-                box=frames_pb2.Box(x1=d.x1, y1=d.y1, x2=d.x2, y2=d.y2),
-            )
-            for d in result.detections
-        ],
+        detections=[detection_to_pb(d) for d in result.detections],
         covered_sequence=outcome.covered_sequence if outcome.duplicate else 0,
         timings=frames_pb2.FrameTimings(
             decode_ms=timings.decode_ms,
@@ -98,9 +92,9 @@ def rejected_ack(frame: frames_pb2.Frame, exc: BaseException) -> frames_pb2.Fram
 
 class FrameStreamHandler:
     def __init__(
-        self, analyzer: FrameAnalyzer, counters: FrameCounters, *, max_in_flight: int
+        self, ingestor: FrameIngestor, counters: FrameCounters, *, max_in_flight: int
     ) -> None:
-        self._analyzer = analyzer
+        self._ingestor = ingestor
         self._counters = counters
         self._max_in_flight = max_in_flight
 
@@ -109,7 +103,7 @@ class FrameStreamHandler:
             frame.captured_at_ms, int(time.time() * 1000)
         )
         try:
-            outcome = await self._analyzer.analyze(
+            outcome = await self._ingestor.ingest(
                 frame.camera_id, frame.image, frame.content_sha256, captured_at_ms
             )
         except Exception as exc:
@@ -166,4 +160,4 @@ class FrameStreamHandler:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             # Large messages leave freed buffers in the heap: hand them back after a stream.
-            self._analyzer.release_memory()
+            self._ingestor.release_memory()

@@ -1,15 +1,17 @@
 """SubscribeEvents, AckEvents, Configure, AnalyzeNow and WatchAnalysis: thin adapters over the
-events pipeline."""
+events scheduler."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Final
 
 from gpu_server._generated import events_pb2
 from gpu_server.errors import CursorOutOfRangeError, InvalidSettingsError
-from gpu_server.events.pipeline import EventPipeline
-from gpu_server.limits import MAX_CONFIGURE_BYTES
+from gpu_server.events.scheduler import EventScheduler
+from gpu_server.grpc_api.convert import camera_requests_from_pb, event_to_pb
+from gpu_server.vocabulary import MAX_CAMERAS, MAX_CONFIGURE_BYTES
 
 # Sequences are SQLite integers: signed 64-bit.
 MAX_SEQUENCE: Final = 2**63 - 1
@@ -21,20 +23,20 @@ def _check_sequence(name: str, value: int) -> None:
 
 
 class EventsHandler:
-    def __init__(self, pipeline: EventPipeline) -> None:
-        self._pipeline = pipeline
+    def __init__(self, scheduler: EventScheduler) -> None:
+        self._scheduler = scheduler
 
     async def subscribe(
         self, request: events_pb2.SubscribeEventsRequest
     ) -> AsyncIterator[events_pb2.SecurityEvent]:
         # 0 means "everything not yet acknowledged": acknowledged events are gone already.
         _check_sequence("after_sequence", request.after_sequence)
-        async for event in self._pipeline.subscribe(request.after_sequence):
-            yield event
+        async for event in self._scheduler.subscribe(request.after_sequence):
+            yield event_to_pb(event)
 
     async def ack(self, request: events_pb2.AckEventsRequest) -> events_pb2.AckEventsResponse:
         _check_sequence("up_to_sequence", request.up_to_sequence)
-        removed = await self._pipeline.ack(request.up_to_sequence, request.outbox_id)
+        removed = await self._scheduler.ack(request.up_to_sequence, request.outbox_id)
         return events_pb2.AckEventsResponse(removed=removed)
 
     async def configure(
@@ -45,19 +47,26 @@ class EventsHandler:
             raise InvalidSettingsError(
                 f"the request has {size} bytes; at most {MAX_CONFIGURE_BYTES} are allowed"
             )
-        ids = await self._pipeline.configure(list(request.cameras))
+        if len(request.cameras) > MAX_CAMERAS:
+            # Refused by the scheduler too; checked here first so nothing is converted.
+            raise InvalidSettingsError(
+                f"{len(request.cameras)} cameras in one call; at most {MAX_CAMERAS} are allowed"
+            )
+        # Up to MAX_CONFIGURE_BYTES of points: converted off the loop.
+        cameras = await asyncio.to_thread(camera_requests_from_pb, request.cameras)
+        ids = await self._scheduler.configure(cameras)
         return events_pb2.ConfigureResponse(configured_camera_ids=ids)
 
     async def analyze_now(
         self, request: events_pb2.AnalyzeNowRequest
     ) -> events_pb2.AnalyzeNowResponse:
-        closed, batch_id = self._pipeline.analyze_now(request.camera_id)
-        return events_pb2.AnalyzeNowResponse(closed=closed, batch_id=batch_id)
+        closed, window_id = self._scheduler.analyze_now(request.camera_id)
+        return events_pb2.AnalyzeNowResponse(closed=closed, batch_id=window_id)
 
     async def watch(
         self, request: events_pb2.WatchAnalysisRequest
     ) -> AsyncIterator[events_pb2.AnalysisProgress]:
-        async for note in self._pipeline.watch(request.camera_id):
+        async for note in self._scheduler.watch(request.camera_id):
             yield events_pb2.AnalysisProgress(
-                camera_id=note.camera_id, batch_id=note.batch_id, text=note.text
+                camera_id=note.camera_id, batch_id=note.window_id, text=note.text
             )

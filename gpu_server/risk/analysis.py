@@ -28,13 +28,13 @@ from gpu_server.llm.assessor import ModelAssessor
 from gpu_server.llm.breaker import BreakerState, CircuitBreaker
 from gpu_server.llm.client import ChatClient
 from gpu_server.llm.errors import LlmOutputError, LlmUnreachableError
-from gpu_server.llm.fallback import assess_with_rules
 from gpu_server.llm.grammar import DEFAULT_LIMITS, GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.model_server import ModelServer, ServerState
 from gpu_server.llm.schema import Assessment
 from gpu_server.llm.settings import LlmConfigError, LlmSettings, OutputConstraint
 from gpu_server.llm.templates import PromptLibrary
+from gpu_server.risk.rules import assess_with_rules
 
 TokenCallback = Callable[[str], None]
 

@@ -1,4 +1,4 @@
-"""The pipeline's parts on their own: intake checks, dedupe, batching, latency windows."""
+"""The ingest parts on their own: intake checks, dedupe, batching, latency windows."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from sidecar_testlib import encode_jpeg, png_header
 
 from gpu_server.config import LimitsConfig
 from gpu_server.errors import FrameRejectedError, RejectReason
+from gpu_server.ingest.batching import DetectionBatcher
+from gpu_server.ingest.dedupe import Deduplicator, ResultCache
+from gpu_server.ingest.detect import Detection, Detector, HogPeopleDetector
+from gpu_server.ingest.intake import BgrImage, FrameIntake
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import LatencyTracker
-from gpu_server.pipeline.batching import DetectionBatcher
-from gpu_server.pipeline.dedupe import Deduplicator, ResultCache
-from gpu_server.pipeline.detect import Detection, Detector, HogPeopleDetector
-from gpu_server.pipeline.intake import BgrImage, FrameIntake
 
 
 def reason_of(intake: FrameIntake, data: bytes, sha: str = "") -> RejectReason:

@@ -9,12 +9,12 @@ from typing import Final
 
 from gpu_server import __version__
 from gpu_server._generated import status_pb2
-from gpu_server.events.pipeline import EventPipeline
-from gpu_server.llm.service import LanguageModelState
+from gpu_server.events.scheduler import EventScheduler
+from gpu_server.ingest.batching import DetectionBatcher
+from gpu_server.ingest.detect import DetectorSelection
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
-from gpu_server.pipeline.batching import DetectionBatcher
-from gpu_server.pipeline.detect import DetectorSelection
+from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis
 
 _MODEL_STATE: Final = {
     LanguageModelState.OFF: status_pb2.LANGUAGE_MODEL_STATE_OFF,
@@ -37,9 +37,11 @@ class StatusReporter:
         latency: LatencyTracker,
         counters: FrameCounters,
         gpu: GpuMonitor,
-        events: EventPipeline | None = None,
+        events: EventScheduler | None = None,
+        risk: RiskAnalysis | None = None,
     ) -> None:
         self._events = events
+        self._risk = risk
         self._server_id = server_id
         self._selection = selection
         self._batcher = batcher
@@ -103,9 +105,9 @@ class StatusReporter:
         self._executor.shutdown(wait=False)
 
     def _language_model_status(self) -> status_pb2.LanguageModelStatus | None:
-        if self._events is None:
+        if self._risk is None:
             return None
-        status = self._events.risk.status()
+        status = self._risk.status()
         return status_pb2.LanguageModelStatus(
             state=_MODEL_STATE[status.state],
             backend=status.backend.value if status.backend is not None else "",
@@ -122,20 +124,25 @@ class StatusReporter:
         )
 
     def _events_status(self) -> status_pb2.EventsStatus | None:
-        events = self._events
-        if events is None:
+        if self._events is None:
             return None
-        model_status = events.risk.status()
-        # Kept for older clients: the model in use, or empty (and why) while the rules answer.
-        model = model_status.model if model_status.state is LanguageModelState.READY else ""
+        events = self._events.status()
+        model = ""
+        reason = ""
+        if self._risk is not None:
+            model_status = self._risk.status()
+            # Kept for older clients: the model in use, or empty (and why) while the rules
+            # answer.
+            model = model_status.model if model_status.state is LanguageModelState.READY else ""
+            reason = "" if model else model_status.reason
         return status_pb2.EventsStatus(
-            open_batches=events.open_batches,
-            outbox_depth=events.outbox.depth,
-            outbox_max_events=events.outbox.max_events,
-            last_sequence=events.outbox.last_sequence,
+            open_batches=events.open_windows,
+            outbox_depth=events.outbox_depth,
+            outbox_max_events=events.outbox_max_events,
+            last_sequence=events.last_sequence,
             llm_model=model,
-            llm_unavailable_reason="" if model else model_status.reason,
-            analyses_running=events.processor.running,
-            events_created=events.processor.created,
-            outbox_id=events.outbox.outbox_id,
+            llm_unavailable_reason=reason,
+            analyses_running=events.analyses_running,
+            events_created=events.events_created,
+            outbox_id=events.outbox_id,
         )

@@ -21,7 +21,7 @@ import numpy as np
 
 from gpu_server.config import ServerConfig
 from gpu_server.errors import DetectorError
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 def _load_embedded(config: ServerConfig) -> tuple[Detector | None, str]:
     """The embedded detector, warmed up, or None and why it cannot be had."""
     # Deferred: embedded_ssd subclasses Detector from this module.
-    from gpu_server.pipeline import embedded_ssd  # noqa: PLC0415
+    from gpu_server.ingest import embedded_ssd  # noqa: PLC0415
 
     path, reason = embedded_ssd.find_model(config.detector.embedded_model, config.models_dir)
     if path is None:

@@ -14,8 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from gpu_server.errors import DetectorError, ShuttingDownError
-from gpu_server.pipeline.detect import Detection, Detector
-from gpu_server.pipeline.intake import BgrImage
+from gpu_server.ingest.detect import Detection, Detector
+from gpu_server.ingest.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ class DetectionBatcher:
         self._running: list[_Request] = []
         # Sizes of the most recent batches, for status and tests.
         self.batch_sizes: deque[int] = deque(maxlen=history)
-        self.batches_run = 0
         # How often the worker died; the next frame starts a new one.
         self.worker_deaths = 0
         self.frames_run = 0
@@ -176,7 +175,6 @@ class DetectionBatcher:
             return
         finally:
             self.batch_sizes.append(len(batch))
-            self.batches_run += 1
             self.frames_run += len(batch)
         inference_ms = (time.perf_counter() - started) * 1000.0
         for request, detections in zip(batch, outputs, strict=True):

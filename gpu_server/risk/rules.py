@@ -10,28 +10,25 @@ from __future__ import annotations
 from collections import Counter
 from typing import Final
 
-from gpu_server.llm.inputs import AnalysisInput, ZoneKind
+from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.sanitizer import injection_reasons, sanitize_name
 from gpu_server.llm.schema import (
     ACTION_MAX_CHARS,
     REASONING_MAX_CHARS,
-    SCORE_MAX,
-    SCORE_MIN,
     SUMMARY_MAX_CHARS,
     Assessment,
+)
+from gpu_server.vocabulary import (
+    SCORE_MAX,
+    SCORE_MIN,
+    LabelGroup,
     RiskLevel,
+    RiskZoneKind,
+    label_group,
     level_for_score,
 )
 
 RULES_MODEL: Final = "rules"
-
-PERSON_LABELS: Final = frozenset({"person", "people", "pedestrian", "face"})
-VEHICLE_LABELS: Final = frozenset(
-    {"car", "truck", "bus", "motorcycle", "motorbike", "bicycle", "van", "vehicle", "boat"}
-)
-ANIMAL_LABELS: Final = frozenset(
-    {"dog", "cat", "bird", "horse", "sheep", "cow", "bear", "fox", "deer", "animal", "raccoon"}
-)
 
 # Base weight per kind of object, scaled by detection confidence.
 PERSON_WEIGHT: Final = 45
@@ -39,11 +36,10 @@ VEHICLE_WEIGHT: Final = 30
 OTHER_WEIGHT: Final = 15
 ANIMAL_WEIGHT: Final = 8
 ZONE_BONUS: Final = {
-    ZoneKind.ENTRY: 20,
-    ZoneKind.SENSITIVE: 20,
-    ZoneKind.PERIMETER: 10,
-    ZoneKind.OTHER: 0,
-    ZoneKind.PUBLIC: -10,
+    RiskZoneKind.ENTRY: 20,
+    RiskZoneKind.SENSITIVE: 20,
+    RiskZoneKind.PERIMETER: 10,
+    RiskZoneKind.OTHER: 0,
 }
 NIGHT_BONUS: Final = 15
 ANOMALY_WEIGHT: Final = 25
@@ -58,7 +54,7 @@ TAMPER_FLOOR: Final = 70
 # point is never scored below high, so `threat_active` and high-level automations still fire.
 FAILSAFE_PERSON_CONFIDENCE: Final = 0.6
 FAILSAFE_FLOOR: Final = 60
-FAILSAFE_ZONES: Final = frozenset({ZoneKind.ENTRY, ZoneKind.SENSITIVE})
+FAILSAFE_ZONES: Final = frozenset({RiskZoneKind.ENTRY, RiskZoneKind.SENSITIVE})
 
 ACTIONS: Final = {
     RiskLevel.LOW: "No action needed; the event is kept for reference.",
@@ -68,29 +64,18 @@ ACTIONS: Final = {
 }
 
 
-def _kind(label: str) -> str:
-    name = label.strip().lower()
-    if name in PERSON_LABELS:
-        return "person"
-    if name in VEHICLE_LABELS:
-        return "vehicle"
-    if name in ANIMAL_LABELS:
-        return "animal"
-    return "other"
-
-
 _WEIGHTS: Final = {
-    "person": PERSON_WEIGHT,
-    "vehicle": VEHICLE_WEIGHT,
-    "animal": ANIMAL_WEIGHT,
-    "other": OTHER_WEIGHT,
+    LabelGroup.PERSON: PERSON_WEIGHT,
+    LabelGroup.VEHICLE: VEHICLE_WEIGHT,
+    LabelGroup.ANIMAL: ANIMAL_WEIGHT,
+    LabelGroup.OTHER: OTHER_WEIGHT,
 }
 
 
 def _failsafe(analysis: AnalysisInput) -> str | None:
-    """Why this batch must be at least high without a model's judgement, or None."""
+    """Why this window must be at least high without a model's judgement, or None."""
     for detection in analysis.detections:
-        if _kind(detection.label) != "person":
+        if label_group(detection.label) is not LabelGroup.PERSON:
             continue
         if detection.confidence < FAILSAFE_PERSON_CONFIDENCE:
             continue
@@ -109,17 +94,17 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     """Score the batch by rule; `reason` says why the rules ran instead of a model."""
     score = 0.0
     factors: list[str] = []
-    kinds = Counter(_kind(detection.label) for detection in analysis.detections)
+    kinds = Counter(label_group(detection.label) for detection in analysis.detections)
 
     best: tuple[float, str] | None = None
     for detection in analysis.detections:
-        kind = _kind(detection.label)
+        kind = label_group(detection.label)
         value = _WEIGHTS[kind] * (0.5 + 0.5 * detection.confidence)
         zone_kind = analysis.zone_kind(detection.zone)
         if zone_kind is not None:
             bonus = ZONE_BONUS[zone_kind]
             # An animal in the doorway is still an animal.
-            value += bonus / 2 if kind == "animal" else bonus
+            value += bonus / 2 if kind is LabelGroup.ANIMAL else bonus
         if best is None or value > best[0]:
             where = f" in {zone_kind.value} zone" if zone_kind else ""
             best = (value, f"{kind} ({detection.label}) at {detection.confidence:.2f}{where}")
@@ -127,14 +112,14 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
         score += best[0]
         factors.append(f"strongest detection: {best[1]} (+{best[0]:.0f})")
 
-    people_or_vehicles = kinds["person"] + kinds["vehicle"]
+    people_or_vehicles = kinds[LabelGroup.PERSON] + kinds[LabelGroup.VEHICLE]
     if analysis.is_night and analysis.detections:
         bonus = NIGHT_BONUS if people_or_vehicles else NIGHT_BONUS // 3
         score += bonus
         factors.append(f"night time (+{bonus})")
-    if kinds["person"] >= CROWD_SIZE:
+    if kinds[LabelGroup.PERSON] >= CROWD_SIZE:
         score += CROWD_BONUS
-        factors.append(f"{kinds['person']} people (+{CROWD_BONUS})")
+        factors.append(f"{kinds[LabelGroup.PERSON]} people (+{CROWD_BONUS})")
     if analysis.baseline is not None and analysis.baseline.anomaly_score > 0:
         bonus = round(ANOMALY_WEIGHT * analysis.baseline.anomaly_score)
         score += bonus
@@ -143,7 +128,7 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
         activity
         for activity in analysis.other_cameras
         if activity.minutes_ago <= CROSS_CAMERA_MINUTES
-        and any(_kind(label) == "person" for label in activity.labels)
+        and any(label_group(label) is LabelGroup.PERSON for label in activity.labels)
     ]
     if recent and people_or_vehicles:
         score += CROSS_CAMERA_BONUS

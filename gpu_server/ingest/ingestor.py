@@ -1,4 +1,9 @@
-"""The path of one frame: check it, skip it if its content was seen, else decode and detect."""
+"""The path of one frame up to its detections: check it, claim its content, decode, detect.
+
+Content already held (in an open window, an analysis or a stored event) is not decoded again:
+its ack says how it is held. Detections are remembered per content hash (dedupe), so content
+taken again after its claim was released is not detected again either.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gpu_server.events.coverage import Coverage, CoverageState
+from gpu_server.ingest.batching import DetectionBatcher
+from gpu_server.ingest.dedupe import Deduplicator
+from gpu_server.ingest.detect import Detection
+from gpu_server.ingest.intake import BgrImage, FrameHeader, FrameIntake, validate_camera_id
+from gpu_server.ingest.memory import DecodeBudget
 from gpu_server.monitor.latency import LatencyTracker
-from gpu_server.pipeline.batching import DetectionBatcher
-from gpu_server.pipeline.dedupe import Deduplicator
-from gpu_server.pipeline.detect import Detection
-from gpu_server.pipeline.intake import BgrImage, FrameIntake, validate_camera_id
-from gpu_server.pipeline.memory import DecodeBudget
 
 
 @dataclass(frozen=True, slots=True)
-class AnalysisResult:
+class DetectionResult:
     """What dedupe remembers per content hash."""
 
     detections: tuple[Detection, ...]
@@ -38,7 +44,7 @@ class StageTimings:
 @dataclass(frozen=True, slots=True)
 class FrameOutcome:
     sha256: str
-    result: AnalysisResult
+    result: DetectionResult
     duplicate: bool
     timings: StageTimings
     # For a duplicate: the sequence of the stored event covering it; 0 while it is only claimed.
@@ -47,36 +53,36 @@ class FrameOutcome:
 
 @dataclass(frozen=True, slots=True)
 class AcceptedFrame:
-    """A newly analysed frame, handed to the sink before its ack goes out."""
+    """A newly taken frame, handed to the sink before its ack goes out."""
 
     camera_id: str
     sha256: str
     captured_at_ms: int  # client clock; 0 when the client did not say
-    result: AnalysisResult
+    result: DetectionResult
 
 
 class FrameSink(Protocol):
-    """Where accepted frames go next (the events pipeline)."""
+    """Where taken frames go next (the events scheduler)."""
 
-    async def coverage(self, sha256: str) -> int | None:
-        """The covering event's sequence, 0 while the frame waits in a batch or an analysis,
-        None when nothing holds it."""
+    async def claim(self, sha256: str) -> Coverage:
+        """Claim the content for this frame, or say how it is held already."""
+
+    def release(self, sha256: str) -> None:
+        """Give up a claim for a frame that was not accepted after all."""
 
     def check_capacity(self) -> None:
         """Raise BackpressureError when no new frame can be taken now."""
 
-    async def accept(self, frame: AcceptedFrame, pixels: BgrImage | None) -> int | None:
-        """Take the frame; once this returns None, an event will cover it (or the process died).
-
-        A twin taken meanwhile is not taken again; its coverage comes back instead. `pixels` is
-        None for content analysed before (no scene check)."""
+    async def accept(self, frame: AcceptedFrame, pixels: BgrImage | None) -> None:
+        """Take a claimed frame; once this returns, an event will cover it (or the process
+        died). `pixels` is None for content analyzed before (no scene check)."""
 
 
-class FrameAnalyzer:
+class FrameIngestor:
     def __init__(
         self,
         intake: FrameIntake,
-        dedupe: Deduplicator[AnalysisResult],
+        dedupe: Deduplicator[DetectionResult],
         batcher: DetectionBatcher,
         latency: LatencyTracker,
         sink: FrameSink | None = None,
@@ -90,41 +96,62 @@ class FrameAnalyzer:
         self._latency = latency
         self._sink = sink
 
-    async def analyze(
+    async def ingest(
         self, camera_id: str, image: bytes, declared_sha256: str, captured_at_ms: int = 0
     ) -> FrameOutcome:
-        """Analyse one encoded frame; raises FrameRejectedError for frames the server refuses."""
+        """Take one encoded frame; raises FrameRejectedError for frames the server refuses."""
         started = time.perf_counter()
         validate_camera_id(camera_id)
         header = await asyncio.to_thread(self._intake.inspect, image, declared_sha256)
         inspect_ms = (time.perf_counter() - started) * 1000.0
-        timings: dict[str, float] = {}
         sink = self._sink
-        if sink is not None:
-            covering = await sink.coverage(header.sha256)
-            if covering is not None:
-                # Covered by an event (maybe from before a restart) or in an open batch.
-                known = self._dedupe.cache.get(header.sha256) or AnalysisResult(
-                    (), header.width, header.height, self._batcher.detector.name
-                )
-                return self._known(header.sha256, known, started, inspect_ms, covering)
+        if sink is None:
+            return await self._detect(
+                camera_id, image, header, captured_at_ms=captured_at_ms, started=started,
+                inspect_ms=inspect_ms,
+            )
+        coverage = await sink.claim(header.sha256)
+        if coverage.state is not CoverageState.NEW:
+            # Covered by an event (maybe from before a restart), or in an open window or
+            # analysis: the detections come from whoever took it.
+            known = await self._dedupe.known(header.sha256) or DetectionResult(
+                (), header.width, header.height, self._batcher.detector.name
+            )
+            return self._known(header.sha256, known, started, inspect_ms, coverage.sequence)
+        try:
             sink.check_capacity()
             cached = self._dedupe.cache.get(header.sha256)
-            if cached is not None:
-                # Analysed before, yet nothing covers or holds it (its analysis failed, its
-                # covered row expired): take it again with the detections already known.
-                twin = await sink.accept(
-                    AcceptedFrame(camera_id, header.sha256, captured_at_ms, cached), None
+            if cached is None:
+                return await self._detect(
+                    camera_id, image, header, captured_at_ms=captured_at_ms, started=started,
+                    inspect_ms=inspect_ms,
                 )
-                if twin is not None:
-                    return self._known(header.sha256, cached, started, inspect_ms, twin)
-                total_ms = (time.perf_counter() - started) * 1000.0
-                self._latency.record("total", total_ms)
-                timed = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
-                return FrameOutcome(header.sha256, cached, False, timed)
-        twins: list[int] = []
+            # Analyzed before, yet nothing covered or held it (its analysis failed, its
+            # covered row expired): take it again with the detections already known.
+            await sink.accept(AcceptedFrame(camera_id, header.sha256, captured_at_ms, cached), None)
+        except BaseException:
+            sink.release(header.sha256)
+            raise
+        total_ms = (time.perf_counter() - started) * 1000.0
+        self._latency.record("total", total_ms)
+        timed = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
+        return FrameOutcome(header.sha256, cached, False, timed)
 
-        async def analyse_new() -> AnalysisResult:
+    async def _detect(
+        self,
+        camera_id: str,
+        image: bytes,
+        header: FrameHeader,
+        *,
+        captured_at_ms: int,
+        started: float,
+        inspect_ms: float,
+    ) -> FrameOutcome:
+        """Decode and detect new content, then hand it to the sink (which holds its claim)."""
+        timings: dict[str, float] = {}
+        sink = self._sink
+
+        async def detect_new() -> DetectionResult:
             # The pixels live from decode to the end of accept (the scene check): hold their
             # memory in the shared budget for that long.
             async with self._budget.reserve(self._intake.decode_cost(header)):
@@ -136,30 +163,23 @@ class FrameAnalyzer:
                 batch = await self._batcher.detect(decoded.pixels)
                 timings["queue_ms"] = batch.queue_ms
                 timings["inference_ms"] = batch.inference_ms
-                result = AnalysisResult(
+                result = DetectionResult(
                     detections=_to_original_pixels(batch.detections, *decoded.scale),
                     width=decoded.width,
                     height=decoded.height,
                     detector=self._batcher.detector.name,
                 )
                 if sink is not None:
-                    # Inside the dedupe leader: only one copy of concurrent identical frames
-                    # joins.
-                    twin = await sink.accept(
+                    await sink.accept(
                         AcceptedFrame(camera_id, header.sha256, captured_at_ms, result),
                         decoded.pixels,
                     )
-                    if twin is not None:
-                        twins.append(twin)
                 return result
 
-        result, duplicate = await self._dedupe.resolve(header.sha256, analyse_new)
-        if sink is not None and (duplicate or twins):
-            # Another call took this content: say which event covers it, if one does yet.
-            covering = await sink.coverage(header.sha256)
-            return self._known(header.sha256, result, started, inspect_ms, covering or 0)
+        result, duplicate = await self._dedupe.resolve(header.sha256, detect_new)
         total_ms = (time.perf_counter() - started) * 1000.0
         if duplicate:
+            # Without a sink only: another call brought the same bytes at the same time.
             stage = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
         else:
             stage = StageTimings(total_ms=total_ms, **timings)
@@ -174,7 +194,7 @@ class FrameAnalyzer:
         self._budget.trim()
 
     def _known(
-        self, sha256: str, result: AnalysisResult, started: float, inspect_ms: float,
+        self, sha256: str, result: DetectionResult, started: float, inspect_ms: float,
         covered_sequence: int,
     ) -> FrameOutcome:
         """The outcome for content another frame brought first."""

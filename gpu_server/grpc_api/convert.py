@@ -1,0 +1,200 @@
+"""Protobuf <-> domain: every conversion between the contract's messages and the sidecar's types.
+
+The outbox stores each event as the contract's `SecurityEvent` bytes (`ProtobufEventCodec`),
+so the databases written before the domain types existed read back unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from gpu_server._generated import events_pb2, frames_pb2
+from gpu_server.context import SceneChangeKind
+from gpu_server.events.model import (
+    CameraRequest,
+    EventDetection,
+    EventIncident,
+    EventKind,
+    SecurityEvent,
+    ZoneRequest,
+)
+from gpu_server.ingest.detect import Detection
+from gpu_server.vocabulary import RiskLevel
+
+_RISK_LEVEL: Final = {
+    RiskLevel.LOW: events_pb2.RISK_LEVEL_LOW,
+    RiskLevel.MEDIUM: events_pb2.RISK_LEVEL_MEDIUM,
+    RiskLevel.HIGH: events_pb2.RISK_LEVEL_HIGH,
+    RiskLevel.CRITICAL: events_pb2.RISK_LEVEL_CRITICAL,
+}
+_EVENT_KIND: Final = {
+    EventKind.SECURITY: events_pb2.EVENT_KIND_SECURITY,
+    EventKind.NOTHING_TO_REPORT: events_pb2.EVENT_KIND_NOTHING_TO_REPORT,
+    EventKind.INCIDENT_ENDED: events_pb2.EVENT_KIND_INCIDENT_ENDED,
+}
+_SCENE_KIND: Final = {
+    SceneChangeKind.NONE: events_pb2.SCENE_CHANGE_KIND_NONE,
+    SceneChangeKind.COVERED: events_pb2.SCENE_CHANGE_KIND_COVERED,
+    SceneChangeKind.MOVED: events_pb2.SCENE_CHANGE_KIND_MOVED,
+}
+_RISK_LEVEL_BACK: Final = {value: key for key, value in _RISK_LEVEL.items()}
+_EVENT_KIND_BACK: Final = {value: key for key, value in _EVENT_KIND.items()}
+_SCENE_KIND_BACK: Final = {value: key for key, value in _SCENE_KIND.items()}
+
+
+# -- detections ----------------------------------------------------------------------------
+
+
+def detection_to_pb(det: Detection) -> frames_pb2.Detection:
+    return frames_pb2.Detection(
+        label=det.label,
+        class_id=det.class_id,
+        confidence=det.confidence,
+        box=frames_pb2.Box(x1=det.x1, y1=det.y1, x2=det.x2, y2=det.y2),
+    )
+
+
+def detection_from_pb(message: frames_pb2.Detection) -> Detection:
+    box = message.box
+    return Detection(
+        label=message.label,
+        class_id=message.class_id,
+        confidence=message.confidence,
+        x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2,
+    )
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+def _incident_to_pb(incident: EventIncident) -> events_pb2.Incident:
+    return events_pb2.Incident(
+        incident_id=incident.incident_id,
+        update=incident.update,
+        camera_ids=list(incident.camera_ids),
+        started_at_ms=incident.started_at_ms,
+        alert=incident.alert,
+        cooldown_remaining_s=incident.cooldown_remaining_s,
+    )
+
+
+def _incident_from_pb(message: events_pb2.Incident) -> EventIncident:
+    return EventIncident(
+        incident_id=message.incident_id,
+        update=message.update,
+        camera_ids=tuple(message.camera_ids),
+        started_at_ms=message.started_at_ms,
+        alert=message.alert,
+        cooldown_remaining_s=message.cooldown_remaining_s,
+    )
+
+
+def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
+    message = events_pb2.SecurityEvent(
+        sequence=event.sequence,
+        event_id=event.event_id,
+        camera_id=event.camera_id,
+        kind=_EVENT_KIND[event.kind],
+        started_at_ms=event.started_at_ms,
+        ended_at_ms=event.ended_at_ms,
+        risk_score=event.risk_score,
+        risk_level=_RISK_LEVEL[event.risk_level],
+        summary=event.summary,
+        reasoning=event.reasoning,
+        recommended_action=event.recommended_action,
+        detections=[
+            events_pb2.EventDetection(
+                detection=detection_to_pb(item.detection),
+                frame_sha256=item.frame_sha256,
+                zones=list(item.zones),
+            )
+            for item in event.detections
+        ],
+        zones=list(event.zones),
+        frame_sha256s=list(event.frame_sha256s),
+        fast_path=event.fast_path,
+        fallback=event.fallback,
+        fallback_reason=event.fallback_reason,
+        model=event.model,
+        prompt_version=event.prompt_version,
+        scene_change=_SCENE_KIND[event.scene_change],
+        anomaly_score=event.anomaly_score,
+        created_at_ms=event.created_at_ms,
+    )
+    if event.incident is not None:
+        message.incident.CopyFrom(_incident_to_pb(event.incident))
+    return message
+
+
+def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
+    return SecurityEvent(
+        sequence=message.sequence,
+        event_id=message.event_id,
+        camera_id=message.camera_id,
+        kind=_EVENT_KIND_BACK.get(message.kind, EventKind.SECURITY),
+        started_at_ms=message.started_at_ms,
+        ended_at_ms=message.ended_at_ms,
+        risk_score=message.risk_score,
+        risk_level=_RISK_LEVEL_BACK.get(message.risk_level, RiskLevel.LOW),
+        summary=message.summary,
+        reasoning=message.reasoning,
+        recommended_action=message.recommended_action,
+        detections=tuple(
+            EventDetection(
+                detection=detection_from_pb(item.detection),
+                frame_sha256=item.frame_sha256,
+                zones=tuple(item.zones),
+            )
+            for item in message.detections
+        ),
+        zones=tuple(message.zones),
+        frame_sha256s=tuple(message.frame_sha256s),
+        fast_path=message.fast_path,
+        fallback=message.fallback,
+        fallback_reason=message.fallback_reason,
+        model=message.model,
+        prompt_version=message.prompt_version,
+        scene_change=_SCENE_KIND_BACK.get(message.scene_change, SceneChangeKind.NONE),
+        anomaly_score=message.anomaly_score,
+        created_at_ms=message.created_at_ms,
+        incident=_incident_from_pb(message.incident) if message.HasField("incident") else None,
+    )
+
+
+class ProtobufEventCodec:
+    """How the outbox stores an event: the contract's `SecurityEvent` bytes."""
+
+    def encode(self, event: SecurityEvent) -> bytes:
+        payload: bytes = event_to_pb(event).SerializeToString()
+        return payload
+
+    def decode(self, payload: bytes) -> SecurityEvent:
+        return event_from_pb(events_pb2.SecurityEvent.FromString(payload))
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def camera_requests_from_pb(
+    settings: Iterable[events_pb2.CameraSettings],
+) -> list[CameraRequest]:
+    return [
+        CameraRequest(
+            camera_id=item.camera_id,
+            display_name=item.display_name,
+            batch_window_s=item.batch_window_s,
+            idle_timeout_s=item.idle_timeout_s,
+            prompt_version=item.prompt_version,
+            time_zone=item.time_zone,
+            zones=tuple(
+                ZoneRequest(
+                    name=zone.name,
+                    kind=zone.kind,
+                    points=tuple((point.x, point.y) for point in zone.points),
+                )
+                for zone in item.zones
+            ),
+        )
+        for item in settings
+    ]

@@ -1,1 +1,0 @@
-"""The path of one frame: intake (validate, decode), dedupe, batching and detection."""

@@ -34,7 +34,8 @@ def _sidecar_with_model(root: Path, model: bytes | None) -> Sidecar:
             [
                 str(sidecar_python()),
                 "-c",
-                "import sys; from gpu_server.llm.testing import write_tiny_gguf; "
+                "import sys; sys.path.insert(0, 'tests/gpu_server'); "
+                "from testlib.tiny_gguf import write_tiny_gguf; "
                 "write_tiny_gguf(__import__('pathlib').Path(sys.argv[1]))",
                 str(models / MODEL_FILE),
             ],

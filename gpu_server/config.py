@@ -88,6 +88,12 @@ class EventsConfig(_Section):
     covered_max_rows: int = Field(default=500_000, ge=1)
     # How often open batches are checked against their windows.
     tick_s: float = Field(default=0.25, gt=0.0, le=60.0)
+    # An incident ends after this long without a detection on its cameras; a person on another
+    # camera within `incident_link_s` joins its incident; a camera that alerted for a kind of
+    # finding does not alert again for it within `cooldown_s` unless the level is higher.
+    incident_gap_s: float = Field(default=120.0, gt=0.0, le=86_400.0)
+    incident_link_s: float = Field(default=60.0, ge=0.0, le=3_600.0)
+    cooldown_s: float = Field(default=600.0, ge=0.0, le=86_400.0)
 
     @field_validator("fast_path_labels", mode="before")
     @classmethod
@@ -182,6 +188,9 @@ ENV_VARS: dict[str, str] = {
     "HSAI_FAST_PATH_LABELS": "events.fast_path_labels",
     "HSAI_FAST_PATH_CONFIDENCE": "events.fast_path_confidence",
     "HSAI_OUTBOX_MAX_EVENTS": "events.outbox_max_events",
+    "HSAI_INCIDENT_GAP_S": "events.incident_gap_s",
+    "HSAI_INCIDENT_LINK_S": "events.incident_link_s",
+    "HSAI_COOLDOWN_S": "events.cooldown_s",
     "HSAI_SCENE_ADOPT_AFTER": "scene.adopt_after",
     "HSAI_SCENE_ADOPT_AFTER_S": "scene.adopt_after_s",
     "HSAI_LLM_ENABLED": "llm.enabled",

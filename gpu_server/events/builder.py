@@ -27,7 +27,8 @@ from gpu_server.context import (
 )
 from gpu_server.events.cameras import CameraDirectory
 from gpu_server.events.clock import Clock, to_ms
-from gpu_server.events.model import EventDetection, EventKind, SecurityEvent
+from gpu_server.events.incidents import TAMPER_KIND, EndedIncident, IncidentTracker
+from gpu_server.events.model import EventDetection, EventIncident, EventKind, SecurityEvent
 from gpu_server.events.outbox import Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
 from gpu_server.events.windows import WindowFrame
@@ -41,7 +42,7 @@ from gpu_server.llm.inputs import (
 from gpu_server.llm.schema import Assessment
 from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.risk.rules import assess_with_rules
-from gpu_server.vocabulary import RISK_ZONE_KIND, RiskLevel
+from gpu_server.vocabulary import RISK_ZONE_KIND, RiskLevel, label_group
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -187,8 +188,10 @@ class EventBuilder:
         cameras: CameraDirectory,
         clock: Clock,
         max_detections: int,
+        incidents: IncidentTracker,
     ) -> None:
         self._enricher = enricher
+        self._incidents = incidents
         self._risk = risk
         self._outbox = outbox
         self._hub = hub
@@ -223,9 +226,49 @@ class EventBuilder:
                     job.window_id[:8], job.camera_id,
                 )
                 event = self._fallback_event(job, exc)
+            if event.kind is EventKind.SECURITY:
+                event = self._in_incident(job, event)
             return await self._store(event)
         finally:
             self._running -= 1
+
+    def _in_incident(self, job: AnalysisJob, event: SecurityEvent) -> SecurityEvent:
+        kinds = {label_group(det.detection.label).value for det in event.detections}
+        if job.tamper:
+            kinds.add(TAMPER_KIND)
+        stamp = self._incidents.stamp(
+            job.camera_id, kinds, event.risk_level, fast_path=job.fast_path
+        )
+        incident = EventIncident(
+            incident_id=stamp.incident_id,
+            update=stamp.update,
+            camera_ids=stamp.cameras,
+            started_at_ms=to_ms(stamp.started_at),
+            alert=stamp.alert,
+            cooldown_remaining_s=stamp.cooldown_remaining_s,
+        )
+        return dataclasses.replace(event, incident=incident)
+
+    async def store_incident_end(self, ended: EndedIncident) -> SecurityEvent:
+        """Store the event that says an incident is over (it covers no frames)."""
+        event = SecurityEvent(
+            event_id=uuid.uuid4().hex,
+            camera_id=ended.cameras[0],
+            kind=EventKind.INCIDENT_ENDED,
+            started_at_ms=to_ms(ended.started_at),
+            ended_at_ms=to_ms(ended.ended_at),
+            frame_sha256s=(),
+            summary=f"The incident on {', '.join(ended.cameras)} is over.",
+            created_at_ms=to_ms(self._clock.wall()),
+            incident=EventIncident(
+                incident_id=ended.incident_id,
+                update=True,
+                camera_ids=ended.cameras,
+                started_at_ms=to_ms(ended.started_at),
+                alert=False,
+            ),
+        )
+        return await self._store(event)
 
     def _fallback_event(self, job: AnalysisJob, error: BaseException) -> SecurityEvent:
         """An event that covers the job's frames when building the real one failed.

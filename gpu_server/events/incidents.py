@@ -24,9 +24,10 @@ from datetime import datetime
 from typing import Final
 
 from gpu_server.events.clock import Clock
-from gpu_server.vocabulary import RiskLevel
+from gpu_server.vocabulary import LabelGroup, RiskLevel
 
-PERSON_KIND: Final = "person"
+PERSON_KIND: Final = LabelGroup.PERSON.value
+TAMPER_KIND: Final = "tamper"
 _LEVEL_ORDER: Final = {
     RiskLevel.LOW: 0,
     RiskLevel.MEDIUM: 1,
@@ -96,6 +97,8 @@ class IncidentTracker:
         self._clock = clock
         self._by_camera: dict[str, Incident] = {}
         self._cooldowns: dict[tuple[str, str], _Cooldown] = {}
+        # Cameras whose early alert is being analysed: monotonic time it was taken.
+        self._fast_path_taken: dict[str, float] = {}
 
     def activity(self, camera_id: str) -> None:
         """Something was detected on the camera: its open incident goes on."""
@@ -105,8 +108,18 @@ class IncidentTracker:
 
     def may_fast_path(self, camera_id: str) -> bool:
         """Only the first confident person of an incident gets the early alert."""
+        taken = self._fast_path_taken.get(camera_id)
+        if taken is not None and self._clock.monotonic() - taken < self.settings.gap_s:
+            return False
         incident = self._open_for(camera_id)
         return incident is None or not incident.fast_path_alerted
+
+    def take_fast_path(self, camera_id: str) -> bool:
+        """Reserve the camera's early alert now, before its analysis ends; False if taken."""
+        if not self.may_fast_path(camera_id):
+            return False
+        self._fast_path_taken[camera_id] = self._clock.monotonic()
+        return True
 
     def stamp(
         self,
@@ -139,6 +152,7 @@ class IncidentTracker:
             incident.person_seen_at = now
         if fast_path:
             incident.fast_path_alerted = True
+            self._fast_path_taken.pop(camera_id, None)
 
         remaining = self._remaining(camera_id, found, now)
         if incident.alerted_level is None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
 
 from gpu_server.config import ServerConfig
@@ -27,6 +28,7 @@ from gpu_server.events.builder import AnalysisJob, EventBuilder
 from gpu_server.events.cameras import CameraDirectory, CameraSettings
 from gpu_server.events.clock import Clock, SystemClock, from_ms
 from gpu_server.events.coverage import Coverage, CoverageLedger
+from gpu_server.events.incidents import IncidentSettings, IncidentTracker
 from gpu_server.events.model import CameraRequest, SecurityEvent
 from gpu_server.events.outbox import OUTBOX_FILE, EventCodec, Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
@@ -89,6 +91,14 @@ class EventScheduler:
         )
         self.hub = ProgressHub()
         self.coverage = CoverageLedger(self.outbox)
+        self.incidents = IncidentTracker(
+            IncidentSettings(
+                gap_s=events.incident_gap_s,
+                link_s=events.incident_link_s,
+                cooldown_s=events.cooldown_s,
+            ),
+            self.clock,
+        )
         self.builder = EventBuilder(
             enricher=self.enricher,
             risk=risk,
@@ -97,8 +107,10 @@ class EventScheduler:
             cameras=self.cameras,
             clock=self.clock,
             max_detections=events.max_detections_per_batch,
+            incidents=self.incidents,
         )
         self._fast_labels = frozenset(label.lower() for label in events.fast_path_labels)
+        # Analyses, and the stores of incident-ended events: each ends with a stored event.
         self._jobs: set[asyncio.Task[SecurityEvent]] = set()
         self._ticker: asyncio.Task[None] | None = None
 
@@ -150,8 +162,16 @@ class EventScheduler:
                 _LOGGER.exception("checking the windows failed")
 
     def tick(self) -> list[asyncio.Task[SecurityEvent]]:
-        """Close due windows and start their analyses; returns the started tasks."""
-        return [self.analyze_window(window) for window in self.windows.due()]
+        """Close due windows and start their analyses, and end quiet incidents; returns the
+        started tasks."""
+        started = [self.analyze_window(window) for window in self.windows.due()]
+        started.extend(
+            self._track(
+                self.builder.store_incident_end(ended), f"incident-end-{ended.incident_id[:8]}"
+            )
+            for ended in self.incidents.due()
+        )
+        return started
 
     # -- intake (the FrameSink the frame ingestor calls) -----------------------------------
 
@@ -199,9 +219,12 @@ class EventScheduler:
                 height=frame.result.height,
                 detections=frame.result.detections,
             )
+            if item.detections:
+                self.incidents.activity(frame.camera_id)
             if scene is not None and scene.tamper:
                 self._submit(AnalysisJob(frame.camera_id, new_window_id(), (item,), scene=scene))
-            elif self._is_fast_path(item):
+            elif self._is_fast_path(item) and self.incidents.take_fast_path(frame.camera_id):
+                # The incident's early alert; later confident frames join the window.
                 self._submit(AnalysisJob(frame.camera_id, new_window_id(), (item,), fast_path=True))
             else:
                 self.windows.add(frame.camera_id, item)
@@ -223,7 +246,12 @@ class EventScheduler:
         return self._submit(AnalysisJob(window.camera_id, window.window_id, window.frames))
 
     def _submit(self, job: AnalysisJob) -> asyncio.Task[SecurityEvent]:
-        task = asyncio.create_task(self._run_job(job), name=f"analysis-{job.window_id[:8]}")
+        return self._track(self._run_job(job), f"analysis-{job.window_id[:8]}")
+
+    def _track(
+        self, work: Coroutine[Any, Any, SecurityEvent], name: str
+    ) -> asyncio.Task[SecurityEvent]:
+        task = asyncio.create_task(work, name=name)
         self._jobs.add(task)
         task.add_done_callback(self._job_done)
         return task

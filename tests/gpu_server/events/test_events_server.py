@@ -311,3 +311,59 @@ async def test_a_batch_that_reaches_its_detection_limit_closes_and_a_new_one_ope
     (rest,) = await server.events(after=full.sequence)
     assert set(rest.frame_sha256s) == shas(acks[3:])
     assert rest.event_id != full.event_id
+
+
+async def test_a_person_walking_past_is_one_incident_alerted_once_then_updated(
+    start_events: Any,
+) -> None:
+    server: EventsServer = await start_events()
+    acks = []
+    for n in range(5):  # five frames of a confident person, ten seconds apart
+        acks += await server.send(frame_for(scene_png(n, MARK_PERSON_SURE), f"walk-{n}"))
+        await server.scheduler.wait_idle()
+        server.clock.advance(10)
+    (alert,) = await server.events()
+    assert alert.fast_path
+    assert list(alert.frame_sha256s) == [acks[0].content_sha256]
+    assert alert.incident.incident_id
+    assert alert.incident.alert
+    assert not alert.incident.update
+    assert list(alert.incident.camera_ids) == ["front_door"]
+    # The other four frames wait in the window and update the same incident.
+    await server.close_due(30)
+    (update,) = await server.events(after=alert.sequence)
+    assert not update.fast_path
+    assert set(update.frame_sha256s) == shas(acks[1:])
+    assert update.incident.incident_id == alert.incident.incident_id
+    assert update.incident.update
+    assert not update.incident.alert
+    # Two quiet minutes end it.
+    await server.close_due(120)
+    (ended,) = await server.events(after=update.sequence)
+    assert ended.kind == events_pb2.EVENT_KIND_INCIDENT_ENDED
+    assert ended.incident.incident_id == alert.incident.incident_id
+    assert not ended.frame_sha256s
+    assert not ended.incident.alert
+    # The next walk past is a new incident, held back by the camera's person cooldown.
+    await server.send(frame_for(scene_png(9, MARK_PERSON_SURE), "later"))
+    await server.scheduler.wait_idle()
+    (later,) = await server.events(after=ended.sequence)
+    assert later.fast_path
+    assert later.incident.incident_id != alert.incident.incident_id
+    assert not later.incident.alert
+    assert later.incident.cooldown_remaining_s > 0
+
+
+async def test_a_person_crossing_two_cameras_is_one_incident(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "drive", camera="driveway"))
+    await server.scheduler.wait_idle()
+    server.clock.advance(20)
+    await server.send(frame_for(scene_png(2, MARK_PERSON_SURE), "porch", camera="porch"))
+    await server.scheduler.wait_idle()
+    driveway, porch = await server.events(count=2)
+    assert porch.incident.incident_id == driveway.incident.incident_id
+    assert list(porch.incident.camera_ids) == ["driveway", "porch"]
+    assert porch.incident.update
+    assert driveway.incident.alert
+    assert not porch.incident.alert

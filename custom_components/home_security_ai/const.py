@@ -30,6 +30,7 @@ DEFAULT_THREAT_MINUTES: Final = 5
 
 # Fired on the bus for every stored security event, with the whole event.
 EVENT_SECURITY: Final = "home_security_ai_security_event"
+EVENT_INCIDENT_ENDED: Final = "home_security_ai_incident_ended"
 # Annotated snapshots of events go to <media>/home_security_ai/<camera id>/<event id>.jpg.
 SNAPSHOT_FOLDER: Final = "home_security_ai"
 

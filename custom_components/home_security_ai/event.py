@@ -11,6 +11,7 @@ from .client import SecurityEvent
 from .const import signal_new_camera
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity
+from .event_stream import incident_payload
 from .vocabulary import RISK_LEVELS, risk_level_name
 
 PARALLEL_UPDATES = 0
@@ -39,7 +40,12 @@ async def async_setup_entry(
 
 
 class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
-    """Fires with the risk level of every security event of the camera."""
+    """Fires with the risk level of every security event of the camera.
+
+    An incident's later events fire too, with `incident_update` true and the same
+    `incident_id`, so a notification can be replaced rather than repeated; `alert` says
+    whether the event should page someone.
+    """
 
     # The summary can be long; the recorder keeps only the small attributes.
     _unrecorded_attributes = frozenset({"summary"})
@@ -54,6 +60,7 @@ class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
                 "summary": event.summary[:255],
                 "risk_score": event.risk_score,
                 "event_id": event.event_id,
+                **incident_payload(event),
             },
         )
         self.async_write_ha_state()

@@ -33,7 +33,13 @@ from .client import (
     ServerStatus,
 )
 from .connection import Retry
-from .const import DOMAIN, EVENT_SECURITY, STORAGE_VERSION, signal_new_camera
+from .const import (
+    DOMAIN,
+    EVENT_INCIDENT_ENDED,
+    EVENT_SECURITY,
+    STORAGE_VERSION,
+    signal_new_camera,
+)
 from .snapshots import async_save_event_snapshot, media_root
 from .vocabulary import MAX_CAMERAS, risk_level_name
 from .zones import camera_settings
@@ -109,6 +115,25 @@ def event_payload(
         "anomaly_score": round(event.anomaly_score, 4),
         "snapshot_path": str(snapshot) if snapshot is not None else None,
         "media_content_id": media_id,
+        **incident_payload(event),
+    }
+
+
+def incident_payload(event: SecurityEvent) -> dict[str, Any]:
+    """The incident fields of a bus event: which incident, first event or update, page or not."""
+    incident = event.incident
+    if incident is None:
+        return {"incident_id": None, "incident_update": False, "alert": True}
+    cooldown_until = None
+    if incident.cooldown_remaining_s > 0 and event.created_at_ms:
+        cooldown_until = _iso(event.created_at_ms + round(incident.cooldown_remaining_s * 1000))
+    return {
+        "incident_id": incident.incident_id,
+        "incident_update": incident.update,
+        "incident_cameras": list(incident.camera_ids),
+        "incident_started_at": _iso(incident.started_at_ms),
+        "alert": incident.alert,
+        "cooldown_until": cooldown_until,
     }
 
 
@@ -305,12 +330,15 @@ class EventStream:
             return
         self.events_received += 1
         snapshot: Path | None = None
-        fire = event.kind == EventKind.SECURITY and event.event_id not in self._recent_ids
-        if event.kind == EventKind.SECURITY and not fire:
+        announced = event.kind == EventKind.SECURITY or (
+            event.kind == EventKind.INCIDENT_ENDED and event.incident is not None
+        )
+        fire = announced and event.event_id not in self._recent_ids
+        if announced and not fire:
             # Taken again after the cursor was reset; it was fired before.
             self.events_skipped += 1
             _LOGGER.debug("Not firing event %s again: handled before", event.event_id)
-        if fire:
+        if fire and event.kind == EventKind.SECURITY:
             snapshot = await async_save_event_snapshot(
                 self.hass, event, self._spool, self._cameras.get(event.camera_id)
             )
@@ -326,12 +354,28 @@ class EventStream:
         self, event: SecurityEvent, snapshot: Path | None, *, fire: bool
     ) -> None:
         # Fire, then release, then store (docs/delivery.md says why in this order).
-        if fire:
+        if fire and event.kind == EventKind.SECURITY:
             self._async_security_event(event, snapshot)
+        elif fire:
+            self._async_incident_ended(event)
         await self._spool.async_release(event.frame_sha256s)
         self.last_sequence = event.sequence
         self._remember(event.event_id)
         await self._store.async_save(self._data_to_store())
+
+    @callback
+    def _async_incident_ended(self, event: SecurityEvent) -> None:
+        assert event.incident is not None
+        self.hass.bus.async_fire(
+            EVENT_INCIDENT_ENDED,
+            {
+                "entry_id": self._entry.entry_id,
+                "incident_id": event.incident.incident_id,
+                "camera_ids": list(event.incident.camera_ids),
+                "started_at": _iso(event.started_at_ms),
+                "ended_at": _iso(event.ended_at_ms),
+            },
+        )
 
     @callback
     def _async_security_event(self, event: SecurityEvent, snapshot: Path | None) -> None:

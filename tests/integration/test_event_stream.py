@@ -26,6 +26,7 @@ from custom_components.home_security_ai.client import (
     FrameIn,
     FrameSource,
     FrameTimings,
+    Incident,
     RejectReason,
     SecurityEvent,
 )
@@ -33,6 +34,7 @@ from custom_components.home_security_ai.const import (
     CONF_CAMERAS,
     CONF_SNAPSHOT_INTERVAL,
     DOMAIN,
+    EVENT_INCIDENT_ENDED,
     EVENT_SECURITY,
     STORAGE_VERSION,
 )
@@ -171,12 +173,23 @@ async def test_security_event_end_to_end(
     )
     assert data.events.last_sequence == payload["sequence"]
     assert _listing(tmp_path / "spool" / entry.entry_id) == []
+    # The first event of the camera's first incident: it opens it and pages.
+    first = fired[0]
+    assert first["incident_id"]
+    assert first["incident_update"] is False
+    assert first["alert"] is True
+    assert first["incident_cameras"] == ["porch"]
+    assert first["incident_started_at"]
+    assert all(later["incident_id"] == first["incident_id"] for later in fired)
 
     state = hass.states.get(event_entity)
     assert state.attributes["event_type"] == payload["risk_level"]
     assert state.attributes["event_id"] == payload["event_id"]
     assert state.attributes["risk_score"] == payload["risk_score"]
     assert state.attributes["summary"] == payload["summary"][:255]
+    assert state.attributes["incident_id"] == payload["incident_id"]
+    assert state.attributes["incident_update"] == payload["incident_update"]
+    assert state.attributes["alert"] == payload["alert"]
     score = _entity(hass, "sensor", server_id, "porch_last_risk_score")
     assert hass.states.get(score).state == str(payload["risk_score"])
     summary = _entity(hass, "sensor", server_id, "porch_last_summary")
@@ -591,5 +604,69 @@ async def test_event_fired_is_stored_even_when_cancelled(
     await _setup(hass, entry)
     assert entry.runtime_data.events.last_sequence == 0
     assert "The sidecar's event outbox starts over" in caplog.text
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_incident_updates_and_endings_reach_the_bus(
+    hass: HomeAssistant, sidecar: Sidecar
+) -> None:
+    """An update of an incident fires with the incident's id and `alert` as the sidecar said;
+    the end of an incident fires its own bus event once, and releases nothing."""
+    fired = _record_events(hass)
+    ended: list[dict[str, Any]] = []
+    hass.bus.async_listen(EVENT_INCIDENT_ENDED, lambda event: ended.append(dict(event.data)))
+    entry = make_entry(sidecar)
+    await _setup(hass, entry)
+    events = entry.runtime_data.events
+    start = events.last_sequence
+    incident = Incident(
+        incident_id="walk",
+        update=True,
+        camera_ids=("driveway", "porch"),
+        started_at_ms=1_767_614_400_000,
+        alert=False,
+        cooldown_remaining_s=90.0,
+    )
+    update = SecurityEvent(
+        sequence=start + 1,
+        event_id="update",
+        camera_id="porch",
+        kind=EventKind.SECURITY,
+        created_at_ms=1_767_614_410_000,
+        incident=incident,
+    )
+    end = SecurityEvent(
+        sequence=start + 2,
+        event_id="end",
+        camera_id="driveway",
+        kind=EventKind.INCIDENT_ENDED,
+        started_at_ms=1_767_614_400_000,
+        ended_at_ms=1_767_614_600_000,
+        incident=incident,
+    )
+    with patch.object(entry.runtime_data.client, "ack_events", _ack_suppressed):
+        for event in (update, end, end):
+            await events.async_handle(event)
+        await hass.async_block_till_done()
+    (payload,) = fired
+    assert payload["incident_id"] == "walk"
+    assert payload["incident_update"] is True
+    assert payload["alert"] is False
+    assert payload["incident_cameras"] == ["driveway", "porch"]
+    assert payload["cooldown_until"] == "2026-01-05T12:01:40+00:00"
+    state = hass.states.get("event.porch_security_event")
+    assert state.attributes["incident_id"] == "walk"
+    assert state.attributes["alert"] is False
+    assert ended == [
+        {
+            "entry_id": entry.entry_id,
+            "incident_id": "walk",
+            "camera_ids": ["driveway", "porch"],
+            "started_at": "2026-01-05T12:00:00+00:00",
+            "ended_at": "2026-01-05T12:03:20+00:00",
+        }
+    ]
+    assert events.last_sequence == start + 2
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

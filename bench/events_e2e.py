@@ -107,6 +107,8 @@ class Tally:
     acks: dict[str, int] = field(default_factory=dict)
     fast_path: int = 0
     tamper: int = 0
+    incidents: set[str] = field(default_factory=set)
+    alerts: int = 0
     progress: asyncio.Event = field(default_factory=asyncio.Event)
 
     def event(self, event: events_pb2.SecurityEvent) -> None:
@@ -118,6 +120,8 @@ class Tally:
         if event.kind == events_pb2.EVENT_KIND_SECURITY:
             model = event.model + (" (fallback)" if event.fallback else "")
             self.models[model] = self.models.get(model, 0) + 1
+            self.incidents.add(event.incident.incident_id)
+            self.alerts += int(event.incident.alert)
         for sha in event.frame_sha256s:
             self.arrived.setdefault(sha, now)
             self.covered_by.setdefault(sha, kind)
@@ -202,6 +206,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "security_events_by_model": tally.models,
         "by_kind": kind_rows(tally.kinds, latencies, tally.covered_by),
         "elapsed_s": elapsed, "events_per_min": n_events / elapsed * 60.0,
+        "incidents": len(tally.incidents), "alerts": tally.alerts,
+        "incidents_per_min": len(tally.incidents) / elapsed * 60.0,
+        "frames_per_min": total / elapsed * 60.0,
         "frames_per_s": total / elapsed, "distinct_frames": len(tally.sent_at),
         "latency_p50_ms": percentile(list(latencies.values()), 0.5),
         "latency_p95_ms": percentile(list(latencies.values()), 0.95),
@@ -227,14 +234,15 @@ def main() -> None:
         "events_e2e_llm.json" if args.llm else "events_e2e.json"
     )
     result = asyncio.run(run(args))
-    print("| cameras | frames | window/idle s | risk | events | events/min | frames/s | "
-          "p50 ms | p95 ms |")
-    print("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| cameras | frames | window/idle s | risk | frames/min | events | events/min | "
+          "incidents | incidents/min | alerts | p50 ms | p95 ms |")
+    print("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(f"| {result['cameras']} | {result['cameras'] * result['frames_per_camera']} | "
           f"{result['window_s']:g}/{result['idle_s']:g} | {result['risk_model']} | "
-          f"{result['events']} | {result['events_per_min']:.1f} | "
-          f"{result['frames_per_s']:.1f} | {result['latency_p50_ms']:.0f} | "
-          f"{result['latency_p95_ms']:.0f} |")
+          f"{result['frames_per_min']:.0f} | {result['events']} | "
+          f"{result['events_per_min']:.1f} | {result['incidents']} | "
+          f"{result['incidents_per_min']:.1f} | {result['alerts']} | "
+          f"{result['latency_p50_ms']:.0f} | {result['latency_p95_ms']:.0f} |")
     print()
     print("| risk | event kind | events | frames covered | p50 ms | p95 ms |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")

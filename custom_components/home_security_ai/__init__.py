@@ -53,6 +53,7 @@ STORED_SUFFIXES = ("events", "uploads")
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
+    Platform.BUTTON,
     Platform.CAMERA,
     Platform.EVENT,
     Platform.SENSOR,

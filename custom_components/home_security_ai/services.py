@@ -1,4 +1,5 @@
-"""Actions of Home Security AI: analyze a camera's batch now, and set a camera's zones."""
+"""Actions of Home Security AI: analyze a camera's batch now, accept a camera's current view,
+and set a camera's zones."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from .zones import InvalidZones, validate_zones
 
 SERVICE_ANALYZE_NOW: Final = "analyze_now"
 SERVICE_SET_ZONES: Final = "set_zones"
+SERVICE_RESET_SCENE: Final = "reset_scene"
 ATTR_CAMERA_ID: Final = "camera_id"
 ATTR_ZONES: Final = "zones"
 
@@ -109,6 +111,19 @@ async def _async_analyze_now(call: ServiceCall) -> ServiceResponse:
     return {"camera_id": camera_id, "closed": result.closed, "batch_id": result.batch_id}
 
 
+async def async_reset_scene(entry: HomeSecurityAIConfigEntry, camera_id: str) -> bool:
+    """Make the camera's current view its usual one (after it was re-aimed on purpose)."""
+    try:
+        return await entry.runtime_data.client.reset_scene(camera_id)
+    except HomeSecurityAIError as err:
+        raise _sidecar_error(err) from err
+
+
+async def _async_reset_scene(call: ServiceCall) -> ServiceResponse:
+    entry, camera_id = _resolve(call.hass, call)
+    return {"camera_id": camera_id, "adopted": await async_reset_scene(entry, camera_id)}
+
+
 async def _async_set_zones(call: ServiceCall) -> None:
     entry, camera_id = _resolve(call.hass, call)
     try:
@@ -141,6 +156,13 @@ def async_setup_services(hass: HomeAssistant) -> None:
         DOMAIN,
         SERVICE_ANALYZE_NOW,
         _async_analyze_now,
+        schema=ANALYZE_NOW_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_RESET_SCENE,
+        _async_reset_scene,
         schema=ANALYZE_NOW_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )

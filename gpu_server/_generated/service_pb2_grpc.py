@@ -69,6 +69,11 @@ class SecurityAIStub(object):
                 request_serializer=home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowRequest.SerializeToString,
                 response_deserializer=home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowResponse.FromString,
                 _registered_method=True)
+        self.ResetScene = channel.unary_unary(
+                '/home_security_ai.v1.SecurityAI/ResetScene',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.ResetSceneRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.ResetSceneResponse.FromString,
+                _registered_method=True)
         self.WatchAnalysis = channel.unary_stream(
                 '/home_security_ai.v1.SecurityAI/WatchAnalysis',
                 request_serializer=home__security__ai_dot_v1_dot_events__pb2.WatchAnalysisRequest.SerializeToString,
@@ -122,6 +127,13 @@ class SecurityAIServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetScene(self, request, context):
+        """Make the camera's latest frame its usual view now (after it was re-aimed on purpose).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchAnalysis(self, request, context):
         """Live progress of running analyses (not persisted).
         """
@@ -161,6 +173,11 @@ def add_SecurityAIServicer_to_server(servicer, server):
                     servicer.AnalyzeNow,
                     request_deserializer=home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowRequest.FromString,
                     response_serializer=home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowResponse.SerializeToString,
+            ),
+            'ResetScene': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetScene,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.ResetSceneRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.ResetSceneResponse.SerializeToString,
             ),
             'WatchAnalysis': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchAnalysis,
@@ -331,6 +348,33 @@ class SecurityAI(object):
             '/home_security_ai.v1.SecurityAI/AnalyzeNow',
             home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowRequest.SerializeToString,
             home__security__ai_dot_v1_dot_events__pb2.AnalyzeNowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetScene(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/ResetScene',
+            home__security__ai_dot_v1_dot_events__pb2.ResetSceneRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.ResetSceneResponse.FromString,
             options,
             channel_credentials,
             insecure,

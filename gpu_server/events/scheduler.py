@@ -290,6 +290,13 @@ class EventScheduler:
         self.analyze_window(window)
         return True, window.window_id
 
+    async def reset_scene(self, camera_id: str) -> bool:
+        """Make the camera's latest frame its usual view; False if none was seen yet."""
+        adopted = await asyncio.to_thread(self.scene.adopt_latest, camera_id)
+        if adopted:
+            _LOGGER.info("Camera %s: its current view is now its usual view", camera_id)
+        return adopted
+
     # -- configuration ---------------------------------------------------------------------
 
     async def configure(self, settings: Sequence[CameraRequest]) -> list[str]:

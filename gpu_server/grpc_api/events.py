@@ -63,6 +63,14 @@ class EventsHandler:
         closed, window_id = self._scheduler.analyze_now(request.camera_id)
         return events_pb2.AnalyzeNowResponse(closed=closed, batch_id=window_id)
 
+    async def reset_scene(
+        self, request: events_pb2.ResetSceneRequest
+    ) -> events_pb2.ResetSceneResponse:
+        if not request.camera_id:
+            raise InvalidSettingsError("ResetScene needs a camera_id")
+        adopted = await self._scheduler.reset_scene(request.camera_id)
+        return events_pb2.ResetSceneResponse(adopted=adopted)
+
     async def watch(
         self, request: events_pb2.WatchAnalysisRequest
     ) -> AsyncIterator[events_pb2.AnalysisProgress]:

@@ -85,6 +85,11 @@ class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[m
     ) -> events_pb2.AnalyzeNowResponse:
         return await _unary(context, lambda: self._events.analyze_now(request))
 
+    async def ResetScene(  # noqa: N802
+        self, request: events_pb2.ResetSceneRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.ResetSceneResponse:
+        return await _unary(context, lambda: self._events.reset_scene(request))
+
     async def WatchAnalysis(  # noqa: N802
         self, request: events_pb2.WatchAnalysisRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[events_pb2.AnalysisProgress]:

@@ -1,4 +1,4 @@
-"""Tests for the analyze_now and set_zones actions against the real sidecar."""
+"""Tests for the analyze_now, reset_scene and set_zones actions against the real sidecar."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from unittest.mock import patch
 import pytest
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_security_ai.client import NotSupported
@@ -159,3 +160,40 @@ async def test_set_zones_errors(
         await _call(hass, "set_zones", {"camera_id": "porch", "zones": zones})
     assert err.value.translation_key == key
     assert CONF_ZONES not in entry.options
+
+
+async def test_reset_scene_by_action_and_button(
+    hass: HomeAssistant, sidecar: Sidecar, porch_camera: PorchCamera
+) -> None:
+    """The action and the camera's button make the camera's latest frame its usual view; with
+    no frame seen yet they say so."""
+    entry = make_entry(sidecar, {CONF_CAMERAS: [TEST_CAMERA], CONF_SNAPSHOT_INTERVAL: 0})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(hass, lambda: entry.runtime_data.connection.connected, "the frame stream")
+    button = er.async_get(hass).async_get_entity_id(
+        "button", DOMAIN, f"{sidecar.server_id}_porch_reset_scene"
+    )
+    assert button == "button.porch_accept_current_view"
+
+    response = await hass.services.async_call(
+        DOMAIN, "reset_scene", {"camera_id": "porch"}, blocking=True, return_response=True
+    )
+    assert response == {"camera_id": "porch", "adopted": False}
+    with pytest.raises(HomeAssistantError) as refused:
+        await hass.services.async_call(
+            "button", "press", {"entity_id": button}, blocking=True
+        )
+    assert refused.value.translation_key == "no_frame_yet"
+
+    await entry.runtime_data.camera_source.async_snapshot(TEST_CAMERA)
+    cameras = entry.runtime_data.cameras
+    await wait_for(hass, lambda: cameras["porch"].frames_accepted >= 1, "the frame's ack")
+    response = await hass.services.async_call(
+        DOMAIN, "reset_scene", {"camera_id": "porch"}, blocking=True, return_response=True
+    )
+    assert response == {"camera_id": "porch", "adopted": True}
+    await hass.services.async_call("button", "press", {"entity_id": button}, blocking=True)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()

@@ -477,6 +477,18 @@ class HomeSecurityAIClient:
             raise _map_error(err) from err
         return AnalyzeNowResult(closed=response.closed, batch_id=response.batch_id)
 
+    async def reset_scene(self, camera_id: str) -> bool:
+        """Make the camera's latest frame its usual view; False if the sidecar saw none yet."""
+        try:
+            response = await self._get_stub().ResetScene(
+                events_pb2.ResetSceneRequest(camera_id=camera_id),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return bool(response.adopted)
+
     async def close(self) -> None:
         """Close the channel; the client can be used again afterwards."""
         channel, self._channel, self._stub = self._channel, None, None

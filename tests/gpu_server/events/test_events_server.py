@@ -367,3 +367,25 @@ async def test_a_person_crossing_two_cameras_is_one_incident(start_events: Any) 
     assert porch.incident.update
     assert driveway.incident.alert
     assert not porch.incident.alert
+
+
+async def test_reset_scene_makes_the_current_view_usual(start_events: Any) -> None:
+    server: EventsServer = await start_events()
+    reset = events_pb2.ResetSceneRequest(camera_id="front_door")
+    # Nothing seen yet: nothing to adopt.
+    assert not (await server.stub.ResetScene(reset, metadata=AUTH)).adopted
+    await server.send(frame_for(scene_png(1), "view"))
+    await server.send(frame_for(scene_png(2, black=True), "covered"))
+    await server.scheduler.wait_idle()
+    (tamper,) = await server.events()
+    assert tamper.scene_change == events_pb2.SCENE_CHANGE_KIND_COVERED
+    # The household says the new view is fine: it becomes the reference at once.
+    assert (await server.stub.ResetScene(reset, metadata=AUTH)).adopted
+    await server.send(frame_for(scene_png(3, black=True), "still-covered"))
+    await server.scheduler.wait_idle()
+    await server.close_due(30)
+    (window,) = await server.events(after=tamper.sequence)
+    assert window.scene_change == events_pb2.SCENE_CHANGE_KIND_NONE
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await server.stub.ResetScene(events_pb2.ResetSceneRequest(), metadata=AUTH)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

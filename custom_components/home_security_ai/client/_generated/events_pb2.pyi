@@ -104,6 +104,18 @@ class AnalyzeNowResponse(_message.Message):
     batch_id: str
     def __init__(self, closed: bool = ..., batch_id: _Optional[str] = ...) -> None: ...
 
+class ResetSceneRequest(_message.Message):
+    __slots__ = ("camera_id",)
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    def __init__(self, camera_id: _Optional[str] = ...) -> None: ...
+
+class ResetSceneResponse(_message.Message):
+    __slots__ = ("adopted",)
+    ADOPTED_FIELD_NUMBER: _ClassVar[int]
+    adopted: bool
+    def __init__(self, adopted: bool = ...) -> None: ...
+
 class EventDetection(_message.Message):
     __slots__ = ("detection", "frame_sha256", "zones")
     DETECTION_FIELD_NUMBER: _ClassVar[int]

@@ -78,7 +78,8 @@ class EventsConfig(_Section):
     idle_s: float = Field(default=30.0, gt=0.0, le=86_400.0)
     # A detection of one of these labels at or above the confidence is analyzed at once.
     fast_path_labels: tuple[str, ...] = ("person",)
-    fast_path_confidence: float = Field(default=0.9, ge=0.0, le=1.0)
+    # None: the detector's own "sure" confidence (0.9 for YOLO, 0.5 for the embedded SSD).
+    fast_path_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     # Detections one prompt may carry; the rest are left out of the prompt, not the event.
     max_detections_per_batch: int = Field(default=50, ge=1, le=10_000)
     # Unacknowledged events the outbox holds before new frames are refused.

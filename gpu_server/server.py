@@ -113,7 +113,13 @@ class GRPCServer:
             config.llm, config.models_dir, data_dir=config.data_dir
         )
         self.risk = risk
-        self.events = EventScheduler(config, risk, codec=ProtobufEventCodec(), clock=self._clock)
+        self.events = EventScheduler(
+            config,
+            risk,
+            codec=ProtobufEventCodec(),
+            clock=self._clock,
+            sure_confidence=selection.detector.sure_confidence,
+        )
         await self.events.start()
         server = self._grpc_server(self._servicer(selection, self.events, risk))
         address = f"{config.host}:{config.port}"

@@ -66,6 +66,7 @@ class EventScheduler:
         *,
         codec: EventCodec,
         clock: Clock | None = None,
+        sure_confidence: float = 0.9,
     ) -> None:
         events = config.events
         data_dir = config.data_dir
@@ -110,6 +111,12 @@ class EventScheduler:
             incidents=self.incidents,
         )
         self._fast_labels = frozenset(label.lower() for label in events.fast_path_labels)
+        # The configured threshold, else the detector's own idea of a sure detection.
+        self.fast_path_confidence = (
+            events.fast_path_confidence
+            if events.fast_path_confidence is not None
+            else sure_confidence
+        )
         # Analyses, and the stores of incident-ended events: each ends with a stored event.
         self._jobs: set[asyncio.Task[SecurityEvent]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -233,7 +240,7 @@ class EventScheduler:
             raise
 
     def _is_fast_path(self, frame: WindowFrame) -> bool:
-        threshold = self.config.fast_path_confidence
+        threshold = self.fast_path_confidence
         return any(
             det.label.lower() in self._fast_labels and det.confidence >= threshold
             for det in frame.detections

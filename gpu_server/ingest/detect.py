@@ -54,6 +54,10 @@ class Detector(abc.ABC):
     backend: str
     device: str
     weights: str  # file name of the weights; empty for built-in models
+    # The confidence from which this detector's detections are as good as certain: the fast
+    # path's threshold unless one is configured. Models differ: YOLO scores a clear person
+    # above 0.9, the embedded SSD about 0.5.
+    sure_confidence: float = 0.9
 
     @abc.abstractmethod
     def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:

@@ -219,6 +219,7 @@ class EmbeddedSsdDetector(Detector):
 
     name = MODEL_NAME
     backend = "litert"
+    sure_confidence = 0.5
     device = "cpu"
 
     def __init__(

@@ -14,6 +14,7 @@ from events_testlib import (
     MARK_PERSON_SURE,
     MARK_PERSON_UNSURE,
     EventsServer,
+    ScriptedDetector,
     frame_for,
     scene_png,
 )
@@ -389,3 +390,18 @@ async def test_reset_scene_makes_the_current_view_usual(start_events: Any) -> No
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await server.stub.ResetScene(events_pb2.ResetSceneRequest(), metadata=AUTH)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_the_fast_path_threshold_is_the_detectors_unless_configured(
+    start_events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A detector whose people are sure from 0.6 (as the embedded SSD's are from 0.5).
+    monkeypatch.setattr(ScriptedDetector, "sure_confidence", 0.6)
+    server: EventsServer = await start_events()
+    assert server.scheduler.fast_path_confidence == 0.6
+    await server.send(frame_for(scene_png(1, MARK_PERSON_UNSURE), "person-at-0.60"))
+    await server.scheduler.wait_idle()
+    (event,) = await server.events()
+    assert event.fast_path
+    configured: EventsServer = await start_events(events__fast_path_confidence=0.95)
+    assert configured.scheduler.fast_path_confidence == 0.95

@@ -197,6 +197,7 @@ ENV_VARS: dict[str, str] = {
     "HSAI_LLM_ENABLED": "llm.enabled",
     "HSAI_LLM_MODEL": "llm.model",
     "HSAI_LLM_TIMEOUT_S": "llm.timeout_s",
+    "HSAI_LLM_TRUSTED": "llm.trusted",
     "HSAI_LLM_REMOTE_URL": "llm.remote.url",
     "HSAI_LLM_REMOTE_MODEL": "llm.remote.model",
     "HSAI_LLM_REMOTE_API_KEY": "llm.remote.api_key",

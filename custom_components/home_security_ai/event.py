@@ -60,6 +60,7 @@ class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
                 "summary": event.summary[:255],
                 "risk_score": event.risk_score,
                 "event_id": event.event_id,
+                "audit_notes": list(event.audit_notes),
                 **incident_payload(event),
             },
         )

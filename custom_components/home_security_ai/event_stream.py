@@ -113,6 +113,7 @@ def event_payload(
         "prompt_version": event.prompt_version,
         "scene_change": event.scene_change.name.lower(),
         "anomaly_score": round(event.anomaly_score, 4),
+        "audit_notes": list(event.audit_notes),
         "snapshot_path": str(snapshot) if snapshot is not None else None,
         "media_content_id": media_id,
         **incident_payload(event),

@@ -174,6 +174,7 @@ def _assessed(assessment: Assessment) -> dict[str, Any]:
         "fallback": assessment.fallback,
         "fallback_reason": assessment.fallback_reason or "",
         "model": assessment.model,
+        "audit_notes": assessment.audit_notes,
     }
 
 

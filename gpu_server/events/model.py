@@ -63,6 +63,8 @@ class SecurityEvent:
     anomaly_score: float = 0.0
     created_at_ms: int = 0
     incident: EventIncident | None = None
+    # What in a language model's text the detections or the rules did not back.
+    audit_notes: tuple[str, ...] = ()
     # Given by the outbox when the event is stored; 0 before.
     sequence: int = 0
 

@@ -121,6 +121,7 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
         scene_change=_SCENE_KIND[event.scene_change],
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,
+        audit_notes=list(event.audit_notes),
     )
     if event.incident is not None:
         message.incident.CopyFrom(_incident_to_pb(event.incident))
@@ -159,6 +160,7 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
         anomaly_score=message.anomaly_score,
         created_at_ms=message.created_at_ms,
         incident=_incident_from_pb(message.incident) if message.HasField("incident") else None,
+        audit_notes=tuple(message.audit_notes),
     )
 
 

@@ -66,6 +66,8 @@ class Assessment(BaseModel):
     prompt_version: str | None = None
     # Some untrusted text in the input looked like an attempt to steer the analysis.
     suspicious_input: bool = False
+    # What in a model's text the detections or the rules did not back (see risk/audit.py).
+    audit_notes: tuple[str, ...] = ()
 
 
 def reconcile(

@@ -72,6 +72,11 @@ class LlmSettings(BaseModel):
     max_tokens: int | None = Field(default=None, ge=16)
     # The most one analysis may take, counted from when it was queued.
     timeout_s: float = Field(default=60.0, gt=0.0)
+    # Whether the model's text stands when the audit finds claims the detections do not back;
+    # untrusted, the rules' assessment replaces it. None: remote endpoints and local models of
+    # at least `trusted_min_bytes` are trusted (the embedded SmolLM2, about 90 MB, is not).
+    trusted: bool | None = None
+    trusted_min_bytes: int = Field(default=1 << 30, ge=0)
     # How long the local model server may take to load its model.
     load_timeout_s: float = Field(default=300.0, gt=0.0)
     # Analyses that may wait for the model; more are assessed by the rules at once.

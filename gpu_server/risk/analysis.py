@@ -34,6 +34,7 @@ from gpu_server.llm.model_server import ModelServer, ServerState
 from gpu_server.llm.schema import Assessment
 from gpu_server.llm.settings import LlmConfigError, LlmSettings, OutputConstraint
 from gpu_server.llm.templates import PromptLibrary
+from gpu_server.risk.audit import audit
 from gpu_server.risk.rules import assess_with_rules
 
 TokenCallback = Callable[[str], None]
@@ -166,6 +167,7 @@ class RiskAnalysis:
         self.server: ModelServer | None = None
         self._assessor: ModelAssessor | None = None
         self._model_name = ""
+        self._trusted = settings.trusted if settings.trusted is not None else True
         self._endpoint = ""
         self._unreachable = False
         self.unavailable_reason = "LLM not configured"
@@ -176,6 +178,8 @@ class RiskAnalysis:
         self._worker: asyncio.Task[None] | None = None
         self.analyses = 0
         self.fallbacks = 0
+        # Model answers the audit found unbacked and the rules replaced (untrusted models).
+        self.replaced = 0
 
     # Set-up --------------------------------------------------------------------------------
 
@@ -212,6 +216,9 @@ class RiskAnalysis:
             return
         self.backend = Backend.EMBEDDED
         self._model_name = path.name
+        if self.settings.trusted is None:
+            size = await asyncio.to_thread(lambda: path.stat().st_size)
+            self._trusted = size >= self.settings.trusted_min_bytes
         self.server = ModelServer(
             path, self.settings, self._work_dir, on_ready=self._embedded_ready
         )
@@ -342,7 +349,27 @@ class RiskAnalysis:
         if isinstance(answer, str):
             return self._rules(analysis, answer)
         self.analyses += 1
-        return answer
+        return self._checked(answer, job.analysis)
+
+    def _checked(self, answer: Assessment, analysis: AnalysisInput) -> Assessment:
+        """The model's answer with its audit notes, or the rules' if it cannot be trusted."""
+        rules = assess_with_rules(analysis, "checking the model's answer")
+        notes = audit(answer, analysis, rules)
+        if not notes:
+            return answer
+        if self._trusted:
+            return answer.model_copy(update={"audit_notes": notes})
+        self.replaced += 1
+        _LOGGER.info(
+            "The answer of %s was replaced by the rules: %s", self._model_name, "; ".join(notes)
+        )
+        reason = _short(f"the model's answer {notes[0]}")
+        return assess_with_rules(analysis, reason).model_copy(update={"audit_notes": notes})
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the model's text stands when the audit questions it."""
+        return self._trusted
 
     def _rules(self, analysis: AnalysisInput, reason: str) -> Assessment:
         self.fallbacks += 1

@@ -635,6 +635,7 @@ async def test_incident_updates_and_endings_reach_the_bus(
         kind=EventKind.SECURITY,
         created_at_ms=1_767_614_410_000,
         incident=incident,
+        audit_notes=("mentions a vehicle but none was detected",),
     )
     end = SecurityEvent(
         sequence=start + 2,
@@ -655,9 +656,11 @@ async def test_incident_updates_and_endings_reach_the_bus(
     assert payload["alert"] is False
     assert payload["incident_cameras"] == ["driveway", "porch"]
     assert payload["cooldown_until"] == "2026-01-05T12:01:40+00:00"
+    assert payload["audit_notes"] == ["mentions a vehicle but none was detected"]
     state = hass.states.get("event.porch_security_event")
     assert state.attributes["incident_id"] == "walk"
     assert state.attributes["alert"] is False
+    assert state.attributes["audit_notes"] == ["mentions a vehicle but none was detected"]
     assert ended == [
         {
             "entry_id": entry.entry_id,

@@ -164,6 +164,7 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
         prompt_version=event.prompt_version,
         scene_change=_enum(SceneChangeKind, event.scene_change, SceneChangeKind.NONE),
         incident=_incident_from_proto(event),
+        audit_notes=tuple(event.audit_notes),
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,
     )

@@ -185,6 +185,8 @@ class SecurityEvent:
     anomaly_score: float = 0.0
     created_at_ms: int = 0
     incident: Incident | None = None
+    # What in a language model's text the detections or the rules did not back.
+    audit_notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import uvicorn
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from testlib.waiting import wait_until
 
-from gpu_server.llm.inputs import AnalysisInput
+from gpu_server.llm.inputs import AnalysisInput, DetectionInput
 from gpu_server.llm.model_server import ModelServer
 from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis
 
@@ -36,9 +36,24 @@ VALID = {
     "recommended_action": "Check the live view.",
 }
 
+# What small models write about a photo of a cat: claims nothing detected backs.
+MADE_UP = {
+    "risk_score": 90,
+    "risk_level": "critical",
+    "summary": "A person broke in and attacked the house.",
+    "reasoning": "An intruder forced the door.",
+    "recommended_action": "Call the police.",
+}
+
 
 class FakeEndpoint:
     """Answers /v1/chat/completions the way it is told to and records what it was sent."""
+
+    # Modes that stream a JSON answer: out of range, and claims nothing detected backs.
+    STREAMED: ClassVar[dict[str, dict[str, Any]]] = {
+        "invalid_output": {**VALID, "risk_score": 400},
+        "made_up": MADE_UP,
+    }
 
     def __init__(self) -> None:
         self.mode = "valid"
@@ -66,8 +81,8 @@ class FakeEndpoint:
             return JSONResponse({"result": "ok"})
         if self.mode == "slow":
             await asyncio.sleep(30)
-        if self.mode == "invalid_output":
-            return _stream(json.dumps({**VALID, "risk_score": 400}))
+        if self.mode in self.STREAMED:
+            return _stream(json.dumps(self.STREAMED[self.mode]))
         if self.mode == "whole_json":
             return JSONResponse(
                 {"choices": [{"message": {"content": json.dumps(VALID)}, "finish_reason": "stop"}]}
@@ -225,3 +240,43 @@ async def test_the_real_llama_cpp_server_as_a_remote_endpoint(
 def test_credentials_in_the_url_are_refused() -> None:
     with pytest.raises(ValueError, match="api_key"):
         llm_settings(remote={"url": "http://user:secret@host:8000/v1", "model": "m"})
+
+
+@pytest.mark.parametrize("trusted", [None, False])
+async def test_claims_the_detections_do_not_back_are_audited(
+    endpoint: FakeEndpoint, tmp_path: Path, make_input: MakeInput, trusted: bool | None
+) -> None:
+    """A remote model is trusted by default: its text stands, with the audit's notes. An
+    untrusted model's unbacked answer is replaced by the rules', which say why."""
+    endpoint.mode = "made_up"
+    cat_by_day = make_input(
+        detections=(DetectionInput(label="cat", confidence=0.9),),
+        local_time=make_input().local_time.replace(hour=14),
+        untrusted_texts=(),
+        other_cameras=(),
+    )
+    # None: decided by the backend (a remote endpoint is trusted).
+    service = await _remote(f"http://127.0.0.1:{endpoint.port}/v1", tmp_path, trusted=trusted)
+    try:
+        assessment = await service.assess(cat_by_day)
+    finally:
+        await service.close()
+    assert service.trusted is (trusted is None)
+    assert assessment.audit_notes == (
+        "mentions a person but none was detected",
+        "describes an attack or break-in that nothing detected shows",
+        "its level critical is far from the rules' low",
+    )
+    if trusted is None:
+        assert assessment.model == "nemotron-test"
+        assert assessment.summary == MADE_UP["summary"]
+        assert not assessment.fallback
+    else:
+        assert assessment.model == "rules"
+        assert assessment.fallback
+        assert assessment.fallback_reason == (
+            "the model's answer mentions a person but none was detected"
+        )
+        assert assessment.risk_level.value == "low"
+        assert "cat" in assessment.summary or "animal" in assessment.summary
+        assert service.replaced == 1

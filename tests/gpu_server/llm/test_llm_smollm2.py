@@ -40,8 +40,15 @@ async def test_embedded_smollm2_returns_a_valid_assessment(
         assert status.model == EMBEDDED_MODEL_FILE
         pieces: list[str] = []
         assessment = await service.assess(make_input(), on_token=pieces.append)
-        assert not assessment.fallback, assessment.fallback_reason
-        assert assessment.model == EMBEDDED_MODEL_FILE
+        # SmolLM2 is too small to be trusted: its answer stands only when the audit finds
+        # nothing the detections do not back; otherwise the rules say why they replaced it.
+        assert not service.trusted
+        if assessment.audit_notes:
+            assert assessment.model == "rules"
+            assert (assessment.fallback_reason or "").startswith("the model's answer ")
+        else:
+            assert not assessment.fallback, assessment.fallback_reason
+            assert assessment.model == EMBEDDED_MODEL_FILE
         assert 0 <= assessment.risk_score <= 100
         assert assessment.risk_level is level_for_score(assessment.risk_score)
         assert assessment.summary

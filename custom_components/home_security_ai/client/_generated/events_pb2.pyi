@@ -143,7 +143,7 @@ class Incident(_message.Message):
     def __init__(self, incident_id: _Optional[str] = ..., update: bool = ..., camera_ids: _Optional[_Iterable[str]] = ..., started_at_ms: _Optional[int] = ..., alert: bool = ..., cooldown_remaining_s: _Optional[float] = ...) -> None: ...
 
 class SecurityEvent(_message.Message):
-    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms", "incident")
+    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms", "incident", "audit_notes")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +167,7 @@ class SecurityEvent(_message.Message):
     ANOMALY_SCORE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_NOTES_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     event_id: str
     camera_id: str
@@ -190,7 +191,8 @@ class SecurityEvent(_message.Message):
     anomaly_score: float
     created_at_ms: int
     incident: Incident
-    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ..., incident: _Optional[_Union[Incident, _Mapping]] = ...) -> None: ...
+    audit_notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ..., incident: _Optional[_Union[Incident, _Mapping]] = ..., audit_notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubscribeEventsRequest(_message.Message):
     __slots__ = ("after_sequence",)

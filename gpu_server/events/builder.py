@@ -97,7 +97,10 @@ def select_for_prompt(
 
 
 def analysis_input(
-    context: AnalysisContext, zone_map: ZoneMap, prompt_version: str | None
+    context: AnalysisContext,
+    zone_map: ZoneMap,
+    prompt_version: str | None,
+    sure_confidence: float = 0.9,
 ) -> AnalysisInput:
     """The language model's view of a window, from the enriched context."""
     detections = tuple(
@@ -138,6 +141,7 @@ def analysis_input(
         other_cameras=others,
         scene_changed=context.tamper,
         prompt_version=prompt_version or None,
+        detector_sure_confidence=sure_confidence,
     )
 
 
@@ -190,7 +194,9 @@ class EventBuilder:
         clock: Clock,
         max_detections: int,
         incidents: IncidentTracker,
+        sure_confidence: float = 0.9,
     ) -> None:
+        self._sure_confidence = sure_confidence
         self._enricher = enricher
         self._incidents = incidents
         self._risk = risk
@@ -309,6 +315,7 @@ class EventBuilder:
                     baseline=BaselineInput(anomaly_score=0.0),
                     other_cameras=(),
                     scene_changed=job.tamper,
+                    detector_sure_confidence=self._sure_confidence,
                 )
                 assessment = assess_with_rules(analysis, reason)
             except Exception:
@@ -369,7 +376,7 @@ class EventBuilder:
                 **common,
             )
 
-        analysis = analysis_input(context, zone_map, prompt_version)
+        analysis = analysis_input(context, zone_map, prompt_version, self._sure_confidence)
         assessment = await self._assess(job, analysis)
         return SecurityEvent(
             **common,

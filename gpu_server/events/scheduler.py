@@ -109,6 +109,7 @@ class EventScheduler:
             clock=self.clock,
             max_detections=events.max_detections_per_batch,
             incidents=self.incidents,
+            sure_confidence=sure_confidence,
         )
         self._fast_labels = frozenset(label.lower() for label in events.fast_path_labels)
         # The configured threshold, else the detector's own idea of a sure detection.

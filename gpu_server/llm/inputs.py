@@ -77,6 +77,9 @@ class AnalysisInput(_Input):
     untrusted_texts: tuple[UntrustedText, ...] = ()
     # Optional per-camera prompt version; the service default applies when None.
     prompt_version: str | None = None
+    # The confidence from which the detector's detections are as good as certain (0.9 for
+    # YOLO, 0.5 for the embedded SSD): the rules judge "confident" on the detector's scale.
+    detector_sure_confidence: float = Field(default=0.9, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _span_is_ordered(self) -> Self:

@@ -53,6 +53,8 @@ TAMPER_FLOOR: Final = 70
 # Fail-safe: with no model to weigh the context, a confident person at night or at an entry
 # point is never scored below high, so `threat_active` and high-level automations still fire.
 FAILSAFE_PERSON_CONFIDENCE: Final = 0.6
+# The detector "sure" confidence that FAILSAFE_PERSON_CONFIDENCE is stated for.
+SURE_REFERENCE: Final = 0.9
 FAILSAFE_FLOOR: Final = 60
 FAILSAFE_ZONES: Final = frozenset({RiskZoneKind.ENTRY, RiskZoneKind.SENSITIVE})
 
@@ -74,10 +76,12 @@ _WEIGHTS: Final = {
 
 def _failsafe(analysis: AnalysisInput) -> str | None:
     """Why this window must be at least high without a model's judgement, or None."""
+    # 0.6 for a detector sure at 0.9 (YOLO); lower for one whose scores run lower.
+    confident = FAILSAFE_PERSON_CONFIDENCE * analysis.detector_sure_confidence / SURE_REFERENCE
     for detection in analysis.detections:
         if label_group(detection.label) is not LabelGroup.PERSON:
             continue
-        if detection.confidence < FAILSAFE_PERSON_CONFIDENCE:
+        if detection.confidence < confident:
             continue
         if analysis.is_night:
             return "a confident person at night"

@@ -191,3 +191,20 @@ def test_an_unsure_person_or_an_animal_at_night_is_not_raised(make_input: MakeIn
         )
         assert analysis.is_night
         assert assess_with_rules(analysis, "model unavailable").risk_score < 60
+
+
+@pytest.mark.parametrize(("sure", "confidence", "high"), [
+    (0.9, 0.45, False),  # YOLO's scale: 0.45 is a weak person
+    (0.5, 0.45, True),  # the embedded SSD's scale: clear people score 0.3 to 0.6
+    (0.5, 0.3, False),
+])
+def test_confident_is_judged_on_the_detectors_scale(
+    make_input: MakeInput, sure: float, confidence: float, high: bool
+) -> None:
+    analysis = _quiet(
+        make_input,
+        detections=(DetectionInput(label="person", confidence=confidence),),
+        detector_sure_confidence=sure,
+    )
+    assert analysis.is_night
+    assert (assess_with_rules(analysis, "model unavailable").risk_score >= 60) is high

@@ -41,7 +41,7 @@ from gpu_server.llm.inputs import (
 )
 from gpu_server.llm.schema import Assessment
 from gpu_server.risk.analysis import RiskAnalysis
-from gpu_server.risk.rules import assess_with_rules
+from gpu_server.risk.rules import assess_by_detector_only, assess_with_rules
 from gpu_server.vocabulary import RISK_ZONE_KIND, RiskLevel, label_group
 
 _LOGGER = logging.getLogger(__name__)
@@ -166,6 +166,14 @@ def _scene_change(job: AnalysisJob) -> SceneChangeKind:
     return job.scene.kind if job.scene is not None and job.tamper else SceneChangeKind.NONE
 
 
+def _all_detections(frames: Sequence[WindowFrame]) -> tuple[EventDetection, ...]:
+    return tuple(
+        EventDetection(detection=det, frame_sha256=frame.sha256)
+        for frame in frames
+        for det in frame.detections
+    )
+
+
 def _assessed(assessment: Assessment) -> dict[str, Any]:
     """The event fields an assessment fills."""
     return {
@@ -281,8 +289,9 @@ class EventBuilder:
         """An event that covers the job's frames when building the real one failed.
 
         Scored by the rules on the bare detections (no zones, baseline or other cameras) when
-        there is something to assess; NOTHING_TO_REPORT, marked as a fallback, otherwise or
-        when even that fails.
+        there is something to assess. When even the rules fail, a confident person or vehicle
+        (or a tampered camera) still pages by the detector alone; anything else becomes
+        NOTHING_TO_REPORT, marked as a fallback.
         """
         reason = f"analysis failed: {type(error).__name__}: {error}"[:200]
         frames = job.frames
@@ -320,15 +329,20 @@ class EventBuilder:
                 assessment = assess_with_rules(analysis, reason)
             except Exception:
                 _LOGGER.exception("the rules could not assess a failed window either")
+                paging = assess_by_detector_only(
+                    [(det.label, det.confidence) for frame in frames for det in frame.detections],
+                    tamper=job.tamper,
+                    sure_confidence=self._sure_confidence,
+                    reason=reason,
+                )
+                if paging is not None:
+                    fields.update(_assessed(paging))
+                    fields["detections"] = _all_detections(frames)
             else:
                 fields.update(_assessed(assessment))
                 fields["fallback"] = True
                 fields["fallback_reason"] = assessment.fallback_reason or reason
-                fields["detections"] = tuple(
-                    EventDetection(detection=det, frame_sha256=frame.sha256)
-                    for frame in frames
-                    for det in frame.detections
-                )
+                fields["detections"] = _all_detections(frames)
         return SecurityEvent(
             event_id=uuid.uuid4().hex,
             camera_id=job.camera_id,

@@ -8,6 +8,7 @@ the score. Each rule that fires adds a line to the reasoning, which keeps the sc
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Final
 
 from gpu_server.llm.inputs import AnalysisInput
@@ -29,6 +30,7 @@ from gpu_server.vocabulary import (
 )
 
 RULES_MODEL: Final = "rules"
+DETECTOR_ONLY_MODEL: Final = "detector"
 
 # Base weight per kind of object, scaled by detection confidence.
 PERSON_WEIGHT: Final = 45
@@ -167,4 +169,35 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
         fallback_reason=reason,
         model=RULES_MODEL,
         suspicious_input=any(injection_reasons(item.text) for item in analysis.untrusted_texts),
+    )
+
+
+def assess_by_detector_only(
+    labels: Sequence[tuple[str, float]], *, tamper: bool, sure_confidence: float, reason: str
+) -> Assessment | None:
+    """The last resort when not even the rules could score a window: a confident person or
+    vehicle, or a tampered camera, still pages (high); None when nothing does."""
+    confident = FAILSAFE_PERSON_CONFIDENCE * sure_confidence / SURE_REFERENCE
+    found = sorted({
+        group.value
+        for label, confidence in labels
+        if (group := label_group(label)) in (LabelGroup.PERSON, LabelGroup.VEHICLE)
+        and confidence >= confident
+    })
+    if not found and not tamper:
+        return None
+    seen = ", ".join(found) if found else "a tampered camera"
+    return Assessment(
+        risk_score=FAILSAFE_FLOOR,
+        risk_level=level_for_score(FAILSAFE_FLOOR),
+        summary=_cap(f"Detected {seen}; this could not be assessed.", SUMMARY_MAX_CHARS),
+        reasoning=_cap(
+            f"Detector-only rule ({reason}): {seen} detected with confidence; "
+            f"at least {FAILSAFE_FLOOR} so that it pages.",
+            REASONING_MAX_CHARS,
+        ),
+        recommended_action=ACTIONS[level_for_score(FAILSAFE_FLOOR)],
+        fallback=True,
+        fallback_reason=_cap(reason, 200),
+        model=DETECTOR_ONLY_MODEL,
     )

@@ -215,3 +215,24 @@ async def test_a_late_job_gives_up_once_the_outbox_is_closed(start_events: Any) 
     with pytest.raises(RuntimeError, match=r"closed|shutdown"):
         await asyncio.wait_for(job, 5.0)
     assert not scheduler.coverage.is_claimed(ack.content_sha256)
+
+
+async def test_when_even_the_rules_fail_a_confident_person_still_pages(
+    start_events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server: EventsServer = await start_events()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(server.scheduler.enricher, "enrich", broken)
+    monkeypatch.setattr("gpu_server.events.builder.assess_with_rules", broken)
+    (ack,) = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "f1"))
+    await server.scheduler.wait_idle()
+    (event,) = await _covering(server, ack.content_sha256)
+    assert event.kind is EventKind.SECURITY
+    assert event.model == "detector"
+    assert event.fallback
+    assert event.risk_level.value == "high"
+    assert event.summary == "Detected person; this could not be assessed."
+    assert [det.detection.label for det in event.detections] == ["person"]

@@ -22,7 +22,7 @@ from gpu_server.risk.analysis import (
     embedded_model_path,
     resolve_model_path,
 )
-from gpu_server.risk.rules import assess_with_rules
+from gpu_server.risk.rules import assess_by_detector_only, assess_with_rules
 from gpu_server.vocabulary import RiskLevel, RiskZoneKind, level_for_score
 
 MakeInput = Callable[..., AnalysisInput]
@@ -208,3 +208,23 @@ def test_confident_is_judged_on_the_detectors_scale(
     )
     assert analysis.is_night
     assert (assess_with_rules(analysis, "model unavailable").risk_score >= 60) is high
+
+
+def test_the_detector_only_rule_pages_for_confident_people_vehicles_and_tamper() -> None:
+    def page(labels: list[tuple[str, float]], tamper: bool = False, sure: float = 0.9) -> bool:
+        return assess_by_detector_only(
+            labels, tamper=tamper, sure_confidence=sure, reason="no score"
+        ) is not None
+
+    assert page([("person", 0.7)])
+    assert page([("Car", 0.6)])
+    assert not page([("person", 0.5)])
+    assert page([("person", 0.4)], sure=0.5)  # the embedded SSD's scale
+    assert not page([("dog", 0.99)])
+    assert page([], tamper=True)
+    assessment = assess_by_detector_only(
+        [("person", 0.8), ("car", 0.7)], tamper=False, sure_confidence=0.9, reason="no score"
+    )
+    assert assessment is not None
+    assert assessment.risk_level is RiskLevel.HIGH
+    assert assessment.summary == "Detected person, vehicle; this could not be assessed."

@@ -105,6 +105,19 @@ class EventsConfig(_Section):
         return value
 
 
+class ZooConfig(_Section):
+    """The model zoo's memory budget: VRAM on a GPU, RAM on the CPU."""
+
+    # None: a quarter of the machine's memory.
+    memory_budget_mb: int | None = Field(default=None, ge=64)
+
+    def budget_bytes(self) -> int:
+        if self.memory_budget_mb is not None:
+            return self.memory_budget_mb * 1024 * 1024
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        return max(256 * 1024 * 1024, pages * page_size // 4)
+
+
 class TlsConfig(_Section):
     """TLS on the gRPC port.
 
@@ -145,6 +158,7 @@ class ServerConfig(_Section):
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     scene: SceneConfig = Field(default_factory=SceneConfig)
+    zoo: ZooConfig = Field(default_factory=ZooConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     llm: LlmSettings = Field(default_factory=LlmSettings)
 
@@ -192,6 +206,7 @@ ENV_VARS: dict[str, str] = {
     "HSAI_INCIDENT_GAP_S": "events.incident_gap_s",
     "HSAI_INCIDENT_LINK_S": "events.incident_link_s",
     "HSAI_COOLDOWN_S": "events.cooldown_s",
+    "HSAI_ZOO_MEMORY_BUDGET_MB": "zoo.memory_budget_mb",
     "HSAI_SCENE_ADOPT_AFTER": "scene.adopt_after",
     "HSAI_SCENE_ADOPT_AFTER_S": "scene.adopt_after_s",
     "HSAI_LLM_ENABLED": "llm.enabled",

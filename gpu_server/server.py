@@ -28,6 +28,7 @@ from gpu_server.ingest.detect import DetectorSelection, build_detector
 from gpu_server.ingest.ingestor import DetectionResult, FrameIngestor
 from gpu_server.ingest.intake import FrameIntake
 from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
+from gpu_server.models.registry import ModelRegistry
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
 from gpu_server.risk.analysis import RiskAnalysis
@@ -61,6 +62,7 @@ class GRPCServer:
         self._risk = risk
         self.events: EventScheduler | None = None
         self.risk: RiskAnalysis | None = None
+        self.zoo: ModelRegistry | None = None
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
         self._gpu = GpuMonitor()
@@ -113,6 +115,9 @@ class GRPCServer:
             config.llm, config.models_dir, data_dir=config.data_dir
         )
         self.risk = risk
+        self.zoo = ModelRegistry(
+            await asyncio.to_thread(self._zoo_budget, selection.detector.device)
+        )
         self.events = EventScheduler(
             config,
             risk,
@@ -176,6 +181,7 @@ class GRPCServer:
             gpu=self._gpu,
             events=events,
             risk=risk,
+            zoo=self.zoo,
         )
         return SecurityAIServicer(
             FrameStreamHandler(
@@ -220,10 +226,21 @@ class GRPCServer:
             self.events = None
         if self.batcher is not None:
             await self.batcher.stop()
+        if self.zoo is not None:
+            await self.zoo.close()
+            self.zoo = None
         if self._status is not None:
             self._status.close()
         await asyncio.to_thread(self._gpu.close)
         _LOGGER.info("stopped")
+
+    def _zoo_budget(self, device: str) -> int:
+        """The zoo's budget: as configured, else half the GPU's memory or a quarter of RAM."""
+        if self.config.zoo.memory_budget_mb is None and device.startswith("cuda"):
+            gpu = self._gpu.read()
+            if gpu.devices:
+                return gpu.devices[0].memory_total_bytes // 2
+        return self.config.zoo.budget_bytes()
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:

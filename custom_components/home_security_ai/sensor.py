@@ -14,7 +14,7 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfTime
+from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfInformation, UnitOfTime
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -101,6 +101,22 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
             "analyses": status.language_model.analyses,
             "fallbacks": status.language_model.fallbacks,
             "queue_depth": status.language_model.queue_depth,
+        },
+    ),
+    ServerSensorEntityDescription(
+        key="model_memory",
+        translation_key="model_memory",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        device_class=SensorDeviceClass.DATA_SIZE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfInformation.MEBIBYTES,
+        suggested_display_precision=0,
+        value_fn=lambda status: status.model_zoo.used_bytes / 2**20,
+        attributes_fn=lambda status: {
+            "budget_mib": round(status.model_zoo.budget_bytes / 2**20),
+            "loaded": [model.key for model in status.model_zoo.loaded],
+            "registered": status.model_zoo.registered,
         },
     ),
     ServerSensorEntityDescription(

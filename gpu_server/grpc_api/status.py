@@ -12,6 +12,7 @@ from gpu_server._generated import status_pb2
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.detect import DetectorSelection
+from gpu_server.models.registry import ModelRegistry
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
 from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis
@@ -39,7 +40,9 @@ class StatusReporter:
         gpu: GpuMonitor,
         events: EventScheduler | None = None,
         risk: RiskAnalysis | None = None,
+        zoo: ModelRegistry | None = None,
     ) -> None:
+        self._zoo = zoo
         self._events = events
         self._risk = risk
         self._server_id = server_id
@@ -99,6 +102,7 @@ class StatusReporter:
             ),
             events=self._events_status(),
             language_model=self._language_model_status(),
+            model_zoo=self._zoo_status(),
         )
 
     def close(self) -> None:
@@ -121,6 +125,28 @@ class StatusReporter:
             analyses=status.analyses,
             fallbacks=status.fallbacks,
             retry_in_s=status.retry_in_s,
+        )
+
+    def _zoo_status(self) -> status_pb2.ModelZooStatus | None:
+        if self._zoo is None:
+            return None
+        zoo = self._zoo.status()
+        return status_pb2.ModelZooStatus(
+            budget_bytes=zoo.budget_bytes,
+            used_bytes=zoo.used_bytes,
+            registered=len(zoo.registered),
+            loaded=[
+                status_pb2.LoadedModel(
+                    key=model.key,
+                    task=model.task,
+                    memory_bytes=model.memory_bytes,
+                    users=model.users,
+                    idle_s=model.idle_s,
+                )
+                for model in zoo.loaded
+            ],
+            loads=zoo.loads,
+            unloads=zoo.unloads,
         )
 
     def _events_status(self) -> status_pb2.EventsStatus | None:

@@ -52,6 +52,10 @@ async def test_get_status(shared_sidecar: Sidecar) -> None:
         assert status.gpu.devices[0].memory_total_bytes > 0
     else:
         assert status.gpu.reason
+    # The model zoo: a memory budget, nothing loaded until something needs it.
+    assert status.model_zoo.budget_bytes > 0
+    assert status.model_zoo.used_bytes == 0
+    assert status.model_zoo.loaded == ()
 
 
 async def test_stream_frames(shared_sidecar: Sidecar) -> None:

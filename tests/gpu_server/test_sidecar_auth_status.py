@@ -11,6 +11,7 @@ from sidecar_testlib import AUTH, TOKEN, Running, StartServer, frame
 from gpu_server import __version__
 from gpu_server._generated import status_pb2
 from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
+from gpu_server.models.registry import ModelSpec
 from gpu_server.server import SERVICE_NAME
 
 BAD_METADATA = [
@@ -108,3 +109,24 @@ async def test_a_stopped_server_is_unavailable(running: Running) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await running.stub.GetStatus(status_pb2.GetStatusRequest(), metadata=AUTH)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_status_reports_the_model_zoo_and_its_budget(
+    start_server: StartServer, hog_detector: HogPeopleDetector
+) -> None:
+    running = await start_server(DetectorSelection(hog_detector), zoo__memory_budget_mb=512)
+    zoo = running.server.zoo
+    assert zoo is not None
+    # A model of the zoo in use shows in the status with its memory; the budget is the set one.
+    zoo.register(ModelSpec("reid-test", "reid", 64 * 1024 * 1024, object))
+    async with zoo.use("reid-test"):
+        status = await running.status()
+    assert status.model_zoo.budget_bytes == 512 * 1024 * 1024
+    assert status.model_zoo.used_bytes == 64 * 1024 * 1024
+    assert status.model_zoo.registered == 1
+    (loaded,) = status.model_zoo.loaded
+    assert (loaded.key, loaded.task, loaded.users) == ("reid-test", "reid", 1)
+    assert status.model_zoo.loads == 1
+    # Without a setting: a quarter of this machine's memory (no GPU here, or half its VRAM).
+    default = await start_server(DetectorSelection(hog_detector))
+    assert (await default.status()).model_zoo.budget_bytes > 0

@@ -57,6 +57,7 @@ async def test_setup_and_unload(
         f"{server_id}_server_gpu_available",
         f"{server_id}_server_detector",
         f"{server_id}_server_language_model",
+        f"{server_id}_server_model_memory",
         f"{server_id}_server_inference_latency",
         f"{server_id}_server_total_latency_p95",
         f"{server_id}_server_queue_depth",
@@ -78,6 +79,7 @@ async def test_setup_and_unload(
         "frames_rejected",
         "spool_usage",
         "spool_frames",
+        "model_memory",
     ):
         registered = unique_ids[f"{server_id}_server_{key}"]
         assert registered.entity_category is EntityCategory.DIAGNOSTIC, key

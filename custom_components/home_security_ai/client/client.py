@@ -39,6 +39,8 @@ from .models import (
     LanguageModelState,
     LanguageModelStatus,
     LatencyStats,
+    LoadedModel,
+    ModelZooStatus,
     RejectReason,
     RiskLevel,
     SceneChangeKind,
@@ -273,6 +275,21 @@ def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
         language_model=_language_model_from_proto(status.language_model)
         if status.HasField("language_model")
         else LanguageModelStatus(),
+        model_zoo=ModelZooStatus(
+            budget_bytes=status.model_zoo.budget_bytes,
+            used_bytes=status.model_zoo.used_bytes,
+            registered=status.model_zoo.registered,
+            loaded=tuple(
+                LoadedModel(
+                    key=model.key,
+                    task=model.task,
+                    memory_bytes=model.memory_bytes,
+                    users=model.users,
+                    idle_s=model.idle_s,
+                )
+                for model in status.model_zoo.loaded
+            ),
+        ),
     )
 
 

@@ -332,6 +332,27 @@ class LanguageModelStatus:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class LoadedModel:
+    """A model of the sidecar's zoo that is loaded now."""
+
+    key: str
+    task: str
+    memory_bytes: int
+    users: int = 0
+    idle_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelZooStatus:
+    """The sidecar's model zoo: loaded models inside one memory budget."""
+
+    budget_bytes: int = 0
+    used_bytes: int = 0
+    registered: int = 0
+    loaded: tuple[LoadedModel, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ServerStatus:
     """Status of the sidecar."""
 
@@ -345,3 +366,4 @@ class ServerStatus:
     frames: FrameCounters = field(default_factory=FrameCounters)
     events: EventsStatus = field(default_factory=EventsStatus)
     language_model: LanguageModelStatus = field(default_factory=LanguageModelStatus)
+    model_zoo: ModelZooStatus = field(default_factory=ModelZooStatus)

@@ -149,8 +149,38 @@ class LanguageModelStatus(_message.Message):
     retry_in_s: float
     def __init__(self, state: _Optional[_Union[LanguageModelState, str]] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ..., endpoint: _Optional[str] = ..., reason: _Optional[str] = ..., restarts: _Optional[int] = ..., consecutive_failures: _Optional[int] = ..., queue_depth: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., analyses: _Optional[int] = ..., fallbacks: _Optional[int] = ..., retry_in_s: _Optional[float] = ...) -> None: ...
 
+class LoadedModel(_message.Message):
+    __slots__ = ("key", "task", "memory_bytes", "users", "idle_s")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_S_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    task: str
+    memory_bytes: int
+    users: int
+    idle_s: float
+    def __init__(self, key: _Optional[str] = ..., task: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., users: _Optional[int] = ..., idle_s: _Optional[float] = ...) -> None: ...
+
+class ModelZooStatus(_message.Message):
+    __slots__ = ("budget_bytes", "used_bytes", "registered", "loaded", "loads", "unloads")
+    BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    LOADED_FIELD_NUMBER: _ClassVar[int]
+    LOADS_FIELD_NUMBER: _ClassVar[int]
+    UNLOADS_FIELD_NUMBER: _ClassVar[int]
+    budget_bytes: int
+    used_bytes: int
+    registered: int
+    loaded: _containers.RepeatedCompositeFieldContainer[LoadedModel]
+    loads: int
+    unloads: int
+    def __init__(self, budget_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., registered: _Optional[int] = ..., loaded: _Optional[_Iterable[_Union[LoadedModel, _Mapping]]] = ..., loads: _Optional[int] = ..., unloads: _Optional[int] = ...) -> None: ...
+
 class ServerStatus(_message.Message):
-    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model")
+    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model", "model_zoo")
     class StageLatencyEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +198,7 @@ class ServerStatus(_message.Message):
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ZOO_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     version: str
     uptime_s: float
@@ -178,4 +209,5 @@ class ServerStatus(_message.Message):
     frames: FrameCounters
     events: EventsStatus
     language_model: LanguageModelStatus
-    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ..., events: _Optional[_Union[EventsStatus, _Mapping]] = ..., language_model: _Optional[_Union[LanguageModelStatus, _Mapping]] = ...) -> None: ...
+    model_zoo: ModelZooStatus
+    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ..., events: _Optional[_Union[EventsStatus, _Mapping]] = ..., language_model: _Optional[_Union[LanguageModelStatus, _Mapping]] = ..., model_zoo: _Optional[_Union[ModelZooStatus, _Mapping]] = ...) -> None: ...

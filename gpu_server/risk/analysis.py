@@ -34,7 +34,7 @@ from gpu_server.llm.model_server import ModelServer, ServerState
 from gpu_server.llm.schema import Assessment
 from gpu_server.llm.settings import LlmConfigError, LlmSettings, OutputConstraint
 from gpu_server.llm.templates import PromptLibrary
-from gpu_server.risk.audit import audit
+from gpu_server.risk.audit import LEVEL_GAP, audit
 from gpu_server.risk.rules import assess_with_rules
 
 TokenCallback = Callable[[str], None]
@@ -354,7 +354,8 @@ class RiskAnalysis:
     def _checked(self, answer: Assessment, analysis: AnalysisInput) -> Assessment:
         """The model's answer with its audit notes, or the rules' if it cannot be trusted."""
         rules = assess_with_rules(analysis, "checking the model's answer")
-        notes = audit(answer, analysis, rules)
+        # A model that is not trusted may not differ from the rules by even one level.
+        notes = audit(answer, analysis, rules, level_gap=LEVEL_GAP if self._trusted else 1)
         if not notes:
             return answer
         if self._trusted:

@@ -67,3 +67,25 @@ def test_a_level_far_from_the_rules_is_noted(make_input: MakeInput) -> None:
     notes = _check(analysis, _answer("A person at the door, all is well.", score=0))
     assert len(notes) == 1
     assert notes[0].startswith("its level low is far from the rules'")
+
+
+def test_text_that_runs_in_circles_is_noted(make_input: MakeInput) -> None:
+    analysis = make_input()
+    looping = _answer(
+        "A person at the door, and the anomaly score is 0.8, and the anomaly score is 0.8, "
+        "and the anomaly score is 0.8.",
+        score=80,
+    )
+    assert _check(analysis, looping) == ("repeats itself",)
+
+
+def test_an_untrusted_model_may_not_differ_from_the_rules_by_one_level(
+    make_input: MakeInput,
+) -> None:
+    analysis = make_input()  # people at the entry at night: the rules say high or critical
+    rules = assess_with_rules(analysis, "audit")
+    one_below = {RiskLevel.HIGH: 40, RiskLevel.CRITICAL: 70}[rules.risk_level]
+    answer = _answer("A person at the door.", score=one_below)
+    assert audit(answer, analysis, rules) == ()
+    (note,) = audit(answer, analysis, rules, level_gap=1)
+    assert note.startswith("its level ")

@@ -13,18 +13,17 @@ from homeassistant.components.binary_sensor import (
 )
 from homeassistant.const import EntityCategory
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
 from .client import ServerStatus
-from .const import signal_new_camera
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import (
     HomeSecurityAICameraEntity,
     HomeSecurityAIConnectionEntity,
     HomeSecurityAIServerEntity,
+    async_add_per_camera,
 )
 
 PARALLEL_UPDATES = 0
@@ -80,11 +79,7 @@ async def async_setup_entry(
     def _add_camera(camera_id: str) -> None:
         async_add_entities([HomeSecurityAIThreatSensor(entry, THREAT_ACTIVE, camera_id)])
 
-    for camera_id in entry.runtime_data.cameras:
-        _add_camera(camera_id)
-    entry.async_on_unload(
-        async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add_camera)
-    )
+    async_add_per_camera(hass, entry, _add_camera)
 
 
 class HomeSecurityAIConnectivitySensor(HomeSecurityAIConnectionEntity, BinarySensorEntity):

@@ -6,12 +6,11 @@ from homeassistant.components.button import ButtonEntity, ButtonEntityDescriptio
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import DOMAIN, signal_new_camera
+from .const import DOMAIN
 from .coordinator import HomeSecurityAIConfigEntry
-from .entity import HomeSecurityAICameraEntity
+from .entity import HomeSecurityAICameraEntity, async_add_per_camera
 from .services import async_reset_scene
 
 PARALLEL_UPDATES = 1
@@ -34,9 +33,7 @@ async def async_setup_entry(
     def _add(camera_id: str) -> None:
         async_add_entities([ResetSceneButton(entry, RESET_SCENE, camera_id)])
 
-    for camera_id in list(entry.runtime_data.cameras):
-        _add(camera_id)
-    entry.async_on_unload(async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add))
+    async_add_per_camera(hass, entry, _add)
 
 
 class ResetSceneButton(HomeSecurityAICameraEntity, ButtonEntity):

@@ -6,12 +6,10 @@ import logging
 
 from homeassistant.components.camera import Camera, CameraEntityDescription
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import signal_new_camera
 from .coordinator import HomeSecurityAIConfigEntry
-from .entity import HomeSecurityAICameraEntity
+from .entity import HomeSecurityAICameraEntity, async_add_per_camera
 from .snapshots import annotate_jpeg
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,9 +30,7 @@ async def async_setup_entry(
     def _add(camera_id: str) -> None:
         async_add_entities([HomeSecurityAICamera(entry, camera_id)])
 
-    for camera_id in entry.runtime_data.cameras:
-        _add(camera_id)
-    entry.async_on_unload(async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add))
+    async_add_per_camera(hass, entry, _add)
 
 
 class HomeSecurityAICamera(HomeSecurityAICameraEntity, Camera):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from homeassistant.core import callback
+from collections.abc import Callable
+
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity, EntityDescription
@@ -11,10 +13,25 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from .cameras import CameraState
 from .compat import via_device_info
 from .connection import ConnectionSupervisor
-from .const import DOMAIN, signal_camera_updated, signal_connection, signal_event
+from .const import (
+    DOMAIN,
+    signal_camera_updated,
+    signal_connection,
+    signal_event,
+    signal_new_camera,
+)
 from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
 
 MANUFACTURER = "Home Security AI"
+
+
+def async_add_per_camera(
+    hass: HomeAssistant, entry: HomeSecurityAIConfigEntry, add: Callable[[str], None]
+) -> None:
+    """Call `add` for every camera now and for each camera that appears later."""
+    for camera_id in list(entry.runtime_data.cameras):
+        add(camera_id)
+    entry.async_on_unload(async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), add))
 
 
 def server_device_info(entry: HomeSecurityAIConfigEntry) -> DeviceInfo:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from homeassistant.components.event import EventEntity, EventEntityDescription
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .client import SecurityEvent
-from .const import signal_new_camera
 from .coordinator import HomeSecurityAIConfigEntry
-from .entity import HomeSecurityAICameraEntity
+from .entity import HomeSecurityAICameraEntity, async_add_per_camera
 from .event_stream import incident_payload
 from .vocabulary import RISK_LEVELS, risk_level_name
 
@@ -34,9 +32,7 @@ async def async_setup_entry(
     def _add(camera_id: str) -> None:
         async_add_entities([HomeSecurityAIEventEntity(entry, DESCRIPTION, camera_id)])
 
-    for camera_id in entry.runtime_data.cameras:
-        _add(camera_id)
-    entry.async_on_unload(async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add))
+    async_add_per_camera(hass, entry, _add)
 
 
 class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):

@@ -24,12 +24,13 @@ from homeassistant.util import dt as dt_util
 
 from .cameras import CameraState
 from .client import LanguageModelState, ServerStatus
-from .const import signal_new_camera, signal_spool_updated
+from .const import signal_spool_updated
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import (
     HomeSecurityAICameraEntity,
     HomeSecurityAIEntity,
     HomeSecurityAIServerEntity,
+    async_add_per_camera,
     server_device_info,
 )
 from .spool import FrameSpool
@@ -287,11 +288,7 @@ async def async_setup_entry(
             ]
         )
 
-    for camera_id in entry.runtime_data.cameras:
-        _add_camera(camera_id)
-    entry.async_on_unload(
-        async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), _add_camera)
-    )
+    async_add_per_camera(hass, entry, _add_camera)
 
 
 class HomeSecurityAIServerSensor(HomeSecurityAIServerEntity, SensorEntity):

@@ -77,8 +77,12 @@ async def _handle(entry: MockConfigEntry, level: RiskLevel, score: int) -> None:
 def _restore_events_today(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory, count: int, age: timedelta
 ) -> None:
-    """Make it noon, with `count` events today last written `age` ago before a restart."""
-    noon = dt_util.start_of_local_day() + timedelta(hours=12)
+    """Make it noon, with `count` events today last written `age` ago before a restart.
+
+    Noon of tomorrow, so the frozen clock never runs behind the real one: gRPC turns a
+    call's timeout into a deadline on the frozen clock, and one in the real past has
+    already expired."""
+    noon = dt_util.start_of_local_day(dt_util.now() + timedelta(days=1)) + timedelta(hours=12)
     freezer.move_to(noon)
     state = State(EVENTS_TODAY, str(count), last_updated=noon - age)
     extra = {"native_value": count, "native_unit_of_measurement": None}

@@ -261,6 +261,7 @@ class EventBuilder:
             started_at_ms=to_ms(stamp.started_at),
             alert=stamp.alert,
             cooldown_remaining_s=stamp.cooldown_remaining_s,
+            cooldowns=tuple(sorted(stamp.cooldowns.items())),
         )
         return dataclasses.replace(event, incident=incident)
 

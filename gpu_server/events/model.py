@@ -37,6 +37,8 @@ class EventIncident:
     started_at_ms: int
     alert: bool  # whether this event should page someone
     cooldown_remaining_s: float = 0.0
+    # After this event: seconds of cooldown left per kind of finding, by kind.
+    cooldowns: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -76,6 +76,7 @@ def _incident_to_pb(incident: EventIncident) -> events_pb2.Incident:
         started_at_ms=incident.started_at_ms,
         alert=incident.alert,
         cooldown_remaining_s=incident.cooldown_remaining_s,
+        cooldowns=dict(incident.cooldowns),
     )
 
 
@@ -87,6 +88,7 @@ def _incident_from_pb(message: events_pb2.Incident) -> EventIncident:
         started_at_ms=message.started_at_ms,
         alert=message.alert,
         cooldown_remaining_s=message.cooldown_remaining_s,
+        cooldowns=tuple(sorted(message.cooldowns.items())),
     )
 
 

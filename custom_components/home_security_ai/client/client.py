@@ -133,6 +133,7 @@ def _incident_from_proto(event: events_pb2.SecurityEvent) -> Incident | None:
         started_at_ms=incident.started_at_ms,
         alert=incident.alert,
         cooldown_remaining_s=incident.cooldown_remaining_s,
+        cooldowns=tuple(sorted(incident.cooldowns.items())),
     )
 
 

@@ -156,6 +156,8 @@ class Incident:
     started_at_ms: int
     alert: bool  # whether this event should page someone
     cooldown_remaining_s: float = 0.0
+    # After this event: seconds of cooldown left per kind of finding on the camera.
+    cooldowns: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -330,6 +330,7 @@ async def test_a_person_walking_past_is_one_incident_alerted_once_then_updated(
     assert alert.incident.alert
     assert not alert.incident.update
     assert list(alert.incident.camera_ids) == ["front_door"]
+    assert dict(alert.incident.cooldowns) == {"person": pytest.approx(600)}
     # The other four frames wait in the window and update the same incident.
     await server.close_due(30)
     (update,) = await server.events(after=alert.sequence)
@@ -353,6 +354,7 @@ async def test_a_person_walking_past_is_one_incident_alerted_once_then_updated(
     assert later.incident.incident_id != alert.incident.incident_id
     assert not later.incident.alert
     assert later.incident.cooldown_remaining_s > 0
+    assert 0 < later.incident.cooldowns["person"] < 600
 
 
 async def test_a_person_crossing_two_cameras_is_one_incident(start_events: Any) -> None:

@@ -29,7 +29,7 @@ from . import events_pb2 as home__security__ai_dot_v1_dot_events__pb2
 from . import status_pb2 as home__security__ai_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!home_security_ai/v1/service.proto\x12\x13home_security_ai.v1\x1a home_security_ai/v1/frames.proto\x1a home_security_ai/v1/events.proto\x1a home_security_ai/v1/status.proto2\xf3\x05\n\nSecurityAI\x12M\n\x0cSubmitFrames\x12\x1a.home_security_ai.v1.Frame\x1a\x1d.home_security_ai.v1.FrameAck(\x01\x30\x01\x12U\n\tGetStatus\x12%.home_security_ai.v1.GetStatusRequest\x1a!.home_security_ai.v1.ServerStatus\x12\x64\n\x0fSubscribeEvents\x12+.home_security_ai.v1.SubscribeEventsRequest\x1a\".home_security_ai.v1.SecurityEvent0\x01\x12Z\n\tAckEvents\x12%.home_security_ai.v1.AckEventsRequest\x1a&.home_security_ai.v1.AckEventsResponse\x12Z\n\tConfigure\x12%.home_security_ai.v1.ConfigureRequest\x1a&.home_security_ai.v1.ConfigureResponse\x12]\n\nAnalyzeNow\x12&.home_security_ai.v1.AnalyzeNowRequest\x1a\'.home_security_ai.v1.AnalyzeNowResponse\x12]\n\nResetScene\x12&.home_security_ai.v1.ResetSceneRequest\x1a\'.home_security_ai.v1.ResetSceneResponse\x12\x63\n\rWatchAnalysis\x12).home_security_ai.v1.WatchAnalysisRequest\x1a%.home_security_ai.v1.AnalysisProgress0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!home_security_ai/v1/service.proto\x12\x13home_security_ai.v1\x1a home_security_ai/v1/frames.proto\x1a home_security_ai/v1/events.proto\x1a home_security_ai/v1/status.proto2\xcc\x06\n\nSecurityAI\x12M\n\x0cSubmitFrames\x12\x1a.home_security_ai.v1.Frame\x1a\x1d.home_security_ai.v1.FrameAck(\x01\x30\x01\x12U\n\tGetStatus\x12%.home_security_ai.v1.GetStatusRequest\x1a!.home_security_ai.v1.ServerStatus\x12\x64\n\x0fSubscribeEvents\x12+.home_security_ai.v1.SubscribeEventsRequest\x1a\".home_security_ai.v1.SecurityEvent0\x01\x12Z\n\tAckEvents\x12%.home_security_ai.v1.AckEventsRequest\x1a&.home_security_ai.v1.AckEventsResponse\x12Z\n\tConfigure\x12%.home_security_ai.v1.ConfigureRequest\x1a&.home_security_ai.v1.ConfigureResponse\x12]\n\nAnalyzeNow\x12&.home_security_ai.v1.AnalyzeNowRequest\x1a\'.home_security_ai.v1.AnalyzeNowResponse\x12]\n\nResetScene\x12&.home_security_ai.v1.ResetSceneRequest\x1a\'.home_security_ai.v1.ResetSceneResponse\x12W\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12$.home_security_ai.v1.FeedbackRequest\x1a%.home_security_ai.v1.FeedbackResponse\x12\x63\n\rWatchAnalysis\x12).home_security_ai.v1.WatchAnalysisRequest\x1a%.home_security_ai.v1.AnalysisProgress0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,5 +37,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'home_security_ai.v1.service
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SECURITYAI']._serialized_start=161
-  _globals['_SECURITYAI']._serialized_end=916
+  _globals['_SECURITYAI']._serialized_end=1005
 # @@protoc_insertion_point(module_scope)

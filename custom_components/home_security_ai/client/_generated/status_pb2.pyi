@@ -180,7 +180,7 @@ class ModelZooStatus(_message.Message):
     def __init__(self, budget_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., registered: _Optional[int] = ..., loaded: _Optional[_Iterable[_Union[LoadedModel, _Mapping]]] = ..., loads: _Optional[int] = ..., unloads: _Optional[int] = ...) -> None: ...
 
 class ServerStatus(_message.Message):
-    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model", "model_zoo")
+    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model", "model_zoo", "feedback")
     class StageLatencyEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +199,7 @@ class ServerStatus(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_ZOO_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     version: str
     uptime_s: float
@@ -210,4 +211,17 @@ class ServerStatus(_message.Message):
     events: EventsStatus
     language_model: LanguageModelStatus
     model_zoo: ModelZooStatus
-    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ..., events: _Optional[_Union[EventsStatus, _Mapping]] = ..., language_model: _Optional[_Union[LanguageModelStatus, _Mapping]] = ..., model_zoo: _Optional[_Union[ModelZooStatus, _Mapping]] = ...) -> None: ...
+    feedback: _containers.RepeatedCompositeFieldContainer[CameraFeedback]
+    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ..., events: _Optional[_Union[EventsStatus, _Mapping]] = ..., language_model: _Optional[_Union[LanguageModelStatus, _Mapping]] = ..., model_zoo: _Optional[_Union[ModelZooStatus, _Mapping]] = ..., feedback: _Optional[_Iterable[_Union[CameraFeedback, _Mapping]]] = ...) -> None: ...
+
+class CameraFeedback(_message.Message):
+    __slots__ = ("camera_id", "false_alarms", "confirmed", "calibrated_cases")
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    FALSE_ALARMS_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_CASES_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    false_alarms: int
+    confirmed: int
+    calibrated_cases: int
+    def __init__(self, camera_id: _Optional[str] = ..., false_alarms: _Optional[int] = ..., confirmed: _Optional[int] = ..., calibrated_cases: _Optional[int] = ...) -> None: ...

@@ -113,10 +113,29 @@ def event_payload(
         "prompt_version": event.prompt_version,
         "scene_change": event.scene_change.name.lower(),
         "anomaly_score": round(event.anomaly_score, 4),
-        "audit_notes": list(event.audit_notes),
+        **audit_payload(event),
         "snapshot_path": str(snapshot) if snapshot is not None else None,
         "media_content_id": media_id,
         **incident_payload(event),
+    }
+
+
+def audit_payload(event: SecurityEvent) -> dict[str, Any]:
+    """The audit of the event's text: what it did not back, and its 1-5 rubric."""
+    rubric = event.audit_rubric
+    return {
+        "audit_notes": list(event.audit_notes),
+        "audit_score": rubric.score if rubric is not None else None,
+        "audit_rubric": (
+            {
+                "context_used": rubric.context_used,
+                "coherent": rubric.coherent,
+                "justified": rubric.justified,
+                "actionable": rubric.actionable,
+            }
+            if rubric is not None
+            else None
+        ),
     }
 
 

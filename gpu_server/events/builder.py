@@ -187,6 +187,7 @@ def _assessed(assessment: Assessment) -> dict[str, Any]:
         "fallback_reason": assessment.fallback_reason or "",
         "model": assessment.model,
         "audit_notes": assessment.audit_notes,
+        "audit_rubric": assessment.audit_rubric,
     }
 
 

@@ -20,6 +20,7 @@ from gpu_server.events.model import (
     ZoneRequest,
 )
 from gpu_server.ingest.detect import Detection
+from gpu_server.llm.schema import AuditRubric
 from gpu_server.vocabulary import RiskLevel
 
 _RISK_LEVEL: Final = {
@@ -127,7 +128,26 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
     )
     if event.incident is not None:
         message.incident.CopyFrom(_incident_to_pb(event.incident))
+    if (rubric := event.audit_rubric) is not None:
+        message.audit_rubric.CopyFrom(
+            events_pb2.AuditRubric(
+                context_used=rubric.context_used,
+                coherent=rubric.coherent,
+                justified=rubric.justified,
+                actionable=rubric.actionable,
+                score=rubric.score,
+            )
+        )
     return message
+
+
+def _rubric_from_pb(message: events_pb2.AuditRubric) -> AuditRubric:
+    return AuditRubric(
+        context_used=message.context_used,
+        coherent=message.coherent,
+        justified=message.justified,
+        actionable=message.actionable,
+    )
 
 
 def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
@@ -163,6 +183,9 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
         created_at_ms=message.created_at_ms,
         incident=_incident_from_pb(message.incident) if message.HasField("incident") else None,
         audit_notes=tuple(message.audit_notes),
+        audit_rubric=(
+            _rubric_from_pb(message.audit_rubric) if message.HasField("audit_rubric") else None
+        ),
     )
 
 

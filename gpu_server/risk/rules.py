@@ -92,6 +92,21 @@ def _failsafe(analysis: AnalysisInput) -> str | None:
     return None
 
 
+_PLURALS: Final = {
+    LabelGroup.PERSON: "people",
+    LabelGroup.VEHICLE: "vehicles",
+    LabelGroup.ANIMAL: "animals",
+    LabelGroup.OTHER: "other objects",
+}
+
+
+def _counted(kind: LabelGroup, count: int) -> str:
+    """"1 person", "4 people", "2 other objects"."""
+    if count == 1:
+        return f"1 {'other object' if kind is LabelGroup.OTHER else kind.value}"
+    return f"{count} {_PLURALS[kind]}"
+
+
 def _cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
@@ -152,7 +167,7 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     risk_score = int(min(max(round(score), SCORE_MIN), SCORE_MAX))
     level = level_for_score(risk_score)
     camera = sanitize_name(analysis.camera_name).text or analysis.camera_id
-    seen = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "nothing"
+    seen = ", ".join(_counted(kind, count) for kind, count in sorted(kinds.items())) or "nothing"
     summary = f"{level.value.capitalize()} risk on {camera}: {seen} detected ({analysis.daypart})."
     if analysis.scene_changed:
         summary = f"{level.value.capitalize()} risk on {camera}: the scene changed suddenly."

@@ -22,6 +22,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.home_security_ai.cameras import Cameras
 from custom_components.home_security_ai.client import (
     AckStatus,
+    AuditRubric,
     EventKind,
     FrameAck,
     FrameIn,
@@ -637,6 +638,9 @@ async def test_incident_updates_and_endings_reach_the_bus(
         created_at_ms=1_767_614_410_000,
         incident=incident,
         audit_notes=("mentions a vehicle but none was detected",),
+        audit_rubric=AuditRubric(
+            context_used=4, coherent=3, justified=5, actionable=4, score=4.0
+        ),
     )
     end = SecurityEvent(
         sequence=start + 2,
@@ -662,6 +666,11 @@ async def test_incident_updates_and_endings_reach_the_bus(
     assert state.attributes["incident_id"] == "walk"
     assert state.attributes["alert"] is False
     assert state.attributes["audit_notes"] == ["mentions a vehicle but none was detected"]
+    assert state.attributes["audit_score"] == 4.0
+    assert state.attributes["audit_rubric"] == {
+        "context_used": 4, "coherent": 3, "justified": 5, "actionable": 4,
+    }
+    assert payload["audit_score"] == 4.0
     assert ended == [
         {
             "entry_id": entry.entry_id,

@@ -22,6 +22,7 @@ from .errors import (
 from .models import (
     AckStatus,
     AnalyzeNowResult,
+    AuditRubric,
     Box,
     CameraSettings,
     Detection,
@@ -122,6 +123,19 @@ def _detection_from_proto(det: frames_pb2.Detection) -> Detection:
     )
 
 
+def _rubric_from_proto(event: events_pb2.SecurityEvent) -> AuditRubric | None:
+    if not event.HasField("audit_rubric"):
+        return None
+    rubric = event.audit_rubric
+    return AuditRubric(
+        context_used=rubric.context_used,
+        coherent=rubric.coherent,
+        justified=rubric.justified,
+        actionable=rubric.actionable,
+        score=round(rubric.score, 2),
+    )
+
+
 def _incident_from_proto(event: events_pb2.SecurityEvent) -> Incident | None:
     if not event.HasField("incident"):
         return None
@@ -168,6 +182,7 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
         scene_change=_enum(SceneChangeKind, event.scene_change, SceneChangeKind.NONE),
         incident=_incident_from_proto(event),
         audit_notes=tuple(event.audit_notes),
+        audit_rubric=_rubric_from_proto(event),
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,
     )

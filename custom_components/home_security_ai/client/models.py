@@ -161,6 +161,17 @@ class Incident:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AuditRubric:
+    """The sidecar's audit of an assessment's text, each point from 1 (poor) to 5 (good)."""
+
+    context_used: int
+    coherent: int
+    justified: int
+    actionable: int
+    score: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SecurityEvent:
     """One event from the sidecar's outbox."""
 
@@ -189,6 +200,7 @@ class SecurityEvent:
     incident: Incident | None = None
     # What in a language model's text the detections or the rules did not back.
     audit_notes: tuple[str, ...] = ()
+    audit_rubric: AuditRubric | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

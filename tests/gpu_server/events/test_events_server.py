@@ -60,6 +60,12 @@ async def test_detections_are_assessed_when_the_window_closes(start_events: Any)
     assert event.fallback
     assert event.risk_level != events_pb2.RISK_LEVEL_UNSPECIFIED
     assert event.summary
+    # The audit scores every assessment, the rules' own included.
+    rubric = event.audit_rubric
+    assert min(rubric.context_used, rubric.coherent, rubric.justified, rubric.actionable) >= 1
+    assert rubric.score == pytest.approx(
+        (rubric.context_used + rubric.coherent + rubric.justified + rubric.actionable) / 4
+    )
     assert set(event.frame_sha256s) == shas(acks[:4])
     assert {d.detection.label for d in event.detections} == {"car"}
     assert all(d.frame_sha256 in event.frame_sha256s for d in event.detections)

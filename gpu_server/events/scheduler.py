@@ -40,6 +40,7 @@ from gpu_server.events.windows import (
     WindowSettings,
     new_window_id,
 )
+from gpu_server.feedback import FEEDBACK_FILE, FeedbackSettings, FeedbackStore
 from gpu_server.ingest.ingestor import AcceptedFrame
 from gpu_server.ingest.intake import BgrImage
 from gpu_server.risk.analysis import RiskAnalysis
@@ -92,6 +93,15 @@ class EventScheduler:
         )
         self.hub = ProgressHub()
         self.coverage = CoverageLedger(self.outbox)
+        feedback = config.feedback
+        self.feedback = FeedbackStore(
+            data_dir / FEEDBACK_FILE,
+            FeedbackSettings(
+                calibrate_after=feedback.calibrate_after,
+                window_s=feedback.window_days * 86_400.0,
+                case_retention_s=feedback.retention_days * 86_400.0,
+            ),
+        )
         self.incidents = IncidentTracker(
             IncidentSettings(
                 gap_s=events.incident_gap_s,
@@ -109,6 +119,7 @@ class EventScheduler:
             clock=self.clock,
             max_detections=events.max_detections_per_batch,
             incidents=self.incidents,
+            feedback=self.feedback,
             sure_confidence=sure_confidence,
         )
         self._fast_labels = frozenset(label.lower() for label in events.fast_path_labels)
@@ -126,6 +137,7 @@ class EventScheduler:
 
     async def start(self) -> None:
         await self.outbox.open()
+        await self.feedback.open()
         await self.risk.start()
         for camera in self.cameras.all():
             self._apply_runtime(camera)
@@ -156,6 +168,7 @@ class EventScheduler:
         # Bounded by itself: a model server that does not stop in time is killed.
         await self.risk.close(max(0.25, deadline - loop.time()))
         await self.outbox.close()
+        await self.feedback.close()
 
     def _flush_learned(self) -> None:
         self.enricher.flush()

@@ -11,6 +11,7 @@ from typing import Final
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
+from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.model import (
     CameraRequest,
     EventDetection,
@@ -19,6 +20,8 @@ from gpu_server.events.model import (
     SecurityEvent,
     ZoneRequest,
 )
+from gpu_server.feedback import Verdict
+from gpu_server.feedback.store import WHAT_MAX_CHARS
 from gpu_server.ingest.detect import Detection
 from gpu_server.llm.schema import AuditRubric
 from gpu_server.vocabulary import RiskLevel
@@ -225,3 +228,24 @@ def camera_requests_from_pb(
         )
         for item in settings
     ]
+
+
+_VERDICTS: Final = {
+    events_pb2.FEEDBACK_VERDICT_FALSE_ALARM: Verdict.FALSE_ALARM,
+    events_pb2.FEEDBACK_VERDICT_CORRECT: Verdict.CORRECT,
+}
+
+
+def feedback_from_pb(
+    request: events_pb2.FeedbackRequest,
+) -> tuple[str, Verdict, RiskLevel | None, str]:
+    """The event, verdict, level it should have had (or None) and the household's words."""
+    if not request.event_id:
+        raise InvalidSettingsError("Feedback needs an event_id")
+    verdict = _VERDICTS.get(request.verdict)
+    if verdict is None:
+        raise InvalidSettingsError("Feedback needs a verdict: false alarm or correct")
+    if len(request.what) > WHAT_MAX_CHARS:
+        raise InvalidSettingsError(f"Feedback's what is longer than {WHAT_MAX_CHARS} characters")
+    return request.event_id, verdict, _RISK_LEVEL_BACK.get(request.actual_level), request.what
+

@@ -103,6 +103,7 @@ class StatusReporter:
             events=self._events_status(),
             language_model=self._language_model_status(),
             model_zoo=self._zoo_status(),
+            feedback=self._feedback_status(),
         )
 
     def close(self) -> None:
@@ -126,6 +127,19 @@ class StatusReporter:
             fallbacks=status.fallbacks,
             retry_in_s=status.retry_in_s,
         )
+
+    def _feedback_status(self) -> list[status_pb2.CameraFeedback]:
+        if self._events is None:
+            return []
+        return [
+            status_pb2.CameraFeedback(
+                camera_id=camera_id,
+                false_alarms=counts.false_alarms,
+                confirmed=counts.confirmed,
+                calibrated_cases=counts.calibrated_cases,
+            )
+            for camera_id, counts in self._events.feedback.calibration.counts().items()
+        ]
 
     def _zoo_status(self) -> status_pb2.ModelZooStatus | None:
         if self._zoo is None:

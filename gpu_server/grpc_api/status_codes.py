@@ -16,6 +16,7 @@ from gpu_server.errors import (
     ShuttingDownError,
     SidecarError,
     StaleCursorError,
+    UnknownEventError,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ STATUS_CODES: Final[tuple[tuple[type[SidecarError], grpc.StatusCode], ...]] = (
     (InvalidSettingsError, grpc.StatusCode.INVALID_ARGUMENT),
     (StaleCursorError, grpc.StatusCode.FAILED_PRECONDITION),
     (CursorOutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
+    (UnknownEventError, grpc.StatusCode.NOT_FOUND),
     (ShuttingDownError, grpc.StatusCode.UNAVAILABLE),
     (DetectorError, grpc.StatusCode.INTERNAL),
     (SidecarError, grpc.StatusCode.INTERNAL),

@@ -16,6 +16,7 @@ from .errors import (
     CannotConnect,
     FailedPrecondition,
     HomeSecurityAIError,
+    NotFound,
     NotSupported,
     ResourceExhausted,
 )
@@ -24,12 +25,15 @@ from .models import (
     AnalyzeNowResult,
     AuditRubric,
     Box,
+    CameraFeedback,
     CameraSettings,
     Detection,
     DetectorStatus,
     EventDetection,
     EventKind,
     EventsStatus,
+    FeedbackResult,
+    FeedbackVerdict,
     FrameAck,
     FrameCounters,
     FrameIn,
@@ -80,15 +84,26 @@ def _map_error(err: grpc.RpcError) -> HomeSecurityAIError:
     return _map_status(None, str(err))
 
 
+# Status codes with an error of their own, and how each reads.
+_ERRORS: Final[dict[grpc.StatusCode, tuple[type[HomeSecurityAIError], str]]] = {
+    grpc.StatusCode.UNAUTHENTICATED: (AuthFailed, "The sidecar refused the token"),
+    grpc.StatusCode.UNIMPLEMENTED: (
+        NotSupported, "The sidecar does not support this call; update it"
+    ),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (
+        ResourceExhausted, "The sidecar call ran out of resources"
+    ),
+    grpc.StatusCode.NOT_FOUND: (NotFound, "The sidecar does not know it"),
+    grpc.StatusCode.FAILED_PRECONDITION: (
+        FailedPrecondition, "The sidecar refused the call's premise"
+    ),
+}
+
+
 def _map_status(code: grpc.StatusCode | None, details: str | None) -> HomeSecurityAIError:
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return AuthFailed(f"The sidecar refused the token: {details}")
-    if code == grpc.StatusCode.UNIMPLEMENTED:
-        return NotSupported(f"The sidecar does not support this call; update it: {details}")
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return ResourceExhausted(f"The sidecar call ran out of resources: {details}")
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return FailedPrecondition(f"The sidecar refused the call's premise: {details}")
+    if code is not None and code in _ERRORS:
+        kind, meaning = _ERRORS[code]
+        return kind(f"{meaning}: {details}")
     if code in _CONNECT_CODES:
         return CannotConnect(f"Cannot reach the sidecar ({code}): {details}")
     return HomeSecurityAIError(f"The sidecar answered with an error ({code}): {details}")
@@ -306,6 +321,14 @@ def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
                 for model in status.model_zoo.loaded
             ),
         ),
+        feedback={
+            item.camera_id: CameraFeedback(
+                false_alarms=item.false_alarms,
+                confirmed=item.confirmed,
+                calibrated_cases=item.calibrated_cases,
+            )
+            for item in status.feedback
+        },
     )
 
 
@@ -522,6 +545,34 @@ class HomeSecurityAIClient:
         except grpc.RpcError as err:
             raise _map_error(err) from err
         return bool(response.adopted)
+
+    async def feedback(
+        self,
+        event_id: str,
+        verdict: FeedbackVerdict,
+        *,
+        actual_level: RiskLevel = RiskLevel.UNSPECIFIED,
+        what: str = "",
+    ) -> FeedbackResult:
+        """Tell the sidecar the household's verdict on one of its events."""
+        try:
+            response = await self._get_stub().Feedback(
+                events_pb2.FeedbackRequest(
+                    event_id=event_id,
+                    verdict=events_pb2.FeedbackVerdict.Name(int(verdict)),
+                    actual_level=events_pb2.RiskLevel.Name(int(actual_level)),
+                    what=what,
+                ),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return FeedbackResult(
+            camera_id=response.camera_id,
+            false_alarms=response.false_alarms,
+            calibrated=response.calibrated,
+        )
 
     async def close(self) -> None:
         """Close the channel; the client can be used again afterwards."""

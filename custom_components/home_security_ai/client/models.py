@@ -225,6 +225,31 @@ class CameraSettings:
     time_zone: str = ""
 
 
+class FeedbackVerdict(IntEnum):
+    """The household's verdict on an event (values as in the contract)."""
+
+    FALSE_ALARM = 1
+    CORRECT = 2
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedbackResult:
+    """The answer to Feedback."""
+
+    camera_id: str
+    false_alarms: int  # counted so far for the event's cases
+    calibrated: bool  # whether one of the event's cases now has its risk lowered
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CameraFeedback:
+    """The household's verdicts on one camera's events."""
+
+    false_alarms: int = 0
+    confirmed: int = 0
+    calibrated_cases: int = 0
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AnalyzeNowResult:
     """The answer to AnalyzeNow."""
@@ -381,3 +406,5 @@ class ServerStatus:
     events: EventsStatus = field(default_factory=EventsStatus)
     language_model: LanguageModelStatus = field(default_factory=LanguageModelStatus)
     model_zoo: ModelZooStatus = field(default_factory=ModelZooStatus)
+    # The household's verdicts, by camera id.
+    feedback: dict[str, CameraFeedback] = field(default_factory=dict)

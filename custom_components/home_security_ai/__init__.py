@@ -16,6 +16,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from . import spool as spool_module
+from .camera_ids import CameraIds
 from .cameras import Cameras
 from .client import HomeSecurityAIClient, HomeSecurityAIError
 from .connection import ConnectionSupervisor
@@ -49,7 +50,7 @@ from .sources import CameraEntitySource, UploadFolderWatcher
 from .spool import FrameSpool
 
 # What each entry keeps under .storage besides its spool (see event_stream.py and sources.py).
-STORED_SUFFIXES = ("events", "uploads")
+STORED_SUFFIXES = ("events", "uploads", "camera_ids")
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
@@ -98,6 +99,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
             minutes=float(options.get(CONF_THREAT_MINUTES, DEFAULT_THREAT_MINUTES))
         ),
     )
+    camera_ids = CameraIds(hass, entry.entry_id)
+    await camera_ids.async_load()
     events = EventStream(hass, entry, client, spool, cameras)
     frames = FrameStream(
         hass,
@@ -122,12 +125,18 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
             entry,
             frames,
             cameras,
+            camera_ids,
             cameras=list(options.get(CONF_CAMERAS, [])),
             interval=int(options.get(CONF_SNAPSHOT_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL)),
             motion_sensors=dict(options.get(CONF_MOTION_SENSORS, {})),
         ),
         upload_watcher=UploadFolderWatcher(
-            hass, entry, frames, cameras, list(options.get(CONF_UPLOAD_FOLDERS, []))
+            hass,
+            entry,
+            frames,
+            cameras,
+            camera_ids,
+            roots=list(options.get(CONF_UPLOAD_FOLDERS, [])),
         ),
         applied_options=dict(options),
     )

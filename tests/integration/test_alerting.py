@@ -47,6 +47,9 @@ def test_a_window_across_midnight_belongs_to_the_day_it_started(
     assert WEEKNIGHTS.covers(when) is quiet
 
 
+FRIDAY_NOON = _at(0, 12)
+
+
 def test_a_window_within_a_day_and_a_whole_day() -> None:
     lunch = QuietHours(days=frozenset({4}), start=time(12), end=time(13, 30))
     assert lunch.covers(_at(0, 12, 0))
@@ -70,7 +73,7 @@ def _assess(
     *,
     mode: ArmedMode = ArmedMode.HOME,
     nobody_home: bool = False,
-    when: datetime = _at(0, 12),
+    when: datetime = FRIDAY_NOON,
     incident_alert: bool = True,
     settings: AlertSettings | None = None,
 ) -> dict[str, object]:

@@ -36,6 +36,11 @@ class Arming:
         # The assessment of each camera's latest event, for its event entity.
         self._latest: dict[str, tuple[str, Assessment]] = {}
 
+    @property
+    def paused_cameras(self) -> list[str]:
+        """Return the cameras whose analysis is off."""
+        return sorted(self._paused)
+
     def analysis_enabled(self, camera_id: str) -> bool:
         """Return whether the camera's frames are collected and sent."""
         return camera_id not in self._paused

@@ -45,6 +45,7 @@ from .vocabulary import MAX_CAMERAS, risk_level_name
 from .zones import camera_settings
 
 if TYPE_CHECKING:
+    from .arming import Arming
     from .cameras import Cameras
     from .coordinator import HomeSecurityAIConfigEntry
     from .spool import FrameSpool
@@ -169,13 +170,20 @@ class EventStream:
         client: HomeSecurityAIClient,
         spool: FrameSpool,
         cameras: Cameras,
+        *,
+        arming: Arming | None = None,
     ) -> None:
-        """Set up an idle stream; `async_load` reads the stored cursor."""
+        """Set up an idle stream; `async_load` reads the stored cursor.
+
+        With `arming`, every security event is assessed by the household's rules (escalation,
+        quiet hours, minimum levels) and the bus event carries the outcome.
+        """
         self.hass = hass
         self._entry = entry
         self._client = client
         self._spool = spool
         self._cameras = cameras
+        self._arming = arming
         self._store: Store[_StoredEvents] = Store(
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.events"
         )
@@ -401,7 +409,9 @@ class EventStream:
     def _async_security_event(self, event: SecurityEvent, snapshot: Path | None) -> None:
         self.security_events += 1
         root = media_root(self.hass)
-        self.hass.bus.async_fire(
-            EVENT_SECURITY, event_payload(self._entry.entry_id, event, snapshot, root)
-        )
+        payload = event_payload(self._entry.entry_id, event, snapshot, root)
+        if self._arming is not None:
+            # The level automations see, and whether to alert; the sidecar's level stays too.
+            payload.update(self._arming.async_assess(event).as_data())
+        self.hass.bus.async_fire(EVENT_SECURITY, payload)
         self._cameras.async_event_stored(event, snapshot)

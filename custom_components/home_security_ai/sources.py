@@ -155,6 +155,9 @@ class CameraEntitySource:
     async def async_snapshot(self, entity_id: str) -> None:
         """Fetch one still image from a camera entity and queue it."""
         camera_id = self._cameras[entity_id]
+        if not self._entry.runtime_data.arming.analysis_enabled(camera_id):
+            self._busy.discard(entity_id)
+            return  # paused: not even fetched
         try:
             image = await camera.async_get_image(self.hass, entity_id)
         except HomeAssistantError as err:

@@ -231,7 +231,8 @@ async def test_armed_mode(hass: HomeAssistant, mock_config_entry: MockConfigEntr
 async def test_analysis_switch_pauses_a_camera(
     hass: HomeAssistant, shared_sidecar: Sidecar, porch_camera: PorchCamera
 ) -> None:
-    """Off: the camera's frames are neither spooled nor sent; on again: they are. No reload."""
+    """Off: the camera is not even asked for a snapshot, and nothing is spooled or sent; on
+    again: it is. No reload."""
     entry = make_entry(shared_sidecar, {CONF_CAMERAS: [TEST_CAMERA], CONF_SNAPSHOT_INTERVAL: 0})
     await _setup(hass, entry)
     data = entry.runtime_data
@@ -240,10 +241,11 @@ async def test_analysis_switch_pauses_a_camera(
 
     await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
     assert hass.states.get(switch).state == "off"  # type: ignore[union-attr]
+    requests = porch_camera.requests
     await data.camera_source.async_snapshot(TEST_CAMERA)
+    assert porch_camera.requests == requests
     assert data.spool.frame_count == 0
     assert data.frames.counters.submitted == 0
-    assert data.frames.counters.paused == 1
 
     await hass.services.async_call("switch", "turn_on", {"entity_id": switch}, blocking=True)
     await data.camera_source.async_snapshot(TEST_CAMERA)

@@ -48,7 +48,9 @@ async def test_removing_the_entry_deletes_its_files(
     events: Store[dict[str, Any]] = Store(hass, 1, f"{DOMAIN}.{entry.entry_id}.events")
     await events.async_save({"sequence": 1})
     stored = {key for key in hass_storage if key.startswith(f"{DOMAIN}.{entry.entry_id}.")}
-    assert stored == {f"{DOMAIN}.{entry.entry_id}.{name}" for name in ("events", "uploads", "camera_ids")}
+    assert stored == {
+        f"{DOMAIN}.{entry.entry_id}.{name}" for name in ("events", "uploads", "camera_ids")
+    }
     spool = spool_and_media_dirs / "spool" / entry.entry_id
     assert spool.exists()
 

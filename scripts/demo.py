@@ -288,7 +288,7 @@ class HomeAssistantApi:
         """Start a (config or options) flow and answer its forms in order."""
         result = self.request("POST", start_path, {"handler": handler})
         for answer in answers:
-            if result.get("type") != "form":
+            if result.get("type") not in ("form", "menu"):
                 break
             result = self.request("POST", f"{start_path}/{result['flow_id']}", answer)
         if result.get("type") not in ("create_entry",):
@@ -501,7 +501,10 @@ def main() -> None:
         api.run_flow(
             "/api/config/config_entries/options/flow",
             entry_id,
-            [{"cameras": [], "snapshot_interval": 0, "upload_folders": [str(uploads)]}],
+            [
+                {"next_step_id": "sources"},
+                {"cameras": [], "snapshot_interval": 0, "upload_folders": [str(uploads)]},
+            ],
         )
         states = stack.wait_for(
             lambda: cameras_seen(api), DETECTION_TIMEOUT_S, "events from the sample cameras", 2.0

@@ -25,6 +25,7 @@ from gpu_server.context import (
     SceneChangeKind,
     ZoneMap,
 )
+from gpu_server.enrich.pipeline import EnrichmentResult, Enricher
 from gpu_server.events.cameras import CameraDirectory
 from gpu_server.events.clock import Clock, to_ms
 from gpu_server.events.incidents import TAMPER_KIND, EndedIncident, IncidentTracker
@@ -37,6 +38,8 @@ from gpu_server.llm.inputs import (
     BaselineInput,
     CameraActivity,
     DetectionInput,
+    PersonInput,
+    UntrustedText,
     ZoneInput,
 )
 from gpu_server.llm.schema import Assessment
@@ -145,6 +148,26 @@ def analysis_input(
     )
 
 
+def with_enrichment(analysis: AnalysisInput, enriched: EnrichmentResult) -> AnalysisInput:
+    """The analysis with what enrichment found: who was recognised, and the text read off
+    vehicles as untrusted text (the prompt sanitizes and flags it; the rules weigh the flag)."""
+    people = tuple(
+        PersonInput(name=person.name, distance=max(person.distance, 0.0))
+        for person in enriched.people
+    )
+    texts = tuple(UntrustedText(source="ocr_plate", text=plate.raw) for plate in enriched.plates)
+    known = tuple(
+        dict.fromkeys(plate.known_label for plate in enriched.plates if plate.known_label)
+    )
+    return analysis.model_copy(
+        update={
+            "people": people,
+            "untrusted_texts": analysis.untrusted_texts + texts,
+            "known_vehicles": known,
+        }
+    )
+
+
 def event_detections(frames: Sequence[WindowFrame], zone_map: ZoneMap) -> list[EventDetection]:
     out: list[EventDetection] = []
     for frame in frames:
@@ -203,8 +226,10 @@ class EventBuilder:
         max_detections: int,
         incidents: IncidentTracker,
         sure_confidence: float = 0.9,
+        enrichment: Enricher | None = None,
     ) -> None:
         self._sure_confidence = sure_confidence
+        self._enrichment = enrichment
         self._enricher = enricher
         self._incidents = incidents
         self._risk = risk
@@ -391,10 +416,18 @@ class EventBuilder:
             )
 
         analysis = analysis_input(context, zone_map, prompt_version, self._sure_confidence)
+        enriched = EnrichmentResult()
+        crops = [crop for frame in job.frames for crop in frame.crops]
+        if self._enrichment is not None and crops:
+            enriched = await self._enrichment.enrich(crops)
+            analysis = with_enrichment(analysis, enriched)
         assessment = await self._assess(job, analysis)
         return SecurityEvent(
             **common,
             **_assessed(assessment),
+            people=enriched.people,
+            plates=enriched.plates,
+            enrichment_notes=enriched.notes,
             prompt_version=(
                 assessment.prompt_version or self._risk.prompt_version_for(analysis)
             ),

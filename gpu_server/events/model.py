@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gpu_server.context import SceneChangeKind
+from gpu_server.enrich.pipeline import PersonSighting, PlateReading
 from gpu_server.ingest.detect import Detection
 from gpu_server.vocabulary import RiskLevel
 
@@ -65,6 +66,11 @@ class SecurityEvent:
     incident: EventIncident | None = None
     # What in a language model's text the detections or the rules did not back.
     audit_notes: tuple[str, ...] = ()
+    # Enrichment: faces matched against the known people, text read off vehicles, and why a
+    # part did not run.
+    people: tuple[PersonSighting, ...] = ()
+    plates: tuple[PlateReading, ...] = ()
+    enrichment_notes: tuple[str, ...] = ()
     # Given by the outbox when the event is stored; 0 before.
     sequence: int = 0
 

@@ -55,6 +55,13 @@ class CameraActivity(_Input):
     labels: tuple[str, ...] = ()
 
 
+class PersonInput(_Input):
+    """A face in the batch: a known person by name, or unknown (by embedding distance)."""
+
+    name: str | None = Field(default=None, max_length=200)  # None: unknown
+    distance: float = Field(default=0.0, ge=0.0)
+
+
 class UntrustedText(_Input):
     """Text read from an image or another source that anyone could have written."""
 
@@ -75,6 +82,9 @@ class AnalysisInput(_Input):
     other_cameras: tuple[CameraActivity, ...] = ()
     scene_changed: bool = False
     untrusted_texts: tuple[UntrustedText, ...] = ()
+    # Faces seen (enrichment), and the names of known vehicles whose plate was read.
+    people: tuple[PersonInput, ...] = ()
+    known_vehicles: tuple[str, ...] = ()
     # Optional per-camera prompt version; the service default applies when None.
     prompt_version: str | None = None
     # The confidence from which the detector's detections are as good as certain (0.9 for

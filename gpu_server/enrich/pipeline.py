@@ -84,8 +84,12 @@ class Crop:
     def to_frame(self, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
         x0, y0 = self.origin
         x1, y1, x2, y2 = box
-        return (x0 + x1 * self.scale, y0 + y1 * self.scale,
-                x0 + x2 * self.scale, y0 + y2 * self.scale)
+        return (
+            x0 + x1 * self.scale,
+            y0 + y1 * self.scale,
+            x0 + x2 * self.scale,
+            y0 + y2 * self.scale,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +160,7 @@ def cut_crops(
     `size` is the original frame's width and height: the boxes are in its pixels, while the
     decoded `pixels` may be scaled down.
     """
-    width, height = size
+    width, _ = size
     ratio = pixels.shape[1] / width if width else 1.0
     limits = {LabelGroup.PERSON: max_person, LabelGroup.VEHICLE: max_vehicle}
     crops: list[Crop] = []
@@ -305,8 +309,11 @@ class Enricher:
             )
             # The same person in several frames is one sighting: the one nearest the gallery.
             same = next(
-                (index for index, (_, seen) in enumerate(kept)
-                 if distance(seen, face.embedding) <= self.gallery.match_distance),
+                (
+                    index
+                    for index, (_, seen) in enumerate(kept)
+                    if distance(seen, face.embedding) <= self.gallery.match_distance
+                ),
                 None,
             )
             if same is None:
@@ -348,9 +355,7 @@ class Enricher:
 
     # -- the known people ----------------------------------------------------------------
 
-    async def enroll(
-        self, name: str, *, face_id: str = "", image: bytes = b""
-    ) -> KnownPerson:
+    async def enroll(self, name: str, *, face_id: str = "", image: bytes = b"") -> KnownPerson:
         """Add a face to a person: one from a recent event, or the largest in an image."""
         if face_id:
             embedding = self._recent_faces.get(face_id)

@@ -52,7 +52,7 @@ class PlateReader:
     def __init__(self) -> None:
         # RapidOCR logs every call at INFO; its own logger, not ours.
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-        from rapidocr_onnxruntime import RapidOCR
+        from rapidocr_onnxruntime import RapidOCR  # noqa: PLC0415 - optional package
 
         self._ocr: Any = RapidOCR()
         self._lock = threading.Lock()

@@ -25,7 +25,7 @@ from gpu_server.context import (
     SceneChangeKind,
     ZoneMap,
 )
-from gpu_server.enrich.pipeline import EnrichmentResult, Enricher
+from gpu_server.enrich.pipeline import Enricher, EnrichmentResult
 from gpu_server.events.cameras import CameraDirectory
 from gpu_server.events.clock import Clock, to_ms
 from gpu_server.events.incidents import TAMPER_KIND, EndedIncident, IncidentTracker

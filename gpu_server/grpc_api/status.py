@@ -9,10 +9,10 @@ from typing import Final
 
 from gpu_server import __version__
 from gpu_server._generated import status_pb2
+from gpu_server.enrich.pipeline import Enricher
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.detect import DetectorSelection
-from gpu_server.enrich.pipeline import Enricher
 from gpu_server.models.registry import ModelRegistry
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker

@@ -53,7 +53,9 @@ def test_enrolled_face_is_recognised_in_another_crop_and_a_stranger_is_not(
         assert gallery.match(face.embedding).name is None
 
 
-def test_an_empty_gallery_knows_nobody(face_model: FaceModel, photos: Photos, tmp_path: Path) -> None:
+def test_an_empty_gallery_knows_nobody(
+    face_model: FaceModel, photos: Photos, tmp_path: Path
+) -> None:
     match = PeopleGallery(tmp_path, 0.6).match(first_face(face_model, photos["astronaut"]))
     assert match.name is None
     assert match.distance == -1.0
@@ -65,7 +67,9 @@ def test_removing_a_person_deletes_their_embeddings_on_disk(
     gallery = PeopleGallery(tmp_path, 0.6)
     zidane_face = first_face(face_model, photos["zidane"])
     gallery.enroll("Anna", first_face(face_model, photos["astronaut"]))
-    gallery.enroll("Anna", first_face(face_model, np.ascontiguousarray(photos["astronaut"][:, ::-1])))
+    gallery.enroll(
+        "Anna", first_face(face_model, np.ascontiguousarray(photos["astronaut"][:, ::-1]))
+    )
     gallery.enroll("Zidane", zidane_face)
     assert [(p.name, p.embeddings) for p in gallery.people()] == [("Anna", 2), ("Zidane", 1)]
 

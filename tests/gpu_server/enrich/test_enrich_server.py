@@ -39,7 +39,9 @@ class Sidecar:
         camera = f"camera{self.sequence}"
         frames = [
             frames_pb2.Frame(
-                camera_id=camera, image=image, client_ref=str(index),
+                camera_id=camera,
+                image=image,
+                client_ref=str(index),
                 captured_at_ms=1_767_614_400_000 + index,
                 source=frames_pb2.FRAME_SOURCE_CAMERA_ENTITY,
             )

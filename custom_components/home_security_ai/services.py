@@ -1,5 +1,5 @@
 """Actions of Home Security AI: analyze a camera's batch now, accept a camera's current view,
-and set a camera's zones."""
+set a camera's zones, and enrol or forget a known person."""
 
 from __future__ import annotations
 
@@ -27,8 +27,12 @@ from .zones import InvalidZones, validate_zones
 SERVICE_ANALYZE_NOW: Final = "analyze_now"
 SERVICE_SET_ZONES: Final = "set_zones"
 SERVICE_RESET_SCENE: Final = "reset_scene"
+SERVICE_ENROLL_PERSON: Final = "enroll_person"
+SERVICE_REMOVE_PERSON: Final = "remove_person"
 ATTR_CAMERA_ID: Final = "camera_id"
 ATTR_ZONES: Final = "zones"
+ATTR_NAME: Final = "name"
+ATTR_FACE_ID: Final = "face_id"
 
 _TARGET: dict[vol.Marker, Any] = {
     vol.Optional(ATTR_DEVICE_ID): vol.Any(cv.string, [cv.string]),
@@ -36,6 +40,11 @@ _TARGET: dict[vol.Marker, Any] = {
 }
 ANALYZE_NOW_SCHEMA = vol.Schema(_TARGET)
 SET_ZONES_SCHEMA = vol.Schema({**_TARGET, vol.Required(ATTR_ZONES): list})
+# A face id comes from an event's `face_ids` attribute.
+ENROLL_PERSON_SCHEMA = vol.Schema(
+    {vol.Required(ATTR_NAME): cv.string, vol.Required(ATTR_FACE_ID): cv.string}
+)
+REMOVE_PERSON_SCHEMA = vol.Schema({vol.Required(ATTR_NAME): cv.string})
 
 
 def _loaded_entries(hass: HomeAssistant) -> list[HomeSecurityAIConfigEntry]:
@@ -149,6 +158,40 @@ async def _async_set_zones(call: ServiceCall) -> None:
         raise _sidecar_error(err) from err
 
 
+async def _async_enroll_person(call: ServiceCall) -> ServiceResponse:
+    """"This is Anna": the face of an event becomes one of the person's enrolled faces."""
+    entries = _loaded_entries(call.hass)
+    if not entries:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_loaded")
+    failure: HomeSecurityAIError | None = None
+    # The sidecar that saw the face remembers it; with several sidecars, ask each in turn.
+    for entry in entries:
+        try:
+            person = await entry.runtime_data.client.enroll_person(
+                call.data[ATTR_NAME], face_id=call.data[ATTR_FACE_ID]
+            )
+        except HomeSecurityAIError as err:
+            failure = err
+            continue
+        return {"name": person.name, "faces": person.embeddings}
+    assert failure is not None
+    raise _sidecar_error(failure)
+
+
+async def _async_remove_person(call: ServiceCall) -> ServiceResponse:
+    """Forget a person: every face enrolled for them is deleted."""
+    entries = _loaded_entries(call.hass)
+    if not entries:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_loaded")
+    removed = 0
+    for entry in entries:
+        try:
+            removed += await entry.runtime_data.client.remove_person(call.data[ATTR_NAME])
+        except HomeSecurityAIError as err:
+            raise _sidecar_error(err) from err
+    return {"name": call.data[ATTR_NAME], "faces_removed": removed}
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the integration's actions (once, not per entry)."""
@@ -168,4 +211,18 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     hass.services.async_register(
         DOMAIN, SERVICE_SET_ZONES, _async_set_zones, schema=SET_ZONES_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_ENROLL_PERSON,
+        _async_enroll_person,
+        schema=ENROLL_PERSON_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_REMOVE_PERSON,
+        _async_remove_person,
+        schema=REMOVE_PERSON_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )

@@ -105,6 +105,18 @@ class EventsConfig(_Section):
         return value
 
 
+class FeedbackConfig(_Section):
+    """The household's verdicts: when they calibrate a case, and how long they count."""
+
+    # A case (object, zone, hour of the week) has its risk lowered after this many more false
+    # alarms than confirmations.
+    calibrate_after: int = Field(default=3, ge=1, le=1_000)
+    # Verdicts older than this no longer count.
+    window_days: float = Field(default=90.0, gt=0.0, le=3_650.0)
+    # How long after an event a verdict on it is still taken.
+    retention_days: float = Field(default=30.0, gt=0.0, le=3_650.0)
+
+
 class ZooConfig(_Section):
     """The model zoo's memory budget: VRAM on a GPU, RAM on the CPU."""
 
@@ -187,6 +199,7 @@ class ServerConfig(_Section):
     scene: SceneConfig = Field(default_factory=SceneConfig)
     zoo: ZooConfig = Field(default_factory=ZooConfig)
     enrich: EnrichConfig = Field(default_factory=EnrichConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     llm: LlmSettings = Field(default_factory=LlmSettings)
 
@@ -237,6 +250,7 @@ ENV_VARS: dict[str, str] = {
     "HSAI_ZOO_MEMORY_BUDGET_MB": "zoo.memory_budget_mb",
     "HSAI_ENRICH_ENABLED": "enrich.enabled",
     "HSAI_KNOWN_PLATES": "enrich.known_plates",
+    "HSAI_FEEDBACK_CALIBRATE_AFTER": "feedback.calibrate_after",
     "HSAI_SCENE_ADOPT_AFTER": "scene.adopt_after",
     "HSAI_SCENE_ADOPT_AFTER_S": "scene.adopt_after_s",
     "HSAI_LLM_ENABLED": "llm.enabled",

@@ -57,6 +57,10 @@ class CursorOutOfRangeError(SidecarError):
     """A sequence number beyond what any outbox can hold (SQLite's signed 64-bit integers)."""
 
 
+class UnknownEventError(SidecarError):
+    """Feedback names an event the server never made, or no longer keeps."""
+
+
 class ShuttingDownError(SidecarError):
     """The server is stopping and no longer takes work."""
 

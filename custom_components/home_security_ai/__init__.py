@@ -16,10 +16,13 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from . import spool as spool_module
+from .arming import Arming
+from .camera_ids import CameraIds
 from .cameras import Cameras
 from .client import HomeSecurityAIClient, HomeSecurityAIError
 from .connection import ConnectionSupervisor
 from .const import (
+    ALERT_OPTIONS,
     CONF_CAMERAS,
     CONF_MOTION_SENSORS,
     CONF_SNAPSHOT_INTERVAL,
@@ -49,14 +52,16 @@ from .sources import CameraEntitySource, UploadFolderWatcher
 from .spool import FrameSpool
 
 # What each entry keeps under .storage besides its spool (see event_stream.py and sources.py).
-STORED_SUFFIXES = ("events", "uploads")
+STORED_SUFFIXES = ("events", "uploads", "camera_ids")
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
     Platform.BUTTON,
     Platform.CAMERA,
     Platform.EVENT,
+    Platform.SELECT,
     Platform.SENSOR,
+    Platform.SWITCH,
 ]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -98,7 +103,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
             minutes=float(options.get(CONF_THREAT_MINUTES, DEFAULT_THREAT_MINUTES))
         ),
     )
-    events = EventStream(hass, entry, client, spool, cameras)
+    camera_ids = CameraIds(hass, entry.entry_id)
+    await camera_ids.async_load()
+    arming = Arming(hass, entry)
+    events = EventStream(hass, entry, client, spool, cameras, arming=arming)
     frames = FrameStream(
         hass,
         entry,
@@ -107,6 +115,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
         spool=spool,
         cameras=cameras,
         event_stored=events.event_stored,
+        analysis_enabled=arming.analysis_enabled,
     )
     connection = ConnectionSupervisor(hass, entry, client, coordinator)
     entry.runtime_data = HomeSecurityAIData(
@@ -122,13 +131,20 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
             entry,
             frames,
             cameras,
+            camera_ids,
             cameras=list(options.get(CONF_CAMERAS, [])),
             interval=int(options.get(CONF_SNAPSHOT_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL)),
             motion_sensors=dict(options.get(CONF_MOTION_SENSORS, {})),
         ),
         upload_watcher=UploadFolderWatcher(
-            hass, entry, frames, cameras, list(options.get(CONF_UPLOAD_FOLDERS, []))
+            hass,
+            entry,
+            frames,
+            cameras,
+            camera_ids,
+            roots=list(options.get(CONF_UPLOAD_FOLDERS, [])),
         ),
+        arming=arming,
         applied_options=dict(options),
     )
     entry.runtime_data.server_device_id = (
@@ -206,10 +222,11 @@ async def async_remove_config_entry_device(
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
-    """Send new zones right away; reload for every other change."""
+    """Send new zones right away; alert rules apply to the next event; reload for the rest."""
     data = entry.runtime_data
-    before = {key: value for key, value in data.applied_options.items() if key != CONF_ZONES}
-    after = {key: value for key, value in entry.options.items() if key != CONF_ZONES}
+    live = {CONF_ZONES, *ALERT_OPTIONS}
+    before = {key: value for key, value in data.applied_options.items() if key not in live}
+    after = {key: value for key, value in entry.options.items() if key not in live}
     if before != after:
         hass.config_entries.async_schedule_reload(entry.entry_id)
         return

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from homeassistant.components.camera import Camera, CameraEntityDescription
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
 
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
@@ -45,6 +47,25 @@ class HomeSecurityAICamera(HomeSecurityAICameraEntity, Camera):
         self.content_type = "image/jpeg"
         self._annotated: bytes | None = None
         self._annotated_ref: str | None = None
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """The camera's open cooldowns (kind of finding -> until when) and last incident."""
+        state = self.camera_state
+        now = dt_util.utcnow()
+        event = state.last_event
+        return {
+            "cooldowns": {
+                kind: until.isoformat()
+                for kind, until in sorted(state.cooldowns_until.items())
+                if until > now
+            },
+            "incident_id": (
+                event.incident.incident_id
+                if event is not None and event.incident is not None
+                else None
+            ),
+        }
 
     async def async_camera_image(
         self, width: int | None = None, height: int | None = None

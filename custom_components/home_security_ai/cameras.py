@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -51,6 +51,8 @@ class CameraState:
     events_today: int = 0
     events_day: str | None = None
     threat_until: datetime | None = None
+    # Until when each kind of finding ("person", "tamper", ...) does not alert again.
+    cooldowns_until: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def label_counts(self) -> dict[str, int]:
@@ -195,6 +197,7 @@ class Cameras:
             last_event_at=now,
             last_snapshot=str(snapshot) if snapshot is not None else None,
             threat_until=now + self.threat_duration if is_threat(event) else state.threat_until,
+            cooldowns_until=_cooldowns_until(event, now, state.cooldowns_until),
         )
         async_dispatcher_send(self.hass, signal_event(self._entry_id, event.camera_id), event)
 
@@ -215,3 +218,19 @@ class Cameras:
     @callback
     def _async_updated(self, camera_id: str) -> None:
         async_dispatcher_send(self.hass, signal_camera_updated(self._entry_id, camera_id))
+
+
+def _cooldowns_until(
+    event: SecurityEvent, now: datetime, before: dict[str, datetime]
+) -> dict[str, datetime]:
+    """The camera's cooldowns after the event: each security event carries them all."""
+    if event.incident is None:
+        return before
+    # From when the sidecar made the event, so a late delivery does not stretch them.
+    made = dt_util.utc_from_timestamp(event.created_at_ms / 1000) if event.created_at_ms else now
+    return {
+        kind: made + timedelta(seconds=remaining)
+        for kind, remaining in event.incident.cooldowns
+        if remaining > 0
+    }
+

@@ -10,6 +10,7 @@ from typing import Any
 import voluptuous as vol
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlow,
@@ -25,13 +26,18 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
     TextSelector,
     TextSelectorConfig,
     TextSelectorType,
+    TimeSelector,
 )
 from homeassistant.util.yaml import dump as yaml_dump
 from homeassistant.util.yaml import parse_yaml
 
+from .alerting import WEEKDAYS
 from .client import (
     AuthFailed,
     CannotConnect,
@@ -44,8 +50,14 @@ from .client import (
 from .const import (
     CONF_BATCH_WINDOW,
     CONF_CAMERAS,
+    CONF_ESCALATE,
     CONF_IDLE_TIMEOUT,
+    CONF_MIN_LEVELS,
     CONF_MOTION_SENSORS,
+    CONF_PRESENCE_PERSONS,
+    CONF_QUIET_DAYS,
+    CONF_QUIET_END,
+    CONF_QUIET_START,
     CONF_SNAPSHOT_INTERVAL,
     CONF_THREAT_MINUTES,
     CONF_TLS_CERTIFICATE,
@@ -58,7 +70,7 @@ from .const import (
     MAX_SNAPSHOT_INTERVAL,
 )
 from .coordinator import HomeSecurityAIConfigEntry
-from .vocabulary import MAX_BATCH_SECONDS
+from .vocabulary import MAX_BATCH_SECONDS, RISK_LEVELS
 from .zones import InvalidZones, validate_zone_map
 
 # The zones editor of the options: YAML mapping camera ids to their zones.
@@ -315,14 +327,45 @@ def _check_folders(hass: HomeAssistant, folders: list[str]) -> str | None:
     return None
 
 
+ALERTS_SCHEMA = vol.Schema(
+    {
+        vol.Optional(CONF_PRESENCE_PERSONS): EntitySelector(
+            EntitySelectorConfig(domain="person", multiple=True)
+        ),
+        vol.Required(CONF_ESCALATE, default=True): BooleanSelector(),
+        vol.Optional(CONF_QUIET_DAYS): SelectSelector(
+            SelectSelectorConfig(
+                options=list(WEEKDAYS),
+                multiple=True,
+                mode=SelectSelectorMode.LIST,
+                translation_key="weekday",
+            )
+        ),
+        vol.Optional(CONF_QUIET_START): TimeSelector(),
+        vol.Optional(CONF_QUIET_END): TimeSelector(),
+    }
+)
+_LEVEL_SELECTOR = SelectSelector(
+    SelectSelectorConfig(
+        options=list(RISK_LEVELS), mode=SelectSelectorMode.DROPDOWN, translation_key="risk_level"
+    )
+)
+
+
 class HomeSecurityAIOptionsFlow(OptionsFlow):
-    """Chooses the frame sources."""
+    """Chooses the frame sources, or the rules for alerts."""
 
     def __init__(self) -> None:
         """Start with no pending choices."""
         self._options: dict[str, Any] = {}
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Offer the two groups of options."""
+        return self.async_show_menu(step_id="init", menu_options=["sources", "alerts"])
+
+    async def async_step_sources(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
         """Pick camera entities, the snapshot interval and upload folders."""
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -343,6 +386,7 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
                 errors[CONF_UPLOAD_FOLDERS] = error
             if not errors:
                 self._options = {
+                    **self.config_entry.options,
                     CONF_CAMERAS: list(user_input.get(CONF_CAMERAS, [])),
                     CONF_SNAPSHOT_INTERVAL: int(
                         user_input.get(CONF_SNAPSHOT_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL)
@@ -392,7 +436,7 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
             CONF_ZONES_YAML: _zones_to_yaml(self.config_entry.options.get(CONF_ZONES, {})),
         }
         return self.async_show_form(
-            step_id="init",
+            step_id="sources",
             data_schema=self.add_suggested_values_to_schema(schema, current),
             errors=errors,
         )
@@ -423,5 +467,64 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
         return self.async_show_form(
             step_id="motion",
             data_schema=self.add_suggested_values_to_schema(schema, current),
+            description_placeholders={"cameras": ", ".join(cameras)},
+        )
+
+    async def async_step_alerts(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Pick who must be home, escalation and quiet hours; then per-camera minimum levels."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            days = [day for day in WEEKDAYS if day in user_input.get(CONF_QUIET_DAYS, [])]
+            start, end = user_input.get(CONF_QUIET_START), user_input.get(CONF_QUIET_END)
+            if days and not (start and end):
+                errors["base"] = "quiet_hours_incomplete"
+            else:
+                self._options = {
+                    **self.config_entry.options,
+                    CONF_PRESENCE_PERSONS: list(user_input.get(CONF_PRESENCE_PERSONS, [])),
+                    CONF_ESCALATE: bool(user_input.get(CONF_ESCALATE, True)),
+                    CONF_QUIET_DAYS: days,
+                    CONF_QUIET_START: start or None,
+                    CONF_QUIET_END: end or None,
+                }
+                if self._known_cameras():
+                    return await self.async_step_alert_levels()
+                return self.async_create_entry(data=self._options)
+        current = user_input or dict(self.config_entry.options)
+        return self.async_show_form(
+            step_id="alerts",
+            data_schema=self.add_suggested_values_to_schema(ALERTS_SCHEMA, current),
+            errors=errors,
+        )
+
+    def _known_cameras(self) -> list[str]:
+        """Return the ids of the entry's cameras, and of those that have a minimum level."""
+        known = set(self.config_entry.options.get(CONF_MIN_LEVELS, {}))
+        if self.config_entry.state is ConfigEntryState.LOADED:
+            known.update(self.config_entry.runtime_data.cameras)
+        return sorted(known)
+
+    async def async_step_alert_levels(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Pick per camera the lowest risk level that alerts (critical always does)."""
+        cameras = self._known_cameras()
+        if user_input is not None:
+            levels = {
+                camera: user_input[camera]
+                for camera in cameras
+                if user_input.get(camera, RISK_LEVELS[0]) != RISK_LEVELS[0]
+            }
+            return self.async_create_entry(data={**self._options, CONF_MIN_LEVELS: levels})
+        current: dict[str, str] = self.config_entry.options.get(CONF_MIN_LEVELS, {})
+        schema = vol.Schema(
+            {
+                vol.Required(camera, default=current.get(camera, RISK_LEVELS[0])): _LEVEL_SELECTOR
+                for camera in cameras
+            }
+        )
+        return self.async_show_form(
+            step_id="alert_levels",
+            data_schema=schema,
             description_placeholders={"cameras": ", ".join(cameras)},
         )

@@ -98,3 +98,28 @@ def signal_spool_updated(entry_id: str) -> str:
 def signal_event(entry_id: str, camera_id: str) -> str:
     """Dispatcher signal sent with a stored security event of a camera."""
     return f"{DOMAIN}_{entry_id}_event_{camera_id}"
+
+
+# ---- Alerts: presence, escalation, quiet hours, minimum levels (alerting.py) --------------
+
+# Person entities whose absence raises the stakes: nobody of them home escalates events.
+CONF_PRESENCE_PERSONS: Final = "presence_persons"
+# Raise the level one step when armed away or nobody is home.
+CONF_ESCALATE: Final = "escalate"
+# Quiet hours: the weekdays a window starts on (mon..sun) and its local start and end times.
+CONF_QUIET_DAYS: Final = "quiet_days"
+CONF_QUIET_START: Final = "quiet_start"
+CONF_QUIET_END: Final = "quiet_end"
+# Camera id -> the lowest risk level that alerts.
+CONF_MIN_LEVELS: Final = "min_alert_levels"
+# These apply to the next event; changing them needs no reload.
+ALERT_OPTIONS: Final = frozenset(
+    {
+        CONF_PRESENCE_PERSONS,
+        CONF_ESCALATE,
+        CONF_QUIET_DAYS,
+        CONF_QUIET_START,
+        CONF_QUIET_END,
+        CONF_MIN_LEVELS,
+    }
+)

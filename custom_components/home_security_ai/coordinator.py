@@ -26,6 +26,7 @@ from .client import (
 from .const import DOMAIN, LANGUAGE_MODEL_ISSUE_AFTER, STATUS_UPDATE_INTERVAL
 
 if TYPE_CHECKING:
+    from .arming import Arming
     from .cameras import Cameras
     from .connection import ConnectionSupervisor
     from .event_stream import EventStream
@@ -52,6 +53,7 @@ class HomeSecurityAIData:
     events: EventStream
     camera_source: CameraEntitySource
     upload_watcher: UploadFolderWatcher
+    arming: Arming
     # Registry id of the sidecar's device, the parent of every camera device.
     server_device_id: str = ""
     # The options the running entry was set up with (zones change without a reload).

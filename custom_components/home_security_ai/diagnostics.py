@@ -54,6 +54,10 @@ async def async_get_config_entry_diagnostics(
             "upload_folders": len(data.upload_watcher.roots),
         },
         "counters": asdict(frames.counters),
+        "arming": {
+            "mode": data.arming.mode.value,
+            "paused_cameras": data.arming.paused_cameras,
+        },
         "spool": spool,
         "events": {
             "connected": connection.is_connected(data.events.name),

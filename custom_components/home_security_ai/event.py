@@ -9,7 +9,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .client import SecurityEvent
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
-from .event_stream import enrichment_payload, incident_payload
+from .event_stream import audit_payload, enrichment_payload, incident_payload
 from .vocabulary import RISK_LEVELS, risk_level_name
 
 PARALLEL_UPDATES = 0
@@ -40,7 +40,9 @@ class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
 
     An incident's later events fire too, with `incident_update` true and the same
     `incident_id`, so a notification can be replaced rather than repeated; `alert` says
-    whether the event should page someone.
+    whether the event should page someone. The event type is the level after the household's
+    rules (arming.py): `raw_risk_level` keeps the sidecar's, and `escalated`, `alert_reason`
+    and the other assessment fields say what the rules did.
     """
 
     # The summary can be long; the recorder keeps only the small attributes.
@@ -50,15 +52,16 @@ class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
     def _handle_event(self, event: object) -> None:
         if not isinstance(event, SecurityEvent):
             return
-        self._trigger_event(
-            risk_level_name(event),
-            {
-                "summary": event.summary[:255],
-                "risk_score": event.risk_score,
-                "event_id": event.event_id,
-                "audit_notes": list(event.audit_notes),
-                **incident_payload(event),
-                **enrichment_payload(event),
-            },
-        )
+        attributes = {
+            "summary": event.summary[:255],
+            "risk_score": event.risk_score,
+            "event_id": event.event_id,
+            **audit_payload(event),
+            **incident_payload(event),
+            **enrichment_payload(event),
+        }
+        if (assessment := self._entry.runtime_data.arming.assessment_of(event)) is not None:
+            attributes.update(assessment.as_data())
+        level = attributes.pop("risk_level", risk_level_name(event))
+        self._trigger_event(level, attributes)
         self.async_write_ha_state()

@@ -45,6 +45,7 @@ from .vocabulary import MAX_CAMERAS, risk_level_name
 from .zones import camera_settings
 
 if TYPE_CHECKING:
+    from .arming import Arming
     from .cameras import Cameras
     from .coordinator import HomeSecurityAIConfigEntry
     from .spool import FrameSpool
@@ -113,7 +114,7 @@ def event_payload(
         "prompt_version": event.prompt_version,
         "scene_change": event.scene_change.name.lower(),
         "anomaly_score": round(event.anomaly_score, 4),
-        "audit_notes": list(event.audit_notes),
+        **audit_payload(event),
         "snapshot_path": str(snapshot) if snapshot is not None else None,
         "media_content_id": media_id,
         **incident_payload(event),
@@ -133,6 +134,25 @@ def enrichment_payload(event: SecurityEvent) -> dict[str, Any]:
         "plates": [plate.text for plate in event.plates],
         "known_vehicles": [plate.known_label for plate in event.plates if plate.known],
         "enrichment_notes": list(event.enrichment_notes),
+    }
+
+
+def audit_payload(event: SecurityEvent) -> dict[str, Any]:
+    """The audit of the event's text: what it did not back, and its 1-5 rubric."""
+    rubric = event.audit_rubric
+    return {
+        "audit_notes": list(event.audit_notes),
+        "audit_score": rubric.score if rubric is not None else None,
+        "audit_rubric": (
+            {
+                "context_used": rubric.context_used,
+                "coherent": rubric.coherent,
+                "justified": rubric.justified,
+                "actionable": rubric.actionable,
+            }
+            if rubric is not None
+            else None
+        ),
     }
 
 
@@ -166,13 +186,20 @@ class EventStream:
         client: HomeSecurityAIClient,
         spool: FrameSpool,
         cameras: Cameras,
+        *,
+        arming: Arming | None = None,
     ) -> None:
-        """Set up an idle stream; `async_load` reads the stored cursor."""
+        """Set up an idle stream; `async_load` reads the stored cursor.
+
+        With `arming`, every security event is assessed by the household's rules (escalation,
+        quiet hours, minimum levels) and the bus event carries the outcome.
+        """
         self.hass = hass
         self._entry = entry
         self._client = client
         self._spool = spool
         self._cameras = cameras
+        self._arming = arming
         self._store: Store[_StoredEvents] = Store(
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.events"
         )
@@ -398,7 +425,9 @@ class EventStream:
     def _async_security_event(self, event: SecurityEvent, snapshot: Path | None) -> None:
         self.security_events += 1
         root = media_root(self.hass)
-        self.hass.bus.async_fire(
-            EVENT_SECURITY, event_payload(self._entry.entry_id, event, snapshot, root)
-        )
+        payload = event_payload(self._entry.entry_id, event, snapshot, root)
+        if self._arming is not None:
+            # The level automations see, and whether to alert; the sidecar's level stays too.
+            payload.update(self._arming.async_assess(event).as_data())
+        self.hass.bus.async_fire(EVENT_SECURITY, payload)
         self._cameras.async_event_stored(event, snapshot)

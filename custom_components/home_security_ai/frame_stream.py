@@ -73,6 +73,8 @@ class FrameStreamCounters:
     retried: int = 0
     # Frames refused before sending: larger than the frame limit.
     oversized: int = 0
+    # Frames let go because their camera's analysis was paused.
+    paused: int = 0
     reconnects: int = 0
     reject_reasons: Counter[str] = field(default_factory=Counter)
 
@@ -92,13 +94,15 @@ class FrameStream:
         spool: FrameSpool,
         cameras: Cameras,
         event_stored: Callable[[str, int], bool],
+        analysis_enabled: Callable[[str], bool] | None = None,
         max_in_flight: int = MAX_IN_FLIGHT_FRAMES,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         status_refresh_delay: float = STATUS_REFRESH_DELAY,
     ) -> None:
         """Set up an idle stream; the connection supervisor runs its sessions.
 
-        `event_stored(outbox id, sequence)` says whether Home Assistant has stored that event.
+        `event_stored(outbox id, sequence)` says whether Home Assistant has stored that event;
+        `analysis_enabled(camera id)` whether that camera's frames are sent at all.
         """
         self.hass = hass
         self._entry = entry
@@ -107,6 +111,7 @@ class FrameStream:
         self.spool = spool
         self._cameras = cameras
         self._event_stored = event_stored
+        self._analysis_enabled = analysis_enabled
         self._max_in_flight = max_in_flight
         self.max_frame_bytes = max_frame_bytes
         self._status_refresh_delay = status_refresh_delay
@@ -148,9 +153,13 @@ class FrameStream:
     async def async_submit(self, frame: FrameIn) -> bool:
         """Spool a frame; it is sent now or as soon as the sidecar is back.
 
-        Returns False when the spool refused it (logged, with a repair issue).
+        Returns False when the spool refused it (logged, with a repair issue). A frame of a
+        camera whose analysis is paused is let go: it counts as handled, and is not sent.
         """
         self._cameras.async_register(frame.camera_id, frame.camera_id)
+        if self._analysis_enabled is not None and not self._analysis_enabled(frame.camera_id):
+            self.counters.paused += 1
+            return True
         if len(frame.image) > self.max_frame_bytes:
             self._async_oversized(
                 frame.camera_id, frame.source_ref or frame.client_ref, len(frame.image)

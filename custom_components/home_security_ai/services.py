@@ -1,5 +1,6 @@
 """Actions of Home Security AI: analyze a camera's batch now, accept a camera's current view,
-set a camera's zones, and enrol or forget a known person."""
+set a camera's zones, give the household's verdict on an event, and enrol or forget a known
+person."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 
-from .client import HomeSecurityAIError, NotSupported
+from .client import (
+    FeedbackVerdict,
+    HomeSecurityAIError,
+    NotFound,
+    NotSupported,
+    RiskLevel,
+)
 from .const import CONF_ZONES, DOMAIN
 from .coordinator import HomeSecurityAIConfigEntry
 from .zones import InvalidZones, validate_zones
@@ -27,12 +34,28 @@ from .zones import InvalidZones, validate_zones
 SERVICE_ANALYZE_NOW: Final = "analyze_now"
 SERVICE_SET_ZONES: Final = "set_zones"
 SERVICE_RESET_SCENE: Final = "reset_scene"
+SERVICE_FEEDBACK: Final = "feedback"
 SERVICE_ENROLL_PERSON: Final = "enroll_person"
 SERVICE_REMOVE_PERSON: Final = "remove_person"
-ATTR_CAMERA_ID: Final = "camera_id"
-ATTR_ZONES: Final = "zones"
 ATTR_NAME: Final = "name"
 ATTR_FACE_ID: Final = "face_id"
+ATTR_CAMERA_ID: Final = "camera_id"
+ATTR_ZONES: Final = "zones"
+ATTR_EVENT_ID: Final = "event_id"
+ATTR_VERDICT: Final = "verdict"
+ATTR_ACTUAL_LEVEL: Final = "actual_level"
+ATTR_WHAT: Final = "what"
+WHAT_MAX_LENGTH: Final = 200
+VERDICTS: Final = {
+    "false_alarm": FeedbackVerdict.FALSE_ALARM,
+    "correct": FeedbackVerdict.CORRECT,
+}
+LEVELS: Final = {
+    "low": RiskLevel.LOW,
+    "medium": RiskLevel.MEDIUM,
+    "high": RiskLevel.HIGH,
+    "critical": RiskLevel.CRITICAL,
+}
 
 _TARGET: dict[vol.Marker, Any] = {
     vol.Optional(ATTR_DEVICE_ID): vol.Any(cv.string, [cv.string]),
@@ -40,6 +63,14 @@ _TARGET: dict[vol.Marker, Any] = {
 }
 ANALYZE_NOW_SCHEMA = vol.Schema(_TARGET)
 SET_ZONES_SCHEMA = vol.Schema({**_TARGET, vol.Required(ATTR_ZONES): list})
+FEEDBACK_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_EVENT_ID): vol.All(cv.string, vol.Length(min=1, max=64)),
+        vol.Required(ATTR_VERDICT): vol.In(list(VERDICTS)),
+        vol.Optional(ATTR_ACTUAL_LEVEL): vol.In(list(LEVELS)),
+        vol.Optional(ATTR_WHAT, default=""): vol.All(cv.string, vol.Length(max=WHAT_MAX_LENGTH)),
+    }
+)
 # A face id comes from an event's `face_ids` attribute.
 ENROLL_PERSON_SCHEMA = vol.Schema(
     {vol.Required(ATTR_NAME): cv.string, vol.Required(ATTR_FACE_ID): cv.string}
@@ -158,6 +189,40 @@ async def _async_set_zones(call: ServiceCall) -> None:
         raise _sidecar_error(err) from err
 
 
+async def _async_feedback(call: ServiceCall) -> ServiceResponse:
+    """Tell the server that knows the event the household's verdict on it."""
+    entries = _loaded_entries(call.hass)
+    if not entries:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_loaded")
+    event_id: str = call.data[ATTR_EVENT_ID]
+    level = call.data.get(ATTR_ACTUAL_LEVEL)
+    for entry in entries:
+        try:
+            result = await entry.runtime_data.client.feedback(
+                event_id,
+                VERDICTS[call.data[ATTR_VERDICT]],
+                actual_level=LEVELS[level] if level else RiskLevel.UNSPECIFIED,
+                what=call.data[ATTR_WHAT],
+            )
+        except NotFound:
+            continue  # another server's event, or one too old
+        except HomeSecurityAIError as err:
+            raise _sidecar_error(err) from err
+        # The counts on the server device come with the next status.
+        await entry.runtime_data.coordinator.async_request_refresh()
+        return {
+            "event_id": event_id,
+            "camera_id": result.camera_id,
+            "false_alarms": result.false_alarms,
+            "calibrated": result.calibrated,
+        }
+    raise ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="unknown_event",
+        translation_placeholders={"event_id": event_id},
+    )
+
+
 async def _async_enroll_person(call: ServiceCall) -> ServiceResponse:
     """"This is Anna": the face of an event becomes one of the person's enrolled faces."""
     entries = _loaded_entries(call.hass)
@@ -211,6 +276,13 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     hass.services.async_register(
         DOMAIN, SERVICE_SET_ZONES, _async_set_zones, schema=SET_ZONES_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_FEEDBACK,
+        _async_feedback,
+        schema=FEEDBACK_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )
     hass.services.async_register(
         DOMAIN,

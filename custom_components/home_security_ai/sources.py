@@ -7,10 +7,8 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import stat
 import time
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,10 +33,10 @@ from homeassistant.helpers.event import (
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
+from .camera_ids import CameraIds, is_hashed_camera_id
 from .cameras import Cameras
 from .client import FrameIn, FrameSource
 from .const import (
-    CAMERA_ID_MAX_LENGTH,
     DOMAIN,
     STORAGE_VERSION,
     UPLOAD_CHANGE_DELAY,
@@ -53,33 +51,11 @@ from .frame_stream import FrameStream
 
 _LOGGER = logging.getLogger(__name__)
 
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _MAX_DEPTH = 8
 _SAVE_DELAY = 60
 # After the spool refused an upload, it is tried again after this long, doubling up to the max.
 UPLOAD_RETRY_INITIAL = 30.0
 UPLOAD_RETRY_MAX = 600.0
-
-
-def _plain_camera_id(name: str) -> str:
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    camera_id = _NON_ALNUM.sub("_", ascii_name.lower()).strip("_")
-    return camera_id[:CAMERA_ID_MAX_LENGTH].rstrip("_")
-
-
-def normalize_camera_id(name: str) -> str:
-    """Turn a folder or entity name into a camera id ("Front Door" -> "front_door").
-
-    A name with no ASCII letters or digits ("门口") gets a stable id from its hash instead.
-    """
-    if camera_id := _plain_camera_id(name):
-        return camera_id
-    return "cam_" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-
-
-def is_hashed_camera_id(name: str) -> bool:
-    """Return whether the name's camera id comes from its hash."""
-    return not _plain_camera_id(name)
 
 
 def _sha256(data: bytes) -> str:
@@ -99,6 +75,7 @@ class CameraEntitySource:
         entry: HomeSecurityAIConfigEntry,
         frames: FrameStream,
         camera_states: Cameras,
+        camera_ids: CameraIds,
         *,
         cameras: list[str],
         interval: int,
@@ -109,9 +86,7 @@ class CameraEntitySource:
         self._entry = entry
         self._frames = frames
         self._camera_states = camera_states
-        self._cameras = {
-            entity_id: normalize_camera_id(entity_id.partition(".")[2]) for entity_id in cameras
-        }
+        self._cameras = {entity_id: camera_ids.for_entity(entity_id) for entity_id in cameras}
         self._interval = interval
         # One motion sensor may trigger several cameras.
         self._motion: dict[str, list[str]] = {}
@@ -209,7 +184,7 @@ class CameraEntitySource:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _FoundFile:
     root: str
-    camera_id: str
+    folder: str  # the top-level folder's name: the camera
     relative: str
     size: int
     mtime_ns: int
@@ -217,7 +192,7 @@ class _FoundFile:
 
 @dataclass(kw_only=True, slots=True)
 class _ScanResult:
-    cameras: dict[str, str]
+    folders: set[str]  # names of the top-level folders: one camera each
     files: dict[str, _FoundFile]
     failed_roots: set[str]
 
@@ -241,7 +216,7 @@ def _acceptable_name(name: str) -> bool:
 
 def _scan_roots(roots: list[str]) -> _ScanResult:
     """Walk the upload folders (runs in the executor)."""
-    result = _ScanResult(cameras={}, files={}, failed_roots=set())
+    result = _ScanResult(folders=set(), files={}, failed_roots=set())
     for root in roots:
         try:
             with os.scandir(root) as entries:
@@ -255,20 +230,19 @@ def _scan_roots(roots: list[str]) -> _ScanResult:
             result.failed_roots.add(root)
             continue
         for top in tops:
-            camera_id = normalize_camera_id(top.name)
-            result.cameras.setdefault(camera_id, top.name)
-            _walk(root, top.path, camera_id, 0, result)
+            result.folders.add(top.name)
+            _walk(root, top.path, top.name, 0, result)
     return result
 
 
-def _walk(root: str, folder: str, camera_id: str, depth: int, result: _ScanResult) -> None:
+def _walk(root: str, path: str, folder: str, depth: int, result: _ScanResult) -> None:
     if depth > _MAX_DEPTH:
         return
     try:
-        with os.scandir(folder) as entries:
+        with os.scandir(path) as entries:
             children = list(entries)
     except OSError as err:
-        _LOGGER.debug("Cannot read %s: %s", folder, err)
+        _LOGGER.debug("Cannot read %s: %s", path, err)
         result.failed_roots.add(root)
         return
     for entry in children:
@@ -279,12 +253,12 @@ def _walk(root: str, folder: str, camera_id: str, depth: int, result: _ScanResul
         except OSError:
             continue
         if stat.S_ISDIR(info.st_mode):
-            _walk(root, entry.path, camera_id, depth + 1, result)
+            _walk(root, entry.path, folder, depth + 1, result)
         elif stat.S_ISREG(info.st_mode) and Path(entry.name).suffix.lower() in UPLOAD_EXTENSIONS:
             relative = PurePosixPath(*Path(os.path.relpath(entry.path, root)).parts).as_posix()
             result.files[entry.path] = _FoundFile(
                 root=root,
-                camera_id=camera_id,
+                folder=folder,
                 relative=relative,
                 size=info.st_size,
                 mtime_ns=info.st_mtime_ns,
@@ -338,11 +312,14 @@ class UploadFolderWatcher:
         entry: HomeSecurityAIConfigEntry,
         frames: FrameStream,
         cameras: Cameras,
+        camera_ids: CameraIds,
+        *,
         roots: list[str],
     ) -> None:
         """Remember the folders; `async_start` begins polling."""
         self.hass = hass
         self._entry = entry
+        self._camera_ids = camera_ids
         self._frames = frames
         self._camera_states = cameras
         self.roots = list(roots)
@@ -477,8 +454,11 @@ class UploadFolderWatcher:
         async with self._lock:
             self._scan_again = False
             scan = await self.hass.async_add_executor_job(_scan_roots, self.roots)
-            self.cameras = set(scan.cameras)
-            for camera_id, name in scan.cameras.items():
+            # Sorted, so folders that would share a camera id are told apart the same way on
+            # every machine: the first name keeps the plain id.
+            named = {name: self._camera_ids.for_folder(name) for name in sorted(scan.folders)}
+            self.cameras = set(named.values())
+            for name, camera_id in named.items():
                 if camera_id not in self._hashed_names and is_hashed_camera_id(name):
                     self._hashed_names.add(camera_id)
                     _LOGGER.info(
@@ -593,7 +573,7 @@ class UploadFolderWatcher:
         try:
             spooled = await self._frames.async_submit(
                 FrameIn(
-                    camera_id=found.camera_id,
+                    camera_id=self._camera_ids.for_folder(found.folder),
                     image=data,
                     client_ref=_new_ref(),
                     captured_at_ms=found.mtime_ns // 1_000_000,

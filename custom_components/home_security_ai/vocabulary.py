@@ -15,6 +15,11 @@ from .client import RiskLevel, SecurityEvent
 
 ZONE_KINDS: Final = ("entry", "perimeter", "driveway", "yard", "sensitive", "ignore", "other")
 
+# ---- Labels --------------------------------------------------------------------------------
+
+# Detection labels that mean a person (the sidecar's PERSON_LABELS).
+PERSON_LABELS: Final = ("face", "pedestrian", "people", "person")
+
 # ---- Risk levels ---------------------------------------------------------------------------
 
 # The event types of the event entities, lowest first.

@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from gpu_server.context import (
@@ -33,6 +34,8 @@ from gpu_server.events.model import EventDetection, EventIncident, EventKind, Se
 from gpu_server.events.outbox import Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
 from gpu_server.events.windows import WindowFrame
+from gpu_server.feedback import EventCase, FeedbackStore, hour_of_week
+from gpu_server.feedback.context import finding_of, with_feedback
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
@@ -210,6 +213,7 @@ def _assessed(assessment: Assessment) -> dict[str, Any]:
         "fallback_reason": assessment.fallback_reason or "",
         "model": assessment.model,
         "audit_notes": assessment.audit_notes,
+        "audit_rubric": assessment.audit_rubric,
     }
 
 
@@ -225,9 +229,11 @@ class EventBuilder:
         clock: Clock,
         max_detections: int,
         incidents: IncidentTracker,
+        feedback: FeedbackStore,
         sure_confidence: float = 0.9,
         enrichment: Enricher | None = None,
     ) -> None:
+        self._feedback = feedback
         self._sure_confidence = sure_confidence
         self._enrichment = enrichment
         self._enricher = enricher
@@ -268,9 +274,34 @@ class EventBuilder:
                 event = self._fallback_event(job, exc)
             if event.kind is EventKind.SECURITY:
                 event = self._in_incident(job, event)
-            return await self._store(event)
+            stored = await self._store(event)
+            if stored.kind is EventKind.SECURITY:
+                await self._remember_case(stored)
+            return stored
         finally:
             self._running -= 1
+
+    async def _remember_case(self, event: SecurityEvent) -> None:
+        """Keep what the event was about, for the household's verdict on it later."""
+        local = datetime.fromtimestamp(
+            event.ended_at_ms / 1000, tz=self._enricher.baseline.timezone(event.camera_id)
+        )
+        findings = {
+            finding_of(item.detection.label, item.zones[0] if item.zones else None)
+            for item in event.detections
+        }
+        case = EventCase(
+            event_id=event.event_id,
+            camera_id=event.camera_id,
+            hour_of_week=hour_of_week(local),
+            findings=tuple(sorted(findings)),
+            summary=event.summary,
+        )
+        try:
+            await self._feedback.record(case)
+        except Exception:
+            # The event is stored and goes out; only a later verdict on it is lost.
+            _LOGGER.exception("could not keep event %s for feedback", event.event_id[:8])
 
     def _in_incident(self, job: AnalysisJob, event: SecurityEvent) -> SecurityEvent:
         kinds = {label_group(det.detection.label).value for det in event.detections}
@@ -286,6 +317,7 @@ class EventBuilder:
             started_at_ms=to_ms(stamp.started_at),
             alert=stamp.alert,
             cooldown_remaining_s=stamp.cooldown_remaining_s,
+            cooldowns=tuple(sorted(stamp.cooldowns.items())),
         )
         return dataclasses.replace(event, incident=incident)
 
@@ -415,7 +447,10 @@ class EventBuilder:
                 **common,
             )
 
-        analysis = analysis_input(context, zone_map, prompt_version, self._sure_confidence)
+        analysis = with_feedback(
+            analysis_input(context, zone_map, prompt_version, self._sure_confidence),
+            self._feedback.calibration,
+        )
         enriched = EnrichmentResult()
         crops = [crop for frame in job.frames for crop in frame.crops]
         if self._enrichment is not None and crops:

@@ -54,6 +54,8 @@ class IncidentStamp:
     alert: bool  # whether this event should page someone
     # The longest cooldown still running for this camera's kinds in this event (0: none).
     cooldown_remaining_s: float
+    # After this event: seconds of cooldown left per kind of finding on the camera.
+    cooldowns: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -171,6 +173,7 @@ class IncidentTracker:
             started_at=incident.started_at,
             alert=alert,
             cooldown_remaining_s=remaining,
+            cooldowns=self.cooldowns(camera_id),
         )
 
     def cooldowns(self, camera_id: str) -> dict[str, float]:

@@ -11,6 +11,7 @@ from enum import StrEnum
 from gpu_server.context import SceneChangeKind
 from gpu_server.enrich.pipeline import PersonSighting, PlateReading
 from gpu_server.ingest.detect import Detection
+from gpu_server.llm.schema import AuditRubric
 from gpu_server.vocabulary import RiskLevel
 
 
@@ -38,6 +39,8 @@ class EventIncident:
     started_at_ms: int
     alert: bool  # whether this event should page someone
     cooldown_remaining_s: float = 0.0
+    # After this event: seconds of cooldown left per kind of finding, by kind.
+    cooldowns: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +74,8 @@ class SecurityEvent:
     people: tuple[PersonSighting, ...] = ()
     plates: tuple[PlateReading, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
+    # The audit's 1-5 rubric of the assessment's text; None where nothing was assessed.
+    audit_rubric: AuditRubric | None = None
     # Given by the outbox when the event is stored; 0 before.
     sequence: int = 0
 

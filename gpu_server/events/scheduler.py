@@ -41,6 +41,7 @@ from gpu_server.events.windows import (
     WindowSettings,
     new_window_id,
 )
+from gpu_server.feedback import FEEDBACK_FILE, FeedbackSettings, FeedbackStore
 from gpu_server.ingest.ingestor import AcceptedFrame
 from gpu_server.ingest.intake import BgrImage
 from gpu_server.risk.analysis import RiskAnalysis
@@ -95,6 +96,15 @@ class EventScheduler:
         )
         self.hub = ProgressHub()
         self.coverage = CoverageLedger(self.outbox)
+        feedback = config.feedback
+        self.feedback = FeedbackStore(
+            data_dir / FEEDBACK_FILE,
+            FeedbackSettings(
+                calibrate_after=feedback.calibrate_after,
+                window_s=feedback.window_days * 86_400.0,
+                case_retention_s=feedback.retention_days * 86_400.0,
+            ),
+        )
         self.incidents = IncidentTracker(
             IncidentSettings(
                 gap_s=events.incident_gap_s,
@@ -112,6 +122,7 @@ class EventScheduler:
             clock=self.clock,
             max_detections=events.max_detections_per_batch,
             incidents=self.incidents,
+            feedback=self.feedback,
             sure_confidence=sure_confidence,
             enrichment=enrichment,
         )
@@ -130,6 +141,7 @@ class EventScheduler:
 
     async def start(self) -> None:
         await self.outbox.open()
+        await self.feedback.open()
         await self.risk.start()
         for camera in self.cameras.all():
             self._apply_runtime(camera)
@@ -160,6 +172,7 @@ class EventScheduler:
         # Bounded by itself: a model server that does not stop in time is killed.
         await self.risk.close(max(0.25, deadline - loop.time()))
         await self.outbox.close()
+        await self.feedback.close()
 
     def _flush_learned(self) -> None:
         self.enricher.flush()

@@ -13,6 +13,7 @@ from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
 from gpu_server.enrich.gallery import KnownPerson
 from gpu_server.enrich.pipeline import PersonSighting, PlateReading
+from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.model import (
     CameraRequest,
     EventDetection,
@@ -21,7 +22,10 @@ from gpu_server.events.model import (
     SecurityEvent,
     ZoneRequest,
 )
+from gpu_server.feedback import Verdict
+from gpu_server.feedback.store import WHAT_MAX_CHARS
 from gpu_server.ingest.detect import Detection
+from gpu_server.llm.schema import AuditRubric
 from gpu_server.vocabulary import RiskLevel
 
 _RISK_LEVEL: Final = {
@@ -78,6 +82,7 @@ def _incident_to_pb(incident: EventIncident) -> events_pb2.Incident:
         started_at_ms=incident.started_at_ms,
         alert=incident.alert,
         cooldown_remaining_s=incident.cooldown_remaining_s,
+        cooldowns=dict(incident.cooldowns),
     )
 
 
@@ -89,6 +94,7 @@ def _incident_from_pb(message: events_pb2.Incident) -> EventIncident:
         started_at_ms=message.started_at_ms,
         alert=message.alert,
         cooldown_remaining_s=message.cooldown_remaining_s,
+        cooldowns=tuple(sorted(message.cooldowns.items())),
     )
 
 
@@ -184,7 +190,26 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
     )
     if event.incident is not None:
         message.incident.CopyFrom(_incident_to_pb(event.incident))
+    if (rubric := event.audit_rubric) is not None:
+        message.audit_rubric.CopyFrom(
+            events_pb2.AuditRubric(
+                context_used=rubric.context_used,
+                coherent=rubric.coherent,
+                justified=rubric.justified,
+                actionable=rubric.actionable,
+                score=rubric.score,
+            )
+        )
     return message
+
+
+def _rubric_from_pb(message: events_pb2.AuditRubric) -> AuditRubric:
+    return AuditRubric(
+        context_used=message.context_used,
+        coherent=message.coherent,
+        justified=message.justified,
+        actionable=message.actionable,
+    )
 
 
 def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
@@ -223,6 +248,9 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
         people=tuple(_person_from_pb(person) for person in message.people),
         plates=tuple(_plate_from_pb(plate) for plate in message.plates),
         enrichment_notes=tuple(message.enrichment_notes),
+        audit_rubric=(
+            _rubric_from_pb(message.audit_rubric) if message.HasField("audit_rubric") else None
+        ),
     )
 
 
@@ -262,3 +290,24 @@ def camera_requests_from_pb(
         )
         for item in settings
     ]
+
+
+_VERDICTS: Final = {
+    events_pb2.FEEDBACK_VERDICT_FALSE_ALARM: Verdict.FALSE_ALARM,
+    events_pb2.FEEDBACK_VERDICT_CORRECT: Verdict.CORRECT,
+}
+
+
+def feedback_from_pb(
+    request: events_pb2.FeedbackRequest,
+) -> tuple[str, Verdict, RiskLevel | None, str]:
+    """The event, verdict, level it should have had (or None) and the household's words."""
+    if not request.event_id:
+        raise InvalidSettingsError("Feedback needs an event_id")
+    verdict = _VERDICTS.get(request.verdict)
+    if verdict is None:
+        raise InvalidSettingsError("Feedback needs a verdict: false alarm or correct")
+    if len(request.what) > WHAT_MAX_CHARS:
+        raise InvalidSettingsError(f"Feedback's what is longer than {WHAT_MAX_CHARS} characters")
+    return request.event_id, verdict, _RISK_LEVEL_BACK.get(request.actual_level), request.what
+

@@ -10,7 +10,11 @@ from typing import Final
 from gpu_server._generated import events_pb2
 from gpu_server.errors import CursorOutOfRangeError, InvalidSettingsError
 from gpu_server.events.scheduler import EventScheduler
-from gpu_server.grpc_api.convert import camera_requests_from_pb, event_to_pb
+from gpu_server.grpc_api.convert import (
+    camera_requests_from_pb,
+    event_to_pb,
+    feedback_from_pb,
+)
 from gpu_server.vocabulary import MAX_CAMERAS, MAX_CONFIGURE_BYTES
 
 # Sequences are SQLite integers: signed 64-bit.
@@ -70,6 +74,17 @@ class EventsHandler:
             raise InvalidSettingsError("ResetScene needs a camera_id")
         adopted = await self._scheduler.reset_scene(request.camera_id)
         return events_pb2.ResetSceneResponse(adopted=adopted)
+
+    async def feedback(self, request: events_pb2.FeedbackRequest) -> events_pb2.FeedbackResponse:
+        event_id, verdict, actual_level, what = feedback_from_pb(request)
+        outcome = await self._scheduler.feedback.give(
+            event_id, verdict, actual_level=actual_level, what=what
+        )
+        return events_pb2.FeedbackResponse(
+            camera_id=outcome.camera_id,
+            false_alarms=outcome.false_alarms,
+            calibrated=outcome.calibrated,
+        )
 
     async def watch(
         self, request: events_pb2.WatchAnalysisRequest

@@ -96,6 +96,11 @@ class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[m
     ) -> events_pb2.ResetSceneResponse:
         return await _unary(context, lambda: self._events.reset_scene(request))
 
+    async def Feedback(  # noqa: N802
+        self, request: events_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.FeedbackResponse:
+        return await _unary(context, lambda: self._events.feedback(request))
+
     async def WatchAnalysis(  # noqa: N802
         self, request: events_pb2.WatchAnalysisRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[events_pb2.AnalysisProgress]:

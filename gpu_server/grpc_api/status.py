@@ -107,6 +107,7 @@ class StatusReporter:
             language_model=self._language_model_status(),
             model_zoo=self._zoo_status(),
             enrichment=self._enrichment_status(),
+            feedback=self._feedback_status(),
         )
 
     def close(self) -> None:
@@ -144,6 +145,19 @@ class StatusReporter:
             known_plates=status.known_plates,
             batches=status.batches,
         )
+
+    def _feedback_status(self) -> list[status_pb2.CameraFeedback]:
+        if self._events is None:
+            return []
+        return [
+            status_pb2.CameraFeedback(
+                camera_id=camera_id,
+                false_alarms=counts.false_alarms,
+                confirmed=counts.confirmed,
+                calibrated_cases=counts.calibrated_cases,
+            )
+            for camera_id, counts in self._events.feedback.calibration.counts().items()
+        ]
 
     def _zoo_status(self) -> status_pb2.ModelZooStatus | None:
         if self._zoo is None:

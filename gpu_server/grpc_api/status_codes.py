@@ -19,6 +19,7 @@ from gpu_server.errors import (
     ShuttingDownError,
     SidecarError,
     StaleCursorError,
+    UnknownEventError,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ STATUS_CODES: Final[tuple[tuple[type[SidecarError], grpc.StatusCode], ...]] = (
     (FeatureUnavailableError, grpc.StatusCode.FAILED_PRECONDITION),
     (StaleCursorError, grpc.StatusCode.FAILED_PRECONDITION),
     (CursorOutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
+    (UnknownEventError, grpc.StatusCode.NOT_FOUND),
     (ShuttingDownError, grpc.StatusCode.UNAVAILABLE),
     (DetectorError, grpc.StatusCode.INTERNAL),
     (SidecarError, grpc.StatusCode.INTERNAL),

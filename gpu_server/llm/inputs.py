@@ -60,6 +60,9 @@ class PersonInput(_Input):
 
     name: str | None = Field(default=None, max_length=200)  # None: unknown
     distance: float = Field(default=0.0, ge=0.0)
+# The household's own words on an earlier event (see feedback/): untrusted like any text, but
+# not a sign that someone in the scene tries to steer the analysis.
+HOUSEHOLD_SOURCE: Final = "household_note"
 
 
 class UntrustedText(_Input):
@@ -67,6 +70,19 @@ class UntrustedText(_Input):
 
     source: str = Field(min_length=1, max_length=40)  # "ocr_plate", "caption", ...
     text: str = Field(max_length=100_000)
+
+
+class FeedbackInput(_Input):
+    """How the household judged earlier events of this camera with this object in this zone at
+    this hour of the week (0 = Monday 00:00)."""
+
+    label: str = Field(min_length=1, max_length=64)  # the kind: person, vehicle, animal, other
+    zone: str | None = Field(default=None, max_length=200)
+    hour_of_week: int = Field(ge=0, lt=168)
+    false_alarms: int = Field(default=0, ge=0)
+    confirmed: int = Field(default=0, ge=0)
+    # Judged a false alarm often enough that its risk is lowered.
+    calibrated: bool = False
 
 
 class AnalysisInput(_Input):
@@ -85,6 +101,7 @@ class AnalysisInput(_Input):
     # Faces seen (enrichment), and the names of known vehicles whose plate was read.
     people: tuple[PersonInput, ...] = ()
     known_vehicles: tuple[str, ...] = ()
+    feedback: tuple[FeedbackInput, ...] = ()
     # Optional per-camera prompt version; the service default applies when None.
     prompt_version: str | None = None
     # The confidence from which the detector's detections are as good as certain (0.9 for

@@ -45,6 +45,21 @@ class ModelOutput(BaseModel):
         return visible_text(value).strip()
 
 
+class AuditRubric(BaseModel):
+    """How well an assessment's text serves the household, each from 1 (poor) to 5 (good)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    context_used: int = Field(ge=1, le=5)  # the objects, zones, time and cameras it was given
+    coherent: int = Field(ge=1, le=5)  # no claims the frames do not show, no repetition
+    justified: int = Field(ge=1, le=5)  # the level is one the evidence supports
+    actionable: int = Field(ge=1, le=5)  # a short, clear summary and a concrete action
+
+    @property
+    def score(self) -> float:
+        return (self.context_used + self.coherent + self.justified + self.actionable) / 4
+
+
 class Assessment(BaseModel):
     """A scored, explained security event, plus where it came from."""
 
@@ -68,6 +83,7 @@ class Assessment(BaseModel):
     suspicious_input: bool = False
     # What in a model's text the detections or the rules did not back (see risk/audit.py).
     audit_notes: tuple[str, ...] = ()
+    audit_rubric: AuditRubric | None = None
 
 
 def reconcile(

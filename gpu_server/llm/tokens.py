@@ -35,10 +35,11 @@ class SectionKind(enum.IntEnum):
     """Trimmable sections; the lower the value, the earlier it is trimmed."""
 
     CROSS_CAMERA = 0
-    ENRICHMENT = 1
-    BASELINE_HISTORY = 2
-    ZONES = 3
-    DETECTIONS = 4
+    FEEDBACK = 1
+    ENRICHMENT = 2
+    BASELINE_HISTORY = 3
+    ZONES = 4
+    DETECTIONS = 5
 
 
 @dataclass(slots=True)

@@ -34,7 +34,7 @@ from gpu_server.llm.model_server import ModelServer, ServerState
 from gpu_server.llm.schema import Assessment
 from gpu_server.llm.settings import LlmConfigError, LlmSettings, OutputConstraint
 from gpu_server.llm.templates import PromptLibrary
-from gpu_server.risk.audit import LEVEL_GAP, audit
+from gpu_server.risk.audit import LEVEL_GAP, audit, rubric
 from gpu_server.risk.rules import assess_with_rules
 
 TokenCallback = Callable[[str], None]
@@ -356,16 +356,16 @@ class RiskAnalysis:
         rules = assess_with_rules(analysis, "checking the model's answer")
         # A model that is not trusted may not differ from the rules by even one level.
         notes = audit(answer, analysis, rules, level_gap=LEVEL_GAP if self._trusted else 1)
-        if not notes:
-            return answer
-        if self._trusted:
-            return answer.model_copy(update={"audit_notes": notes})
-        self.replaced += 1
-        _LOGGER.info(
-            "The answer of %s was replaced by the rules: %s", self._model_name, "; ".join(notes)
+        if notes and not self._trusted:
+            self.replaced += 1
+            _LOGGER.info(
+                "The answer of %s was replaced by the rules: %s",
+                self._model_name, "; ".join(notes),
+            )
+            answer = assess_with_rules(analysis, _short(f"the model's answer {notes[0]}"))
+        return answer.model_copy(
+            update={"audit_notes": notes, "audit_rubric": rubric(answer, analysis, rules)}
         )
-        reason = _short(f"the model's answer {notes[0]}")
-        return assess_with_rules(analysis, reason).model_copy(update={"audit_notes": notes})
 
     @property
     def trusted(self) -> bool:
@@ -374,7 +374,8 @@ class RiskAnalysis:
 
     def _rules(self, analysis: AnalysisInput, reason: str) -> Assessment:
         self.fallbacks += 1
-        return assess_with_rules(analysis, reason)
+        rules = assess_with_rules(analysis, reason)
+        return rules.model_copy(update={"audit_rubric": rubric(rules, analysis, rules)})
 
     def _refusal(self) -> str | None:
         """Why the model cannot take an analysis right now, or None when it can."""

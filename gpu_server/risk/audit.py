@@ -6,6 +6,10 @@ with the rules' own level, and checked for running in circles; what does not hol
 audit note on the event. When the model is not trusted (small models, by default), a level even
 one step from the rules' is a note, and an answer with notes is replaced by the rules' plain
 assessment.
+
+Every assessment, the rules' own included, is also scored on a rubric of four points from 1
+to 5: does it use the context it was given, does it hold together, does the evidence justify
+its level, and can the household act on it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from gpu_server.llm.inputs import AnalysisInput
-from gpu_server.llm.schema import Assessment
+from gpu_server.llm.schema import Assessment, AuditRubric
 from gpu_server.vocabulary import LabelGroup, RiskLevel, label_group
 
 # Words that claim something was seen; the detections must back each claim.
@@ -48,6 +52,19 @@ LEVEL_GAP: Final = 2
 _PHRASE_WORDS: Final = 4
 _PHRASE_REPEATS: Final = 3
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
+# Rubric: words that show the text took in a part of the context.
+_NIGHT_WORDS: Final = frozenset({"night", "dark", "midnight", "overnight", "late"})
+_SCENE_WORDS: Final = frozenset({
+    "scene", "view", "moved", "covered", "blocked", "tamper", "tampered", "tampering",
+    "re-aimed", "blinded", "obscured",
+})
+_ANOMALY_WORDS: Final = frozenset({"unusual", "usual", "normal", "anomaly", "anomalous", "rare"})
+_OTHER_CAMERA_WORDS: Final = frozenset({"camera", "cameras", "elsewhere", "earlier"})
+# An anomaly score from which the baseline is worth mentioning.
+_NOTABLE_ANOMALY: Final = 0.5
+# A summary longer than this is no longer a glance at a phone.
+_SUMMARY_WORDS: Final = 35
+_GAP_SCORE: Final = {0: 5, 1: 4, 2: 2, 3: 1}
 
 
 def _claimed(words: list[str], vocabulary: Iterable[str]) -> bool:
@@ -94,3 +111,81 @@ def audit(
             f"{rules.risk_level.value}"
         )
     return tuple(notes)
+
+
+def _mentions(words: set[str], phrase: str) -> bool:
+    """Whether every word of a name ("back garden") is in the text."""
+    wanted = _WORD.findall(phrase.lower())
+    return bool(wanted) and all(word in words for word in wanted)
+
+
+def _names(group: LabelGroup) -> frozenset[str]:
+    return _CLAIMS.get(group, frozenset()) | {group.value}
+
+
+def _context_used(words: set[str], analysis: AnalysisInput) -> int:
+    """1 to 5: how much of the context the analysis had does the text take in."""
+    groups = {label_group(detection.label) for detection in analysis.detections}
+    parts = [bool(words & _names(group)) for group in groups]
+    for zone in {detection.zone for detection in analysis.detections if detection.zone}:
+        kind = analysis.zone_kind(zone)
+        parts.append(_mentions(words, zone) or (kind is not None and kind.value in words))
+    if analysis.is_night and analysis.detections:
+        parts.append(bool(words & _NIGHT_WORDS))
+    if analysis.scene_changed:
+        parts.append(bool(words & _SCENE_WORDS))
+    if analysis.baseline is not None and analysis.baseline.anomaly_score >= _NOTABLE_ANOMALY:
+        parts.append(bool(words & _ANOMALY_WORDS))
+    if analysis.other_cameras and analysis.detections:
+        parts.append(
+            bool(words & _OTHER_CAMERA_WORDS)
+            or any(_mentions(words, other.camera_name) for other in analysis.other_cameras)
+        )
+    if not parts:
+        return 5
+    return 1 + round(4 * sum(parts) / len(parts))
+
+
+def rubric(assessment: Assessment, analysis: AnalysisInput, rules: Assessment) -> AuditRubric:
+    """Score the assessment's text against the frames, the context and the rules' level."""
+    text_words = _WORD.findall(f"{assessment.summary} {assessment.reasoning}".lower())
+    words = set(text_words)
+    seen = {label_group(detection.label) for detection in analysis.detections}
+
+    unbacked = sum(
+        group not in seen and _claimed(text_words, vocabulary)
+        for group, vocabulary in _CLAIMS.items()
+    )
+    if not analysis.scene_changed and LabelGroup.PERSON not in seen:
+        unbacked += _claimed(text_words, _ATTACK)
+    coherent = 5 - 2 * unbacked - 2 * _repeats_itself(text_words)
+    if not assessment.reasoning:
+        coherent = min(coherent, 3)
+
+    gap = abs(_LEVEL_ORDER[assessment.risk_level] - _LEVEL_ORDER[rules.risk_level])
+    justified = _GAP_SCORE[gap]
+    if seen and not any(words & _names(group) for group in seen):
+        justified -= 1  # a level with no word about what was seen
+
+    actionable = 5
+    if not assessment.recommended_action:
+        actionable -= 3
+    elif len(_WORD.findall(assessment.recommended_action.lower())) < 3:
+        actionable -= 1
+    summary_words = len(_WORD.findall(assessment.summary.lower()))
+    if summary_words == 0:
+        actionable -= 2
+    elif summary_words > _SUMMARY_WORDS:
+        actionable -= 1
+
+    return AuditRubric(
+        context_used=_context_used(words, analysis),
+        coherent=_clamp(coherent),
+        justified=_clamp(justified),
+        actionable=_clamp(actionable),
+    )
+
+
+def _clamp(value: int) -> int:
+    return max(1, min(5, value))
+

@@ -11,7 +11,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Final
 
-from gpu_server.llm.inputs import AnalysisInput
+from gpu_server.feedback.calibration import hour_of_week
+from gpu_server.feedback.context import finding_of
+from gpu_server.llm.inputs import HOUSEHOLD_SOURCE, AnalysisInput, DetectionInput
 from gpu_server.llm.sanitizer import injection_reasons, sanitize_name
 from gpu_server.llm.schema import (
     ACTION_MAX_CHARS,
@@ -59,6 +61,9 @@ FAILSAFE_PERSON_CONFIDENCE: Final = 0.6
 SURE_REFERENCE: Final = 0.9
 FAILSAFE_FLOOR: Final = 60
 FAILSAFE_ZONES: Final = frozenset({RiskZoneKind.ENTRY, RiskZoneKind.SENSITIVE})
+# A case the household has called a false alarm often enough (see feedback/) weighs this much
+# less, and is exempt from the fail-safe floor: the household has said what it is.
+CALIBRATION_DISCOUNT: Final = 25
 
 ACTIONS: Final = {
     RiskLevel.LOW: "No action needed; the event is kept for reference.",
@@ -76,12 +81,30 @@ _WEIGHTS: Final = {
 }
 
 
+def _calibrated(analysis: AnalysisInput, detection: DetectionInput) -> int:
+    """False alarms the household counted for this detection's case at this hour (0: none
+    enough to lower it)."""
+    finding = finding_of(detection.label, detection.zone)
+    hour = hour_of_week(analysis.local_time)
+    for case in analysis.feedback:
+        if (
+            case.calibrated
+            and case.hour_of_week == hour
+            and case.label == finding.label
+            and (case.zone or "") == finding.zone
+        ):
+            return case.false_alarms
+    return 0
+
+
 def _failsafe(analysis: AnalysisInput) -> str | None:
     """Why this window must be at least high without a model's judgement, or None."""
     # 0.6 for a detector sure at 0.9 (YOLO); lower for one whose scores run lower.
     confident = FAILSAFE_PERSON_CONFIDENCE * analysis.detector_sure_confidence / SURE_REFERENCE
     for detection in analysis.detections:
         if label_group(detection.label) is not LabelGroup.PERSON:
+            continue
+        if _calibrated(analysis, detection):
             continue
         if detection.confidence < confident:
             continue
@@ -92,16 +115,36 @@ def _failsafe(analysis: AnalysisInput) -> str | None:
     return None
 
 
+_PLURALS: Final = {
+    LabelGroup.PERSON: "people",
+    LabelGroup.VEHICLE: "vehicles",
+    LabelGroup.ANIMAL: "animals",
+    LabelGroup.OTHER: "other objects",
+}
+
+
+def _counted(kind: LabelGroup, count: int) -> str:
+    """"1 person", "4 people", "2 other objects"."""
+    if count == 1:
+        return f"1 {'other object' if kind is LabelGroup.OTHER else kind.value}"
+    return f"{count} {_PLURALS[kind]}"
+
+
 def _cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
-    """Score the batch by rule; `reason` says why the rules ran instead of a model."""
-    score = 0.0
-    factors: list[str] = []
-    kinds = Counter(label_group(detection.label) for detection in analysis.detections)
+def _steering(analysis: AnalysisInput) -> bool:
+    """Whether text in the scene tries to instruct the system (the household's notes aside)."""
+    return any(
+        injection_reasons(item.text)
+        for item in analysis.untrusted_texts
+        if item.source != HOUSEHOLD_SOURCE
+    )
 
+
+def _strongest(analysis: AnalysisInput) -> tuple[float, str] | None:
+    """The detection that weighs most, with its weight and how it came about."""
     best: tuple[float, str] | None = None
     for detection in analysis.detections:
         kind = label_group(detection.label)
@@ -111,9 +154,29 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
             bonus = ZONE_BONUS[zone_kind]
             # An animal in the doorway is still an animal.
             value += bonus / 2 if kind is LabelGroup.ANIMAL else bonus
+        where = f" in {zone_kind.value} zone" if zone_kind else ""
+        note = ""
+        if false_alarms := _calibrated(analysis, detection):
+            value = max(0.0, value - CALIBRATION_DISCOUNT)
+            note = (
+                f", a false alarm {false_alarms} times at this hour by the household's word "
+                f"(-{CALIBRATION_DISCOUNT})"
+            )
         if best is None or value > best[0]:
-            where = f" in {zone_kind.value} zone" if zone_kind else ""
-            best = (value, f"{kind} ({detection.label}) at {detection.confidence:.2f}{where}")
+            best = (
+                value,
+                f"{kind} ({detection.label}) at {detection.confidence:.2f}{where}{note}",
+            )
+    return best
+
+
+def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
+    """Score the batch by rule; `reason` says why the rules ran instead of a model."""
+    score = 0.0
+    factors: list[str] = []
+    kinds = Counter(label_group(detection.label) for detection in analysis.detections)
+
+    best = _strongest(analysis)
     if best is not None:
         score += best[0]
         factors.append(f"strongest detection: {best[1]} (+{best[0]:.0f})")
@@ -139,7 +202,8 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     if recent and people_or_vehicles:
         score += CROSS_CAMERA_BONUS
         factors.append(f"people on {len(recent)} other camera(s) recently (+{CROSS_CAMERA_BONUS})")
-    if any(injection_reasons(item.text) for item in analysis.untrusted_texts):
+    steering = _steering(analysis)
+    if steering:
         score += STEERING_BONUS
         factors.append(f"text in view tries to instruct the system (+{STEERING_BONUS})")
     if score < FAILSAFE_FLOOR and (why := _failsafe(analysis)):
@@ -152,7 +216,7 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     risk_score = int(min(max(round(score), SCORE_MIN), SCORE_MAX))
     level = level_for_score(risk_score)
     camera = sanitize_name(analysis.camera_name).text or analysis.camera_id
-    seen = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "nothing"
+    seen = ", ".join(_counted(kind, count) for kind, count in sorted(kinds.items())) or "nothing"
     summary = f"{level.value.capitalize()} risk on {camera}: {seen} detected ({analysis.daypart})."
     if analysis.scene_changed:
         summary = f"{level.value.capitalize()} risk on {camera}: the scene changed suddenly."
@@ -168,7 +232,7 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
         fallback=True,
         fallback_reason=reason,
         model=RULES_MODEL,
-        suspicious_input=any(injection_reasons(item.text) for item in analysis.untrusted_texts),
+        suspicious_input=steering,
     )
 
 

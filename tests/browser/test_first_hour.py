@@ -105,7 +105,11 @@ def test_right_token_creates_the_entry(page: Page, stack: Running, screenshot: S
 def test_options_flow_opens_and_saves(page: Page, stack: Running, screenshot: Screenshot) -> None:
     page.goto(f"{stack.url}/config/integrations/integration/{DOMAIN}")
     page.get_by_role("button", name="Configure").first.click()
-    expect(page.get_by_text("Frame sources")).to_be_visible()
+    # The options open on a menu: frame sources, or alerts and presence.
+    expect(page.get_by_text("Alerts and presence")).to_be_visible()
+    assert_human_text(page)
+    page.get_by_text("Frame sources").click()
+    expect(page.get_by_text("Upload folders")).to_be_visible()
     text = assert_human_text(page)
     assert "Upload folders" in text
     screenshot("05-options")  # before the folder is filled in: the test uses a temporary one

@@ -62,3 +62,14 @@ def test_both_sides_name_the_same_zone_kinds_and_risk_levels() -> None:
     assert found["RISK_SCORE_MEDIUM"] == floors[RiskLevel.MEDIUM]
     assert found["RISK_SCORE_HIGH"] == floors[RiskLevel.HIGH]
     assert found["RISK_SCORE_CRITICAL"] == floors[RiskLevel.CRITICAL]
+
+
+def test_both_sides_know_the_same_person_labels() -> None:
+    from gpu_server.vocabulary import PERSON_LABELS
+
+    for node in ast.parse(INTEGRATION.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "PERSON_LABELS":
+            assert node.value is not None
+            assert set(ast.literal_eval(node.value)) == PERSON_LABELS
+            return
+    raise AssertionError("the integration's vocabulary has no PERSON_LABELS")

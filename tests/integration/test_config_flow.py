@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -223,6 +224,16 @@ async def test_reconfigure_wrong_server(hass: HomeAssistant, shared_sidecar: Sid
     assert entry.data[CONF_PORT] == shared_sidecar.port
 
 
+async def _open_sources(hass: HomeAssistant, entry: MockConfigEntry) -> Any:
+    """Open the options and pick the frame sources from the menu."""
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["sources", "alerts"]
+    return await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "sources"}
+    )
+
+
 async def test_options_flow(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, tmp_path: Path
 ) -> None:
@@ -232,9 +243,9 @@ async def test_options_flow(
     uploads.mkdir()
     hass.config.allowlist_external_dirs = {str(tmp_path)}
 
-    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await _open_sources(hass, mock_config_entry)
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "init"
+    assert result["step_id"] == "sources"
 
     for folders, error in (
         ([str(tmp_path / "missing")], "folder_not_found"),
@@ -279,7 +290,7 @@ async def test_options_flow_without_cameras(
 ) -> None:
     """Without camera entities there is no motion step."""
     mock_config_entry.add_to_hass(hass)
-    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await _open_sources(hass, mock_config_entry)
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {CONF_SNAPSHOT_INTERVAL: 0}
     )
@@ -321,7 +332,7 @@ async def test_options_flow_zone_errors(
 ) -> None:
     """The zones editor names what is wrong with the zones."""
     mock_config_entry.add_to_hass(hass)
-    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await _open_sources(hass, mock_config_entry)
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {CONF_SNAPSHOT_INTERVAL: 0, CONF_ZONES_YAML: text}
     )
@@ -334,7 +345,7 @@ async def test_options_flow_zones_and_windows(
 ) -> None:
     """Batch windows and zones are saved; the editor shows the saved zones again."""
     mock_config_entry.add_to_hass(hass)
-    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await _open_sources(hass, mock_config_entry)
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
@@ -358,7 +369,7 @@ async def test_options_flow_zones_and_windows(
         ]
     }
 
-    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await _open_sources(hass, mock_config_entry)
     schema = result["data_schema"].schema
     suggested = next(key.description["suggested_value"] for key in schema if key == CONF_ZONES_YAML)
     assert "porch" in suggested
@@ -373,7 +384,7 @@ async def test_options_flow_excludes_own_cameras(
     own = er.async_get(hass).async_get_or_create(
         "camera", DOMAIN, "server_porch_camera", config_entry=mock_config_entry
     )
-    result = await hass.config_entries.options.async_init(mock_config_entry.entry_id)
+    result = await _open_sources(hass, mock_config_entry)
     schema = result["data_schema"].schema
     selector = next(value for key, value in schema.items() if key == CONF_CAMERAS)
     assert selector.config["exclude_entities"] == [own.entity_id]

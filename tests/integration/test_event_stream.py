@@ -16,11 +16,13 @@ from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNKNOWN
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_security_ai.cameras import Cameras
 from custom_components.home_security_ai.client import (
     AckStatus,
+    AuditRubric,
     EventKind,
     FrameAck,
     FrameIn,
@@ -636,6 +638,9 @@ async def test_incident_updates_and_endings_reach_the_bus(
         created_at_ms=1_767_614_410_000,
         incident=incident,
         audit_notes=("mentions a vehicle but none was detected",),
+        audit_rubric=AuditRubric(
+            context_used=4, coherent=3, justified=5, actionable=4, score=4.0
+        ),
     )
     end = SecurityEvent(
         sequence=start + 2,
@@ -661,6 +666,11 @@ async def test_incident_updates_and_endings_reach_the_bus(
     assert state.attributes["incident_id"] == "walk"
     assert state.attributes["alert"] is False
     assert state.attributes["audit_notes"] == ["mentions a vehicle but none was detected"]
+    assert state.attributes["audit_score"] == 4.0
+    assert state.attributes["audit_rubric"] == {
+        "context_used": 4, "coherent": 3, "justified": 5, "actionable": 4,
+    }
+    assert payload["audit_score"] == 4.0
     assert ended == [
         {
             "entry_id": entry.entry_id,
@@ -671,5 +681,50 @@ async def test_incident_updates_and_endings_reach_the_bus(
         }
     ]
     assert events.last_sequence == start + 2
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_camera_shows_its_cooldowns(hass: HomeAssistant, sidecar: Sidecar) -> None:
+    """The camera entity says until when each kind of finding is cooling down; every security
+    event carries the camera's cooldowns as they stand after it."""
+    entry = make_entry(sidecar)
+    await _setup(hass, entry)
+    events = entry.runtime_data.events
+    start = events.last_sequence
+    made = dt_util.utcnow().replace(microsecond=0)
+    made_ms = int(made.timestamp() * 1000)
+
+    def event(sequence: int, cooldowns: tuple[tuple[str, float], ...]) -> SecurityEvent:
+        return SecurityEvent(
+            sequence=start + sequence,
+            event_id=f"cool-{sequence}",
+            camera_id="porch",
+            kind=EventKind.SECURITY,
+            created_at_ms=made_ms,
+            incident=Incident(
+                incident_id="walk",
+                update=sequence > 1,
+                camera_ids=("porch",),
+                started_at_ms=made_ms,
+                alert=sequence == 1,
+                cooldowns=cooldowns,
+            ),
+        )
+
+    with patch.object(entry.runtime_data.client, "ack_events", _ack_suppressed):
+        await events.async_handle(event(1, (("person", 600.0),)))
+        await hass.async_block_till_done()
+        state = hass.states.get("camera.porch")
+        assert state.attributes["cooldowns"] == {
+            "person": (made + timedelta(seconds=600)).isoformat()
+        }
+        assert state.attributes["incident_id"] == "walk"
+        await events.async_handle(event(2, (("person", 540.0), ("vehicle", 600.0))))
+        await hass.async_block_till_done()
+    assert hass.states.get("camera.porch").attributes["cooldowns"] == {
+        "person": (made + timedelta(seconds=540)).isoformat(),
+        "vehicle": (made + timedelta(seconds=600)).isoformat(),
+    }
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

@@ -54,6 +54,7 @@ async def test_setup_and_unload(
     unique_ids = {entry.unique_id: entry for entry in entries}
     expected = {
         f"{server_id}_server_connectivity",
+        f"{server_id}_server_armed",
         f"{server_id}_server_gpu_available",
         f"{server_id}_server_detector",
         f"{server_id}_server_language_model",
@@ -167,6 +168,7 @@ async def test_diagnostics(hass: HomeAssistant, shared_sidecar: Sidecar, tmp_pat
     assert diagnostics["cameras"] == {}
     assert diagnostics["spool"]["frames"] == 0
     assert diagnostics["events"]["last_sequence"] == 0
+    assert diagnostics["arming"] == {"mode": "home", "paused_cameras": []}
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 from unittest.mock import patch
 
 import pytest
+import voluptuous as vol
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import entity_registry as er
@@ -44,7 +45,7 @@ async def _call(hass: HomeAssistant, service: str, data: dict[str, Any]) -> Any:
         service,
         data,
         blocking=True,
-        return_response=service == "analyze_now",
+        return_response=service in {"analyze_now", "feedback"},
     )
 
 
@@ -195,5 +196,55 @@ async def test_reset_scene_by_action_and_button(
     )
     assert response == {"camera_id": "porch", "adopted": True}
     await hass.services.async_call("button", "press", {"entity_id": button}, blocking=True)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_feedback_reaches_the_server_that_made_the_event(
+    hass: HomeAssistant, sidecar: Sidecar, porch_camera: PorchCamera
+) -> None:
+    """A verdict on a real event is taken by its sidecar and counted in its status; an event
+    no server knows, or a bad verdict, is refused with a clear error."""
+    entry = make_entry(sidecar, {CONF_CAMERAS: [TEST_CAMERA], CONF_SNAPSHOT_INTERVAL: 0})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(hass, lambda: entry.runtime_data.events.subscribed, "the event stream")
+    await entry.runtime_data.camera_source.async_snapshot(TEST_CAMERA)
+    cameras = entry.runtime_data.cameras
+    await wait_for(
+        hass,
+        lambda: "porch" in cameras and cameras["porch"].last_event is not None,
+        "the photo's event",
+    )
+    event = cameras["porch"].last_event
+    assert event is not None
+
+    response = await _call(
+        hass,
+        "feedback",
+        {"event_id": event.event_id, "verdict": "false_alarm", "what": "a poster of a bus"},
+    )
+    assert response == {
+        "event_id": event.event_id,
+        "camera_id": "porch",
+        "false_alarms": 1,
+        "calibrated": False,
+    }
+    await entry.runtime_data.coordinator.async_refresh()
+    counts = entry.runtime_data.coordinator.data.feedback["porch"]
+    assert (counts.false_alarms, counts.confirmed, counts.calibrated_cases) == (1, 0, 0)
+    response = await _call(
+        hass,
+        "feedback",
+        {"event_id": event.event_id, "verdict": "correct", "actual_level": "high"},
+    )
+    assert response["false_alarms"] == 0  # the second verdict replaced the first
+
+    with pytest.raises(ServiceValidationError) as unknown:
+        await _call(hass, "feedback", {"event_id": "no-such-event", "verdict": "correct"})
+    assert unknown.value.translation_key == "unknown_event"
+    with pytest.raises(vol.Invalid):
+        await _call(hass, "feedback", {"event_id": event.event_id, "verdict": "maybe"})
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

@@ -16,6 +16,7 @@ import pytest
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.home_security_ai.camera_ids import CameraIds, normalize_camera_id
 from custom_components.home_security_ai.cameras import Cameras
 from custom_components.home_security_ai.const import DOMAIN
 from custom_components.home_security_ai.frame_stream import FrameStream
@@ -25,7 +26,6 @@ from custom_components.home_security_ai.sources import (
     _acceptable_name,
     _read_file,
     _scan_roots,
-    normalize_camera_id,
 )
 from custom_components.home_security_ai.spool import FrameSpool
 
@@ -84,7 +84,7 @@ def test_scan_skips_symlinks_and_non_media(tmp_path: Path) -> None:
 
     scan = _scan_roots([str(root), str(tmp_path / "missing")])
 
-    assert scan.cameras == {"front_door": "Front Door"}
+    assert scan.folders == {"Front Door"}
     assert sorted(found.relative for found in scan.files.values()) == [
         "Front Door/2026/a.JPG",
         "Front Door/2026/b.png",
@@ -100,8 +100,8 @@ def test_scan_names_folders_without_ascii(tmp_path: Path) -> None:
     scan = _scan_roots([str(root)])
     camera_id = normalize_camera_id("门口")
     assert camera_id.startswith("cam_")
-    assert scan.cameras == {camera_id: "门口"}
-    assert [found.camera_id for found in scan.files.values()] == [camera_id]
+    assert scan.folders == {"门口"}
+    assert [found.folder for found in scan.files.values()] == ["门口"]
 
 
 def test_read_file_checks_size_and_root(tmp_path: Path) -> None:
@@ -151,7 +151,10 @@ async def _watcher(hass: HomeAssistant, tmp_path: Path, max_bytes: int = 10**6) 
         cameras=cameras,
         event_stored=lambda _outbox, _sequence: False,
     )
-    watcher = UploadFolderWatcher(hass, entry, frames, cameras, [str(tmp_path / "uploads")])
+    watcher = UploadFolderWatcher(
+        hass, entry, frames, cameras, CameraIds(hass, entry.entry_id),
+        roots=[str(tmp_path / "uploads")],
+    )
     return _Uploads(watcher=watcher, frames=frames, cameras=cameras)
 
 
@@ -267,3 +270,24 @@ async def test_watcher_skips_a_file_outside_its_folder(
     await _polls(watcher, 3)
     assert caplog.text.count("lies outside its upload folder") == 1
     assert uploads_.frames.counters.submitted == 0
+
+
+async def test_folders_whose_names_collide_stay_two_cameras(
+    hass: HomeAssistant, tmp_path: Path
+) -> None:
+    """"Front Door" and "front-door" are two cameras: the first (by name) keeps front_door,
+    the other gets a suffix, and each frame carries its own folder's camera id."""
+    uploads_ = await _watcher(hass, tmp_path)
+    uploads = tmp_path / "uploads"
+    _settled(uploads / "front-door" / "b.jpg", b"b")
+    _settled(uploads / "Front Door" / "a.jpg", b"a")
+    await _polls(uploads_.watcher)
+    await hass.async_block_till_done()
+    by_ref = {f.source_ref: f.camera_id for f in uploads_.frames.spool.frames()}
+    assert by_ref["Front Door/a.jpg"] == "front_door"
+    assert by_ref["front-door/b.jpg"].startswith("front_door_")
+    assert uploads_.watcher.cameras == set(by_ref.values())
+    assert {uploads_.cameras[camera_id].name for camera_id in by_ref.values()} == {
+        "Front Door",
+        "front-door",
+    }

@@ -16,13 +16,16 @@ from .errors import (
     CannotConnect,
     FailedPrecondition,
     HomeSecurityAIError,
+    NotFound,
     NotSupported,
     ResourceExhausted,
 )
 from .models import (
     AckStatus,
     AnalyzeNowResult,
+    AuditRubric,
     Box,
+    CameraFeedback,
     CameraSettings,
     Detection,
     DetectorStatus,
@@ -30,6 +33,8 @@ from .models import (
     EventDetection,
     EventKind,
     EventsStatus,
+    FeedbackResult,
+    FeedbackVerdict,
     FrameAck,
     FrameCounters,
     FrameIn,
@@ -83,15 +88,26 @@ def _map_error(err: grpc.RpcError) -> HomeSecurityAIError:
     return _map_status(None, str(err))
 
 
+# Status codes with an error of their own, and how each reads.
+_ERRORS: Final[dict[grpc.StatusCode, tuple[type[HomeSecurityAIError], str]]] = {
+    grpc.StatusCode.UNAUTHENTICATED: (AuthFailed, "The sidecar refused the token"),
+    grpc.StatusCode.UNIMPLEMENTED: (
+        NotSupported, "The sidecar does not support this call; update it"
+    ),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (
+        ResourceExhausted, "The sidecar call ran out of resources"
+    ),
+    grpc.StatusCode.NOT_FOUND: (NotFound, "The sidecar does not know it"),
+    grpc.StatusCode.FAILED_PRECONDITION: (
+        FailedPrecondition, "The sidecar refused the call's premise"
+    ),
+}
+
+
 def _map_status(code: grpc.StatusCode | None, details: str | None) -> HomeSecurityAIError:
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return AuthFailed(f"The sidecar refused the token: {details}")
-    if code == grpc.StatusCode.UNIMPLEMENTED:
-        return NotSupported(f"The sidecar does not support this call; update it: {details}")
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return ResourceExhausted(f"The sidecar call ran out of resources: {details}")
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return FailedPrecondition(f"The sidecar refused the call's premise: {details}")
+    if code is not None and code in _ERRORS:
+        kind, meaning = _ERRORS[code]
+        return kind(f"{meaning}: {details}")
     if code in _CONNECT_CODES:
         return CannotConnect(f"Cannot reach the sidecar ({code}): {details}")
     return HomeSecurityAIError(f"The sidecar answered with an error ({code}): {details}")
@@ -126,6 +142,19 @@ def _detection_from_proto(det: frames_pb2.Detection) -> Detection:
     )
 
 
+def _rubric_from_proto(event: events_pb2.SecurityEvent) -> AuditRubric | None:
+    if not event.HasField("audit_rubric"):
+        return None
+    rubric = event.audit_rubric
+    return AuditRubric(
+        context_used=rubric.context_used,
+        coherent=rubric.coherent,
+        justified=rubric.justified,
+        actionable=rubric.actionable,
+        score=round(rubric.score, 2),
+    )
+
+
 def _incident_from_proto(event: events_pb2.SecurityEvent) -> Incident | None:
     if not event.HasField("incident"):
         return None
@@ -137,6 +166,7 @@ def _incident_from_proto(event: events_pb2.SecurityEvent) -> Incident | None:
         started_at_ms=incident.started_at_ms,
         alert=incident.alert,
         cooldown_remaining_s=incident.cooldown_remaining_s,
+        cooldowns=tuple(sorted(incident.cooldowns.items())),
     )
 
 
@@ -201,6 +231,7 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
         scene_change=_enum(SceneChangeKind, event.scene_change, SceneChangeKind.NONE),
         incident=_incident_from_proto(event),
         audit_notes=tuple(event.audit_notes),
+        audit_rubric=_rubric_from_proto(event),
         people=tuple(_person_from_proto(person) for person in event.people),
         plates=tuple(_plate_from_proto(plate) for plate in event.plates),
         enrichment_notes=tuple(event.enrichment_notes),
@@ -336,6 +367,14 @@ def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
             known_plates=status.enrichment.known_plates,
             batches=status.enrichment.batches,
         ),
+        feedback={
+            item.camera_id: CameraFeedback(
+                false_alarms=item.false_alarms,
+                confirmed=item.confirmed,
+                calibrated_cases=item.calibrated_cases,
+            )
+            for item in status.feedback
+        },
     )
 
 
@@ -552,6 +591,34 @@ class HomeSecurityAIClient:
         except grpc.RpcError as err:
             raise _map_error(err) from err
         return bool(response.adopted)
+
+    async def feedback(
+        self,
+        event_id: str,
+        verdict: FeedbackVerdict,
+        *,
+        actual_level: RiskLevel = RiskLevel.UNSPECIFIED,
+        what: str = "",
+    ) -> FeedbackResult:
+        """Tell the sidecar the household's verdict on one of its events."""
+        try:
+            response = await self._get_stub().Feedback(
+                events_pb2.FeedbackRequest(
+                    event_id=event_id,
+                    verdict=events_pb2.FeedbackVerdict.Name(int(verdict)),
+                    actual_level=events_pb2.RiskLevel.Name(int(actual_level)),
+                    what=what,
+                ),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return FeedbackResult(
+            camera_id=response.camera_id,
+            false_alarms=response.false_alarms,
+            calibrated=response.calibrated,
+        )
 
     async def enroll_person(
         self, name: str, *, face_id: str = "", image: bytes = b""

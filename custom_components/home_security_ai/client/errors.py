@@ -27,5 +27,9 @@ class FailedPrecondition(HomeSecurityAIError):  # noqa: N818
     """The sidecar refused the call's premise, e.g. an event cursor of another outbox."""
 
 
+class NotFound(HomeSecurityAIError):  # noqa: N818
+    """The sidecar does not know what the call names, e.g. an event it no longer keeps."""
+
+
 class TlsUnavailable(CannotConnect):
     """The sidecar answered, but not with TLS (it runs without it)."""

@@ -156,6 +156,19 @@ class Incident:
     started_at_ms: int
     alert: bool  # whether this event should page someone
     cooldown_remaining_s: float = 0.0
+    # After this event: seconds of cooldown left per kind of finding on the camera.
+    cooldowns: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditRubric:
+    """The sidecar's audit of an assessment's text, each point from 1 (poor) to 5 (good)."""
+
+    context_used: int
+    coherent: int
+    justified: int
+    actionable: int
+    score: float
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -226,6 +239,7 @@ class SecurityEvent:
     people: tuple[PersonSighting, ...] = ()
     plates: tuple[PlateReading, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
+    audit_rubric: AuditRubric | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -248,6 +262,31 @@ class CameraSettings:
     idle_timeout_s: int = 0
     prompt_version: str = ""
     time_zone: str = ""
+
+
+class FeedbackVerdict(IntEnum):
+    """The household's verdict on an event (values as in the contract)."""
+
+    FALSE_ALARM = 1
+    CORRECT = 2
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedbackResult:
+    """The answer to Feedback."""
+
+    camera_id: str
+    false_alarms: int  # counted so far for the event's cases
+    calibrated: bool  # whether one of the event's cases now has its risk lowered
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CameraFeedback:
+    """The household's verdicts on one camera's events."""
+
+    false_alarms: int = 0
+    confirmed: int = 0
+    calibrated_cases: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -420,3 +459,5 @@ class ServerStatus:
     language_model: LanguageModelStatus = field(default_factory=LanguageModelStatus)
     model_zoo: ModelZooStatus = field(default_factory=ModelZooStatus)
     enrichment: EnrichmentStatus = field(default_factory=EnrichmentStatus)
+    # The household's verdicts, by camera id.
+    feedback: dict[str, CameraFeedback] = field(default_factory=dict)

@@ -42,6 +42,7 @@ def test_quiet_ends_the_incident_and_the_cooldown_holds_the_next_alert() -> None
     clock = FakeClock()
     incidents = tracker(clock)
     first = incidents.stamp("porch", {"person"}, HIGH)
+    assert first.cooldowns == {"person": 600}  # the alert starts the camera's cooldown
     clock.advance(119)
     assert incidents.due() == []
     clock.advance(1)
@@ -63,6 +64,7 @@ def test_quiet_ends_the_incident_and_the_cooldown_holds_the_next_alert() -> None
     assert other.incident_id == again.incident_id
     assert other.update
     assert other.alert
+    assert other.cooldowns == {"person": 420, "vehicle": 600}
     assert not incidents.stamp("porch", {"vehicle"}, MEDIUM).alert
 
 

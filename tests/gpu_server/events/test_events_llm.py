@@ -118,6 +118,7 @@ async def test_a_crashed_model_still_gives_the_event_and_the_next_one_is_the_mod
     events = await server.events(count=2)
     assert not events[-1].fallback, events[-1].fallback_reason
     assert events[-1].model == tiny_gguf.name
+    assert events[-1].HasField("audit_rubric")
 
 
 async def test_stopping_during_a_hung_analysis_ends_within_the_grace_period(

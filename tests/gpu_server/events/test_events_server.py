@@ -60,6 +60,12 @@ async def test_detections_are_assessed_when_the_window_closes(start_events: Any)
     assert event.fallback
     assert event.risk_level != events_pb2.RISK_LEVEL_UNSPECIFIED
     assert event.summary
+    # The audit scores every assessment, the rules' own included.
+    rubric = event.audit_rubric
+    assert min(rubric.context_used, rubric.coherent, rubric.justified, rubric.actionable) >= 1
+    assert rubric.score == pytest.approx(
+        (rubric.context_used + rubric.coherent + rubric.justified + rubric.actionable) / 4
+    )
     assert set(event.frame_sha256s) == shas(acks[:4])
     assert {d.detection.label for d in event.detections} == {"car"}
     assert all(d.frame_sha256 in event.frame_sha256s for d in event.detections)
@@ -330,6 +336,7 @@ async def test_a_person_walking_past_is_one_incident_alerted_once_then_updated(
     assert alert.incident.alert
     assert not alert.incident.update
     assert list(alert.incident.camera_ids) == ["front_door"]
+    assert dict(alert.incident.cooldowns) == {"person": pytest.approx(600)}
     # The other four frames wait in the window and update the same incident.
     await server.close_due(30)
     (update,) = await server.events(after=alert.sequence)
@@ -353,6 +360,7 @@ async def test_a_person_walking_past_is_one_incident_alerted_once_then_updated(
     assert later.incident.incident_id != alert.incident.incident_id
     assert not later.incident.alert
     assert later.incident.cooldown_remaining_s > 0
+    assert 0 < later.incident.cooldowns["person"] < 600
 
 
 async def test_a_person_crossing_two_cameras_is_one_incident(start_events: Any) -> None:

@@ -16,6 +16,7 @@ from gpu_server.llm.inputs import (
     BaselineInput,
     CameraActivity,
     DetectionInput,
+    FeedbackInput,
     UntrustedText,
     ZoneInput,
 )
@@ -245,6 +246,10 @@ def _huge_input(make_input: MakeInput) -> AnalysisInput:
         ),
         untrusted_texts=tuple(
             UntrustedText(source="caption", text="words " * 5_000) for _ in range(100)
+        ),
+        feedback=tuple(
+            FeedbackInput(label="person", zone=f"zone {i}", hour_of_week=i, false_alarms=i)
+            for i in range(100)
         ),
         camera_name="c" * 200,
     )

@@ -118,6 +118,13 @@ def test_scores_stay_in_bounds_for_a_crowd(make_input: MakeInput) -> None:
     assert assessment.risk_level is RiskLevel.CRITICAL
 
 
+def test_the_summary_counts_in_plain_words(make_input: MakeInput) -> None:
+    analysis = make_input()  # two people and a car
+    assert "2 people, 1 vehicle detected" in assess_with_rules(analysis, "r").summary
+    one = make_input(detections=(DetectionInput(label="person", confidence=0.9),))
+    assert "1 person detected" in assess_with_rules(one, "r").summary
+
+
 # Service ---------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,12 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FeedbackVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_VERDICT_UNSPECIFIED: _ClassVar[FeedbackVerdict]
+    FEEDBACK_VERDICT_FALSE_ALARM: _ClassVar[FeedbackVerdict]
+    FEEDBACK_VERDICT_CORRECT: _ClassVar[FeedbackVerdict]
+
 class RiskLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RISK_LEVEL_UNSPECIFIED: _ClassVar[RiskLevel]
@@ -29,6 +35,9 @@ class SceneChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCENE_CHANGE_KIND_NONE: _ClassVar[SceneChangeKind]
     SCENE_CHANGE_KIND_COVERED: _ClassVar[SceneChangeKind]
     SCENE_CHANGE_KIND_MOVED: _ClassVar[SceneChangeKind]
+FEEDBACK_VERDICT_UNSPECIFIED: FeedbackVerdict
+FEEDBACK_VERDICT_FALSE_ALARM: FeedbackVerdict
+FEEDBACK_VERDICT_CORRECT: FeedbackVerdict
 RISK_LEVEL_UNSPECIFIED: RiskLevel
 RISK_LEVEL_LOW: RiskLevel
 RISK_LEVEL_MEDIUM: RiskLevel
@@ -116,6 +125,28 @@ class ResetSceneResponse(_message.Message):
     adopted: bool
     def __init__(self, adopted: bool = ...) -> None: ...
 
+class FeedbackRequest(_message.Message):
+    __slots__ = ("event_id", "verdict", "actual_level", "what")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    WHAT_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    verdict: FeedbackVerdict
+    actual_level: RiskLevel
+    what: str
+    def __init__(self, event_id: _Optional[str] = ..., verdict: _Optional[_Union[FeedbackVerdict, str]] = ..., actual_level: _Optional[_Union[RiskLevel, str]] = ..., what: _Optional[str] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("camera_id", "false_alarms", "calibrated")
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    FALSE_ALARMS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    false_alarms: int
+    calibrated: bool
+    def __init__(self, camera_id: _Optional[str] = ..., false_alarms: _Optional[int] = ..., calibrated: bool = ...) -> None: ...
+
 class EventDetection(_message.Message):
     __slots__ = ("detection", "frame_sha256", "zones")
     DETECTION_FIELD_NUMBER: _ClassVar[int]
@@ -127,23 +158,46 @@ class EventDetection(_message.Message):
     def __init__(self, detection: _Optional[_Union[_frames_pb2.Detection, _Mapping]] = ..., frame_sha256: _Optional[str] = ..., zones: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Incident(_message.Message):
-    __slots__ = ("incident_id", "update", "camera_ids", "started_at_ms", "alert", "cooldown_remaining_s")
+    __slots__ = ("incident_id", "update", "camera_ids", "started_at_ms", "alert", "cooldown_remaining_s", "cooldowns")
+    class CooldownsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     CAMERA_IDS_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     ALERT_FIELD_NUMBER: _ClassVar[int]
     COOLDOWN_REMAINING_S_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWNS_FIELD_NUMBER: _ClassVar[int]
     incident_id: str
     update: bool
     camera_ids: _containers.RepeatedScalarFieldContainer[str]
     started_at_ms: int
     alert: bool
     cooldown_remaining_s: float
-    def __init__(self, incident_id: _Optional[str] = ..., update: bool = ..., camera_ids: _Optional[_Iterable[str]] = ..., started_at_ms: _Optional[int] = ..., alert: bool = ..., cooldown_remaining_s: _Optional[float] = ...) -> None: ...
+    cooldowns: _containers.ScalarMap[str, float]
+    def __init__(self, incident_id: _Optional[str] = ..., update: bool = ..., camera_ids: _Optional[_Iterable[str]] = ..., started_at_ms: _Optional[int] = ..., alert: bool = ..., cooldown_remaining_s: _Optional[float] = ..., cooldowns: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class AuditRubric(_message.Message):
+    __slots__ = ("context_used", "coherent", "justified", "actionable", "score")
+    CONTEXT_USED_FIELD_NUMBER: _ClassVar[int]
+    COHERENT_FIELD_NUMBER: _ClassVar[int]
+    JUSTIFIED_FIELD_NUMBER: _ClassVar[int]
+    ACTIONABLE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    context_used: int
+    coherent: int
+    justified: int
+    actionable: int
+    score: float
+    def __init__(self, context_used: _Optional[int] = ..., coherent: _Optional[int] = ..., justified: _Optional[int] = ..., actionable: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class SecurityEvent(_message.Message):
-    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms", "incident", "audit_notes", "people", "plates", "enrichment_notes")
+    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms", "incident", "audit_notes", "audit_rubric", "people", "plates", "enrichment_notes")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +222,7 @@ class SecurityEvent(_message.Message):
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_FIELD_NUMBER: _ClassVar[int]
     AUDIT_NOTES_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_RUBRIC_FIELD_NUMBER: _ClassVar[int]
     PEOPLE_FIELD_NUMBER: _ClassVar[int]
     PLATES_FIELD_NUMBER: _ClassVar[int]
     ENRICHMENT_NOTES_FIELD_NUMBER: _ClassVar[int]
@@ -195,10 +250,11 @@ class SecurityEvent(_message.Message):
     created_at_ms: int
     incident: Incident
     audit_notes: _containers.RepeatedScalarFieldContainer[str]
+    audit_rubric: AuditRubric
     people: _containers.RepeatedCompositeFieldContainer[PersonSighting]
     plates: _containers.RepeatedCompositeFieldContainer[PlateReading]
     enrichment_notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ..., incident: _Optional[_Union[Incident, _Mapping]] = ..., audit_notes: _Optional[_Iterable[str]] = ..., people: _Optional[_Iterable[_Union[PersonSighting, _Mapping]]] = ..., plates: _Optional[_Iterable[_Union[PlateReading, _Mapping]]] = ..., enrichment_notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ..., incident: _Optional[_Union[Incident, _Mapping]] = ..., audit_notes: _Optional[_Iterable[str]] = ..., audit_rubric: _Optional[_Union[AuditRubric, _Mapping]] = ..., people: _Optional[_Iterable[_Union[PersonSighting, _Mapping]]] = ..., plates: _Optional[_Iterable[_Union[PlateReading, _Mapping]]] = ..., enrichment_notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PersonSighting(_message.Message):
     __slots__ = ("face_id", "name", "unknown", "distance", "frame_sha256", "box")

@@ -74,6 +74,11 @@ class SecurityAIStub(object):
                 request_serializer=home__security__ai_dot_v1_dot_events__pb2.ResetSceneRequest.SerializeToString,
                 response_deserializer=home__security__ai_dot_v1_dot_events__pb2.ResetSceneResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/home_security_ai.v1.SecurityAI/Feedback',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
         self.WatchAnalysis = channel.unary_stream(
                 '/home_security_ai.v1.SecurityAI/WatchAnalysis',
                 request_serializer=home__security__ai_dot_v1_dot_events__pb2.WatchAnalysisRequest.SerializeToString,
@@ -149,6 +154,15 @@ class SecurityAIServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """The household's verdict on an event ("false alarm", or "correct"): stored, and once the
+        same object, zone and hour of the week has been a false alarm often enough, it lowers
+        that case's risk. NOT_FOUND for an event the server does not know (or no longer keeps).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchAnalysis(self, request, context):
         """Live progress of running analyses (not persisted).
         """
@@ -213,6 +227,11 @@ def add_SecurityAIServicer_to_server(servicer, server):
                     servicer.ResetScene,
                     request_deserializer=home__security__ai_dot_v1_dot_events__pb2.ResetSceneRequest.FromString,
                     response_serializer=home__security__ai_dot_v1_dot_events__pb2.ResetSceneResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.FeedbackRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.FeedbackResponse.SerializeToString,
             ),
             'WatchAnalysis': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchAnalysis,
@@ -425,6 +444,33 @@ class SecurityAI(object):
             '/home_security_ai.v1.SecurityAI/ResetScene',
             home__security__ai_dot_v1_dot_events__pb2.ResetSceneRequest.SerializeToString,
             home__security__ai_dot_v1_dot_events__pb2.ResetSceneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/Feedback',
+            home__security__ai_dot_v1_dot_events__pb2.FeedbackRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

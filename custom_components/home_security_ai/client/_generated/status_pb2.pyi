@@ -198,7 +198,7 @@ class EnrichmentStatus(_message.Message):
     def __init__(self, faces_available: bool = ..., faces_reason: _Optional[str] = ..., plates_available: bool = ..., plates_reason: _Optional[str] = ..., known_people: _Optional[int] = ..., known_plates: _Optional[int] = ..., batches: _Optional[int] = ...) -> None: ...
 
 class ServerStatus(_message.Message):
-    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model", "model_zoo", "enrichment")
+    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model", "model_zoo", "feedback", "enrichment")
     class StageLatencyEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +217,7 @@ class ServerStatus(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_ZOO_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     ENRICHMENT_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     version: str
@@ -229,5 +230,18 @@ class ServerStatus(_message.Message):
     events: EventsStatus
     language_model: LanguageModelStatus
     model_zoo: ModelZooStatus
+    feedback: _containers.RepeatedCompositeFieldContainer[CameraFeedback]
     enrichment: EnrichmentStatus
-    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ..., events: _Optional[_Union[EventsStatus, _Mapping]] = ..., language_model: _Optional[_Union[LanguageModelStatus, _Mapping]] = ..., model_zoo: _Optional[_Union[ModelZooStatus, _Mapping]] = ..., enrichment: _Optional[_Union[EnrichmentStatus, _Mapping]] = ...) -> None: ...
+    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ..., events: _Optional[_Union[EventsStatus, _Mapping]] = ..., language_model: _Optional[_Union[LanguageModelStatus, _Mapping]] = ..., model_zoo: _Optional[_Union[ModelZooStatus, _Mapping]] = ..., feedback: _Optional[_Iterable[_Union[CameraFeedback, _Mapping]]] = ..., enrichment: _Optional[_Union[EnrichmentStatus, _Mapping]] = ...) -> None: ...
+
+class CameraFeedback(_message.Message):
+    __slots__ = ("camera_id", "false_alarms", "confirmed", "calibrated_cases")
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    FALSE_ALARMS_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_CASES_FIELD_NUMBER: _ClassVar[int]
+    camera_id: str
+    false_alarms: int
+    confirmed: int
+    calibrated_cases: int
+    def __init__(self, camera_id: _Optional[str] = ..., false_alarms: _Optional[int] = ..., confirmed: _Optional[int] = ..., calibrated_cases: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,191 @@
+"""Whether a security event should alert someone, and at which level: plain rules, no Home
+Assistant.
+
+The sidecar decides per incident (its first event alerts, updates and cooldowns do not); on top
+of that the household's own rules apply here:
+
+- Escalation: armed away, or nobody of the chosen people at home, raises the level one step
+  (low to medium, ..., high to critical), when the option is on. Disarmed never escalates.
+- Held back: while disarmed, below the camera's minimum level, or in quiet hours, the event is
+  still recorded but says `alert: false` with the reason. A critical event always alerts.
+
+Quiet hours follow the seed's notification filter: a window has weekdays and a start and end
+time; a window whose end is not after its start spans midnight and belongs to the day it
+started on (Friday 22:00-06:00 covers Saturday 03:00, and Monday 03:00 only when Sunday is
+one of its days). Equal start and end make a window of a whole day from that time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from enum import StrEnum
+from typing import Any, Final
+
+from .const import CONF_ESCALATE, CONF_MIN_LEVELS, CONF_QUIET_DAYS, CONF_QUIET_END, CONF_QUIET_START
+from .vocabulary import RISK_LEVELS
+
+# Weekday keys as the options store them, Monday first (datetime.weekday() order).
+WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Every event alerts from this level on, held back or not.
+ALWAYS_ALERT_LEVEL: Final = "critical"
+
+
+class ArmedMode(StrEnum):
+    """The household's arming, chosen on the server device."""
+
+    HOME = "home"
+    AWAY = "away"
+    NIGHT = "night"
+    DISARMED = "disarmed"
+
+
+class EscalationReason(StrEnum):
+    """Why an event's level was raised."""
+
+    ARMED_AWAY = "armed_away"
+    NOBODY_HOME = "nobody_home"
+
+
+class HoldBackReason(StrEnum):
+    """Why an event does not alert."""
+
+    # The sidecar's incident already alerted (an update, or a cooldown).
+    INCIDENT = "incident"
+    DISARMED = "disarmed"
+    BELOW_MINIMUM_LEVEL = "below_minimum_level"
+    QUIET_HOURS = "quiet_hours"
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuietHours:
+    """A weekly window in local time during which events below critical do not alert."""
+
+    # The weekdays a window starts on, Monday 0.
+    days: frozenset[int]
+    start: time
+    end: time
+
+    def covers(self, when: datetime) -> bool:
+        """Return whether the local time `when` lies in one of the windows."""
+        moment = when.time().replace(tzinfo=None)
+        day = when.weekday()
+        if self.start < self.end:
+            return day in self.days and self.start <= moment < self.end
+        # Spans midnight: the evening part on a listed day, the morning part after one.
+        started_today = day in self.days and moment >= self.start
+        started_yesterday = (day - 1) % 7 in self.days and moment < self.end
+        return started_today or started_yesterday
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertSettings:
+    """The household's rules, as the options hold them."""
+
+    escalate: bool = True
+    quiet_hours: QuietHours | None = None
+    # Camera id -> the lowest level that alerts ("low" when absent).
+    min_levels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assessment:
+    """What the household's rules made of one event."""
+
+    level: str
+    raw_level: str
+    armed_mode: ArmedMode
+    escalation_reason: EscalationReason | None = None
+    alert: bool = True
+    alert_reason: HoldBackReason | None = None
+
+    @property
+    def escalated(self) -> bool:
+        """Return whether the level was raised."""
+        return self.escalation_reason is not None
+
+    def as_data(self) -> dict[str, Any]:
+        """Return the fields that the bus event and the event entity carry."""
+        return {
+            "risk_level": self.level,
+            "raw_risk_level": self.raw_level,
+            "armed_mode": self.armed_mode.value,
+            "escalated": self.escalated,
+            "escalation_reason": _value(self.escalation_reason),
+            "alert": self.alert,
+            "alert_reason": _value(self.alert_reason),
+        }
+
+
+def _value(reason: StrEnum | None) -> str | None:
+    return reason.value if reason is not None else None
+
+
+def settings_from_options(options: Mapping[str, Any]) -> AlertSettings:
+    """Read the household's rules from the entry's options."""
+    quiet: QuietHours | None = None
+    days = frozenset(WEEKDAYS.index(day) for day in options.get(CONF_QUIET_DAYS, []))
+    start, end = options.get(CONF_QUIET_START), options.get(CONF_QUIET_END)
+    if days and start and end:
+        quiet = QuietHours(days=days, start=time.fromisoformat(start), end=time.fromisoformat(end))
+    return AlertSettings(
+        escalate=bool(options.get(CONF_ESCALATE, True)),
+        quiet_hours=quiet,
+        min_levels=dict(options.get(CONF_MIN_LEVELS, {})),
+    )
+
+
+def level_at_least(level: str, minimum: str) -> bool:
+    """Return whether risk level `level` is `minimum` or higher."""
+    return RISK_LEVELS.index(level) >= RISK_LEVELS.index(minimum)
+
+
+def raise_level(level: str) -> str:
+    """Return the next higher risk level; critical stays critical."""
+    return RISK_LEVELS[min(RISK_LEVELS.index(level) + 1, len(RISK_LEVELS) - 1)]
+
+
+def assess(
+    *,
+    raw_level: str,
+    camera_id: str,
+    when: datetime,
+    incident_alert: bool,
+    mode: ArmedMode,
+    nobody_home: bool,
+    settings: AlertSettings,
+) -> Assessment:
+    """Apply arming, presence, minimum levels and quiet hours to one event.
+
+    `when` is the event's local time; `nobody_home` is true only when people are chosen and
+    none of them is at home.
+    """
+    reason: EscalationReason | None = None
+    if settings.escalate and mode is not ArmedMode.DISARMED:
+        if mode is ArmedMode.AWAY:
+            reason = EscalationReason.ARMED_AWAY
+        elif nobody_home:
+            reason = EscalationReason.NOBODY_HOME
+    level = raise_level(raw_level) if reason is not None else raw_level
+    if level == raw_level:
+        reason = None  # critical cannot go higher
+    hold_back: HoldBackReason | None = None
+    if not incident_alert:
+        hold_back = HoldBackReason.INCIDENT
+    elif level_at_least(level, ALWAYS_ALERT_LEVEL):
+        hold_back = None
+    elif mode is ArmedMode.DISARMED:
+        hold_back = HoldBackReason.DISARMED
+    elif not level_at_least(level, settings.min_levels.get(camera_id, RISK_LEVELS[0])):
+        hold_back = HoldBackReason.BELOW_MINIMUM_LEVEL
+    elif settings.quiet_hours is not None and settings.quiet_hours.covers(when):
+        hold_back = HoldBackReason.QUIET_HOURS
+    return Assessment(
+        level=level,
+        raw_level=raw_level,
+        armed_mode=mode,
+        escalation_reason=reason,
+        alert=hold_back is None,
+        alert_reason=hold_back,
+    )

@@ -1,0 +1,92 @@
+"""Arming: the household's armed mode, which cameras are analyzed, and who is home.
+
+The select on the server device sets the mode and the per-camera switches pause analysis; both
+restore their state after a restart and take effect at once, without a reload. Each stored
+security event is assessed here once (alerting.py has the rules), and the bus event and the
+event entity both carry that one assessment.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import STATE_HOME, STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.util import dt as dt_util
+
+from .alerting import ArmedMode, Assessment, assess, settings_from_options
+from .client import SecurityEvent
+from .const import CONF_PRESENCE_PERSONS
+from .vocabulary import risk_level_name
+
+
+class Arming:
+    """The armed mode and the paused cameras of one config entry."""
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
+        """Start at home with every camera analyzed; the entities restore the last state.
+
+        The rules are read from the entry's options at every event: changes need no reload.
+        """
+        self.hass = hass
+        self._entry = entry
+        self.mode = ArmedMode.HOME
+        self._paused: set[str] = set()
+        # The assessment of each camera's latest event, for its event entity.
+        self._latest: dict[str, tuple[str, Assessment]] = {}
+
+    @property
+    def paused_cameras(self) -> list[str]:
+        """Return the cameras whose analysis is off."""
+        return sorted(self._paused)
+
+    def analysis_enabled(self, camera_id: str) -> bool:
+        """Return whether the camera's frames are collected and sent."""
+        return camera_id not in self._paused
+
+    @callback
+    def async_set_analysis(self, camera_id: str, enabled: bool) -> None:
+        """Resume or pause the analysis of one camera."""
+        if enabled:
+            self._paused.discard(camera_id)
+        else:
+            self._paused.add(camera_id)
+
+    def nobody_home(self) -> bool:
+        """Return whether people are chosen, each one's whereabouts known, and none at home."""
+        persons: list[str] = self._entry.options.get(CONF_PRESENCE_PERSONS, [])
+        states = [self.hass.states.get(entity_id) for entity_id in persons]
+        known = [
+            state.state
+            for state in states
+            if state is not None and state.state not in (STATE_UNKNOWN, STATE_UNAVAILABLE)
+        ]
+        return bool(known) and len(known) == len(states) and STATE_HOME not in known
+
+    @callback
+    def async_assess(self, event: SecurityEvent) -> Assessment:
+        """Apply the household's rules to a security event and remember the outcome."""
+        assessment = assess(
+            raw_level=risk_level_name(event),
+            camera_id=event.camera_id,
+            when=_local_time(event),
+            incident_alert=event.incident.alert if event.incident is not None else True,
+            mode=self.mode,
+            nobody_home=self.nobody_home(),
+            settings=settings_from_options(self._entry.options),
+        )
+        self._latest[event.camera_id] = (event.event_id, assessment)
+        return assessment
+
+    def assessment_of(self, event: SecurityEvent) -> Assessment | None:
+        """Return the assessment of the camera's latest event, if that is `event`."""
+        latest = self._latest.get(event.camera_id)
+        return latest[1] if latest is not None and latest[0] == event.event_id else None
+
+
+def _local_time(event: SecurityEvent) -> datetime:
+    """Return when the event was made, in Home Assistant's time zone (now when unknown)."""
+    if not event.created_at_ms:
+        return dt_util.now()
+    return dt_util.as_local(dt_util.utc_from_timestamp(event.created_at_ms / 1000))

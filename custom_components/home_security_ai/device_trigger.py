@@ -1,0 +1,149 @@
+"""Device triggers of a camera: security events from a risk level up, a person, tampering, and
+the end of an incident.
+
+They listen to the bus events of event_stream.py, so `trigger.event.data` holds the whole
+event, including the level after the household's rules and whether to alert (arming.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import voluptuous as vol
+from homeassistant.components.device_automation import DEVICE_TRIGGER_BASE_SCHEMA
+from homeassistant.const import CONF_DEVICE_ID, CONF_DOMAIN, CONF_PLATFORM, CONF_TYPE
+from homeassistant.core import CALLBACK_TYPE, Event, HassJob, HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
+from homeassistant.helpers.typing import ConfigType
+
+from .alerting import level_at_least
+from .const import DOMAIN, EVENT_INCIDENT_ENDED, EVENT_SECURITY
+from .vocabulary import PERSON_LABELS, RISK_LEVELS
+
+# "security_event_<level>": a security event at that level or higher.
+SECURITY_EVENT_PREFIX: Final = "security_event_"
+PERSON_DETECTED: Final = "person_detected"
+CAMERA_TAMPERED: Final = "camera_tampered"
+INCIDENT_ENDED: Final = "incident_ended"
+TRIGGER_TYPES: Final = (
+    *(f"{SECURITY_EVENT_PREFIX}{level}" for level in RISK_LEVELS),
+    PERSON_DETECTED,
+    CAMERA_TAMPERED,
+    INCIDENT_ENDED,
+)
+
+TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend({vol.Required(CONF_TYPE): vol.In(TRIGGER_TYPES)})
+
+
+def camera_of_device(hass: HomeAssistant, device_id: str) -> tuple[str, str] | None:
+    """Return the config entry id and camera id of a camera device, None for other devices."""
+    registry = dr.async_get(hass)
+    device = registry.async_get(device_id)
+    if device is None:
+        return None
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        # By the entry's devices: how a device names its entries differs by release.
+        if device not in dr.async_entries_for_config_entry(registry, entry.entry_id):
+            continue
+        prefix = f"{entry.unique_id or entry.entry_id}_"
+        for domain, identifier in device.identifiers:
+            if domain == DOMAIN and identifier.startswith(prefix):
+                return entry.entry_id, identifier.removeprefix(prefix)
+    return None
+
+
+async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[str, str]]:
+    """List the triggers of a camera device; the server device has none."""
+    if camera_of_device(hass, device_id) is None:
+        return []
+    return [
+        {
+            CONF_PLATFORM: "device",
+            CONF_DOMAIN: DOMAIN,
+            CONF_DEVICE_ID: device_id,
+            CONF_TYPE: trigger_type,
+        }
+        for trigger_type in TRIGGER_TYPES
+    ]
+
+
+def _matches(trigger_type: str, entry_id: str, camera_id: str) -> Callable[[Any], bool]:
+    """Return the test a bus event's data must pass to fire `trigger_type`."""
+
+    def _own_security_event(data: Any) -> bool:
+        return bool(
+            data.get("entry_id") == entry_id
+            and data.get("camera_id") == camera_id
+            and data.get("kind") == "security"
+        )
+
+    if trigger_type == INCIDENT_ENDED:
+        return lambda data: bool(
+            data.get("entry_id") == entry_id and camera_id in data.get("camera_ids", ())
+        )
+    if trigger_type == PERSON_DETECTED:
+        return lambda data: (
+            _own_security_event(data)
+            and any(
+                detection.get("label") in PERSON_LABELS for detection in data.get("detections", ())
+            )
+        )
+    if trigger_type == CAMERA_TAMPERED:
+        return lambda data: (
+            _own_security_event(data)
+            and data.get("scene_change")
+            not in (
+                None,
+                "none",
+            )
+        )
+    minimum = trigger_type.removeprefix(SECURITY_EVENT_PREFIX)
+    return lambda data: (
+        _own_security_event(data)
+        and level_at_least(str(data.get("risk_level", RISK_LEVELS[0])), minimum)
+    )
+
+
+async def async_attach_trigger(
+    hass: HomeAssistant,
+    config: ConfigType,
+    action: TriggerActionType,
+    trigger_info: TriggerInfo,
+) -> CALLBACK_TYPE:
+    """Run `action` for every matching bus event of the device's camera."""
+    trigger_type: str = config[CONF_TYPE]
+    device_id: str = config[CONF_DEVICE_ID]
+    camera = camera_of_device(hass, device_id)
+    if camera is None:
+        # The device is gone; the automation stays valid but never fires.
+        return lambda: None
+    matches = _matches(trigger_type, *camera)
+    job = HassJob(action, f"{DOMAIN} device trigger {trigger_type}")
+    trigger_data = trigger_info["trigger_data"]
+
+    @callback
+    def _fire(event: Event) -> None:
+        hass.async_run_hass_job(
+            job,
+            {
+                "trigger": {
+                    **trigger_data,
+                    CONF_PLATFORM: "device",
+                    CONF_DOMAIN: DOMAIN,
+                    CONF_DEVICE_ID: device_id,
+                    CONF_TYPE: trigger_type,
+                    "event": event,
+                    "description": f"{trigger_type.replace('_', ' ')} on {camera[1]}",
+                }
+            },
+            event.context,
+        )
+
+    @callback
+    def _filter(data: Any) -> bool:
+        return matches(data)
+
+    event_type = EVENT_INCIDENT_ENDED if trigger_type == INCIDENT_ENDED else EVENT_SECURITY
+    return hass.bus.async_listen(event_type, _fire, event_filter=_filter)

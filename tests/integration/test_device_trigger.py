@@ -1,0 +1,196 @@
+"""Device triggers of a camera: listed for its device, and run automations on real events."""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+from homeassistant.components.device_automation import DeviceAutomationType
+from homeassistant.core import HomeAssistant, ServiceCall
+from homeassistant.setup import async_setup_component
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_get_device_automations,
+    async_mock_service,
+)
+
+from custom_components.home_security_ai.client import (
+    Box,
+    Detection,
+    EventDetection,
+    EventKind,
+    Incident,
+    RiskLevel,
+    SceneChangeKind,
+    SecurityEvent,
+)
+from custom_components.home_security_ai.const import DOMAIN
+from custom_components.home_security_ai.device_trigger import TRIGGER_TYPES
+
+from .conftest import device_by_identifier, make_entry, wait_for
+from .sidecar_process import Sidecar
+
+_ids = count(1)
+
+
+async def _ack_suppressed(*_args: Any) -> int:
+    return 0
+
+
+async def _setup_with_cameras(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(hass, lambda: entry.runtime_data.events.subscribed, "the event stream")
+    for camera_id, name in (("porch", "Porch"), ("garden", "Garden")):
+        entry.runtime_data.cameras.async_register(camera_id, name)
+    await hass.async_block_till_done()
+
+
+def _camera_device(hass: HomeAssistant, entry: MockConfigEntry, camera_id: str) -> str:
+    device = device_by_identifier(hass, entry.entry_id, (DOMAIN, f"{entry.unique_id}_{camera_id}"))
+    assert device is not None
+    return device.id
+
+
+def _event(
+    camera_id: str,
+    level: RiskLevel = RiskLevel.LOW,
+    *,
+    sequence: int,
+    label: str = "cat",
+    scene_change: SceneChangeKind = SceneChangeKind.NONE,
+) -> SecurityEvent:
+    detection = Detection(label=label, class_id=0, confidence=0.9, box=Box(x1=0, y1=0, x2=1, y2=1))
+    return SecurityEvent(
+        sequence=sequence,
+        event_id=f"event-{next(_ids)}",
+        camera_id=camera_id,
+        kind=EventKind.SECURITY,
+        risk_level=level,
+        risk_score=10,
+        summary="something happened",
+        detections=(EventDetection(detection=detection, frame_sha256="0" * 64),),
+        scene_change=scene_change,
+    )
+
+
+async def test_camera_device_lists_every_trigger(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    await _setup_with_cameras(hass, mock_config_entry)
+    device_id = _camera_device(hass, mock_config_entry, "porch")
+    triggers = await async_get_device_automations(hass, DeviceAutomationType.TRIGGER, device_id)
+    ours = sorted(t["type"] for t in triggers if t["domain"] == DOMAIN)
+    assert ours == sorted(TRIGGER_TYPES)
+    assert all(t["device_id"] == device_id for t in triggers if t["domain"] == DOMAIN)
+    # The server device has none.
+    server = mock_config_entry.runtime_data.server_device_id
+    triggers = await async_get_device_automations(hass, DeviceAutomationType.TRIGGER, server)
+    assert [t for t in triggers if t["domain"] == DOMAIN] == []
+    assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
+
+
+@pytest.fixture
+def calls(hass: HomeAssistant) -> list[ServiceCall]:
+    return async_mock_service(hass, "test", "automation")
+
+
+async def test_each_trigger_runs_its_automation(
+    hass: HomeAssistant, shared_sidecar: Sidecar, calls: list[ServiceCall]
+) -> None:
+    """Every trigger type in an automation; real events through the event stream run them,
+    levels from the chosen one up, and only the camera's own."""
+    entry = make_entry(shared_sidecar)
+    await _setup_with_cameras(hass, entry)
+    device_id = _camera_device(hass, entry, "porch")
+    assert await async_setup_component(
+        hass,
+        "automation",
+        {
+            "automation": [
+                {
+                    "triggers": [
+                        {
+                            "trigger": "device",
+                            "domain": DOMAIN,
+                            "device_id": device_id,
+                            "type": trigger_type,
+                        }
+                    ],
+                    "actions": [
+                        {
+                            "action": "test.automation",
+                            "data": {
+                                "type": trigger_type,
+                                "event_id": "{{ trigger.event.data.event_id"
+                                " | default(trigger.event.data.incident_id) }}",
+                            },
+                        }
+                    ],
+                }
+                for trigger_type in TRIGGER_TYPES
+            ]
+        },
+    )
+    events = entry.runtime_data.events
+    sequence = count(events.last_sequence + 1)
+
+    async def _fire(event: SecurityEvent) -> list[str]:
+        calls.clear()
+        with patch.object(entry.runtime_data.client, "ack_events", _ack_suppressed):
+            await events.async_handle(event)
+        await hass.async_block_till_done()
+        return sorted(call.data["type"] for call in calls)
+
+    assert await _fire(_event("porch", RiskLevel.LOW, sequence=next(sequence))) == [
+        "security_event_low"
+    ]
+    assert await _fire(_event("porch", RiskLevel.HIGH, sequence=next(sequence))) == [
+        "security_event_high",
+        "security_event_low",
+        "security_event_medium",
+    ]
+    assert await _fire(_event("porch", RiskLevel.CRITICAL, sequence=next(sequence))) == [
+        "security_event_critical",
+        "security_event_high",
+        "security_event_low",
+        "security_event_medium",
+    ]
+    assert await _fire(
+        _event("porch", RiskLevel.MEDIUM, sequence=next(sequence), label="person")
+    ) == [
+        "person_detected",
+        "security_event_low",
+        "security_event_medium",
+    ]
+    assert await _fire(
+        _event("porch", sequence=next(sequence), scene_change=SceneChangeKind.COVERED)
+    ) == ["camera_tampered", "security_event_low"]
+    # Another camera's events run none of the porch's automations.
+    assert (
+        await _fire(_event("garden", RiskLevel.CRITICAL, sequence=next(sequence), label="person"))
+        == []
+    )
+    # The automation sees the whole event.
+    await _fire(_event("porch", RiskLevel.MEDIUM, sequence=next(sequence)))
+    assert calls[0].data["event_id"].startswith("event-")
+
+    ended = SecurityEvent(
+        sequence=next(sequence),
+        event_id="end",
+        camera_id="porch",
+        kind=EventKind.INCIDENT_ENDED,
+        incident=Incident(
+            incident_id="walk",
+            update=True,
+            camera_ids=("garden", "porch"),
+            started_at_ms=1,
+            alert=False,
+        ),
+    )
+    assert await _fire(ended) == ["incident_ended"]
+    assert calls[0].data["event_id"] == "walk"
+    assert await hass.config_entries.async_unload(entry.entry_id)

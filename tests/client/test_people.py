@@ -8,7 +8,7 @@ import pytest
 from integration.sidecar_process import ASSETS, Sidecar
 from PIL import Image
 
-from custom_components.home_security_ai.client import HomeSecurityAIClient, HomeSecurityAIError
+from custom_components.home_security_ai.client import HomeSecurityAIClient, NotFound
 
 
 def _astronaut_png() -> bytes:
@@ -30,7 +30,7 @@ async def test_enroll_list_and_remove_a_person(shared_sidecar: Sidecar) -> None:
         assert (person.name, person.embeddings) == ("Eileen", 1)
         assert [p.name for p in await client.list_people()] == ["Eileen"]
         assert (await client.get_status()).enrichment.known_people == 1
-        with pytest.raises(HomeSecurityAIError, match="NOT_FOUND"):
+        with pytest.raises(NotFound, match="no-such-face"):
             await client.enroll_person("Eileen", face_id="no-such-face")
         assert await client.remove_person("Eileen") == 1
         assert await client.remove_person("Eileen") == 0

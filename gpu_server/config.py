@@ -130,6 +130,33 @@ class ZooConfig(_Section):
         return max(256 * 1024 * 1024, pages * page_size // 4)
 
 
+class EnrichConfig(_Section):
+    """Faces and known people, plates: what enrichment adds to an event before its analysis."""
+
+    enabled: bool = True
+    # Faces whose embeddings lie closer than this (Euclidean) are the same person; 0.6 is where
+    # dlib's face embedding separates people best on its benchmark.
+    face_match_distance: float = Field(default=0.6, gt=0.0, le=2.0)
+    # Plates the household knows: plate (any spelling; only letters and digits count) -> name.
+    known_plates: dict[str, str] = Field(default_factory=dict)
+    # Crops taken per batch, the most confident first: bounds a busy batch's cost.
+    max_person_crops: int = Field(default=6, ge=0, le=64)
+    max_vehicle_crops: int = Field(default=4, ge=0, le=64)
+    ocr_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+
+    @field_validator("known_plates", mode="before")
+    @classmethod
+    def _split_plates(cls, value: object) -> object:
+        # Env vars give "AB123CD=Anna's car,XY99" (a plate without a name names itself).
+        if isinstance(value, str):
+            pairs = (part.split("=", 1) for part in value.split(",") if part.strip())
+            return {pair[0].strip(): (pair[1] if len(pair) > 1 else pair[0]).strip()
+                    for pair in pairs}
+        if isinstance(value, list | tuple):
+            return {str(item): str(item) for item in value}
+        return value
+
+
 class TlsConfig(_Section):
     """TLS on the gRPC port.
 
@@ -171,6 +198,7 @@ class ServerConfig(_Section):
     events: EventsConfig = Field(default_factory=EventsConfig)
     scene: SceneConfig = Field(default_factory=SceneConfig)
     zoo: ZooConfig = Field(default_factory=ZooConfig)
+    enrich: EnrichConfig = Field(default_factory=EnrichConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     llm: LlmSettings = Field(default_factory=LlmSettings)
@@ -220,6 +248,8 @@ ENV_VARS: dict[str, str] = {
     "HSAI_INCIDENT_LINK_S": "events.incident_link_s",
     "HSAI_COOLDOWN_S": "events.cooldown_s",
     "HSAI_ZOO_MEMORY_BUDGET_MB": "zoo.memory_budget_mb",
+    "HSAI_ENRICH_ENABLED": "enrich.enabled",
+    "HSAI_KNOWN_PLATES": "enrich.known_plates",
     "HSAI_FEEDBACK_CALIBRATE_AFTER": "feedback.calibrate_after",
     "HSAI_SCENE_ADOPT_AFTER": "scene.adopt_after",
     "HSAI_SCENE_ADOPT_AFTER_S": "scene.adopt_after_s",

@@ -63,3 +63,15 @@ class UnknownEventError(SidecarError):
 
 class ShuttingDownError(SidecarError):
     """The server is stopping and no longer takes work."""
+
+
+class InvalidRequestError(SidecarError):
+    """A request whose arguments cannot be used (an empty name, an image without a face)."""
+
+
+class NotFoundError(SidecarError):
+    """A request names something the server does not have (a face it no longer remembers)."""
+
+
+class FeatureUnavailableError(SidecarError):
+    """The request needs a part that is not installed or failed to load (see GetStatus)."""

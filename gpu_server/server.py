@@ -13,12 +13,14 @@ from grpc_reflection.v1alpha import reflection
 
 from gpu_server._generated import service_pb2, service_pb2_grpc
 from gpu_server.config import ServerConfig
+from gpu_server.enrich.pipeline import Enricher
 from gpu_server.events.clock import Clock
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.grpc_api.auth import BearerTokenInterceptor, RefusalLog
 from gpu_server.grpc_api.convert import ProtobufEventCodec
 from gpu_server.grpc_api.events import EventsHandler
 from gpu_server.grpc_api.frames import FrameStreamHandler
+from gpu_server.grpc_api.people import PeopleHandler
 from gpu_server.grpc_api.service import SecurityAIServicer
 from gpu_server.grpc_api.status import StatusReporter
 from gpu_server.identity import load_or_create_server_id, load_or_create_token
@@ -63,6 +65,7 @@ class GRPCServer:
         self.events: EventScheduler | None = None
         self.risk: RiskAnalysis | None = None
         self.zoo: ModelRegistry | None = None
+        self.enrichment: Enricher | None = None
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
         self._gpu = GpuMonitor()
@@ -118,12 +121,16 @@ class GRPCServer:
         self.zoo = ModelRegistry(
             await asyncio.to_thread(self._zoo_budget, selection.detector.device)
         )
+        self.enrichment = await asyncio.to_thread(
+            Enricher, config.enrich, config.data_dir, self.zoo
+        )
         self.events = EventScheduler(
             config,
             risk,
             codec=ProtobufEventCodec(),
             clock=self._clock,
             sure_confidence=selection.detector.sure_confidence,
+            enrichment=self.enrichment,
         )
         await self.events.start()
         server = self._grpc_server(self._servicer(selection, self.events, risk))
@@ -162,6 +169,7 @@ class GRPCServer:
         """The service and what it calls: intake, dedupe, the decode budget, status, events."""
         config = self.config
         assert self.batcher is not None
+        assert self.enrichment is not None
         self.dedupe = Deduplicator(ResultCache(config.dedupe.capacity))
         limits = config.limits
         self.decode_budget = DecodeBudget(
@@ -182,6 +190,7 @@ class GRPCServer:
             events=events,
             risk=risk,
             zoo=self.zoo,
+            enrichment=self.enrichment,
         )
         return SecurityAIServicer(
             FrameStreamHandler(
@@ -189,6 +198,7 @@ class GRPCServer:
             ),
             self._status,
             EventsHandler(events),
+            PeopleHandler(self.enrichment),
         )
 
     def _grpc_server(self, servicer: SecurityAIServicer) -> grpc.aio.Server:

@@ -9,7 +9,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .client import SecurityEvent
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
-from .event_stream import audit_payload, incident_payload
+from .event_stream import audit_payload, enrichment_payload, incident_payload
 from .vocabulary import RISK_LEVELS, risk_level_name
 
 PARALLEL_UPDATES = 0
@@ -58,6 +58,7 @@ class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
             "event_id": event.event_id,
             **audit_payload(event),
             **incident_payload(event),
+            **enrichment_payload(event),
         }
         if (assessment := self._entry.runtime_data.arming.assessment_of(event)) is not None:
             attributes.update(assessment.as_data())

@@ -118,6 +118,22 @@ def event_payload(
         "snapshot_path": str(snapshot) if snapshot is not None else None,
         "media_content_id": media_id,
         **incident_payload(event),
+        **enrichment_payload(event),
+    }
+
+
+def enrichment_payload(event: SecurityEvent) -> dict[str, Any]:
+    """Who was seen and which plates were read: names, "unknown person", cleaned plate text.
+
+    `face_ids` (in the order of `people`) let a person be enrolled from this event.
+    """
+    return {
+        "people": [person.name or "unknown person" for person in event.people],
+        "unknown_person": any(person.unknown for person in event.people),
+        "face_ids": [person.face_id for person in event.people],
+        "plates": [plate.text for plate in event.plates],
+        "known_vehicles": [plate.known_label for plate in event.plates if plate.known],
+        "enrichment_notes": list(event.enrichment_notes),
     }
 
 

@@ -1,5 +1,6 @@
 """Actions of Home Security AI: analyze a camera's batch now, accept a camera's current view,
-set a camera's zones, and give the household's verdict on an event."""
+set a camera's zones, give the household's verdict on an event, and enrol or forget a known
+person."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ SERVICE_ANALYZE_NOW: Final = "analyze_now"
 SERVICE_SET_ZONES: Final = "set_zones"
 SERVICE_RESET_SCENE: Final = "reset_scene"
 SERVICE_FEEDBACK: Final = "feedback"
+SERVICE_ENROLL_PERSON: Final = "enroll_person"
+SERVICE_REMOVE_PERSON: Final = "remove_person"
+ATTR_NAME: Final = "name"
+ATTR_FACE_ID: Final = "face_id"
 ATTR_CAMERA_ID: Final = "camera_id"
 ATTR_ZONES: Final = "zones"
 ATTR_EVENT_ID: Final = "event_id"
@@ -66,6 +71,11 @@ FEEDBACK_SCHEMA = vol.Schema(
         vol.Optional(ATTR_WHAT, default=""): vol.All(cv.string, vol.Length(max=WHAT_MAX_LENGTH)),
     }
 )
+# A face id comes from an event's `face_ids` attribute.
+ENROLL_PERSON_SCHEMA = vol.Schema(
+    {vol.Required(ATTR_NAME): cv.string, vol.Required(ATTR_FACE_ID): cv.string}
+)
+REMOVE_PERSON_SCHEMA = vol.Schema({vol.Required(ATTR_NAME): cv.string})
 
 
 def _loaded_entries(hass: HomeAssistant) -> list[HomeSecurityAIConfigEntry]:
@@ -213,6 +223,40 @@ async def _async_feedback(call: ServiceCall) -> ServiceResponse:
     )
 
 
+async def _async_enroll_person(call: ServiceCall) -> ServiceResponse:
+    """"This is Anna": the face of an event becomes one of the person's enrolled faces."""
+    entries = _loaded_entries(call.hass)
+    if not entries:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_loaded")
+    failure: HomeSecurityAIError | None = None
+    # The sidecar that saw the face remembers it; with several sidecars, ask each in turn.
+    for entry in entries:
+        try:
+            person = await entry.runtime_data.client.enroll_person(
+                call.data[ATTR_NAME], face_id=call.data[ATTR_FACE_ID]
+            )
+        except HomeSecurityAIError as err:
+            failure = err
+            continue
+        return {"name": person.name, "faces": person.embeddings}
+    assert failure is not None
+    raise _sidecar_error(failure)
+
+
+async def _async_remove_person(call: ServiceCall) -> ServiceResponse:
+    """Forget a person: every face enrolled for them is deleted."""
+    entries = _loaded_entries(call.hass)
+    if not entries:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_loaded")
+    removed = 0
+    for entry in entries:
+        try:
+            removed += await entry.runtime_data.client.remove_person(call.data[ATTR_NAME])
+        except HomeSecurityAIError as err:
+            raise _sidecar_error(err) from err
+    return {"name": call.data[ATTR_NAME], "faces_removed": removed}
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the integration's actions (once, not per entry)."""
@@ -238,5 +282,19 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_FEEDBACK,
         _async_feedback,
         schema=FEEDBACK_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_ENROLL_PERSON,
+        _async_enroll_person,
+        schema=ENROLL_PERSON_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_REMOVE_PERSON,
+        _async_remove_person,
+        schema=REMOVE_PERSON_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )

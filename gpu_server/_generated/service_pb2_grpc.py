@@ -84,6 +84,21 @@ class SecurityAIStub(object):
                 request_serializer=home__security__ai_dot_v1_dot_events__pb2.WatchAnalysisRequest.SerializeToString,
                 response_deserializer=home__security__ai_dot_v1_dot_events__pb2.AnalysisProgress.FromString,
                 _registered_method=True)
+        self.EnrollPerson = channel.unary_unary(
+                '/home_security_ai.v1.SecurityAI/EnrollPerson',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.EnrollPersonRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.KnownPerson.FromString,
+                _registered_method=True)
+        self.RemovePerson = channel.unary_unary(
+                '/home_security_ai.v1.SecurityAI/RemovePerson',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.RemovePersonRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.RemovePersonResponse.FromString,
+                _registered_method=True)
+        self.ListPeople = channel.unary_unary(
+                '/home_security_ai.v1.SecurityAI/ListPeople',
+                request_serializer=home__security__ai_dot_v1_dot_events__pb2.ListPeopleRequest.SerializeToString,
+                response_deserializer=home__security__ai_dot_v1_dot_events__pb2.ListPeopleResponse.FromString,
+                _registered_method=True)
 
 
 class SecurityAIServicer(object):
@@ -155,6 +170,26 @@ class SecurityAIServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnrollPerson(self, request, context):
+        """The gallery of known people that events name faces from. Enrolling adds a face to the
+        person (creating them); removing deletes every face enrolled for them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemovePerson(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPeople(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecurityAIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +237,21 @@ def add_SecurityAIServicer_to_server(servicer, server):
                     servicer.WatchAnalysis,
                     request_deserializer=home__security__ai_dot_v1_dot_events__pb2.WatchAnalysisRequest.FromString,
                     response_serializer=home__security__ai_dot_v1_dot_events__pb2.AnalysisProgress.SerializeToString,
+            ),
+            'EnrollPerson': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollPerson,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.EnrollPersonRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.KnownPerson.SerializeToString,
+            ),
+            'RemovePerson': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePerson,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.RemovePersonRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.RemovePersonResponse.SerializeToString,
+            ),
+            'ListPeople': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPeople,
+                    request_deserializer=home__security__ai_dot_v1_dot_events__pb2.ListPeopleRequest.FromString,
+                    response_serializer=home__security__ai_dot_v1_dot_events__pb2.ListPeopleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -448,6 +498,87 @@ class SecurityAI(object):
             '/home_security_ai.v1.SecurityAI/WatchAnalysis',
             home__security__ai_dot_v1_dot_events__pb2.WatchAnalysisRequest.SerializeToString,
             home__security__ai_dot_v1_dot_events__pb2.AnalysisProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollPerson(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/EnrollPerson',
+            home__security__ai_dot_v1_dot_events__pb2.EnrollPersonRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.KnownPerson.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePerson(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/RemovePerson',
+            home__security__ai_dot_v1_dot_events__pb2.RemovePersonRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.RemovePersonResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPeople(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/home_security_ai.v1.SecurityAI/ListPeople',
+            home__security__ai_dot_v1_dot_events__pb2.ListPeopleRequest.SerializeToString,
+            home__security__ai_dot_v1_dot_events__pb2.ListPeopleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,6 +26,7 @@ from gpu_server.context import (
     SceneChangeKind,
     ZoneMap,
 )
+from gpu_server.enrich.pipeline import Enricher, EnrichmentResult
 from gpu_server.events.cameras import CameraDirectory
 from gpu_server.events.clock import Clock, to_ms
 from gpu_server.events.incidents import TAMPER_KIND, EndedIncident, IncidentTracker
@@ -40,6 +41,8 @@ from gpu_server.llm.inputs import (
     BaselineInput,
     CameraActivity,
     DetectionInput,
+    PersonInput,
+    UntrustedText,
     ZoneInput,
 )
 from gpu_server.llm.schema import Assessment
@@ -148,6 +151,26 @@ def analysis_input(
     )
 
 
+def with_enrichment(analysis: AnalysisInput, enriched: EnrichmentResult) -> AnalysisInput:
+    """The analysis with what enrichment found: who was recognised, and the text read off
+    vehicles as untrusted text (the prompt sanitizes and flags it; the rules weigh the flag)."""
+    people = tuple(
+        PersonInput(name=person.name, distance=max(person.distance, 0.0))
+        for person in enriched.people
+    )
+    texts = tuple(UntrustedText(source="ocr_plate", text=plate.raw) for plate in enriched.plates)
+    known = tuple(
+        dict.fromkeys(plate.known_label for plate in enriched.plates if plate.known_label)
+    )
+    return analysis.model_copy(
+        update={
+            "people": people,
+            "untrusted_texts": analysis.untrusted_texts + texts,
+            "known_vehicles": known,
+        }
+    )
+
+
 def event_detections(frames: Sequence[WindowFrame], zone_map: ZoneMap) -> list[EventDetection]:
     out: list[EventDetection] = []
     for frame in frames:
@@ -208,9 +231,11 @@ class EventBuilder:
         incidents: IncidentTracker,
         feedback: FeedbackStore,
         sure_confidence: float = 0.9,
+        enrichment: Enricher | None = None,
     ) -> None:
         self._feedback = feedback
         self._sure_confidence = sure_confidence
+        self._enrichment = enrichment
         self._enricher = enricher
         self._incidents = incidents
         self._risk = risk
@@ -426,10 +451,18 @@ class EventBuilder:
             analysis_input(context, zone_map, prompt_version, self._sure_confidence),
             self._feedback.calibration,
         )
+        enriched = EnrichmentResult()
+        crops = [crop for frame in job.frames for crop in frame.crops]
+        if self._enrichment is not None and crops:
+            enriched = await self._enrichment.enrich(crops)
+            analysis = with_enrichment(analysis, enriched)
         assessment = await self._assess(job, analysis)
         return SecurityEvent(
             **common,
             **_assessed(assessment),
+            people=enriched.people,
+            plates=enriched.plates,
+            enrichment_notes=enriched.notes,
             prompt_version=(
                 assessment.prompt_version or self._risk.prompt_version_for(analysis)
             ),

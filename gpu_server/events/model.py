@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gpu_server.context import SceneChangeKind
+from gpu_server.enrich.pipeline import PersonSighting, PlateReading
 from gpu_server.ingest.detect import Detection
 from gpu_server.llm.schema import AuditRubric
 from gpu_server.vocabulary import RiskLevel
@@ -68,6 +69,11 @@ class SecurityEvent:
     incident: EventIncident | None = None
     # What in a language model's text the detections or the rules did not back.
     audit_notes: tuple[str, ...] = ()
+    # Enrichment: faces matched against the known people, text read off vehicles, and why a
+    # part did not run.
+    people: tuple[PersonSighting, ...] = ()
+    plates: tuple[PlateReading, ...] = ()
+    enrichment_notes: tuple[str, ...] = ()
     # The audit's 1-5 rubric of the assessment's text; None where nothing was assessed.
     audit_rubric: AuditRubric | None = None
     # Given by the outbox when the event is stored; 0 before.

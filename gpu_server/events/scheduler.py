@@ -23,6 +23,7 @@ from gpu_server.context import (
     SceneMonitor,
     ZoneRegistry,
 )
+from gpu_server.enrich.pipeline import Enricher
 from gpu_server.errors import BackpressureError
 from gpu_server.events.builder import AnalysisJob, EventBuilder
 from gpu_server.events.cameras import CameraDirectory, CameraSettings
@@ -68,8 +69,10 @@ class EventScheduler:
         codec: EventCodec,
         clock: Clock | None = None,
         sure_confidence: float = 0.9,
+        enrichment: Enricher | None = None,
     ) -> None:
         events = config.events
+        self.enrichment = enrichment
         data_dir = config.data_dir
         self.config = events
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -121,6 +124,7 @@ class EventScheduler:
             incidents=self.incidents,
             feedback=self.feedback,
             sure_confidence=sure_confidence,
+            enrichment=enrichment,
         )
         self._fast_labels = frozenset(label.lower() for label in events.fast_path_labels)
         # The configured threshold, else the detector's own idea of a sure detection.
@@ -230,6 +234,20 @@ class EventScheduler:
                 if pixels is not None
                 else None
             )
+            crops = (
+                await asyncio.to_thread(
+                    self.enrichment.crops,
+                    frame.sha256,
+                    frame.result.detections,
+                    pixels,
+                    (frame.result.width, frame.result.height),
+                )
+                if pixels is not None
+                and frame.result.detections
+                and self.enrichment is not None
+                and self.enrichment.wants_crops
+                else ()
+            )
             captured = (
                 from_ms(frame.captured_at_ms) if frame.captured_at_ms > 0 else self.clock.wall()
             )
@@ -239,6 +257,7 @@ class EventScheduler:
                 width=frame.result.width,
                 height=frame.result.height,
                 detections=frame.result.detections,
+                crops=crops,
             )
             if item.detections:
                 self.incidents.activity(frame.camera_id)

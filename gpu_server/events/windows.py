@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gpu_server.enrich.pipeline import Crop
 from gpu_server.events.clock import Clock
 from gpu_server.ingest.detect import Detection
 
@@ -27,6 +28,8 @@ class WindowFrame:
     width: int
     height: int
     detections: tuple[Detection, ...] = ()
+    # Person boxes and plate regions cut out for the batch's enrichment (see enrich/).
+    crops: tuple[Crop, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

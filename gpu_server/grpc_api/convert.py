@@ -11,6 +11,8 @@ from typing import Final
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
+from gpu_server.enrich.gallery import KnownPerson
+from gpu_server.enrich.pipeline import PersonSighting, PlateReading
 from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.model import (
     CameraRequest,
@@ -96,6 +98,60 @@ def _incident_from_pb(message: events_pb2.Incident) -> EventIncident:
     )
 
 
+def _person_to_pb(person: PersonSighting) -> events_pb2.PersonSighting:
+    x1, y1, x2, y2 = person.box
+    return events_pb2.PersonSighting(
+        face_id=person.face_id,
+        name=person.name or "",
+        unknown=person.unknown,
+        distance=person.distance,
+        frame_sha256=person.frame_sha256,
+        box=frames_pb2.Box(x1=x1, y1=y1, x2=x2, y2=y2),
+    )
+
+
+def _person_from_pb(message: events_pb2.PersonSighting) -> PersonSighting:
+    box = message.box
+    return PersonSighting(
+        face_id=message.face_id,
+        name=None if message.unknown else message.name,
+        distance=message.distance,
+        frame_sha256=message.frame_sha256,
+        box=(box.x1, box.y1, box.x2, box.y2),
+    )
+
+
+def _plate_to_pb(plate: PlateReading) -> events_pb2.PlateReading:
+    # Only the cleaned text is stored: the raw OCR text never leaves the analysis.
+    return events_pb2.PlateReading(
+        text=plate.text,
+        normalized=plate.normalized,
+        confidence=plate.confidence,
+        known=plate.known_label is not None,
+        known_label=plate.known_label or "",
+        suspicious=plate.suspicious,
+        frame_sha256=plate.frame_sha256,
+    )
+
+
+def _plate_from_pb(message: events_pb2.PlateReading) -> PlateReading:
+    return PlateReading(
+        raw=message.text,
+        text=message.text,
+        normalized=message.normalized,
+        confidence=message.confidence,
+        known_label=message.known_label if message.known else None,
+        suspicious=message.suspicious,
+        frame_sha256=message.frame_sha256,
+    )
+
+
+def known_person_to_pb(person: KnownPerson) -> events_pb2.KnownPerson:
+    return events_pb2.KnownPerson(
+        name=person.name, embeddings=person.embeddings, updated_at_ms=person.updated_at_ms
+    )
+
+
 def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
     message = events_pb2.SecurityEvent(
         sequence=event.sequence,
@@ -128,6 +184,9 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,
         audit_notes=list(event.audit_notes),
+        people=[_person_to_pb(person) for person in event.people],
+        plates=[_plate_to_pb(plate) for plate in event.plates],
+        enrichment_notes=list(event.enrichment_notes),
     )
     if event.incident is not None:
         message.incident.CopyFrom(_incident_to_pb(event.incident))
@@ -186,6 +245,9 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
         created_at_ms=message.created_at_ms,
         incident=_incident_from_pb(message.incident) if message.HasField("incident") else None,
         audit_notes=tuple(message.audit_notes),
+        people=tuple(_person_from_pb(person) for person in message.people),
+        plates=tuple(_plate_from_pb(plate) for plate in message.plates),
+        enrichment_notes=tuple(message.enrichment_notes),
         audit_rubric=(
             _rubric_from_pb(message.audit_rubric) if message.HasField("audit_rubric") else None
         ),

@@ -10,6 +10,7 @@ import grpc
 from gpu_server._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
 from gpu_server.grpc_api.events import EventsHandler
 from gpu_server.grpc_api.frames import FrameStreamHandler
+from gpu_server.grpc_api.people import PeopleHandler
 from gpu_server.grpc_api.status import StatusReporter
 from gpu_server.grpc_api.status_codes import status_for
 
@@ -40,11 +41,16 @@ async def _streaming(
 
 class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[misc]
     def __init__(
-        self, frames: FrameStreamHandler, status: StatusReporter, events: EventsHandler
+        self,
+        frames: FrameStreamHandler,
+        status: StatusReporter,
+        events: EventsHandler,
+        people: PeopleHandler,
     ) -> None:
         self._frames = frames
         self._status = status
         self._events = events
+        self._people = people
 
     # Method names are fixed by the contract.
 
@@ -100,3 +106,18 @@ class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[m
     ) -> AsyncIterator[events_pb2.AnalysisProgress]:
         async for note in _streaming(context, self._events.watch(request)):
             yield note
+
+    async def EnrollPerson(  # noqa: N802
+        self, request: events_pb2.EnrollPersonRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.KnownPerson:
+        return await _unary(context, lambda: self._people.enroll(request))
+
+    async def RemovePerson(  # noqa: N802
+        self, request: events_pb2.RemovePersonRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.RemovePersonResponse:
+        return await _unary(context, lambda: self._people.remove(request))
+
+    async def ListPeople(  # noqa: N802
+        self, request: events_pb2.ListPeopleRequest, context: grpc.aio.ServicerContext
+    ) -> events_pb2.ListPeopleResponse:
+        return await _unary(context, lambda: self._people.list(request))

@@ -9,6 +9,7 @@ from typing import Final
 
 from gpu_server import __version__
 from gpu_server._generated import status_pb2
+from gpu_server.enrich.pipeline import Enricher
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.detect import DetectorSelection
@@ -41,8 +42,10 @@ class StatusReporter:
         events: EventScheduler | None = None,
         risk: RiskAnalysis | None = None,
         zoo: ModelRegistry | None = None,
+        enrichment: Enricher | None = None,
     ) -> None:
         self._zoo = zoo
+        self._enrichment = enrichment
         self._events = events
         self._risk = risk
         self._server_id = server_id
@@ -103,6 +106,7 @@ class StatusReporter:
             events=self._events_status(),
             language_model=self._language_model_status(),
             model_zoo=self._zoo_status(),
+            enrichment=self._enrichment_status(),
             feedback=self._feedback_status(),
         )
 
@@ -126,6 +130,20 @@ class StatusReporter:
             analyses=status.analyses,
             fallbacks=status.fallbacks,
             retry_in_s=status.retry_in_s,
+        )
+
+    def _enrichment_status(self) -> status_pb2.EnrichmentStatus | None:
+        if self._enrichment is None:
+            return None
+        status = self._enrichment.status()
+        return status_pb2.EnrichmentStatus(
+            faces_available=status.faces_available,
+            faces_reason=status.faces_reason,
+            plates_available=status.plates_available,
+            plates_reason=status.plates_reason,
+            known_people=status.known_people,
+            known_plates=status.known_plates,
+            batches=status.batches,
         )
 
     def _feedback_status(self) -> list[status_pb2.CameraFeedback]:

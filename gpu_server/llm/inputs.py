@@ -55,6 +55,11 @@ class CameraActivity(_Input):
     labels: tuple[str, ...] = ()
 
 
+class PersonInput(_Input):
+    """A face in the batch: a known person by name, or unknown (by embedding distance)."""
+
+    name: str | None = Field(default=None, max_length=200)  # None: unknown
+    distance: float = Field(default=0.0, ge=0.0)
 # The household's own words on an earlier event (see feedback/): untrusted like any text, but
 # not a sign that someone in the scene tries to steer the analysis.
 HOUSEHOLD_SOURCE: Final = "household_note"
@@ -93,6 +98,9 @@ class AnalysisInput(_Input):
     other_cameras: tuple[CameraActivity, ...] = ()
     scene_changed: bool = False
     untrusted_texts: tuple[UntrustedText, ...] = ()
+    # Faces seen (enrichment), and the names of known vehicles whose plate was read.
+    people: tuple[PersonInput, ...] = ()
+    known_vehicles: tuple[str, ...] = ()
     feedback: tuple[FeedbackInput, ...] = ()
     # Optional per-camera prompt version; the service default applies when None.
     prompt_version: str | None = None

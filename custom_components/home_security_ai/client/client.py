@@ -29,6 +29,7 @@ from .models import (
     CameraSettings,
     Detection,
     DetectorStatus,
+    EnrichmentStatus,
     EventDetection,
     EventKind,
     EventsStatus,
@@ -41,11 +42,14 @@ from .models import (
     GpuDevice,
     GpuStatus,
     Incident,
+    KnownPerson,
     LanguageModelState,
     LanguageModelStatus,
     LatencyStats,
     LoadedModel,
     ModelZooStatus,
+    PersonSighting,
+    PlateReading,
     RejectReason,
     RiskLevel,
     SceneChangeKind,
@@ -166,6 +170,36 @@ def _incident_from_proto(event: events_pb2.SecurityEvent) -> Incident | None:
     )
 
 
+def _person_from_proto(person: events_pb2.PersonSighting) -> PersonSighting:
+    box = person.box
+    return PersonSighting(
+        face_id=person.face_id,
+        name=person.name,
+        unknown=person.unknown,
+        distance=person.distance,
+        frame_sha256=person.frame_sha256,
+        box=Box(x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2) if person.HasField("box") else None,
+    )
+
+
+def _plate_from_proto(plate: events_pb2.PlateReading) -> PlateReading:
+    return PlateReading(
+        text=plate.text,
+        normalized=plate.normalized,
+        confidence=plate.confidence,
+        known=plate.known,
+        known_label=plate.known_label,
+        suspicious=plate.suspicious,
+        frame_sha256=plate.frame_sha256,
+    )
+
+
+def _known_person_from_proto(person: events_pb2.KnownPerson) -> KnownPerson:
+    return KnownPerson(
+        name=person.name, embeddings=person.embeddings, updated_at_ms=person.updated_at_ms
+    )
+
+
 def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
     return SecurityEvent(
         sequence=event.sequence,
@@ -198,6 +232,9 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
         incident=_incident_from_proto(event),
         audit_notes=tuple(event.audit_notes),
         audit_rubric=_rubric_from_proto(event),
+        people=tuple(_person_from_proto(person) for person in event.people),
+        plates=tuple(_plate_from_proto(plate) for plate in event.plates),
+        enrichment_notes=tuple(event.enrichment_notes),
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,
     )
@@ -320,6 +357,15 @@ def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
                 )
                 for model in status.model_zoo.loaded
             ),
+        ),
+        enrichment=EnrichmentStatus(
+            faces_available=status.enrichment.faces_available,
+            faces_reason=status.enrichment.faces_reason,
+            plates_available=status.enrichment.plates_available,
+            plates_reason=status.enrichment.plates_reason,
+            known_people=status.enrichment.known_people,
+            known_plates=status.enrichment.known_plates,
+            batches=status.enrichment.batches,
         ),
         feedback={
             item.camera_id: CameraFeedback(
@@ -573,6 +619,45 @@ class HomeSecurityAIClient:
             false_alarms=response.false_alarms,
             calibrated=response.calibrated,
         )
+
+    async def enroll_person(
+        self, name: str, *, face_id: str = "", image: bytes = b""
+    ) -> KnownPerson:
+        """Add a face to a known person: one from an event (`PersonSighting.face_id`) or the
+        largest face in a JPEG or PNG image."""
+        request = (
+            events_pb2.EnrollPersonRequest(name=name, face_id=face_id)
+            if face_id
+            else events_pb2.EnrollPersonRequest(name=name, image=image)
+        )
+        try:
+            response = await self._get_stub().EnrollPerson(
+                request, metadata=self._metadata, timeout=self._timeout
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return _known_person_from_proto(response)
+
+    async def remove_person(self, name: str) -> int:
+        """Forget a known person; how many enrolled faces were deleted (0: nobody by that name)."""
+        try:
+            response = await self._get_stub().RemovePerson(
+                events_pb2.RemovePersonRequest(name=name),
+                metadata=self._metadata,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return int(response.embeddings_removed)
+
+    async def list_people(self) -> list[KnownPerson]:
+        try:
+            response = await self._get_stub().ListPeople(
+                events_pb2.ListPeopleRequest(), metadata=self._metadata, timeout=self._timeout
+            )
+        except grpc.RpcError as err:
+            raise _map_error(err) from err
+        return [_known_person_from_proto(person) for person in response.people]
 
     async def close(self) -> None:
         """Close the channel; the client can be used again afterwards."""

@@ -172,6 +172,40 @@ class AuditRubric:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PersonSighting:
+    """A face in one of the event's frames: a known person, or unknown by embedding distance."""
+
+    face_id: str  # for HomeSecurityAIClient.enroll_person
+    name: str = ""  # empty when unknown
+    unknown: bool = True
+    distance: float = -1.0  # to the nearest enrolled face; -1 with nobody enrolled
+    frame_sha256: str = ""
+    box: Box | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlateReading:
+    """Text read on a vehicle (untrusted; cleaned by the sidecar)."""
+
+    text: str
+    normalized: str = ""
+    confidence: float = 0.0
+    known: bool = False
+    known_label: str = ""
+    suspicious: bool = False  # the text reads like instructions to the language model
+    frame_sha256: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KnownPerson:
+    """A person of the sidecar's gallery of known faces."""
+
+    name: str
+    embeddings: int = 0
+    updated_at_ms: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SecurityEvent:
     """One event from the sidecar's outbox."""
 
@@ -200,6 +234,11 @@ class SecurityEvent:
     incident: Incident | None = None
     # What in a language model's text the detections or the rules did not back.
     audit_notes: tuple[str, ...] = ()
+    # Enrichment: faces matched against the known people, text read on vehicles, and why a part
+    # did not run.
+    people: tuple[PersonSighting, ...] = ()
+    plates: tuple[PlateReading, ...] = ()
+    enrichment_notes: tuple[str, ...] = ()
     audit_rubric: AuditRubric | None = None
 
 
@@ -392,6 +431,19 @@ class ModelZooStatus:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class EnrichmentStatus:
+    """Faces and plates: whether the sidecar can add them to events, and why not."""
+
+    faces_available: bool = False
+    faces_reason: str = ""
+    plates_available: bool = False
+    plates_reason: str = ""
+    known_people: int = 0
+    known_plates: int = 0
+    batches: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ServerStatus:
     """Status of the sidecar."""
 
@@ -406,5 +458,6 @@ class ServerStatus:
     events: EventsStatus = field(default_factory=EventsStatus)
     language_model: LanguageModelStatus = field(default_factory=LanguageModelStatus)
     model_zoo: ModelZooStatus = field(default_factory=ModelZooStatus)
+    enrichment: EnrichmentStatus = field(default_factory=EnrichmentStatus)
     # The household's verdicts, by camera id.
     feedback: dict[str, CameraFeedback] = field(default_factory=dict)

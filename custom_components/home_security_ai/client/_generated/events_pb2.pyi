@@ -197,7 +197,7 @@ class AuditRubric(_message.Message):
     def __init__(self, context_used: _Optional[int] = ..., coherent: _Optional[int] = ..., justified: _Optional[int] = ..., actionable: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class SecurityEvent(_message.Message):
-    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms", "incident", "audit_notes", "audit_rubric")
+    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms", "incident", "audit_notes", "audit_rubric", "people", "plates", "enrichment_notes")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +223,9 @@ class SecurityEvent(_message.Message):
     INCIDENT_FIELD_NUMBER: _ClassVar[int]
     AUDIT_NOTES_FIELD_NUMBER: _ClassVar[int]
     AUDIT_RUBRIC_FIELD_NUMBER: _ClassVar[int]
+    PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    PLATES_FIELD_NUMBER: _ClassVar[int]
+    ENRICHMENT_NOTES_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     event_id: str
     camera_id: str
@@ -248,7 +251,88 @@ class SecurityEvent(_message.Message):
     incident: Incident
     audit_notes: _containers.RepeatedScalarFieldContainer[str]
     audit_rubric: AuditRubric
-    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ..., incident: _Optional[_Union[Incident, _Mapping]] = ..., audit_notes: _Optional[_Iterable[str]] = ..., audit_rubric: _Optional[_Union[AuditRubric, _Mapping]] = ...) -> None: ...
+    people: _containers.RepeatedCompositeFieldContainer[PersonSighting]
+    plates: _containers.RepeatedCompositeFieldContainer[PlateReading]
+    enrichment_notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ..., incident: _Optional[_Union[Incident, _Mapping]] = ..., audit_notes: _Optional[_Iterable[str]] = ..., audit_rubric: _Optional[_Union[AuditRubric, _Mapping]] = ..., people: _Optional[_Iterable[_Union[PersonSighting, _Mapping]]] = ..., plates: _Optional[_Iterable[_Union[PlateReading, _Mapping]]] = ..., enrichment_notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PersonSighting(_message.Message):
+    __slots__ = ("face_id", "name", "unknown", "distance", "frame_sha256", "box")
+    FACE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_SHA256_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    face_id: str
+    name: str
+    unknown: bool
+    distance: float
+    frame_sha256: str
+    box: _frames_pb2.Box
+    def __init__(self, face_id: _Optional[str] = ..., name: _Optional[str] = ..., unknown: bool = ..., distance: _Optional[float] = ..., frame_sha256: _Optional[str] = ..., box: _Optional[_Union[_frames_pb2.Box, _Mapping]] = ...) -> None: ...
+
+class PlateReading(_message.Message):
+    __slots__ = ("text", "normalized", "confidence", "known", "known_label", "suspicious", "frame_sha256")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZED_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_LABEL_FIELD_NUMBER: _ClassVar[int]
+    SUSPICIOUS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_SHA256_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    normalized: str
+    confidence: float
+    known: bool
+    known_label: str
+    suspicious: bool
+    frame_sha256: str
+    def __init__(self, text: _Optional[str] = ..., normalized: _Optional[str] = ..., confidence: _Optional[float] = ..., known: bool = ..., known_label: _Optional[str] = ..., suspicious: bool = ..., frame_sha256: _Optional[str] = ...) -> None: ...
+
+class EnrollPersonRequest(_message.Message):
+    __slots__ = ("name", "face_id", "image")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FACE_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    face_id: str
+    image: bytes
+    def __init__(self, name: _Optional[str] = ..., face_id: _Optional[str] = ..., image: _Optional[bytes] = ...) -> None: ...
+
+class KnownPerson(_message.Message):
+    __slots__ = ("name", "embeddings", "updated_at_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    embeddings: int
+    updated_at_ms: int
+    def __init__(self, name: _Optional[str] = ..., embeddings: _Optional[int] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
+
+class RemovePersonRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RemovePersonResponse(_message.Message):
+    __slots__ = ("removed", "embeddings_removed")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    embeddings_removed: int
+    def __init__(self, removed: bool = ..., embeddings_removed: _Optional[int] = ...) -> None: ...
+
+class ListPeopleRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPeopleResponse(_message.Message):
+    __slots__ = ("people",)
+    PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    people: _containers.RepeatedCompositeFieldContainer[KnownPerson]
+    def __init__(self, people: _Optional[_Iterable[_Union[KnownPerson, _Mapping]]] = ...) -> None: ...
 
 class SubscribeEventsRequest(_message.Message):
     __slots__ = ("after_sequence",)

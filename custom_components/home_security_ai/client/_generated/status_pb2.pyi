@@ -179,8 +179,26 @@ class ModelZooStatus(_message.Message):
     unloads: int
     def __init__(self, budget_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., registered: _Optional[int] = ..., loaded: _Optional[_Iterable[_Union[LoadedModel, _Mapping]]] = ..., loads: _Optional[int] = ..., unloads: _Optional[int] = ...) -> None: ...
 
+class EnrichmentStatus(_message.Message):
+    __slots__ = ("faces_available", "faces_reason", "plates_available", "plates_reason", "known_people", "known_plates", "batches")
+    FACES_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    FACES_REASON_FIELD_NUMBER: _ClassVar[int]
+    PLATES_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    PLATES_REASON_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_PLATES_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    faces_available: bool
+    faces_reason: str
+    plates_available: bool
+    plates_reason: str
+    known_people: int
+    known_plates: int
+    batches: int
+    def __init__(self, faces_available: bool = ..., faces_reason: _Optional[str] = ..., plates_available: bool = ..., plates_reason: _Optional[str] = ..., known_people: _Optional[int] = ..., known_plates: _Optional[int] = ..., batches: _Optional[int] = ...) -> None: ...
+
 class ServerStatus(_message.Message):
-    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model", "model_zoo", "feedback")
+    __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model", "model_zoo", "feedback", "enrichment")
     class StageLatencyEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +218,7 @@ class ServerStatus(_message.Message):
     LANGUAGE_MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_ZOO_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    ENRICHMENT_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     version: str
     uptime_s: float
@@ -212,7 +231,8 @@ class ServerStatus(_message.Message):
     language_model: LanguageModelStatus
     model_zoo: ModelZooStatus
     feedback: _containers.RepeatedCompositeFieldContainer[CameraFeedback]
-    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ..., events: _Optional[_Union[EventsStatus, _Mapping]] = ..., language_model: _Optional[_Union[LanguageModelStatus, _Mapping]] = ..., model_zoo: _Optional[_Union[ModelZooStatus, _Mapping]] = ..., feedback: _Optional[_Iterable[_Union[CameraFeedback, _Mapping]]] = ...) -> None: ...
+    enrichment: EnrichmentStatus
+    def __init__(self, server_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., detector: _Optional[_Union[DetectorStatus, _Mapping]] = ..., queue_depth: _Optional[int] = ..., stage_latency: _Optional[_Mapping[str, LatencyStats]] = ..., gpu: _Optional[_Union[GpuStatus, _Mapping]] = ..., frames: _Optional[_Union[FrameCounters, _Mapping]] = ..., events: _Optional[_Union[EventsStatus, _Mapping]] = ..., language_model: _Optional[_Union[LanguageModelStatus, _Mapping]] = ..., model_zoo: _Optional[_Union[ModelZooStatus, _Mapping]] = ..., feedback: _Optional[_Iterable[_Union[CameraFeedback, _Mapping]]] = ..., enrichment: _Optional[_Union[EnrichmentStatus, _Mapping]] = ...) -> None: ...
 
 class CameraFeedback(_message.Message):
     __slots__ = ("camera_id", "false_alarms", "confirmed", "calibrated_cases")

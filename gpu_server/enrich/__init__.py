@@ -1,0 +1,1 @@
+"""Enrichment of a batch before its analysis: faces and known people, vehicle plates."""

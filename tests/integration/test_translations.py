@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 INTEGRATION = Path(__file__).resolve().parents[2] / "custom_components" / "home_security_ai"
 TRANSLATIONS = sorted((INTEGRATION / "translations").glob("*.json"))
@@ -54,3 +55,41 @@ def test_braces_are_only_placeholders(path: Path) -> None:
         if re.sub(r"\{\w+\}", "", text).count("{") or re.sub(r"\{\w+\}", "", text).count("}")
     ]
     assert not bad, bad
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    duplicates = {key for key in keys if keys.count(key) > 1}
+    assert not duplicates, f"keys given twice (the last one wins): {sorted(duplicates)}"
+    return dict(pairs)
+
+
+@pytest.mark.parametrize(
+    "path", [INTEGRATION / "strings.json", *TRANSLATIONS], ids=lambda p: p.name
+)
+def test_no_key_is_given_twice(path: Path) -> None:
+    """JSON keeps only the last of two equal keys: the first block's texts would be lost."""
+    json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
+
+
+def test_every_action_and_selector_is_translated() -> None:
+    """Each action and field in services.yaml has a name, and each select's options a label."""
+    services = yaml.safe_load((INTEGRATION / "services.yaml").read_text(encoding="utf-8"))
+    strings = json.loads((INTEGRATION / "strings.json").read_text(encoding="utf-8"))
+    missing = []
+    for action, spec in services.items():
+        texts = strings["services"].get(action, {})
+        if "name" not in texts:
+            missing.append(action)
+        for field, field_spec in (spec or {}).get("fields", {}).items():
+            if "name" not in texts.get("fields", {}).get(field, {}):
+                missing.append(f"{action}.{field}")
+            select = (field_spec.get("selector") or {}).get("select") or {}
+            if key := select.get("translation_key"):
+                labels = strings.get("selector", {}).get(key, {}).get("options", {})
+                missing += [
+                    f"selector {key}: {option}"
+                    for option in select.get("options", [])
+                    if option not in labels
+                ]
+    assert not missing, missing

@@ -62,7 +62,7 @@ def delete_older_than(folder: Path, cutoff: float) -> MediaCount:
     deleted = files = size = 0
     if not folder.is_dir():
         return MediaCount()
-    for directory, folders, names in os.walk(folder, topdown=False):
+    for directory, _folders, names in os.walk(folder, topdown=False):
         for name in names:
             if not _is_media(name):
                 continue
@@ -78,7 +78,7 @@ def delete_older_than(folder: Path, cutoff: float) -> MediaCount:
                 continue
             files += 1
             size += info.st_size
-        if directory != str(folder) and not folders and not os.listdir(directory):
+        if directory != str(folder) and not os.listdir(directory):
             try:
                 os.rmdir(directory)
             except OSError as err:

@@ -101,7 +101,7 @@ def sample_video(path: str) -> VideoSample:
         try:
             for frame in container.decode(stream):
                 decoded += 1
-                if time.monotonic() - started > VIDEO_DECODE_BUDGET_S:
+                if frames and time.monotonic() - started > VIDEO_DECODE_BUDGET_S:
                     end = SampleEnd.TIME_CAP
                     break
                 # Some streams carry no timestamps (the stubs say otherwise for video frames).

@@ -218,7 +218,7 @@ def _snapshot(snapshot: MediaFile) -> BrowseMediaSource:
         identifier=snapshot.relative,
         media_class=MediaClass.IMAGE,
         media_content_type="image/jpeg",
-        title=f"{snapshot.local_time.strftime('%H:%M:%S')} {PurePosixPath(snapshot.name).stem}",
+        title=snapshot.local_time.strftime("%H:%M:%S"),
         can_play=True,
         can_expand=False,
         thumbnail=media_url(snapshot.relative),

@@ -623,6 +623,7 @@ class UploadFolderWatcher:
         self._async_handled(path, found)
         return True
 
+    @callback
     def _async_refused(self, path: str) -> None:
         """The spool refused a frame of the file: try it again after a growing delay."""
         refused = self._refused.get(path)
@@ -630,6 +631,7 @@ class UploadFolderWatcher:
         self._refused[path] = (time.monotonic() + delay, delay)
         self._pause_until = time.monotonic() + delay
 
+    @callback
     def _async_handled(self, path: str, found: _FoundFile) -> None:
         """Remember a file as done until it changes: its frames are spooled (or it has none)."""
         self._refused.pop(path, None)
@@ -656,13 +658,20 @@ class UploadFolderWatcher:
             _LOGGER.warning("Ignoring video %s: it cannot be decoded (%s)", found.relative, err)
             self._async_handled(path, found)
             return True
+        if not self._may_spool(sum(len(frame.jpeg) for frame in sample.frames)):
+            return False  # sampled again once the spool has room
         _log_sample(found.relative, sample)
         # The file was written when the recording ended: its frames were taken before that.
         started_ms = found.mtime_ns // 1_000_000 - round((sample.duration_s or 0) * 1000)
         camera_id = self._camera_ids.for_folder(found.folder)
+        # Frames spooled before the spool refused one, in an earlier try, are not added twice.
+        waiting = self._frames.spool.hashes()
         self._in_flight.add(path)
         try:
             for frame in sample.frames:
+                digest = _sha256(frame.jpeg)
+                if digest in waiting:
+                    continue
                 spooled = await self._frames.async_submit(
                     FrameIn(
                         camera_id=camera_id,
@@ -671,7 +680,7 @@ class UploadFolderWatcher:
                         captured_at_ms=started_ms + round(frame.offset_s * 1000),
                         source=FrameSource.VIDEO,
                         source_ref=f"{found.relative}#t={frame.offset_s:.1f}",
-                        content_sha256=_sha256(frame.jpeg),
+                        content_sha256=digest,
                     )
                 )
                 if not spooled:

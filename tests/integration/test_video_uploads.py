@@ -27,14 +27,15 @@ def _video(
     container: str = "mp4",
     codec: str = "libx264",
     age: float = 5,
+    shade: int = 0,
 ) -> bytes:
-    """Write a real video of changing grey frames; return its bytes."""
+    """Write a real video of changing grey frames (from `shade` on); return its bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"  # type: ignore[attr-defined]
         for index in range(round(seconds * fps)):
-            picture = np.full((120, 160, 3), (index * 9) % 255, np.uint8)
+            picture = np.full((120, 160, 3), (shade + index * 9) % 255, np.uint8)
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             out.mux(stream.encode(frame))  # type: ignore[attr-defined]
         out.mux(stream.encode(None))  # type: ignore[attr-defined]
@@ -90,7 +91,7 @@ async def test_hostile_videos(
     cut = folder / "cut.mkv"
     _settled(cut, whole[: len(whole) // 2])
     long = folder / "long.mp4"
-    _video(long, 12, fps=5)
+    _video(long, 12, fps=5, shade=1)  # no frame the same as one of the other video
 
     with patch("custom_components.home_security_ai.video_frames.VIDEO_MAX_FRAMES", 4):
         await _polls(uploads.watcher)
@@ -129,3 +130,22 @@ async def test_a_video_over_the_limits(
     ]
     assert caplog.text.count("Ignoring Drive/huge.mov") == 1
     assert caplog.text.count("Video Drive/slow.mp4 is long (time cap)") == 1
+
+
+async def test_a_video_waits_while_the_spool_is_nearly_full(
+    hass: HomeAssistant, tmp_path: Path
+) -> None:
+    """A video whose frames would fill the spool waits, rather than evicting what waits
+    there, and goes whole once there is room."""
+    uploads = await _watcher(hass, tmp_path, max_bytes=2000)
+    path = tmp_path / "uploads" / "Garden" / "clip.mp4"
+    _video(path, 3)
+    await _polls(uploads.watcher, 3)
+    spool = uploads.frames.spool
+    assert spool.frame_count == 0
+    assert uploads.watcher.sent_paths == set()
+    spool.max_bytes = 10**6
+    await _polls(uploads.watcher)
+    assert spool.frame_count == 3
+    assert spool.stats.evicted == 0
+    assert uploads.watcher.sent_paths == {str(path)}

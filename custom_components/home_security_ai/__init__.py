@@ -33,6 +33,7 @@ from .const import (
     DEFAULT_SNAPSHOT_INTERVAL,
     DEFAULT_THREAT_MINUTES,
     DOMAIN,
+    MEDIA_OPTIONS,
     RECONNECT_BACKOFF_MAX,
     SPOOL_EXPIRE_INTERVAL,
     SPOOL_MAX_AGE,
@@ -47,6 +48,8 @@ from .coordinator import (
 from .entity import server_device_info
 from .event_stream import EventStream
 from .frame_stream import FrameStream
+from .incident_clips import async_make_clips_when_incidents_end
+from .media_retention import MediaRetention, async_remove_media
 from .services import async_setup_services
 from .sources import CameraEntitySource, UploadFolderWatcher
 from .spool import FrameSpool
@@ -145,6 +148,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
             roots=list(options.get(CONF_UPLOAD_FOLDERS, [])),
         ),
         arming=arming,
+        media=MediaRetention(hass, entry),
         applied_options=dict(options),
     )
     entry.runtime_data.server_device_id = (
@@ -172,6 +176,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
         )
     )
     await entry.runtime_data.upload_watcher.async_start()
+    entry.runtime_data.media.async_start()
+    async_make_clips_when_incidents_end(hass, entry)
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True
 
@@ -185,13 +191,15 @@ async def async_unload_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEnt
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
-    """Delete everything a removed entry kept: its spool and its stored state."""
+    """Delete everything a removed entry kept: its spool, its stored state and (unless an
+    option keeps them) its snapshots and clips."""
     await hass.async_add_executor_job(
         spool_module.remove_spool, spool_module.spool_directory(hass, entry.entry_id)
     )
     for suffix in STORED_SUFFIXES:
         store: Store[Any] = Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.{suffix}")
         await store.async_remove()
+    await async_remove_media(hass, entry)
 
 
 async def async_remove_config_entry_device(
@@ -222,9 +230,10 @@ async def async_remove_config_entry_device(
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
-    """Send new zones right away; alert rules apply to the next event; reload for the rest."""
+    """Send new zones right away; alert rules apply to the next event, media options to the
+    next clean-up; reload for the rest."""
     data = entry.runtime_data
-    live = {CONF_ZONES, *ALERT_OPTIONS}
+    live = {CONF_ZONES, *ALERT_OPTIONS, *MEDIA_OPTIONS}
     before = {key: value for key, value in data.applied_options.items() if key not in live}
     after = {key: value for key, value in entry.options.items() if key not in live}
     if before != after:

@@ -52,6 +52,8 @@ from .const import (
     CONF_CAMERAS,
     CONF_ESCALATE,
     CONF_IDLE_TIMEOUT,
+    CONF_KEEP_MEDIA_ON_REMOVAL,
+    CONF_MEDIA_RETENTION_DAYS,
     CONF_MIN_LEVELS,
     CONF_MOTION_SENSORS,
     CONF_PRESENCE_PERSONS,
@@ -63,10 +65,12 @@ from .const import (
     CONF_TLS_CERTIFICATE,
     CONF_UPLOAD_FOLDERS,
     CONF_ZONES,
+    DEFAULT_MEDIA_RETENTION_DAYS,
     DEFAULT_PORT,
     DEFAULT_SNAPSHOT_INTERVAL,
     DEFAULT_THREAT_MINUTES,
     DOMAIN,
+    MAX_MEDIA_RETENTION_DAYS,
     MAX_SNAPSHOT_INTERVAL,
 )
 from .coordinator import HomeSecurityAIConfigEntry
@@ -352,16 +356,34 @@ _LEVEL_SELECTOR = SelectSelector(
 )
 
 
+MEDIA_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_MEDIA_RETENTION_DAYS, default=DEFAULT_MEDIA_RETENTION_DAYS): (
+            NumberSelector(
+                NumberSelectorConfig(
+                    min=1,
+                    max=MAX_MEDIA_RETENTION_DAYS,
+                    step=1,
+                    mode=NumberSelectorMode.BOX,
+                    unit_of_measurement="d",
+                )
+            )
+        ),
+        vol.Required(CONF_KEEP_MEDIA_ON_REMOVAL, default=False): BooleanSelector(),
+    }
+)
+
+
 class HomeSecurityAIOptionsFlow(OptionsFlow):
-    """Chooses the frame sources, or the rules for alerts."""
+    """Chooses the frame sources, the rules for alerts, or how long media is kept."""
 
     def __init__(self) -> None:
         """Start with no pending choices."""
         self._options: dict[str, Any] = {}
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Offer the two groups of options."""
-        return self.async_show_menu(step_id="init", menu_options=["sources", "alerts"])
+        """Offer the groups of options."""
+        return self.async_show_menu(step_id="init", menu_options=["sources", "alerts", "media"])
 
     async def async_step_sources(
         self, user_input: dict[str, Any] | None = None
@@ -495,6 +517,23 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
             step_id="alerts",
             data_schema=self.add_suggested_values_to_schema(ALERTS_SCHEMA, current),
             errors=errors,
+        )
+
+    async def async_step_media(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Pick how long snapshots and clips are kept, and whether they outlive the entry."""
+        if user_input is not None:
+            return self.async_create_entry(
+                data={
+                    **self.config_entry.options,
+                    CONF_MEDIA_RETENTION_DAYS: int(user_input[CONF_MEDIA_RETENTION_DAYS]),
+                    CONF_KEEP_MEDIA_ON_REMOVAL: bool(user_input[CONF_KEEP_MEDIA_ON_REMOVAL]),
+                }
+            )
+        return self.async_show_form(
+            step_id="media",
+            data_schema=self.add_suggested_values_to_schema(
+                MEDIA_SCHEMA, dict(self.config_entry.options)
+            ),
         )
 
     def _known_cameras(self) -> list[str]:

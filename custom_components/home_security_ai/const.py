@@ -34,6 +34,15 @@ EVENT_INCIDENT_ENDED: Final = "home_security_ai_incident_ended"
 # Annotated snapshots of events go to <media>/home_security_ai/<camera id>/<event id>.jpg.
 SNAPSHOT_FOLDER: Final = "home_security_ai"
 
+# Snapshots and clips older than this many days are deleted once a day (media_retention.py).
+CONF_MEDIA_RETENTION_DAYS: Final = "media_retention_days"
+DEFAULT_MEDIA_RETENTION_DAYS: Final = 30
+MAX_MEDIA_RETENTION_DAYS: Final = 3650
+# Whether removing the entry leaves its snapshots and clips in the media folder.
+CONF_KEEP_MEDIA_ON_REMOVAL: Final = "keep_media_on_removal"
+MEDIA_OPTIONS: Final = frozenset({CONF_MEDIA_RETENTION_DAYS, CONF_KEEP_MEDIA_ON_REMOVAL})
+MEDIA_CLEANUP_INTERVAL: Final = timedelta(days=1)
+
 STATUS_UPDATE_INTERVAL: Final = timedelta(seconds=30)
 # A language model that keeps failing this long gets a repair issue (one that cannot load at all
 # gets it at once): the rules still assess events meanwhile, with less insight.
@@ -48,6 +57,10 @@ UPLOAD_CHANGE_DELAY: Final = 1.0
 UPLOAD_SETTLE_SECONDS: Final = 0.5
 UPLOAD_MAX_FILE_BYTES: Final = 24 * 1024 * 1024
 UPLOAD_EXTENSIONS: Final = frozenset({".jpg", ".jpeg", ".png"})
+# Uploaded videos are sampled to frames (video_frames.py); only their start is decoded, so the
+# byte limit is far above an image's.
+UPLOAD_VIDEO_EXTENSIONS: Final = frozenset({".mp4", ".mkv", ".avi", ".mov"})
+UPLOAD_MAX_VIDEO_BYTES: Final = 2 * 1024**3
 
 # Frames wait in a spool on disk until an event covers them.
 SPOOL_MAX_BYTES: Final = 512 * 1024 * 1024
@@ -93,6 +106,11 @@ def signal_connection(entry_id: str) -> str:
 def signal_spool_updated(entry_id: str) -> str:
     """Dispatcher signal sent when the frame spool changes."""
     return f"{DOMAIN}_{entry_id}_spool"
+
+
+def signal_media_updated(entry_id: str) -> str:
+    """Dispatcher signal sent when the media clean-up has counted the snapshots and clips."""
+    return f"{DOMAIN}_{entry_id}_media"
 
 
 def signal_event(entry_id: str, camera_id: str) -> str:

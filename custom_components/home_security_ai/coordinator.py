@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .connection import ConnectionSupervisor
     from .event_stream import EventStream
     from .frame_stream import FrameStream
+    from .media_retention import MediaRetention
     from .sources import CameraEntitySource, UploadFolderWatcher
     from .spool import FrameSpool
 
@@ -54,6 +55,7 @@ class HomeSecurityAIData:
     camera_source: CameraEntitySource
     upload_watcher: UploadFolderWatcher
     arming: Arming
+    media: MediaRetention
     # Registry id of the sidecar's device, the parent of every camera device.
     server_device_id: str = ""
     # The options the running entry was set up with (zones change without a reload).

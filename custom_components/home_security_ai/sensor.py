@@ -1,5 +1,5 @@
 """Sensors: objects and security events per camera; the sidecar's detector, latency, queue,
-GPU; the frame spool."""
+GPU; the frame spool; the snapshots and clips kept."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from homeassistant.util import dt as dt_util
 
 from .cameras import CameraState
 from .client import LanguageModelState, ServerStatus
-from .const import signal_spool_updated
+from .const import signal_media_updated, signal_spool_updated
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import (
     HomeSecurityAICameraEntity,
@@ -259,6 +259,13 @@ SPOOL_SENSORS: tuple[SpoolSensorEntityDescription, ...] = (
     ),
 )
 
+MEDIA_FILES = SensorEntityDescription(
+    key="media_files",
+    translation_key="media_files",
+    state_class=SensorStateClass.MEASUREMENT,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+
 
 async def async_setup_entry(
     hass: HomeAssistant,
@@ -275,6 +282,7 @@ async def async_setup_entry(
     async_add_entities(
         HomeSecurityAISpoolSensor(entry, description) for description in SPOOL_SENSORS
     )
+    async_add_entities([HomeSecurityAIMediaFilesSensor(entry, MEDIA_FILES)])
 
     @callback
     def _add_camera(camera_id: str) -> None:
@@ -396,4 +404,41 @@ class HomeSecurityAISpoolSensor(HomeSecurityAIEntity, SensorEntity):
             "evicted": spool.stats.evicted,
             "expired": spool.stats.expired,
             "refused": spool.stats.refused,
+        }
+
+
+class HomeSecurityAIMediaFilesSensor(HomeSecurityAIEntity, SensorEntity):
+    """The snapshots and clips kept in the media folder, as counted by the daily clean-up."""
+
+    def __init__(
+        self, entry: HomeSecurityAIConfigEntry, description: SensorEntityDescription
+    ) -> None:
+        """Attach the sensor to the server device."""
+        super().__init__(entry, description, "server")
+        self.media = entry.runtime_data.media
+        self._attr_device_info = server_device_info(entry)
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the clean-ups."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass, signal_media_updated(self._entry.entry_id), self.async_write_ha_state
+            )
+        )
+
+    @property
+    def native_value(self) -> StateType:
+        """Return how many snapshots and clips the last clean-up kept."""
+        return None if self.media.last is None else self.media.last.files
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return their size, what the last clean-up deleted, and the retention."""
+        last = self.media.last
+        return {
+            "size_mib": None if last is None else round(last.bytes / 2**20, 1),
+            "deleted": None if last is None else last.deleted,
+            "retention_days": self.media.retention_days,
+            "last_cleanup": self.media.last_run.isoformat() if self.media.last_run else None,
         }

@@ -2,15 +2,14 @@
 
 The camera entities show the last analyzed frame with its boxes; every security event gets
 the frame with its most telling detections saved as a JPEG in the media folder, under
-``<media>/home_security_ai/<camera id>/<event id>.jpg``. Drawing blocks: it runs in the
-executor.
+``<media>/home_security_ai/<camera id>/<day>/<incident id>/<event id>.jpg`` (media_files.py).
+Drawing blocks: it runs in the executor.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -20,17 +19,24 @@ from homeassistant.core import HomeAssistant
 from PIL import Image, ImageDraw, ImageFont
 
 from .client import Detection, SecurityEvent
-from .const import SNAPSHOT_FOLDER
 from .files import write_atomic
+from .media_files import integration_folder, local_day, media_root, snapshot_path
 
 if TYPE_CHECKING:
     from .cameras import CameraState
     from .spool import FrameSpool
 
+# media_root is here too because event_stream.py takes it from here.
+__all__ = [
+    "annotate_jpeg",
+    "async_save_event_snapshot",
+    "draw_detections",
+    "media_root",
+    "placeholder_jpeg",
+]
+
 _LOGGER = logging.getLogger(__name__)
 _JPEG_MAGIC = b"\xff\xd8\xff"
-
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 _COLOURS = ("#ff3b30", "#34c759", "#007aff", "#ff9500", "#af52de", "#5ac8fa", "#ffcc00")
 
@@ -95,11 +101,6 @@ def annotate_jpeg(image: bytes, detections: Sequence[Detection]) -> bytes:
         return image if image.startswith(_JPEG_MAGIC) else placeholder_jpeg()
 
 
-def media_root(hass: HomeAssistant) -> Path:
-    """Return Home Assistant's local media folder."""
-    return Path(hass.config.media_dirs.get("local") or hass.config.path("media"))
-
-
 def _save(path: Path, image: bytes, detections: Sequence[Detection]) -> None:
     """Draw the boxes and write the snapshot (runs in the executor)."""
     data = annotate_jpeg(image, detections)  # a JPEG in every case, as the name says
@@ -141,11 +142,13 @@ async def async_save_event_snapshot(
     if image is None:
         _LOGGER.debug("No frame of event %s is left for a snapshot", event.event_id)
         return None
-    path = (
-        media_root(hass)
-        / SNAPSHOT_FOLDER
-        / (_SAFE_NAME.sub("_", event.camera_id) or "camera")
-        / f"{_SAFE_NAME.sub('_', event.event_id) or event.sequence}.jpg"
+    incident = event.incident
+    path = snapshot_path(
+        integration_folder(hass),
+        event.camera_id,
+        event.event_id or str(event.sequence),
+        local_day(incident.started_at_ms if incident else event.created_at_ms),
+        incident.incident_id if incident else None,
     )
     try:
         await hass.async_add_executor_job(_save, path, image, by_frame.get(chosen, []))

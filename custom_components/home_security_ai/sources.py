@@ -42,12 +42,15 @@ from .const import (
     UPLOAD_CHANGE_DELAY,
     UPLOAD_EXTENSIONS,
     UPLOAD_MAX_FILE_BYTES,
+    UPLOAD_MAX_VIDEO_BYTES,
     UPLOAD_RESCAN_INTERVAL,
     UPLOAD_SETTLE_SECONDS,
+    UPLOAD_VIDEO_EXTENSIONS,
 )
 from .coordinator import HomeSecurityAIConfigEntry
 from .folder_events import FolderEvents
 from .frame_stream import FrameStream
+from .video_frames import SampleEnd, VideoError, VideoSample, sample_video
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -257,7 +260,7 @@ def _walk(root: str, path: str, folder: str, depth: int, result: _ScanResult) ->
             continue
         if stat.S_ISDIR(info.st_mode):
             _walk(root, entry.path, folder, depth + 1, result)
-        elif stat.S_ISREG(info.st_mode) and Path(entry.name).suffix.lower() in UPLOAD_EXTENSIONS:
+        elif stat.S_ISREG(info.st_mode) and Path(entry.name).suffix.lower() in _UPLOAD_SUFFIXES:
             relative = PurePosixPath(*Path(os.path.relpath(entry.path, root)).parts).as_posix()
             result.files[entry.path] = _FoundFile(
                 root=root,
@@ -268,8 +271,28 @@ def _walk(root: str, path: str, folder: str, depth: int, result: _ScanResult) ->
             )
 
 
+_UPLOAD_SUFFIXES = UPLOAD_EXTENSIONS | UPLOAD_VIDEO_EXTENSIONS
+
+
+def _is_video(path: str) -> bool:
+    return Path(path).suffix.lower() in UPLOAD_VIDEO_EXTENSIONS
+
+
 class OutsideRootError(Exception):
     """The upload resolves to a place outside its upload folder."""
+
+
+def _check_inside(path: str, root: str) -> None:
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise OutsideRootError(path)
+
+
+def _sample_upload(path: str, root: str) -> VideoSample:
+    """Sample a settled video upload (runs in the executor); raises VideoError or
+    OutsideRootError."""
+    _check_inside(path, root)
+    return sample_video(path)
 
 
 def _read_file(path: str, root: str, size: int) -> tuple[bytes, str] | None:
@@ -277,9 +300,7 @@ def _read_file(path: str, root: str, size: int) -> tuple[bytes, str] | None:
 
     Returns None when it cannot be read now; raises OutsideRootError for a file never to read.
     """
-    real_root = os.path.realpath(root)
-    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-        raise OutsideRootError(path)
+    _check_inside(path, root)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
@@ -530,13 +551,14 @@ class UploadFolderWatcher:
 
     def _skip_for_now(self, path: str, found: _FoundFile) -> bool:
         """Return whether a settled file is too big, or waits after the spool refused it."""
-        if found.size > UPLOAD_MAX_FILE_BYTES:
+        limit = UPLOAD_MAX_VIDEO_BYTES if _is_video(path) else UPLOAD_MAX_FILE_BYTES
+        if found.size > limit:
             self._skipped.add((path, found.size, found.mtime_ns))
             _LOGGER.warning(
                 "Ignoring %s: %s bytes is more than the %s allowed",
                 found.relative,
                 found.size,
-                UPLOAD_MAX_FILE_BYTES,
+                limit,
             )
             return True
         refused = self._refused.get(path)
@@ -558,9 +580,15 @@ class UploadFolderWatcher:
 
     async def _async_send(self, path: str, found: _FoundFile) -> bool:
         """Spool one settled file; return False when no more should be sent this poll."""
-        key = (found.size, found.mtime_ns)
         if self._skip_for_now(path, found):
             return True
+        if _is_video(path):
+            return await self._async_send_video(path, found)
+        return await self._async_send_image(path, found)
+
+    async def _async_send_image(self, path: str, found: _FoundFile) -> bool:
+        """Spool one settled image; return False when no more should be sent this poll."""
+        key = (found.size, found.mtime_ns)
         if not self._may_spool(found.size):
             return False
         try:
@@ -590,14 +618,95 @@ class UploadFolderWatcher:
         if not spooled:
             # Too large to send (logged and counted), or the spool refused it (logged once
             # per condition): try again after a growing delay, and nothing more this poll.
-            refused = self._refused.get(path)
-            delay = min(2 * refused[1], UPLOAD_RETRY_MAX) if refused else UPLOAD_RETRY_INITIAL
-            self._refused[path] = (time.monotonic() + delay, delay)
-            self._pause_until = time.monotonic() + delay
+            self._async_refused(path)
             return False
+        self._async_handled(path, found)
+        return True
+
+    @callback
+    def _async_refused(self, path: str) -> None:
+        """The spool refused a frame of the file: try it again after a growing delay."""
+        refused = self._refused.get(path)
+        delay = min(2 * refused[1], UPLOAD_RETRY_MAX) if refused else UPLOAD_RETRY_INITIAL
+        self._refused[path] = (time.monotonic() + delay, delay)
+        self._pause_until = time.monotonic() + delay
+
+    @callback
+    def _async_handled(self, path: str, found: _FoundFile) -> None:
+        """Remember a file as done until it changes: its frames are spooled (or it has none)."""
         self._refused.pop(path, None)
-        # The spool keeps it until an event covers it, across restarts too.
-        self._sent[path] = key
+        # The spool keeps its frames until an event covers them, across restarts too.
+        self._sent[path] = (found.size, found.mtime_ns)
         self.files_sent += 1
         self._store.async_delay_save(self._data_to_store, _SAVE_DELAY)
+
+    async def _async_send_video(self, path: str, found: _FoundFile) -> bool:
+        """Spool the frames sampled from a settled video; False when no more should be sent.
+
+        A video that cannot be decoded is logged and counts as handled (it has no frames), so
+        it is neither retried every poll nor left half-done in the spool.
+        """
+        if not self._may_spool(0):
+            return False
+        try:
+            sample = await self.hass.async_add_executor_job(_sample_upload, path, found.root)
+        except OutsideRootError:
+            self._skipped.add((path, found.size, found.mtime_ns))
+            _LOGGER.warning("Ignoring %s: it lies outside its upload folder", found.relative)
+            return True
+        except VideoError as err:
+            _LOGGER.warning("Ignoring video %s: it cannot be decoded (%s)", found.relative, err)
+            self._async_handled(path, found)
+            return True
+        if not self._may_spool(sum(len(frame.jpeg) for frame in sample.frames)):
+            return False  # sampled again once the spool has room
+        _log_sample(found.relative, sample)
+        # The file was written when the recording ended: its frames were taken before that.
+        started_ms = found.mtime_ns // 1_000_000 - round((sample.duration_s or 0) * 1000)
+        camera_id = self._camera_ids.for_folder(found.folder)
+        # Frames spooled before the spool refused one, in an earlier try, are not added twice.
+        waiting = self._frames.spool.hashes()
+        self._in_flight.add(path)
+        try:
+            for frame in sample.frames:
+                digest = _sha256(frame.jpeg)
+                if digest in waiting:
+                    continue
+                spooled = await self._frames.async_submit(
+                    FrameIn(
+                        camera_id=camera_id,
+                        image=frame.jpeg,
+                        client_ref=_new_ref(),
+                        captured_at_ms=started_ms + round(frame.offset_s * 1000),
+                        source=FrameSource.VIDEO,
+                        source_ref=f"{found.relative}#t={frame.offset_s:.1f}",
+                        content_sha256=digest,
+                    )
+                )
+                if not spooled:
+                    self._async_refused(path)
+                    return False
+        finally:
+            self._in_flight.discard(path)
+        self._async_handled(path, found)
         return True
+
+
+def _log_sample(relative: str, sample: VideoSample) -> None:
+    """Say when a video was sampled only in part."""
+    frames = len(sample.frames)
+    if sample.end is SampleEnd.DAMAGED:
+        _LOGGER.warning(
+            "Video %s is damaged or cut short (%s); sending the %s frames before that",
+            relative,
+            sample.detail,
+            frames,
+        )
+    elif sample.end is not SampleEnd.END:
+        _LOGGER.info(
+            "Video %s is long (%s): sending %s frames from its first %.0f s",
+            relative,
+            sample.end.value.replace("_", " "),
+            frames,
+            sample.frames[-1].offset_s + 1,
+        )

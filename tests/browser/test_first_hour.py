@@ -162,3 +162,69 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 180.
         if time.monotonic() > deadline:
             pytest.fail(f"Timed out waiting for {what}")
         time.sleep(1)
+
+
+def _browse(stack: Running, media_id: str) -> dict[str, Any]:
+    (listing,) = stack.api.websocket(
+        {"type": "media_source/browse_media", "media_content_id": media_id}
+    )
+    return dict(listing)
+
+
+def _first_incident(stack: Running) -> list[dict[str, Any]] | None:
+    """Return camera -> day -> incident of an incident, one with several snapshots if any."""
+    found = [
+        [camera, day, child]
+        for camera in _browse(stack, f"media-source://{DOMAIN}")["children"]
+        for day in _browse(stack, camera["media_content_id"])["children"]
+        for child in _browse(stack, day["media_content_id"])["children"]
+        if child["can_expand"]
+    ]
+    found.sort(key=lambda path: path[2]["title"].endswith("(1 snapshot)"))
+    return found[0] if found else None
+
+
+# Whether a thumbnail in the media browser shows a picture: the browser fetches it with the
+# user's credentials and sets it as the card's background image.
+THUMBNAIL_SHOWN = """() => {
+  const found = [];
+  const walk = (node) => {
+    if (node.shadowRoot) walk(node.shadowRoot);
+    for (const child of node.children || []) {
+      const style = child.style && child.style.backgroundImage;
+      if (style && style.startsWith("url(")) found.push(style);
+      walk(child);
+    }
+  };
+  walk(document.body);
+  return found.length;
+}"""
+
+
+def test_media_browser_shows_an_incident(
+    page: Page, stack: Running, screenshot: Screenshot
+) -> None:
+    """Media -> Home Security AI -> camera -> day -> incident shows its annotated snapshots."""
+    found: list[list[dict[str, Any]] | None] = [None]
+
+    def _incident() -> bool:
+        found[0] = _first_incident(stack)
+        return found[0] is not None
+
+    wait_until(_incident, "an incident in the media browser")
+    camera, day, incident = found[0] or []
+    page.goto(f"{stack.url}/media-browser/browser")
+    page.get_by_text("Home Security AI", exact=True).first.click()
+    for step in (camera, day, incident):
+        page.get_by_text(step["title"], exact=True).first.click()
+    snapshots = [
+        child
+        for child in _browse(stack, incident["media_content_id"])["children"]
+        if child["media_content_type"] == "image/jpeg"
+    ]
+    assert snapshots
+    expect(page.get_by_text(snapshots[0]["title"], exact=True).first).to_be_visible()
+    wait_until(lambda: page.evaluate(THUMBNAIL_SHOWN) >= len(snapshots), "the thumbnails", 30)
+    assert_human_text(page)
+    page.mouse.move(600, 900)  # no tooltip of the last card clicked over the pictures
+    screenshot("09-media-browser-incident")

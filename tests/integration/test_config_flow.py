@@ -228,7 +228,7 @@ async def _open_sources(hass: HomeAssistant, entry: MockConfigEntry) -> Any:
     """Open the options and pick the frame sources from the menu."""
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["sources", "alerts"]
+    assert result["menu_options"] == ["sources", "alerts", "media"]
     return await hass.config_entries.options.async_configure(
         result["flow_id"], {"next_step_id": "sources"}
     )

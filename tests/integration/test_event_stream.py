@@ -166,13 +166,12 @@ async def test_security_event_end_to_end(
     assert payload["detections"][0]["label"] == "person"
     assert payload["detections"][0]["frame_sha256"] in hashes
     snapshot = Path(payload["snapshot_path"])
-    assert snapshot == tmp_path / "media" / "home_security_ai" / "porch" / (
-        f"{payload['event_id']}.jpg"
-    )
+    # Filed under the local day the incident started, then the incident (docs/media.md).
+    day = dt_util.as_local(dt_util.parse_datetime(payload["incident_started_at"])).date()
+    relative = f"home_security_ai/porch/{day}/{payload['incident_id']}/{payload['event_id']}.jpg"
+    assert snapshot == tmp_path / "media" / relative
     assert _head(snapshot) == b"\xff\xd8"
-    assert payload["media_content_id"] == (
-        f"media-source://media_source/local/home_security_ai/porch/{payload['event_id']}.jpg"
-    )
+    assert payload["media_content_id"] == f"media-source://media_source/local/{relative}"
     assert data.events.last_sequence == payload["sequence"]
     assert _listing(tmp_path / "spool" / entry.entry_id) == []
     # The first event of the camera's first incident: it opens it and pages.

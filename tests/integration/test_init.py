@@ -66,6 +66,7 @@ async def test_setup_and_unload(
         f"{server_id}_server_frames_rejected",
         f"{server_id}_server_spool_usage",
         f"{server_id}_server_spool_frames",
+        f"{server_id}_server_media_files",
     }
     # The GPU's utilization exists only where the sidecar sees a GPU.
     if mock_config_entry.runtime_data.coordinator.data.gpu.devices:

@@ -104,7 +104,13 @@ def test_imported_libraries_are_declared() -> None:
         re.split(r"[=>]", req)[0].lower()
         for req in _json(INTEGRATION / "manifest.json")["requirements"]
     }
-    import_names = {"grpc": "grpcio", "google": "protobuf", "PIL": "pillow", "watchdog": "watchdog"}
+    import_names = {
+        "grpc": "grpcio",
+        "google": "protobuf",
+        "PIL": "pillow",
+        "watchdog": "watchdog",
+        "av": "av",
+    }
     source = "\n".join(
         path.read_text(encoding="utf-8")
         for path in INTEGRATION.rglob("*.py")

@@ -66,7 +66,7 @@ def test_acceptable_name(name: str, ok: bool) -> None:
 
 
 def test_scan_skips_symlinks_and_non_media(tmp_path: Path) -> None:
-    """Only regular images inside camera folders count; links are never followed."""
+    """Only regular images and videos inside camera folders count; links are never followed."""
     root = tmp_path / "uploads"
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -88,6 +88,7 @@ def test_scan_skips_symlinks_and_non_media(tmp_path: Path) -> None:
     assert sorted(found.relative for found in scan.files.values()) == [
         "Front Door/2026/a.JPG",
         "Front Door/2026/b.png",
+        "Front Door/2026/clip.mp4",
     ]
     assert scan.failed_roots == {str(tmp_path / "missing")}
 

@@ -143,6 +143,9 @@ class EnrichConfig(_Section):
     max_person_crops: int = Field(default=6, ge=0, le=64)
     max_vehicle_crops: int = Field(default=4, ge=0, le=64)
     ocr_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    # Re-identification across cameras (faces, else clothing colours) within this long.
+    reid: bool = True
+    reid_ttl_s: float = Field(default=600.0, gt=0.0, le=86_400.0)
 
     @field_validator("known_plates", mode="before")
     @classmethod

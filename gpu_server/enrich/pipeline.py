@@ -47,6 +47,12 @@ from gpu_server.enrich.plates import (
     normalize_plate,
     plates_unavailable,
 )
+from gpu_server.enrich.reid import (
+    AppearanceIndex,
+    Descriptor,
+    Reidentified,
+    colour_descriptor,
+)
 from gpu_server.errors import FeatureUnavailableError, InvalidRequestError, NotFoundError
 from gpu_server.ingest.detect import Detection
 from gpu_server.ingest.intake import BgrImage
@@ -63,6 +69,8 @@ R = TypeVar("R")
 MAX_CROP_SIDE: Final = 640
 # A person box is cut with this margin around it: the detector's box often clips the head.
 _PERSON_MARGIN: Final = 0.1
+# Person crops of a batch whose colours go into re-identification: the most confident.
+REID_CROPS: Final = 3
 # Faces of recent events remembered for EnrollPerson, newest last.
 RECENT_FACES: Final = 1024
 MAX_PEOPLE_PER_EVENT: Final = 10
@@ -120,6 +128,8 @@ class PlateReading:
 class EnrichmentResult:
     people: tuple[PersonSighting, ...] = ()
     plates: tuple[PlateReading, ...] = ()
+    # People of the batch seen on other cameras within the re-identification time-to-live.
+    reidentified: tuple[Reidentified, ...] = ()
     notes: tuple[str, ...] = ()
     # Time each model took for the batch, by task (loading included when it loaded).
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
@@ -225,10 +235,21 @@ class Enricher:
         }
         self._recent_faces: OrderedDict[str, Embedding] = OrderedDict()
         self._batches = 0
+        self.reid = (
+            AppearanceIndex(
+                data_dir, ttl_s=settings.reid_ttl_s, face_distance=settings.face_match_distance
+            )
+            if settings.enabled and settings.reid
+            else None
+        )
 
     @property
     def wants_crops(self) -> bool:
-        return self._faces_reason is None or self._plates_reason is None
+        return self._wants_people or self._plates_reason is None
+
+    @property
+    def _wants_people(self) -> bool:
+        return self._faces_reason is None or self.reid is not None
 
     def crops(
         self,
@@ -243,12 +264,15 @@ class Enricher:
             detections,
             pixels,
             size,
-            max_person=self.settings.max_person_crops if self._faces_reason is None else 0,
+            max_person=self.settings.max_person_crops if self._wants_people else 0,
             max_vehicle=self.settings.max_vehicle_crops if self._plates_reason is None else 0,
         )
 
-    async def enrich(self, crops: Sequence[Crop]) -> EnrichmentResult:
-        """Faces and plates of a batch's crops, the most confident crops first."""
+    async def enrich(
+        self, crops: Sequence[Crop], *, camera_id: str = "", now_ms: int = 0
+    ) -> EnrichmentResult:
+        """Faces and plates of a batch's crops, the most confident crops first, and the people
+        of `camera_id` seen on other cameras before `now_ms` (wall clock)."""
         ranked = sorted(crops, key=lambda crop: -crop.confidence)
         people_crops = [crop for crop in ranked if crop.group is LabelGroup.PERSON]
         vehicle_crops = [crop for crop in ranked if crop.group is LabelGroup.VEHICLE]
@@ -258,11 +282,13 @@ class Enricher:
         timings: dict[str, float] = {}
         people: tuple[PersonSighting, ...] = ()
         plates: tuple[PlateReading, ...] = ()
-        if people_crops:
-            if self._faces_reason is not None:
-                notes.append(f"faces: {self._faces_reason}")
-            else:
-                people = await self._step(FACE_TASK, notes, timings, self._people, people_crops)
+        if people_crops and self._faces_reason is None:
+            people = await self._step(FACE_TASK, notes, timings, self._people, people_crops)
+        elif people_crops and self._faces_reason is not None and self.reid is None:
+            notes.append(f"faces: {self._faces_reason}")
+        reidentified: tuple[Reidentified, ...] = ()
+        if people_crops and self.reid is not None and camera_id:
+            reidentified = await self._reidentify(camera_id, now_ms, people_crops, people)
         if vehicle_crops:
             if self._plates_reason is not None:
                 notes.append(f"plates: {self._plates_reason}")
@@ -270,7 +296,36 @@ class Enricher:
                 plates = await self._step(OCR_TASK, notes, timings, self._plates, vehicle_crops)
         if people_crops or vehicle_crops:
             self._batches += 1
-        return EnrichmentResult(people, plates, tuple(notes), timings)
+        return EnrichmentResult(people, plates, reidentified, tuple(notes), timings)
+
+    async def _reidentify(
+        self,
+        camera_id: str,
+        now_ms: int,
+        crops: Sequence[Crop],
+        people: Sequence[PersonSighting],
+    ) -> tuple[Reidentified, ...]:
+        """Match this batch's people against other cameras' recent ones, then remember them."""
+        index = self.reid
+        assert index is not None
+        faces: list[Descriptor] = [
+            embedding
+            for person in people
+            if (embedding := self._recent_faces.get(person.face_id)) is not None
+        ]
+
+        def run() -> list[Reidentified]:
+            colours = [colour_descriptor(crop.pixels) for crop in crops[:REID_CROPS]]
+            found = index.match(camera_id, colours, faces, now_ms)
+            index.add(camera_id, colours, faces, now_ms)
+            return found
+
+        return tuple(await asyncio.to_thread(run))
+
+    def flush(self, now_ms: int) -> None:
+        """Write what must outlive a restart (blocking)."""
+        if self.reid is not None:
+            self.reid.flush(now_ms)
 
     async def _step(
         self,

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -42,6 +42,7 @@ from gpu_server.llm.inputs import (
     CameraActivity,
     DetectionInput,
     PersonInput,
+    SamePersonInput,
     UntrustedText,
     ZoneInput,
 )
@@ -151,9 +152,22 @@ def analysis_input(
     )
 
 
-def with_enrichment(analysis: AnalysisInput, enriched: EnrichmentResult) -> AnalysisInput:
-    """The analysis with what enrichment found: who was recognised, and the text read off
-    vehicles as untrusted text (the prompt sanitizes and flags it; the rules weigh the flag)."""
+def with_enrichment(
+    analysis: AnalysisInput,
+    enriched: EnrichmentResult,
+    camera_name: Callable[[str], str] = str,
+) -> AnalysisInput:
+    """The analysis with what enrichment found: who was recognised, who was seen on another
+    camera before, and the text read off vehicles as untrusted text (the prompt sanitizes and
+    flags it; the rules weigh the flag)."""
+    same = tuple(
+        SamePersonInput(
+            camera_name=(camera_name(item.camera_id) or item.camera_id)[:200],
+            seconds_ago=max(0.0, item.seconds_ago),
+            cue=item.cue,
+        )
+        for item in enriched.reidentified
+    )
     people = tuple(
         PersonInput(name=person.name, distance=max(person.distance, 0.0))
         for person in enriched.people
@@ -167,6 +181,7 @@ def with_enrichment(analysis: AnalysisInput, enriched: EnrichmentResult) -> Anal
             "people": people,
             "untrusted_texts": analysis.untrusted_texts + texts,
             "known_vehicles": known,
+            "same_person": same,
         }
     )
 
@@ -308,7 +323,11 @@ class EventBuilder:
         if job.tamper:
             kinds.add(TAMPER_KIND)
         stamp = self._incidents.stamp(
-            job.camera_id, kinds, event.risk_level, fast_path=job.fast_path
+            job.camera_id,
+            kinds,
+            event.risk_level,
+            fast_path=job.fast_path,
+            same_person_on=[item.camera_id for item in event.reidentified],
         )
         incident = EventIncident(
             incident_id=stamp.incident_id,
@@ -454,14 +473,17 @@ class EventBuilder:
         enriched = EnrichmentResult()
         crops = [crop for frame in job.frames for crop in frame.crops]
         if self._enrichment is not None and crops:
-            enriched = await self._enrichment.enrich(crops)
-            analysis = with_enrichment(analysis, enriched)
+            enriched = await self._enrichment.enrich(
+                crops, camera_id=job.camera_id, now_ms=to_ms(self._clock.wall())
+            )
+            analysis = with_enrichment(analysis, enriched, self._cameras.display_name)
         assessment = await self._assess(job, analysis)
         return SecurityEvent(
             **common,
             **_assessed(assessment),
             people=enriched.people,
             plates=enriched.plates,
+            reidentified=enriched.reidentified,
             enrichment_notes=enriched.notes,
             prompt_version=(
                 assessment.prompt_version or self._risk.prompt_version_for(analysis)

@@ -7,7 +7,9 @@ it (same id, newer score and summary). A person walking past for a minute is one
 alerted once by the fast path and then updated by the window's analysis.
 
 Cameras are linked: a camera whose first person comes within `link_s` of a person on another
-camera's open incident joins that incident, which then lists both cameras.
+camera's open incident joins that incident, which then lists both cameras. A person
+re-identified as one seen on another camera (enrich/reid.py) joins that camera's open incident
+whenever it is, as long as that incident is still open.
 
 Cooldown: once a camera has alerted for a kind of finding (person, vehicle, tamper, ...), a new
 incident of that camera with only kinds still cooling down does not alert again for `cooldown_s`,
@@ -130,18 +132,26 @@ class IncidentTracker:
         level: RiskLevel,
         *,
         fast_path: bool = False,
+        same_person_on: Iterable[str] = (),
     ) -> IncidentStamp:
-        """Put an event that found something into its incident, opening one if needed."""
+        """Put an event that found something into its incident, opening one if needed.
+
+        `same_person_on`: cameras where a person of this event was seen before, nearest first.
+        """
         now = self._clock.monotonic()
         found = set(kinds)
         incident = self._open_for(camera_id)
         update = incident is not None
         if incident is None:
-            incident = self._linked(found, now) or Incident(
-                incident_id=uuid.uuid4().hex,
-                cameras=[],
-                started_at=self._clock.wall(),
-                last_activity=now,
+            incident = (
+                self._same_person(camera_id, same_person_on)
+                or self._linked(found, now)
+                or Incident(
+                    incident_id=uuid.uuid4().hex,
+                    cameras=[],
+                    started_at=self._clock.wall(),
+                    last_activity=now,
+                )
             )
             update = bool(incident.cameras)
             if camera_id not in incident.cameras:
@@ -219,6 +229,12 @@ class IncidentTracker:
         if self._clock.monotonic() - incident.last_activity >= self.settings.gap_s:
             return None  # quiet for long enough: ended, though `due()` has not collected it
         return incident
+
+    def _same_person(self, camera_id: str, cameras: Iterable[str]) -> Incident | None:
+        for other in cameras:
+            if other != camera_id and (incident := self._open_for(other)) is not None:
+                return incident
+        return None
 
     def _linked(self, found: set[str], now: float) -> Incident | None:
         if PERSON_KIND not in found or self.settings.link_s <= 0:

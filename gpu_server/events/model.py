@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from gpu_server.context import SceneChangeKind
 from gpu_server.enrich.pipeline import PersonSighting, PlateReading
+from gpu_server.enrich.reid import Reidentified
 from gpu_server.ingest.detect import Detection
 from gpu_server.llm.schema import AuditRubric
 from gpu_server.vocabulary import RiskLevel
@@ -73,6 +74,8 @@ class SecurityEvent:
     # part did not run.
     people: tuple[PersonSighting, ...] = ()
     plates: tuple[PlateReading, ...] = ()
+    # People of this event seen on other cameras shortly before (re-identification).
+    reidentified: tuple[Reidentified, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
     # The audit's 1-5 rubric of the assessment's text; None where nothing was assessed.
     audit_rubric: AuditRubric | None = None

@@ -27,7 +27,7 @@ from gpu_server.enrich.pipeline import Enricher
 from gpu_server.errors import BackpressureError
 from gpu_server.events.builder import AnalysisJob, EventBuilder
 from gpu_server.events.cameras import CameraDirectory, CameraSettings
-from gpu_server.events.clock import Clock, SystemClock, from_ms
+from gpu_server.events.clock import Clock, SystemClock, from_ms, to_ms
 from gpu_server.events.coverage import Coverage, CoverageLedger
 from gpu_server.events.incidents import IncidentSettings, IncidentTracker
 from gpu_server.events.model import CameraRequest, SecurityEvent
@@ -177,6 +177,8 @@ class EventScheduler:
     def _flush_learned(self) -> None:
         self.enricher.flush()
         self.scene.flush()
+        if self.enrichment is not None:
+            self.enrichment.flush(to_ms(self.clock.wall()))
 
     async def _tick_forever(self) -> None:
         while True:

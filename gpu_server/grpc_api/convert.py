@@ -13,6 +13,7 @@ from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
 from gpu_server.enrich.gallery import KnownPerson
 from gpu_server.enrich.pipeline import PersonSighting, PlateReading
+from gpu_server.enrich.reid import Reidentified
 from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.model import (
     CameraRequest,
@@ -186,6 +187,15 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
         audit_notes=list(event.audit_notes),
         people=[_person_to_pb(person) for person in event.people],
         plates=[_plate_to_pb(plate) for plate in event.plates],
+        reidentified=[
+            events_pb2.Reidentification(
+                camera_id=item.camera_id,
+                seconds_ago=item.seconds_ago,
+                cue=item.cue,
+                similarity=item.similarity,
+            )
+            for item in event.reidentified
+        ],
         enrichment_notes=list(event.enrichment_notes),
     )
     if event.incident is not None:
@@ -247,6 +257,10 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
         audit_notes=tuple(message.audit_notes),
         people=tuple(_person_from_pb(person) for person in message.people),
         plates=tuple(_plate_from_pb(plate) for plate in message.plates),
+        reidentified=tuple(
+            Reidentified(item.camera_id, item.seconds_ago, item.cue, item.similarity)
+            for item in message.reidentified
+        ),
         enrichment_notes=tuple(message.enrichment_notes),
         audit_rubric=(
             _rubric_from_pb(message.audit_rubric) if message.HasField("audit_rubric") else None

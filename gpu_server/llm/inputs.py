@@ -60,6 +60,15 @@ class PersonInput(_Input):
 
     name: str | None = Field(default=None, max_length=200)  # None: unknown
     distance: float = Field(default=0.0, ge=0.0)
+
+
+class SamePersonInput(_Input):
+    """A person of this batch seen on another camera shortly before (re-identification)."""
+
+    camera_name: str = Field(min_length=1, max_length=200)
+    seconds_ago: float = Field(ge=0.0)
+    cue: str = Field(min_length=1, max_length=20)  # "face" or "colour" (of the clothes)
+
 # The household's own words on an earlier event (see feedback/): untrusted like any text, but
 # not a sign that someone in the scene tries to steer the analysis.
 HOUSEHOLD_SOURCE: Final = "household_note"
@@ -101,6 +110,7 @@ class AnalysisInput(_Input):
     # Faces seen (enrichment), and the names of known vehicles whose plate was read.
     people: tuple[PersonInput, ...] = ()
     known_vehicles: tuple[str, ...] = ()
+    same_person: tuple[SamePersonInput, ...] = ()
     feedback: tuple[FeedbackInput, ...] = ()
     # Optional per-camera prompt version; the service default applies when None.
     prompt_version: str | None = None

@@ -361,7 +361,12 @@ def _sections(
         titles = SECTION_TITLES
     history = analysis.baseline.history if analysis.baseline else ()
     history_lines = [clean(line, _HISTORY_LINE_CHARS)[0] for line in history[:MAX_HISTORY_LINES]]
-    camera_lines = []
+    # Re-identified people first: the strongest link to another camera.
+    camera_lines = [
+        f"the same person as on {_name(same.camera_name)} {same.seconds_ago:.0f} s ago "
+        f"(by {'face' if same.cue == 'face' else 'clothing colours'})"
+        for same in sorted(analysis.same_person, key=lambda item: item.seconds_ago)
+    ][:MAX_CAMERA_LINES]
     for activity in sorted(analysis.other_cameras, key=lambda item: item.minutes_ago)[
         :MAX_CAMERA_LINES
     ]:
@@ -409,6 +414,7 @@ def build_prompt(
         sanitize_name(person.name) for person in analysis.people if person.name
     ]
     zone_and_camera_names += [sanitize_name(label) for label in analysis.known_vehicles]
+    zone_and_camera_names += [sanitize_name(same.camera_name) for same in analysis.same_person]
     flagged = [text.source for text in texts if text.suspicious]
     if camera.suspicious or any(name.suspicious for name in zone_and_camera_names):
         flagged.append("names")

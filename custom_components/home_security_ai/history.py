@@ -98,6 +98,8 @@ class EventHistory:
         self._store: Store[_Stored] = Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}.history")
         self._events: list[dict[str, Any]] = []
         self._ended: dict[str, str] = {}
+        # Whether something changed since the history was read.
+        self._changed_since_load = False
 
     async def async_load(self) -> Callable[[], None]:
         """Read the stored history and follow the bus; return what stops following it."""
@@ -112,8 +114,9 @@ class EventHistory:
         def _stop() -> None:
             remove_security()
             remove_ended()
-            # Written now: a delayed save would be lost with the entry.
-            self.hass.async_create_task(self._store.async_save(self._data()))
+            if self._changed_since_load:
+                # Written now: a delayed save would be lost with the entry.
+                self.hass.async_create_task(self._store.async_save(self._data()))
 
         return _stop
 
@@ -210,6 +213,7 @@ class EventHistory:
 
     @callback
     def _changed(self) -> None:
+        self._changed_since_load = True
         self._prune()
         self._store.async_delay_save(self._data, SAVE_DELAY)
         async_dispatcher_send(self.hass, signal_history_updated(self._entry_id))

@@ -149,6 +149,10 @@ async def test_push_with_the_snapshot_and_its_actions(
     assert response.headers["Content-Type"] == "image/jpeg"
     saved = await hass.async_add_executor_job(Path(event["snapshot_path"]).read_bytes)
     assert await response.read() == saved
+    # The camera's event entity and its image entity show the same event.
+    event_entity = _entity_id(hass, "event", f"{entry.unique_id}_porch_security_event")
+    assert hass.states.get(event_entity).attributes["snapshot_url"] == data["image"]
+    assert hass.states.get(image).state not in ("unknown", "unavailable")
 
     hass.bus.async_fire("mobile_app_notification_action", {"action": data["actions"][0]["action"]})
     await hass.async_block_till_done()

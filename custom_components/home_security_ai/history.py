@@ -171,7 +171,9 @@ class EventHistory:
             dt_util.parse_datetime(record.get("ended_at") or "") or event_time(record)
             for record in records
         )
-        highest = max(records, key=lambda r: (level_index(r.get("risk_level")), r["risk_score"]))
+        highest = max(
+            records, key=lambda r: (level_index(r.get("risk_level")), r.get("risk_score") or 0)
+        )
         ended = self._ended.get(key)
         is_open = bool(records[0].get("incident_id")) and ended is None
         if ended is not None:

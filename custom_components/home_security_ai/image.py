@@ -16,8 +16,10 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from .camera_links import SNAPSHOT_KEY
+from .const import SNAPSHOT_FOLDER
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
+from .snapshots import media_root
 
 PARALLEL_UPDATES = 0
 
@@ -38,9 +40,14 @@ async def async_setup_entry(
     async_add_per_camera(hass, entry, _add)
 
 
-def _read(path: str) -> bytes | None:
+def _read(path: str, folder: Path) -> bytes | None:
+    """Return the snapshot's bytes; only files in the snapshot folder are served."""
     try:
-        return Path(path).read_bytes()
+        file = Path(path).resolve()
+        if not file.is_relative_to(folder.resolve()):
+            # The path comes from a bus event, which anyone allowed to fire events can forge.
+            return None
+        return file.read_bytes()
     except OSError:
         return None  # removed by media retention, or never written
 
@@ -78,4 +85,5 @@ class EventSnapshotImage(HomeSecurityAICameraEntity, ImageEntity):
         """Return the snapshot's JPEG."""
         if self._path is None:
             return None
-        return await self.hass.async_add_executor_job(_read, self._path)
+        folder = media_root(self.hass) / SNAPSHOT_FOLDER
+        return await self.hass.async_add_executor_job(_read, self._path, folder)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from itertools import count
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
@@ -15,6 +16,7 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.home_security_ai import logbook
 from custom_components.home_security_ai.client import (
@@ -264,5 +266,44 @@ async def test_logbook_lines(hass: HomeAssistant, mock_config_entry: MockConfigE
         Event(EVENT_INCIDENT_ENDED, {"entry_id": entry.entry_id, "camera_ids": ["garden"]})
     )
     assert ended == {"name": "garden", "message": "incident ended"}
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_snapshot_image_serves_only_snapshots(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    hass_client: ClientSessionGenerator,
+    tmp_path: Path,
+) -> None:
+    """After a restart the image shows the camera's newest snapshot from the history, but
+    never a file outside the snapshot folder that a forged bus event named."""
+    entry = mock_config_entry
+    await _setup(hass, entry)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not a snapshot")
+    hass.bus.async_fire(
+        EVENT_SECURITY,
+        {
+            "entry_id": entry.entry_id,
+            "event_id": "forged",
+            "camera_id": "porch",
+            "risk_level": "low",
+            "started_at": dt_util.utcnow().isoformat(),
+            "snapshot_path": str(secret),
+        },
+    )
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    await _setup(hass, entry)
+    image = er.async_get(hass).async_get_entity_id(
+        "image", DOMAIN, f"{entry.unique_id}_porch_snapshot"
+    )
+    assert image is not None
+    client = await hass_client()
+    response = await client.get(f"/api/image_proxy/{image}")
+    assert response.status != 200
+    assert b"not a snapshot" not in await response.read()
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

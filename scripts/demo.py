@@ -58,6 +58,7 @@ http:
   server_host: 127.0.0.1
   server_port: {port}
 lovelace:
+automation: !include automations.yaml
 media_source:
 recorder:
 history:
@@ -211,6 +212,13 @@ class Stack:
         config = self.workdir / "config"
         (config / "custom_components").mkdir(parents=True, exist_ok=True)
         (config / "custom_components" / DOMAIN).symlink_to(REPO_ROOT / "custom_components" / DOMAIN)
+        # The notification blueprint, as if imported: ready under Automations → Blueprints.
+        # Copied: Home Assistant does not look into linked folders for blueprints.
+        shutil.copytree(
+            REPO_ROOT / "blueprints" / "automation" / DOMAIN,
+            config / "blueprints" / "automation" / DOMAIN,
+        )
+        (config / "automations.yaml").write_text("[]\n")
         media = self.workdir / "media"
         media.mkdir(exist_ok=True)
         (config / "configuration.yaml").write_text(

@@ -48,6 +48,7 @@ from .coordinator import (
 from .entity import server_device_info
 from .event_stream import EventStream
 from .frame_stream import FrameStream
+from .history import EventHistory
 from .incident_clips import async_make_clips_when_incidents_end
 from .media_retention import MediaRetention, async_remove_media
 from .services import async_setup_services
@@ -55,13 +56,15 @@ from .sources import CameraEntitySource, UploadFolderWatcher
 from .spool import FrameSpool
 
 # What each entry keeps under .storage besides its spool (see event_stream.py and sources.py).
-STORED_SUFFIXES = ("events", "uploads", "camera_ids")
+STORED_SUFFIXES = ("events", "uploads", "camera_ids", "history")
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
     Platform.BUTTON,
+    Platform.CALENDAR,
     Platform.CAMERA,
     Platform.EVENT,
+    Platform.IMAGE,
     Platform.SELECT,
     Platform.SENSOR,
     Platform.SWITCH,
@@ -109,6 +112,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
     camera_ids = CameraIds(hass, entry.entry_id)
     await camera_ids.async_load()
     arming = Arming(hass, entry)
+    history = EventHistory(hass, entry.entry_id)
     events = EventStream(hass, entry, client, spool, cameras, arming=arming)
     frames = FrameStream(
         hass,
@@ -149,6 +153,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
         ),
         arming=arming,
         media=MediaRetention(hass, entry),
+        history=history,
         applied_options=dict(options),
     )
     entry.runtime_data.server_device_id = (
@@ -158,6 +163,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
     )
     await spool.async_load()
     await events.async_load()
+    entry.async_on_unload(await history.async_load())
     for camera_id in sorted({frame.camera_id for frame in spool.frames()}):
         cameras.async_register(camera_id, camera_id)
     entry.runtime_data.camera_source.async_start()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .connection import ConnectionSupervisor
     from .event_stream import EventStream
     from .frame_stream import FrameStream
+    from .history import EventHistory
     from .media_retention import MediaRetention
     from .sources import CameraEntitySource, UploadFolderWatcher
     from .spool import FrameSpool
@@ -56,6 +57,7 @@ class HomeSecurityAIData:
     upload_watcher: UploadFolderWatcher
     arming: Arming
     media: MediaRetention
+    history: EventHistory
     # Registry id of the sidecar's device, the parent of every camera device.
     server_device_id: str = ""
     # The options the running entry was set up with (zones change without a reload).

@@ -6,6 +6,7 @@ from homeassistant.components.event import EventEntity, EventEntityDescription
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .camera_links import snapshot_url
 from .client import SecurityEvent
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
@@ -56,6 +57,11 @@ class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
             "summary": event.summary[:255],
             "risk_score": event.risk_score,
             "event_id": event.event_id,
+            "snapshot_url": (
+                snapshot_url(self.hass, self._entry, self.camera_id)
+                if self.camera_state.last_snapshot is not None
+                else None
+            ),
             **audit_payload(event),
             **incident_payload(event),
             **enrichment_payload(event),

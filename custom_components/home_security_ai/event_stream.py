@@ -23,6 +23,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
+from .camera_links import camera_links
 from .client import (
     EventKind,
     FailedPrecondition,
@@ -426,6 +427,16 @@ class EventStream:
         self.security_events += 1
         root = media_root(self.hass)
         payload = event_payload(self._entry.entry_id, event, snapshot, root)
+        # Where the user finds the camera: for notifications and their actions.
+        payload.update(
+            camera_links(
+                self.hass,
+                self._entry,
+                event.camera_id,
+                self._cameras.get(event.camera_id),
+                with_snapshot=snapshot is not None,
+            )
+        )
         if self._arming is not None:
             # The level automations see, and whether to alert; the sidecar's level stays too.
             payload.update(self._arming.async_assess(event).as_data())

@@ -29,6 +29,7 @@ from .client import (
 )
 from .const import CONF_ZONES, DOMAIN
 from .coordinator import HomeSecurityAIConfigEntry
+from .event_search import GET_EVENTS_SCHEMA, SERVICE_GET_EVENTS, async_get_events
 from .zones import InvalidZones, validate_zones
 
 SERVICE_ANALYZE_NOW: Final = "analyze_now"
@@ -297,4 +298,11 @@ def async_setup_services(hass: HomeAssistant) -> None:
         _async_remove_person,
         schema=REMOVE_PERSON_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_GET_EVENTS,
+        async_get_events,
+        schema=GET_EVENTS_SCHEMA,
+        supports_response=SupportsResponse.ONLY,
     )

@@ -228,3 +228,22 @@ def test_media_browser_shows_an_incident(
     assert_human_text(page)
     page.mouse.move(600, 900)  # no tooltip of the last card clicked over the pictures
     screenshot("09-media-browser-incident")
+
+
+BLUEPRINT_NAME = "Notify on security events (Home Security AI)"
+
+
+def test_notification_blueprint_is_ready_to_use(
+    page: Page, stack: Running, screenshot: Screenshot
+) -> None:
+    """The blueprint, once imported, is listed and opens as a form to make an automation."""
+    page.goto(f"{stack.url}/config/blueprint/dashboard")
+    expect(page.get_by_text(BLUEPRINT_NAME)).to_be_visible()
+    assert_human_text(page)
+    screenshot("10-blueprints")
+    page.get_by_text(BLUEPRINT_NAME).click()
+    page.wait_for_url(re.compile(r"/config/automation/edit/new"))
+    expect(page.get_by_text("Notify action of the phone")).to_be_visible()
+    expect(page.get_by_text("Minimum risk level")).to_be_visible()
+    assert_human_text(page)
+    screenshot("11-blueprint-automation")

@@ -55,6 +55,7 @@ async def test_setup_and_unload(
     expected = {
         f"{server_id}_server_connectivity",
         f"{server_id}_server_armed",
+        f"{server_id}_server_incidents",
         f"{server_id}_server_gpu_available",
         f"{server_id}_server_detector",
         f"{server_id}_server_language_model",

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from homeassistant.components.blueprint.models import Blueprint
+from homeassistant.components.blueprint.schemas import BLUEPRINT_SCHEMA
+from homeassistant.util.yaml import load_yaml_dict
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,3 +146,17 @@ def test_readme_opens_with_the_two_commands_and_shows_real_screenshots() -> None
     assert pictures
     for picture in pictures:
         assert (REPO / picture).is_file(), picture
+
+
+def test_blueprints_are_valid_and_name_their_own_address() -> None:
+    """Every blueprint passes Home Assistant's schema, and its source_url is where it lies in
+    the repository (re-importing uses it)."""
+    blueprints = sorted((REPO / "blueprints").rglob("*.yaml"))
+    assert blueprints
+    for path in blueprints:
+        domain = path.relative_to(REPO / "blueprints").parts[0]
+        blueprint = Blueprint(
+            load_yaml_dict(str(path)), expected_domain=domain, schema=BLUEPRINT_SCHEMA
+        )
+        relative = path.relative_to(REPO).as_posix()
+        assert blueprint.metadata["source_url"].endswith(f"/blob/main/{relative}")

@@ -30,6 +30,23 @@ def test_no_key_references(path: Path) -> None:
     assert not lines, "\n".join(lines)
 
 
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    assert not duplicates, f"keys given twice (the last one wins): {duplicates}"
+    return dict(pairs)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [INTEGRATION / "strings.json", INTEGRATION / "icons.json", *TRANSLATIONS],
+    ids=lambda p: p.name,
+)
+def test_no_key_given_twice(path: Path) -> None:
+    """JSON keeps only the last of two equal keys, silently dropping the first one's texts."""
+    json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
+
+
 def test_strings_match_english_translation() -> None:
     """Custom integrations are not built by Home Assistant: en.json is what users read."""
     strings = json.loads((INTEGRATION / "strings.json").read_text(encoding="utf-8"))

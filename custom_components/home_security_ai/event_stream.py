@@ -134,6 +134,11 @@ def enrichment_payload(event: SecurityEvent) -> dict[str, Any]:
         "face_ids": [person.face_id for person in event.people],
         "plates": [plate.text for plate in event.plates],
         "known_vehicles": [plate.known_label for plate in event.plates if plate.known],
+        # People seen on other cameras shortly before: camera, seconds ago, face or colours.
+        "seen_before": [
+            {"camera_id": item.camera_id, "seconds_ago": item.seconds_ago, "cue": item.cue}
+            for item in event.reidentified
+        ],
         "enrichment_notes": list(event.enrichment_notes),
     }
 

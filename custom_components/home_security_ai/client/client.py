@@ -50,6 +50,7 @@ from .models import (
     ModelZooStatus,
     PersonSighting,
     PlateReading,
+    Reidentification,
     RejectReason,
     RiskLevel,
     SceneChangeKind,
@@ -234,6 +235,15 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
         audit_rubric=_rubric_from_proto(event),
         people=tuple(_person_from_proto(person) for person in event.people),
         plates=tuple(_plate_from_proto(plate) for plate in event.plates),
+        reidentified=tuple(
+            Reidentification(
+                camera_id=item.camera_id,
+                seconds_ago=round(item.seconds_ago, 1),
+                cue=item.cue,
+                similarity=round(item.similarity, 3),
+            )
+            for item in event.reidentified
+        ),
         enrichment_notes=tuple(event.enrichment_notes),
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,

@@ -184,6 +184,16 @@ class PersonSighting:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Reidentification:
+    """A person of the event seen on another camera shortly before."""
+
+    camera_id: str
+    seconds_ago: float
+    cue: str  # "face", or "colour" of the clothes (a weaker cue)
+    similarity: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PlateReading:
     """Text read on a vehicle (untrusted; cleaned by the sidecar)."""
 
@@ -238,6 +248,7 @@ class SecurityEvent:
     # did not run.
     people: tuple[PersonSighting, ...] = ()
     plates: tuple[PlateReading, ...] = ()
+    reidentified: tuple[Reidentification, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
     audit_rubric: AuditRubric | None = None
 

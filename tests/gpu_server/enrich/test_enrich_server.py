@@ -174,3 +174,24 @@ async def test_enrol_errors_map_to_status_codes(sidecar: Sidecar, photos: Photos
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await sidecar.stub.ListPeople(events_pb2.ListPeopleRequest())
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_same_face_on_another_camera_joins_its_incident(
+    sidecar: Sidecar, photos: Photos
+) -> None:
+    """90 s apart (beyond the time-based link between cameras) but the same face: the second
+    camera's event says who was seen where, and joins the first camera's open incident."""
+    zidane = photos["zidane"]
+    first = await sidecar.event_for(marked_png(zidane, MARK_PERSON))
+    assert not first.reidentified
+    assert sidecar.server.events is not None
+    clock = sidecar.server.events.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(90)
+    crop = np.ascontiguousarray(zidane[0:720, 560:1280])
+    second = await sidecar.event_for(marked_png(crop, MARK_PERSON))
+    (seen,) = second.reidentified
+    assert (seen.camera_id, seen.cue) == (first.camera_id, "face")
+    assert seen.seconds_ago == pytest.approx(90.0)
+    assert second.incident.incident_id == first.incident.incident_id
+    assert list(second.incident.camera_ids) == [first.camera_id, second.camera_id]

@@ -17,6 +17,7 @@ from gpu_server.llm.inputs import (
     CameraActivity,
     DetectionInput,
     FeedbackInput,
+    SamePersonInput,
     UntrustedText,
     ZoneInput,
 )
@@ -345,3 +346,27 @@ def test_time_span_and_daypart(make_input: MakeInput) -> None:
     assert afternoon.daypart == "afternoon"
     with pytest.raises(ValueError, match="end"):
         make_input(end=base.start - timedelta(seconds=1))
+
+
+def test_a_person_seen_on_another_camera_is_named_first_among_other_cameras(
+    make_input: MakeInput,
+) -> None:
+    analysis = make_input(
+        same_person=(
+            SamePersonInput(camera_name="Driveway", seconds_ago=40, cue="face"),
+            SamePersonInput(camera_name="Garden", seconds_ago=20, cue="colour"),
+        )
+    )
+    built = build_prompt(
+        PromptLibrary.builtin().select("v2"),
+        analysis,
+        budget=4_000,
+        count_prompt=_estimate_prompt,
+        count_line=estimate_tokens,
+    )
+    section = built.user.split("Recent activity on other cameras:\n", 1)[1].splitlines()
+    assert section[:3] == [
+        '- the same person as on "Garden" 20 s ago (by clothing colours)',
+        '- the same person as on "Driveway" 40 s ago (by face)',
+        '- "Garden" 3 min ago: person',
+    ]

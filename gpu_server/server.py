@@ -122,7 +122,7 @@ class GRPCServer:
             await asyncio.to_thread(self._zoo_budget, selection.detector.device)
         )
         self.enrichment = await asyncio.to_thread(
-            Enricher, config.enrich, config.data_dir, self.zoo
+            Enricher, config.enrich, config.data_dir, self.zoo, config.models_dir
         )
         self.events = EventScheduler(
             config,

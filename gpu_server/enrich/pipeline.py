@@ -26,6 +26,15 @@ import cv2
 import numpy as np
 
 from gpu_server.config import EnrichConfig
+from gpu_server.enrich.appearance import (
+    APPEARANCE_MATCH,
+    APPEARANCE_MODEL_KEY,
+    APPEARANCE_TASK,
+    AppearanceModel,
+    appearance_folder,
+    appearance_memory,
+    appearance_unavailable,
+)
 from gpu_server.enrich.faces import (
     FACE_MODEL_KEY,
     FACE_MODEL_MEMORY,
@@ -210,7 +219,13 @@ def cut_crops(
 class Enricher:
     """Faces and plates for a batch's crops, the known people, and what is available."""
 
-    def __init__(self, settings: EnrichConfig, data_dir: Path, registry: ModelRegistry) -> None:
+    def __init__(
+        self,
+        settings: EnrichConfig,
+        data_dir: Path,
+        registry: ModelRegistry,
+        models_dir: Path | None = None,
+    ) -> None:
         self.settings = settings
         self._registry = registry
         off = None if settings.enabled else "enrichment is turned off"
@@ -237,11 +252,31 @@ class Enricher:
         self._batches = 0
         self.reid = (
             AppearanceIndex(
-                data_dir, ttl_s=settings.reid_ttl_s, face_distance=settings.face_match_distance
+                data_dir,
+                ttl_s=settings.reid_ttl_s,
+                face_distance=settings.face_match_distance,
+                appearance_match=APPEARANCE_MATCH,
             )
             if settings.enabled and settings.reid
             else None
         )
+        # A CLIP-class model in the models folder sharpens re-identification; none is fine.
+        self._appearance_reason: str | None = "re-identification is off"
+        if self.reid is not None and models_dir is not None:
+            self._appearance_reason = appearance_unavailable(models_dir)
+            folder = appearance_folder(models_dir)
+            if self._appearance_reason is None and folder is not None:
+                self._appearance_reason = _register(
+                    registry,
+                    ModelSpec(
+                        APPEARANCE_MODEL_KEY,
+                        APPEARANCE_TASK,
+                        appearance_memory(models_dir),
+                        lambda: AppearanceModel(folder),
+                    ),
+                )
+            if self._appearance_reason is None:
+                _LOGGER.info("Re-identification uses the appearance model in %s", folder)
 
     @property
     def wants_crops(self) -> bool:
@@ -282,10 +317,11 @@ class Enricher:
         timings: dict[str, float] = {}
         people: tuple[PersonSighting, ...] = ()
         plates: tuple[PlateReading, ...] = ()
-        if people_crops and self._faces_reason is None:
-            people = await self._step(FACE_TASK, notes, timings, self._people, people_crops)
-        elif people_crops and self._faces_reason is not None and self.reid is None:
-            notes.append(f"faces: {self._faces_reason}")
+        if people_crops:
+            if self._faces_reason is not None:
+                notes.append(f"faces: {self._faces_reason}")
+            else:
+                people = await self._step(FACE_TASK, notes, timings, self._people, people_crops)
         reidentified: tuple[Reidentified, ...] = ()
         if people_crops and self.reid is not None and camera_id:
             reidentified = await self._reidentify(camera_id, now_ms, people_crops, people)
@@ -313,11 +349,18 @@ class Enricher:
             for person in people
             if (embedding := self._recent_faces.get(person.face_id)) is not None
         ]
+        chosen = list(crops[:REID_CROPS])
+        appearances: list[Descriptor] = []
+        if self._appearance_reason is None:
+            async with self._registry.use(APPEARANCE_MODEL_KEY) as model:
+                appearances = await asyncio.to_thread(
+                    model.embed, [crop.pixels for crop in chosen]
+                )
 
         def run() -> list[Reidentified]:
-            colours = [colour_descriptor(crop.pixels) for crop in crops[:REID_CROPS]]
-            found = index.match(camera_id, colours, faces, now_ms)
-            index.add(camera_id, colours, faces, now_ms)
+            colours = [colour_descriptor(crop.pixels) for crop in chosen]
+            found = index.match(camera_id, colours, faces, now_ms, appearances)
+            index.add(camera_id, colours, faces, now_ms, appearances)
             return found
 
         return tuple(await asyncio.to_thread(run))

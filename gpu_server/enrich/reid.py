@@ -1,11 +1,11 @@
 """Re-identification across cameras: "the same person was on the Driveway 40 s ago".
 
-Without an appearance model in the models folder, two offline cues are used: a face embedding
-(when a face was found, the strongest cue: the same threshold as the known people), and the
-colours of the person's crop (hue and saturation histograms of its upper and lower half, which
-stand for clothing; compared by histogram intersection). Colour alone is a weak cue: it links
-only within the index's time-to-live, only across different cameras, and the event says which
-cue linked it.
+Three cues, strongest first: a face embedding (when a face was found; the same threshold as
+the known people), the embedding of a CLIP-class appearance model when one is in the models
+folder (appearance.py; cosine similarity), and otherwise the colours of the person's crop (hue
+and saturation histograms of its upper and lower half, which stand for clothing; compared by
+histogram intersection). Colour alone is a weak cue: it links only within the index's
+time-to-live, only across different cameras, and the event says which cue linked it.
 
 Sightings are kept in memory for `ttl_s` and written to the data folder now and then and at
 shutdown, so a restart within the time-to-live does not forget them.
@@ -37,7 +37,7 @@ SATURATION_BINS: Final = 8
 COLOUR_MATCH: Final = 0.75
 MAX_SIGHTINGS: Final = 500
 # A face that matches says more than colours that do.
-_CUE_RANK: Final = {"colour": 0, "face": 1}
+_CUE_RANK: Final = {"colour": 0, "appearance": 1, "face": 2}
 _FLUSH_EVERY_S: Final = 60.0
 
 Descriptor = npt.NDArray[np.float32]
@@ -47,8 +47,9 @@ Descriptor = npt.NDArray[np.float32]
 class Sighting:
     camera_id: str
     at_ms: int
-    colour: Descriptor | None = None  # normalised histograms, or None for a face alone
+    colour: Descriptor | None = None  # normalised histograms
     face: Descriptor | None = None  # a 128-d face embedding
+    appearance: Descriptor | None = None  # a normalised appearance-model embedding
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +58,9 @@ class Reidentified:
 
     camera_id: str
     seconds_ago: float
-    cue: str  # "face" or "colour"
-    similarity: float  # 0..1: 1 - distance for faces, the intersection for colours
+    cue: str  # "face", "appearance" or "colour"
+    # 0..1: 1 - distance for faces, the cosine for appearance, the intersection for colours.
+    similarity: float
 
 
 def colour_descriptor(pixels: BgrImage) -> Descriptor:
@@ -83,10 +85,18 @@ def colour_similarity(a: Descriptor, b: Descriptor) -> float:
 class AppearanceIndex:
     """Recent sightings per camera; thread-safe (the enrichment runs in worker threads)."""
 
-    def __init__(self, data_dir: Path | None, *, ttl_s: float, face_distance: float) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None,
+        *,
+        ttl_s: float,
+        face_distance: float,
+        appearance_match: float = 0.85,
+    ) -> None:
         self._path = data_dir / INDEX_FILE if data_dir is not None else None
         self.ttl_s = ttl_s
         self._face_distance = face_distance
+        self._appearance_match = appearance_match
         self._lock = threading.Lock()
         self._sightings: list[Sighting] = []
         self._flushed_ms = 0
@@ -98,6 +108,7 @@ class AppearanceIndex:
         colours: Sequence[Descriptor],
         faces: Sequence[Descriptor],
         now_ms: int,
+        appearances: Sequence[Descriptor] = (),
     ) -> list[Reidentified]:
         """The other cameras that saw one of these people within the time-to-live, the best
         sighting per camera, faces before colours."""
@@ -107,7 +118,7 @@ class AppearanceIndex:
         for seen in recent:
             if seen.camera_id == camera_id:
                 continue
-            found = self._compare(seen, colours, faces, now_ms)
+            found = self._compare(seen, colours, faces, appearances, now_ms)
             if found is None:
                 continue
             current = best.get(seen.camera_id)
@@ -123,6 +134,7 @@ class AppearanceIndex:
         seen: Sighting,
         colours: Sequence[Descriptor],
         faces: Sequence[Descriptor],
+        appearances: Sequence[Descriptor],
         now_ms: int,
     ) -> Reidentified | None:
         ago = (now_ms - seen.at_ms) / 1000.0
@@ -131,6 +143,11 @@ class AppearanceIndex:
             if nearest <= self._face_distance:
                 return Reidentified(seen.camera_id, ago, "face", max(0.0, 1.0 - nearest))
             return None  # a face that does not match is not made up for by colours
+        if seen.appearance is not None and appearances:
+            likeness = max(float(np.dot(item, seen.appearance)) for item in appearances)
+            if likeness >= self._appearance_match:
+                return Reidentified(seen.camera_id, ago, "appearance", likeness)
+            return None
         if seen.colour is not None and colours:
             likeness = max(colour_similarity(colour, seen.colour) for colour in colours)
             if likeness >= COLOUR_MATCH:
@@ -143,10 +160,14 @@ class AppearanceIndex:
         colours: Sequence[Descriptor],
         faces: Sequence[Descriptor],
         now_ms: int,
+        appearances: Sequence[Descriptor] = (),
     ) -> None:
-        """Remember this batch's people; written to disk at most once a minute."""
+        """Remember this batch's people; written to disk at most once a minute. With appearance
+        embeddings the colours are not kept: the model's judgement replaces theirs."""
         new = [Sighting(camera_id, now_ms, face=face) for face in faces]
-        new += [Sighting(camera_id, now_ms, colour=colour) for colour in colours]
+        new += [Sighting(camera_id, now_ms, appearance=item) for item in appearances]
+        if not appearances:
+            new += [Sighting(camera_id, now_ms, colour=colour) for colour in colours]
         with self._lock:
             self._sightings = (self._recent(now_ms) + new)[-MAX_SIGHTINGS:]
             due = now_ms - self._flushed_ms >= _FLUSH_EVERY_S * 1000
@@ -167,6 +188,7 @@ class AppearanceIndex:
                     "at_ms": seen.at_ms,
                     "colour": _rounded(seen.colour),
                     "face": _rounded(seen.face),
+                    "appearance": _rounded(seen.appearance),
                 }
                 for seen in self._recent(now_ms)
             ]
@@ -187,6 +209,7 @@ class AppearanceIndex:
                     at_ms=int(row["at_ms"]),
                     colour=_vector(row.get("colour")),
                     face=_vector(row.get("face")),
+                    appearance=_vector(row.get("appearance")),
                 )
                 for row in rows
             ][-MAX_SIGHTINGS:]

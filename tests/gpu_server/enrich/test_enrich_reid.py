@@ -11,6 +11,7 @@ import numpy.typing as npt
 from enrich_testlib import crops_of, whole
 
 from gpu_server.config import EnrichConfig
+from gpu_server.enrich.appearance import AppearanceModel
 from gpu_server.enrich.pipeline import Enricher
 from gpu_server.enrich.reid import (
     COLOUR_MATCH,
@@ -105,3 +106,45 @@ async def test_the_enricher_reidentifies_a_face_seen_on_another_camera(
     # Turned off, nothing is kept or linked.
     off = Enricher(EnrichConfig(reid=False), tmp_path / "off", ModelRegistry(4096 * MIB))
     assert off.reid is None
+
+
+def _tiny_appearance_model(folder: Path) -> None:
+    """A CLIP-class vision model with random weights, saved as a user would put one in the
+    models folder (real transformers code, no download)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=64, patch_size=16, projection_dim=16,
+    )
+    CLIPVisionModelWithProjection(config).save_pretrained(folder)
+
+
+async def test_an_appearance_model_in_the_models_folder_links_people(
+    photos: Photos, tmp_path: Path
+) -> None:
+    """With a CLIP-class model in the models folder, the same crop on another camera is linked
+    by its appearance embedding (cosine 1 for the same pixels), loaded through the zoo."""
+    models = tmp_path / "models"
+    _tiny_appearance_model(models / "appearance")
+    registry = ModelRegistry(4096 * MIB)
+    enricher = Enricher(EnrichConfig(), tmp_path / "data", registry, models)
+    assert "appearance-clip" in registry.status().registered
+    astronaut = photos["astronaut"]
+    crops = crops_of(astronaut, whole("person", astronaut))
+    await enricher.enrich(crops, camera_id="driveway", now_ms=NOW)
+    assert registry.is_loaded("appearance-clip")
+    later = await enricher.enrich(crops, camera_id="porch", now_ms=NOW + 30_000)
+    found = {(item.camera_id, item.cue) for item in later.reidentified}
+    # The astronaut's face may be found too; either way the appearance cue links the crop.
+    assert found & {("driveway", "appearance"), ("driveway", "face")}
+    appearance = AppearanceIndex(None, ttl_s=600, face_distance=0.6)
+    model = AppearanceModel(models / "appearance")
+    (one,), (two,) = model.embed([astronaut]), model.embed([astronaut.copy()])
+    appearance.add("driveway", [], [], NOW, [one])
+    (match,) = appearance.match("porch", [], [], NOW + 1_000, [two])
+    assert (match.cue, round(match.similarity, 3)) == ("appearance", 1.0)
+    # Without a model folder, nothing is registered and colours are used.
+    plain = ModelRegistry(4096 * MIB)
+    Enricher(EnrichConfig(), tmp_path / "plain", plain, tmp_path / "empty")
+    assert "appearance-clip" not in plain.status().registered

@@ -131,6 +131,10 @@ in_root() {
   prefix="$(sidecar_prefix)"
   local ro_binds=()
   [ -n "$prefix" ] && [ -d "$prefix" ] && ro_binds+=("$prefix")
+  # The embedded detector's model, where the set-up keeps it: the sidecars the tests start in
+  # the root then detect with the same model as on the host.
+  local models="${XDG_CACHE_HOME:-$HOME/.cache}/home-security-ai/models"
+  [ -d "$models" ] && ro_binds+=("$(readlink -f "$models")")
   # HSAI_NEWEST_BIND: more host directories (colon-separated) to mount read-only at their path.
   IFS=: read -r -a extra <<< "${HSAI_NEWEST_BIND:-}"
   for var in "${extra[@]}"; do [ -n "$var" ] && ro_binds+=("$(readlink -f "$var")"); done

@@ -55,8 +55,17 @@ class DetectorConfig(_Section):
     # where scripts/setup_sidecar_env keeps it (the user's cache folder).
     embedded_model: Path | None = None
     device: str = "auto"
+    # The runtime YOLO runs on: PyTorch, or a file ultralytics exports from the weights once and
+    # keeps beside them: ONNX Runtime (fastest on a CPU) or TensorRT (CUDA only). A backend that
+    # cannot run falls back to PyTorch, and the status says why.
+    backend: Literal["pytorch", "onnx", "tensorrt"] = "pytorch"
     confidence: float = Field(default=0.25, ge=0.0, le=1.0)
     imgsz: int = Field(default=640, ge=32, le=4096)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _lower_backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class BatchingConfig(_Section):
@@ -227,6 +236,7 @@ ENV_VARS: dict[str, str] = {
     "HSAI_TLS_KEY": "tls.key",
     "HSAI_DEVICE": "detector.device",
     "HSAI_DETECTOR_WEIGHTS": "detector.weights",
+    "HSAI_DETECTOR_BACKEND": "detector.backend",
     "HSAI_EMBEDDED_MODEL": "detector.embedded_model",
     "HSAI_DETECTOR_CONFIDENCE": "detector.confidence",
     "HSAI_DETECTOR_IMGSZ": "detector.imgsz",

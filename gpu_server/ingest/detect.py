@@ -21,6 +21,7 @@ import numpy as np
 
 from gpu_server.config import ServerConfig
 from gpu_server.errors import DetectorError
+from gpu_server.ingest import exported
 from gpu_server.ingest.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,18 +105,23 @@ class UltralyticsDetector(Detector):
     backend = "ultralytics"
 
     def __init__(
-        self, weights: Path | str, *, device: str = "auto", confidence: float, imgsz: int
+        self, weights: Path | str, *, device: str = "auto", confidence: float, imgsz: int,
+        backend: str = "ultralytics", name: str = "",
     ) -> None:
+        """`weights` is a .pt file, or a file exported from one (then `backend` names its
+        runtime and `name` the model it was exported from)."""
         # Deferred: a heavy import, and it must follow configure_ultralytics_env.
         from ultralytics import YOLO  # type: ignore[attr-defined]  # noqa: PLC0415
 
         self.device = resolve_device(device)
         self.confidence = confidence
         self.imgsz = imgsz
-        self._model: Any = YOLO(str(weights))
+        self.backend = backend
+        # An exported file does not say which task it does; all of ours detect.
+        self._model: Any = YOLO(str(weights), task="detect")
         path = Path(str(weights))
         self.weights = path.name
-        self.name = path.stem
+        self.name = name or path.stem
 
     def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
         if not images:
@@ -235,15 +241,53 @@ def _find_weights(config: ServerConfig) -> tuple[Path | None, str]:
     return None, f"no YOLO weights in {models_dir}; downloads disabled"
 
 
-def _load_yolo(weights: Path, device: str, config: ServerConfig) -> UltralyticsDetector:
+def _load_yolo(
+    weights: Path, device: str, config: ServerConfig, *, backend: str = "ultralytics",
+    name: str = "",
+) -> UltralyticsDetector:
     """Load and warm up: ultralytics loads on the CPU and touches the device only in predict,
     so a missing or broken device shows up in the warm-up, not in the constructor."""
     det = config.detector
     detector = UltralyticsDetector(
-        weights, device=device, confidence=det.confidence, imgsz=det.imgsz
+        weights, device=device, confidence=det.confidence, imgsz=det.imgsz, backend=backend,
+        name=name,
     )
     detector.warmup()
     return detector
+
+
+def _load_exported(
+    config: ServerConfig, weights: Path, backend: exported.ExportBackend
+) -> tuple[Detector | None, str]:
+    """The detector exported for `backend` (from the cache, else exported now), warmed up, or
+    None and why it cannot be had."""
+    det = config.detector
+    try:
+        device = resolve_device(det.device)
+        exported.check_available(backend, device)
+        if backend == "onnx":
+            device = exported.onnx_device(device)
+    except Exception as exc:
+        return None, f"{backend} backend unavailable: {_short(exc)}"
+    shown = exported.FORMATS[backend][2]
+    cached = exported.cached_path(weights, backend, det.imgsz)
+    if exported.is_fresh(cached, weights):
+        try:
+            detector = _load_yolo(cached, device, config, backend=shown, name=weights.stem)
+        except Exception as exc:  # damaged or made by another runtime version: export again
+            _LOGGER.warning("cached %s is unusable (%s): exporting again", cached, _short(exc))
+        else:
+            _LOGGER.info("reusing %s exported earlier", cached)
+            return detector, ""
+    try:
+        path = exported.export(
+            weights, backend, imgsz=det.imgsz, device=device,
+            batch=config.batching.max_batch_size,
+        )
+        return _load_yolo(path, device, config, backend=shown, name=weights.stem), ""
+    except Exception as exc:  # an export that fails must not stop the server
+        _LOGGER.debug("%s export of %s failed", backend, weights, exc_info=True)
+        return None, f"{backend} export of {weights.name} failed: {_short(exc)}"
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
@@ -313,11 +357,33 @@ def build_detector(config: ServerConfig) -> DetectorSelection:
 
 
 def _yolo_or_next(config: ServerConfig, weights: Path, hog: HogPeopleDetector) -> DetectorSelection:
-    """YOLO on the configured device, else on the CPU, else the embedded detector or HOG."""
+    """YOLO exported for the configured backend, else YOLO in PyTorch on the configured device,
+    else on the CPU, else the embedded detector or HOG."""
     det = config.detector
     configure_ultralytics_env(config)
     if config.allow_downloads:
         config.models_dir.mkdir(parents=True, exist_ok=True)
+    # Weights that ultralytics is yet to download are exported on the next start.
+    if det.backend != "pytorch" and weights.is_file():
+        fast, why_not = _load_exported(config, weights, det.backend)
+        if fast is not None:
+            _LOGGER.info(
+                "using YOLO %s on %s (%s) on %s", fast.name, fast.backend, fast.weights, fast.device
+            )
+            return DetectorSelection(fast)
+        _LOGGER.warning("%s; trying YOLO in PyTorch instead", why_not)
+        selection = _pytorch_or_next(config, weights, hog)
+        then = selection.fallback_reason or "running YOLO in PyTorch instead"
+        return DetectorSelection(selection.detector, f"{why_not}; {then}")
+    return _pytorch_or_next(config, weights, hog)
+
+
+def _pytorch_or_next(
+    config: ServerConfig, weights: Path, hog: HogPeopleDetector
+) -> DetectorSelection:
+    """YOLO in PyTorch on the configured device, else on the CPU, else the embedded detector or
+    HOG."""
+    det = config.detector
     device = det.device
     try:
         device = resolve_device(det.device)

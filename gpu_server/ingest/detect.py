@@ -123,6 +123,11 @@ class UltralyticsDetector(Detector):
         self.weights = path.name
         self.name = name or path.stem
 
+    @property
+    def model(self) -> Any:
+        """The ultralytics model (YOLO) behind this detector."""
+        return self._model
+
     def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
         if not images:
             return []
@@ -269,11 +274,10 @@ def _load_exported(
             device = exported.onnx_device(device)
     except Exception as exc:
         return None, f"{backend} backend unavailable: {_short(exc)}"
-    shown = exported.FORMATS[backend][2]
     cached = exported.cached_path(weights, backend, det.imgsz)
     if exported.is_fresh(cached, weights):
         try:
-            detector = _load_yolo(cached, device, config, backend=shown, name=weights.stem)
+            detector = _load_runtime(cached, backend, device, config, weights.stem)
         except Exception as exc:  # damaged or made by another runtime version: export again
             _LOGGER.warning("cached %s is unusable (%s): exporting again", cached, _short(exc))
         else:
@@ -284,10 +288,23 @@ def _load_exported(
             weights, backend, imgsz=det.imgsz, device=device,
             batch=config.batching.max_batch_size,
         )
-        return _load_yolo(path, device, config, backend=shown, name=weights.stem), ""
+        return _load_runtime(path, backend, device, config, weights.stem), ""
     except Exception as exc:  # an export that fails must not stop the server
         _LOGGER.debug("%s export of %s failed", backend, weights, exc_info=True)
         return None, f"{backend} export of {weights.name} failed: {_short(exc)}"
+
+
+def _load_runtime(
+    path: Path, backend: exported.ExportBackend, device: str, config: ServerConfig, name: str
+) -> UltralyticsDetector:
+    """An exported file loaded and warmed up (which makes ultralytics open its session)."""
+    detector = _load_yolo(path, device, config, backend=exported.FORMATS[backend][2], name=name)
+    if backend == "onnx" and device == "cpu":
+        try:
+            exported.stop_spinning(detector.model, path)
+        except Exception as exc:  # an ultralytics without this layout: keep its own session
+            _LOGGER.warning("ONNX Runtime keeps its spinning threads: %s", _short(exc))
+    return detector
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:

@@ -210,3 +210,12 @@ async def test_the_status_reports_the_onnx_backend(
     [ack] = await running.submit([frame(encode_jpeg(bus_image), "bus")])
     assert ack.status == frames_pb2.ACK_STATUS_ACCEPTED
     assert ack.detector == onnx_models.stem
+
+
+def test_onnx_runtime_threads_sleep_instead_of_spinning(onnx_models: Path, tmp_path: Path) -> None:
+    selection = build_detector(make_config(onnx_models, tmp_path, backend="onnx"))
+
+    session = selection.detector.model.predictor.model.backend.session  # type: ignore[attr-defined]
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"

@@ -381,7 +381,9 @@ def _yolo_or_next(config: ServerConfig, weights: Path, hog: HogPeopleDetector) -
     if config.allow_downloads:
         config.models_dir.mkdir(parents=True, exist_ok=True)
     # Weights that ultralytics is yet to download are exported on the next start.
-    if det.backend != "pytorch" and weights.is_file():
+    if det.backend == "triton" and weights.is_file():
+        return _triton_or_next(config, weights, hog)
+    if det.backend in ("onnx", "tensorrt") and weights.is_file():
         fast, why_not = _load_exported(config, weights, det.backend)
         if fast is not None:
             _LOGGER.info(
@@ -393,6 +395,32 @@ def _yolo_or_next(config: ServerConfig, weights: Path, hog: HogPeopleDetector) -
         then = selection.fallback_reason or "running YOLO in PyTorch instead"
         return DetectorSelection(selection.detector, f"{why_not}; {then}")
     return _pytorch_or_next(config, weights, hog)
+
+
+def _triton_or_next(
+    config: ServerConfig, weights: Path, hog: HogPeopleDetector
+) -> DetectorSelection:
+    """The ONNX export with its network on the Triton server, else ONNX Runtime locally."""
+    det = config.detector
+    selection = _yolo_or_next(
+        config.model_copy(update={"detector": det.model_copy(update={"backend": "onnx"})}),
+        weights, hog,
+    )
+    local = selection.detector
+    if selection.fallback or not isinstance(local, UltralyticsDetector):
+        return selection
+    from gpu_server.ingest import triton  # noqa: PLC0415 - needs tritonclient
+
+    try:
+        triton.attach(local.model, det.triton_url, det.triton_model)
+    except Exception as exc:  # a stopped server must not stop the sidecar
+        reason = f"{_short(exc)}; running ONNX Runtime locally"
+        _LOGGER.warning("%s", reason)
+        return DetectorSelection(local, reason)
+    local.backend = "triton"
+    _LOGGER.info("using YOLO %s on Triton at %s as %r, ONNX Runtime locally as the fallback",
+                 local.name, det.triton_url, det.triton_model)
+    return DetectorSelection(local)
 
 
 def _pytorch_or_next(

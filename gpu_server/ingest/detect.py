@@ -274,7 +274,8 @@ def _load_exported(
             device = exported.onnx_device(device)
     except Exception as exc:
         return None, f"{backend} backend unavailable: {_short(exc)}"
-    cached = exported.cached_path(weights, backend, det.imgsz)
+    batch = config.batching.max_batch_size
+    cached = exported.cached_path(weights, backend, det.imgsz, batch)
     if exported.is_fresh(cached, weights):
         try:
             detector = _load_runtime(cached, backend, device, config, weights.stem)
@@ -284,10 +285,7 @@ def _load_exported(
             _LOGGER.info("reusing %s exported earlier", cached)
             return detector, ""
     try:
-        path = exported.export(
-            weights, backend, imgsz=det.imgsz, device=device,
-            batch=config.batching.max_batch_size,
-        )
+        path = exported.export(weights, backend, imgsz=det.imgsz, device=device, batch=batch)
         return _load_runtime(path, backend, device, config, weights.stem), ""
     except Exception as exc:  # an export that fails must not stop the server
         _LOGGER.debug("%s export of %s failed", backend, weights, exc_info=True)
@@ -400,24 +398,28 @@ def _yolo_or_next(config: ServerConfig, weights: Path, hog: HogPeopleDetector) -
 def _triton_or_next(
     config: ServerConfig, weights: Path, hog: HogPeopleDetector
 ) -> DetectorSelection:
-    """The ONNX export with its network on the Triton server, else ONNX Runtime locally."""
+    """The ONNX export with its network on the Triton server, else ONNX Runtime locally.
+
+    The local session runs on the CPU: it is the fallback, and ultralytics binds a CUDA one to
+    device memory, which a remote session cannot serve."""
     det = config.detector
-    selection = _yolo_or_next(
-        config.model_copy(update={"detector": det.model_copy(update={"backend": "onnx"})}),
-        weights, hog,
-    )
+    local_det = det.model_copy(update={"backend": "onnx", "device": "cpu"})
+    selection = _yolo_or_next(config.model_copy(update={"detector": local_det}), weights, hog)
     local = selection.detector
     if selection.fallback or not isinstance(local, UltralyticsDetector):
         return selection
     from gpu_server.ingest import triton  # noqa: PLC0415 - needs tritonclient
 
+    def show(up: bool) -> None:  # the status names the runtime that detects now
+        local.backend = "triton" if up else exported.FORMATS["onnx"][2]
+
     try:
-        triton.attach(local.model, det.triton_url, det.triton_model)
+        triton.attach(local.model, det.triton_url, det.triton_model, show)
     except Exception as exc:  # a stopped server must not stop the sidecar
         reason = f"{_short(exc)}; running ONNX Runtime locally"
         _LOGGER.warning("%s", reason)
         return DetectorSelection(local, reason)
-    local.backend = "triton"
+    show(True)
     _LOGGER.info("using YOLO %s on Triton at %s as %r, ONNX Runtime locally as the fallback",
                  local.name, det.triton_url, det.triton_model)
     return DetectorSelection(local)

@@ -31,9 +31,12 @@ class BackendUnavailableError(RuntimeError):
     """The backend cannot run here (no CUDA device, a runtime package missing)."""
 
 
-def cached_path(weights: Path, backend: ExportBackend, imgsz: int) -> Path:
+def cached_path(weights: Path, backend: ExportBackend, imgsz: int, batch: int = 1) -> Path:
+    """Where the export of `weights` for `backend` is kept. A TensorRT engine is built for a
+    largest batch, which its name carries too; an ONNX file takes any batch."""
     suffix = FORMATS[backend][1]
-    return weights.with_name(f"{weights.stem}.{imgsz}px{suffix}")
+    batch_part = f".b{batch}" if backend == "tensorrt" else ""
+    return weights.with_name(f"{weights.stem}.{imgsz}px{batch_part}{suffix}")
 
 
 def is_fresh(exported: Path, weights: Path) -> bool:
@@ -74,7 +77,7 @@ def export(
 ) -> Path:
     """Export `weights` with ultralytics into the cache file and return its path (blocking)."""
     fmt, _, _ = FORMATS[backend]
-    target = cached_path(weights, backend, imgsz)
+    target = cached_path(weights, backend, imgsz, batch)
     # Ultralytics writes `<stem>.onnx` beside its input, which could overwrite a file of the
     # user's: export a copy in a private folder, then move the result into place at once, so a
     # half-written file is never taken for a cached one.

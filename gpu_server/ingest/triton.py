@@ -9,6 +9,7 @@ session instead, so detection goes on; the log says when that starts and ends.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,18 @@ class TritonSession:
     """What ultralytics calls on an ONNX Runtime session (`run`, `get_inputs`, ...), answered by
     a Triton model, with the local session as the fallback."""
 
-    def __init__(self, url: str, model: str, local: Any, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, model: str, local: Any, *, on_change: Callable[[bool], None],
+        timeout_s: float = 10.0,
+    ) -> None:
+        """`on_change(up)` is called when the server stops answering (False) or answers again."""
         import tritonclient.grpc as triton_grpc  # noqa: PLC0415 - Triton backend only
 
         self.url, self.model = url, model
         self._grpc = triton_grpc
         self._local = local
         self._timeout_s = timeout_s
+        self._on_change = on_change
         self._client = triton_grpc.InferenceServerClient(url=url)
         self.local_batches = 0  # batches the local session ran because the server did not
         try:
@@ -55,6 +61,7 @@ class TritonSession:
         except Exception as exc:  # a stopped or failing server: detect locally meanwhile
             if self.local_batches == 0:
                 _LOGGER.warning("Triton at %s failed (%s): detecting locally", self.url, exc)
+                self._on_change(False)
             self.local_batches += 1
             result: list[np.ndarray] = self._local.run(output_names, feeds)
             return result
@@ -63,6 +70,7 @@ class TritonSession:
                 "Triton at %s answers again after %d local batches", self.url, self.local_batches
             )
             self.local_batches = 0
+            self._on_change(True)
         return outputs
 
     def _infer(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -78,10 +86,12 @@ class TritonSession:
         return [result.as_numpy(name) for name in output_names]
 
 
-def attach(model: Any, url: str, name: str) -> TritonSession:
-    """Send the network of a loaded ultralytics ONNX `model` to Triton, keeping its own session
-    as the fallback; raises TritonUnavailableError when the server cannot serve it now."""
+def attach(
+    model: Any, url: str, name: str, on_change: Callable[[bool], None]
+) -> TritonSession:
+    """Send the network of a loaded ultralytics ONNX `model` (CPU) to Triton, keeping its own
+    session as the fallback; raises TritonUnavailableError when the server cannot serve it now."""
     backend = model.predictor.model.backend
-    session = TritonSession(url, name, backend.session)
+    session = TritonSession(url, name, backend.session, on_change=on_change)
     backend.session = session
     return session

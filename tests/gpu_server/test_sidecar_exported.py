@@ -219,3 +219,10 @@ def test_onnx_runtime_threads_sleep_instead_of_spinning(onnx_models: Path, tmp_p
     options = session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
+def test_a_tensorrt_engine_is_kept_per_image_size_and_largest_batch(tmp_path: Path) -> None:
+    weights = tmp_path / "yolo26n.pt"
+
+    assert exported.cached_path(weights, "tensorrt", 640, 8).name == "yolo26n.640px.b8.engine"
+    assert exported.cached_path(weights, "onnx", 640, 8).name == "yolo26n.640px.onnx"

@@ -110,6 +110,7 @@ def test_triton_detects_what_onnx_runtime_detects_and_falls_back_when_stopped(
     with caplog.at_level(logging.WARNING):
         after = remote.detector.detect_batch(frames)
     assert session.local_batches == 1
+    assert remote.detector.backend == "onnxruntime", "the status must say what detects now"
     assert_same_detections(after, ours)
     assert f"Triton at {triton_server.url} failed" in caplog.text
 

@@ -63,7 +63,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--frames", type=int, default=48, help="frames per camera")
     parser.add_argument("--cameras", type=int, default=4)
-    parser.add_argument("--width", type=int, default=640, help="frame width (4:3 frames)")
+    parser.add_argument("--width", type=int, default=640, help="frame width")
+    parser.add_argument("--height", type=int, default=None, help="frame height (default 4:3)")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--device", default="auto")
@@ -95,7 +96,7 @@ def make_workload(args: argparse.Namespace) -> Workload:
 
     assets = Path(ultralytics.__file__).parent / "assets"
     sources = [Image.open(assets / name).convert("RGB") for name in ("bus.jpg", "zidane.jpg")]
-    width, height = args.width, args.width * 3 // 4
+    width, height = args.width, args.height or args.width * 3 // 4
     jpegs: list[list[bytes]] = []
     decoded: list[np.ndarray] = []
     for camera in range(args.cameras):
@@ -133,8 +134,10 @@ def run_in_process(detector: Detector, images: list[np.ndarray], batch: int) -> 
 
 
 async def run_sidecar(
-    detector: Detector, workload: Workload, args: argparse.Namespace, workdir: Path
+    detector: Detector, workload: Workload, args: argparse.Namespace, workdir: Path,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[float, dict[str, Any], list[int]]:
+    """`extra`: more configuration overrides (dotted keys)."""
     config = load_config(
         env={},
         overrides={
@@ -142,6 +145,7 @@ async def run_sidecar(
             "batching.max_batch_size": args.max_batch_size,
             "batching.max_wait_ms": args.max_wait_ms,
             "dedupe.capacity": 0,
+            **(extra or {}),
         },
     )
     server = GRPCServer(config, detector=DetectorSelection(detector))
@@ -151,6 +155,7 @@ async def run_sidecar(
         options=[("grpc.max_send_message_length", config.limits.max_message_bytes)],
     )
     stub = service_pb2_grpc.SecurityAIStub(channel)
+    refused: list[str] = []
 
     async def camera_stream(camera: int, frames: list[bytes], tag: str) -> int:
         requests = (
@@ -160,6 +165,8 @@ async def run_sidecar(
         accepted = 0
         async for ack in stub.SubmitFrames(requests, metadata=AUTH):
             accepted += ack.status == frames_pb2.ACK_STATUS_ACCEPTED
+            if ack.status != frames_pb2.ACK_STATUS_ACCEPTED:
+                refused.append(str(ack).replace("\n", " ")[-300:])
         return accepted
 
     try:
@@ -176,7 +183,10 @@ async def run_sidecar(
         elapsed = time.perf_counter() - started
         total = sum(len(frames) for frames in workload.jpegs)
         if sum(accepted) != total:
-            raise RuntimeError(f"only {sum(accepted)} of {total} frames were accepted")
+            raise RuntimeError(
+                f"only {sum(accepted)} of {total} frames were accepted; first refusal: "
+                f"{refused[:1]}"
+            )
         status: status_pb2.ServerStatus = await stub.GetStatus(
             status_pb2.GetStatusRequest(), metadata=AUTH
         )
@@ -225,7 +235,7 @@ def main() -> None:
         "detector": detector.name,
         "device": detector.device,
         "imgsz": args.imgsz,
-        "frame_size": f"{args.width}x{args.width * 3 // 4}",
+        "frame_size": f"{args.width}x{args.height or args.width * 3 // 4}",
         "cameras": args.cameras,
         "frames_total": args.cameras * args.frames,
         "max_batch_size": args.max_batch_size,

@@ -75,13 +75,13 @@ def make_input(run: int, version: str | None = None) -> AnalysisInput:
     )
 
 
-def assessor_for(server: ModelServer) -> ModelAssessor:
+def assessor_for(server: ModelServer, n_ctx: int) -> ModelAssessor:
     client = ChatClient(
         server.base_url, model=server.model_name, api_key=server.api_key,
         tokenize_url=server.tokenize_url,
     )
     return ModelAssessor(
-        client, model_name=server.model_name, prompts=PromptLibrary.builtin(), n_ctx=N_CTX,
+        client, model_name=server.model_name, prompts=PromptLibrary.builtin(), n_ctx=n_ctx,
         constraint=OutputConstraint.GRAMMAR, seed=1234, temperature=0.1,
         grammar_limits=LIMITS, llama_sampling=True,
     )
@@ -110,13 +110,15 @@ async def timed(assessor: ModelAssessor, analysis: AnalysisInput) -> dict[str, A
     }
 
 
-async def run(model: Path, runs: int, threads: int | None, version: str) -> dict[str, Any]:
-    settings = LlmSettings(n_ctx=N_CTX, n_threads=threads)
+async def run(
+    model: Path, runs: int, threads: int | None, version: str, n_ctx: int = N_CTX
+) -> dict[str, Any]:
+    settings = LlmSettings(n_ctx=n_ctx, n_threads=threads)
     work = Path(tempfile.mkdtemp())
 
     warm_server = ModelServer(model, settings, work / "warm")
     assert await warm_server.start(), warm_server.reason
-    warm = assessor_for(warm_server)
+    warm = assessor_for(warm_server, n_ctx)
     await warm.warm(version)
     prefix_tokens = warm.client.count_tokens(PromptLibrary.builtin().select(version).system)
     await timed(warm, make_input(-1, version))  # first call pays one-off costs (grammar, buffers)
@@ -128,7 +130,7 @@ async def run(model: Path, runs: int, threads: int | None, version: str) -> dict
         warm_runs.append(await timed(warm, make_input(index, version)))
         server = ModelServer(model, settings, work / f"cold-{index}")
         assert await server.start(), server.reason
-        cold = assessor_for(server)
+        cold = assessor_for(server, n_ctx)
         cold_runs.append(await timed(cold, make_input(index, version)))
         await cold.client.aclose()
         await server.stop()
@@ -142,6 +144,8 @@ def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    # The tiny random model's tokenizer spells the prompt in more tokens than a real one.
+    parser.add_argument("--n-ctx", type=int, default=N_CTX)
     parser.add_argument("--prompt-version", default=PromptLibrary.builtin().default)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/llm_prefix.json")
     args = parser.parse_args()
@@ -154,7 +158,7 @@ def main() -> None:
         model = write_tiny_gguf(Path(tempfile.mkdtemp()) / "tiny-random.gguf")
     else:
         model = Path(args.model)
-    measured = asyncio.run(run(model, args.runs, args.threads, args.prompt_version))
+    measured = asyncio.run(run(model, args.runs, args.threads, args.prompt_version, args.n_ctx))
     warm_runs, cold_runs = measured["warm"], measured["cold"]
 
     def median(runs: list[dict[str, Any]], key: str) -> float:

@@ -55,8 +55,21 @@ class DetectorConfig(_Section):
     # where scripts/setup_sidecar_env keeps it (the user's cache folder).
     embedded_model: Path | None = None
     device: str = "auto"
+    # The runtime YOLO runs on: PyTorch, or a file ultralytics exports from the weights once and
+    # keeps beside them: ONNX Runtime (fastest on a CPU) or TensorRT (CUDA only); or `triton`:
+    # the ONNX file's network on a Triton Inference Server, ONNX Runtime locally when the server
+    # does not answer. A backend that cannot run falls back, and the status says why.
+    backend: Literal["pytorch", "onnx", "tensorrt", "triton"] = "pytorch"
+    # The Triton server (gRPC host:port) and the name it serves the detector under.
+    triton_url: str = "127.0.0.1:8001"
+    triton_model: str = "yolo"
     confidence: float = Field(default=0.25, ge=0.0, le=1.0)
     imgsz: int = Field(default=640, ge=32, le=4096)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _lower_backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class BatchingConfig(_Section):
@@ -230,6 +243,9 @@ ENV_VARS: dict[str, str] = {
     "HSAI_TLS_KEY": "tls.key",
     "HSAI_DEVICE": "detector.device",
     "HSAI_DETECTOR_WEIGHTS": "detector.weights",
+    "HSAI_DETECTOR_BACKEND": "detector.backend",
+    "HSAI_TRITON_URL": "detector.triton_url",
+    "HSAI_TRITON_MODEL": "detector.triton_model",
     "HSAI_EMBEDDED_MODEL": "detector.embedded_model",
     "HSAI_DETECTOR_CONFIDENCE": "detector.confidence",
     "HSAI_DETECTOR_IMGSZ": "detector.imgsz",

@@ -21,6 +21,7 @@ import numpy as np
 
 from gpu_server.config import ServerConfig
 from gpu_server.errors import DetectorError
+from gpu_server.ingest import exported
 from gpu_server.ingest.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,18 +105,28 @@ class UltralyticsDetector(Detector):
     backend = "ultralytics"
 
     def __init__(
-        self, weights: Path | str, *, device: str = "auto", confidence: float, imgsz: int
+        self, weights: Path | str, *, device: str = "auto", confidence: float, imgsz: int,
+        backend: str = "ultralytics", name: str = "",
     ) -> None:
+        """`weights` is a .pt file, or a file exported from one (then `backend` names its
+        runtime and `name` the model it was exported from)."""
         # Deferred: a heavy import, and it must follow configure_ultralytics_env.
         from ultralytics import YOLO  # type: ignore[attr-defined]  # noqa: PLC0415
 
         self.device = resolve_device(device)
         self.confidence = confidence
         self.imgsz = imgsz
-        self._model: Any = YOLO(str(weights))
+        self.backend = backend
+        # An exported file does not say which task it does; all of ours detect.
+        self._model: Any = YOLO(str(weights), task="detect")
         path = Path(str(weights))
         self.weights = path.name
-        self.name = path.stem
+        self.name = name or path.stem
+
+    @property
+    def model(self) -> Any:
+        """The ultralytics model (YOLO) behind this detector."""
+        return self._model
 
     def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
         if not images:
@@ -235,14 +246,62 @@ def _find_weights(config: ServerConfig) -> tuple[Path | None, str]:
     return None, f"no YOLO weights in {models_dir}; downloads disabled"
 
 
-def _load_yolo(weights: Path, device: str, config: ServerConfig) -> UltralyticsDetector:
+def _load_yolo(
+    weights: Path, device: str, config: ServerConfig, *, backend: str = "ultralytics",
+    name: str = "",
+) -> UltralyticsDetector:
     """Load and warm up: ultralytics loads on the CPU and touches the device only in predict,
     so a missing or broken device shows up in the warm-up, not in the constructor."""
     det = config.detector
     detector = UltralyticsDetector(
-        weights, device=device, confidence=det.confidence, imgsz=det.imgsz
+        weights, device=device, confidence=det.confidence, imgsz=det.imgsz, backend=backend,
+        name=name,
     )
     detector.warmup()
+    return detector
+
+
+def _load_exported(
+    config: ServerConfig, weights: Path, backend: exported.ExportBackend
+) -> tuple[Detector | None, str]:
+    """The detector exported for `backend` (from the cache, else exported now), warmed up, or
+    None and why it cannot be had."""
+    det = config.detector
+    try:
+        device = resolve_device(det.device)
+        exported.check_available(backend, device)
+        if backend == "onnx":
+            device = exported.onnx_device(device)
+    except Exception as exc:
+        return None, f"{backend} backend unavailable: {_short(exc)}"
+    batch = config.batching.max_batch_size
+    cached = exported.cached_path(weights, backend, det.imgsz, batch)
+    if exported.is_fresh(cached, weights):
+        try:
+            detector = _load_runtime(cached, backend, device, config, weights.stem)
+        except Exception as exc:  # damaged or made by another runtime version: export again
+            _LOGGER.warning("cached %s is unusable (%s): exporting again", cached, _short(exc))
+        else:
+            _LOGGER.info("reusing %s exported earlier", cached)
+            return detector, ""
+    try:
+        path = exported.export(weights, backend, imgsz=det.imgsz, device=device, batch=batch)
+        return _load_runtime(path, backend, device, config, weights.stem), ""
+    except Exception as exc:  # an export that fails must not stop the server
+        _LOGGER.debug("%s export of %s failed", backend, weights, exc_info=True)
+        return None, f"{backend} export of {weights.name} failed: {_short(exc)}"
+
+
+def _load_runtime(
+    path: Path, backend: exported.ExportBackend, device: str, config: ServerConfig, name: str
+) -> UltralyticsDetector:
+    """An exported file loaded and warmed up (which makes ultralytics open its session)."""
+    detector = _load_yolo(path, device, config, backend=exported.FORMATS[backend][2], name=name)
+    if backend == "onnx" and device == "cpu":
+        try:
+            exported.stop_spinning(detector.model, path)
+        except Exception as exc:  # an ultralytics without this layout: keep its own session
+            _LOGGER.warning("ONNX Runtime keeps its spinning threads: %s", _short(exc))
     return detector
 
 
@@ -313,11 +372,65 @@ def build_detector(config: ServerConfig) -> DetectorSelection:
 
 
 def _yolo_or_next(config: ServerConfig, weights: Path, hog: HogPeopleDetector) -> DetectorSelection:
-    """YOLO on the configured device, else on the CPU, else the embedded detector or HOG."""
+    """YOLO exported for the configured backend, else YOLO in PyTorch on the configured device,
+    else on the CPU, else the embedded detector or HOG."""
     det = config.detector
     configure_ultralytics_env(config)
     if config.allow_downloads:
         config.models_dir.mkdir(parents=True, exist_ok=True)
+    # Weights that ultralytics is yet to download are exported on the next start.
+    if det.backend == "triton" and weights.is_file():
+        return _triton_or_next(config, weights, hog)
+    if det.backend in ("onnx", "tensorrt") and weights.is_file():
+        fast, why_not = _load_exported(config, weights, det.backend)
+        if fast is not None:
+            _LOGGER.info(
+                "using YOLO %s on %s (%s) on %s", fast.name, fast.backend, fast.weights, fast.device
+            )
+            return DetectorSelection(fast)
+        _LOGGER.warning("%s; trying YOLO in PyTorch instead", why_not)
+        selection = _pytorch_or_next(config, weights, hog)
+        then = selection.fallback_reason or "running YOLO in PyTorch instead"
+        return DetectorSelection(selection.detector, f"{why_not}; {then}")
+    return _pytorch_or_next(config, weights, hog)
+
+
+def _triton_or_next(
+    config: ServerConfig, weights: Path, hog: HogPeopleDetector
+) -> DetectorSelection:
+    """The ONNX export with its network on the Triton server, else ONNX Runtime locally.
+
+    The local session runs on the CPU: it is the fallback, and ultralytics binds a CUDA one to
+    device memory, which a remote session cannot serve."""
+    det = config.detector
+    local_det = det.model_copy(update={"backend": "onnx", "device": "cpu"})
+    selection = _yolo_or_next(config.model_copy(update={"detector": local_det}), weights, hog)
+    local = selection.detector
+    if selection.fallback or not isinstance(local, UltralyticsDetector):
+        return selection
+    from gpu_server.ingest import triton  # noqa: PLC0415 - needs tritonclient
+
+    def show(up: bool) -> None:  # the status names the runtime that detects now
+        local.backend = "triton" if up else exported.FORMATS["onnx"][2]
+
+    try:
+        triton.attach(local.model, det.triton_url, det.triton_model, show)
+    except Exception as exc:  # a stopped server must not stop the sidecar
+        reason = f"{_short(exc)}; running ONNX Runtime locally"
+        _LOGGER.warning("%s", reason)
+        return DetectorSelection(local, reason)
+    show(True)
+    _LOGGER.info("using YOLO %s on Triton at %s as %r, ONNX Runtime locally as the fallback",
+                 local.name, det.triton_url, det.triton_model)
+    return DetectorSelection(local)
+
+
+def _pytorch_or_next(
+    config: ServerConfig, weights: Path, hog: HogPeopleDetector
+) -> DetectorSelection:
+    """YOLO in PyTorch on the configured device, else on the CPU, else the embedded detector or
+    HOG."""
+    det = config.detector
     device = det.device
     try:
         device = resolve_device(det.device)

@@ -37,6 +37,16 @@ def build_tiny_yolo(out: Path) -> Path:
     return out
 
 
+def build_random_yolo(out: Path, model: str = "yolo11n") -> Path:
+    """Write a full-size detector (`yolo11n`, `yolo26n`, ...) with random weights to `out`: the
+    real model's cost without downloading its trained weights."""
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    YOLO(f"{model}.yaml").save(str(out))
+    return out
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/gpu_server/testlib/tiny_yolo.py OUT.pt")

@@ -28,6 +28,7 @@ VENVS = Path(os.environ.get("HSAI_VENVS", REPO_ROOT / ".venvs"))
 # pytriton's server stub runs with Debian's own Python 3.11; scripts/setup_sidecar_env makes
 # this environment from it when the machine has one.
 SERVER_PYTHON = VENVS / "triton-server" / "bin" / "python"
+DEBIAN_PYTHON = Path("/usr/bin/python3.11")
 
 
 def free_port() -> int:
@@ -41,8 +42,13 @@ def free_port() -> int:
 def triton_models(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny weights with their ONNX export, for this module."""
     if not SERVER_PYTHON.exists():
-        pytest.skip(f"no Triton server environment at {SERVER_PYTHON}: it needs Debian's "
-                    "python3.11, which scripts/setup_sidecar_env uses when the machine has it")
+        # Only a machine without Debian's python3.11 may go without: where it is, the set-up
+        # builds the environment, and its absence means the set-up failed.
+        if DEBIAN_PYTHON.exists():
+            pytest.fail(f"no Triton server environment at {SERVER_PYTHON} although "
+                        f"{DEBIAN_PYTHON} exists: run scripts/setup_sidecar_env")
+        pytest.skip(f"no Triton server environment: pytriton's server needs Debian's "
+                    f"{DEBIAN_PYTHON}, which this machine does not have")
     folder = tmp_path_factory.mktemp("triton-models")
     weights = folder / tiny_weights.name
     shutil.copy2(tiny_weights, weights)

@@ -20,7 +20,7 @@ from homeassistant.helpers.typing import ConfigType, TemplateVarsType
 
 from .alerting import ArmedMode
 from .const import DOMAIN
-from .device_trigger import camera_of_device
+from .entity import camera_of_device
 
 THREAT_ACTIVE: Final = "threat_active"
 ANALYSIS_ENABLED: Final = "analysis_enabled"

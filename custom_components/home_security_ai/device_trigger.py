@@ -14,12 +14,12 @@ import voluptuous as vol
 from homeassistant.components.device_automation import DEVICE_TRIGGER_BASE_SCHEMA
 from homeassistant.const import CONF_DEVICE_ID, CONF_DOMAIN, CONF_PLATFORM, CONF_TYPE
 from homeassistant.core import CALLBACK_TYPE, Event, HassJob, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
 from .alerting import level_at_least
 from .const import DOMAIN, EVENT_INCIDENT_ENDED, EVENT_SECURITY
+from .entity import camera_of_device
 from .vocabulary import PERSON_LABELS, RISK_LEVELS
 
 # "security_event_<level>": a security event at that level or higher.
@@ -35,23 +35,6 @@ TRIGGER_TYPES: Final = (
 )
 
 TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend({vol.Required(CONF_TYPE): vol.In(TRIGGER_TYPES)})
-
-
-def camera_of_device(hass: HomeAssistant, device_id: str) -> tuple[str, str] | None:
-    """Return the config entry id and camera id of a camera device, None for other devices."""
-    registry = dr.async_get(hass)
-    device = registry.async_get(device_id)
-    if device is None:
-        return None
-    for entry in hass.config_entries.async_entries(DOMAIN):
-        # By the entry's devices: how a device names its entries differs by release.
-        if device not in dr.async_entries_for_config_entry(registry, entry.entry_id):
-            continue
-        prefix = f"{entry.unique_id or entry.entry_id}_"
-        for domain, identifier in device.identifiers:
-            if domain == DOMAIN and identifier.startswith(prefix):
-                return entry.entry_id, identifier.removeprefix(prefix)
-    return None
 
 
 async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity, EntityDescription
@@ -32,6 +33,23 @@ def async_add_per_camera(
     for camera_id in list(entry.runtime_data.cameras):
         add(camera_id)
     entry.async_on_unload(async_dispatcher_connect(hass, signal_new_camera(entry.entry_id), add))
+
+
+def camera_of_device(hass: HomeAssistant, device_id: str) -> tuple[str, str] | None:
+    """Return the config entry id and camera id of a camera device, None for other devices."""
+    registry = dr.async_get(hass)
+    device = registry.async_get(device_id)
+    if device is None:
+        return None
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        # By the entry's devices: how a device names its entries differs by release.
+        if device not in dr.async_entries_for_config_entry(registry, entry.entry_id):
+            continue
+        prefix = f"{entry.unique_id or entry.entry_id}_"
+        for domain, identifier in device.identifiers:
+            if domain == DOMAIN and identifier.startswith(prefix):
+                return entry.entry_id, identifier.removeprefix(prefix)
+    return None
 
 
 def server_device_info(entry: HomeSecurityAIConfigEntry) -> DeviceInfo:

@@ -18,7 +18,6 @@ from homeassistant.core import (
 )
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
-from homeassistant.helpers import device_registry as dr
 
 from .client import (
     FeedbackVerdict,
@@ -29,6 +28,7 @@ from .client import (
 )
 from .const import CONF_ZONES, DOMAIN
 from .coordinator import HomeSecurityAIConfigEntry
+from .entity import camera_of_device
 from .event_search import GET_EVENTS_SCHEMA, SERVICE_GET_EVENTS, async_get_events
 from .zones import InvalidZones, validate_zones
 
@@ -100,22 +100,11 @@ def _resolve(hass: HomeAssistant, call: ServiceCall) -> tuple[HomeSecurityAIConf
             raise ServiceValidationError(
                 translation_domain=DOMAIN, translation_key="one_camera_only"
             )
-        registry = dr.async_get(hass)
-        device = registry.async_get(device_ids[0])
-        if device is not None:
+        if (found := camera_of_device(hass, device_ids[0])) is not None:
+            entry_id, device_camera = found
             for entry in entries:
-                # By the entry's devices: how a device names its entries differs by release.
-                if device not in dr.async_entries_for_config_entry(registry, entry.entry_id):
-                    continue
-                prefix = f"{entry.unique_id or entry.entry_id}_"
-                for domain, identifier in device.identifiers:
-                    device_camera = identifier.removeprefix(prefix)
-                    if (
-                        domain == DOMAIN
-                        and identifier.startswith(prefix)
-                        and device_camera in entry.runtime_data.cameras
-                    ):
-                        return entry, device_camera
+                if entry.entry_id == entry_id and device_camera in entry.runtime_data.cameras:
+                    return entry, device_camera
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="not_a_camera",

@@ -34,6 +34,7 @@ POSE_TASK: Final = "pose"
 # rounded up).
 POSE_MODEL_MEMORY: Final = 96 * MIB
 MODEL_FOLDER: Final = "blazepose-full"
+MODEL_DIR_ENV: Final = "HSAI_POSE_MODEL_DIR"
 DETECTOR_FILE: Final = "pose_detection.tflite"
 DETECTOR_SHA256: Final = "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c"
 LANDMARK_FILE: Final = "pose_landmark_full.tflite"
@@ -81,10 +82,14 @@ def default_cache_dir() -> Path:
 
 
 def find_models(models_dir: Path | None) -> tuple[Path | None, str]:
-    """The folder holding both models, or None and why there is none. The models folder (or its
-    `blazepose-full` folder) wins over the cache."""
-    candidates = [] if models_dir is None else [models_dir, models_dir / MODEL_FOLDER]
-    candidates.append(default_cache_dir())
+    """The folder holding both models, or None and why there is none: `$HSAI_POSE_MODEL_DIR`
+    (where scripts/fetch_pose_models put them) when set, else the models folder (or its
+    `blazepose-full` folder), else the cache."""
+    if explicit := os.environ.get(MODEL_DIR_ENV):
+        candidates = [Path(explicit).expanduser()]
+    else:
+        candidates = [] if models_dir is None else [models_dir, models_dir / MODEL_FOLDER]
+        candidates.append(default_cache_dir())
     for folder in candidates:
         if (folder / DETECTOR_FILE).is_file() and (folder / LANDMARK_FILE).is_file():
             return folder, ""

@@ -107,11 +107,21 @@ def test_no_pose_without_a_person(pose_model: PoseModel, photos: Photos) -> None
 def test_missing_models_are_a_reason_not_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("HSAI_POSE_MODEL_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert find_models(tmp_path)[0] is None
     reason = pose_unavailable(tmp_path)
     assert reason is not None
     assert "scripts/setup_sidecar_env" in reason
+
+
+def test_the_folder_the_set_up_was_told_wins(
+    pose_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HSAI_POSE_MODEL_DIR", str(pose_models))
+    assert find_models(tmp_path) == (pose_models, "")
+    monkeypatch.setenv("HSAI_POSE_MODEL_DIR", str(tmp_path))
+    assert find_models(None)[0] is None
 
 
 def analysis(*, night: bool) -> AnalysisInput:

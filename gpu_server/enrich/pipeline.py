@@ -257,6 +257,14 @@ class Enricher:
         off = None if settings.enabled else "enrichment is turned off"
         self._faces_reason = off or faces_unavailable()
         self._plates_reason = off or plates_unavailable()
+        if self._faces_reason is None:
+            self._faces_reason = _register(
+                registry, ModelSpec(FACE_MODEL_KEY, FACE_TASK, FACE_MODEL_MEMORY, FaceModel)
+            )
+        if self._plates_reason is None:
+            self._plates_reason = _register(
+                registry, ModelSpec(OCR_MODEL_KEY, OCR_TASK, OCR_MODEL_MEMORY, PlateReader)
+            )
         self._pose_reason = off or pose_unavailable(models_dir)
         pose_folder, _ = find_models(models_dir)
         if self._pose_reason is None and pose_folder is not None:
@@ -265,14 +273,6 @@ class Enricher:
                 ModelSpec(
                     POSE_MODEL_KEY, POSE_TASK, POSE_MODEL_MEMORY, lambda: PoseModel(pose_folder)
                 ),
-            )
-        if self._faces_reason is None:
-            self._faces_reason = _register(
-                registry, ModelSpec(FACE_MODEL_KEY, FACE_TASK, FACE_MODEL_MEMORY, FaceModel)
-            )
-        if self._plates_reason is None:
-            self._plates_reason = _register(
-                registry, ModelSpec(OCR_MODEL_KEY, OCR_TASK, OCR_MODEL_MEMORY, PlateReader)
             )
         for part, reason in (
             ("faces", self._faces_reason),

@@ -1,12 +1,14 @@
-"""What enrichment costs per batch on this machine: faces (dlib) and plates (PP-OCR).
+"""What enrichment costs per batch on this machine: faces (dlib), poses (BlazePose), plates
+(PP-OCR).
 
 Runs the sidecar's real enrichment step (`gpu_server.enrich.pipeline.Enricher`, models loaded
 through the model zoo's registry) on crops of real photos (ultralytics' zidane.jpg, scikit-
 image's astronaut) and on rendered plates, and reports:
   * the first batch of each kind, which loads the model (cold), and the mean of the next ones;
   * milliseconds per model and batch, from the step's own timings;
-  * resident memory the process gained when each model loaded (what the zoo's estimates for
-    FACE_MODEL_MEMORY and OCR_MODEL_MEMORY should cover).
+  * resident memory the process gained when each model loaded, one model at a time in a zoo of
+    its own before the batches run (what the zoo's estimates FACE_MODEL_MEMORY,
+    POSE_MODEL_MEMORY and OCR_MODEL_MEMORY should cover).
 
 Usage (from the repository root):
   .venvs/sidecar/bin/python bench/enrichment.py [--repeats 5] [--out bench/results/enrichment.json]
@@ -39,6 +41,7 @@ from gpu_server.config import EnrichConfig  # noqa: E402
 from gpu_server.enrich.faces import FACE_MODEL_KEY, FACE_MODEL_MEMORY  # noqa: E402
 from gpu_server.enrich.pipeline import Crop, Enricher  # noqa: E402
 from gpu_server.enrich.plates import OCR_MODEL_KEY, OCR_MODEL_MEMORY  # noqa: E402
+from gpu_server.enrich.pose import POSE_MODEL_KEY, POSE_MODEL_MEMORY  # noqa: E402
 from gpu_server.models.registry import MIB, ModelRegistry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "enrichment.json"
@@ -84,24 +87,49 @@ def batches() -> dict[str, list[Crop]]:
     }
 
 
+MODELS = (
+    (FACE_MODEL_KEY, FACE_MODEL_MEMORY),
+    (POSE_MODEL_KEY, POSE_MODEL_MEMORY),
+    (OCR_MODEL_KEY, OCR_MODEL_MEMORY),
+)
+
+
+async def model_memory(data: Path, work: dict[str, list[Crop]]) -> dict[str, int]:
+    """Resident memory gained by loading each model alone and running it once on its crops (a
+    batch loads several at once; ONNX Runtime grows with the first sizes it sees)."""
+    registry = ModelRegistry(4096 * MIB)
+    Enricher(EnrichConfig(), data, registry)
+    people, vehicles = work["people (3 person crops)"], work["vehicles (2 vehicle crops)"]
+    memory: dict[str, int] = {}
+    for key, _ in MODELS:
+        before = rss_bytes()
+        async with registry.use(key) as model:
+            for crop in vehicles if key == OCR_MODEL_KEY else people:
+                if key == FACE_MODEL_KEY:
+                    model.faces(crop.pixels)
+                elif key == POSE_MODEL_KEY:
+                    model.pose(crop.pixels)
+                else:
+                    model.read(crop.pixels)
+            memory[key] = rss_bytes() - before
+    await registry.close()
+    return memory
+
+
 async def run(repeats: int) -> dict[str, Any]:
     work = batches()
     with tempfile.TemporaryDirectory() as data:
+        memory = await model_memory(Path(data), work)
         registry = ModelRegistry(4096 * MIB)
         enricher = Enricher(EnrichConfig(), Path(data), registry)
         status = enricher.status()
-        if not (status.faces_available and status.plates_available):
+        if not (status.faces_available and status.plates_available and status.pose_available):
             raise SystemExit(f"enrichment unavailable: {status}")
-        memory: dict[str, int] = {}
         rows: list[dict[str, Any]] = []
         for name, crops in work.items():
-            before = rss_bytes()
-            loaded_before = {model.key for model in registry.status().loaded}
             started = time.perf_counter()
             first = await enricher.enrich(crops)
             cold_ms = (time.perf_counter() - started) * 1000.0
-            for key in {model.key for model in registry.status().loaded} - loaded_before:
-                memory[key] = rss_bytes() - before
             warm: list[float] = []
             per_model: dict[str, list[float]] = {}
             for _ in range(repeats):
@@ -118,6 +146,7 @@ async def run(repeats: int) -> dict[str, Any]:
                     "warm_mean_ms": round(mean(warm), 1),
                     "warm_ms_per_model": {task: round(mean(v), 1) for task, v in per_model.items()},
                     "people": [p.name or "unknown" for p in first.people],
+                    "poses": [list(p.flags) for p in first.poses],
                     "plates": [p.normalized for p in first.plates],
                 }
             )
@@ -132,10 +161,7 @@ async def run(repeats: int) -> dict[str, Any]:
         "batches": rows,
         "model_memory": {
             key: {"rss_gain_mib": round(value / MIB, 1), "zoo_estimate_mib": estimate // MIB}
-            for key, estimate in (
-                (FACE_MODEL_KEY, FACE_MODEL_MEMORY),
-                (OCR_MODEL_KEY, OCR_MODEL_MEMORY),
-            )
+            for key, estimate in MODELS
             if (value := memory.get(key)) is not None
         },
     }

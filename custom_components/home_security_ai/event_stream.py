@@ -126,7 +126,8 @@ def event_payload(
 def enrichment_payload(event: SecurityEvent) -> dict[str, Any]:
     """Who was seen and which plates were read: names, "unknown person", cleaned plate text.
 
-    `face_ids` (in the order of `people`) let a person be enrolled from this event.
+    `face_ids` (in the order of `people`) let a person be enrolled from this event. `poses` holds
+    the posture flags of the event's people, each once ("crouching", "climbing", "lying").
     """
     return {
         "people": [person.name or "unknown person" for person in event.people],
@@ -139,6 +140,7 @@ def enrichment_payload(event: SecurityEvent) -> dict[str, Any]:
             {"camera_id": item.camera_id, "seconds_ago": item.seconds_ago, "cue": item.cue}
             for item in event.reidentified
         ],
+        "poses": list(dict.fromkeys(flag for pose in event.poses for flag in pose.flags)),
         "enrichment_notes": list(event.enrichment_notes),
     }
 

@@ -180,7 +180,7 @@ class ModelZooStatus(_message.Message):
     def __init__(self, budget_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., registered: _Optional[int] = ..., loaded: _Optional[_Iterable[_Union[LoadedModel, _Mapping]]] = ..., loads: _Optional[int] = ..., unloads: _Optional[int] = ...) -> None: ...
 
 class EnrichmentStatus(_message.Message):
-    __slots__ = ("faces_available", "faces_reason", "plates_available", "plates_reason", "known_people", "known_plates", "batches")
+    __slots__ = ("faces_available", "faces_reason", "plates_available", "plates_reason", "known_people", "known_plates", "batches", "pose_available", "pose_reason")
     FACES_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     FACES_REASON_FIELD_NUMBER: _ClassVar[int]
     PLATES_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +188,8 @@ class EnrichmentStatus(_message.Message):
     KNOWN_PEOPLE_FIELD_NUMBER: _ClassVar[int]
     KNOWN_PLATES_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
+    POSE_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    POSE_REASON_FIELD_NUMBER: _ClassVar[int]
     faces_available: bool
     faces_reason: str
     plates_available: bool
@@ -195,7 +197,9 @@ class EnrichmentStatus(_message.Message):
     known_people: int
     known_plates: int
     batches: int
-    def __init__(self, faces_available: bool = ..., faces_reason: _Optional[str] = ..., plates_available: bool = ..., plates_reason: _Optional[str] = ..., known_people: _Optional[int] = ..., known_plates: _Optional[int] = ..., batches: _Optional[int] = ...) -> None: ...
+    pose_available: bool
+    pose_reason: str
+    def __init__(self, faces_available: bool = ..., faces_reason: _Optional[str] = ..., plates_available: bool = ..., plates_reason: _Optional[str] = ..., known_people: _Optional[int] = ..., known_plates: _Optional[int] = ..., batches: _Optional[int] = ..., pose_available: bool = ..., pose_reason: _Optional[str] = ...) -> None: ...
 
 class ServerStatus(_message.Message):
     __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model", "model_zoo", "feedback", "enrichment")

@@ -1,4 +1,5 @@
-"""Enrichment of a batch: faces matched against the known people, text read off vehicles.
+"""Enrichment of a batch: faces matched against the known people, the posture of the people,
+text read off vehicles.
 
 Crops are cut when a frame is accepted (the only time its pixels exist) and travel with the
 frame in its window; the models run once per batch, when the batch is analysed, and only for
@@ -56,6 +57,16 @@ from gpu_server.enrich.plates import (
     normalize_plate,
     plates_unavailable,
 )
+from gpu_server.enrich.pose import (
+    POSE_MODEL_KEY,
+    POSE_MODEL_MEMORY,
+    POSE_TASK,
+    Pose,
+    PoseModel,
+    find_models,
+    pose_unavailable,
+)
+from gpu_server.enrich.posture import VISIBLE, posture_flags
 from gpu_server.enrich.reid import (
     AppearanceIndex,
     Descriptor,
@@ -84,6 +95,7 @@ REID_CROPS: Final = 3
 RECENT_FACES: Final = 1024
 MAX_PEOPLE_PER_EVENT: Final = 10
 MAX_PLATES_PER_EVENT: Final = 8
+MAX_POSES_PER_EVENT: Final = 10
 _ENROLL_MAX_SIDE: Final = 1600
 
 
@@ -134,6 +146,17 @@ class PlateReading:
 
 
 @dataclass(frozen=True, slots=True)
+class PersonPose:
+    """The posture of one person crop of the batch."""
+
+    person: int  # which person crop, from 1, the most confident first
+    frame_sha256: str
+    box: tuple[float, float, float, float]  # the visible landmarks, in pixels of the frame
+    flags: tuple[str, ...]  # PoseFlag values; empty: nothing unusual, or not decided
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
 class EnrichmentResult:
     people: tuple[PersonSighting, ...] = ()
     plates: tuple[PlateReading, ...] = ()
@@ -142,6 +165,7 @@ class EnrichmentResult:
     notes: tuple[str, ...] = ()
     # Time each model took for the batch, by task (loading included when it loaded).
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
+    poses: tuple[PersonPose, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +177,8 @@ class EnrichmentStatus:
     known_people: int
     known_plates: int
     batches: int
+    pose_available: bool = False
+    pose_reason: str = ""
 
 
 def _scaled(image: BgrImage, max_side: int) -> tuple[BgrImage, float]:
@@ -239,7 +265,20 @@ class Enricher:
             self._plates_reason = _register(
                 registry, ModelSpec(OCR_MODEL_KEY, OCR_TASK, OCR_MODEL_MEMORY, PlateReader)
             )
-        for part, reason in (("faces", self._faces_reason), ("plates", self._plates_reason)):
+        self._pose_reason = off or pose_unavailable(models_dir)
+        pose_folder, _ = find_models(models_dir)
+        if self._pose_reason is None and pose_folder is not None:
+            self._pose_reason = _register(
+                registry,
+                ModelSpec(
+                    POSE_MODEL_KEY, POSE_TASK, POSE_MODEL_MEMORY, lambda: PoseModel(pose_folder)
+                ),
+            )
+        for part, reason in (
+            ("faces", self._faces_reason),
+            ("plates", self._plates_reason),
+            ("poses", self._pose_reason),
+        ):
             if reason is not None:
                 _LOGGER.warning("Enrichment of %s is unavailable: %s", part, reason)
         self.gallery = PeopleGallery(data_dir, settings.face_match_distance)
@@ -284,7 +323,7 @@ class Enricher:
 
     @property
     def _wants_people(self) -> bool:
-        return self._faces_reason is None or self.reid is not None
+        return self._faces_reason is None or self._pose_reason is None or self.reid is not None
 
     def crops(
         self,
@@ -322,6 +361,12 @@ class Enricher:
                 notes.append(f"faces: {self._faces_reason}")
             else:
                 people = await self._step(FACE_TASK, notes, timings, self._people, people_crops)
+        poses: tuple[PersonPose, ...] = ()
+        if people_crops:
+            if self._pose_reason is not None:
+                notes.append(f"poses: {self._pose_reason}")
+            else:
+                poses = await self._step(POSE_TASK, notes, timings, self._poses, people_crops)
         reidentified: tuple[Reidentified, ...] = ()
         if people_crops and self.reid is not None and camera_id:
             reidentified = await self._reidentify(camera_id, now_ms, people_crops, people)
@@ -332,7 +377,7 @@ class Enricher:
                 plates = await self._step(OCR_TASK, notes, timings, self._plates, vehicle_crops)
         if people_crops or vehicle_crops:
             self._batches += 1
-        return EnrichmentResult(people, plates, reidentified, tuple(notes), timings)
+        return EnrichmentResult(people, plates, reidentified, tuple(notes), timings, poses)
 
     async def _reidentify(
         self,
@@ -420,6 +465,15 @@ class Enricher:
                 kept[same] = (sighting, face.embedding)
         return tuple(sighting for sighting, _ in kept[:MAX_PEOPLE_PER_EVENT])
 
+    async def _poses(self, crops: list[Crop]) -> tuple[PersonPose, ...]:
+        async with self._registry.use(POSE_MODEL_KEY) as model:
+            found = await asyncio.to_thread(_poses_in, model, crops)
+        return tuple(
+            person_pose(number, crop, pose)
+            for number, (crop, pose) in enumerate(found, start=1)
+            if pose is not None
+        )[:MAX_POSES_PER_EVENT]
+
     async def _plates(self, crops: list[Crop]) -> tuple[PlateReading, ...]:
         async with self._registry.use(OCR_MODEL_KEY) as reader:
             found = await asyncio.to_thread(_text_in, reader, crops)
@@ -497,6 +551,8 @@ class Enricher:
             known_people=len(self.gallery.people()),
             known_plates=len(self._known_plates),
             batches=self._batches,
+            pose_available=self._pose_reason is None,
+            pose_reason=self._pose_reason or "",
         )
 
 
@@ -516,6 +572,27 @@ def _faces_in(model: FaceModel, crops: Sequence[Crop]) -> list[tuple[Crop, Face]
         upsample = 2 if max(crop.pixels.shape[:2]) < MAX_CROP_SIDE // 2 else 1
         found.extend((crop, face) for face in model.faces(crop.pixels, upsample=upsample))
     return found
+
+
+def _poses_in(model: PoseModel, crops: Sequence[Crop]) -> list[tuple[Crop, Pose | None]]:
+    return [(crop, model.pose(crop.pixels)) for crop in crops]
+
+
+def person_pose(number: int, crop: Crop, pose: Pose) -> PersonPose:
+    """A pose found in a crop, its flags decided and its box in pixels of the frame."""
+    visible = pose.points[pose.visibility >= VISIBLE]
+    if len(visible) == 0:
+        visible = pose.points
+    x0, y0 = crop.origin
+    low, high = visible.min(axis=0), visible.max(axis=0)
+    box = (
+        x0 + float(low[0]) * crop.scale,
+        y0 + float(low[1]) * crop.scale,
+        x0 + float(high[0]) * crop.scale,
+        y0 + float(high[1]) * crop.scale,
+    )
+    flags = tuple(flag.value for flag in posture_flags(pose.points, pose.visibility))
+    return PersonPose(number, crop.frame_sha256, box, flags, pose.score)
 
 
 def _text_in(reader: PlateReader, crops: Sequence[Crop]) -> list[tuple[Crop, TextLine]]:

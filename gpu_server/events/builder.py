@@ -42,6 +42,7 @@ from gpu_server.llm.inputs import (
     CameraActivity,
     DetectionInput,
     PersonInput,
+    PoseInput,
     SamePersonInput,
     UntrustedText,
     ZoneInput,
@@ -158,8 +159,8 @@ def with_enrichment(
     camera_name: Callable[[str], str] = str,
 ) -> AnalysisInput:
     """The analysis with what enrichment found: who was recognised, who was seen on another
-    camera before, and the text read off vehicles as untrusted text (the prompt sanitizes and
-    flags it; the rules weigh the flag)."""
+    camera before, who is lying, crouching or climbing, and the text read off vehicles as
+    untrusted text (the prompt sanitizes and flags it; the rules weigh the flag)."""
     same = tuple(
         SamePersonInput(
             camera_name=(camera_name(item.camera_id) or item.camera_id)[:200],
@@ -172,6 +173,11 @@ def with_enrichment(
         PersonInput(name=person.name, distance=max(person.distance, 0.0))
         for person in enriched.people
     )
+    poses = tuple(
+        PoseInput.model_validate({"person": pose.person, "flags": pose.flags})
+        for pose in enriched.poses
+        if pose.flags
+    )
     texts = tuple(UntrustedText(source="ocr_plate", text=plate.raw) for plate in enriched.plates)
     known = tuple(
         dict.fromkeys(plate.known_label for plate in enriched.plates if plate.known_label)
@@ -182,6 +188,7 @@ def with_enrichment(
             "untrusted_texts": analysis.untrusted_texts + texts,
             "known_vehicles": known,
             "same_person": same,
+            "poses": poses,
         }
     )
 
@@ -484,6 +491,7 @@ class EventBuilder:
             people=enriched.people,
             plates=enriched.plates,
             reidentified=enriched.reidentified,
+            poses=enriched.poses,
             enrichment_notes=enriched.notes,
             prompt_version=(
                 assessment.prompt_version or self._risk.prompt_version_for(analysis)

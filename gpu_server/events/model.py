@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gpu_server.context import SceneChangeKind
-from gpu_server.enrich.pipeline import PersonSighting, PlateReading
+from gpu_server.enrich.pipeline import PersonPose, PersonSighting, PlateReading
 from gpu_server.enrich.reid import Reidentified
 from gpu_server.ingest.detect import Detection
 from gpu_server.llm.schema import AuditRubric
@@ -76,6 +76,8 @@ class SecurityEvent:
     plates: tuple[PlateReading, ...] = ()
     # People of this event seen on other cameras shortly before (re-identification).
     reidentified: tuple[Reidentified, ...] = ()
+    # The posture of the people in the person boxes (lying, crouching, climbing).
+    poses: tuple[PersonPose, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
     # The audit's 1-5 rubric of the assessment's text; None where nothing was assessed.
     audit_rubric: AuditRubric | None = None

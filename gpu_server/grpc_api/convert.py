@@ -12,7 +12,7 @@ from typing import Final
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
 from gpu_server.enrich.gallery import KnownPerson
-from gpu_server.enrich.pipeline import PersonSighting, PlateReading
+from gpu_server.enrich.pipeline import PersonPose, PersonSighting, PlateReading
 from gpu_server.enrich.reid import Reidentified
 from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.model import (
@@ -122,6 +122,28 @@ def _person_from_pb(message: events_pb2.PersonSighting) -> PersonSighting:
     )
 
 
+def _pose_to_pb(pose: PersonPose) -> events_pb2.PersonPose:
+    x1, y1, x2, y2 = pose.box
+    return events_pb2.PersonPose(
+        person=pose.person,
+        frame_sha256=pose.frame_sha256,
+        box=frames_pb2.Box(x1=x1, y1=y1, x2=x2, y2=y2),
+        flags=list(pose.flags),
+        confidence=pose.confidence,
+    )
+
+
+def _pose_from_pb(message: events_pb2.PersonPose) -> PersonPose:
+    box = message.box
+    return PersonPose(
+        person=message.person,
+        frame_sha256=message.frame_sha256,
+        box=(box.x1, box.y1, box.x2, box.y2),
+        flags=tuple(message.flags),
+        confidence=message.confidence,
+    )
+
+
 def _plate_to_pb(plate: PlateReading) -> events_pb2.PlateReading:
     # Only the cleaned text is stored: the raw OCR text never leaves the analysis.
     return events_pb2.PlateReading(
@@ -196,6 +218,7 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
             )
             for item in event.reidentified
         ],
+        poses=[_pose_to_pb(pose) for pose in event.poses],
         enrichment_notes=list(event.enrichment_notes),
     )
     if event.incident is not None:
@@ -261,6 +284,7 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
             Reidentified(item.camera_id, item.seconds_ago, item.cue, item.similarity)
             for item in message.reidentified
         ),
+        poses=tuple(_pose_from_pb(pose) for pose in message.poses),
         enrichment_notes=tuple(message.enrichment_notes),
         audit_rubric=(
             _rubric_from_pb(message.audit_rubric) if message.HasField("audit_rubric") else None

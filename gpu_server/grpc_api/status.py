@@ -139,6 +139,8 @@ class StatusReporter:
         return status_pb2.EnrichmentStatus(
             faces_available=status.faces_available,
             faces_reason=status.faces_reason,
+            pose_available=status.pose_available,
+            pose_reason=status.pose_reason,
             plates_available=status.plates_available,
             plates_reason=status.plates_reason,
             known_people=status.known_people,

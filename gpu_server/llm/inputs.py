@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final, Self
+from typing import Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -62,6 +62,13 @@ class PersonInput(_Input):
     distance: float = Field(default=0.0, ge=0.0)
 
 
+class PoseInput(_Input):
+    """A person of the batch whose posture stands out (from the pose landmarks)."""
+
+    person: int = Field(ge=1)  # the person box, from 1, the most confident first
+    flags: tuple[Literal["lying", "crouching", "climbing"], ...] = Field(min_length=1)
+
+
 class SamePersonInput(_Input):
     """A person of this batch seen on another camera shortly before (re-identification)."""
 
@@ -111,6 +118,7 @@ class AnalysisInput(_Input):
     people: tuple[PersonInput, ...] = ()
     known_vehicles: tuple[str, ...] = ()
     same_person: tuple[SamePersonInput, ...] = ()
+    poses: tuple[PoseInput, ...] = ()
     feedback: tuple[FeedbackInput, ...] = ()
     # Optional per-camera prompt version; the service default applies when None.
     prompt_version: str | None = None

@@ -330,6 +330,8 @@ def _enrichment_lines(analysis: AnalysisInput, texts: Sequence[SanitizedText]) -
     ]
     lines += [f"known vehicle: {_name(label)} (its plate was read)"
               for label in analysis.known_vehicles[:MAX_PEOPLE_LINES]]
+    lines += [f"person {pose.person} is {' and '.join(pose.flags)}"
+              for pose in analysis.poses[:MAX_PEOPLE_LINES]]
     return lines + [text.as_field() for text in texts]
 
 def _feedback_lines(analysis: AnalysisInput) -> list[str]:

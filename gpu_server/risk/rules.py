@@ -52,6 +52,10 @@ CROWD_BONUS: Final = 5
 CROSS_CAMERA_MINUTES: Final = 10.0
 CROSS_CAMERA_BONUS: Final = 5
 STEERING_BONUS: Final = 10
+# Someone climbing or crouching at night while a person is in an entry zone: a modest nudge (a
+# pose from a few frames is a weak cue; the person and the zone already carry the score).
+POSE_BONUS: Final = 5
+POSE_FLAGS: Final = frozenset({"climbing", "crouching"})
 # A covered, moved or blinded camera is treated as high risk whatever else was seen.
 TAMPER_FLOOR: Final = 70
 # Fail-safe: with no model to weigh the context, a confident person at night or at an entry
@@ -95,6 +99,18 @@ def _calibrated(analysis: AnalysisInput, detection: DetectionInput) -> int:
         ):
             return case.false_alarms
     return 0
+
+
+def _posed_at_entry_at_night(analysis: AnalysisInput) -> bool:
+    if not analysis.is_night:
+        return False
+    if not any(POSE_FLAGS.intersection(pose.flags) for pose in analysis.poses):
+        return False
+    return any(
+        label_group(detection.label) is LabelGroup.PERSON
+        and analysis.zone_kind(detection.zone) is RiskZoneKind.ENTRY
+        for detection in analysis.detections
+    )
 
 
 def _failsafe(analysis: AnalysisInput) -> str | None:
@@ -202,6 +218,9 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     if recent and people_or_vehicles:
         score += CROSS_CAMERA_BONUS
         factors.append(f"people on {len(recent)} other camera(s) recently (+{CROSS_CAMERA_BONUS})")
+    if _posed_at_entry_at_night(analysis):
+        score += POSE_BONUS
+        factors.append(f"a person climbing or crouching at an entry at night (+{POSE_BONUS})")
     steering = _steering(analysis)
     if steering:
         score += STEERING_BONUS

@@ -85,6 +85,28 @@ def embedded_model() -> Path:
 
 
 @pytest.fixture(scope="session")
+def pose_models() -> Path:
+    """The pose models' folder where scripts/setup_sidecar_env put them."""
+    from gpu_server.enrich.pose import find_models
+
+    folder, reason = find_models(None)
+    if folder is None:
+        message = f"the set-up could not fetch the pose models: {reason}"
+        # CI must prove the pose flags: there missing models are a failure, not a skip.
+        if os.environ.get("HSAI_REQUIRE_POSE_MODELS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pose_model(pose_models: Path) -> Any:
+    from gpu_server.enrich.pose import PoseModel
+
+    return PoseModel(pose_models)
+
+
+@pytest.fixture(scope="session")
 def embedded_detector(embedded_model: Path) -> Any:
     from gpu_server.ingest.embedded_ssd import EmbeddedSsdDetector
 

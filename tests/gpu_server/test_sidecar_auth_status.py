@@ -123,8 +123,8 @@ async def test_status_reports_the_model_zoo_and_its_budget(
         status = await running.status()
     assert status.model_zoo.budget_bytes == 512 * 1024 * 1024
     assert status.model_zoo.used_bytes == 64 * 1024 * 1024
-    # The test's model, and enrichment's face and OCR models.
-    assert status.model_zoo.registered == 3
+    # The test's model, and enrichment's face and OCR models (and pose, once fetched).
+    assert status.model_zoo.registered == 3 + status.enrichment.pose_available
     assert "reid-test" in zoo.status().registered
     (loaded,) = status.model_zoo.loaded
     assert (loaded.key, loaded.task, loaded.users) == ("reid-test", "reid", 1)

@@ -48,6 +48,7 @@ from .models import (
     LatencyStats,
     LoadedModel,
     ModelZooStatus,
+    PersonPose,
     PersonSighting,
     PlateReading,
     Reidentification,
@@ -183,6 +184,17 @@ def _person_from_proto(person: events_pb2.PersonSighting) -> PersonSighting:
     )
 
 
+def _pose_from_proto(pose: events_pb2.PersonPose) -> PersonPose:
+    box = pose.box
+    return PersonPose(
+        person=pose.person,
+        flags=tuple(pose.flags),
+        confidence=round(pose.confidence, 3),
+        frame_sha256=pose.frame_sha256,
+        box=Box(x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2) if pose.HasField("box") else None,
+    )
+
+
 def _plate_from_proto(plate: events_pb2.PlateReading) -> PlateReading:
     return PlateReading(
         text=plate.text,
@@ -244,6 +256,7 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
             )
             for item in event.reidentified
         ),
+        poses=tuple(_pose_from_proto(pose) for pose in event.poses),
         enrichment_notes=tuple(event.enrichment_notes),
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,
@@ -373,6 +386,8 @@ def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
             faces_reason=status.enrichment.faces_reason,
             plates_available=status.enrichment.plates_available,
             plates_reason=status.enrichment.plates_reason,
+            pose_available=status.enrichment.pose_available,
+            pose_reason=status.enrichment.pose_reason,
             known_people=status.enrichment.known_people,
             known_plates=status.enrichment.known_plates,
             batches=status.enrichment.batches,

@@ -184,6 +184,17 @@ class PersonSighting:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PersonPose:
+    """The posture of one of the event's person boxes, from the sidecar's pose model."""
+
+    person: int  # which person box, from 1, the most confident first
+    flags: tuple[str, ...] = ()  # "lying", "crouching", "climbing"; empty: nothing unusual
+    confidence: float = 0.0
+    frame_sha256: str = ""
+    box: Box | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Reidentification:
     """A person of the event seen on another camera shortly before."""
 
@@ -249,6 +260,7 @@ class SecurityEvent:
     people: tuple[PersonSighting, ...] = ()
     plates: tuple[PlateReading, ...] = ()
     reidentified: tuple[Reidentification, ...] = ()
+    poses: tuple[PersonPose, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
     audit_rubric: AuditRubric | None = None
 
@@ -443,12 +455,14 @@ class ModelZooStatus:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EnrichmentStatus:
-    """Faces and plates: whether the sidecar can add them to events, and why not."""
+    """Faces, plates and poses: whether the sidecar can add them to events, and why not."""
 
     faces_available: bool = False
     faces_reason: str = ""
     plates_available: bool = False
     plates_reason: str = ""
+    pose_available: bool = False
+    pose_reason: str = ""
     known_people: int = 0
     known_plates: int = 0
     batches: int = 0

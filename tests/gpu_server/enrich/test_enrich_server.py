@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import grpc
 import numpy as np
 import numpy.typing as npt
@@ -195,3 +196,26 @@ async def test_the_same_face_on_another_camera_joins_its_incident(
     assert seen.seconds_ago == pytest.approx(90.0)
     assert second.incident.incident_id == first.incident.incident_id
     assert list(second.incident.camera_ids) == [first.camera_id, second.camera_id]
+
+
+async def test_events_carry_the_pose_flags_of_their_people(
+    sidecar: Sidecar, photos: Photos, pose_models: Path
+) -> None:
+    """A standing man from bus.jpg: a pose without flags, its box on him; the same crop turned
+    on its side: `lying`."""
+    status: status_pb2.ServerStatus = await sidecar.stub.GetStatus(
+        status_pb2.GetStatusRequest(), metadata=AUTH
+    )
+    assert status.enrichment.pose_available, status.enrichment.pose_reason
+    man = np.ascontiguousarray(photos["bus"][333:934, 25:231])
+    standing = await sidecar.event_for(marked_png(man, MARK_PERSON))
+    (pose,) = standing.poses
+    assert (pose.person, list(pose.flags)) == (1, [])
+    assert pose.confidence > 0.9
+    assert pose.frame_sha256 in standing.frame_sha256s
+    assert -10 < pose.box.x1 < pose.box.x2 < man.shape[1] + 10
+    assert -10 < pose.box.y1 < pose.box.y2 < man.shape[0] + 10
+
+    turned = np.ascontiguousarray(cv2.rotate(man, cv2.ROTATE_90_CLOCKWISE))
+    lying = await sidecar.event_for(marked_png(turned, MARK_PERSON))
+    assert [list(item.flags) for item in lying.poses] == [["lying"]]

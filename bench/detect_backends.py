@@ -5,15 +5,18 @@ For every model (the tiny random-weight YOLO and full-size ones with random weig
 ultralytics' model definitions, no download) and each backend, the detector is built the way the
 sidecar builds it (`detector.backend`, the exported file cached beside the weights; the export
 time is reported apart). Then, per frame size:
-  * in-process P1: the detector called directly on already decoded frames, one per call;
+  * in-process P1: ultralytics' own `YOLO(file).predict(image)` on the same file, one already
+    decoded frame per call, with ultralytics' defaults (for an ONNX file also with ONNX
+    Runtime's threads told to sleep, the better of the two kept);
   * sidecar: an in-process server on loopback, N camera streams sending JPEG bytes, timed from
-    the first frame sent to the last ack (transfer, decoding at reduced scale, batching included).
+    the first frame sent to the last ack (transfer, decoding at reduced scale, batching and
+    the detector's copies running side by side included).
 Ratios: ONNX ÷ PyTorch (in-process P1 and sidecar) and sidecar ÷ in-process P1 per backend.
 
 Usage (from the repository root):
   .venvs/sidecar/bin/python bench/detect_backends.py [--models tiny,yolo26n] [--imgsz 640]
       [--sizes 640x480,1920x1080] [--frames 8] [--cameras 2] [--device cpu]
-      [--backends pytorch,onnx] [--rounds 3]
+      [--backends pytorch,onnx] [--rounds 3] [--workers 0]
       [--sidecar-rounds 2] [--out bench/results/detect_backends.json]
 """
 
@@ -33,10 +36,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "gpu_server"))
 
+import numpy as np  # noqa: E402
 from detect_throughput import machine, make_workload, run_in_process, run_sidecar  # noqa: E402
 
 from gpu_server.config import load_config  # noqa: E402
-from gpu_server.ingest.detect import build_detector  # noqa: E402
+from gpu_server.ingest.detect import build_detector, detector_workers  # noqa: E402
+from gpu_server.ingest.exported import stop_spinning  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "detect_backends.json"
 # The language model server and enrichment would take the same cores as detection at start.
@@ -49,8 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default="pytorch,onnx", help="pytorch, onnx, tensorrt")
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--sizes", default="640x480,1920x1080", help="frame sizes, WxH")
-    parser.add_argument("--frames", type=int, default=8, help="frames per camera")
-    parser.add_argument("--cameras", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=16, help="frames per camera")
+    parser.add_argument("--cameras", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="the sidecar's detector copies (detector.workers; 0: automatic)")
     parser.add_argument("--rounds", type=int, default=3, help="in-process rounds, best kept")
     parser.add_argument("--sidecar-rounds", type=int, default=2, help="sidecar runs, best kept")
     parser.add_argument("--max-batch-size", type=int, default=4)
@@ -80,6 +87,7 @@ def build(args: argparse.Namespace, weights: Path, backend: str, workdir: Path) 
         "detector.weights": str(weights), "detector.backend": backend,
         "detector.device": args.device, "detector.confidence": args.conf,
         "detector.imgsz": args.imgsz, "batching.max_batch_size": args.max_batch_size,
+        "detector.workers": args.workers,
     })
     started = time.perf_counter()
     selection = build_detector(config)
@@ -87,37 +95,83 @@ def build(args: argparse.Namespace, weights: Path, backend: str, workdir: Path) 
     row: dict[str, Any] = {
         "backend": backend, "runs_on": detector.backend, "device": detector.device,
         "file": detector.weights, "fallback_reason": selection.fallback_reason,
+        "sidecar_copies": detector_workers(config.detector, detector.backend, detector.device),
         # The export (first build only) and the warm-up.
         "build_s": round(time.perf_counter() - started, 1), "sizes": {},
     }
     return detector, row
 
 
+class PlainPredict:
+    """In-process predict as a user of ultralytics writes it: `YOLO(file).predict(image)`."""
+
+    def __init__(self, path: Path, args: argparse.Namespace, *, sleeping_threads: bool) -> None:
+        from ultralytics import YOLO
+
+        self.variant = "ONNX Runtime threads sleeping" if sleeping_threads else "defaults"
+        self._model = YOLO(str(path), task="detect")
+        self._args = args
+        self.detect_batch([np.zeros((480, 640, 3), dtype=np.uint8)])  # loads the session
+        if sleeping_threads:
+            stop_spinning(self._model, path)
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[Any]:
+        return list(self._model.predict(
+            images, conf=self._args.conf, imgsz=self._args.imgsz, verbose=False,
+            device=self._args.device,
+        ))
+
+
+def baselines(detector: Any, args: argparse.Namespace) -> list[PlainPredict]:
+    path = Path(detector.path)
+    plain = [PlainPredict(path, args, sleeping_threads=False)]
+    if path.suffix == ".onnx":
+        plain.append(PlainPredict(path, args, sleeping_threads=True))
+    return plain
+
+
+def p1_fps(plain: list[PlainPredict], frames: list[np.ndarray]) -> tuple[float, str]:
+    """The best in-process variant, with torch's threads as ultralytics sets them."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    sidecar_threads = torch.get_num_threads()
+    torch.set_num_threads(NUM_THREADS)
+    try:
+        runs = [(run_in_process(p, frames, 1), p.variant) for p in plain]
+    finally:
+        torch.set_num_threads(sidecar_threads)
+    return max(runs)
+
+
 def bench_model(args: argparse.Namespace, weights: Path, workdir: Path) -> list[dict[str, Any]]:
     built = [build(args, weights, b, workdir) for b in args.backends.split(",")]
+    plain = [baselines(detector, args) for detector, _ in built]
     for size in args.sizes.split(","):
         width, height = (int(v) for v in size.split("x"))
         frames_args = argparse.Namespace(**{**vars(args), "width": width, "height": height})
         workload = make_workload(frames_args)
         # Backends take turns, best of the rounds: load from other processes on a shared
         # machine then hits both alike instead of skewing the ratio.
-        best = [0.0] * len(built)
+        best = [(0.0, "")] * len(built)
         for _ in range(args.rounds):
-            for index, (detector, _) in enumerate(built):
-                best[index] = max(best[index], run_in_process(detector, workload.decoded, 1))
-        for (detector, row), p1 in zip(built, best, strict=True):
+            for index in range(len(built)):
+                best[index] = max(best[index], p1_fps(plain[index], workload.decoded))
+        for (detector, row), (p1, variant) in zip(built, best, strict=True):
             # Best of the sidecar rounds too; each round a fresh data folder, since the
             # sidecar remembers the frames it has seen.
             sidecar, batches = 0.0, []
             for round_ in range(args.sidecar_rounds):
                 fps, _, sizes = asyncio.run(run_sidecar(
                     detector, workload, frames_args,
-                    workdir / f"{row['backend']}-{size}-{round_}", SIDECAR_ONLY_DETECTS,
+                    workdir / f"{row['backend']}-{size}-{round_}",
+                    {**SIDECAR_ONLY_DETECTS, "detector.workers": args.workers},
                 ))
                 if fps > sidecar:
                     sidecar, batches = fps, sizes
             row["sizes"][size] = {
-                "in_process_p1_fps": round(p1, 2), "sidecar_fps": round(sidecar, 2),
+                "in_process_p1_fps": round(p1, 2), "in_process_p1_variant": variant,
+                "sidecar_fps": round(sidecar, 2),
                 "sidecar_over_p1": round(sidecar / p1, 2),
                 "sidecar_mean_batch": round(sum(batches) / max(1, len(batches)), 2),
             }
@@ -185,14 +239,14 @@ def print_table(result: dict[str, Any]) -> None:
           f"{result['load_average_before_after']}")
     print()
     print("| model | backend (runs on) | frames | in-process P1 fps | sidecar fps "
-          "| sidecar ÷ P1 |")
-    print("| --- | --- | --- | ---: | ---: | ---: |")
+          "| sidecar copies | sidecar ÷ P1 |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     for model in result["models"]:
         for row in model["backends"]:
             for size, n in row["sizes"].items():
                 print(f"| {model['model']} | {row['backend']} ({row['runs_on']}) | {size} "
                       f"| {n['in_process_p1_fps']} | {n['sidecar_fps']} "
-                      f"| {n['sidecar_over_p1']} |")
+                      f"| {row['sidecar_copies']} | {n['sidecar_over_p1']} |")
     if result["ratios"]:
         print()
         print("| model | backend | frames | ÷ PyTorch, in-process P1 | ÷ PyTorch, sidecar |")

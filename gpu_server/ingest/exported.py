@@ -104,9 +104,10 @@ def export(
     return target
 
 
-def stop_spinning(model: Any, path: Path) -> None:
+def stop_spinning(model: Any, path: Path, threads: int = 0) -> None:
     """Reopen the ONNX Runtime session of a loaded ultralytics `model` (exported file `path`,
-    CPU) with worker threads that sleep instead of spinning while they wait for work.
+    CPU) with worker threads that sleep instead of spinning while they wait for work, `threads`
+    of them (0: one per core).
 
     Spinning pays off only on otherwise idle cores. In the sidecar the cores are shared with
     JPEG decoding, the language model and the host's other processes; there a spinning pool
@@ -116,6 +117,7 @@ def stop_spinning(model: Any, path: Path) -> None:
 
     backend = model.predictor.model.backend
     options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     providers = backend.session.get_providers()

@@ -6,7 +6,10 @@ needs before decoding and gives it back once detection is done; frames wait in a
 for room, and after `wait_s` they get BACKPRESSURE (the client keeps and resends them).
 
 glibc keeps freed heap memory for reuse, so a burst would leave the process large for good:
-the heap is trimmed when the budget falls idle. The allocator's mmap threshold is left alone:
+the heap is trimmed once the budget has stayed idle for a few seconds, in a worker thread (a
+trim walks the whole heap). Trimming at every idle moment between frames made the detector
+fault its working memory in again for the next frame. The allocator's mmap threshold is left
+alone:
 pinned low, every large tensor the detector allocates per layer became an mmap, page faults and
 an munmap, which halved the detector's speed on the CPU.
 """
@@ -31,7 +34,8 @@ _LOGGER = logging.getLogger(__name__)
 GIB: Final = 1024**3
 # The default budget: an eighth of the machine's memory, at most this.
 DEFAULT_BUDGET_MAX: Final = 2 * GIB
-_TRIM_INTERVAL_S: Final = 2.0
+# How long the budget must stay idle before the heap is trimmed.
+_QUIET_BEFORE_TRIM_S: Final = 3.0
 
 
 def default_budget_bytes() -> int:
@@ -65,7 +69,8 @@ class DecodeBudget:
         self.refused = 0
         self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self._libc = _libc()
-        self._last_trim = 0.0
+        self._last_taken = 0.0
+        self._trim_timer: asyncio.TimerHandle | None = None
 
     @property
     def waiting(self) -> int:
@@ -111,6 +116,7 @@ class DecodeBudget:
             self._grant()
 
     def _take(self, nbytes: int) -> None:
+        self._last_taken = time.monotonic()
         self.used += nbytes
         self.peak = max(self.peak, self.used)
 
@@ -134,11 +140,28 @@ class DecodeBudget:
             future.set_result(None)
 
     def trim(self) -> None:
-        """Give freed heap memory back to the system after a burst (at most every 2 s)."""
-        if self.used:
+        """Give freed heap memory back to the system once the budget stays idle for a while
+        (call from the event loop)."""
+        if self._libc is None or self._trim_timer is not None:
             return
-        now = time.monotonic()
-        if self._libc is None or now - self._last_trim < _TRIM_INTERVAL_S:
+        self._trim_timer = asyncio.get_running_loop().call_later(
+            _QUIET_BEFORE_TRIM_S, self._trim_when_quiet
+        )
+
+    def _trim_when_quiet(self) -> None:
+        self._trim_timer = None
+        if self.used or self._waiters or self._libc is None:
+            return  # busy again: its next idle moment asks again
+        quiet_for = time.monotonic() - self._last_taken
+        if quiet_for < _QUIET_BEFORE_TRIM_S:
+            self._trim_timer = asyncio.get_running_loop().call_later(
+                _QUIET_BEFORE_TRIM_S - quiet_for, self._trim_when_quiet
+            )
             return
-        self._last_trim = now
-        self._libc.malloc_trim(0)
+        asyncio.get_running_loop().run_in_executor(None, self._libc.malloc_trim, 0)
+
+    def close(self) -> None:
+        """Drop a pending trim (the server is stopping)."""
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None

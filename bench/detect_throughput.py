@@ -228,7 +228,10 @@ def main() -> None:
         single_fps = run_in_process(detector, workload.decoded, 1)
         batched_fps = run_in_process(detector, workload.decoded, args.max_batch_size)
         sidecar_fps, stages, batch_sizes = asyncio.run(
-            run_sidecar(detector, workload, args, workdir)
+            # Detection only, as in-process: no language model or enrichment taking the cores.
+            run_sidecar(
+                detector, workload, args, workdir, {"llm.enabled": False, "enrich.enabled": False}
+            )
         )
     result = {
         "model": args.model if args.model in {"tiny", "hog"} else Path(args.model).name,

@@ -97,15 +97,9 @@ class DetectionBatcher:
         self.worker_deaths += 1
         cause = worker.exception()
         _LOGGER.error("the detection worker died", exc_info=cause)
-        error = DetectorError(
-            f"the detection worker stopped unexpectedly ({type(cause).__name__}); "
-            "the frame may be resent"
-        )
         leftovers = [*self._running(), *self._pending]
         self._pending.clear()
-        for request in leftovers:
-            if not request.future.done():
-                request.future.set_exception(error)
+        _fail(leftovers, _died(cause))
 
     async def stop(self) -> None:
         """Stop the worker and fail whatever still waits in the queue."""
@@ -183,8 +177,16 @@ class DetectionBatcher:
         return [request for batch in self._batches.values() for request in batch]
 
     def _batch_done(self, task: asyncio.Task[None], *, detector: Detector) -> None:
-        self._batches.pop(task, None)
+        batch = self._batches.pop(task, [])
         self._idle.put_nowait(detector)
+        if task.cancelled() or task.exception() is None:
+            return
+        # Only what the per-batch handler lets through (a BaseException) gets here: its frames
+        # fail instead of waiting forever; the copy gets the next batch again.
+        self.worker_deaths += 1
+        cause = task.exception()
+        _LOGGER.error("a detection batch died", exc_info=cause)
+        _fail(batch, _died(cause))
 
     def _detect(self, detector: Detector, images: list[BgrImage]) -> list[list[Detection]]:
         outputs = detector.detect_batch(images)
@@ -221,3 +223,16 @@ class DetectionBatcher:
                         batch_size=len(batch),
                     )
                 )
+
+
+def _died(cause: BaseException | None) -> DetectorError:
+    return DetectorError(
+        f"the detection worker stopped unexpectedly ({type(cause).__name__}); "
+        "the frame may be resent"
+    )
+
+
+def _fail(requests: list[_Request], error: BaseException) -> None:
+    for request in requests:
+        if not request.future.done():
+            request.future.set_exception(error)

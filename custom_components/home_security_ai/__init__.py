@@ -109,6 +109,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
             minutes=float(options.get(CONF_THREAT_MINUTES, DEFAULT_THREAT_MINUTES))
         ),
     )
+    entry.async_on_unload(cameras.async_shutdown)
     camera_ids = CameraIds(hass, entry.entry_id)
     await camera_ids.async_load()
     arming = Arming(hass, entry)

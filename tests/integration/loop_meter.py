@@ -176,7 +176,8 @@ class LoopMeter:
         if self._sample is None:
             return
         what = str(args[0]) if args else ""
-        if not what.startswith(_HARMLESS_PREFIXES):
+        # Source files are read by asyncio's debug mode for tracebacks, not by the integration.
+        if not what.startswith(_HARMLESS_PREFIXES) and not what.endswith(".py"):
             self._sample.file_calls.append((event, what))
 
     def start(self) -> None:

@@ -194,6 +194,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEnt
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
         await entry.runtime_data.upload_watcher.async_stop()
+        # The streams end their calls before the channel closes (an unload callback), so that
+        # no call of grpc.aio is left waiting for a status from a closed channel.
+        await entry.runtime_data.connection.async_stop()
     return unloaded
 
 

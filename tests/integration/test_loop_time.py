@@ -11,7 +11,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.util import dt as dt_util
@@ -50,8 +49,6 @@ async def test_the_meter_sees_file_io_on_the_loop(hass: HomeAssistant, tmp_path:
     assert any(name.endswith(".write_bytes") for name in sample.callbacks)
 
 
-# grpc.aio may leave a finished call's status task pending for a moment after the unload.
-@pytest.mark.parametrize("expected_lingering_tasks", [True])
 async def test_forwarding_does_no_file_io_on_the_loop(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, photo: bytes
 ) -> None:

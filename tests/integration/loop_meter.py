@@ -10,6 +10,7 @@ call made on the loop thread (through Python's audit hooks), which the loop must
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
@@ -83,6 +84,15 @@ class CallbackStats:
 
 
 @dataclass
+class GcStats:
+    """The garbage collector's runs of one generation on the loop thread."""
+
+    collections: int = 0
+    cpu_s: float = 0.0
+    max_cpu_s: float = 0.0
+
+
+@dataclass
 class LoopSample:
     """What one measured stretch cost the loop."""
 
@@ -90,6 +100,14 @@ class LoopSample:
     thread_cpu_s: float = 0.0
     callbacks: dict[str, CallbackStats] = field(default_factory=dict)
     file_calls: list[tuple[str, str]] = field(default_factory=list)
+    # By generation; the collector runs inside whatever callback allocated, so this time is
+    # part of the callbacks' time too.
+    gc: dict[int, GcStats] = field(default_factory=dict)
+
+    @property
+    def gc_cpu_s(self) -> float:
+        """Return the CPU time the garbage collector took on the loop thread."""
+        return sum(stats.cpu_s for stats in self.gc.values())
 
     @property
     def callback_cpu_s(self) -> float:
@@ -136,6 +154,26 @@ def _measuring(
     return _measured_run
 
 
+def _gc_timing(sample: LoopSample, thread_id: int) -> Callable[[str, dict[str, Any]], None]:
+    """Return a `gc.callbacks` hook that times the collections made on the loop thread."""
+    started = 0.0
+
+    def _hook(phase: str, info: dict[str, Any]) -> None:
+        nonlocal started
+        if threading.get_ident() != thread_id:
+            return
+        if phase == "start":
+            started = time.thread_time()
+            return
+        cpu = time.thread_time() - started
+        stats = sample.gc.setdefault(int(info["generation"]), GcStats())
+        stats.collections += 1
+        stats.cpu_s += cpu
+        stats.max_cpu_s = max(stats.max_cpu_s, cpu)
+
+    return _hook
+
+
 def overhead_per_callback(rounds: int = 20_000) -> float:
     """Return the loop thread's CPU seconds the wrapping itself adds to one callback."""
     loop = asyncio.new_event_loop()
@@ -165,6 +203,7 @@ class LoopMeter:
         self._started_cpu = 0.0
         self._started_at = 0.0
         self._original_run: Callable[[asyncio.Handle], None] | None = None
+        self._gc_hook: Callable[[str, dict[str, Any]], None] | None = None
 
     @property
     def running(self) -> bool:
@@ -190,6 +229,8 @@ class LoopMeter:
         wrapped = _measuring(original, sample, self.thread_id)
         asyncio.Handle._run = wrapped  # type: ignore[method-assign]
         _meters.append(self)
+        self._gc_hook = _gc_timing(sample, self.thread_id)
+        gc.callbacks.append(self._gc_hook)
         self._started_at = time.perf_counter()
         self._started_cpu = time.thread_time()
 
@@ -203,6 +244,9 @@ class LoopMeter:
         assert self._original_run is not None
         asyncio.Handle._run = self._original_run  # type: ignore[method-assign]
         _meters.remove(self)
+        if self._gc_hook is not None:
+            gc.callbacks.remove(self._gc_hook)
+            self._gc_hook = None
         sample.thread_cpu_s = cpu - self._started_cpu
         sample.seconds = wall - self._started_at
         return sample

@@ -6,6 +6,7 @@ Times are never asserted here; `bench/ha_loop_time.py` measures them by hand.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import time
 from datetime import timedelta
@@ -47,6 +48,17 @@ async def test_the_meter_sees_file_io_on_the_loop(hass: HomeAssistant, tmp_path:
     sample = meter.stop()
     assert sample.file_calls == [("open", str(tmp_path / "loop.txt"))]
     assert any(name.endswith(".write_bytes") for name in sample.callbacks)
+
+
+async def test_the_meter_sees_garbage_collection_on_the_loop(hass: HomeAssistant) -> None:
+    """A collection run by a loop callback is counted under its generation."""
+    meter = LoopMeter(hass.loop)
+    meter.start()
+    hass.loop.call_soon(gc.collect)
+    await hass.async_block_till_done()
+    sample = meter.stop()
+    assert sample.gc[2].collections >= 1
+    assert sample.gc_cpu_s == sum(stats.cpu_s for stats in sample.gc.values())
 
 
 async def test_forwarding_does_no_file_io_on_the_loop(

@@ -109,6 +109,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
             minutes=float(options.get(CONF_THREAT_MINUTES, DEFAULT_THREAT_MINUTES))
         ),
     )
+    entry.async_on_unload(cameras.async_shutdown)
     camera_ids = CameraIds(hass, entry.entry_id)
     await camera_ids.async_load()
     arming = Arming(hass, entry)
@@ -193,6 +194,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEnt
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
         await entry.runtime_data.upload_watcher.async_stop()
+        # The streams end their calls before the channel closes (an unload callback), so that
+        # no call of grpc.aio is left waiting for a status from a closed channel.
+        await entry.runtime_data.connection.async_stop()
     return unloaded
 
 

@@ -8,18 +8,27 @@ change replaces it, so nothing else can change it by accident.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HassJob, HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
 from .client import Detection, SecurityEvent
-from .const import signal_camera_updated, signal_event, signal_new_camera
+from .const import (
+    CAMERA_UPDATE_INTERVAL,
+    signal_camera_updated,
+    signal_event,
+    signal_new_camera,
+)
 from .vocabulary import is_threat
 
 
@@ -71,12 +80,23 @@ class CameraState:
 class Cameras:
     """Every monitored camera of one config entry; the only writer of their state."""
 
-    def __init__(self, hass: HomeAssistant, entry_id: str, *, threat_duration: timedelta) -> None:
-        """Start with no cameras."""
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        *,
+        threat_duration: timedelta,
+        update_interval: float = CAMERA_UPDATE_INTERVAL,
+    ) -> None:
+        """Start with no cameras; entities hear of new frames at most once per interval."""
         self.hass = hass
         self._entry_id = entry_id
         self.threat_duration = threat_duration
         self._cameras: dict[str, CameraState] = {}
+        self._update_interval = update_interval
+        # Per camera: when its entities last heard of a frame, and the update still due.
+        self._told_at: dict[str, float] = {}
+        self._due: dict[str, CALLBACK_TYPE] = {}
 
     # ---- Reading ---------------------------------------------------------------------------
 
@@ -119,6 +139,16 @@ class Cameras:
     def async_remove(self, camera_id: str) -> None:
         """Forget a camera whose device was deleted."""
         self._cameras.pop(camera_id, None)
+        self._told_at.pop(camera_id, None)
+        if (cancel := self._due.pop(camera_id, None)) is not None:
+            cancel()
+
+    @callback
+    def async_shutdown(self) -> None:
+        """Drop the updates still due: the entry is unloading."""
+        for cancel in self._due.values():
+            cancel()
+        self._due.clear()
 
     # ---- Frames ----------------------------------------------------------------------------
 
@@ -179,7 +209,7 @@ class Cameras:
             last_captured=captured_at,
             last_analyzed=dt_util.utcnow(),
         )
-        self._async_updated(camera_id)
+        self._async_frame_updated(camera_id)
 
     # ---- Security events -------------------------------------------------------------------
 
@@ -217,7 +247,37 @@ class Cameras:
 
     @callback
     def _async_updated(self, camera_id: str) -> None:
+        self._told_at[camera_id] = self.hass.loop.time()
+        if (cancel := self._due.pop(camera_id, None)) is not None:
+            cancel()
         async_dispatcher_send(self.hass, signal_camera_updated(self._entry_id, camera_id))
+
+    @callback
+    def _async_frame_updated(self, camera_id: str) -> None:
+        """Tell the entities now, or once the interval since they were last told is over; they
+        read the camera's newest state then, so no frame's update is lost, only merged."""
+        if camera_id in self._due:
+            return
+        wait = self._told_at.get(camera_id, -math.inf) + self._update_interval
+        wait -= self.hass.loop.time()
+        if wait <= 0:
+            self._async_updated(camera_id)
+            return
+        self._due[camera_id] = async_call_later(
+            self.hass,
+            wait,
+            HassJob(
+                partial(self._async_update_due, camera_id),
+                f"home_security_ai camera {camera_id} update",
+                cancel_on_shutdown=True,
+            ),
+        )
+
+    @callback
+    def _async_update_due(self, camera_id: str, _now: Any) -> None:
+        self._due.pop(camera_id, None)
+        if camera_id in self._cameras:
+            self._async_updated(camera_id)
 
 
 def _cooldowns_until(

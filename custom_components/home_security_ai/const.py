@@ -70,6 +70,9 @@ SPOOL_EXPIRE_INTERVAL: Final = timedelta(minutes=10)
 SPOOL_HIGH_WATER: Final = 0.9
 # Frames sent on the stream but not acked yet; more wait in the spool.
 MAX_IN_FLIGHT_FRAMES: Final = 32
+# Images of frames just spooled are kept in memory up to this many bytes, so that their first
+# send does not read them back from disk.
+SEND_CACHE_BYTES: Final = 32 * 1024 * 1024
 # A frame the sidecar refused because its event outbox is full is sent again after this long.
 BACKPRESSURE_RETRY_SECONDS: Final = 5.0
 # A frame the sidecar failed on (REJECT_REASON_INTERNAL, an unknown ack) is sent again after
@@ -78,6 +81,9 @@ RETRY_MAX_SECONDS: Final = 300.0
 # The largest encoded frame sent: the sidecar's default frame limit, below the 32 MiB gRPC
 # message limit. A bigger frame is refused before it is spooled (it would end the stream).
 MAX_FRAME_BYTES: Final = 24 * 1024 * 1024
+# A camera's entities show its newest analyzed frame at most once per this many seconds: at
+# 20 frames/s each would otherwise write its state (and the recorder store it) 20 times a second.
+CAMERA_UPDATE_INTERVAL: Final = 1.0
 # The status of the server device is refreshed at most once per this many seconds of acks.
 STATUS_REFRESH_DELAY: Final = 1.0
 RECONNECT_BACKOFF_INITIAL: Final = 1.0

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
@@ -300,12 +301,14 @@ class EventStream:
         if self.last_sequence:
             # In case the last acknowledgement did not arrive.
             await self._client.ack_events(self.last_sequence, self.outbox_id)
-        events = self._client.subscribe_events(self.last_sequence)
-        self.subscribed = self._progressed = True
-        connected()
-        _LOGGER.debug("Receiving events after sequence %s", self.last_sequence)
-        async for event in events:
-            await self.async_handle(event)
+        # Closed here, not whenever it is collected: cancelled while an event is handled,
+        # the session must still end its call at once.
+        async with aclosing(self._client.subscribe_events(self.last_sequence)) as events:
+            self.subscribed = self._progressed = True
+            connected()
+            _LOGGER.debug("Receiving events after sequence %s", self.last_sequence)
+            async for event in events:
+                await self.async_handle(event)
 
     async def async_retry_after(self, err: HomeSecurityAIError) -> Retry:
         """Void a refused cursor and resubscribe at once; wait long for a sidecar without

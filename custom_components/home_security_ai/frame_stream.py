@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from .const import (
     MAX_FRAME_BYTES,
     MAX_IN_FLIGHT_FRAMES,
     RETRY_MAX_SECONDS,
+    SEND_CACHE_BYTES,
     SPOOL_HIGH_WATER,
     STATUS_REFRESH_DELAY,
 )
@@ -118,6 +119,9 @@ class FrameStream:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         # Frames written to the current stream and not acked yet, with their images.
         self._in_flight: dict[str, FrameIn] = {}
+        # Images of frames spooled and not sent yet, newest last, within SEND_CACHE_BYTES.
+        self._fresh: OrderedDict[str, bytes] = OrderedDict()
+        self._fresh_bytes = 0
         self._window = asyncio.Semaphore(max_in_flight)
         self._retry_timers: set[Any] = set()
         # Send attempts of frames waiting for a retry, for their growing delay.
@@ -169,10 +173,23 @@ class FrameStream:
         if entry is None:
             self.counters.refused += 1
             return False
+        self._keep_fresh(entry.key, frame.image)
         self._queue.put_nowait(entry.key)
         self.counters.submitted += 1
         self._cameras.async_frame_sent(frame.camera_id)
         return True
+
+    def _keep_fresh(self, key: str, image: bytes) -> None:
+        """Keep a spooled image for its first send; the oldest go back to being read from disk."""
+        self._fresh[key] = image
+        self._fresh_bytes += len(image)
+        while self._fresh_bytes > SEND_CACHE_BYTES:
+            self._fresh_bytes -= len(self._fresh.popitem(last=False)[1])
+
+    def _take_fresh(self, key: str) -> bytes | None:
+        if (image := self._fresh.pop(key, None)) is not None:
+            self._fresh_bytes -= len(image)
+        return image
 
     @callback
     def _async_oversized(self, camera_id: str, what: str, size: int) -> None:
@@ -249,6 +266,8 @@ class FrameStream:
     async def _async_take(self, key: str, window: asyncio.Semaphore) -> FrameIn | None:
         """Wait for room on the stream and read a spooled frame."""
         if (entry := self.spool.get(key)) is None or key in self._in_flight:
+            if entry is None:
+                self._take_fresh(key)
             return None
         if entry.size > self.max_frame_bytes:
             # Spooled by an older release, or the limit went down.
@@ -256,7 +275,11 @@ class FrameStream:
             await self.spool.async_remove([key])
             return None
         await window.acquire()
-        frame = await self.spool.async_read(key)
+        if (image := self._take_fresh(key)) is not None and (entry := self.spool.get(key)):
+            # The same bytes as on disk: the spool wrote them before the frame was queued.
+            frame: FrameIn | None = entry.to_frame(image)
+        else:
+            frame = await self.spool.async_read(key)
         if frame is None or key in self._in_flight:
             window.release()
             return None

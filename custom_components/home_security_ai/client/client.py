@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Final, TypeVar
 
 import grpc
@@ -547,7 +547,9 @@ class HomeSecurityAIClient:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
 
-    async def subscribe_events(self, after_sequence: int = 0) -> AsyncIterator[SecurityEvent]:
+    async def subscribe_events(
+        self, after_sequence: int = 0
+    ) -> AsyncGenerator[SecurityEvent]:
         """Yield events with a sequence above `after_sequence`: the outbox first, then live.
 
         The stream stays open until the sidecar ends it (an error) or the caller stops.

@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -108,10 +108,11 @@ async def test_camera_updates_are_merged_per_interval(hass: HomeAssistant) -> No
     cameras = Cameras(hass, "entry", threat_duration=timedelta(minutes=5), update_interval=1.0)
     cameras.async_register("porch", "porch")
     shown: list[str | None] = []
+    # A callback runs at once in the loop, so it sees the state the signal was sent for.
     async_dispatcher_connect(
         hass,
         signal_camera_updated("entry", "porch"),
-        lambda: shown.append(cameras["porch"].last_image_ref),
+        callback(lambda: shown.append(cameras["porch"].last_image_ref)),
     )
 
     for n in range(5):

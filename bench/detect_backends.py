@@ -95,7 +95,7 @@ def build(args: argparse.Namespace, weights: Path, backend: str, workdir: Path) 
     row: dict[str, Any] = {
         "backend": backend, "runs_on": detector.backend, "device": detector.device,
         "file": detector.weights, "fallback_reason": selection.fallback_reason,
-        "sidecar_copies": detector_workers(config.detector, detector.backend, detector.device),
+        "sidecar_copies": detector_workers(config.detector),
         # The export (first build only) and the warm-up.
         "build_s": round(time.perf_counter() - started, 1), "sizes": {},
     }

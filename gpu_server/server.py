@@ -114,9 +114,7 @@ class GRPCServer:
         self.selection = selection
 
         replicas = await asyncio.to_thread(
-            _replicas, selection.detector,
-            detector_workers(config.detector, selection.detector.backend,
-                             selection.detector.device) - 1,
+            _replicas, selection.detector, detector_workers(config.detector) - 1
         )
         self.batcher = DetectionBatcher(
             selection.detector,

@@ -82,25 +82,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-# Runtimes that spread one call over every core well by themselves: on a CPU, one copy with
-# all the threads beat two copies with half each (measured in bench/detect_backends.py).
-_PARALLEL_RUNTIMES = frozenset({"onnxruntime"})
-
-
-def detector_workers(config: DetectorConfig, runtime: str, device: str) -> int:
-    """How many copies of the detector run batches side by side (see ingest/batching.py):
-    the configured number, else one on a single core or for a runtime in _PARALLEL_RUNTIMES
-    on the CPU, else two."""
+def detector_workers(config: DetectorConfig) -> int:
+    """How many copies of the detector run batches side by side (see ingest/batching.py): the
+    configured number, else two, or one on a single core. Two single-threaded copies beat one
+    with two threads on two cores for PyTorch and ONNX Runtime alike (bench/detect_backends.py)."""
     if config.workers:
         return config.workers
-    if usable_cores() < 2 or (runtime in _PARALLEL_RUNTIMES and not device.startswith("cuda")):
-        return 1
-    return 2
+    return 2 if usable_cores() >= 2 else 1
 
 
-def threads_per_worker(config: DetectorConfig, runtime: str, device: str) -> int:
+def threads_per_worker(config: DetectorConfig) -> int:
     """A detector copy's share of the cores: more threads than cores only fight each other."""
-    return max(1, usable_cores() // detector_workers(config, runtime, device))
+    return max(1, usable_cores() // detector_workers(config))
 
 
 def _clip_box(
@@ -314,7 +307,7 @@ def _load_yolo(
         import torch  # noqa: PLC0415 - loaded by ultralytics already
 
         # One thread pool for the whole process, shared by the detector's copies.
-        torch.set_num_threads(threads_per_worker(det, backend, device))
+        torch.set_num_threads(threads_per_worker(det))
     detector = UltralyticsDetector(
         weights, device=device, confidence=det.confidence, imgsz=det.imgsz, backend=backend,
         name=name,
@@ -360,7 +353,7 @@ def _load_runtime(
     """An exported file loaded and warmed up (which makes ultralytics open its session)."""
     detector = _load_yolo(path, device, config, backend=exported.FORMATS[backend][2], name=name)
     if backend == "onnx" and device == "cpu":
-        threads = threads_per_worker(config.detector, detector.backend, device)
+        threads = threads_per_worker(config.detector)
         try:
             exported.stop_spinning(detector.model, path, threads)
             detector.onnx_threads = threads
@@ -384,10 +377,7 @@ def _load_embedded(config: ServerConfig) -> tuple[Detector | None, str]:
         return None, reason
     try:
         detector = embedded_ssd.EmbeddedSsdDetector(
-            path, threads=min(
-                embedded_ssd.MAX_THREADS,
-                threads_per_worker(config.detector, embedded_ssd.RUNTIME, "cpu"),
-            ),
+            path, threads=min(embedded_ssd.MAX_THREADS, threads_per_worker(config.detector))
         )
         detector.warmup()
     except Exception as exc:  # a damaged file or a missing runtime must not stop the server

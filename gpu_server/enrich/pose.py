@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gpu_server.enrich.faces import importable
-from gpu_server.ingest.embedded_ssd import sha256_of, usable_threads
+from gpu_server.ingest.embedded_ssd import setup_cache, sha256_of, usable_threads
 from gpu_server.ingest.intake import BgrImage
 from gpu_server.models.registry import MIB
 
@@ -76,9 +76,8 @@ class Pose:
 
 
 def default_cache_dir() -> Path:
-    """Where the set-up keeps the models: `$XDG_CACHE_HOME` or `~/.cache`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "home-security-ai" / "models" / MODEL_FOLDER
+    """Where the set-up keeps the models."""
+    return setup_cache(MODEL_FOLDER)
 
 
 def find_models(models_dir: Path | None) -> tuple[Path | None, str]:

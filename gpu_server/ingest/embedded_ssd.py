@@ -118,10 +118,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def default_cache_dir() -> Path:
-    """Where the set-up keeps the model: `$XDG_CACHE_HOME` or `~/.cache`."""
+def setup_cache(folder: str) -> Path:
+    """Where the set-up keeps a model's `folder`: under `$XDG_CACHE_HOME` or `~/.cache`."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "home-security-ai" / "models" / MODEL_FOLDER
+    return Path(base) / "home-security-ai" / "models" / folder
+
+
+def default_cache_dir() -> Path:
+    """Where the set-up keeps this model."""
+    return setup_cache(MODEL_FOLDER)
 
 
 def candidate_paths(explicit: Path | None, models_dir: Path) -> list[Path]:

@@ -172,7 +172,7 @@ def grpc_aio_engine_session() -> Generator[None]:
 
     grpc.aio starts that thread with the first channel and stops it after the last one
     closes; Home Assistant's test harness fails a test that leaves a new thread behind,
-    so the thread is kept alive across tests instead.
+    so the thread is kept alive across tests instead, and so is the client's loop thread.
     """
     loop = asyncio.new_event_loop()
 
@@ -183,7 +183,12 @@ def grpc_aio_engine_session() -> Generator[None]:
         cygrpc.shutdown_grpc_aio()
 
     loop.run_until_complete(_init())
+    # The client's own loop thread, likewise: it lives as long as the process.
+    from custom_components.home_security_ai.client.client_loop import CLIENT_LOOP
+
+    CLIENT_LOOP.start()
     yield
+    CLIENT_LOOP.stop()
     loop.run_until_complete(_shutdown())
     loop.close()
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
+from functools import partial
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import grpc
 from grpc import aio
 
 from ._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
+from .client_loop import CLIENT_LOOP
 from .errors import (
     AuthFailed,
     CannotConnect,
@@ -76,6 +78,25 @@ _CONNECT_CODES: Final = frozenset(
 _E = TypeVar("_E", AckStatus, RejectReason, EventKind, RiskLevel, SceneChangeKind)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _on_client_loop(
+    method: Callable[Concatenate[HomeSecurityAIClient, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[HomeSecurityAIClient, _P], Coroutine[Any, Any, _R]]:
+    """Run a call of the client on the client loop (client_loop.py), whoever awaits it."""
+
+    async def on_client_loop(
+        client: HomeSecurityAIClient, /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
+        return await CLIENT_LOOP.run(method(client, *args, **kwargs))
+
+    on_client_loop.__name__, on_client_loop.__qualname__ = method.__name__, method.__qualname__
+    on_client_loop.__doc__ = method.__doc__
+    return on_client_loop
+
+
 def _format_target(host: str, port: int) -> str:
     """Return a gRPC target for a host name, IPv4 or IPv6 address."""
     if ":" in host and not host.startswith("["):
@@ -94,14 +115,17 @@ def _map_error(err: grpc.RpcError) -> HomeSecurityAIError:
 _ERRORS: Final[dict[grpc.StatusCode, tuple[type[HomeSecurityAIError], str]]] = {
     grpc.StatusCode.UNAUTHENTICATED: (AuthFailed, "The sidecar refused the token"),
     grpc.StatusCode.UNIMPLEMENTED: (
-        NotSupported, "The sidecar does not support this call; update it"
+        NotSupported,
+        "The sidecar does not support this call; update it",
     ),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (
-        ResourceExhausted, "The sidecar call ran out of resources"
+        ResourceExhausted,
+        "The sidecar call ran out of resources",
     ),
     grpc.StatusCode.NOT_FOUND: (NotFound, "The sidecar does not know it"),
     grpc.StatusCode.FAILED_PRECONDITION: (
-        FailedPrecondition, "The sidecar refused the call's premise"
+        FailedPrecondition,
+        "The sidecar refused the call's premise",
     ),
 }
 
@@ -488,6 +512,7 @@ class HomeSecurityAIClient:
             self._stub = service_pb2_grpc.SecurityAIStub(self._channel)
         return self._stub
 
+    @_on_client_loop
     async def get_status(self) -> ServerStatus:
         """Return the sidecar's status."""
         stub = self._get_stub()
@@ -501,12 +526,16 @@ class HomeSecurityAIClient:
             raise _map_error(err) from err
         return _status_from_proto(response)
 
-    async def stream_frames(self, frames: AsyncIterator[FrameIn]) -> AsyncIterator[FrameAck]:
+    def stream_frames(self, frames: AsyncIterator[FrameIn]) -> AsyncIterator[FrameAck]:
         """Send frames on one SubmitFrames stream and yield their acks as they come.
 
         Acks arrive in completion order; match them to frames by `client_ref`.
-        The stream ends when `frames` is exhausted and every ack has arrived.
+        The stream ends when `frames` is exhausted and every ack has arrived. The call runs
+        on the client loop; `frames` is iterated on the caller's.
         """
+        return CLIENT_LOOP.stream(self._stream_frames, frames)
+
+    async def _stream_frames(self, frames: AsyncIterator[FrameIn]) -> AsyncIterator[FrameAck]:
         call = self._get_stub().SubmitFrames(metadata=self._metadata)
 
         async def write_all() -> None:
@@ -527,6 +556,11 @@ class HomeSecurityAIClient:
         try:
             while (ack := await call.read()) is not aio.EOF:
                 yield _ack_from_proto(ack)
+        except asyncio.CancelledError:
+            # The writer cancels the call when it fails; reading it then raises this.
+            if writer.done() and not writer.cancelled() and (error := writer.exception()):
+                raise HomeSecurityAIError(f"Sending frames failed: {error}") from error
+            raise
         except grpc.RpcError as err:
             if writer.done() and not writer.cancelled() and (error := writer.exception()):
                 raise HomeSecurityAIError(f"Sending frames failed: {error}") from error
@@ -547,13 +581,14 @@ class HomeSecurityAIClient:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
 
-    async def subscribe_events(
-        self, after_sequence: int = 0
-    ) -> AsyncGenerator[SecurityEvent]:
+    def subscribe_events(self, after_sequence: int = 0) -> AsyncGenerator[SecurityEvent]:
         """Yield events with a sequence above `after_sequence`: the outbox first, then live.
 
         The stream stays open until the sidecar ends it (an error) or the caller stops.
         """
+        return CLIENT_LOOP.subscribe(partial(self._subscribe_events, after_sequence))
+
+    async def _subscribe_events(self, after_sequence: int) -> AsyncGenerator[SecurityEvent]:
         call = self._get_stub().SubscribeEvents(
             events_pb2.SubscribeEventsRequest(after_sequence=after_sequence),
             metadata=self._metadata,
@@ -566,6 +601,7 @@ class HomeSecurityAIClient:
         finally:
             call.cancel()
 
+    @_on_client_loop
     async def ack_events(self, up_to_sequence: int, outbox_id: str = "") -> int:
         """Tell the sidecar every event up to `up_to_sequence` is stored; return how many went.
 
@@ -583,6 +619,7 @@ class HomeSecurityAIClient:
             raise _map_error(err) from err
         return int(response.removed)
 
+    @_on_client_loop
     async def configure(self, cameras: Sequence[CameraSettings]) -> list[str]:
         """Send per-camera settings; return the camera ids the sidecar took."""
         try:
@@ -595,6 +632,7 @@ class HomeSecurityAIClient:
             raise _map_error(err) from err
         return list(response.configured_camera_ids)
 
+    @_on_client_loop
     async def analyze_now(self, camera_id: str) -> AnalyzeNowResult:
         """Close the camera's open batch and have it analyzed now."""
         try:
@@ -607,6 +645,7 @@ class HomeSecurityAIClient:
             raise _map_error(err) from err
         return AnalyzeNowResult(closed=response.closed, batch_id=response.batch_id)
 
+    @_on_client_loop
     async def reset_scene(self, camera_id: str) -> bool:
         """Make the camera's latest frame its usual view; False if the sidecar saw none yet."""
         try:
@@ -619,6 +658,7 @@ class HomeSecurityAIClient:
             raise _map_error(err) from err
         return bool(response.adopted)
 
+    @_on_client_loop
     async def feedback(
         self,
         event_id: str,
@@ -647,6 +687,7 @@ class HomeSecurityAIClient:
             calibrated=response.calibrated,
         )
 
+    @_on_client_loop
     async def enroll_person(
         self, name: str, *, face_id: str = "", image: bytes = b""
     ) -> KnownPerson:
@@ -665,6 +706,7 @@ class HomeSecurityAIClient:
             raise _map_error(err) from err
         return _known_person_from_proto(response)
 
+    @_on_client_loop
     async def remove_person(self, name: str) -> int:
         """Forget a known person; how many enrolled faces were deleted (0: nobody by that name)."""
         try:
@@ -677,6 +719,7 @@ class HomeSecurityAIClient:
             raise _map_error(err) from err
         return int(response.embeddings_removed)
 
+    @_on_client_loop
     async def list_people(self) -> list[KnownPerson]:
         try:
             response = await self._get_stub().ListPeople(
@@ -686,6 +729,7 @@ class HomeSecurityAIClient:
             raise _map_error(err) from err
         return [_known_person_from_proto(person) for person in response.people]
 
+    @_on_client_loop
     async def close(self) -> None:
         """Close the channel; the client can be used again afterwards."""
         channel, self._channel, self._stub = self._channel, None, None

@@ -1,0 +1,208 @@
+"""The client's calls run on a loop thread of their own; the caller's loop gets results back
+in batches. Against the real sidecar where a call is involved."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+from integration.sidecar_process import Sidecar, bus_photo
+
+from custom_components.home_security_ai.client import (
+    AckStatus,
+    AuthFailed,
+    FrameIn,
+    FrameSource,
+    HomeSecurityAIClient,
+    HomeSecurityAIError,
+    RejectReason,
+)
+from custom_components.home_security_ai.client import client as client_module
+from custom_components.home_security_ai.client.client_loop import (
+    CLIENT_LOOP,
+    THREAD_NAME,
+    _Mailbox,
+)
+
+
+def _frame(ref: str, image: bytes) -> FrameIn:
+    return FrameIn(
+        camera_id="porch",
+        image=image,
+        client_ref=ref,
+        captured_at_ms=1_700_000_000_000,
+        source=FrameSource.UPLOAD,
+        source_ref=f"porch/{ref}.jpg",
+        content_sha256=hashlib.sha256(image).hexdigest(),
+    )
+
+
+def _distinct(count: int) -> list[FrameIn]:
+    """The same picture with its own trailing bytes each, so that none is a duplicate."""
+    photo, run = bus_photo(), time.time_ns()
+    return [_frame(f"f{n}", photo + f"HSAI-loop-{run}-{n}".encode()) for n in range(count)]
+
+
+def _client(sidecar: Sidecar, token: str | None = None) -> HomeSecurityAIClient:
+    return HomeSecurityAIClient(sidecar.host, sidecar.port, token or sidecar.token)
+
+
+async def _tasks_on_client_loop() -> int:
+    """How many tasks run on the client loop, besides the one asking."""
+
+    async def count() -> int:
+        return len(asyncio.all_tasks()) - 1
+
+    return await CLIENT_LOOP.run(count())
+
+
+async def _outgoing(frames: list[FrameIn]) -> AsyncIterator[FrameIn]:
+    for frame in frames:
+        yield frame
+
+
+async def test_a_call_runs_on_the_client_loop() -> None:
+    """The coroutine runs on the client loop's thread; its result and errors come back."""
+
+    async def where() -> str:
+        return threading.current_thread().name
+
+    async def fails() -> None:
+        raise HomeSecurityAIError("there")
+
+    assert await CLIENT_LOOP.run(where()) == THREAD_NAME
+    with pytest.raises(HomeSecurityAIError, match="there"):
+        await CLIENT_LOOP.run(fails())
+
+
+async def test_a_cancelled_call_ends_there_before_it_returns_here() -> None:
+    """Cancelling the caller cancels the call on the client loop and waits for it."""
+    ended_there = threading.Event()
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ended_there.set()
+
+    call = asyncio.create_task(CLIENT_LOOP.run(slow()))
+    await asyncio.sleep(0.1)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert ended_there.is_set()
+    assert await _tasks_on_client_loop() == 0
+
+
+async def test_the_frame_stream_runs_there_and_acks_come_back_here(
+    shared_sidecar: Sidecar,
+) -> None:
+    """Frames are written and acks read on the client loop; the caller iterates its own
+    frames and gets every ack once, on its own thread."""
+    frames = [*_distinct(12), _frame("bad", b"not a picture")]
+    decoded_on: set[str] = set()
+    original = client_module._ack_from_proto
+
+    def spy(ack: Any) -> Any:
+        decoded_on.add(threading.current_thread().name)
+        return original(ack)
+
+    client = _client(shared_sidecar)
+    with patch.object(client_module, "_ack_from_proto", spy):
+        acks = {ack.client_ref: ack async for ack in client.stream_frames(_outgoing(frames))}
+    await client.close()
+
+    assert decoded_on == {THREAD_NAME}
+    assert set(acks) == {frame.client_ref for frame in frames}
+    assert all(acks[f"f{n}"].status == AckStatus.ACCEPTED for n in range(12))
+    assert acks["f0"].detections
+    assert acks["bad"].reject_reason == RejectReason.NOT_AN_IMAGE
+    assert await _tasks_on_client_loop() == 0
+
+
+async def test_acks_that_arrive_together_are_one_wake_up(shared_sidecar: Sidecar) -> None:
+    """While the caller's loop is busy, the acks that arrive wait together for it."""
+    frames = _distinct(8)
+    batches: list[int] = []
+    original_take = _Mailbox.take
+
+    async def counting_take(self: _Mailbox[Any]) -> list[Any]:
+        batch = await original_take(self)
+        if batch and self._loop is asyncio.get_running_loop():
+            batches.append(len(batch))
+        return batch
+
+    async def outgoing() -> AsyncIterator[FrameIn]:
+        for frame in frames:
+            yield frame
+        # Hold the loop (as a busy Home Assistant would) while the sidecar answers them all.
+        time.sleep(3)  # noqa: ASYNC251 - blocking on purpose
+
+    client = _client(shared_sidecar)
+    with patch.object(_Mailbox, "take", counting_take):
+        acks = [ack async for ack in client.stream_frames(outgoing())]
+    await client.close()
+    assert len(acks) == len(frames)
+    assert max(batches) > 1
+
+
+async def test_a_refused_token_ends_the_stream(shared_sidecar: Sidecar) -> None:
+    """The stream's error is raised to the caller, and nothing is left on the client loop."""
+    client = _client(shared_sidecar, "wrong")
+    with pytest.raises(AuthFailed):
+        async for _ack in client.stream_frames(_outgoing(_distinct(1))):
+            pass
+    await client.close()
+    assert await _tasks_on_client_loop() == 0
+
+
+async def test_a_failing_frame_source_ends_the_call(shared_sidecar: Sidecar) -> None:
+    """When reading the caller's next frame fails, the call ends and says why."""
+
+    async def outgoing() -> AsyncIterator[FrameIn]:
+        yield _distinct(1)[0]
+        raise OSError("the spool's disk went away")
+
+    client = _client(shared_sidecar)
+    with pytest.raises(HomeSecurityAIError, match="the spool's disk went away"):
+        async for _ack in client.stream_frames(outgoing()):
+            pass
+    await client.close()
+    assert await _tasks_on_client_loop() == 0
+
+
+async def test_closing_the_stream_ends_the_call(shared_sidecar: Sidecar) -> None:
+    """A consumer that stops (the entry unloading) ends the call on the client loop before
+    its own cancellation completes."""
+    frames = _distinct(2)
+    got: list[str] = []
+    all_acked = asyncio.Event()
+
+    async def outgoing() -> AsyncIterator[FrameIn]:
+        for frame in frames:
+            yield frame
+        await asyncio.Event().wait()  # a live stream: more frames may come
+
+    client = _client(shared_sidecar)
+
+    async def consume() -> None:
+        async for ack in client.stream_frames(outgoing()):
+            got.append(ack.client_ref)
+            if len(got) == len(frames):
+                all_acked.set()
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.wait_for(all_acked.wait(), 60)
+    assert await _tasks_on_client_loop() > 0
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    assert await _tasks_on_client_loop() == 0
+    assert sorted(got) == ["f0", "f1"]
+    await client.close()

@@ -54,10 +54,11 @@ POLL_S = 0.05
 # Callbacks by the path of a frame they serve (the coroutine of a task, or a function).
 PATHS = {
     "submit + spool write": ("._submit_frames",),
-    "send (spool read, hand-over to the client loop)": ("task _forward",),
-    "ack handled (and the session)": ("ConnectionSupervisor._async_keep",),
+    "send (the pump: replays, retries, frames that queued)": ("FrameStream._async_pump",),
+    "acks handed back and handled": ("_Mailbox._wake",),
+    "the session": ("ConnectionSupervisor._async_keep",),
     "events (release from the spool)": ("EventStream.",),
-    "hand-backs from the client loop": ("_Mailbox._wake", "_copy_state"),
+    "other calls' results from the client loop": ("_copy_state",),
     "executor hand-offs": ("_chain_future.", "_set_result_unless_cancelled", "_read_from_self"),
     # grpc.aio's own callbacks: none once every call runs on the client loop.
     "gRPC completion queue": ("PollerCompletionQueue.", "stream_frames.<locals>.write_all"),

@@ -5,6 +5,11 @@ connection supervisor (connection.py) opens the stream and reconnects it. On eve
 the whole spool is sent again; how a frame then leaves the spool is the delivery protocol
 (docs/delivery.md). What the sidecar found in a frame goes to its camera (cameras.py).
 
+The call runs on the client's own loop (client/client_loop.py): frames are handed to it
+without waiting, and acks come back in batches, handled in the callback that delivers them.
+A frame just spooled goes out at once when nothing waits before it and the stream has room;
+otherwise the session's pump sends it in order, after the replay and the retries.
+
 A frame the sidecar could not take now (its outbox is full, BACKPRESSURE; or it failed,
 INTERNAL; or an ack status this release does not know) stays spooled and is sent again later,
 with a growing delay per frame. Only a final rejection (the frame itself is bad) removes it.
@@ -18,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import HomeAssistant, callback
@@ -51,6 +57,7 @@ from .spool import FrameSpool, SpooledFrame
 
 if TYPE_CHECKING:
     from .cameras import Cameras
+    from .client.client_loop import Duplex
     from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
 
 _LOGGER = logging.getLogger(__name__)
@@ -123,6 +130,9 @@ class FrameStream:
         self._fresh: OrderedDict[str, bytes] = OrderedDict()
         self._fresh_bytes = 0
         self._window = asyncio.Semaphore(max_in_flight)
+        # The current session's call, and whether its pump waits for frames with none queued.
+        self._call: Duplex[FrameIn, FrameAck] | None = None
+        self._pump_idle = False
         self._retry_timers: set[Any] = set()
         # Send attempts of frames waiting for a retry, for their growing delay.
         self._attempts: dict[str, int] = {}
@@ -173,8 +183,21 @@ class FrameStream:
         if entry is None:
             self.counters.refused += 1
             return False
-        self._keep_fresh(entry.key, frame.image)
-        self._queue.put_nowait(entry.key)
+        call = self._call
+        if (
+            call is not None
+            and self._pump_idle
+            and self._queue.empty()
+            and not self._window.locked()
+        ):
+            # Nothing waits to go before it and the stream has room: send it now, rather than
+            # wake the pump for it (a loop wake-up less per frame).
+            await self._window.acquire()  # has room: returns at once
+            sending = self._in_flight[entry.key] = entry.to_frame(frame.image)
+            call.send(sending)
+        else:
+            self._keep_fresh(entry.key, frame.image)
+            self._queue.put_nowait(entry.key)
         self.counters.submitted += 1
         self._cameras.async_frame_sent(frame.camera_id)
         return True
@@ -210,13 +233,21 @@ class FrameStream:
         self.outbox_id = status.events.outbox_id
         connected()
         self._in_flight.clear()
-        self._window = asyncio.Semaphore(self._max_in_flight)
+        window = self._window = asyncio.Semaphore(self._max_in_flight)
+        call = self._client.open_frame_stream(self._async_handle_acks)
+        pump = asyncio.create_task(self._async_pump(call, window), name=f"{DOMAIN} frame pump")
+        pump.add_done_callback(partial(_pump_ended, call))
+        self._call = call
         try:
-            async for ack in self._client.stream_frames(self._outgoing(self._window)):
-                self.async_handle_ack(ack)
+            await call.wait()
         except ResourceExhausted:
             await self._async_drop_largest_in_flight()
             raise
+        finally:
+            self._call, self._pump_idle = None, False
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            await call.close()
 
     async def async_retry_after(self, err: HomeSecurityAIError) -> Retry:
         """Reconnect with the usual backoff."""
@@ -242,19 +273,24 @@ class FrameStream:
         self._async_oversized(frame.camera_id, frame.source_ref or key, len(frame.image))
         await self.spool.async_remove([key])
 
-    async def _outgoing(self, window: asyncio.Semaphore) -> AsyncIterator[FrameIn]:
-        """Yield every spooled frame first, then whatever gets queued."""
+    async def _async_pump(self, call: Duplex[FrameIn, FrameAck], window: asyncio.Semaphore) -> None:
+        """Send every spooled frame first, then whatever gets queued: retries, and frames
+        submitted while the stream had no room or other frames waited."""
         while not self._queue.empty():
             self._queue.get_nowait()
         replay = self.spool.keys()
         for key in replay:
             if (frame := await self._async_take(key, window)) is not None:
                 self.counters.resent += 1
-                yield frame
+                call.send(frame)
         while True:
-            key = await self._queue.get()
+            self._pump_idle = True
+            try:
+                key = await self._queue.get()
+            finally:
+                self._pump_idle = False
             if (frame := await self._async_take(key, window)) is not None:
-                yield frame
+                call.send(frame)
 
     async def async_take(self, key: str) -> FrameIn | None:
         """Wait for room on the current stream and take a spooled frame out to send.
@@ -319,6 +355,11 @@ class FrameStream:
             )
 
         self._refresh_cancel = async_call_later(self.hass, self._status_refresh_delay, _refresh)
+
+    @callback
+    def _async_handle_acks(self, acks: list[FrameAck]) -> None:
+        for ack in acks:
+            self.async_handle_ack(ack)
 
     @callback
     def async_handle_ack(self, ack: FrameAck) -> None:
@@ -404,3 +445,9 @@ class FrameStream:
             captured_at=dt_util.utc_from_timestamp(frame.captured_at_ms / 1000),
             duplicate=ack.status == AckStatus.DUPLICATE,
         )
+
+
+def _pump_ended(call: Duplex[FrameIn, FrameAck], pump: asyncio.Task[None]) -> None:
+    """A pump that failed (reading the spool) ends its call with the reason."""
+    if not pump.cancelled() and (error := pump.exception()) is not None:
+        call.fail(error)

@@ -206,3 +206,65 @@ async def test_closing_the_stream_ends_the_call(shared_sidecar: Sidecar) -> None
     assert await _tasks_on_client_loop() == 0
     assert sorted(got) == ["f0", "f1"]
     await client.close()
+
+
+async def test_an_open_frame_stream_hands_acks_to_a_callback(shared_sidecar: Sidecar) -> None:
+    """Frames sent without waiting; acks passed to the callback on the caller's thread, the
+    ones that arrive together in one call; the stream ends once sending has ended."""
+    frames = _distinct(8)
+    caller = threading.get_ident()
+    batches: list[list[str]] = []
+
+    def on_acks(acks: list[Any]) -> None:
+        assert threading.get_ident() == caller
+        batches.append([ack.client_ref for ack in acks])
+
+    client = _client(shared_sidecar)
+    call = client.open_frame_stream(on_acks)
+    for frame in frames:
+        call.send(frame)
+    # Hold the loop (as a busy Home Assistant would) while the sidecar answers them all.
+    time.sleep(3)  # noqa: ASYNC251 - blocking on purpose
+    call.end_sending()
+    await call.wait()
+    await call.close()
+    await client.close()
+    assert sorted(ref for batch in batches for ref in batch) == sorted(f.client_ref for f in frames)
+    assert len(batches) < len(frames)
+    assert await _tasks_on_client_loop() == 0
+
+
+async def test_a_failed_feeder_ends_an_open_frame_stream(shared_sidecar: Sidecar) -> None:
+    """`fail` ends the call with the reason, which `wait` raises."""
+    client = _client(shared_sidecar)
+    call = client.open_frame_stream(lambda acks: None)
+    call.send(_distinct(1)[0])
+    call.fail(OSError("the spool's disk went away"))
+    with pytest.raises(HomeSecurityAIError, match="the spool's disk went away"):
+        await call.wait()
+    await call.close()
+    await client.close()
+    assert await _tasks_on_client_loop() == 0
+
+
+async def test_closing_an_open_frame_stream_stops_its_acks(shared_sidecar: Sidecar) -> None:
+    """After `close` the call has ended there and no ack is passed on any more."""
+    handed: list[Any] = []
+    got_one = asyncio.Event()
+
+    def on_acks(acks: list[Any]) -> None:
+        handed.extend(acks)
+        got_one.set()
+
+    client = _client(shared_sidecar)
+    call = client.open_frame_stream(on_acks)
+    first = _distinct(2)
+    call.send(first[0])
+    await asyncio.wait_for(got_one.wait(), 60)
+    assert [ack.client_ref for ack in handed] == ["f0"]
+    call.send(first[1])
+    await call.close()
+    assert await _tasks_on_client_loop() == 0
+    await asyncio.sleep(0.5)
+    assert [ack.client_ref for ack in handed] == ["f0"]
+    await client.close()

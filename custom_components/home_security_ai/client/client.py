@@ -12,7 +12,7 @@ import grpc
 from grpc import aio
 
 from ._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
-from .client_loop import CLIENT_LOOP
+from .client_loop import CLIENT_LOOP, Duplex
 from .errors import (
     AuthFailed,
     CannotConnect,
@@ -534,6 +534,13 @@ class HomeSecurityAIClient:
         on the client loop; `frames` is iterated on the caller's.
         """
         return CLIENT_LOOP.stream(self._stream_frames, frames)
+
+    def open_frame_stream(
+        self, on_acks: Callable[[list[FrameAck]], None]
+    ) -> Duplex[FrameIn, FrameAck]:
+        """Open a SubmitFrames stream fed with `send` (no wait); acks go to `on_acks` on this
+        loop, a batch per wake-up. The cheapest way to stream frames from a busy loop."""
+        return CLIENT_LOOP.duplex(self._stream_frames, on_acks)
 
     async def _stream_frames(self, frames: AsyncIterator[FrameIn]) -> AsyncIterator[FrameAck]:
         call = self._get_stub().SubmitFrames(metadata=self._metadata)

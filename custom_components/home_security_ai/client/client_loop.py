@@ -58,8 +58,14 @@ def _hand_over(caller: asyncio.AbstractEventLoop, done: asyncio.Future[T], task:
 class _Mailbox(Generic[T]):
     """Items put from any thread and taken in batches on `loop`, one wake-up per batch."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_items: Callable[[list[T]], None] | None = None,
+    ) -> None:
+        """Items are taken with `take`, or, with `on_items`, passed to it as they arrive."""
         self._loop = loop
+        self._on_items = on_items
         self._items: deque[T] = deque()
         self._wake_due = False
         self._waiter: asyncio.Future[None] | None = None
@@ -85,8 +91,15 @@ class _Mailbox(Generic[T]):
 
     def _wake(self) -> None:
         self._wake_due = False
-        if self._waiter is not None and not self._waiter.done():
+        if self._on_items is not None:
+            if self._items:
+                self._on_items(self._take_all())
+        elif self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _take_all(self) -> list[T]:
+        items = self._items
+        return [items.popleft() for _ in range(len(items))]
 
     async def take(self) -> list[T]:
         """Return every item that has arrived, waiting for one; [] once closed and empty."""
@@ -100,8 +113,7 @@ class _Mailbox(Generic[T]):
                 await self._waiter
             finally:
                 self._waiter = None
-        items = self._items
-        return [items.popleft() for _ in range(len(items))]
+        return self._take_all()
 
 
 async def _drain(mailbox: _Mailbox[F]) -> AsyncIterator[F]:
@@ -151,7 +163,7 @@ class ClientLoop:
         thread.join()
         loop.close()
 
-    def _submit(
+    def submit(
         self,
         loop: asyncio.AbstractEventLoop,
         coro: Coroutine[Any, Any, T],
@@ -184,7 +196,7 @@ class ClientLoop:
         if caller is loop:
             return await coro
         done: asyncio.Future[T] = caller.create_future()
-        cancel = self._submit(loop, coro, done)
+        cancel = self.submit(loop, coro, done)
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:
@@ -216,7 +228,7 @@ class ClientLoop:
 
         ended: asyncio.Future[None] = caller.create_future()
         ended.add_done_callback(partial(_close_inbox, inbox))
-        cancel = self._submit(loop, remote(), ended)
+        cancel = self.submit(loop, remote(), ended)
         forward = caller.create_task(_forward(outgoing, outbox))
         try:
             while batch := await inbox.take():
@@ -228,6 +240,15 @@ class ClientLoop:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait((ended, forward))
 
+    def duplex(
+        self,
+        open_stream: Callable[[AsyncIterator[F]], AsyncIterator[T]],
+        on_items: Callable[[list[T]], None],
+    ) -> Duplex[F, T]:
+        """Start a stream on the client loop, fed with `Duplex.send`; what it yields is passed
+        to `on_items` on the caller's loop, a batch per wake-up, with no task in between."""
+        return Duplex(self, open_stream, on_items)
+
     async def subscribe(self, open_stream: Callable[[], AsyncIterator[T]]) -> AsyncGenerator[T]:
         """Run a server stream on the client loop; its items come back here in batches."""
         stream = self.stream(lambda _nothing: open_stream(), _nothing_to_send())
@@ -236,6 +257,61 @@ class ClientLoop:
                 yield item
         finally:
             await stream.aclose()
+
+
+class Duplex(Generic[F, T]):
+    """A stream running on the client loop, fed and read from the caller's loop."""
+
+    def __init__(
+        self,
+        client_loop: ClientLoop,
+        open_stream: Callable[[AsyncIterator[F]], AsyncIterator[T]],
+        on_items: Callable[[list[T]], None],
+    ) -> None:
+        """Start the stream (call on the caller's loop)."""
+        loop = client_loop.start()
+        caller = asyncio.get_running_loop()
+        self._closed = False
+        self._outbox: _Mailbox[F] = _Mailbox(loop)
+        inbox: _Mailbox[T] = _Mailbox(caller, self._pass_on)
+        self._on_items = on_items
+
+        async def remote() -> None:
+            async for item in open_stream(_drain(self._outbox)):
+                inbox.put(item)
+
+        self._ended: asyncio.Future[None] = caller.create_future()
+        self._cancel = client_loop.submit(loop, remote(), self._ended)
+
+    def _pass_on(self, items: list[T]) -> None:
+        if not self._closed:
+            self._on_items(items)
+
+    def send(self, item: F) -> None:
+        """Queue an item to write (no wait: the client loop takes it)."""
+        self._outbox.put(item)
+
+    def fail(self, error: BaseException) -> None:
+        """End the stream because what feeds it failed; `wait` raises why."""
+        self._outbox.close(error)
+
+    def end_sending(self) -> None:
+        """Say that nothing more will be sent; the stream ends once the other side has."""
+        self._outbox.close()
+
+    async def wait(self) -> None:
+        """Wait until the stream ends; raise what ended it. Every item came before."""
+        await asyncio.shield(self._ended)
+
+    async def close(self) -> None:
+        """End the stream there and wait until it has; no item is passed on after this."""
+        self._closed = True
+        self._outbox.close()
+        self._cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait((self._ended,))
+        if not self._ended.cancelled():
+            self._ended.exception()  # seen: wait() raised it, or nobody asked
 
 
 async def _nothing_to_send() -> AsyncIterator[Any]:

@@ -8,6 +8,8 @@ time is reported apart). Then, per frame size:
   * in-process P1: ultralytics' own `YOLO(file).predict(image)` on the same file, one already
     decoded frame per call, with ultralytics' defaults (for an ONNX file also with ONNX
     Runtime's threads told to sleep, the better of the two kept);
+  * in-process P1 from JPEGs: the same, fed what the sidecar is fed: each frame's JPEG
+    decoded by OpenCV at full size inside the timed loop;
   * sidecar: an in-process server on loopback, N camera streams sending JPEG bytes, timed from
     the first frame sent to the last ack (transfer, decoding at reduced scale, batching and
     the detector's copies running side by side included).
@@ -144,6 +146,28 @@ def p1_fps(plain: list[PlainPredict], frames: list[np.ndarray]) -> tuple[float, 
     return max(runs)
 
 
+def p1_jpeg_fps(plain: PlainPredict, jpegs: list[bytes]) -> float:
+    """In-process predict fed what the sidecar is fed, JPEG bytes: each decoded by OpenCV at
+    full size (as ultralytics decodes a file) in the timed loop, then predicted alone."""
+    import cv2
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    def decoded(data: bytes) -> np.ndarray:
+        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+
+    sidecar_threads = torch.get_num_threads()
+    torch.set_num_threads(NUM_THREADS)
+    try:
+        plain.detect_batch([decoded(jpegs[0])])  # warm-up
+        started = time.perf_counter()
+        for data in jpegs:
+            plain.detect_batch([decoded(data)])
+        return len(jpegs) / (time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(sidecar_threads)
+
+
 def bench_model(args: argparse.Namespace, weights: Path, workdir: Path) -> list[dict[str, Any]]:
     built = [build(args, weights, b, workdir) for b in args.backends.split(",")]
     plain = [baselines(detector, args) for detector, _ in built]
@@ -154,10 +178,14 @@ def bench_model(args: argparse.Namespace, weights: Path, workdir: Path) -> list[
         # Backends take turns, best of the rounds: load from other processes on a shared
         # machine then hits both alike instead of skewing the ratio.
         best = [(0.0, "")] * len(built)
+        best_jpeg = [0.0] * len(built)
+        jpegs = [data for frames in workload.jpegs for data in frames]
         for _ in range(args.rounds):
             for index in range(len(built)):
                 best[index] = max(best[index], p1_fps(plain[index], workload.decoded))
-        for (detector, row), (p1, variant) in zip(built, best, strict=True):
+                variant = next(p for p in plain[index] if p.variant == best[index][1])
+                best_jpeg[index] = max(best_jpeg[index], p1_jpeg_fps(variant, jpegs))
+        for (detector, row), (p1, variant), p1_jpeg in zip(built, best, best_jpeg, strict=True):
             # Best of the sidecar rounds too; each round a fresh data folder, since the
             # sidecar remembers the frames it has seen.
             sidecar, batches = 0.0, []
@@ -171,12 +199,14 @@ def bench_model(args: argparse.Namespace, weights: Path, workdir: Path) -> list[
                     sidecar, batches = fps, sizes
             row["sizes"][size] = {
                 "in_process_p1_fps": round(p1, 2), "in_process_p1_variant": variant,
+                "in_process_p1_jpeg_fps": round(p1_jpeg, 2),
                 "sidecar_fps": round(sidecar, 2),
                 "sidecar_over_p1": round(sidecar / p1, 2),
+                "sidecar_over_p1_jpeg": round(sidecar / p1_jpeg, 2),
                 "sidecar_mean_batch": round(sum(batches) / max(1, len(batches)), 2),
             }
-            print(f"  {row['backend']:8} {size:>10}: P1 {p1:7.2f} fps, "
-                  f"sidecar {sidecar:7.2f} fps", flush=True)
+            print(f"  {row['backend']:8} {size:>10}: P1 {p1:7.2f} fps, P1 from JPEGs "
+                  f"{p1_jpeg:7.2f} fps, sidecar {sidecar:7.2f} fps", flush=True)
     return [row for _, row in built]
 
 
@@ -238,15 +268,16 @@ def print_table(result: dict[str, Any]) -> None:
           f"{result['frames_per_camera']} frames, load average before/after "
           f"{result['load_average_before_after']}")
     print()
-    print("| model | backend (runs on) | frames | in-process P1 fps | sidecar fps "
-          "| sidecar copies | sidecar ÷ P1 |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+    print("| model | backend (runs on) | frames | in-process P1 fps | P1 from JPEGs fps "
+          "| sidecar fps | sidecar copies | sidecar ÷ P1 | sidecar ÷ P1 from JPEGs |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for model in result["models"]:
         for row in model["backends"]:
             for size, n in row["sizes"].items():
                 print(f"| {model['model']} | {row['backend']} ({row['runs_on']}) | {size} "
-                      f"| {n['in_process_p1_fps']} | {n['sidecar_fps']} "
-                      f"| {row['sidecar_copies']} | {n['sidecar_over_p1']} |")
+                      f"| {n['in_process_p1_fps']} | {n['in_process_p1_jpeg_fps']} "
+                      f"| {n['sidecar_fps']} | {row['sidecar_copies']} "
+                      f"| {n['sidecar_over_p1']} | {n['sidecar_over_p1_jpeg']} |")
     if result["ratios"]:
         print()
         print("| model | backend | frames | ÷ PyTorch, in-process P1 | ÷ PyTorch, sidecar |")

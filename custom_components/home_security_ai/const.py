@@ -42,6 +42,8 @@ MAX_MEDIA_RETENTION_DAYS: Final = 3650
 CONF_KEEP_MEDIA_ON_REMOVAL: Final = "keep_media_on_removal"
 MEDIA_OPTIONS: Final = frozenset({CONF_MEDIA_RETENTION_DAYS, CONF_KEEP_MEDIA_ON_REMOVAL})
 MEDIA_CLEANUP_INTERVAL: Final = timedelta(days=1)
+# New snapshots and clips are counted for the media sensor at most this often (seconds).
+MEDIA_RECOUNT_COOLDOWN: Final = 60.0
 
 STATUS_UPDATE_INTERVAL: Final = timedelta(seconds=30)
 # A language model that keeps failing this long gets a repair issue (one that cannot load at all

@@ -145,13 +145,16 @@ class HomeSecurityAICameraEntity(HomeSecurityAIEntity):
 
     @property
     def camera_state(self) -> CameraState:
-        """Return the camera's latest state."""
-        return self.cameras[self.camera_id]
+        """Return the camera's latest state; an empty one once the camera is forgotten (its
+        entities may still be asked, e.g. for the state they leave to be restored)."""
+        state = self.cameras.get(self.camera_id)
+        return state if state is not None else CameraState(camera_id=self.camera_id, name="")
 
     @property
     def available(self) -> bool:
-        """Return whether the sidecar is reachable."""
-        return self.connection.connected
+        """Return whether the sidecar is reachable and the camera still known (its device may
+        be on its way out: the camera is forgotten before its entities are removed)."""
+        return self.connection.connected and self.camera_id in self.cameras
 
     async def async_added_to_hass(self) -> None:
         """Follow new frames of this camera and the connection state."""

@@ -397,6 +397,8 @@ class EventStream:
             snapshot = await async_save_event_snapshot(
                 self.hass, event, self._spool, self._cameras.get(event.camera_id)
             )
+            if snapshot is not None:
+                self._entry.runtime_data.media.async_media_written()
         # From the bus event to the stored sequence, nothing may stop halfway: an entry task
         # is waited for on unload, and the shield keeps a cancellation of this one out of it.
         commit = self._entry.async_create_task(

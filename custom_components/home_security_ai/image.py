@@ -69,8 +69,9 @@ class EventSnapshotImage(HomeSecurityAICameraEntity, ImageEntity):
 
     @property
     def available(self) -> bool:
-        """Return True: the snapshot is on Home Assistant's disk, reachable sidecar or not."""
-        return True
+        """Return whether the camera is still known: the snapshot is on Home Assistant's disk,
+        reachable sidecar or not."""
+        return self.camera_id in self.cameras
 
     @callback
     def _handle_event(self, _event: object) -> None:

@@ -33,16 +33,18 @@ def clip_due(incident: Incident) -> bool:
     return incident.clip is None or incident.clip.mtime < incident.snapshots[-1].mtime
 
 
-async def async_make_incident_clip(hass: HomeAssistant, folder: Path, incident: Incident) -> None:
-    """Encode an incident's clip in the executor; a failure is logged, not raised."""
+async def async_make_incident_clip(hass: HomeAssistant, folder: Path, incident: Incident) -> bool:
+    """Encode an incident's clip in the executor; a failure is logged, not raised. Return
+    whether a clip was written."""
     target = folder / incident.relative / CLIP_NAME
     snapshots = [folder / snapshot.relative for snapshot in incident.snapshots]
     try:
         frames = await hass.async_add_executor_job(make_clip, snapshots, target)
     except ClipError as err:
         _LOGGER.warning("Cannot make the clip of incident %s: %s", incident.relative, err)
-        return
+        return False
     _LOGGER.debug("Made the clip of incident %s: %s frames", incident.relative, frames)
+    return True
 
 
 def _due_incidents(folder: Path, camera_ids: list[str], incident_id: str) -> list[Incident]:
@@ -69,9 +71,13 @@ def async_make_clips_when_incidents_end(
             return
         folder = integration_folder(hass)
         cameras = [str(camera) for camera in event.data.get("camera_ids") or []]
-        for incident in await hass.async_add_executor_job(
-            _due_incidents, folder, cameras, incident_id
-        ):
+        made = [
             await async_make_incident_clip(hass, folder, incident)
+            for incident in await hass.async_add_executor_job(
+                _due_incidents, folder, cameras, incident_id
+            )
+        ]
+        if any(made):
+            entry.runtime_data.media.async_media_written()
 
     entry.async_on_unload(hass.bus.async_listen(EVENT_INCIDENT_ENDED, _async_ended))

@@ -2,8 +2,9 @@
 
 Every camera's media lies in one folder (media_files.py). Once a day, and when the entry sets
 up, files last modified more than the retention (an option, 30 days by default) ago are
-deleted and the rest counted for the *Media files* sensor. With several entries, each cleans
-the whole folder with its own retention, so the shortest one wins.
+deleted and the rest counted for the *Media files* sensor. A snapshot or clip written since
+runs the same pass again, at most once a minute, so the sensor follows what is on disk. With
+several entries, each cleans the whole folder with its own retention, so the shortest one wins.
 
 Removing the entry deletes its cameras' media (all of it when no other entry is left), unless
 its *Keep snapshots and clips when removed* option is on. Home Assistant asks nothing on
@@ -25,6 +26,7 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.debounce import Debouncer
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
@@ -35,6 +37,7 @@ from .const import (
     DEFAULT_MEDIA_RETENTION_DAYS,
     DOMAIN,
     MEDIA_CLEANUP_INTERVAL,
+    MEDIA_RECOUNT_COOLDOWN,
     signal_media_updated,
 )
 from .coordinator import HomeSecurityAIConfigEntry
@@ -110,6 +113,15 @@ class MediaRetention:
         self._entry = entry
         self.last: MediaCount | None = None
         self.last_run: datetime | None = None
+        # New files are counted by a pass of their own: the first at once, then at most one
+        # per cooldown however many files are written.
+        self._recount = Debouncer(
+            hass,
+            _LOGGER,
+            cooldown=MEDIA_RECOUNT_COOLDOWN,
+            immediate=True,
+            function=self.async_clean,
+        )
 
     @property
     def retention_days(self) -> int:
@@ -121,6 +133,7 @@ class MediaRetention:
     @callback
     def async_start(self) -> None:
         """Clean up now (in the background) and then once a day."""
+        self._entry.async_on_unload(self._recount.async_cancel)
         self._entry.async_on_unload(
             async_track_time_interval(
                 self.hass,
@@ -131,6 +144,13 @@ class MediaRetention:
             )
         )
         self._async_scheduled()
+
+    @callback
+    def async_media_written(self) -> None:
+        """Count again: a snapshot or clip was just written."""
+        self._entry.async_create_background_task(
+            self.hass, self._recount.async_call(), f"{DOMAIN} media count"
+        )
 
     @callback
     def _async_scheduled(self, _now: Any = None) -> None:

@@ -41,8 +41,9 @@ class AnalysisSwitch(HomeSecurityAICameraEntity, SwitchEntity, RestoreEntity):
 
     @property
     def available(self) -> bool:
-        """Return True: the choice is Home Assistant's own, reachable sidecar or not."""
-        return True
+        """Return whether the camera is still known: the choice is Home Assistant's own,
+        reachable sidecar or not."""
+        return self.camera_id in self.cameras
 
     @property
     def is_on(self) -> bool:

@@ -17,7 +17,7 @@ from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.home_security_ai.cameras import Cameras
 from custom_components.home_security_ai.client import (
@@ -38,6 +38,7 @@ from custom_components.home_security_ai.const import (
     DOMAIN,
     EVENT_INCIDENT_ENDED,
     EVENT_SECURITY,
+    MEDIA_RECOUNT_COOLDOWN,
     STORAGE_VERSION,
 )
 from custom_components.home_security_ai.event_stream import EventStream
@@ -171,6 +172,14 @@ async def test_security_event_end_to_end(
     relative = f"home_security_ai/porch/{day}/{payload['incident_id']}/{payload['event_id']}.jpg"
     assert snapshot == tmp_path / "media" / relative
     assert _head(snapshot) == b"\xff\xd8"
+    # The media sensor counts new snapshots without waiting for the daily clean-up: the
+    # first at once, the later ones at the end of the recount's cooldown.
+    media = _entity(hass, "sensor", server_id, "server_media_files")
+    await wait_for(hass, lambda: hass.states.get(media).state != "0", "the first media count")
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=MEDIA_RECOUNT_COOLDOWN))
+    await wait_for(
+        hass, lambda: hass.states.get(media).state == str(len(fired)), "the media count"
+    )
     assert payload["media_content_id"] == f"media-source://media_source/local/{relative}"
     assert data.events.last_sequence == payload["sequence"]
     assert _listing(tmp_path / "spool" / entry.entry_id) == []

@@ -8,10 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.entity_component import async_update_entity
 from homeassistant.helpers.storage import Store
 
 from custom_components.home_security_ai import async_remove_config_entry_device
-from custom_components.home_security_ai.const import CONF_UPLOAD_FOLDERS, DOMAIN
+from custom_components.home_security_ai.const import (
+    CONF_UPLOAD_FOLDERS,
+    DOMAIN,
+    signal_camera_updated,
+)
 
 from .conftest import device_by_identifier, make_entry, wait_for
 from .sidecar_process import Sidecar
@@ -93,5 +100,13 @@ async def test_removing_a_camera_device(
     }
     assert removable == {"server": False, "garden": False, "old_porch": True}
     assert "old_porch" not in data.cameras
+    # Until Home Assistant removes the device, its entities are there, unavailable.
+    async_dispatcher_send(hass, signal_camera_updated(entry.entry_id, "old_porch"))
+    for entity in er.async_entries_for_device(er.async_get(hass), devices["old_porch"].id):
+        await async_update_entity(hass, entity.entity_id)
+    await hass.async_block_till_done()
+    porch_entities = er.async_entries_for_device(er.async_get(hass), devices["old_porch"].id)
+    assert porch_entities
+    assert all(hass.states.get(e.entity_id).state == "unavailable" for e in porch_entities)
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

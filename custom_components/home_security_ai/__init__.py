@@ -113,6 +113,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
     camera_ids = CameraIds(hass, entry.entry_id)
     await camera_ids.async_load()
     arming = Arming(hass, entry)
+    entry.async_on_unload(arming.async_shutdown)
     history = EventHistory(hass, entry.entry_id)
     events = EventStream(hass, entry, client, spool, cameras, arming=arming)
     frames = FrameStream(

@@ -1,7 +1,9 @@
 """Arming: the household's armed mode, which cameras are analyzed, and who is home.
 
 The select on the server device sets the mode and the per-camera switches pause analysis; both
-restore their state after a restart and take effect at once, without a reload. Each stored
+restore their state after a restart and take effect at once, without a reload. A pause for a
+while (the `pause_analysis` action, a notification's snooze) ends by itself at its time, which
+the switch keeps across a restart. Each stored
 security event is assessed here once (alerting.py has the rules), and the bus event and the
 event entity both carry that one assessment.
 """
@@ -9,15 +11,18 @@ event entity both carry that one assessment.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import STATE_HOME, STATE_UNAVAILABLE, STATE_UNKNOWN
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.util import dt as dt_util
 
 from .alerting import ArmedMode, Assessment, assess, settings_from_options
 from .client import SecurityEvent
-from .const import CONF_PRESENCE_PERSONS
+from .const import CONF_PRESENCE_PERSONS, signal_camera_updated
 from .vocabulary import risk_level_name
 
 
@@ -33,6 +38,9 @@ class Arming:
         self._entry = entry
         self.mode = ArmedMode.HOME
         self._paused: set[str] = set()
+        # Pauses that end by themselves: when, and the timer that ends them.
+        self._resume_at: dict[str, datetime] = {}
+        self._resume_timers: dict[str, CALLBACK_TYPE] = {}
         # The assessment of each camera's latest event, for its event entity.
         self._latest: dict[str, tuple[str, Assessment]] = {}
 
@@ -45,13 +53,44 @@ class Arming:
         """Return whether the camera's frames are collected and sent."""
         return camera_id not in self._paused
 
+    def resume_at(self, camera_id: str) -> datetime | None:
+        """Return when the camera's pause ends by itself; None for no pause or an open one."""
+        return self._resume_at.get(camera_id)
+
     @callback
-    def async_set_analysis(self, camera_id: str, enabled: bool) -> None:
-        """Resume or pause the analysis of one camera."""
+    def async_set_analysis(
+        self, camera_id: str, enabled: bool, *, until: datetime | None = None
+    ) -> None:
+        """Resume or pause the analysis of one camera; a pause `until` a time ends then.
+
+        Whatever was set before, a timed pause included, gives way to this.
+        """
+        if (cancel := self._resume_timers.pop(camera_id, None)) is not None:
+            cancel()
+        self._resume_at.pop(camera_id, None)
         if enabled:
             self._paused.discard(camera_id)
-        else:
-            self._paused.add(camera_id)
+            return
+        self._paused.add(camera_id)
+        if until is not None:
+            self._resume_at[camera_id] = until
+            self._resume_timers[camera_id] = async_track_point_in_utc_time(
+                self.hass, partial(self._async_pause_over, camera_id), until
+            )
+
+    @callback
+    def _async_pause_over(self, camera_id: str, _now: datetime) -> None:
+        self._resume_timers.pop(camera_id, None)
+        self.async_set_analysis(camera_id, True)
+        # The camera's switch shows it.
+        async_dispatcher_send(self.hass, signal_camera_updated(self._entry.entry_id, camera_id))
+
+    @callback
+    def async_shutdown(self) -> None:
+        """Drop the timers of timed pauses: the entry is unloading (the switches keep them)."""
+        for cancel in self._resume_timers.values():
+            cancel()
+        self._resume_timers.clear()
 
     def nobody_home(self) -> bool:
         """Return whether people are chosen, each one's whereabouts known, and none at home."""

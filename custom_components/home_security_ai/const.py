@@ -149,3 +149,6 @@ ALERT_OPTIONS: Final = frozenset(
         CONF_MIN_LEVELS,
     }
 )
+
+# The analysis switch's attribute: when a pause for a while ends by itself (ISO 8601, UTC).
+ATTR_RESUME_AT: Final = "resume_at"

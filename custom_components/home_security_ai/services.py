@@ -1,14 +1,15 @@
 """Actions of Home Security AI: analyze a camera's batch now, accept a camera's current view,
-set a camera's zones, give the household's verdict on an event, and enrol or forget a known
-person."""
+set a camera's zones, pause a camera's analysis for a while, give the household's verdict on
+an event, and enrol or forget a known person."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Final
 
 import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import ATTR_DEVICE_ID
+from homeassistant.const import ATTR_DEVICE_ID, ATTR_ENTITY_ID
 from homeassistant.core import (
     HomeAssistant,
     ServiceCall,
@@ -18,6 +19,9 @@ from homeassistant.core import (
 )
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.util import dt as dt_util
 
 from .client import (
     FeedbackVerdict,
@@ -26,7 +30,7 @@ from .client import (
     NotSupported,
     RiskLevel,
 )
-from .const import CONF_ZONES, DOMAIN
+from .const import CONF_ZONES, DOMAIN, signal_camera_updated
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import camera_of_device
 from .event_search import GET_EVENTS_SCHEMA, SERVICE_GET_EVENTS, async_get_events
@@ -38,6 +42,8 @@ SERVICE_RESET_SCENE: Final = "reset_scene"
 SERVICE_FEEDBACK: Final = "feedback"
 SERVICE_ENROLL_PERSON: Final = "enroll_person"
 SERVICE_REMOVE_PERSON: Final = "remove_person"
+SERVICE_PAUSE_ANALYSIS: Final = "pause_analysis"
+ATTR_DURATION: Final = "duration"
 ATTR_NAME: Final = "name"
 ATTR_FACE_ID: Final = "face_id"
 ATTR_CAMERA_ID: Final = "camera_id"
@@ -63,6 +69,16 @@ _TARGET: dict[vol.Marker, Any] = {
     vol.Optional(ATTR_CAMERA_ID): cv.string,
 }
 ANALYZE_NOW_SCHEMA = vol.Schema(_TARGET)
+# The camera by its analysis switch too: what a notification's snooze button carries.
+PAUSE_ANALYSIS_SCHEMA = vol.Schema(
+    {
+        **_TARGET,
+        vol.Optional(ATTR_ENTITY_ID): cv.entity_id,
+        vol.Required(ATTR_DURATION): vol.All(
+            cv.positive_time_period, vol.Range(min=timedelta(seconds=1), max=timedelta(days=7))
+        ),
+    }
+)
 SET_ZONES_SCHEMA = vol.Schema({**_TARGET, vol.Required(ATTR_ZONES): list})
 FEEDBACK_SCHEMA = vol.Schema(
     {
@@ -120,6 +136,27 @@ def _resolve(hass: HomeAssistant, call: ServiceCall) -> tuple[HomeSecurityAIConf
         translation_domain=DOMAIN,
         translation_key="unknown_camera",
         translation_placeholders={"camera_id": camera_id},
+    )
+
+
+def _resolve_switch(
+    hass: HomeAssistant, entity_id: str
+) -> tuple[HomeSecurityAIConfigEntry, str]:
+    """Return the entry and camera of an analysis switch."""
+    registered = er.async_get(hass).async_get(entity_id)
+    for entry in _loaded_entries(hass):
+        if registered is None or registered.config_entry_id != entry.entry_id:
+            continue
+        prefix, suffix = f"{entry.unique_id or entry.entry_id}_", "_analysis_enabled"
+        unique_id = registered.unique_id
+        if unique_id.startswith(prefix) and unique_id.endswith(suffix):
+            camera_id = unique_id[len(prefix) : -len(suffix)]
+            if camera_id in entry.runtime_data.cameras:
+                return entry, camera_id
+    raise ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key="not_an_analysis_switch",
+        translation_placeholders={"entity_id": entity_id},
     )
 
 
@@ -247,6 +284,16 @@ async def _async_remove_person(call: ServiceCall) -> ServiceResponse:
     return {"name": call.data[ATTR_NAME], "faces_removed": removed}
 
 
+async def _async_pause_analysis(call: ServiceCall) -> None:
+    if (entity_id := call.data.get(ATTR_ENTITY_ID)) is not None:
+        entry, camera_id = _resolve_switch(call.hass, entity_id)
+    else:
+        entry, camera_id = _resolve(call.hass, call)
+    until = dt_util.utcnow() + call.data[ATTR_DURATION]
+    entry.runtime_data.arming.async_set_analysis(camera_id, False, until=until)
+    async_dispatcher_send(call.hass, signal_camera_updated(entry.entry_id, camera_id))
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the integration's actions (once, not per entry)."""
@@ -266,6 +313,9 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     hass.services.async_register(
         DOMAIN, SERVICE_SET_ZONES, _async_set_zones, schema=SET_ZONES_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN, SERVICE_PAUSE_ANALYSIS, _async_pause_analysis, schema=PAUSE_ANALYSIS_SCHEMA
     )
     hass.services.async_register(
         DOMAIN,

@@ -9,7 +9,9 @@ from homeassistant.const import STATE_OFF, EntityCategory
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.restore_state import RestoreEntity
+from homeassistant.util import dt as dt_util
 
+from .const import ATTR_RESUME_AT
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
 
@@ -50,13 +52,27 @@ class AnalysisSwitch(HomeSecurityAICameraEntity, SwitchEntity, RestoreEntity):
         """Return whether the camera is analyzed."""
         return self._entry.runtime_data.arming.analysis_enabled(self.camera_id)
 
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Return when a pause for a while ends by itself."""
+        resume_at = self._entry.runtime_data.arming.resume_at(self.camera_id)
+        return {ATTR_RESUME_AT: resume_at.isoformat() if resume_at is not None else None}
+
     async def async_added_to_hass(self) -> None:
-        """Take up the state from before the restart."""
+        """Take up the state from before the restart: a pause for a while that ended meanwhile
+        is over, one still running goes on until its time."""
         await super().async_added_to_hass()
-        if (last := await self.async_get_last_state()) is not None:
-            self._entry.runtime_data.arming.async_set_analysis(
-                self.camera_id, last.state != STATE_OFF
-            )
+        if (last := await self.async_get_last_state()) is None:
+            return
+        arming = self._entry.runtime_data.arming
+        if last.state != STATE_OFF:
+            arming.async_set_analysis(self.camera_id, True)
+            return
+        until = dt_util.parse_datetime(str(last.attributes.get(ATTR_RESUME_AT) or ""))
+        if until is not None and until <= dt_util.utcnow():
+            arming.async_set_analysis(self.camera_id, True)
+        else:
+            arming.async_set_analysis(self.camera_id, False, until=until)
 
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Analyze the camera's frames again."""

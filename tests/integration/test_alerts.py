@@ -3,16 +3,23 @@ per-camera analysis switch, through real events of the event stream."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import count
 from typing import Any
 from unittest.mock import patch
 
+import pytest
+import voluptuous as vol
 from homeassistant.core import Event, HomeAssistant, State
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+    mock_restore_cache,
+)
 
 from custom_components.home_security_ai.alerting import ArmedMode
 from custom_components.home_security_ai.client import EventKind, RiskLevel, SecurityEvent
@@ -286,4 +293,101 @@ async def test_switch_and_armed_mode_are_restored(
     assert hass.states.get("select.armed").state == "night"  # type: ignore[union-attr]
     assert arming.analysis_enabled("porch") is False
     assert hass.states.get("switch.porch_analysis").state == "off"  # type: ignore[union-attr]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_pausing_a_camera_for_a_while(
+    hass: HomeAssistant, shared_sidecar: Sidecar, porch_camera: PorchCamera
+) -> None:
+    """`pause_analysis` turns the camera's switch off until a time it shows, then on again by
+    itself; turning the switch on before that ends the pause at once. A switch of something
+    else is refused."""
+    entry = make_entry(shared_sidecar, {CONF_CAMERAS: [TEST_CAMERA], CONF_SNAPSHOT_INTERVAL: 0})
+    await _setup(hass, entry)
+    arming = entry.runtime_data.arming
+    switch = _entity_id(hass, "switch", f"{entry.unique_id}_porch_analysis_enabled")
+    assert hass.states.get(switch).attributes["resume_at"] is None  # type: ignore[union-attr]
+
+    await hass.services.async_call(
+        DOMAIN,
+        "pause_analysis",
+        {"camera_id": "porch", "duration": {"minutes": 30}},
+        blocking=True,
+    )
+    state = hass.states.get(switch)
+    assert state is not None
+    assert state.state == "off"
+    resume_at = dt_util.parse_datetime(state.attributes["resume_at"])
+    assert resume_at is not None
+    assert timedelta(minutes=29) < resume_at - dt_util.utcnow() <= timedelta(minutes=30)
+    assert not arming.analysis_enabled("porch")
+
+    async_fire_time_changed(hass, resume_at + timedelta(seconds=1))
+    await hass.async_block_till_done()
+    assert hass.states.get(switch).state == "on"  # type: ignore[union-attr]
+    assert hass.states.get(switch).attributes["resume_at"] is None  # type: ignore[union-attr]
+    assert arming.analysis_enabled("porch")
+
+    # By the switch, as a notification's snooze button names it; then on again by hand.
+    await hass.services.async_call(
+        DOMAIN, "pause_analysis", {"entity_id": switch, "duration": {"hours": 1}}, blocking=True
+    )
+    assert hass.states.get(switch).state == "off"  # type: ignore[union-attr]
+    await hass.services.async_call("switch", "turn_on", {"entity_id": switch}, blocking=True)
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=2))
+    await hass.async_block_till_done()
+    assert hass.states.get(switch).state == "on"  # type: ignore[union-attr]
+    assert hass.states.get(switch).attributes["resume_at"] is None  # type: ignore[union-attr]
+
+    hass.states.async_set("switch.boiler", "on")
+    with pytest.raises(ServiceValidationError):
+        await hass.services.async_call(
+            DOMAIN,
+            "pause_analysis",
+            {"entity_id": "switch.boiler", "duration": {"hours": 1}},
+            blocking=True,
+        )
+    with pytest.raises(vol.Invalid):
+        await hass.services.async_call(
+            DOMAIN,
+            "pause_analysis",
+            {"camera_id": "porch", "duration": {"days": 30}},
+            blocking=True,
+        )
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize(("minutes_left", "paused"), [(20, True), (-5, False)])
+async def test_a_pause_for_a_while_survives_a_restart(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, minutes_left: int, paused: bool
+) -> None:
+    """A pause whose time has not come goes on after a restart and ends at its time; one
+    whose time passed while Home Assistant was down is over."""
+    entry = mock_config_entry
+    entry.add_to_hass(hass)
+    er.async_get(hass).async_get_or_create(
+        "switch",
+        DOMAIN,
+        f"{entry.unique_id}_porch_analysis_enabled",
+        suggested_object_id="porch_analysis",
+        config_entry=entry,
+    )
+    resume_at = dt_util.utcnow() + timedelta(minutes=minutes_left)
+    mock_restore_cache(
+        hass, [State("switch.porch_analysis", "off", {"resume_at": resume_at.isoformat()})]
+    )
+    await _setup(hass, entry)
+    entry.runtime_data.cameras.async_register("porch", "Porch")
+    await hass.async_block_till_done()
+    arming = entry.runtime_data.arming
+    assert arming.analysis_enabled("porch") is not paused
+    state = hass.states.get("switch.porch_analysis")
+    assert state is not None
+    assert state.state == ("off" if paused else "on")
+    if paused:
+        assert dt_util.parse_datetime(state.attributes["resume_at"]) == resume_at
+        async_fire_time_changed(hass, resume_at + timedelta(seconds=1))
+        await hass.async_block_till_done()
+        assert arming.analysis_enabled("porch")
+        assert hass.states.get("switch.porch_analysis").state == "on"  # type: ignore[union-attr]
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -160,10 +160,11 @@ async def test_push_with_the_snapshot_and_its_actions(
     await coordinator.async_refresh()
     assert coordinator.data.feedback["porch"].false_alarms == 1
 
-    # The snooze waits an hour in its automation run: waiting for every task would wait for it.
+    # The snooze pauses the camera for an hour; the integration itself resumes it.
     hass.bus.async_fire("mobile_app_notification_action", {"action": data["actions"][1]["action"]})
     await _until(lambda: hass.states.get(switch).state == "off")
     assert not entry.runtime_data.arming.analysis_enabled("porch")
+    assert hass.states.get(switch).attributes["resume_at"]
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=1, seconds=1))
     await _until(lambda: hass.states.get(switch).state == "on")
 

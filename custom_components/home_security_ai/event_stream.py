@@ -454,3 +454,10 @@ class EventStream:
             payload.update(self._arming.async_assess(event).as_data())
         self.hass.bus.async_fire(EVENT_SECURITY, payload)
         self._cameras.async_event_stored(event, snapshot)
+        # The server device's counters (events made, the language model's analyses) follow
+        # the events; the coordinator spaces the refreshes out.
+        self._entry.async_create_background_task(
+            self.hass,
+            self._entry.runtime_data.coordinator.async_request_refresh(),
+            f"{DOMAIN} status refresh",
+        )

@@ -235,6 +235,28 @@ async def test_security_event_end_to_end(
     assert len(fired) == count
     assert data.events.events_skipped == 1
 
+    # A new security event asks for the server's status (its counters follow the events), with
+    # no frame in flight to ask for it.
+    async def _no_ack(*_args: Any) -> int:
+        return 0
+
+    refresh = data.coordinator.async_request_refresh
+    with (
+        patch.object(data.coordinator, "async_request_refresh", wraps=refresh) as asked,
+        patch.object(data.client, "ack_events", _no_ack),
+    ):
+        await data.events.async_handle(
+            SecurityEvent(
+                sequence=data.events.last_sequence + 1,
+                event_id="status-after",
+                camera_id="porch",
+                kind=EventKind.SECURITY,
+            )
+        )
+        await hass.async_block_till_done()
+    assert len(fired) == count + 1
+    assert asked.call_count == 1
+
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 

@@ -4,6 +4,7 @@ in batches. Against the real sidecar where a call is involved."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import threading
 import time
@@ -104,6 +105,29 @@ async def test_a_cancelled_call_ends_there_before_it_returns_here() -> None:
         await call
     assert ended_there.is_set()
     assert await _tasks_on_client_loop() == []
+
+
+async def test_a_call_failing_after_its_caller_left_logs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call that ends with an error once its caller was cancelled: nobody wants the error,
+    and nothing is logged as never retrieved."""
+
+    async def fails_when_cancelled() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise HomeSecurityAIError("failed while stopping") from None
+
+    call = asyncio.create_task(CLIENT_LOOP.run(fails_when_cancelled()))
+    await asyncio.sleep(0.1)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    del call
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
 
 
 async def test_the_frame_stream_runs_there_and_acks_come_back_here(

@@ -48,6 +48,11 @@ def _copy_state(task: asyncio.Task[T], done: asyncio.Future[T]) -> None:
         done.set_result(task.result())
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _hand_over(caller: asyncio.AbstractEventLoop, done: asyncio.Future[T], task: Any) -> None:
     """On the client loop: pass a finished task's outcome to the caller's loop."""
     if not task.cancelled():
@@ -196,6 +201,9 @@ class ClientLoop:
         if caller is loop:
             return await coro
         done: asyncio.Future[T] = caller.create_future()
+        # Seen in every case: a caller cancelled meanwhile no longer wants the outcome, and
+        # an error nobody awaits would otherwise be logged as never retrieved.
+        done.add_done_callback(_retrieve)
         cancel = self.submit(loop, coro, done)
         try:
             return await asyncio.shield(done)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import socket
 from collections.abc import AsyncIterator
 
@@ -17,24 +16,13 @@ from custom_components.home_security_ai.client import (
     CannotConnect,
     FrameAck,
     FrameIn,
-    FrameSource,
     HomeSecurityAIClient,
     HomeSecurityAIError,
     RejectReason,
 )
 from custom_components.home_security_ai.client.client import _format_target, _map_error
 
-
-def _frame(ref: str, image: bytes, *, digest: bool = True) -> FrameIn:
-    return FrameIn(
-        camera_id="front_door",
-        image=image,
-        client_ref=ref,
-        captured_at_ms=1_700_000_000_000,
-        source=FrameSource.UPLOAD,
-        source_ref=f"Front Door/{ref}.jpg",
-        content_sha256=hashlib.sha256(image).hexdigest() if digest else "",
-    )
+from .frames import upload_frame
 
 
 async def test_get_status(shared_sidecar: Sidecar) -> None:
@@ -63,10 +51,10 @@ async def test_stream_frames(shared_sidecar: Sidecar) -> None:
     photo = bus_photo()
     client = HomeSecurityAIClient(shared_sidecar.host, shared_sidecar.port, shared_sidecar.token)
     frames = [
-        _frame("good", photo),
-        _frame("not-an-image", b"hello", digest=False),
-        _frame("truncated", photo[:4000]),
-        _frame("again", photo),
+        upload_frame("good", photo),
+        upload_frame("not-an-image", b"hello", digest=False),
+        upload_frame("truncated", photo[:4000]),
+        upload_frame("again", photo),
     ]
 
     async def outgoing() -> AsyncIterator[FrameIn]:
@@ -101,7 +89,7 @@ async def test_wrong_token(shared_sidecar: Sidecar) -> None:
         await client.get_status()
 
     async def outgoing() -> AsyncIterator[FrameIn]:
-        yield _frame("x", b"x")
+        yield upload_frame("x", b"x")
 
     with pytest.raises(AuthFailed):
         async for _ack in client.stream_frames(outgoing()):

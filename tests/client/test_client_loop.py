@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +18,6 @@ from custom_components.home_security_ai.client import (
     AckStatus,
     AuthFailed,
     FrameIn,
-    FrameSource,
     HomeSecurityAIClient,
     HomeSecurityAIError,
     RejectReason,
@@ -31,23 +29,13 @@ from custom_components.home_security_ai.client.client_loop import (
     _Mailbox,
 )
 
-
-def _frame(ref: str, image: bytes) -> FrameIn:
-    return FrameIn(
-        camera_id="porch",
-        image=image,
-        client_ref=ref,
-        captured_at_ms=1_700_000_000_000,
-        source=FrameSource.UPLOAD,
-        source_ref=f"porch/{ref}.jpg",
-        content_sha256=hashlib.sha256(image).hexdigest(),
-    )
+from .frames import upload_frame
 
 
 def _distinct(count: int) -> list[FrameIn]:
     """The same picture with its own trailing bytes each, so that none is a duplicate."""
     photo, run = bus_photo(), time.time_ns()
-    return [_frame(f"f{n}", photo + f"HSAI-loop-{run}-{n}".encode()) for n in range(count)]
+    return [upload_frame(f"f{n}", photo + f"HSAI-loop-{run}-{n}".encode()) for n in range(count)]
 
 
 def _client(sidecar: Sidecar, token: str | None = None) -> HomeSecurityAIClient:
@@ -135,7 +123,7 @@ async def test_the_frame_stream_runs_there_and_acks_come_back_here(
 ) -> None:
     """Frames are written and acks read on the client loop; the caller iterates its own
     frames and gets every ack once, on its own thread."""
-    frames = [*_distinct(12), _frame("bad", b"not a picture")]
+    frames = [*_distinct(12), upload_frame("bad", b"not a picture")]
     decoded_on: set[str] = set()
     original = client_module._ack_from_proto
 

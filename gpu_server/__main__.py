@@ -47,7 +47,10 @@ def write_ready_file(path: Path, server: GRPCServer) -> None:
     if server.risk is not None:
         model = server.risk.status()
         payload["language_model"] = {
-            "state": model.state.value, "model": model.model, "reason": model.reason
+            "state": model.state.value,
+            "model": model.model,
+            "reason": model.reason,
+            "authority": model.authority.value,
         }
     atomic_write(path, json.dumps(payload))
 

@@ -69,6 +69,11 @@ def label_group(label: str) -> LabelGroup:
     return LabelGroup.OTHER
 
 
+def is_security_finding(label: str) -> bool:
+    """Whether a label can make a security event on its own: a person, vehicle or animal."""
+    return label_group(label) is not LabelGroup.OTHER
+
+
 # -- zone kinds ----------------------------------------------------------------------------
 
 

@@ -92,6 +92,7 @@ def event_payload(
         "summary": event.summary,
         "reasoning": event.reasoning,
         "recommended_action": event.recommended_action,
+        "scene_description": event.scene_description,
         "detections": [
             {
                 "label": det.detection.label,

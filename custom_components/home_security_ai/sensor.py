@@ -102,6 +102,9 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
             "analyses": status.language_model.analyses,
             "fallbacks": status.language_model.fallbacks,
             "queue_depth": status.language_model.queue_depth,
+            "authority": status.language_model.authority or None,
+            "authority_reason": status.language_model.authority_reason or None,
+            "text_not_used": status.language_model.replaced,
         },
     ),
     ServerSensorEntityDescription(
@@ -204,6 +207,7 @@ def _summary_attributes(camera: CameraState) -> dict[str, Any] | None:
         "event_id": event.event_id,
         "reasoning": event.reasoning,
         "recommended_action": event.recommended_action,
+        "scene_description": event.scene_description or None,
         "snapshot_path": camera.last_snapshot,
     }
 
@@ -320,7 +324,9 @@ class HomeSecurityAICameraSensor(HomeSecurityAICameraEntity, SensorEntity):
 
     entity_description: CameraSensorEntityDescription
     # The texts of the last event can be long; the recorder keeps the state only.
-    _unrecorded_attributes = frozenset({"reasoning", "recommended_action", "snapshot_path"})
+    _unrecorded_attributes = frozenset(
+        {"reasoning", "recommended_action", "scene_description", "snapshot_path"}
+    )
 
     @property
     def native_value(self) -> StateType:

@@ -122,7 +122,7 @@ class EventsStatus(_message.Message):
     def __init__(self, open_batches: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., outbox_max_events: _Optional[int] = ..., last_sequence: _Optional[int] = ..., llm_model: _Optional[str] = ..., llm_unavailable_reason: _Optional[str] = ..., analyses_running: _Optional[int] = ..., events_created: _Optional[int] = ..., outbox_id: _Optional[str] = ...) -> None: ...
 
 class LanguageModelStatus(_message.Message):
-    __slots__ = ("state", "backend", "model", "endpoint", "reason", "restarts", "consecutive_failures", "queue_depth", "queue_capacity", "analyses", "fallbacks", "retry_in_s")
+    __slots__ = ("state", "backend", "model", "endpoint", "reason", "restarts", "consecutive_failures", "queue_depth", "queue_capacity", "analyses", "fallbacks", "retry_in_s", "authority", "authority_reason", "replaced")
     STATE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,9 @@ class LanguageModelStatus(_message.Message):
     ANALYSES_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     RETRY_IN_S_FIELD_NUMBER: _ClassVar[int]
+    AUTHORITY_FIELD_NUMBER: _ClassVar[int]
+    AUTHORITY_REASON_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
     state: LanguageModelState
     backend: str
     model: str
@@ -147,7 +150,10 @@ class LanguageModelStatus(_message.Message):
     analyses: int
     fallbacks: int
     retry_in_s: float
-    def __init__(self, state: _Optional[_Union[LanguageModelState, str]] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ..., endpoint: _Optional[str] = ..., reason: _Optional[str] = ..., restarts: _Optional[int] = ..., consecutive_failures: _Optional[int] = ..., queue_depth: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., analyses: _Optional[int] = ..., fallbacks: _Optional[int] = ..., retry_in_s: _Optional[float] = ...) -> None: ...
+    authority: str
+    authority_reason: str
+    replaced: int
+    def __init__(self, state: _Optional[_Union[LanguageModelState, str]] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ..., endpoint: _Optional[str] = ..., reason: _Optional[str] = ..., restarts: _Optional[int] = ..., consecutive_failures: _Optional[int] = ..., queue_depth: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., analyses: _Optional[int] = ..., fallbacks: _Optional[int] = ..., retry_in_s: _Optional[float] = ..., authority: _Optional[str] = ..., authority_reason: _Optional[str] = ..., replaced: _Optional[int] = ...) -> None: ...
 
 class LoadedModel(_message.Message):
     __slots__ = ("key", "task", "memory_bytes", "users", "idle_s")

@@ -30,6 +30,7 @@ from gpu_server.enrich.pipeline import Enricher, EnrichmentResult
 from gpu_server.events.cameras import CameraDirectory
 from gpu_server.events.clock import Clock, to_ms
 from gpu_server.events.incidents import TAMPER_KIND, EndedIncident, IncidentTracker
+from gpu_server.events.key_frame import key_frame_score
 from gpu_server.events.model import EventDetection, EventIncident, EventKind, SecurityEvent
 from gpu_server.events.outbox import Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
@@ -50,7 +51,7 @@ from gpu_server.llm.inputs import (
 from gpu_server.llm.schema import Assessment
 from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.risk.rules import assess_by_detector_only, assess_with_rules
-from gpu_server.vocabulary import RISK_ZONE_KIND, RiskLevel, label_group
+from gpu_server.vocabulary import RISK_ZONE_KIND, RiskLevel, is_security_finding, label_group
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,7 +72,20 @@ class AnalysisJob:
 
     @property
     def needs_analysis(self) -> bool:
-        return self.tamper or any(frame.detections for frame in self.frames)
+        """A tampered camera, or a finding: a person, vehicle or animal. Other objects (a cup,
+        a chair) are context for a finding, never an event on their own."""
+        return self.tamper or any(
+            is_security_finding(det.label) for frame in self.frames for det in frame.detections
+        )
+
+
+def key_frame(frames: Sequence[WindowFrame]) -> bytes | None:
+    """The annotated picture of the window's most confident finding, where one was kept."""
+    kept = [frame for frame in frames if frame.key_frame is not None]
+    if not kept:
+        return None
+    best = max(kept, key=lambda frame: key_frame_score(frame.detections))
+    return best.key_frame
 
 
 def select_for_prompt(
@@ -231,6 +245,7 @@ def _assessed(assessment: Assessment) -> dict[str, Any]:
         "summary": assessment.summary,
         "reasoning": assessment.reasoning,
         "recommended_action": assessment.recommended_action,
+        "scene_description": assessment.scene_description,
         "fallback": assessment.fallback,
         "fallback_reason": assessment.fallback_reason or "",
         "model": assessment.model,
@@ -516,7 +531,10 @@ class EventBuilder:
 
         # The risk analysis queues model work itself, urgent jobs first.
         return await self._risk.assess(
-            analysis, urgent=job.fast_path or job.tamper, on_token=on_token
+            analysis,
+            urgent=job.fast_path or job.tamper,
+            on_token=on_token,
+            image=key_frame(job.frames),
         )
 
     async def _store(self, event: SecurityEvent) -> SecurityEvent:

@@ -57,6 +57,8 @@ class SecurityEvent:
     summary: str = ""
     reasoning: str = ""
     recommended_action: str = ""
+    # What a vision-language model saw in the key frame; empty when no model looked.
+    scene_description: str = ""
     detections: tuple[EventDetection, ...] = ()
     zones: tuple[str, ...] = ()
     fast_path: bool = False

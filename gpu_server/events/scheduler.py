@@ -30,6 +30,7 @@ from gpu_server.events.cameras import CameraDirectory, CameraSettings
 from gpu_server.events.clock import Clock, SystemClock, from_ms, to_ms
 from gpu_server.events.coverage import Coverage, CoverageLedger
 from gpu_server.events.incidents import IncidentSettings, IncidentTracker
+from gpu_server.events.key_frame import annotated_jpeg, key_frame_score
 from gpu_server.events.model import CameraRequest, SecurityEvent
 from gpu_server.events.outbox import OUTBOX_FILE, EventCodec, Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
@@ -250,6 +251,18 @@ class EventScheduler:
                 and self.enrichment.wants_crops
                 else ()
             )
+            key_frame = (
+                await asyncio.to_thread(
+                    annotated_jpeg,
+                    pixels,
+                    frame.result.detections,
+                    (frame.result.width, frame.result.height),
+                )
+                if pixels is not None
+                and self.risk.sees_images
+                and key_frame_score(frame.result.detections) > 0
+                else None
+            )
             captured = (
                 from_ms(frame.captured_at_ms) if frame.captured_at_ms > 0 else self.clock.wall()
             )
@@ -260,6 +273,7 @@ class EventScheduler:
                 height=frame.result.height,
                 detections=frame.result.detections,
                 crops=crops,
+                key_frame=key_frame,
             )
             if item.detections:
                 self.incidents.activity(frame.camera_id)

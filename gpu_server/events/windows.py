@@ -30,6 +30,8 @@ class WindowFrame:
     detections: tuple[Detection, ...] = ()
     # Person boxes and plate regions cut out for the batch's enrichment (see enrich/).
     crops: tuple[Crop, ...] = field(default=(), compare=False, repr=False)
+    # The frame with its detections drawn (JPEG), kept only for a model that can look.
+    key_frame: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

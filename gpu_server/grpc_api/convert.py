@@ -188,6 +188,7 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
         summary=event.summary,
         reasoning=event.reasoning,
         recommended_action=event.recommended_action,
+        scene_description=event.scene_description,
         detections=[
             events_pb2.EventDetection(
                 detection=detection_to_pb(item.detection),
@@ -258,6 +259,7 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
         summary=message.summary,
         reasoning=message.reasoning,
         recommended_action=message.recommended_action,
+        scene_description=message.scene_description,
         detections=tuple(
             EventDetection(
                 detection=detection_from_pb(item.detection),

@@ -130,6 +130,9 @@ class StatusReporter:
             analyses=status.analyses,
             fallbacks=status.fallbacks,
             retry_in_s=status.retry_in_s,
+            authority=status.authority.value,
+            authority_reason=status.authority_reason,
+            replaced=status.replaced,
         )
 
     def _enrichment_status(self) -> status_pb2.EnrichmentStatus | None:

@@ -34,6 +34,15 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 class ChatMessage:
     role: str
     content: str
+    # Images shown with the text (a vision-language model), as data: URLs.
+    images: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        if not self.images:
+            return {"role": self.role, "content": self.content}
+        parts: list[dict[str, Any]] = [{"type": "text", "text": self.content}]
+        parts += [{"type": "image_url", "image_url": {"url": url}} for url in self.images]
+        return {"role": self.role, "content": parts}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +126,7 @@ class ChatClient:
         """Stream one chat completion. Cancel the awaiting task to give up: the stream closes."""
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [message.as_json() for message in messages],
             "max_tokens": max_tokens,
             "temperature": temperature,
             "stream": True,

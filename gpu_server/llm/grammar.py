@@ -13,9 +13,10 @@ from typing import Final
 
 from gpu_server.llm.schema import (
     ACTION_MAX_CHARS,
-    FIELD_ORDER,
     REASONING_MAX_CHARS,
+    SCENE_MAX_CHARS,
     SUMMARY_MAX_CHARS,
+    field_order,
 )
 from gpu_server.vocabulary import RiskLevel
 
@@ -45,11 +46,12 @@ class GrammarLimits:
     summary: int = SUMMARY_MAX_CHARS
     reasoning: int = REASONING_MAX_CHARS
     recommended_action: int = ACTION_MAX_CHARS
+    scene_description: int = SCENE_MAX_CHARS
     # Whitespace between tokens is allowed but bounded, or a model could pad forever.
     max_whitespace: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("summary", "reasoning", "recommended_action", "max_whitespace"):
+        for name in (*_STRING_FIELDS, "scene_description", "max_whitespace"):
             if getattr(self, name) < 0:
                 raise ValueError(f"grammar limit {name} must not be negative")
 
@@ -58,8 +60,12 @@ class GrammarLimits:
         return limit
 
 
-DEFAULT_LIMITS: Final = GrammarLimits()
 _STRING_FIELDS: Final = ("summary", "reasoning", "recommended_action")
+DEFAULT_LIMITS: Final = GrammarLimits()
+
+
+def _string_fields(vision: bool) -> tuple[str, ...]:
+    return ("scene_description", *_STRING_FIELDS) if vision else _STRING_FIELDS
 
 
 def _literal(text: str) -> str:
@@ -76,10 +82,10 @@ def _rule_name(field: str) -> str:
     return field.replace("_", "-") + "-string"
 
 
-def build_grammar(limits: GrammarLimits = DEFAULT_LIMITS) -> str:
-    """The GBNF text: one object, keys in FIELD_ORDER, bounded values and whitespace."""
+def build_grammar(limits: GrammarLimits = DEFAULT_LIMITS, *, vision: bool = False) -> str:
+    """The GBNF text: one object, keys in field order, bounded values and whitespace."""
     members: list[str] = []
-    for name in FIELD_ORDER:
+    for name in field_order(vision):
         value_rule = {"risk_score": "score", "risk_level": "level"}.get(name, _rule_name(name))
         members.append(f"{_key(name)} ws {_literal(':')} ws {value_rule}")
     body = f" ws {_literal(',')} ws ".join(members)
@@ -93,38 +99,42 @@ def build_grammar(limits: GrammarLimits = DEFAULT_LIMITS) -> str:
         f"char ::= {_STRING_CHAR_CLASS} | {_STRING_ESCAPE}",
         f"ws ::= {ws}",
     ]
-    for name in _STRING_FIELDS:
+    for name in _string_fields(vision):
         limit = limits.for_field(name)
         chars = f"char{{0,{limit}}} " if limit > 0 else ""
         lines.append(f'{_rule_name(name)} ::= "\\"" {chars}"\\""')
     return "\n".join(lines) + "\n"
 
 
-def worst_case_bytes(limits: GrammarLimits = DEFAULT_LIMITS) -> int:
+def worst_case_bytes(limits: GrammarLimits = DEFAULT_LIMITS, *, vision: bool = False) -> int:
     """The longest output, in UTF-8 bytes, that the grammar allows."""
-    keys = sum(len(name) + 2 for name in FIELD_ORDER)
-    punctuation = 2 + len(FIELD_ORDER) + (len(FIELD_ORDER) - 1)  # braces, colons, commas
+    fields = field_order(vision)
+    keys = sum(len(name) + 2 for name in fields)
+    punctuation = 2 + len(fields) + (len(fields) - 1)  # braces, colons, commas
     # Gaps: after "{", around each ":" and ",", before "}".
-    gaps = 2 + 2 * len(FIELD_ORDER) + 2 * (len(FIELD_ORDER) - 1)
+    gaps = 2 + 2 * len(fields) + 2 * (len(fields) - 1)
     level = max(len(level.value) for level in RiskLevel) + 2
     per_char = max(_UTF8_MAX_BYTES, _ESCAPE_BYTES)
-    strings = sum(2 + per_char * limits.for_field(name) for name in _STRING_FIELDS)
+    strings = sum(2 + per_char * limits.for_field(name) for name in _string_fields(vision))
     return keys + punctuation + gaps * limits.max_whitespace + _SCORE_MAX_BYTES + level + strings
 
 
-def worst_case_tokens(limits: GrammarLimits = DEFAULT_LIMITS) -> int:
+def worst_case_tokens(limits: GrammarLimits = DEFAULT_LIMITS, *, vision: bool = False) -> int:
     """An upper bound on generated tokens: each token carries at least one byte, plus the end."""
-    return worst_case_bytes(limits) + 1
+    return worst_case_bytes(limits, vision=vision) + 1
 
 
-def response_schema(limits: GrammarLimits = DEFAULT_LIMITS) -> dict[str, object]:
+def response_schema(
+    limits: GrammarLimits = DEFAULT_LIMITS, *, vision: bool = False
+) -> dict[str, object]:
     """The same shape as a JSON schema, for endpoints that constrain output by schema instead.
 
     Such converters are looser than the grammar (control characters, bounds), so the answer is
     validated against ModelOutput all the same.
     """
     string_fields = {
-        name: {"type": "string", "maxLength": limits.for_field(name)} for name in _STRING_FIELDS
+        name: {"type": "string", "maxLength": limits.for_field(name)}
+        for name in _string_fields(vision)
     }
     return {
         "type": "object",
@@ -133,6 +143,6 @@ def response_schema(limits: GrammarLimits = DEFAULT_LIMITS) -> dict[str, object]
             "risk_level": {"type": "string", "enum": [level.value for level in RiskLevel]},
             **string_fields,
         },
-        "required": list(FIELD_ORDER),
+        "required": list(field_order(vision)),
         "additionalProperties": False,
     }

@@ -87,9 +87,12 @@ class ModelServer:
         work_dir: Path,
         *,
         python: str = sys.executable,
+        projector_path: Path | None = None,
         on_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.model_path = model_path
+        # A vision-language model's projector: the server then takes images.
+        self.projector_path = projector_path
         self.model_name = model_path.name
         self._settings = settings
         self._work_dir = work_dir
@@ -312,6 +315,9 @@ class ModelServer:
             "n_gpu_layers": settings.n_gpu_layers if settings.n_gpu_layers is not None else -1,
             "verbose": False,
         }
+        if self.projector_path is not None:
+            model["clip_model_path"] = str(self.projector_path)
+            model["chat_format"] = settings.chat_format
         if settings.n_threads is not None:
             model["n_threads"] = settings.n_threads
             model["n_threads_batch"] = settings.n_threads

@@ -10,11 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gpu_server.vocabulary import SCORE_MAX, SCORE_MIN, RiskLevel, level_for_score
 
 SUMMARY_MAX_CHARS: Final = 200
+SCENE_MAX_CHARS: Final = 300
 REASONING_MAX_CHARS: Final = 600
 ACTION_MAX_CHARS: Final = 200
 
 # The order the model must write the keys in; the grammar and the prompt both use it.
 FIELD_ORDER: Final = ("risk_score", "risk_level", "summary", "reasoning", "recommended_action")
+# A model that is shown the key frame first says what it sees, then judges it.
+VISION_FIELD_ORDER: Final = ("scene_description", *FIELD_ORDER)
+
+
+def field_order(vision: bool) -> tuple[str, ...]:
+    return VISION_FIELD_ORDER if vision else FIELD_ORDER
 
 
 # Control, format (zero-width, bidi), surrogate, private-use and unassigned characters.
@@ -36,8 +43,12 @@ class ModelOutput(BaseModel):
     summary: str = Field(max_length=SUMMARY_MAX_CHARS)
     reasoning: str = Field(max_length=REASONING_MAX_CHARS)
     recommended_action: str = Field(max_length=ACTION_MAX_CHARS)
+    # What a vision-language model saw in the key frame; empty for a text-only model.
+    scene_description: str = Field(default="", max_length=SCENE_MAX_CHARS)
 
-    @field_validator("summary", "reasoning", "recommended_action", mode="after")
+    @field_validator(
+        "summary", "reasoning", "recommended_action", "scene_description", mode="after"
+    )
     @classmethod
     def _visible(cls, value: str) -> str:
         # The grammar already keeps control characters out; this also catches the rarer
@@ -70,6 +81,8 @@ class Assessment(BaseModel):
     summary: str = Field(max_length=SUMMARY_MAX_CHARS)
     reasoning: str = Field(max_length=REASONING_MAX_CHARS)
     recommended_action: str = Field(max_length=ACTION_MAX_CHARS)
+    # What a vision-language model saw in the key frame (audited like the rest of its text).
+    scene_description: str = Field(default="", max_length=SCENE_MAX_CHARS)
     # True when the rules wrote this because no model answered in time or at all.
     fallback: bool = False
     fallback_reason: str | None = None
@@ -106,6 +119,7 @@ def reconcile(
         summary=output.summary,
         reasoning=output.reasoning,
         recommended_action=output.recommended_action,
+        scene_description=output.scene_description,
         level_corrected=corrected,
         model_risk_level=output.risk_level if corrected else None,
         model=model,

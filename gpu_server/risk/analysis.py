@@ -25,17 +25,27 @@ from pathlib import Path
 from typing import Final
 
 from gpu_server.llm.assessor import ModelAssessor
+from gpu_server.llm.authority import (
+    BUILTIN_RECORDS,
+    RECORDS_FOLDER,
+    Authority,
+    Decision,
+    decide,
+    find_record,
+    load_records,
+)
 from gpu_server.llm.breaker import BreakerState, CircuitBreaker
 from gpu_server.llm.client import ChatClient
 from gpu_server.llm.errors import LlmOutputError, LlmUnreachableError
 from gpu_server.llm.grammar import DEFAULT_LIMITS, GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.model_server import ModelServer, ServerState
-from gpu_server.llm.schema import Assessment
+from gpu_server.llm.schema import REASONING_MAX_CHARS, Assessment
 from gpu_server.llm.settings import LlmConfigError, LlmSettings, OutputConstraint
 from gpu_server.llm.templates import PromptLibrary
 from gpu_server.risk.audit import LEVEL_GAP, audit, rubric
 from gpu_server.risk.rules import assess_with_rules
+from gpu_server.vocabulary import SCORE_MAX, SCORE_MIN, level_for_score
 
 TokenCallback = Callable[[str], None]
 
@@ -81,6 +91,11 @@ class LanguageModelStatus:
     analyses: int
     fallbacks: int
     retry_in_s: float
+    # What the model may do (judge, narrate, off) and why, as measured.
+    authority: Authority = Authority.OFF
+    authority_reason: str = ""
+    # Answers whose text the audit did not keep (the rules' text went out instead).
+    replaced: int = 0
 
 
 def embedded_model_path() -> Path | None:
@@ -105,10 +120,58 @@ def resolve_model_path(settings: LlmSettings, models_dir: Path) -> Path | None:
         if not candidate.is_file():
             raise LlmConfigError(f"LLM model {settings.model!r} not found in {models_dir}")
         return candidate
-    found = sorted(models_dir.glob("*.gguf")) if models_dir.is_dir() else []
+    found = sorted(
+        path
+        for path in (models_dir.glob("*.gguf") if models_dir.is_dir() else ())
+        if not is_projector(path)
+    )
     if found:
         return found[0]
     return embedded_model_path() if settings.use_embedded else None
+
+
+def bounded(answer: Assessment, rules: Assessment, bound: int) -> Assessment:
+    """A judging model's answer with its score kept within `bound` points of the rules'."""
+    low, high = max(SCORE_MIN, rules.risk_score - bound), min(SCORE_MAX, rules.risk_score + bound)
+    score = min(max(answer.risk_score, low), high)
+    if score == answer.risk_score:
+        return answer
+    return answer.model_copy(update={"risk_score": score, "risk_level": level_for_score(score)})
+
+
+def narrated(answer: Assessment, rules: Assessment) -> Assessment:
+    """A narrating model's sentences on the rules' score, level and recommended action."""
+    return answer.model_copy(
+        update={
+            "risk_score": rules.risk_score,
+            "risk_level": rules.risk_level,
+            "recommended_action": rules.recommended_action,
+            "level_corrected": False,
+            "model_risk_level": None,
+        }
+    )
+
+
+def _rules_reasoning(rules: Assessment, why: str) -> str:
+    """The rules' reasoning, saying why the model's text was not used."""
+    text = rules.reasoning.replace("checking the model's answer", _short(why), 1)
+    return text[:REASONING_MAX_CHARS]
+
+
+def is_projector(path: Path) -> bool:
+    """A vision model's projector file, which is never the language model itself."""
+    return "mmproj" in path.name.lower() or "projector" in path.name.lower()
+
+
+def resolve_projector_path(settings: LlmSettings, models_dir: Path) -> Path | None:
+    """The projector file the settings name, or None for a text-only model."""
+    if not settings.projector:
+        return None
+    named = Path(settings.projector)
+    candidate = named if named.is_absolute() else models_dir / named
+    if not candidate.is_file():
+        raise LlmConfigError(f"LLM projector {settings.projector!r} not found in {models_dir}")
+    return candidate
 
 
 def looks_hung(given_s: float, timeout_s: float) -> bool:
@@ -134,6 +197,7 @@ class _Job:
     timeout_s: float = field(compare=False)
     on_token: TokenCallback | None = field(compare=False)
     result: asyncio.Future[Assessment | str] = field(compare=False)
+    image: bytes | None = field(default=None, compare=False, repr=False)
     started: bool = field(default=False, compare=False)
 
 
@@ -167,7 +231,10 @@ class RiskAnalysis:
         self.server: ModelServer | None = None
         self._assessor: ModelAssessor | None = None
         self._model_name = ""
-        self._trusted = settings.trusted if settings.trusted is not None else True
+        self._vision = False
+        self._records_dir = (data_dir or models_dir) / RECORDS_FOLDER
+        self.authority = Authority.OFF
+        self.authority_reason = ""
         self._endpoint = ""
         self._unreachable = False
         self.unavailable_reason = "LLM not configured"
@@ -178,7 +245,7 @@ class RiskAnalysis:
         self._worker: asyncio.Task[None] | None = None
         self.analyses = 0
         self.fallbacks = 0
-        # Model answers the audit found unbacked and the rules replaced (untrusted models).
+        # Model answers whose text the audit did not keep; the rules' text went out instead.
         self.replaced = 0
 
     # Set-up --------------------------------------------------------------------------------
@@ -216,11 +283,18 @@ class RiskAnalysis:
             return
         self.backend = Backend.EMBEDDED
         self._model_name = path.name
-        if self.settings.trusted is None:
-            size = await asyncio.to_thread(lambda: path.stat().st_size)
-            self._trusted = size >= self.settings.trusted_min_bytes
+        projector = resolve_projector_path(self.settings, self._models_dir)
+        size = await asyncio.to_thread(lambda: path.stat().st_size)
+        if await self._set_authority(path.name, size) is Authority.OFF:
+            _LOGGER.info("LLM %s is not started: %s", path.name, self.authority_reason)
+            return
+        self._vision = projector is not None
         self.server = ModelServer(
-            path, self.settings, self._work_dir, on_ready=self._embedded_ready
+            path,
+            self.settings,
+            self._work_dir,
+            projector_path=projector,
+            on_ready=self._embedded_ready,
         )
         if await self.server.start():
             _LOGGER.info("LLM %s ready in its model server", path.name)
@@ -253,6 +327,10 @@ class RiskAnalysis:
         self.backend = Backend.REMOTE
         self._model_name = remote.model
         self._endpoint = remote.url
+        if await self._set_authority(remote.model, 0) is Authority.OFF:
+            _LOGGER.info("LLM %s is not asked: %s", remote.model, self.authority_reason)
+            return
+        self._vision = remote.vision
         client = ChatClient(
             remote.url,
             model=remote.model,
@@ -277,6 +355,28 @@ class RiskAnalysis:
             )
         _LOGGER.info("LLM %s at %s", remote.model, remote.url)
 
+    async def _set_authority(self, model: str, size_bytes: int) -> Authority:
+        decision = await asyncio.to_thread(self._decide_authority, model, size_bytes)
+        self.authority, self.authority_reason = decision.authority, decision.reason
+        _LOGGER.info("LLM %s %s", model, decision.reason)
+        return decision.authority
+
+    def _decide_authority(self, model: str, size_bytes: int) -> Decision:
+        """Blocking (reads the quality records)."""
+        chosen = self.settings.authority
+        if chosen == "auto" and self.settings.trusted is not None:
+            chosen = "judge" if self.settings.trusted else "narrate"
+        if chosen != "auto":
+            return Decision(Authority(chosen), f"{Authority(chosen).value}: set in the settings")
+        records = load_records(BUILTIN_RECORDS, self._records_dir)
+        record = find_record(records, model, size_bytes)
+        if record is None:
+            return Decision(
+                Authority.NARRATE,
+                "narrates: not measured yet (bench/analysis_quality.py); the rules keep the score",
+            )
+        return decide(record)
+
     def _new_assessor(
         self, client: ChatClient, *, n_ctx: int, constraint: OutputConstraint, local: bool
     ) -> ModelAssessor:
@@ -292,7 +392,13 @@ class RiskAnalysis:
             max_tokens=settings.max_tokens,
             grammar_limits=self._grammar_limits,
             llama_sampling=local,
+            image_tokens=settings.image_tokens if self._vision else 0,
         )
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether the model is shown each event's key frame (a vision-language model)."""
+        return self._vision and self.authority is not Authority.OFF
 
     def prompt_version_for(self, analysis: AnalysisInput) -> str:
         return (
@@ -310,13 +416,25 @@ class RiskAnalysis:
         urgent: bool = False,
         on_token: TokenCallback | None = None,
         timeout_s: float | None = None,
+        image: bytes | None = None,
     ) -> Assessment:
         """Never raises for a model problem: the rules answer instead, with the reason.
 
         `urgent` analyses (a fast-path person, a tampered camera) go ahead of ordinary ones.
-        timeout_s overrides the configured timeout, counted from now.
+        timeout_s overrides the configured timeout, counted from now. `image`, the event's key
+        frame (JPEG), is shown to a model that can look and ignored otherwise.
         """
         timeout_s = self.settings.timeout_s if timeout_s is None else timeout_s
+        if self.backend is not None and self.authority is Authority.OFF:
+            # Chosen, not a failure: the rules are this installation's analysis.
+            rules = assess_with_rules(analysis, f"language model {self.authority_reason}")
+            return rules.model_copy(
+                update={
+                    "fallback": False,
+                    "fallback_reason": None,
+                    "audit_rubric": rubric(rules, analysis, rules),
+                }
+            )
         refusal = self._refusal()
         if refusal is not None:
             return self._rules(analysis, refusal)
@@ -333,6 +451,7 @@ class RiskAnalysis:
             timeout_s=timeout_s,
             on_token=on_token,
             result=loop.create_future(),
+            image=image if self.sees_images else None,
         )
         heapq.heappush(self._queue, job)
         self._wakeup.set()
@@ -352,25 +471,34 @@ class RiskAnalysis:
         return self._checked(answer, job.analysis)
 
     def _checked(self, answer: Assessment, analysis: AnalysisInput) -> Assessment:
-        """The model's answer with its audit notes, or the rules' if it cannot be trusted."""
+        """The model's answer as far as its authority goes, with the audit's notes."""
         rules = assess_with_rules(analysis, "checking the model's answer")
-        # A model that is not trusted may not differ from the rules by even one level.
-        notes = audit(answer, analysis, rules, level_gap=LEVEL_GAP if self._trusted else 1)
-        if notes and not self._trusted:
-            self.replaced += 1
-            _LOGGER.info(
-                "The answer of %s was replaced by the rules: %s",
-                self._model_name, "; ".join(notes),
-            )
-            answer = assess_with_rules(analysis, _short(f"the model's answer {notes[0]}"))
+        if self.authority is Authority.JUDGE:
+            answer = bounded(answer, rules, self.settings.judge_bound)
+            notes = audit(answer, analysis, rules, level_gap=LEVEL_GAP)
+        else:
+            # Narration: the rules' score and level, the model's words if they hold.
+            answer = narrated(answer, rules)
+            notes = audit(answer, analysis, rules)
+            if notes:
+                self.replaced += 1
+                _LOGGER.info(
+                    "The sentences of %s were not kept: %s", self._model_name, "; ".join(notes)
+                )
+                answer = rules.model_copy(
+                    update={
+                        "reasoning": _rules_reasoning(
+                            rules, f"the model's text was not used, as it {notes[0]}"
+                        ),
+                        "fallback": False,
+                        "fallback_reason": None,
+                        "model": answer.model,
+                        "prompt_version": answer.prompt_version,
+                    }
+                )
         return answer.model_copy(
             update={"audit_notes": notes, "audit_rubric": rubric(answer, analysis, rules)}
         )
-
-    @property
-    def trusted(self) -> bool:
-        """Whether the model's text stands when the audit questions it."""
-        return self._trusted
 
     def _rules(self, analysis: AnalysisInput, reason: str) -> Assessment:
         self.fallbacks += 1
@@ -433,7 +561,9 @@ class RiskAnalysis:
         given_s = job.deadline - asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout_at(job.deadline):
-                outcome = await assessor.assess(job.analysis, on_token=job.on_token)
+                outcome = await assessor.assess(
+                    job.analysis, on_token=job.on_token, image=job.image
+                )
         except TimeoutError:
             if not looks_hung(given_s, timeout_s):
                 # The queue used up most of the time: the model is slow for the load, not hung,
@@ -502,11 +632,14 @@ class RiskAnalysis:
             analyses=self.analyses,
             fallbacks=self.fallbacks,
             retry_in_s=self._breaker.retry_in_s,
+            authority=self.authority,
+            authority_reason=self.authority_reason,
+            replaced=self.replaced,
         )
 
     def _state(self) -> tuple[LanguageModelState, str]:
-        if self.backend is None:
-            return LanguageModelState.OFF, self.unavailable_reason
+        if self.backend is None or self.authority is Authority.OFF:
+            return LanguageModelState.OFF, self._off_reason()
         server = self.server
         if server is not None and server.state is not ServerState.READY:
             return {
@@ -520,6 +653,11 @@ class RiskAnalysis:
         if self._unreachable:
             return LanguageModelState.UNREACHABLE, self._last_failure
         return LanguageModelState.READY, ""
+
+    def _off_reason(self) -> str:
+        if self.backend is None:
+            return self.unavailable_reason
+        return f"{self._model_name} {self.authority_reason}"
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop the worker and the model server (SIGKILL after `grace_s`)."""

@@ -3,9 +3,8 @@
 Small models write fluent text that need not match the frames: "a person broke in" for a photo
 of a cat, or the same clause five times over. Each answer is compared with the detections and
 with the rules' own level, and checked for running in circles; what does not hold becomes an
-audit note on the event. When the model is not trusted (small models, by default), a level even
-one step from the rules' is a note, and an answer with notes is replaced by the rules' plain
-assessment.
+audit note on the event. A narrating model's text with a note is not used (the rules' text
+goes out); a judging model's text stands with its notes (see llm/authority.py).
 
 Every assessment, the rules' own included, is also scored on a rubric of four points from 1
 to 5: does it use the context it was given, does it hold together, does the evidence justify
@@ -92,8 +91,13 @@ def audit(
     *,
     level_gap: int = LEVEL_GAP,
 ) -> tuple[str, ...]:
-    """What in the model's assessment the detections and the rules do not back."""
-    words = _WORD.findall(f"{assessment.summary} {assessment.reasoning}".lower())
+    """What in the model's assessment the detections and the rules do not back.
+
+    A vision-language model's description of the key frame is held to the same detections:
+    what it says it saw must be among them.
+    """
+    text = f"{assessment.scene_description} {assessment.summary} {assessment.reasoning}"
+    words = _WORD.findall(text.lower())
     seen = {label_group(detection.label) for detection in analysis.detections}
     notes = [
         f"mentions a {group.value} but none was detected"
@@ -107,7 +111,7 @@ def audit(
     gap = abs(_LEVEL_ORDER[assessment.risk_level] - _LEVEL_ORDER[rules.risk_level])
     if gap >= level_gap:
         notes.append(
-            f"its level {assessment.risk_level.value} is far from the rules' "
+            f"rates it {assessment.risk_level.value} where the rules rate it "
             f"{rules.risk_level.value}"
         )
     return tuple(notes)

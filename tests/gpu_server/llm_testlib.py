@@ -17,10 +17,12 @@ TEST_N_CTX = 8192
 def llm_settings(**overrides: Any) -> LlmSettings:
     """Settings for a model server on the tiny model: small context, two threads, fixed seed.
 
-    Trusted: the tiny model's random text would fail the audit at random, and these tests are
-    about getting an answer through; the audit's own tests set `trusted` themselves.
+    A judge without a bound: the tiny model's random text would fail the audit at random, and
+    these tests are about getting an answer through; the authority's own tests set it.
     """
-    values: dict[str, Any] = {"n_ctx": TEST_N_CTX, "n_threads": 2, "seed": 7, "trusted": True}
+    values: dict[str, Any] = {
+        "n_ctx": TEST_N_CTX, "n_threads": 2, "seed": 7, "authority": "judge", "judge_bound": 100,
+    }
     values.update(overrides)
     return LlmSettings.model_validate(values)
 

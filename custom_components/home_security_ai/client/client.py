@@ -250,6 +250,7 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
         summary=event.summary,
         reasoning=event.reasoning,
         recommended_action=event.recommended_action,
+        scene_description=event.scene_description,
         detections=tuple(
             EventDetection(
                 detection=_detection_from_proto(det.detection),
@@ -452,6 +453,9 @@ def _language_model_from_proto(model: status_pb2.LanguageModelStatus) -> Languag
         analyses=model.analyses,
         fallbacks=model.fallbacks,
         retry_in_s=model.retry_in_s,
+        authority=model.authority,
+        authority_reason=model.authority_reason,
+        replaced=model.replaced,
     )
 
 

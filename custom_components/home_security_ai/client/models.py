@@ -241,6 +241,8 @@ class SecurityEvent:
     summary: str = ""
     reasoning: str = ""
     recommended_action: str = ""
+    # What a vision-language model saw in the key frame; empty when no model looked.
+    scene_description: str = ""
     detections: tuple[EventDetection, ...] = ()
     zones: tuple[str, ...] = ()
     frame_sha256s: tuple[str, ...] = ()
@@ -430,6 +432,10 @@ class LanguageModelStatus:
     analyses: int = 0
     fallbacks: int = 0
     retry_in_s: float = 0.0
+    # What the model may do with an event: "judge", "narrate" or "off", and why.
+    authority: str = ""
+    authority_reason: str = ""
+    replaced: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -66,7 +66,7 @@ def test_a_level_far_from_the_rules_is_noted(make_input: MakeInput) -> None:
     analysis = make_input()
     notes = _check(analysis, _answer("A person at the door, all is well.", score=0))
     assert len(notes) == 1
-    assert notes[0].startswith("its level low is far from the rules'")
+    assert notes[0].startswith("rates it low where the rules rate it")
 
 
 def test_text_that_runs_in_circles_is_noted(make_input: MakeInput) -> None:
@@ -88,7 +88,7 @@ def test_an_untrusted_model_may_not_differ_from_the_rules_by_one_level(
     answer = _answer("A person at the door.", score=one_below)
     assert audit(answer, analysis, rules) == ()
     (note,) = audit(answer, analysis, rules, level_gap=1)
-    assert note.startswith("its level ")
+    assert note.startswith("rates it ")
 
 
 def test_the_rubric_rewards_text_that_uses_the_context_and_matches_the_rules(

@@ -22,9 +22,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from testlib.waiting import wait_until
 
+from gpu_server.llm.authority import Authority
 from gpu_server.llm.inputs import AnalysisInput, DetectionInput
 from gpu_server.llm.model_server import ModelServer
 from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis
+from gpu_server.risk.rules import assess_with_rules
 
 MakeInput = Callable[..., AnalysisInput]
 API_KEY = "sk-test-5f0c1d9e-never-log-me"
@@ -128,6 +130,7 @@ async def _remote(url: str, tmp_path: Path, **settings: Any) -> RiskAnalysis:
 async def test_a_valid_answer_is_the_models_and_the_request_is_constrained(
     endpoint: FakeEndpoint, tmp_path: Path, make_input: MakeInput
 ) -> None:
+    # A judge without a bound (the tests' settings): its score as it wrote it.
     service = await _remote(f"http://127.0.0.1:{endpoint.port}/v1", tmp_path)
     try:
         assessment = await service.assess(make_input())
@@ -137,6 +140,7 @@ async def test_a_valid_answer_is_the_models_and_the_request_is_constrained(
     assert not assessment.fallback
     assert assessment.model == "nemotron-test"
     assert assessment.risk_score == 72
+    assert status.authority is Authority.JUDGE
     (request,) = endpoint.requests
     assert request["model"] == "nemotron-test"
     assert request["stream"] is True
@@ -242,12 +246,12 @@ def test_credentials_in_the_url_are_refused() -> None:
         llm_settings(remote={"url": "http://user:secret@host:8000/v1", "model": "m"})
 
 
-@pytest.mark.parametrize("trusted", [None, False])
+@pytest.mark.parametrize("authority", ["judge", "narrate"])
 async def test_claims_the_detections_do_not_back_are_audited(
-    endpoint: FakeEndpoint, tmp_path: Path, make_input: MakeInput, trusted: bool | None
+    endpoint: FakeEndpoint, tmp_path: Path, make_input: MakeInput, authority: str
 ) -> None:
-    """A remote model is trusted by default: its text stands, with the audit's notes. An
-    untrusted model's unbacked answer is replaced by the rules', which say why."""
+    """A judge's text stands with the audit's notes and its score within the bound of the
+    rules'. A narrator's unbacked text is not used: the rules' text goes out, saying why."""
     endpoint.mode = "made_up"
     cat_by_day = make_input(
         detections=(DetectionInput(label="cat", confidence=0.9),),
@@ -255,28 +259,33 @@ async def test_claims_the_detections_do_not_back_are_audited(
         untrusted_texts=(),
         other_cameras=(),
     )
-    # None: decided by the backend (a remote endpoint is trusted).
-    service = await _remote(f"http://127.0.0.1:{endpoint.port}/v1", tmp_path, trusted=trusted)
+    service = await _remote(
+        f"http://127.0.0.1:{endpoint.port}/v1", tmp_path, authority=authority, judge_bound=15
+    )
     try:
         assessment = await service.assess(cat_by_day)
     finally:
         await service.close()
-    assert service.trusted is (trusted is None)
-    assert assessment.audit_notes == (
-        "mentions a person but none was detected",
-        "describes an attack or break-in that nothing detected shows",
-        "its level critical is far from the rules' low",
-    )
-    if trusted is None:
-        assert assessment.model == "nemotron-test"
-        assert assessment.summary == MADE_UP["summary"]
-        assert not assessment.fallback
-    else:
-        assert assessment.model == "rules"
-        assert assessment.fallback
-        assert assessment.fallback_reason == (
-            "the model's answer mentions a person but none was detected"
+    rules = assess_with_rules(cat_by_day, "test")
+    assert service.authority is Authority(authority)
+    assert not assessment.fallback
+    assert assessment.model == "nemotron-test"
+    if authority == "judge":
+        # Held within the bound, its level is one step from the rules': a matter of judgement.
+        assert assessment.audit_notes == (
+            "mentions a person but none was detected",
+            "describes an attack or break-in that nothing detected shows",
         )
-        assert assessment.risk_level.value == "low"
+        assert assessment.summary == MADE_UP["summary"]
+        # 90 asked, at most the judge bound above the rules.
+        assert assessment.risk_score == rules.risk_score + 15
+    else:
+        assert assessment.audit_notes == (
+            "mentions a person but none was detected",
+            "describes an attack or break-in that nothing detected shows",
+        )
+        assert assessment.risk_score == rules.risk_score
+        assert assessment.summary == rules.summary
         assert "cat" in assessment.summary or "animal" in assessment.summary
+        assert "the model's text was not used, as it mentions a person" in assessment.reasoning
         assert service.replaced == 1

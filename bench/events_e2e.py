@@ -12,7 +12,7 @@ Events are counted by kind, with the latency of the frames each kind covered.
 
 Usage (from the repository root):
   .venvs/sidecar/bin/python bench/events_e2e.py [--cameras 4] [--frames 20] [--fps 5]
-      [--window 2] [--idle 1] [--photos bus.jpg,zidane.jpg] [--llm] [--out FILE]
+      [--window 2] [--idle 1] [--photos bus.jpg,zidane.jpg] [--llm [--authority A]] [--out FILE]
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(env={}, overrides={
         "host": "127.0.0.1", "port": 0, "token": TOKEN, "data_dir": data / "data",
         "models_dir": data / "models", "llm.enabled": args.llm,
+        "llm.authority": args.authority,
         "events.window_s": args.window, "events.idle_s": args.idle, "events.tick_s": 0.05,
     })
     server = GRPCServer(config, detector=DetectorSelection(HogPeopleDetector()))
@@ -197,7 +198,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "cameras": args.cameras, "frames_per_camera": args.frames, "fps_per_camera": args.fps,
         "window_s": args.window, "idle_s": args.idle, "photos": args.photos.split(","),
-        "detector": "hog-people", "risk": "llm" if args.llm else "rules",
+        "detector": "hog-people",
+        "risk": f"llm ({args.authority})" if args.llm else "rules",
         "risk_model": server_model, "events": n_events,
         "security_events": tally.kinds.get("security", 0),
         "nothing_to_report": tally.kinds.get("nothing_to_report", 0),
@@ -226,6 +228,10 @@ def main() -> None:
     parser.add_argument("--photos", default="bus.jpg,zidane.jpg",
                         help="comma-separated photos (ultralytics asset names or paths)")
     parser.add_argument("--llm", action="store_true")
+    parser.add_argument(
+        "--authority", default="auto", choices=["auto", "judge", "narrate", "off"],
+        help="what the language model may do (auto: as its measured quality allows)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for the events after the last frame")
     parser.add_argument("--out", type=Path)

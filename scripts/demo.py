@@ -433,6 +433,9 @@ def report_language_model(stack: Stack, model: dict[str, str]) -> None:
     """Say at once whether the language model runs; without it the rules assess events."""
     if model.get("state") == "ready":
         print(f"Language model {model.get('model')} is ready in its own process.")
+    elif model.get("authority") == "off":
+        # Not a failure: the model measured too weak to be worth waiting for.
+        print(f"Language model: {model.get('reason')}; the rules assess the events.")
     else:
         print(
             f"demo: the language model is not running ({model.get('state', 'unknown')}: "

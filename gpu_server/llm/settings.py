@@ -21,7 +21,8 @@ AuthorityChoice = Literal["auto", "judge", "narrate", "off"]
 class OutputConstraint(enum.StrEnum):
     """How a remote endpoint is asked to keep to the assessment's shape."""
 
-    # OpenAI's response_format with a JSON schema: vLLM, NIM, Ollama, llama.cpp's llama-server.
+    # OpenAI's response_format with a JSON schema: vLLM, NIM, Ollama, llama.cpp's own llama-server
+    # (llama-cpp-python's server refuses it: use GRAMMAR there).
     JSON_SCHEMA = "json_schema"
     # A GBNF grammar in the request body: llama.cpp's llama-server and llama-cpp-python.
     GRAMMAR = "grammar"

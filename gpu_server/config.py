@@ -51,9 +51,10 @@ class DetectorConfig(_Section):
     # A file name inside models_dir or a path; empty means "the best YOLO weights found", and
     # without any, the embedded detector. `embedded` or `hog` pick those on purpose.
     weights: str | None = None
-    # The embedded detector's model file (or its folder); None: looked for in models_dir, then
-    # where scripts/setup_sidecar_env keeps it (the user's cache folder).
-    embedded_model: Path | None = None
+    # The embedded detector's model: `coco` (SSD MobileNetV2 trained on COCO) or `openimages`
+    # (trained on Open Images), each looked for in models_dir, then where
+    # scripts/setup_sidecar_env keeps it (the user's cache folder); or a model file or its folder.
+    embedded_model: Literal["coco", "openimages"] | Path = "coco"
     device: str = "auto"
     # The runtime YOLO runs on: PyTorch, or a file ultralytics exports from the weights once and
     # keeps beside them: ONNX Runtime (fastest on a CPU) or TensorRT (CUDA only); or `triton`:
@@ -73,6 +74,16 @@ class DetectorConfig(_Section):
     @classmethod
     def _lower_backend(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("embedded_model", mode="before")
+    @classmethod
+    def _embedded_name_or_path(cls, value: object) -> object:
+        # A model's name in any case; anything else is a path (None: the default model).
+        if value is None:
+            return "coco"
+        if isinstance(value, str) and value.strip().lower() in ("coco", "openimages"):
+            return value.strip().lower()
+        return Path(value) if isinstance(value, str) else value
 
 
 class BatchingConfig(_Section):
@@ -279,6 +290,7 @@ ENV_VARS: dict[str, str] = {
     "HSAI_LLM_ENABLED": "llm.enabled",
     "HSAI_LLM_MODEL": "llm.model",
     "HSAI_LLM_TIMEOUT_S": "llm.timeout_s",
+    "HSAI_LLM_AUTHORITY": "llm.authority",
     "HSAI_LLM_TRUSTED": "llm.trusted",
     "HSAI_LLM_REMOTE_URL": "llm.remote.url",
     "HSAI_LLM_REMOTE_MODEL": "llm.remote.model",

@@ -20,11 +20,11 @@ SIDECAR_PYTHON = REPO_ROOT / ".venvs" / "sidecar" / "bin" / "python"
 ASSETS = REPO_ROOT / ".venvs" / "sidecar" / "lib"
 TOKEN = "test-token-0123456789"
 START_TIMEOUT = 90.0
-EMBEDDED_DETECTOR = "SSD MobileNetV2 (Open Images)"
+EMBEDDED_DETECTOR = "SSD MobileNetV2 (COCO)"
 # Where scripts/setup_sidecar_env keeps the embedded detector's model (the sidecar looks there).
 EMBEDDED_MODEL = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    / "home-security-ai/models/ssd-mobilenetv2-oidv4/ssd_mobilenetv2_oidv4_fp16.tflite"
+    / "home-security-ai/models/ssd-mobilenetv2-coco/mobilenet_ssd_v2_coco_quant_postprocess.tflite"
 )
 
 

@@ -492,7 +492,8 @@ def main() -> None:
         shutil.rmtree(workdir)
     workdir.mkdir()
     uploads = workdir / "uploads"
-    shutil.copytree(REPO_ROOT / "samples" / "uploads", uploads)
+    # Copied as a camera would upload them now: a file's time is when its frame was taken.
+    shutil.copytree(REPO_ROOT / "samples" / "uploads", uploads, copy_function=shutil.copy)
     token = secrets.token_urlsafe(24)
     password = secrets.token_urlsafe(9)
     ha_port = int(os.environ.get("HSAI_DEMO_HA_PORT", free_port()))

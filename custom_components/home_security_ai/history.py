@@ -44,6 +44,7 @@ KEPT_FIELDS: Final = (
     "alert",
     "alert_reason",
     "incident_id",
+    "incident_started_at",
     "snapshot_path",
     "snapshot_url",
     "media_content_id",
@@ -166,7 +167,11 @@ class EventHistory:
         )
 
     def _incident(self, key: str, records: list[dict[str, Any]], now: datetime) -> Incident:
-        first = min(event_time(record) for record in records)
+        # The sidecar's start of the incident: its earliest event's first frame.
+        first = min(
+            dt_util.parse_datetime(record.get("incident_started_at") or "") or event_time(record)
+            for record in records
+        )
         last = max(
             dt_util.parse_datetime(record.get("ended_at") or "") or event_time(record)
             for record in records

@@ -28,7 +28,7 @@ from gpu_server.context import (
 )
 from gpu_server.enrich.pipeline import Enricher, EnrichmentResult
 from gpu_server.events.cameras import CameraDirectory
-from gpu_server.events.clock import Clock, to_ms
+from gpu_server.events.clock import Clock, from_ms, to_ms
 from gpu_server.events.incidents import TAMPER_KIND, EndedIncident, IncidentTracker
 from gpu_server.events.key_frame import key_frame_score
 from gpu_server.events.model import EventDetection, EventIncident, EventKind, SecurityEvent
@@ -350,6 +350,7 @@ class EventBuilder:
             event.risk_level,
             fast_path=job.fast_path,
             same_person_on=[item.camera_id for item in event.reidentified],
+            started_at=from_ms(event.started_at_ms),
         )
         incident = EventIncident(
             incident_id=stamp.incident_id,

@@ -133,10 +133,13 @@ class IncidentTracker:
         *,
         fast_path: bool = False,
         same_person_on: Iterable[str] = (),
+        started_at: datetime | None = None,
     ) -> IncidentStamp:
         """Put an event that found something into its incident, opening one if needed.
 
         `same_person_on`: cameras where a person of this event was seen before, nearest first.
+        `started_at`: when the event's first frame was taken; an incident starts with the
+        earliest of its events, so the calendar and the events tell one time (now if unknown).
         """
         now = self._clock.monotonic()
         found = set(kinds)
@@ -149,7 +152,7 @@ class IncidentTracker:
                 or Incident(
                     incident_id=uuid.uuid4().hex,
                     cameras=[],
-                    started_at=self._clock.wall(),
+                    started_at=started_at or self._clock.wall(),
                     last_activity=now,
                 )
             )
@@ -159,6 +162,8 @@ class IncidentTracker:
             self._by_camera[camera_id] = incident
         incident.events += 1
         incident.last_activity = now
+        if started_at is not None and started_at < incident.started_at:
+            incident.started_at = started_at
         incident.kinds |= found
         if PERSON_KIND in found:
             incident.person_seen_at = now

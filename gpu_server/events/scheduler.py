@@ -278,7 +278,11 @@ class EventScheduler:
             if item.detections:
                 self.incidents.activity(frame.camera_id)
             if scene is not None and scene.tamper:
-                self._submit(AnalysisJob(frame.camera_id, new_window_id(), (item,), scene=scene))
+                # The camera's open window goes with it: a view covered right after a person
+                # is one event that names both.
+                window = self.windows.close(frame.camera_id)
+                frames = (*window.frames, item) if window is not None else (item,)
+                self._submit(AnalysisJob(frame.camera_id, new_window_id(), frames, scene=scene))
             elif self._is_fast_path(item) and self.incidents.take_fast_path(frame.camera_id):
                 # The incident's early alert; later confident frames join the window.
                 self._submit(AnalysisJob(frame.camera_id, new_window_id(), (item,), fast_path=True))

@@ -238,7 +238,12 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     seen = ", ".join(_counted(kind, count) for kind, count in sorted(kinds.items())) or "nothing"
     summary = f"{level.value.capitalize()} risk on {camera}: {seen} detected ({analysis.daypart})."
     if analysis.scene_changed:
-        summary = f"{level.value.capitalize()} risk on {camera}: the scene changed suddenly."
+        # Whatever else the window held stays in the sentence: a covered camera after a person.
+        also = f"; {seen} detected" if kinds else ""
+        summary = (
+            f"{level.value.capitalize()} risk on {camera}: the scene changed suddenly{also} "
+            f"({analysis.daypart})."
+        )
     reasoning = f"Rule-based assessment ({reason}). " + (
         "; ".join(factors) if factors else "no risk factors"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from testlib.fakes import FakeClock
 
 from gpu_server.events.incidents import IncidentSettings, IncidentTracker
@@ -121,3 +123,20 @@ def test_cameras_are_not_linked_by_animals_or_after_the_link_window() -> None:
     late = incidents.stamp("garden", {"person"}, HIGH)
     assert late.incident_id != person.incident_id
     assert late.cameras == ("garden",)
+
+
+def test_an_incident_starts_with_its_earliest_frame() -> None:
+    """The calendar and the events tell one time: when the first frame was taken, not when
+    the analysis ended."""
+    clock = FakeClock()
+    incidents = tracker(clock)
+    taken = clock.wall() - timedelta(seconds=40)
+    first = incidents.stamp("porch", {"person"}, HIGH, started_at=taken)
+    assert first.started_at == taken
+    # A later event whose frames began earlier (a window closed after a fast path) moves it.
+    earlier = taken - timedelta(seconds=5)
+    assert incidents.stamp("porch", {"person"}, HIGH, started_at=earlier).started_at == earlier
+    assert incidents.stamp("porch", {"person"}, HIGH, started_at=taken).started_at == earlier
+    clock.advance(120)
+    (ended,) = incidents.due()
+    assert ended.started_at == earlier

@@ -248,6 +248,7 @@ def _assessed(assessment: Assessment) -> dict[str, Any]:
         "scene_description": assessment.scene_description,
         "fallback": assessment.fallback,
         "fallback_reason": assessment.fallback_reason or "",
+        "failsafe": assessment.failsafe,
         "model": assessment.model,
         "audit_notes": assessment.audit_notes,
         "audit_rubric": assessment.audit_rubric,

@@ -64,6 +64,8 @@ class SecurityEvent:
     fast_path: bool = False
     fallback: bool = False
     fallback_reason: str = ""
+    # The rules' fail-safe held: a confident person at night or at an entry, no model's judgement.
+    failsafe: bool = False
     model: str = ""
     prompt_version: str = ""
     scene_change: SceneChangeKind = SceneChangeKind.NONE

@@ -189,6 +189,7 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
         reasoning=event.reasoning,
         recommended_action=event.recommended_action,
         scene_description=event.scene_description,
+        failsafe=event.failsafe,
         detections=[
             events_pb2.EventDetection(
                 detection=detection_to_pb(item.detection),
@@ -260,6 +261,7 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
         reasoning=message.reasoning,
         recommended_action=message.recommended_action,
         scene_description=message.scene_description,
+        failsafe=message.failsafe,
         detections=tuple(
             EventDetection(
                 detection=detection_from_pb(item.detection),

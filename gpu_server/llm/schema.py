@@ -85,6 +85,9 @@ class Assessment(BaseModel):
     scene_description: str = Field(default="", max_length=SCENE_MAX_CHARS)
     # True when the rules wrote this because no model answered in time or at all.
     fallback: bool = False
+    # The rules' fail-safe holds (a confident person at night or at an entry point, and no model
+    # weighed it): it pages before any per-camera minimum is applied.
+    failsafe: bool = False
     fallback_reason: str | None = None
     # Set when the model's level disagreed with its own score; the score won.
     level_corrected: bool = False

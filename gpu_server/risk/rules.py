@@ -225,9 +225,10 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     if steering:
         score += STEERING_BONUS
         factors.append(f"text in view tries to instruct the system (+{STEERING_BONUS})")
-    if score < FAILSAFE_FLOOR and (why := _failsafe(analysis)):
+    failsafe = _failsafe(analysis)
+    if score < FAILSAFE_FLOOR and failsafe:
         score = FAILSAFE_FLOOR
-        factors.append(f"{why}: at least {FAILSAFE_FLOOR}")
+        factors.append(f"{failsafe}: at least {FAILSAFE_FLOOR}")
     if analysis.scene_changed and score < TAMPER_FLOOR:
         score = TAMPER_FLOOR
         factors.append(f"scene change or tampering: at least {TAMPER_FLOOR}")
@@ -255,6 +256,7 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
         recommended_action=_cap(ACTIONS[level], ACTION_MAX_CHARS),
         fallback=True,
         fallback_reason=reason,
+        failsafe=failsafe is not None,
         model=RULES_MODEL,
         suspicious_input=steering,
     )
@@ -287,5 +289,6 @@ def assess_by_detector_only(
         recommended_action=ACTIONS[level_for_score(FAILSAFE_FLOOR)],
         fallback=True,
         fallback_reason=_cap(reason, 200),
+        failsafe=True,
         model=DETECTOR_ONLY_MODEL,
     )

@@ -251,6 +251,7 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
         reasoning=event.reasoning,
         recommended_action=event.recommended_action,
         scene_description=event.scene_description,
+        failsafe=event.failsafe,
         detections=tuple(
             EventDetection(
                 detection=_detection_from_proto(det.detection),

@@ -243,6 +243,8 @@ class SecurityEvent:
     recommended_action: str = ""
     # What a vision-language model saw in the key frame; empty when no model looked.
     scene_description: str = ""
+    # The sidecar's fail-safe held: a confident person at night or at an entry, no model weighed it.
+    failsafe: bool = False
     detections: tuple[EventDetection, ...] = ()
     zones: tuple[str, ...] = ()
     frame_sha256s: tuple[str, ...] = ()

@@ -235,3 +235,22 @@ def test_the_detector_only_rule_pages_for_confident_people_vehicles_and_tamper()
     assert assessment is not None
     assert assessment.risk_level is RiskLevel.HIGH
     assert assessment.summary == "Detected person, vehicle; this could not be assessed."
+
+
+def test_the_failsafe_is_flagged_for_home_assistant(make_input: MakeInput) -> None:
+    """A confident person at night that no model weighed is marked, so Home Assistant pages it
+    before applying a camera's minimum level; a cat is not, and neither is a person by day."""
+    person = (DetectionInput(label="person", confidence=0.9),)
+    at_night = make_input(detections=person)
+    assert assess_with_rules(at_night, "r").failsafe
+    cat = make_input(detections=(DetectionInput(label="cat", confidence=0.9),))
+    assert not assess_with_rules(cat, "r").failsafe
+    by_day = _quiet(
+        make_input, detections=person, local_time=make_input().local_time + timedelta(hours=12)
+    )
+    assert not assess_with_rules(by_day, "r").failsafe
+    paging = assess_by_detector_only(
+        [("person", 0.9)], tamper=False, sure_confidence=0.9, reason="r"
+    )
+    assert paging is not None
+    assert paging.failsafe

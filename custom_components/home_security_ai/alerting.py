@@ -8,6 +8,8 @@ of that the household's own rules apply here:
   (low to medium, ..., high to critical), when the option is on. Disarmed never escalates.
 - Held back: while disarmed, below the camera's minimum level, or in quiet hours, the event is
   still recorded but says `alert: false` with the reason. A critical event always alerts.
+- The sidecar's fail-safe (a confident person at night or at an entry point that no model
+  weighed) comes before the camera's minimum level, as the seed's detector-only rule does.
 
 Quiet hours follow the seed's notification filter: a window has weekdays and a start and end
 time; a window whose end is not after its start spans midnight and belongs to the day it
@@ -155,6 +157,7 @@ def assess(
     mode: ArmedMode,
     nobody_home: bool,
     settings: AlertSettings,
+    failsafe: bool = False,
 ) -> Assessment:
     """Apply arming, presence, minimum levels and quiet hours to one event.
 
@@ -177,7 +180,9 @@ def assess(
         hold_back = None
     elif mode is ArmedMode.DISARMED:
         hold_back = HoldBackReason.DISARMED
-    elif not level_at_least(level, settings.min_levels.get(camera_id, RISK_LEVELS[0])):
+    elif not failsafe and not level_at_least(
+        level, settings.min_levels.get(camera_id, RISK_LEVELS[0])
+    ):
         hold_back = HoldBackReason.BELOW_MINIMUM_LEVEL
     elif settings.quiet_hours is not None and settings.quiet_hours.covers(when):
         hold_back = HoldBackReason.QUIET_HOURS

@@ -4,8 +4,8 @@ The select on the server device sets the mode and the per-camera switches pause 
 restore their state after a restart and take effect at once, without a reload. A pause for a
 while (the `pause_analysis` action, a notification's snooze) ends by itself at its time, which
 the switch keeps across a restart. Each stored
-security event is assessed here once (alerting.py has the rules), and the bus event and the
-event entity both carry that one assessment.
+security event is assessed here once (alerting.py has the rules), and the bus event, the event
+entity and the camera's Threat active sensor all use that one assessment.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class Arming:
             mode=self.mode,
             nobody_home=self.nobody_home(),
             settings=settings_from_options(self._entry.options),
+            failsafe=event.failsafe,
         )
         self._latest[event.camera_id] = (event.event_id, assessment)
         return assessment

@@ -1,4 +1,7 @@
-"""Binary sensors: the sidecar's connectivity and GPU; whether a camera has an active threat."""
+"""Binary sensors: the sidecar's connectivity and GPU; whether a camera has an active threat.
+
+The threat follows the household's alert decision (arming.py), not the sidecar's level alone:
+an event that alerts at high or critical turns it on; see `vocabulary.is_threat`."""
 
 from __future__ import annotations
 
@@ -103,7 +106,11 @@ class HomeSecurityAIServerBinarySensor(HomeSecurityAIServerEntity, BinarySensorE
 
 
 class HomeSecurityAIThreatSensor(HomeSecurityAICameraEntity, BinarySensorEntity):
-    """On while a high or critical event of the camera is recent; a timer turns it off."""
+    """On while an alert of the camera at high or critical is recent; a timer turns it off.
+
+    Updates of its incident (and cooldown events) at high or above keep it on; events held
+    back while disarmed, in quiet hours or below the camera's minimum level do not turn it on.
+    """
 
     _cancel_timer: CALLBACK_TYPE | None = None
 

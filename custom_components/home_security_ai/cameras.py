@@ -22,6 +22,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
+from .alerting import Assessment, HoldBackReason
 from .client import Detection, SecurityEvent
 from .const import (
     CAMERA_UPDATE_INTERVAL,
@@ -59,6 +60,7 @@ class CameraState:
     last_snapshot: str | None = None
     events_today: int = 0
     events_day: str | None = None
+    # Until when the camera's threat sensor is on: set by events that alert from high up.
     threat_until: datetime | None = None
     # Until when each kind of finding ("person", "tamper", ...) does not alert again.
     cooldowns_until: dict[str, datetime] = field(default_factory=dict)
@@ -69,7 +71,8 @@ class CameraState:
         return dict(Counter(det.label for det in self.detections))
 
     def threat_active(self, now: datetime) -> bool:
-        """Return whether a high or critical event happened recently."""
+        """Return whether an event alerted at high or critical recently (or its incident's
+        updates since)."""
         return self.threat_until is not None and now < self.threat_until
 
     def events_on(self, day: str) -> int:
@@ -214,11 +217,26 @@ class Cameras:
     # ---- Security events -------------------------------------------------------------------
 
     @callback
-    def async_event_stored(self, event: SecurityEvent, snapshot: Path | None) -> None:
-        """Count a stored security event of the camera and tell its entities."""
+    def async_event_stored(
+        self, event: SecurityEvent, snapshot: Path | None, *, assessment: Assessment | None
+    ) -> None:
+        """Count a stored security event of the camera and tell its entities.
+
+        `assessment` is the household's decision on the event (arming.py), made once for the
+        bus event; the threat sensor follows it. Without one (no rules) the threat is left as
+        it was.
+        """
         state = self.async_register(event.camera_id, event.camera_id)
         now = dt_util.now()
         today = now.date().isoformat()
+        threat_until = state.threat_until
+        if assessment is not None and is_threat(
+            assessment.level,
+            alert=assessment.alert,
+            held_by_incident=assessment.alert_reason is HoldBackReason.INCIDENT,
+            active=state.threat_active(now),
+        ):
+            threat_until = now + self.threat_duration
         self._cameras[event.camera_id] = replace(
             state,
             events_day=today,
@@ -226,7 +244,7 @@ class Cameras:
             last_event=event,
             last_event_at=now,
             last_snapshot=str(snapshot) if snapshot is not None else None,
-            threat_until=now + self.threat_duration if is_threat(event) else state.threat_until,
+            threat_until=threat_until,
             cooldowns_until=_cooldowns_until(event, now, state.cooldowns_until),
         )
         async_dispatcher_send(self.hass, signal_event(self._entry_id, event.camera_id), event)

@@ -1,8 +1,12 @@
-"""Device triggers of a camera: security events from a risk level up, a person, tampering, and
-the end of an incident.
+"""Device triggers of a camera: alerts from a risk level up, security events from a level up
+whatever the alert rules say, a person, tampering, and the end of an incident.
 
 They listen to the bus events of event_stream.py, so `trigger.event.data` holds the whole
-event, including the level after the household's rules and whether to alert (arming.py).
+event, including the level after the household's rules and whether to alert (arming.py). The
+alert triggers come first, as the one to pick: they fire on the same condition as the
+notification blueprint (`alert` true, `risk_level` from the chosen one up), so an automation
+made from the device page does not page during an incident's updates, a cooldown, quiet hours
+or while disarmed.
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from .const import DOMAIN, EVENT_INCIDENT_ENDED, EVENT_SECURITY
 from .entity import camera_of_device
 from .vocabulary import PERSON_LABELS, RISK_LEVELS
 
-# "security_event_<level>": a security event at that level or higher.
+# "alert_<level>": a security event that alerts, at that level or higher (after escalation).
+ALERT_PREFIX: Final = "alert_"
+# "security_event_<level>": any security event at that level or higher, alert or not.
 SECURITY_EVENT_PREFIX: Final = "security_event_"
 PERSON_DETECTED: Final = "person_detected"
 CAMERA_TAMPERED: Final = "camera_tampered"
 INCIDENT_ENDED: Final = "incident_ended"
 TRIGGER_TYPES: Final = (
+    *(f"{ALERT_PREFIX}{level}" for level in RISK_LEVELS),
     *(f"{SECURITY_EVENT_PREFIX}{level}" for level in RISK_LEVELS),
     PERSON_DETECTED,
     CAMERA_TAMPERED,
@@ -50,6 +57,12 @@ async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[s
         }
         for trigger_type in TRIGGER_TYPES
     ]
+
+
+def _from_level(data: Any, minimum: str) -> bool:
+    """Return whether a security event's level (after the household's rules) is `minimum` up."""
+    level = data.get("risk_level")
+    return level in RISK_LEVELS and level_at_least(level, minimum)
 
 
 def _matches(trigger_type: str, entry_id: str, camera_id: str) -> Callable[[Any], bool]:
@@ -82,11 +95,24 @@ def _matches(trigger_type: str, entry_id: str, camera_id: str) -> Callable[[Any]
                 "none",
             )
         )
+    if trigger_type.startswith(ALERT_PREFIX):
+        minimum = trigger_type.removeprefix(ALERT_PREFIX)
+        return lambda data: (
+            _own_security_event(data) and data.get("alert") is True and _from_level(data, minimum)
+        )
     minimum = trigger_type.removeprefix(SECURITY_EVENT_PREFIX)
-    return lambda data: (
-        _own_security_event(data)
-        and level_at_least(str(data.get("risk_level", RISK_LEVELS[0])), minimum)
-    )
+    return lambda data: _own_security_event(data) and _from_level(data, minimum)
+
+
+def _description(trigger_type: str, camera_id: str) -> str:
+    """Return how a run of the trigger reads in the automation's trace."""
+    if trigger_type.startswith(ALERT_PREFIX):
+        what = f"alert from {trigger_type.removeprefix(ALERT_PREFIX)} up"
+    elif trigger_type.startswith(SECURITY_EVENT_PREFIX):
+        what = f"security event from {trigger_type.removeprefix(SECURITY_EVENT_PREFIX)} up"
+    else:
+        what = trigger_type.replace("_", " ")
+    return f"{what} on {camera_id}"
 
 
 async def async_attach_trigger(
@@ -118,7 +144,7 @@ async def async_attach_trigger(
                     CONF_DEVICE_ID: device_id,
                     CONF_TYPE: trigger_type,
                     "event": event,
-                    "description": f"{trigger_type.replace('_', ' ')} on {camera[1]}",
+                    "description": _description(trigger_type, camera[1]),
                 }
             },
             event.context,

@@ -1,12 +1,13 @@
 """The event stream: the sidecar's security events in on one long-lived SubscribeEvents stream.
 
 Events are handled strictly in order: a security event gets an annotated snapshot
-(snapshots.py), is fired on the bus and goes to its camera (cameras.py); then, for every
-event, the frames it covers leave the spool, the sequence is stored and the event is
-acknowledged. That is the second half of the delivery protocol (docs/delivery.md), which also
-explains the cursor (sequence and outbox id), when it is void, and why the bus event is
-delivered at least once. The connection supervisor (connection.py) opens the stream and
-reconnects it; on every connect the cameras' settings are sent first.
+(snapshots.py), is assessed once by the household's rules (arming.py), is fired on the bus
+with that decision and goes to its camera with it (cameras.py); then, for every event, the
+frames it covers leave the spool, the sequence is stored and the event is acknowledged. That
+is the second half of the delivery protocol (docs/delivery.md), which also explains the cursor
+(sequence and outbox id), when it is void, and why the bus event is delivered at least once.
+The connection supervisor (connection.py) opens the stream and reconnects it; on every
+connect the cameras' settings are sent first.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def event_payload(
         "reasoning": event.reasoning,
         "recommended_action": event.recommended_action,
         "scene_description": event.scene_description,
+        "failsafe": event.failsafe,
         "detections": [
             {
                 "label": det.detection.label,
@@ -450,11 +452,14 @@ class EventStream:
                 with_snapshot=snapshot is not None,
             )
         )
-        if self._arming is not None:
+        # The household's decision, made once: the bus event (so the device triggers, the
+        # blueprint and the logbook), the event entity and the threat sensor all follow it.
+        assessment = self._arming.async_assess(event) if self._arming is not None else None
+        if assessment is not None:
             # The level automations see, and whether to alert; the sidecar's level stays too.
-            payload.update(self._arming.async_assess(event).as_data())
+            payload.update(assessment.as_data())
         self.hass.bus.async_fire(EVENT_SECURITY, payload)
-        self._cameras.async_event_stored(event, snapshot)
+        self._cameras.async_event_stored(event, snapshot, assessment=assessment)
         # The server device's counters (events made, the language model's analyses) follow
         # the events; the coordinator spaces the refreshes out.
         self._entry.async_create_background_task(

@@ -1,4 +1,7 @@
-"""Logbook lines for the security events and ended incidents on the bus, on the camera."""
+"""Logbook lines for the security events and ended incidents on the bus, on the camera.
+
+A security event's line says its level (after the household's rules) and their decision: that
+it alerted, or why not, as the bus event carries it (arming.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,28 @@ from .const import DOMAIN, EVENT_INCIDENT_ENDED, EVENT_SECURITY
 
 # The key of a camera's event entity (event.py): the line shows under it and its device.
 EVENT_ENTITY_KEY = "security_event"
+# Why an event did not alert (alerting.HoldBackReason), in words; "incident" is said apart.
+_HELD_BACK = {
+    "disarmed": "disarmed",
+    "below_minimum_level": "below the camera's minimum level",
+    "quiet_hours": "quiet hours",
+}
+
+
+def _decision(data: Any) -> tuple[str, str]:
+    """Return what follows the level and what follows the summary: the alert decision."""
+    alert = data.get("alert")
+    if alert is True:
+        return " and alerted", ""
+    if alert is False:
+        reason = str(data.get("alert_reason") or "")
+        if reason == "incident":
+            # The sidecar's own decision: an update of its incident, or a new one in cooldown.
+            words = "incident update" if data.get("incident_update") else "cooldown"
+        else:
+            words = _HELD_BACK.get(reason, reason.replace("_", " "))
+        return "", f" (no alert: {words})" if words else " (no alert)"
+    return "", ""  # not decided (an event of an older release)
 
 
 def _event_entity(hass: HomeAssistant, entry_id: str, camera_id: str) -> str | None:
@@ -40,11 +65,12 @@ def async_describe_events(
         data = event.data
         camera_id = str(data.get("camera_id") or "")
         level = data.get("risk_level") or "unknown"
-        message = f"reported a {level} risk event"
+        alerted, held_back = _decision(data)
+        article = "an" if str(level).startswith(("a", "e", "i", "o", "u")) else "a"
+        message = f"reported {article} {level} risk event{alerted}"
         if summary := data.get("summary"):
             message += f": {summary}"
-        if data.get("alert") is False and data.get("alert_reason"):
-            message += f" (no alert: {str(data['alert_reason']).replace('_', ' ')})"
+        message += held_back
         described: dict[str, Any] = {
             LOGBOOK_ENTRY_NAME: data.get("camera_name") or camera_id,
             LOGBOOK_ENTRY_MESSAGE: message,

@@ -28,7 +28,8 @@ RISK_LEVELS: Final = ("low", "medium", "high", "critical")
 RISK_SCORE_MEDIUM: Final = 30
 RISK_SCORE_HIGH: Final = 60
 RISK_SCORE_CRITICAL: Final = 85
-# From this level on, an event makes its camera's threat sensor turn on.
+# From this level on (after the household's rules), an event that alerts turns its camera's
+# threat sensor on.
 THREAT_LEVEL: Final = "high"
 
 
@@ -44,9 +45,19 @@ def risk_level_name(event: SecurityEvent) -> str:
     return "medium" if score >= RISK_SCORE_MEDIUM else "low"
 
 
-def is_threat(event: SecurityEvent) -> bool:
-    """Return whether the event's risk level turns its camera's threat sensor on."""
-    return RISK_LEVELS.index(risk_level_name(event)) >= RISK_LEVELS.index(THREAT_LEVEL)
+def is_threat(level: str, *, alert: bool, held_by_incident: bool, active: bool) -> bool:
+    """Return whether an event turns its camera's threat sensor on, or keeps it on.
+
+    `level` is the event's risk level after the household's rules, `alert` their decision,
+    `held_by_incident` whether only its incident held it back (an update of an incident that
+    alerted already, or a cooldown), `active` whether the sensor is on now. From THREAT_LEVEL
+    up, an event that alerts turns the sensor on and one held by its incident keeps it on; an
+    event held back for any other reason (disarmed, quiet hours, below the camera's minimum
+    level) does neither.
+    """
+    if RISK_LEVELS.index(level) < RISK_LEVELS.index(THREAT_LEVEL):
+        return False
+    return alert or (held_by_incident and active)
 
 
 # ---- Limits of the sidecar's camera settings (the forms refuse anything beyond them) -------

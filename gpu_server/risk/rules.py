@@ -59,7 +59,8 @@ POSE_FLAGS: Final = frozenset({"climbing", "crouching"})
 # A covered, moved or blinded camera is treated as high risk whatever else was seen.
 TAMPER_FLOOR: Final = 70
 # Fail-safe: with no model to weigh the context, a confident person at night or at an entry
-# point is never scored below high, so `threat_active` and high-level automations still fire.
+# point is never scored below high, and the event says so (`failsafe`): Home Assistant's alert
+# decision lets it page whatever the camera's minimum level.
 FAILSAFE_PERSON_CONFIDENCE: Final = 0.6
 # The detector "sure" confidence that FAILSAFE_PERSON_CONFIDENCE is stated for.
 SURE_REFERENCE: Final = 0.9

@@ -1,19 +1,23 @@
-"""The household's alert rules on their own: escalation, quiet hours, minimum levels."""
+"""The household's alert rules on their own: escalation, quiet hours, minimum levels, and the
+threat they make."""
 
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Any
 
 import pytest
 
 from custom_components.home_security_ai.alerting import (
     AlertSettings,
     ArmedMode,
+    HoldBackReason,
     QuietHours,
     assess,
     raise_level,
     settings_from_options,
 )
+from custom_components.home_security_ai.vocabulary import is_threat
 
 # 2026-01-02 is a Friday.
 FRIDAY = datetime(2026, 1, 2)
@@ -76,6 +80,7 @@ def _assess(
     when: datetime = FRIDAY_NOON,
     incident_alert: bool = True,
     settings: AlertSettings | None = None,
+    failsafe: bool = False,
 ) -> dict[str, object]:
     return assess(
         raw_level=level,
@@ -85,6 +90,7 @@ def _assess(
         mode=mode,
         nobody_home=nobody_home,
         settings=settings or AlertSettings(),
+        failsafe=failsafe,
     ).as_data()
 
 
@@ -159,6 +165,19 @@ def test_minimum_level_per_camera() -> None:
     assert _assess("medium", mode=ArmedMode.AWAY, settings=settings)["alert"] is True
 
 
+def test_the_failsafe_comes_before_the_camera_minimum() -> None:
+    """A confident person at night that no model weighed pages even on a camera whose minimum
+    is critical (the seed's detector-only rule); disarmed and the incident still decide."""
+    settings = AlertSettings(min_levels={"porch": "critical"})
+    held = _assess("high", settings=settings)
+    assert (held["alert"], held["alert_reason"]) == (False, "below_minimum_level")
+    assert _assess("high", settings=settings, failsafe=True)["alert"] is True
+    disarmed = _assess("high", mode=ArmedMode.DISARMED, settings=settings, failsafe=True)
+    assert disarmed["alert_reason"] == "disarmed"
+    update = _assess("high", incident_alert=False, settings=settings, failsafe=True)
+    assert update["alert_reason"] == "incident"
+
+
 def test_the_incident_decides_first() -> None:
     """An update of an incident that already alerted stays quiet, critical or not."""
     update = _assess("critical", incident_alert=False)
@@ -183,3 +202,36 @@ def test_settings_from_options() -> None:
     assert settings.min_levels == {"porch": "high"}
     # Days without times make no window.
     assert settings_from_options({"quiet_days": ["mon"], "quiet_start": None}).quiet_hours is None
+
+
+QUIET = AlertSettings(quiet_hours=WEEKNIGHTS)
+
+
+@pytest.mark.parametrize(
+    ("level", "options", "active", "threat"),
+    [
+        ("high", {}, False, True),  # alerts: turns the threat on
+        ("critical", {"mode": ArmedMode.DISARMED}, False, True),  # critical always alerts
+        ("medium", {"mode": ArmedMode.AWAY}, False, True),  # raised to high, alerts
+        ("medium", {}, False, False),  # alerts, but below high
+        ("high", {"mode": ArmedMode.DISARMED}, True, False),
+        ("high", {"when": _at(1, 3), "settings": QUIET}, True, False),
+        ("high", {"settings": AlertSettings(min_levels={"porch": "critical"})}, True, False),
+        # Held back by its incident (an update, a cooldown): keeps an active threat on only.
+        ("high", {"incident_alert": False}, True, True),
+        ("high", {"incident_alert": False}, False, False),
+        ("medium", {"incident_alert": False}, True, False),
+    ],
+)
+def test_the_threat_follows_the_decision(
+    level: str, options: dict[str, Any], active: bool, threat: bool
+) -> None:
+    """Threat active turns on for an alert from high up; held back, it does not."""
+    decided = _assess(level, **options)
+    made = is_threat(
+        str(decided["risk_level"]),
+        alert=bool(decided["alert"]),
+        held_by_incident=decided["alert_reason"] == HoldBackReason.INCIDENT,
+        active=active,
+    )
+    assert made is threat

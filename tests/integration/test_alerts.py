@@ -95,6 +95,13 @@ class _Events:
         return payload
 
 
+def _threat(hass: HomeAssistant, camera_id: str) -> str:
+    """Return the state of the camera's *Threat active* sensor."""
+    state = hass.states.get(f"binary_sensor.{camera_id}_threat_active")
+    assert state is not None, camera_id
+    return state.state
+
+
 def _entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
     entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
     assert entity_id is not None, unique_id
@@ -177,12 +184,16 @@ async def test_alert_options_apply_to_the_next_event(
     night = _local_ms(2026, 1, 3, 3)
     quiet = await events.send("garden", RiskLevel.HIGH, night)
     assert (quiet["alert"], quiet["alert_reason"]) == (False, "quiet_hours")
+    # Held back, so no threat; the porch's escalated alert at high is one.
+    assert _threat(hass, "garden") == "off"
+    assert _threat(hass, "porch") == "on"
     state = hass.states.get("event.garden_security_event")
     assert state is not None
     assert state.attributes["alert"] is False
     assert state.attributes["alert_reason"] == "quiet_hours"
     critical = await events.send("garden", RiskLevel.CRITICAL, night)
     assert (critical["alert"], critical["alert_reason"]) == (True, None)
+    assert _threat(hass, "garden") == "on"
     # Saturday night is not quiet: no window starts on Saturday.
     saturday_night = await events.send("garden", RiskLevel.HIGH, _local_ms(2026, 1, 3, 23))
     assert saturday_night["alert"] is True
@@ -201,7 +212,8 @@ async def test_alert_options_apply_to_the_next_event(
 
 
 async def test_armed_mode(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> None:
-    """Away escalates; disarmed records events without escalating and without alerting."""
+    """Away escalates; disarmed records events without escalating, without alerting and
+    without a threat."""
     entry = mock_config_entry
     await _setup(hass, entry)
     entry.runtime_data.cameras.async_register("porch", "Porch")
@@ -228,6 +240,7 @@ async def test_armed_mode(hass: HomeAssistant, mock_config_entry: MockConfigEntr
     assert (disarmed["risk_level"], disarmed["escalated"]) == ("high", False)
     assert disarmed["armed_mode"] == "disarmed"
     assert (disarmed["alert"], disarmed["alert_reason"]) == (False, "disarmed")
+    assert _threat(hass, "porch") == "off"
     state = hass.states.get("event.porch_security_event")
     assert state is not None
     assert state.attributes["armed_mode"] == "disarmed"

@@ -89,23 +89,34 @@ async def test_conditions_are_listed_and_follow_the_entities(
     analysis = registry.async_get_entity_id(
         "switch", DOMAIN, f"{entry.unique_id}_porch_analysis_enabled"
     )
+    await hass.services.async_call("switch", "turn_off", {"entity_id": analysis}, blocking=True)
+    events = entry.runtime_data.events
+
+    async def send(event_id: str, level: RiskLevel) -> None:
+        with patch.object(entry.runtime_data.client, "ack_events", _ack_suppressed):
+            await events.async_handle(
+                SecurityEvent(
+                    sequence=events.last_sequence + 1,
+                    event_id=event_id,
+                    camera_id="porch",
+                    kind=EventKind.SECURITY,
+                    risk_level=level,
+                    risk_score=90,
+                    summary="Someone forces the door",
+                )
+            )
+        await hass.async_block_till_done()
+
+    # Disarmed, a high event does not alert: no threat.
+    await hass.services.async_call(
+        "select", "select_option", {"entity_id": armed, "option": "disarmed"}, blocking=True
+    )
+    await send("held back", RiskLevel.HIGH)
+    assert await true_now() == ["armed_disarmed"]
+
     await hass.services.async_call(
         "select", "select_option", {"entity_id": armed, "option": "away"}, blocking=True
     )
-    await hass.services.async_call("switch", "turn_off", {"entity_id": analysis}, blocking=True)
-    events = entry.runtime_data.events
-    with patch.object(entry.runtime_data.client, "ack_events", _ack_suppressed):
-        await events.async_handle(
-            SecurityEvent(
-                sequence=events.last_sequence + 1,
-                event_id="threat",
-                camera_id="porch",
-                kind=EventKind.SECURITY,
-                risk_level=RiskLevel.CRITICAL,
-                risk_score=90,
-                summary="Someone forces the door",
-            )
-        )
-    await hass.async_block_till_done()
+    await send("threat", RiskLevel.CRITICAL)
     assert await true_now() == ["armed_away", "threat_active"]
     assert await hass.config_entries.async_unload(entry.entry_id)

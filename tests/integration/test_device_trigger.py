@@ -1,4 +1,5 @@
-"""Device triggers of a camera: listed for its device, and run automations on real events."""
+"""Device triggers of a camera: listed for its device (alerts first), and run automations on
+real events."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ def _event(
     sequence: int,
     label: str = "cat",
     scene_change: SceneChangeKind = SceneChangeKind.NONE,
+    incident: Incident | None = None,
 ) -> SecurityEvent:
     detection = Detection(label=label, class_id=0, confidence=0.9, box=Box(x1=0, y1=0, x2=1, y2=1))
     return SecurityEvent(
@@ -74,6 +76,7 @@ def _event(
         summary="something happened",
         detections=(EventDetection(detection=detection, frame_sha256="0" * 64),),
         scene_change=scene_change,
+        incident=incident,
     )
 
 
@@ -83,8 +86,19 @@ async def test_camera_device_lists_every_trigger(
     await _setup_with_cameras(hass, mock_config_entry)
     device_id = _camera_device(hass, mock_config_entry, "porch")
     triggers = await async_get_device_automations(hass, DeviceAutomationType.TRIGGER, device_id)
-    ours = sorted(t["type"] for t in triggers if t["domain"] == DOMAIN)
-    assert ours == sorted(TRIGGER_TYPES)
+    ours = [t["type"] for t in triggers if t["domain"] == DOMAIN]
+    assert ours == list(TRIGGER_TYPES)
+    # The alert triggers are the ones offered first; the events' raw levels follow.
+    assert ours[:8] == [
+        "alert_low",
+        "alert_medium",
+        "alert_high",
+        "alert_critical",
+        "security_event_low",
+        "security_event_medium",
+        "security_event_high",
+        "security_event_critical",
+    ]
     assert all(t["device_id"] == device_id for t in triggers if t["domain"] == DOMAIN)
     # The server device has none.
     server = mock_config_entry.runtime_data.server_device_id
@@ -102,7 +116,8 @@ async def test_each_trigger_runs_its_automation(
     hass: HomeAssistant, shared_sidecar: Sidecar, calls: list[ServiceCall]
 ) -> None:
     """Every trigger type in an automation; real events through the event stream run them,
-    levels from the chosen one up, and only the camera's own."""
+    levels from the chosen one up, and only the camera's own. The alert triggers fire only for
+    events that alert."""
     entry = make_entry(shared_sidecar)
     await _setup_with_cameras(hass, entry)
     device_id = _camera_device(hass, entry, "porch")
@@ -146,14 +161,22 @@ async def test_each_trigger_runs_its_automation(
         return sorted(call.data["type"] for call in calls)
 
     assert await _fire(_event("porch", RiskLevel.LOW, sequence=next(sequence))) == [
-        "security_event_low"
+        "alert_low",
+        "security_event_low",
     ]
     assert await _fire(_event("porch", RiskLevel.HIGH, sequence=next(sequence))) == [
+        "alert_high",
+        "alert_low",
+        "alert_medium",
         "security_event_high",
         "security_event_low",
         "security_event_medium",
     ]
     assert await _fire(_event("porch", RiskLevel.CRITICAL, sequence=next(sequence))) == [
+        "alert_critical",
+        "alert_high",
+        "alert_low",
+        "alert_medium",
         "security_event_critical",
         "security_event_high",
         "security_event_low",
@@ -162,13 +185,22 @@ async def test_each_trigger_runs_its_automation(
     assert await _fire(
         _event("porch", RiskLevel.MEDIUM, sequence=next(sequence), label="person")
     ) == [
+        "alert_low",
+        "alert_medium",
         "person_detected",
         "security_event_low",
         "security_event_medium",
     ]
     assert await _fire(
         _event("porch", sequence=next(sequence), scene_change=SceneChangeKind.COVERED)
-    ) == ["camera_tampered", "security_event_low"]
+    ) == ["alert_low", "camera_tampered", "security_event_low"]
+    # An incident's update that does not alert: only the raw levels fire.
+    update = Incident(
+        incident_id="walk", update=True, camera_ids=("porch",), started_at_ms=1, alert=False
+    )
+    assert await _fire(
+        _event("porch", RiskLevel.HIGH, sequence=next(sequence), incident=update)
+    ) == ["security_event_high", "security_event_low", "security_event_medium"]
     # Another camera's events run none of the porch's automations.
     assert (
         await _fire(_event("garden", RiskLevel.CRITICAL, sequence=next(sequence), label="person"))

@@ -44,7 +44,10 @@ def _event(score: int, level: RiskLevel = RiskLevel.UNSPECIFIED) -> SecurityEven
 def test_risk_level_from_the_score(score: int, level: str) -> None:
     """An event that names no level gets one from its score; only high and up is a threat."""
     assert risk_level_name(_event(score)) == level
-    assert is_threat(_event(score)) is (level in ("high", "critical"))
+    threat = is_threat(
+        risk_level_name(_event(score)), alert=True, held_by_incident=False, active=False
+    )
+    assert threat is (level in ("high", "critical"))
 
 
 def test_a_named_level_wins_over_the_score() -> None:

@@ -173,6 +173,10 @@ class EnrichConfig(_Section):
     # Re-identification across cameras (faces, else clothing colours) within this long.
     reid: bool = True
     reid_ttl_s: float = Field(default=600.0, gt=0.0, le=86_400.0)
+    # Visitors: each person of an event recognised again later (faces, an appearance model),
+    # kept this many days after they were last seen; a stranger who comes back is linked.
+    visitors: bool = True
+    visitor_keep_days: float = Field(default=30.0, gt=0.0, le=365.0)
 
     @field_validator("known_plates", mode="before")
     @classmethod

@@ -145,6 +145,17 @@ def enrichment_payload(event: SecurityEvent) -> dict[str, Any]:
             for item in event.reidentified
         ],
         "poses": list(dict.fromkeys(flag for pose in event.poses for flag in pose.flags)),
+        # Each person as a visitor: a stranger who came back shows their visits and since when.
+        "visitors": [
+            {
+                "visitor_id": item.visitor_id,
+                "name": item.name,
+                "cue": item.cue,
+                "visits": item.visits,
+                "first_seen": _iso(item.first_seen_ms),
+            }
+            for item in event.visitors
+        ],
         "enrichment_notes": list(event.enrichment_notes),
     }
 

@@ -68,11 +68,13 @@ from gpu_server.enrich.pose import (
 )
 from gpu_server.enrich.posture import VISIBLE, posture_flags
 from gpu_server.enrich.reid import (
+    COLOUR_MATCH,
     AppearanceIndex,
     Descriptor,
     Reidentified,
     colour_descriptor,
 )
+from gpu_server.enrich.visitors import Person, VisitorBook, VisitorSighting
 from gpu_server.errors import FeatureUnavailableError, InvalidRequestError, NotFoundError
 from gpu_server.ingest.detect import Detection
 from gpu_server.ingest.intake import BgrImage
@@ -166,6 +168,8 @@ class EnrichmentResult:
     # Time each model took for the batch, by task (loading included when it loaded).
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
     poses: tuple[PersonPose, ...] = ()
+    # Each person of the batch as a visitor: known by name, or a stranger seen before or not.
+    visitors: tuple[VisitorSighting, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +193,24 @@ def _scaled(image: BgrImage, max_side: int) -> tuple[BgrImage, float]:
         return np.ascontiguousarray(image), 1.0
     size = (max(1, round(width / factor)), max(1, round(height / factor)))
     return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8), factor
+
+
+def _visitor_cues(
+    people: Sequence[PersonSighting],
+    faces: Sequence[Descriptor],
+    appearances: Sequence[Descriptor],
+    colours: Sequence[Descriptor],
+) -> list[Person]:
+    """What each person offers to be recognised by: the faces found (with the name of an
+    enrolled one), else the crops' appearance embeddings, else their colours."""
+    if people:
+        return [
+            Person(name=person.name, face=face)
+            for person, face in zip(people, faces, strict=False)
+        ]
+    if appearances:
+        return [Person(appearance=item) for item in appearances]
+    return [Person(colour=item) for item in colours]
 
 
 def cut_crops(
@@ -299,6 +321,18 @@ class Enricher:
             if settings.enabled and settings.reid
             else None
         )
+        self.visitors = (
+            VisitorBook(
+                data_dir,
+                face_distance=settings.face_match_distance,
+                appearance_match=APPEARANCE_MATCH,
+                colour_match=COLOUR_MATCH,
+                keep_days=settings.visitor_keep_days,
+                colour_ttl_s=settings.reid_ttl_s,
+            )
+            if settings.enabled and settings.visitors
+            else None
+        )
         # A CLIP-class model in the models folder sharpens re-identification; none is fine.
         self._appearance_reason: str | None = "re-identification is off"
         if self.reid is not None and models_dir is not None:
@@ -323,7 +357,12 @@ class Enricher:
 
     @property
     def _wants_people(self) -> bool:
-        return self._faces_reason is None or self._pose_reason is None or self.reid is not None
+        return (
+            self._faces_reason is None
+            or self._pose_reason is None
+            or self.reid is not None
+            or self.visitors is not None
+        )
 
     def crops(
         self,
@@ -368,8 +407,9 @@ class Enricher:
             else:
                 poses = await self._step(POSE_TASK, notes, timings, self._poses, people_crops)
         reidentified: tuple[Reidentified, ...] = ()
-        if people_crops and self.reid is not None and camera_id:
-            reidentified = await self._reidentify(camera_id, now_ms, people_crops, people)
+        visitors: tuple[VisitorSighting, ...] = ()
+        if people_crops and camera_id and (self.reid is not None or self.visitors is not None):
+            reidentified, visitors = await self._recognise(camera_id, now_ms, people_crops, people)
         if vehicle_crops:
             if self._plates_reason is not None:
                 notes.append(f"plates: {self._plates_reason}")
@@ -377,18 +417,19 @@ class Enricher:
                 plates = await self._step(OCR_TASK, notes, timings, self._plates, vehicle_crops)
         if people_crops or vehicle_crops:
             self._batches += 1
-        return EnrichmentResult(people, plates, reidentified, tuple(notes), timings, poses)
+        return EnrichmentResult(
+            people, plates, reidentified, tuple(notes), timings, poses, visitors
+        )
 
-    async def _reidentify(
+    async def _recognise(
         self,
         camera_id: str,
         now_ms: int,
         crops: Sequence[Crop],
         people: Sequence[PersonSighting],
-    ) -> tuple[Reidentified, ...]:
-        """Match this batch's people against other cameras' recent ones, then remember them."""
-        index = self.reid
-        assert index is not None
+    ) -> tuple[tuple[Reidentified, ...], tuple[VisitorSighting, ...]]:
+        """Match this batch's people against other cameras' recent ones (re-identification)
+        and against the visitors of earlier days, then remember them."""
         faces: list[Descriptor] = [
             embedding
             for person in people
@@ -402,18 +443,27 @@ class Enricher:
                     model.embed, [crop.pixels for crop in chosen]
                 )
 
-        def run() -> list[Reidentified]:
+        def run() -> tuple[tuple[Reidentified, ...], tuple[VisitorSighting, ...]]:
             colours = [colour_descriptor(crop.pixels) for crop in chosen]
-            found = index.match(camera_id, colours, faces, now_ms, appearances)
-            index.add(camera_id, colours, faces, now_ms, appearances)
-            return found
+            found: list[Reidentified] = []
+            if self.reid is not None:
+                found = self.reid.match(camera_id, colours, faces, now_ms, appearances)
+                self.reid.add(camera_id, colours, faces, now_ms, appearances)
+            seen: tuple[VisitorSighting, ...] = ()
+            if self.visitors is not None:
+                seen = self.visitors.record(
+                    camera_id, _visitor_cues(people, faces, appearances, colours), now_ms
+                )
+            return tuple(found), seen
 
-        return tuple(await asyncio.to_thread(run))
+        return await asyncio.to_thread(run)
 
     def flush(self, now_ms: int) -> None:
         """Write what must outlive a restart (blocking)."""
         if self.reid is not None:
             self.reid.flush(now_ms)
+        if self.visitors is not None:
+            self.visitors.flush()
 
     async def _step(
         self,

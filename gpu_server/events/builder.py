@@ -27,6 +27,7 @@ from gpu_server.context import (
     ZoneMap,
 )
 from gpu_server.enrich.pipeline import Enricher, EnrichmentResult
+from gpu_server.enrich.visitors import STRONG_CUES
 from gpu_server.events.cameras import CameraDirectory
 from gpu_server.events.clock import Clock, from_ms, to_ms
 from gpu_server.events.incidents import TAMPER_KIND, EndedIncident, IncidentTracker
@@ -44,6 +45,7 @@ from gpu_server.llm.inputs import (
     DetectionInput,
     PersonInput,
     PoseInput,
+    ReturningVisitor,
     SamePersonInput,
     UntrustedText,
     ZoneInput,
@@ -167,6 +169,19 @@ def analysis_input(
     )
 
 
+def since(first: datetime, now: datetime) -> str:
+    """When a returning visitor was first seen, as a household says it: 'earlier today',
+    'yesterday', 'Monday' within the week, else the date."""
+    days = (now.date() - first.date()).days
+    if days <= 0:
+        return "earlier today"
+    if days == 1:
+        return "yesterday"
+    if days < 7:
+        return f"{first:%A}"
+    return f"{first:%B} {first.day}"
+
+
 def with_enrichment(
     analysis: AnalysisInput,
     enriched: EnrichmentResult,
@@ -193,6 +208,17 @@ def with_enrichment(
         if pose.flags
     )
     texts = tuple(UntrustedText(source="ocr_plate", text=plate.raw) for plate in enriched.plates)
+    returning = tuple(
+        ReturningVisitor(
+            visits=visitor.visits,
+            since=since(
+                datetime.fromtimestamp(visitor.first_seen_ms / 1000, analysis.local_time.tzinfo),
+                analysis.local_time,
+            ),
+        )
+        for visitor in enriched.visitors
+        if not visitor.known and visitor.visits >= 2
+    )
     known = tuple(
         dict.fromkeys(plate.known_label for plate in enriched.plates if plate.known_label)
     )
@@ -203,6 +229,7 @@ def with_enrichment(
             "known_vehicles": known,
             "same_person": same,
             "poses": poses,
+            "returning": returning,
         }
     )
 
@@ -352,6 +379,13 @@ class EventBuilder:
             fast_path=job.fast_path,
             same_person_on=[item.camera_id for item in event.reidentified],
             started_at=from_ms(event.started_at_ms),
+            # Only a face or an appearance tells strangers apart; clothes' colours do not.
+            strangers=[
+                item.visitor_id
+                for item in event.visitors
+                if not item.known and item.cue in STRONG_CUES
+            ],
+            known_only=bool(event.visitors) and all(item.known for item in event.visitors),
         )
         incident = EventIncident(
             incident_id=stamp.incident_id,
@@ -509,6 +543,7 @@ class EventBuilder:
             plates=enriched.plates,
             reidentified=enriched.reidentified,
             poses=enriched.poses,
+            visitors=enriched.visitors,
             enrichment_notes=enriched.notes,
             prompt_version=(
                 assessment.prompt_version or self._risk.prompt_version_for(analysis)

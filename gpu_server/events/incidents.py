@@ -15,6 +15,13 @@ Cooldown: once a camera has alerted for a kind of finding (person, vehicle, tamp
 incident of that camera with only kinds still cooling down does not alert again for `cooldown_s`,
 unless its level is higher than the one that started the cooldown; critical always alerts.
 Events are delivered either way; `alert` only says whether this one should page someone.
+
+People are told apart where enrichment can (enrich/visitors.py: by face or appearance, not by
+the colours of clothes): a person's cooldown is kept per visitor, so a different stranger at the
+door five minutes after the first pages, and a different stranger joining an open incident
+pages too. A person nobody could tell apart counts
+as whoever is cooling down on the camera (maybe the same person, face hidden); enrolled people
+start no cooldown of their own (whether they page is the household's rule).
 """
 
 from __future__ import annotations
@@ -71,6 +78,8 @@ class Incident:
     alerted_level: RiskLevel | None = None
     person_seen_at: float | None = None  # monotonic, for linking cameras
     kinds: set[str] = field(default_factory=set)
+    # The strangers told apart in this incident so far (visitor ids).
+    strangers: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +109,8 @@ class IncidentTracker:
         self.settings = settings
         self._clock = clock
         self._by_camera: dict[str, Incident] = {}
-        self._cooldowns: dict[tuple[str, str], _Cooldown] = {}
+        # (camera, kind, visitor): the visitor is "" for a finding nobody told apart.
+        self._cooldowns: dict[tuple[str, str, str], _Cooldown] = {}
         # Cameras whose early alert is being analysed: monotonic time it was taken.
         self._fast_path_taken: dict[str, float] = {}
 
@@ -134,13 +144,18 @@ class IncidentTracker:
         fast_path: bool = False,
         same_person_on: Iterable[str] = (),
         started_at: datetime | None = None,
+        strangers: Iterable[str] = (),
+        known_only: bool = False,
     ) -> IncidentStamp:
         """Put an event that found something into its incident, opening one if needed.
 
         `same_person_on`: cameras where a person of this event was seen before, nearest first.
         `started_at`: when the event's first frame was taken; an incident starts with the
         earliest of its events, so the calendar and the events tell one time (now if unknown).
+        `strangers`: the visitor ids of the unknown people told apart; `known_only`: every
+        person of the event is an enrolled person.
         """
+        told_apart = frozenset(strangers)
         now = self._clock.monotonic()
         found = set(kinds)
         incident = self._open_for(camera_id)
@@ -174,13 +189,21 @@ class IncidentTracker:
         remaining = self._remaining(camera_id, found, now)
         if incident.alerted_level is None:
             # The first alert of the incident: held back only by a cooldown it does not beat.
-            alert = level is RiskLevel.CRITICAL or self._beats_cooldown(camera_id, found, level)
+            alert = level is RiskLevel.CRITICAL or self._beats_cooldown(
+                camera_id, found, level, told_apart
+            )
         else:
-            # Updates alert again only when they raise the level.
-            alert = _higher(level, incident.alerted_level)
+            # Updates alert again when they raise the level, or when a stranger other than
+            # the ones told apart so far joins.
+            newcomer = bool(incident.strangers) and bool(told_apart - incident.strangers)
+            alert = _higher(level, incident.alerted_level) or newcomer
+        incident.strangers |= told_apart
         if alert:
-            incident.alerted_level = level
-            self._start_cooldown(camera_id, found, level, now)
+            if _higher(level, incident.alerted_level):
+                incident.alerted_level = level
+            self._start_cooldown(
+                camera_id, found, level, now, strangers=told_apart, known_only=known_only
+            )
         return IncidentStamp(
             incident_id=incident.incident_id,
             update=update,
@@ -194,11 +217,11 @@ class IncidentTracker:
     def cooldowns(self, camera_id: str) -> dict[str, float]:
         """Seconds of cooldown left per kind of finding on the camera."""
         now = self._clock.monotonic()
-        return {
-            kind: cooldown.until - now
-            for (camera, kind), cooldown in self._cooldowns.items()
-            if camera == camera_id and cooldown.until > now
-        }
+        left: dict[str, float] = {}
+        for (camera, kind, _), cooldown in self._cooldowns.items():
+            if camera == camera_id and cooldown.until > now:
+                left[kind] = max(left.get(kind, 0.0), cooldown.until - now)
+        return left
 
     def open_incident(self, camera_id: str) -> str | None:
         incident = self._open_for(camera_id)
@@ -254,28 +277,56 @@ class IncidentTracker:
         return max(candidates, key=lambda item: item.person_seen_at or 0.0, default=None)
 
     def _remaining(self, camera_id: str, found: set[str], now: float) -> float:
-        return max(
-            (
-                cooldown.until - now
-                for kind in found
-                if (cooldown := self._cooldowns.get((camera_id, kind))) is not None
-                and cooldown.until > now
-            ),
-            default=0.0,
-        )
+        left = self.cooldowns(camera_id)
+        return max((left[kind] for kind in found if kind in left), default=0.0)
 
-    def _beats_cooldown(self, camera_id: str, found: set[str], level: RiskLevel) -> bool:
+    def _running(
+        self, camera_id: str, kind: str, visitor: str | None, now: float
+    ) -> list[_Cooldown]:
+        """The cooldowns that hold a finding back: the visitor's own, and one started by a
+        finding nobody told apart; for a finding nobody told apart (visitor None), all of the
+        camera's of that kind."""
+        return [
+            cooldown
+            for (camera, cooled, who), cooldown in self._cooldowns.items()
+            if camera == camera_id
+            and cooled == kind
+            and cooldown.until > now
+            and (visitor is None or who in ("", visitor))
+        ]
+
+    def _beats_cooldown(
+        self, camera_id: str, found: set[str], level: RiskLevel, strangers: frozenset[str]
+    ) -> bool:
         now = self._clock.monotonic()
         for kind in found or {""}:
-            cooldown = self._cooldowns.get((camera_id, kind))
-            if cooldown is None or cooldown.until <= now or _higher(level, cooldown.level):
-                return True
+            visitors: Iterable[str | None] = (
+                strangers if kind == PERSON_KIND and strangers else (None,)
+            )
+            for visitor in visitors:
+                holding = self._running(camera_id, kind, visitor, now)
+                if all(_higher(level, cooldown.level) for cooldown in holding):
+                    return True
         return False
 
     def _start_cooldown(
-        self, camera_id: str, found: set[str], level: RiskLevel, now: float
+        self,
+        camera_id: str,
+        found: set[str],
+        level: RiskLevel,
+        now: float,
+        *,
+        strangers: frozenset[str],
+        known_only: bool,
     ) -> None:
         if self.settings.cooldown_s <= 0:
             return
+        cooldown = _Cooldown(now + self.settings.cooldown_s, level)
         for kind in found:
-            self._cooldowns[(camera_id, kind)] = _Cooldown(now + self.settings.cooldown_s, level)
+            if kind != PERSON_KIND:
+                self._cooldowns[(camera_id, kind, "")] = cooldown
+            elif strangers:
+                for visitor in strangers:
+                    self._cooldowns[(camera_id, kind, visitor)] = cooldown
+            elif not known_only:
+                self._cooldowns[(camera_id, kind, "")] = cooldown

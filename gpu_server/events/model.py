@@ -11,6 +11,7 @@ from enum import StrEnum
 from gpu_server.context import SceneChangeKind
 from gpu_server.enrich.pipeline import PersonPose, PersonSighting, PlateReading
 from gpu_server.enrich.reid import Reidentified
+from gpu_server.enrich.visitors import VisitorSighting
 from gpu_server.ingest.detect import Detection
 from gpu_server.llm.schema import AuditRubric
 from gpu_server.vocabulary import RiskLevel
@@ -82,6 +83,8 @@ class SecurityEvent:
     reidentified: tuple[Reidentified, ...] = ()
     # The posture of the people in the person boxes (lying, crouching, climbing).
     poses: tuple[PersonPose, ...] = ()
+    # Each person as a visitor: known by name, or a stranger seen before or not.
+    visitors: tuple[VisitorSighting, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
     # The audit's 1-5 rubric of the assessment's text; None where nothing was assessed.
     audit_rubric: AuditRubric | None = None

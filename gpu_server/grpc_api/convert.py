@@ -14,6 +14,7 @@ from gpu_server.context import SceneChangeKind
 from gpu_server.enrich.gallery import KnownPerson
 from gpu_server.enrich.pipeline import PersonPose, PersonSighting, PlateReading
 from gpu_server.enrich.reid import Reidentified
+from gpu_server.enrich.visitors import VisitorSighting
 from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.model import (
     CameraRequest,
@@ -221,6 +222,16 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
             for item in event.reidentified
         ],
         poses=[_pose_to_pb(pose) for pose in event.poses],
+        visitors=[
+            events_pb2.Visitor(
+                visitor_id=item.visitor_id,
+                name=item.name or "",
+                cue=item.cue,
+                visits=item.visits,
+                first_seen_ms=item.first_seen_ms,
+            )
+            for item in event.visitors
+        ],
         enrichment_notes=list(event.enrichment_notes),
     )
     if event.incident is not None:
@@ -289,6 +300,12 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
             for item in message.reidentified
         ),
         poses=tuple(_pose_from_pb(pose) for pose in message.poses),
+        visitors=tuple(
+            VisitorSighting(
+                item.visitor_id, item.name or None, item.cue, item.visits, item.first_seen_ms
+            )
+            for item in message.visitors
+        ),
         enrichment_notes=tuple(message.enrichment_notes),
         audit_rubric=(
             _rubric_from_pb(message.audit_rubric) if message.HasField("audit_rubric") else None

@@ -76,6 +76,13 @@ class SamePersonInput(_Input):
     seconds_ago: float = Field(ge=0.0)
     cue: str = Field(min_length=1, max_length=20)  # "face" or "colour" (of the clothes)
 
+class ReturningVisitor(_Input):
+    """A stranger of the batch seen on earlier visits (by face or appearance)."""
+
+    visits: int = Field(ge=2)  # this one included
+    since: str = Field(min_length=1, max_length=40)  # "Monday", "yesterday", "May 3"
+
+
 # The household's own words on an earlier event (see feedback/): untrusted like any text, but
 # not a sign that someone in the scene tries to steer the analysis.
 HOUSEHOLD_SOURCE: Final = "household_note"
@@ -119,6 +126,7 @@ class AnalysisInput(_Input):
     known_vehicles: tuple[str, ...] = ()
     same_person: tuple[SamePersonInput, ...] = ()
     poses: tuple[PoseInput, ...] = ()
+    returning: tuple[ReturningVisitor, ...] = ()
     feedback: tuple[FeedbackInput, ...] = ()
     # Optional per-camera prompt version; the service default applies when None.
     prompt_version: str | None = None

@@ -20,7 +20,7 @@ from typing import Final
 import yaml
 
 from gpu_server.feedback.calibration import describe_hour_of_week
-from gpu_server.llm.inputs import AnalysisInput
+from gpu_server.llm.inputs import AnalysisInput, ReturningVisitor
 from gpu_server.llm.sanitizer import SanitizedText, clean, sanitize, sanitize_name
 from gpu_server.llm.tokens import FitResult, Section, SectionKind, fit_sections
 
@@ -332,7 +332,13 @@ def _enrichment_lines(analysis: AnalysisInput, texts: Sequence[SanitizedText]) -
               for label in analysis.known_vehicles[:MAX_PEOPLE_LINES]]
     lines += [f"person {pose.person} is {' and '.join(pose.flags)}"
               for pose in analysis.poses[:MAX_PEOPLE_LINES]]
+    lines += [returning_phrase(visitor) for visitor in analysis.returning[:MAX_PEOPLE_LINES]]
     return lines + [text.as_field() for text in texts]
+
+
+def returning_phrase(visitor: ReturningVisitor) -> str:
+    """'a stranger seen 3 times since Monday' (this visit included)."""
+    return f"a stranger seen {visitor.visits} times since {visitor.since}"
 
 def _feedback_lines(analysis: AnalysisInput) -> list[str]:
     lines = []

@@ -21,6 +21,7 @@ from gpu_server.llm.schema import (
     SUMMARY_MAX_CHARS,
     Assessment,
 )
+from gpu_server.llm.templates import returning_phrase
 from gpu_server.vocabulary import (
     SCORE_MAX,
     SCORE_MIN,
@@ -246,6 +247,8 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
             f"{level.value.capitalize()} risk on {camera}: the scene changed suddenly{also} "
             f"({analysis.daypart})."
         )
+    if analysis.returning:
+        summary = f"{summary[:-1]}; {returning_phrase(analysis.returning[0])}."
     reasoning = f"Rule-based assessment ({reason}). " + (
         "; ".join(factors) if factors else "no risk factors"
     )

@@ -52,6 +52,7 @@ from .models import (
     SceneChangeKind,
     SecurityEvent,
     ServerStatus,
+    Visitor,
     Zone,
 )
 from .tls import certificate_fingerprint, certificate_server_name, fetch_server_certificate
@@ -104,6 +105,7 @@ __all__ = [
     "SecurityEvent",
     "ServerStatus",
     "TlsUnavailable",
+    "Visitor",
     "Zone",
     "certificate_fingerprint",
     "certificate_server_name",

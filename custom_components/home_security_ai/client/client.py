@@ -59,6 +59,7 @@ from .models import (
     SceneChangeKind,
     SecurityEvent,
     ServerStatus,
+    Visitor,
 )
 from .tls import certificate_server_name
 
@@ -283,6 +284,16 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
             for item in event.reidentified
         ),
         poses=tuple(_pose_from_proto(pose) for pose in event.poses),
+        visitors=tuple(
+            Visitor(
+                visitor_id=item.visitor_id,
+                name=item.name or None,
+                cue=item.cue,
+                visits=item.visits,
+                first_seen_ms=item.first_seen_ms,
+            )
+            for item in event.visitors
+        ),
         enrichment_notes=tuple(event.enrichment_notes),
         anomaly_score=event.anomaly_score,
         created_at_ms=event.created_at_ms,

@@ -205,6 +205,17 @@ class Reidentification:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Visitor:
+    """A person of the event as a visitor: an enrolled person, or a stranger seen before or not."""
+
+    visitor_id: str
+    name: str | None = None  # the enrolled name; None for a stranger
+    cue: str = ""  # "face", "appearance" or "colour"
+    visits: int = 1  # this one included
+    first_seen_ms: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PlateReading:
     """Text read on a vehicle (untrusted; cleaned by the sidecar)."""
 
@@ -264,6 +275,7 @@ class SecurityEvent:
     people: tuple[PersonSighting, ...] = ()
     plates: tuple[PlateReading, ...] = ()
     reidentified: tuple[Reidentification, ...] = ()
+    visitors: tuple[Visitor, ...] = ()
     poses: tuple[PersonPose, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
     audit_rubric: AuditRubric | None = None

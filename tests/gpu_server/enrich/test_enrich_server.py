@@ -219,3 +219,27 @@ async def test_events_carry_the_pose_flags_of_their_people(
     turned = np.ascontiguousarray(cv2.rotate(man, cv2.ROTATE_90_CLOCKWISE))
     lying = await sidecar.event_for(marked_png(turned, MARK_PERSON))
     assert [list(item.flags) for item in lying.poses] == [["lying"]]
+
+
+async def test_a_stranger_who_comes_back_days_later_is_linked(
+    sidecar: Sidecar, photos: Photos
+) -> None:
+    """The same face two days later: the same visitor, on a second visit, and the event says
+    so in words."""
+    zidane = photos["zidane"]
+    first = await sidecar.event_for(marked_png(zidane, MARK_PERSON))
+    assert first.visitors
+    assert all(visitor.cue == "face" and visitor.visits == 1 for visitor in first.visitors)
+    assert all(not visitor.name for visitor in first.visitors)
+    assert sidecar.server.events is not None
+    clock = sidecar.server.events.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(2 * 86_400)
+    crop = np.ascontiguousarray(zidane[0:720, 560:1280])
+    second = await sidecar.event_for(marked_png(crop, MARK_PERSON))
+    returning = [visitor for visitor in second.visitors if visitor.visits == 2]
+    assert returning, second.visitors
+    earlier = {visitor.visitor_id: visitor for visitor in first.visitors}
+    assert returning[0].visitor_id in earlier
+    assert returning[0].first_seen_ms == earlier[returning[0].visitor_id].first_seen_ms
+    assert "a stranger seen 2 times since" in second.summary

@@ -140,3 +140,57 @@ def test_an_incident_starts_with_its_earliest_frame() -> None:
     clock.advance(120)
     (ended,) = incidents.due()
     assert ended.started_at == earlier
+
+
+def test_a_different_stranger_breaks_through_the_cooldown_the_same_one_does_not() -> None:
+    clock = FakeClock()
+    incidents = tracker(clock)
+    first = incidents.stamp("porch", {"person"}, HIGH, strangers=["a"])
+    assert first.alert
+    clock.advance(150)  # the incident has ended; the cooldown runs for 600 s
+    incidents.due()
+    again = incidents.stamp("porch", {"person"}, HIGH, strangers=["a"])
+    assert not again.alert  # the same stranger, back within the cooldown
+    clock.advance(150)
+    incidents.due()
+    other = incidents.stamp("porch", {"person"}, HIGH, strangers=["b"])
+    assert other.alert  # someone else: one page per visitor
+    clock.advance(150)
+    incidents.due()
+    # A person nobody could tell apart may be either of them: held.
+    unknown = incidents.stamp("porch", {"person"}, HIGH)
+    assert not unknown.alert
+
+
+def test_a_person_nobody_told_apart_holds_back_whoever_comes_next() -> None:
+    """Walking from the gate (back turned) to the door (face seen) stays one page."""
+    clock = FakeClock()
+    incidents = tracker(clock)
+    assert incidents.stamp("porch", {"person"}, HIGH).alert
+    clock.advance(150)
+    incidents.due()
+    assert not incidents.stamp("porch", {"person"}, HIGH, strangers=["a"]).alert
+
+
+def test_a_stranger_joining_an_open_incident_pages() -> None:
+    clock = FakeClock()
+    incidents = tracker(clock)
+    first = incidents.stamp("porch", {"person"}, HIGH, strangers=["a"])
+    assert first.alert
+    clock.advance(20)
+    same = incidents.stamp("porch", {"person"}, HIGH, strangers=["a"])
+    assert (same.incident_id, same.alert) == (first.incident_id, False)
+    clock.advance(20)
+    joined = incidents.stamp("porch", {"person"}, HIGH, strangers=["a", "b"])
+    assert (joined.incident_id, joined.alert) == (first.incident_id, True)
+
+
+def test_enrolled_people_start_no_cooldown() -> None:
+    """Anna coming home holds back nobody: the stranger after her pages."""
+    clock = FakeClock()
+    incidents = tracker(clock)
+    assert incidents.stamp("porch", {"person"}, HIGH, known_only=True).alert
+    clock.advance(150)
+    incidents.due()
+    assert incidents.cooldowns("porch") == {}
+    assert incidents.stamp("porch", {"person"}, HIGH, strangers=["x"]).alert

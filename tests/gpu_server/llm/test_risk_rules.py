@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from gpu_server.events.builder import since
 from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
     DetectionInput,
+    ReturningVisitor,
     UntrustedText,
     ZoneInput,
 )
@@ -254,3 +256,17 @@ def test_the_failsafe_is_flagged_for_home_assistant(make_input: MakeInput) -> No
     )
     assert paging is not None
     assert paging.failsafe
+
+
+def test_a_returning_stranger_is_said_in_the_summary(make_input: MakeInput) -> None:
+    analysis = make_input(returning=(ReturningVisitor(visits=3, since="Monday"),))
+    summary = assess_with_rules(analysis, "r").summary
+    assert summary.endswith("; a stranger seen 3 times since Monday.")
+
+
+def test_since_says_when_a_visitor_was_first_seen() -> None:
+    now = datetime(2026, 6, 4, 21, 0, tzinfo=UTC)  # a Thursday
+    assert since(now - timedelta(hours=3), now) == "earlier today"
+    assert since(now - timedelta(days=1), now) == "yesterday"
+    assert since(now - timedelta(days=3), now) == "Monday"
+    assert since(now - timedelta(days=30), now) == "May 5"

@@ -10,6 +10,9 @@ of that the household's own rules apply here:
   still recorded but says `alert: false` with the reason. A critical event always alerts.
 - The sidecar's fail-safe (a confident person at night or at an entry point that no model
   weighed) comes before the camera's minimum level, as the seed's detector-only rule does.
+- The household: an event whose only findings are people, each of them a household member
+  recognised by face (on their cameras, in their hours), does not alert, whatever its level.
+  An unknown face, a person whose face was not seen, or anything else in view still alerts.
 
 Quiet hours follow the seed's notification filter: a window has weekdays and a start and end
 time; a window whose end is not after its start spans midnight and belongs to the day it
@@ -25,7 +28,14 @@ from datetime import datetime, time
 from enum import StrEnum
 from typing import Any, Final
 
-from .const import CONF_ESCALATE, CONF_MIN_LEVELS, CONF_QUIET_DAYS, CONF_QUIET_END, CONF_QUIET_START
+from .const import (
+    CONF_ESCALATE,
+    CONF_HOUSEHOLD,
+    CONF_MIN_LEVELS,
+    CONF_QUIET_DAYS,
+    CONF_QUIET_END,
+    CONF_QUIET_START,
+)
 from .vocabulary import RISK_LEVELS
 
 # Weekday keys as the options store them, Monday first (datetime.weekday() order).
@@ -56,6 +66,8 @@ class HoldBackReason(StrEnum):
     # The sidecar's incident already alerted (an update, or a cooldown).
     INCIDENT = "incident"
     DISARMED = "disarmed"
+    # Everyone seen is a household member.
+    HOUSEHOLD = "household"
     BELOW_MINIMUM_LEVEL = "below_minimum_level"
     QUIET_HOURS = "quiet_hours"
 
@@ -82,6 +94,56 @@ class QuietHours:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HouseholdMember:
+    """An enrolled person who lives here: on which cameras and in which hours they are expected."""
+
+    # Camera ids; empty: every camera.
+    cameras: frozenset[str] = frozenset()
+    # Local start and end; None: at any time. An end not after the start spans midnight.
+    start: time | None = None
+    end: time | None = None
+
+    def expected(self, camera_id: str, when: datetime) -> bool:
+        """Return whether the member is expected on the camera at the local time `when`."""
+        if self.cameras and camera_id not in self.cameras:
+            return False
+        if self.start is None or self.end is None:
+            return True
+        moment = when.time().replace(tzinfo=None)
+        if self.start < self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeopleSeen:
+    """What an event says about who was there, for the household rule."""
+
+    # Names of the recognised faces, and how many faces matched nobody.
+    names: frozenset[str] = frozenset()
+    unknown_faces: int = 0
+    # The most person boxes in any one frame, and whether anything but people was found.
+    most_people: int = 0
+    other_findings: bool = False
+
+    def only(
+        self, household: Mapping[str, HouseholdMember], camera_id: str, when: datetime
+    ) -> bool:
+        """Return whether everyone seen is a household member expected here and now."""
+        members = {
+            name for name in self.names
+            if (member := household.get(name)) is not None and member.expected(camera_id, when)
+        }
+        return (
+            bool(members)
+            and members == self.names
+            and self.unknown_faces == 0
+            and not self.other_findings
+            and self.most_people <= len(members)
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class AlertSettings:
     """The household's rules, as the options hold them."""
 
@@ -89,6 +151,8 @@ class AlertSettings:
     quiet_hours: QuietHours | None = None
     # Camera id -> the lowest level that alerts ("low" when absent).
     min_levels: Mapping[str, str] = field(default_factory=dict)
+    # Enrolled name -> where and when they are expected.
+    household: Mapping[str, HouseholdMember] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +199,20 @@ def settings_from_options(options: Mapping[str, Any]) -> AlertSettings:
         escalate=bool(options.get(CONF_ESCALATE, True)),
         quiet_hours=quiet,
         min_levels=dict(options.get(CONF_MIN_LEVELS, {})),
+        household={
+            name: household_member(entry)
+            for name, entry in options.get(CONF_HOUSEHOLD, {}).items()
+        },
+    )
+
+
+def household_member(entry: Mapping[str, Any]) -> HouseholdMember:
+    """Read one member's cameras and hours as the options hold them."""
+    start, end = entry.get("start"), entry.get("end")
+    return HouseholdMember(
+        cameras=frozenset(entry.get("cameras") or ()),
+        start=time.fromisoformat(start) if start and end else None,
+        end=time.fromisoformat(end) if start and end else None,
     )
 
 
@@ -158,6 +236,7 @@ def assess(
     nobody_home: bool,
     settings: AlertSettings,
     failsafe: bool = False,
+    people: PeopleSeen | None = None,
 ) -> Assessment:
     """Apply arming, presence, minimum levels and quiet hours to one event.
 
@@ -176,6 +255,8 @@ def assess(
     hold_back: HoldBackReason | None = None
     if not incident_alert:
         hold_back = HoldBackReason.INCIDENT
+    elif people is not None and people.only(settings.household, camera_id, when):
+        hold_back = HoldBackReason.HOUSEHOLD
     elif level_at_least(level, ALWAYS_ALERT_LEVEL):
         hold_back = None
     elif mode is ArmedMode.DISARMED:

@@ -10,6 +10,7 @@ entity and the camera's Threat active sensor all use that one assessment.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from functools import partial
 
@@ -20,10 +21,10 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.util import dt as dt_util
 
-from .alerting import ArmedMode, Assessment, assess, settings_from_options
-from .client import SecurityEvent
+from .alerting import ArmedMode, Assessment, PeopleSeen, assess, settings_from_options
+from .client import SceneChangeKind, SecurityEvent
 from .const import CONF_PRESENCE_PERSONS, signal_camera_updated
-from .vocabulary import risk_level_name
+from .vocabulary import OTHER_FINDING_LABELS, PERSON_LABELS, risk_level_name
 
 
 class Arming:
@@ -115,6 +116,7 @@ class Arming:
             nobody_home=self.nobody_home(),
             settings=settings_from_options(self._entry.options),
             failsafe=event.failsafe,
+            people=people_seen(event),
         )
         self._latest[event.camera_id] = (event.event_id, assessment)
         return assessment
@@ -123,6 +125,20 @@ class Arming:
         """Return the assessment of the camera's latest event, if that is `event`."""
         latest = self._latest.get(event.camera_id)
         return latest[1] if latest is not None and latest[0] == event.event_id else None
+
+
+def people_seen(event: SecurityEvent) -> PeopleSeen:
+    """Who an event saw, as the household rule needs it."""
+    per_frame = Counter(
+        item.frame_sha256 for item in event.detections if item.detection.label in PERSON_LABELS
+    )
+    return PeopleSeen(
+        names=frozenset(person.name for person in event.people if not person.unknown),
+        unknown_faces=sum(person.unknown for person in event.people),
+        most_people=max(per_frame.values(), default=0),
+        other_findings=event.scene_change is not SceneChangeKind.NONE
+        or any(item.detection.label in OTHER_FINDING_LABELS for item in event.detections),
+    )
 
 
 def _local_time(event: SecurityEvent) -> datetime:

@@ -138,6 +138,9 @@ CONF_QUIET_START: Final = "quiet_start"
 CONF_QUIET_END: Final = "quiet_end"
 # Camera id -> the lowest risk level that alerts.
 CONF_MIN_LEVELS: Final = "min_alert_levels"
+# The household: enrolled name -> {"cameras": [camera ids, none: all], "start"/"end": local
+# "HH:MM" (none: always)}. Events whose only people are household members do not alert.
+CONF_HOUSEHOLD: Final = "household"
 # These apply to the next event; changing them needs no reload.
 ALERT_OPTIONS: Final = frozenset(
     {
@@ -147,6 +150,7 @@ ALERT_OPTIONS: Final = frozenset(
         CONF_QUIET_START,
         CONF_QUIET_END,
         CONF_MIN_LEVELS,
+        CONF_HOUSEHOLD,
     }
 )
 

@@ -24,6 +24,7 @@ EVENT_ENTITY_KEY = "security_event"
 # Why an event did not alert (alerting.HoldBackReason), in words; "incident" is said apart.
 _HELD_BACK = {
     "disarmed": "disarmed",
+    "household": "only household members",
     "below_minimum_level": "below the camera's minimum level",
     "quiet_hours": "quiet hours",
 }

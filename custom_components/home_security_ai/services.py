@@ -1,6 +1,6 @@
 """Actions of Home Security AI: analyze a camera's batch now, accept a camera's current view,
 set a camera's zones, pause a camera's analysis for a while, give the household's verdict on
-an event, and enrol or forget a known person."""
+an event, enrol or forget a known person, and say who lives here."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from .client import (
     NotSupported,
     RiskLevel,
 )
-from .const import CONF_ZONES, DOMAIN, signal_camera_updated
+from .const import CONF_HOUSEHOLD, CONF_ZONES, DOMAIN, signal_camera_updated
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import camera_of_device
 from .event_search import GET_EVENTS_SCHEMA, SERVICE_GET_EVENTS, async_get_events
@@ -43,6 +43,11 @@ SERVICE_FEEDBACK: Final = "feedback"
 SERVICE_ENROLL_PERSON: Final = "enroll_person"
 SERVICE_REMOVE_PERSON: Final = "remove_person"
 SERVICE_PAUSE_ANALYSIS: Final = "pause_analysis"
+SERVICE_SET_HOUSEHOLD_MEMBER: Final = "set_household_member"
+ATTR_MEMBER: Final = "member"
+ATTR_CAMERAS: Final = "cameras"
+ATTR_START: Final = "start"
+ATTR_END: Final = "end"
 ATTR_DURATION: Final = "duration"
 ATTR_NAME: Final = "name"
 ATTR_FACE_ID: Final = "face_id"
@@ -93,6 +98,16 @@ ENROLL_PERSON_SCHEMA = vol.Schema(
     {vol.Required(ATTR_NAME): cv.string, vol.Required(ATTR_FACE_ID): cv.string}
 )
 REMOVE_PERSON_SCHEMA = vol.Schema({vol.Required(ATTR_NAME): cv.string})
+# Cameras and hours are optional: without them a member is expected everywhere, at any time.
+SET_HOUSEHOLD_MEMBER_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_NAME): vol.All(cv.string, vol.Length(min=1, max=60)),
+        vol.Optional(ATTR_MEMBER, default=True): cv.boolean,
+        vol.Optional(ATTR_CAMERAS, default=[]): vol.All(cv.ensure_list, [cv.string]),
+        vol.Inclusive(ATTR_START, "hours"): cv.time,
+        vol.Inclusive(ATTR_END, "hours"): cv.time,
+    }
+)
 
 
 def _loaded_entries(hass: HomeAssistant) -> list[HomeSecurityAIConfigEntry]:
@@ -284,6 +299,30 @@ async def _async_remove_person(call: ServiceCall) -> ServiceResponse:
     return {"name": call.data[ATTR_NAME], "faces_removed": removed}
 
 
+async def _async_set_household_member(call: ServiceCall) -> ServiceResponse:
+    """Mark an enrolled person as living here (on some cameras, in some hours), or not: events
+    whose only people are household members do not alert."""
+    entries = _loaded_entries(call.hass)
+    if not entries:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="not_loaded")
+    name: str = call.data[ATTR_NAME].strip()
+    member: dict[str, Any] = {"cameras": sorted(set(call.data[ATTR_CAMERAS]))}
+    if (start := call.data.get(ATTR_START)) is not None:
+        member["start"] = start.strftime("%H:%M")
+        member["end"] = call.data[ATTR_END].strftime("%H:%M")
+    for entry in entries:
+        household = dict(entry.options.get(CONF_HOUSEHOLD, {}))
+        if call.data[ATTR_MEMBER]:
+            household[name] = member
+        else:
+            household.pop(name, None)
+        # An alert rule: the next event uses it, without a reload.
+        call.hass.config_entries.async_update_entry(
+            entry, options={**entry.options, CONF_HOUSEHOLD: household}
+        )
+    return {"name": name, "member": call.data[ATTR_MEMBER], **member}
+
+
 async def _async_pause_analysis(call: ServiceCall) -> None:
     if (entity_id := call.data.get(ATTR_ENTITY_ID)) is not None:
         entry, camera_id = _resolve_switch(call.hass, entity_id)
@@ -316,6 +355,13 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     hass.services.async_register(
         DOMAIN, SERVICE_PAUSE_ANALYSIS, _async_pause_analysis, schema=PAUSE_ANALYSIS_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_SET_HOUSEHOLD_MEMBER,
+        _async_set_household_member,
+        schema=SET_HOUSEHOLD_MEMBER_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )
     hass.services.async_register(
         DOMAIN,

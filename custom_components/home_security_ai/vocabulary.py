@@ -19,6 +19,13 @@ ZONE_KINDS: Final = ("entry", "perimeter", "driveway", "yard", "sensitive", "ign
 
 # Detection labels that mean a person (the sidecar's PERSON_LABELS).
 PERSON_LABELS: Final = ("face", "pedestrian", "people", "person")
+# Labels that are a finding besides people: vehicles and animals (the sidecar's VEHICLE_LABELS
+# and ANIMAL_LABELS). Anything else (a cup, a chair) is context, never a finding.
+OTHER_FINDING_LABELS: Final = (
+    "airplane", "animal", "bear", "bicycle", "bird", "boat", "bus", "car", "cat", "cow", "deer",
+    "dog", "elephant", "fox", "giraffe", "horse", "motorbike", "motorcycle", "raccoon", "scooter",
+    "sheep", "train", "truck", "van", "vehicle", "zebra",
+)
 
 # ---- Risk levels ---------------------------------------------------------------------------
 

@@ -73,3 +73,15 @@ def test_both_sides_know_the_same_person_labels() -> None:
             assert set(ast.literal_eval(node.value)) == PERSON_LABELS
             return
     raise AssertionError("the integration's vocabulary has no PERSON_LABELS")
+
+
+def test_both_sides_know_the_same_other_findings() -> None:
+    from gpu_server.vocabulary import ANIMAL_LABELS, VEHICLE_LABELS
+
+    for node in ast.parse(INTEGRATION.read_text(encoding="utf-8")).body:
+        target = getattr(node, "target", None)
+        if isinstance(node, ast.AnnAssign) and getattr(target, "id", "") == "OTHER_FINDING_LABELS":
+            assert node.value is not None
+            assert set(ast.literal_eval(node.value)) == VEHICLE_LABELS | ANIMAL_LABELS
+            return
+    raise AssertionError("the integration's vocabulary has no OTHER_FINDING_LABELS")

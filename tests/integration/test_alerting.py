@@ -1,5 +1,5 @@
-"""The household's alert rules on their own: escalation, quiet hours, minimum levels, and the
-threat they make."""
+"""The household's alert rules on their own: escalation, quiet hours, minimum levels, the
+household's own people, and the threat they make."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from custom_components.home_security_ai.alerting import (
     AlertSettings,
     ArmedMode,
     HoldBackReason,
+    HouseholdMember,
+    PeopleSeen,
     QuietHours,
     assess,
     raise_level,
@@ -235,3 +237,48 @@ def test_the_threat_follows_the_decision(
         active=active,
     )
     assert made is threat
+
+
+ANNA_AND_BOB = {"Anna": HouseholdMember(), "Bob": HouseholdMember(cameras=frozenset({"porch"}))}
+
+
+@pytest.mark.parametrize(
+    ("people", "household_only"),
+    [
+        (PeopleSeen(names=frozenset({"Anna"}), most_people=1), True),
+        (PeopleSeen(names=frozenset({"Anna", "Bob"}), most_people=2), True),
+        # An unknown face beside Anna, or a second person whose face was not seen: alert.
+        (PeopleSeen(names=frozenset({"Anna"}), unknown_faces=1, most_people=2), False),
+        (PeopleSeen(names=frozenset({"Anna"}), most_people=2), False),
+        # A friend who is enrolled but does not live here, or anything else in view: alert.
+        (PeopleSeen(names=frozenset({"Anna", "Carol"}), most_people=2), False),
+        (PeopleSeen(names=frozenset({"Anna"}), most_people=1, other_findings=True), False),
+        (PeopleSeen(), False),
+    ],
+)
+def test_household_members_never_page_on_their_own(
+    people: PeopleSeen, household_only: bool
+) -> None:
+    settings = AlertSettings(household=ANNA_AND_BOB)
+    # Night, nobody else home: the level is high or critical, and still no page for Anna.
+    decision = assess(
+        raw_level="high", camera_id="porch", when=_at(1, 23), incident_alert=True,
+        mode=ArmedMode.NIGHT, nobody_home=True, settings=settings, people=people,
+    ).as_data()
+    if household_only:
+        assert (decision["alert"], decision["alert_reason"]) == (False, "household")
+    else:
+        assert decision["alert"] is True
+
+
+def test_a_household_member_is_expected_on_their_cameras_in_their_hours() -> None:
+    evenings = HouseholdMember(cameras=frozenset({"porch"}), start=time(17), end=time(1))
+    assert evenings.expected("porch", _at(0, 18))
+    assert evenings.expected("porch", _at(1, 0, 30))  # past midnight
+    assert not evenings.expected("porch", _at(1, 3))
+    assert not evenings.expected("garden", _at(0, 18))
+    assert HouseholdMember().expected("garden", _at(1, 3))
+    settings = settings_from_options(
+        {"household": {"Anna": {"cameras": ["porch"], "start": "17:00", "end": "01:00"}}}
+    )
+    assert settings.household["Anna"] == evenings

@@ -6,8 +6,9 @@ of that the household's own rules apply here:
 
 - Escalation: armed away, or nobody of the chosen people at home, raises the level one step
   (low to medium, ..., high to critical), when the option is on. Disarmed never escalates.
-- Held back: while disarmed, below the camera's minimum level, or in quiet hours, the event is
-  still recorded but says `alert: false` with the reason. A critical event always alerts.
+- Held back: while disarmed, below the camera's minimum level or score, or in one of the quiet
+  hours windows, the event is still recorded but says `alert: false` with the reason. A
+  critical event always alerts.
 - The sidecar's fail-safe (a confident person at night or at an entry point that no model
   weighed) comes before the camera's minimum level, as the seed's detector-only rule does.
 - The household: an event whose only findings are people, each of them a household member
@@ -32,9 +33,11 @@ from .const import (
     CONF_ESCALATE,
     CONF_HOUSEHOLD,
     CONF_MIN_LEVELS,
+    CONF_MIN_SCORES,
     CONF_QUIET_DAYS,
     CONF_QUIET_END,
     CONF_QUIET_START,
+    CONF_QUIET_WINDOWS,
 )
 from .vocabulary import RISK_LEVELS
 
@@ -148,9 +151,12 @@ class AlertSettings:
     """The household's rules, as the options hold them."""
 
     escalate: bool = True
-    quiet_hours: QuietHours | None = None
+    # Events below critical in any of these windows do not alert.
+    quiet_hours: tuple[QuietHours, ...] = ()
     # Camera id -> the lowest level that alerts ("low" when absent).
     min_levels: Mapping[str, str] = field(default_factory=dict)
+    # Camera id -> the lowest risk score (0-100) that alerts, beside the level.
+    min_scores: Mapping[str, int] = field(default_factory=dict)
     # Enrolled name -> where and when they are expected.
     household: Mapping[str, HouseholdMember] = field(default_factory=dict)
 
@@ -188,17 +194,32 @@ def _value(reason: StrEnum | None) -> str | None:
     return reason.value if reason is not None else None
 
 
+def quiet_window(days: Any, start: Any, end: Any) -> QuietHours | None:
+    """One quiet-hours window as the options hold it; None when it is not complete."""
+    chosen = frozenset(WEEKDAYS.index(day) for day in days or () if day in WEEKDAYS)
+    if not (chosen and start and end):
+        return None
+    return QuietHours(days=chosen, start=time.fromisoformat(start), end=time.fromisoformat(end))
+
+
 def settings_from_options(options: Mapping[str, Any]) -> AlertSettings:
     """Read the household's rules from the entry's options."""
-    quiet: QuietHours | None = None
-    days = frozenset(WEEKDAYS.index(day) for day in options.get(CONF_QUIET_DAYS, []))
-    start, end = options.get(CONF_QUIET_START), options.get(CONF_QUIET_END)
-    if days and start and end:
-        quiet = QuietHours(days=days, start=time.fromisoformat(start), end=time.fromisoformat(end))
+    windows = [
+        quiet_window(
+            options.get(CONF_QUIET_DAYS), options.get(CONF_QUIET_START), options.get(CONF_QUIET_END)
+        ),
+        *(
+            quiet_window(item.get("days"), item.get("start"), item.get("end"))
+            for item in options.get(CONF_QUIET_WINDOWS, [])
+        ),
+    ]
     return AlertSettings(
         escalate=bool(options.get(CONF_ESCALATE, True)),
-        quiet_hours=quiet,
+        quiet_hours=tuple(window for window in windows if window is not None),
         min_levels=dict(options.get(CONF_MIN_LEVELS, {})),
+        min_scores={
+            camera: int(score) for camera, score in options.get(CONF_MIN_SCORES, {}).items()
+        },
         household={
             name: household_member(entry)
             for name, entry in options.get(CONF_HOUSEHOLD, {}).items()
@@ -237,6 +258,7 @@ def assess(
     settings: AlertSettings,
     failsafe: bool = False,
     people: PeopleSeen | None = None,
+    score: int | None = None,
 ) -> Assessment:
     """Apply arming, presence, minimum levels and quiet hours to one event.
 
@@ -261,11 +283,12 @@ def assess(
         hold_back = None
     elif mode is ArmedMode.DISARMED:
         hold_back = HoldBackReason.DISARMED
-    elif not failsafe and not level_at_least(
-        level, settings.min_levels.get(camera_id, RISK_LEVELS[0])
+    elif not failsafe and (
+        not level_at_least(level, settings.min_levels.get(camera_id, RISK_LEVELS[0]))
+        or (score is not None and score < settings.min_scores.get(camera_id, 0))
     ):
         hold_back = HoldBackReason.BELOW_MINIMUM_LEVEL
-    elif settings.quiet_hours is not None and settings.quiet_hours.covers(when):
+    elif any(window.covers(when) for window in settings.quiet_hours):
         hold_back = HoldBackReason.QUIET_HOURS
     return Assessment(
         level=level,

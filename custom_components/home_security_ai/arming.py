@@ -117,6 +117,7 @@ class Arming:
             settings=settings_from_options(self._entry.options),
             failsafe=event.failsafe,
             people=people_seen(event),
+            score=event.risk_score,
         )
         self._latest[event.camera_id] = (event.event_id, assessment)
         return assessment

@@ -55,11 +55,13 @@ from .const import (
     CONF_KEEP_MEDIA_ON_REMOVAL,
     CONF_MEDIA_RETENTION_DAYS,
     CONF_MIN_LEVELS,
+    CONF_MIN_SCORES,
     CONF_MOTION_SENSORS,
     CONF_PRESENCE_PERSONS,
     CONF_QUIET_DAYS,
     CONF_QUIET_END,
     CONF_QUIET_START,
+    CONF_QUIET_WINDOWS,
     CONF_SNAPSHOT_INTERVAL,
     CONF_THREAT_MINUTES,
     CONF_TLS_CERTIFICATE,
@@ -331,6 +333,8 @@ def _check_folders(hass: HomeAssistant, folders: list[str]) -> str | None:
     return None
 
 
+# The alerts form's check box that leads to one more quiet-hours window.
+MORE_QUIET_WINDOWS = "more_quiet_windows"
 ALERTS_SCHEMA = vol.Schema(
     {
         vol.Optional(CONF_PRESENCE_PERSONS): EntitySelector(
@@ -347,7 +351,32 @@ ALERTS_SCHEMA = vol.Schema(
         ),
         vol.Optional(CONF_QUIET_START): TimeSelector(),
         vol.Optional(CONF_QUIET_END): TimeSelector(),
+        vol.Optional(MORE_QUIET_WINDOWS, default=False): BooleanSelector(),
     }
+)
+# One more quiet-hours window, and whether another follows.
+QUIET_WINDOW_SCHEMA = vol.Schema(
+    {
+        vol.Optional(CONF_QUIET_DAYS): SelectSelector(
+            SelectSelectorConfig(
+                options=list(WEEKDAYS),
+                multiple=True,
+                mode=SelectSelectorMode.LIST,
+                translation_key="weekday",
+            )
+        ),
+        vol.Optional(CONF_QUIET_START): TimeSelector(),
+        vol.Optional(CONF_QUIET_END): TimeSelector(),
+        vol.Optional(MORE_QUIET_WINDOWS, default=False): BooleanSelector(),
+    }
+)
+def _score_key(camera: str) -> str:
+    """The options form's field for a camera's minimum score, beside its minimum level."""
+    return f"{camera} (score)"
+
+
+_SCORE_SELECTOR = NumberSelector(
+    NumberSelectorConfig(min=0, max=100, step=1, mode=NumberSelectorMode.BOX)
 )
 _LEVEL_SELECTOR = SelectSelector(
     SelectSelectorConfig(
@@ -380,6 +409,8 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
     def __init__(self) -> None:
         """Start with no pending choices."""
         self._options: dict[str, Any] = {}
+        # Which of the kept quiet-hours windows the next window form offers.
+        self._window_step = 0
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Offer the groups of options."""
@@ -508,16 +539,63 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
                     CONF_QUIET_DAYS: days,
                     CONF_QUIET_START: start or None,
                     CONF_QUIET_END: end or None,
+                    CONF_QUIET_WINDOWS: [],
                 }
-                if self._known_cameras():
-                    return await self.async_step_alert_levels()
-                return self.async_create_entry(data=self._options)
-        current = user_input or dict(self.config_entry.options)
+                if user_input.get(MORE_QUIET_WINDOWS):
+                    return await self.async_step_quiet_window()
+                return await self._after_quiet_hours()
+        current = user_input or {
+            **self.config_entry.options,
+            MORE_QUIET_WINDOWS: bool(self.config_entry.options.get(CONF_QUIET_WINDOWS)),
+        }
         return self.async_show_form(
             step_id="alerts",
             data_schema=self.add_suggested_values_to_schema(ALERTS_SCHEMA, current),
             errors=errors,
         )
+
+    async def async_step_quiet_window(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """One more quiet-hours window (the ones kept so far are offered one by one; a window
+        left empty is dropped), then another or the minimum levels."""
+        windows: list[dict[str, Any]] = self._options[CONF_QUIET_WINDOWS]
+        kept: list[dict[str, Any]] = self.config_entry.options.get(CONF_QUIET_WINDOWS, [])
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            days = [day for day in WEEKDAYS if day in user_input.get(CONF_QUIET_DAYS, [])]
+            start, end = user_input.get(CONF_QUIET_START), user_input.get(CONF_QUIET_END)
+            if bool(days) != bool(start and end):
+                errors["base"] = "quiet_hours_incomplete"
+            else:
+                if days:
+                    windows.append({"days": days, "start": start, "end": end})
+                self._window_step += 1
+                if user_input.get(MORE_QUIET_WINDOWS):
+                    return await self.async_step_quiet_window()
+                return await self._after_quiet_hours()
+        suggested: dict[str, Any] = {}
+        if user_input is not None:
+            suggested = user_input
+        elif self._window_step < len(kept):
+            previous = kept[self._window_step]
+            suggested = {
+                CONF_QUIET_DAYS: previous.get("days", []),
+                CONF_QUIET_START: previous.get("start"),
+                CONF_QUIET_END: previous.get("end"),
+                MORE_QUIET_WINDOWS: self._window_step + 1 < len(kept),
+            }
+        return self.async_show_form(
+            step_id="quiet_window",
+            data_schema=self.add_suggested_values_to_schema(QUIET_WINDOW_SCHEMA, suggested),
+            errors=errors,
+            description_placeholders={"number": str(len(windows) + 2)},
+        )
+
+    async def _after_quiet_hours(self) -> ConfigFlowResult:
+        if self._known_cameras():
+            return await self.async_step_alert_levels()
+        return self.async_create_entry(data=self._options)
 
     async def async_step_media(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Pick how long snapshots and clips are kept, and whether they outlive the entry."""
@@ -554,14 +632,28 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
                 for camera in cameras
                 if user_input.get(camera, RISK_LEVELS[0]) != RISK_LEVELS[0]
             }
-            return self.async_create_entry(data={**self._options, CONF_MIN_LEVELS: levels})
-        current: dict[str, str] = self.config_entry.options.get(CONF_MIN_LEVELS, {})
-        schema = vol.Schema(
-            {
-                vol.Required(camera, default=current.get(camera, RISK_LEVELS[0])): _LEVEL_SELECTOR
+            scores = {
+                camera: int(user_input[_score_key(camera)])
                 for camera in cameras
+                if user_input.get(_score_key(camera))
             }
-        )
+            return self.async_create_entry(
+                data={**self._options, CONF_MIN_LEVELS: levels, CONF_MIN_SCORES: scores}
+            )
+        current: dict[str, str] = self.config_entry.options.get(CONF_MIN_LEVELS, {})
+        scores_now: dict[str, int] = self.config_entry.options.get(CONF_MIN_SCORES, {})
+        fields: dict[vol.Marker, Any] = {}
+        for camera in cameras:
+            fields[vol.Required(camera, default=current.get(camera, RISK_LEVELS[0]))] = (
+                _LEVEL_SELECTOR
+            )
+            fields[
+                vol.Optional(
+                    _score_key(camera),
+                    description={"suggested_value": scores_now.get(camera)},
+                )
+            ] = _SCORE_SELECTOR
+        schema = vol.Schema(fields)
         return self.async_show_form(
             step_id="alert_levels",
             data_schema=schema,

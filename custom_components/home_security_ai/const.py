@@ -136,8 +136,11 @@ CONF_ESCALATE: Final = "escalate"
 CONF_QUIET_DAYS: Final = "quiet_days"
 CONF_QUIET_START: Final = "quiet_start"
 CONF_QUIET_END: Final = "quiet_end"
-# Camera id -> the lowest risk level that alerts.
+# More quiet-hours windows: [{"days": [...], "start": "HH:MM:SS", "end": "HH:MM:SS"}, ...].
+CONF_QUIET_WINDOWS: Final = "quiet_windows"
+# Camera id -> the lowest risk level that alerts; camera id -> the lowest risk score.
 CONF_MIN_LEVELS: Final = "min_alert_levels"
+CONF_MIN_SCORES: Final = "min_alert_scores"
 # The household: enrolled name -> {"cameras": [camera ids, none: all], "start"/"end": local
 # "HH:MM" (none: always)}. Events whose only people are household members do not alert.
 CONF_HOUSEHOLD: Final = "household"
@@ -149,7 +152,9 @@ ALERT_OPTIONS: Final = frozenset(
         CONF_QUIET_DAYS,
         CONF_QUIET_START,
         CONF_QUIET_END,
+        CONF_QUIET_WINDOWS,
         CONF_MIN_LEVELS,
+        CONF_MIN_SCORES,
         CONF_HOUSEHOLD,
     }
 )

@@ -148,7 +148,7 @@ def test_disarmed_records_without_escalating_or_alerting() -> None:
 
 
 def test_quiet_hours_hold_back_all_but_critical() -> None:
-    settings = AlertSettings(quiet_hours=WEEKNIGHTS)
+    settings = AlertSettings(quiet_hours=(WEEKNIGHTS,))
     night = _assess("high", when=_at(1, 3), settings=settings)
     assert (night["alert"], night["alert_reason"]) == (False, "quiet_hours")
     assert _assess("high", when=_at(1, 7), settings=settings)["alert"] is True
@@ -195,18 +195,49 @@ def test_settings_from_options() -> None:
             "quiet_start": "22:00:00",
             "quiet_end": "06:30:00",
             "min_alert_levels": {"porch": "high"},
+            "min_alert_scores": {"garden": 50},
+            "quiet_windows": [
+                {"days": ["sun"], "start": "13:00:00", "end": "15:00:00"},
+                {"days": [], "start": "01:00:00", "end": "02:00:00"},
+            ],
         }
     )
     assert settings.escalate is False
-    assert settings.quiet_hours == QuietHours(
-        days=frozenset({4, 5}), start=time(22), end=time(6, 30)
+    assert settings.quiet_hours == (
+        QuietHours(days=frozenset({4, 5}), start=time(22), end=time(6, 30)),
+        QuietHours(days=frozenset({6}), start=time(13), end=time(15)),
     )
     assert settings.min_levels == {"porch": "high"}
-    # Days without times make no window.
-    assert settings_from_options({"quiet_days": ["mon"], "quiet_start": None}).quiet_hours is None
+    assert settings.min_scores == {"garden": 50}
+    # Days without times (or times without days) make no window.
+    assert settings_from_options({"quiet_days": ["mon"], "quiet_start": None}).quiet_hours == ()
 
 
-QUIET = AlertSettings(quiet_hours=WEEKNIGHTS)
+def test_several_quiet_hours_windows() -> None:
+    """Weeknights and Sunday's nap: either holds an event back."""
+    nap = QuietHours(days=frozenset({6}), start=time(13), end=time(15))
+    settings = AlertSettings(quiet_hours=(WEEKNIGHTS, nap))
+    assert _assess("high", when=_at(0, 23), settings=settings)["alert_reason"] == "quiet_hours"
+    assert _assess("high", when=_at(2, 14), settings=settings)["alert_reason"] == "quiet_hours"
+    assert _assess("high", when=_at(2, 16), settings=settings)["alert"] is True
+
+
+def test_a_minimum_score_per_camera() -> None:
+    """The seed's per-camera threshold by score: a medium 35 is held back below 50, a 55 not."""
+    settings = AlertSettings(min_scores={"porch": 50})
+    low = assess(
+        raw_level="medium", camera_id="porch", when=FRIDAY_NOON, incident_alert=True,
+        mode=ArmedMode.HOME, nobody_home=False, settings=settings, score=35,
+    ).as_data()
+    assert (low["alert"], low["alert_reason"]) == (False, "below_minimum_level")
+    high_enough = assess(
+        raw_level="medium", camera_id="porch", when=FRIDAY_NOON, incident_alert=True,
+        mode=ArmedMode.HOME, nobody_home=False, settings=settings, score=55,
+    ).as_data()
+    assert high_enough["alert"] is True
+
+
+QUIET = AlertSettings(quiet_hours=(WEEKNIGHTS,))
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,12 @@ from custom_components.home_security_ai.const import (
     CONF_CAMERAS,
     CONF_ESCALATE,
     CONF_MIN_LEVELS,
+    CONF_MIN_SCORES,
     CONF_PRESENCE_PERSONS,
     CONF_QUIET_DAYS,
     CONF_QUIET_END,
     CONF_QUIET_START,
+    CONF_QUIET_WINDOWS,
     CONF_SNAPSHOT_INTERVAL,
     DOMAIN,
     EVENT_SECURITY,
@@ -155,7 +157,9 @@ async def test_alert_options_apply_to_the_next_event(
         CONF_QUIET_DAYS: ["fri"],
         CONF_QUIET_START: "22:00:00",
         CONF_QUIET_END: "06:00:00",
+        CONF_QUIET_WINDOWS: [],
         CONF_MIN_LEVELS: {"porch": "high"},
+        CONF_MIN_SCORES: {},
     }
     assert entry.runtime_data is data, "applied without a reload"
 
@@ -206,9 +210,78 @@ async def test_alert_options_apply_to_the_next_event(
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {CONF_ESCALATE: False}
     )
-    defaults = {str(key): key.default() for key in result["data_schema"].schema}
+    defaults = {
+        str(key): key.default() for key in result["data_schema"].schema if "score" not in str(key)
+    }
     assert defaults == {"garden": "low", "porch": "high"}
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_more_quiet_windows_and_a_minimum_score_in_the_options(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    """Weeknights plus a Sunday nap, and the garden's minimum score; the windows kept are
+    offered again one by one, and a window left empty is dropped."""
+    entry = mock_config_entry
+    await _setup(hass, entry)
+    for camera_id in ("porch", "garden"):
+        entry.runtime_data.cameras.async_register(camera_id, camera_id.title())
+    await hass.async_block_till_done()
+
+    async def alerts_form() -> dict[str, Any]:
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        return dict(
+            await hass.config_entries.options.async_configure(
+                result["flow_id"], {"next_step_id": "alerts"}
+            )
+        )
+
+    result = await alerts_form()
+    result = dict(await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_ESCALATE: False, CONF_QUIET_DAYS: ["mon", "tue"], CONF_QUIET_START: "22:00:00",
+            CONF_QUIET_END: "06:00:00", "more_quiet_windows": True,
+        },
+    ))
+    assert result["step_id"] == "quiet_window"
+    assert result["description_placeholders"] == {"number": "2"}
+    result = dict(await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_QUIET_DAYS: ["sun"], CONF_QUIET_START: "13:00:00"}
+    ))
+    assert result["errors"] == {"base": "quiet_hours_incomplete"}
+    result = dict(await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {CONF_QUIET_DAYS: ["sun"], CONF_QUIET_START: "13:00:00", CONF_QUIET_END: "15:00:00"},
+    ))
+    assert result["step_id"] == "alert_levels"
+    result = dict(await hass.config_entries.options.async_configure(
+        result["flow_id"], {"porch": "low", "garden": "low", "garden (score)": 50}
+    ))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_QUIET_WINDOWS] == [
+        {"days": ["sun"], "start": "13:00:00", "end": "15:00:00"}
+    ]
+    assert entry.options[CONF_MIN_SCORES] == {"garden": 50}
+
+    events = _Events(hass, entry)
+    sunday_nap = await events.send("porch", RiskLevel.HIGH, _local_ms(2026, 1, 4, 14))
+    assert sunday_nap["alert_reason"] == "quiet_hours"
+    medium = await events.send("garden", RiskLevel.MEDIUM)  # no score: 0, below 50
+    assert medium["alert_reason"] == "below_minimum_level"
+
+    # Offered again, prefilled; emptied, the Sunday window is dropped.
+    result = await alerts_form()
+    result = dict(await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_ESCALATE: False, "more_quiet_windows": True}
+    ))
+    assert result["step_id"] == "quiet_window"
+    result = dict(await hass.config_entries.options.async_configure(result["flow_id"], {}))
+    result = dict(await hass.config_entries.options.async_configure(
+        result["flow_id"], {"porch": "low", "garden": "low"}
+    ))
+    assert entry.options[CONF_QUIET_WINDOWS] == []
+    assert entry.options[CONF_MIN_SCORES] == {}
 
 
 async def test_armed_mode(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> None:

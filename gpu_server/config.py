@@ -122,6 +122,10 @@ class EventsConfig(_Section):
     incident_gap_s: float = Field(default=120.0, gt=0.0, le=86_400.0)
     incident_link_s: float = Field(default=60.0, ge=0.0, le=3_600.0)
     cooldown_s: float = Field(default=600.0, ge=0.0, le=86_400.0)
+    # A person stays in an entry or sensitive zone while seen there again within `dwell_gap_s`
+    # (capture times, across windows and events); a stay longer than `loiter_s` is loitering.
+    dwell_gap_s: float = Field(default=15.0, gt=0.0, le=3_600.0)
+    loiter_s: float = Field(default=60.0, gt=0.0, le=86_400.0)
 
     @field_validator("fast_path_labels", mode="before")
     @classmethod

@@ -124,6 +124,16 @@ def event_payload(
         "media_content_id": media_id,
         **incident_payload(event),
         **enrichment_payload(event),
+        **dwell_payload(event),
+    }
+
+
+def dwell_payload(event: SecurityEvent) -> dict[str, Any]:
+    """Loitering: the zones where a person has stayed longer than the sidecar's loitering time,
+    with the seconds so far, and whether there is any."""
+    return {
+        "dwell": [{"zone": item.zone, "seconds": item.seconds} for item in event.dwell],
+        "loitering": bool(event.dwell),
     }
 
 

@@ -19,13 +19,18 @@ ZONE_KINDS: Final = ("entry", "perimeter", "driveway", "yard", "sensitive", "ign
 
 # Detection labels that mean a person (the sidecar's PERSON_LABELS).
 PERSON_LABELS: Final = ("face", "pedestrian", "people", "person")
-# Labels that are a finding besides people: vehicles and animals (the sidecar's VEHICLE_LABELS
-# and ANIMAL_LABELS). Anything else (a cup, a chair) is context, never a finding.
-OTHER_FINDING_LABELS: Final = (
-    "airplane", "animal", "bear", "bicycle", "bird", "boat", "bus", "car", "cat", "cow", "deer",
-    "dog", "elephant", "fox", "giraffe", "horse", "motorbike", "motorcycle", "raccoon", "scooter",
-    "sheep", "train", "truck", "van", "vehicle", "zebra",
+# Detection labels that mean a vehicle, and an animal (the sidecar's VEHICLE_LABELS and
+# ANIMAL_LABELS).
+VEHICLE_LABELS: Final = (
+    "airplane", "bicycle", "boat", "bus", "car", "motorbike", "motorcycle", "scooter", "train",
+    "truck", "van", "vehicle",
 )
+ANIMAL_LABELS: Final = (
+    "animal", "bear", "bird", "cat", "cow", "deer", "dog", "elephant", "fox", "giraffe", "horse",
+    "raccoon", "sheep", "zebra",
+)
+# The findings besides people. Anything else (a cup, a chair) is context, never a finding.
+OTHER_FINDING_LABELS: Final = (*VEHICLE_LABELS, *ANIMAL_LABELS)
 
 # ---- Risk levels ---------------------------------------------------------------------------
 

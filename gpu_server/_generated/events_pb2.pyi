@@ -197,7 +197,7 @@ class AuditRubric(_message.Message):
     def __init__(self, context_used: _Optional[int] = ..., coherent: _Optional[int] = ..., justified: _Optional[int] = ..., actionable: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class SecurityEvent(_message.Message):
-    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms", "incident", "audit_notes", "audit_rubric", "scene_description", "failsafe", "people", "plates", "enrichment_notes", "reidentified", "poses", "visitors")
+    __slots__ = ("sequence", "event_id", "camera_id", "kind", "started_at_ms", "ended_at_ms", "risk_score", "risk_level", "summary", "reasoning", "recommended_action", "detections", "zones", "frame_sha256s", "fast_path", "fallback", "fallback_reason", "model", "prompt_version", "scene_change", "anomaly_score", "created_at_ms", "incident", "audit_notes", "audit_rubric", "scene_description", "failsafe", "people", "plates", "enrichment_notes", "reidentified", "poses", "visitors", "dwell")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +231,7 @@ class SecurityEvent(_message.Message):
     REIDENTIFIED_FIELD_NUMBER: _ClassVar[int]
     POSES_FIELD_NUMBER: _ClassVar[int]
     VISITORS_FIELD_NUMBER: _ClassVar[int]
+    DWELL_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     event_id: str
     camera_id: str
@@ -264,7 +265,16 @@ class SecurityEvent(_message.Message):
     reidentified: _containers.RepeatedCompositeFieldContainer[Reidentification]
     poses: _containers.RepeatedCompositeFieldContainer[PersonPose]
     visitors: _containers.RepeatedCompositeFieldContainer[Visitor]
-    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ..., incident: _Optional[_Union[Incident, _Mapping]] = ..., audit_notes: _Optional[_Iterable[str]] = ..., audit_rubric: _Optional[_Union[AuditRubric, _Mapping]] = ..., scene_description: _Optional[str] = ..., failsafe: bool = ..., people: _Optional[_Iterable[_Union[PersonSighting, _Mapping]]] = ..., plates: _Optional[_Iterable[_Union[PlateReading, _Mapping]]] = ..., enrichment_notes: _Optional[_Iterable[str]] = ..., reidentified: _Optional[_Iterable[_Union[Reidentification, _Mapping]]] = ..., poses: _Optional[_Iterable[_Union[PersonPose, _Mapping]]] = ..., visitors: _Optional[_Iterable[_Union[Visitor, _Mapping]]] = ...) -> None: ...
+    dwell: _containers.RepeatedCompositeFieldContainer[Dwell]
+    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., kind: _Optional[_Union[EventKind, str]] = ..., started_at_ms: _Optional[int] = ..., ended_at_ms: _Optional[int] = ..., risk_score: _Optional[int] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., summary: _Optional[str] = ..., reasoning: _Optional[str] = ..., recommended_action: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[EventDetection, _Mapping]]] = ..., zones: _Optional[_Iterable[str]] = ..., frame_sha256s: _Optional[_Iterable[str]] = ..., fast_path: bool = ..., fallback: bool = ..., fallback_reason: _Optional[str] = ..., model: _Optional[str] = ..., prompt_version: _Optional[str] = ..., scene_change: _Optional[_Union[SceneChangeKind, str]] = ..., anomaly_score: _Optional[float] = ..., created_at_ms: _Optional[int] = ..., incident: _Optional[_Union[Incident, _Mapping]] = ..., audit_notes: _Optional[_Iterable[str]] = ..., audit_rubric: _Optional[_Union[AuditRubric, _Mapping]] = ..., scene_description: _Optional[str] = ..., failsafe: bool = ..., people: _Optional[_Iterable[_Union[PersonSighting, _Mapping]]] = ..., plates: _Optional[_Iterable[_Union[PlateReading, _Mapping]]] = ..., enrichment_notes: _Optional[_Iterable[str]] = ..., reidentified: _Optional[_Iterable[_Union[Reidentification, _Mapping]]] = ..., poses: _Optional[_Iterable[_Union[PersonPose, _Mapping]]] = ..., visitors: _Optional[_Iterable[_Union[Visitor, _Mapping]]] = ..., dwell: _Optional[_Iterable[_Union[Dwell, _Mapping]]] = ...) -> None: ...
+
+class Dwell(_message.Message):
+    __slots__ = ("zone", "seconds")
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    zone: str
+    seconds: float
+    def __init__(self, zone: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class Visitor(_message.Message):
     __slots__ = ("visitor_id", "name", "cue", "visits", "first_seen_ms")

@@ -30,9 +30,16 @@ from gpu_server.enrich.pipeline import Enricher, EnrichmentResult
 from gpu_server.enrich.visitors import STRONG_CUES
 from gpu_server.events.cameras import CameraDirectory
 from gpu_server.events.clock import Clock, from_ms, to_ms
+from gpu_server.events.dwell import DwellTracker, Sighting, person_sightings
 from gpu_server.events.incidents import TAMPER_KIND, EndedIncident, IncidentTracker
 from gpu_server.events.key_frame import key_frame_score
-from gpu_server.events.model import EventDetection, EventIncident, EventKind, SecurityEvent
+from gpu_server.events.model import (
+    EventDetection,
+    EventDwell,
+    EventIncident,
+    EventKind,
+    SecurityEvent,
+)
 from gpu_server.events.outbox import Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
 from gpu_server.events.windows import WindowFrame
@@ -43,6 +50,7 @@ from gpu_server.llm.inputs import (
     BaselineInput,
     CameraActivity,
     DetectionInput,
+    DwellInput,
     PersonInput,
     PoseInput,
     ReturningVisitor,
@@ -125,8 +133,10 @@ def analysis_input(
     zone_map: ZoneMap,
     prompt_version: str | None,
     sure_confidence: float = 0.9,
+    dwell: Sequence[EventDwell] = (),
 ) -> AnalysisInput:
-    """The language model's view of a window, from the enriched context."""
+    """The language model's view of a window, from the enriched context and the zones where a
+    person has been loitering."""
     detections = tuple(
         DetectionInput(
             label=det.label[:64] or "object",
@@ -166,6 +176,9 @@ def analysis_input(
         scene_changed=context.tamper,
         prompt_version=prompt_version or None,
         detector_sure_confidence=sure_confidence,
+        dwell=tuple(
+            DwellInput(zone=item.zone, seconds=max(0.0, item.seconds)) for item in dwell
+        ),
     )
 
 
@@ -297,7 +310,9 @@ class EventBuilder:
         feedback: FeedbackStore,
         sure_confidence: float = 0.9,
         enrichment: Enricher | None = None,
+        dwell: DwellTracker | None = None,
     ) -> None:
+        self._dwell = dwell
         self._feedback = feedback
         self._sure_confidence = sure_confidence
         self._enrichment = enrichment
@@ -498,11 +513,17 @@ class EventBuilder:
         observations = select_for_prompt(job.frames, self._max_detections)
         zone_map = self._enricher.zones.get(job.camera_id)
 
-        def enrich() -> tuple[AnalysisContext, list[EventDetection]]:
+        def enrich() -> tuple[AnalysisContext, list[EventDetection], list[Sighting]]:
             context = self._enricher.enrich(job.camera_id, observations, camera_name=name)
-            return context, event_detections(job.frames, zone_map)
+            sightings = person_sightings(job.frames, zone_map) if self._dwell is not None else []
+            return context, event_detections(job.frames, zone_map), sightings
 
-        context, detections = await asyncio.to_thread(enrich)
+        context, detections, sightings = await asyncio.to_thread(enrich)
+        # Fed here on the loop (the tracker is not thread-safe), in whichever order the
+        # analyses of a camera get here: the stays add up either way.
+        dwell = (
+            self._dwell.loitering(job.camera_id, sightings) if self._dwell is not None else ()
+        )
         if job.scene is not None:
             context = dataclasses.replace(context, scene=job.scene)
         common: dict[str, Any] = {
@@ -525,7 +546,7 @@ class EventBuilder:
             )
 
         analysis = with_feedback(
-            analysis_input(context, zone_map, prompt_version, self._sure_confidence),
+            analysis_input(context, zone_map, prompt_version, self._sure_confidence, dwell),
             self._feedback.calibration,
         )
         enriched = EnrichmentResult()
@@ -544,6 +565,7 @@ class EventBuilder:
             reidentified=enriched.reidentified,
             poses=enriched.poses,
             visitors=enriched.visitors,
+            dwell=dwell,
             enrichment_notes=enriched.notes,
             prompt_version=(
                 assessment.prompt_version or self._risk.prompt_version_for(analysis)

@@ -31,6 +31,14 @@ class EventDetection:
     zones: tuple[str, ...] = ()  # zones the box stands in (its foot point)
 
 
+@dataclass(frozen=True, slots=True)
+class EventDwell:
+    """How long a person has stayed in an entry or sensitive zone (see `dwell.py`)."""
+
+    zone: str
+    seconds: float
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventIncident:
     """The incident an event belongs to (see `incidents.py`)."""
@@ -86,6 +94,9 @@ class SecurityEvent:
     # Each person as a visitor: known by name, or a stranger seen before or not.
     visitors: tuple[VisitorSighting, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
+    # Loitering: the entry or sensitive zones where a person has stayed longer than the
+    # configured time, with how long (across events); empty when nobody lingered.
+    dwell: tuple[EventDwell, ...] = ()
     # The audit's 1-5 rubric of the assessment's text; None where nothing was assessed.
     audit_rubric: AuditRubric | None = None
     # Given by the outbox when the event is stored; 0 before.

@@ -29,6 +29,7 @@ from gpu_server.events.builder import AnalysisJob, EventBuilder
 from gpu_server.events.cameras import CameraDirectory, CameraSettings
 from gpu_server.events.clock import Clock, SystemClock, from_ms, to_ms
 from gpu_server.events.coverage import Coverage, CoverageLedger
+from gpu_server.events.dwell import DwellSettings, DwellTracker
 from gpu_server.events.incidents import IncidentSettings, IncidentTracker
 from gpu_server.events.key_frame import annotated_jpeg, key_frame_score
 from gpu_server.events.model import CameraRequest, SecurityEvent
@@ -126,6 +127,7 @@ class EventScheduler:
             feedback=self.feedback,
             sure_confidence=sure_confidence,
             enrichment=enrichment,
+            dwell=DwellTracker(DwellSettings(gap_s=events.dwell_gap_s, loiter_s=events.loiter_s)),
         )
         self._fast_labels = frozenset(label.lower() for label in events.fast_path_labels)
         # The configured threshold, else the detector's own idea of a sure detection.

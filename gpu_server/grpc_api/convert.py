@@ -19,6 +19,7 @@ from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.model import (
     CameraRequest,
     EventDetection,
+    EventDwell,
     EventIncident,
     EventKind,
     SecurityEvent,
@@ -232,6 +233,7 @@ def event_to_pb(event: SecurityEvent) -> events_pb2.SecurityEvent:
             )
             for item in event.visitors
         ],
+        dwell=[events_pb2.Dwell(zone=item.zone, seconds=item.seconds) for item in event.dwell],
         enrichment_notes=list(event.enrichment_notes),
     )
     if event.incident is not None:
@@ -306,6 +308,7 @@ def event_from_pb(message: events_pb2.SecurityEvent) -> SecurityEvent:
             )
             for item in message.visitors
         ),
+        dwell=tuple(EventDwell(item.zone, item.seconds) for item in message.dwell),
         enrichment_notes=tuple(message.enrichment_notes),
         audit_rubric=(
             _rubric_from_pb(message.audit_rubric) if message.HasField("audit_rubric") else None

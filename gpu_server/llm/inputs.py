@@ -76,6 +76,14 @@ class SamePersonInput(_Input):
     seconds_ago: float = Field(ge=0.0)
     cue: str = Field(min_length=1, max_length=20)  # "face" or "colour" (of the clothes)
 
+class DwellInput(_Input):
+    """An entry or sensitive zone where a person has stayed longer than the loitering time
+    (seen there again and again, across batches)."""
+
+    zone: str = Field(min_length=1, max_length=200)
+    seconds: float = Field(ge=0.0)
+
+
 class ReturningVisitor(_Input):
     """A stranger of the batch seen on earlier visits (by face or appearance)."""
 
@@ -127,6 +135,8 @@ class AnalysisInput(_Input):
     same_person: tuple[SamePersonInput, ...] = ()
     poses: tuple[PoseInput, ...] = ()
     returning: tuple[ReturningVisitor, ...] = ()
+    # Entry or sensitive zones where a person has been loitering, and for how long.
+    dwell: tuple[DwellInput, ...] = ()
     feedback: tuple[FeedbackInput, ...] = ()
     # Optional per-camera prompt version; the service default applies when None.
     prompt_version: str | None = None

@@ -20,7 +20,7 @@ from typing import Final
 import yaml
 
 from gpu_server.feedback.calibration import describe_hour_of_week
-from gpu_server.llm.inputs import AnalysisInput, ReturningVisitor
+from gpu_server.llm.inputs import AnalysisInput, DwellInput, ReturningVisitor
 from gpu_server.llm.sanitizer import SanitizedText, clean, sanitize, sanitize_name
 from gpu_server.llm.tokens import FitResult, Section, SectionKind, fit_sections
 
@@ -333,12 +333,29 @@ def _enrichment_lines(analysis: AnalysisInput, texts: Sequence[SanitizedText]) -
     lines += [f"person {pose.person} is {' and '.join(pose.flags)}"
               for pose in analysis.poses[:MAX_PEOPLE_LINES]]
     lines += [returning_phrase(visitor) for visitor in analysis.returning[:MAX_PEOPLE_LINES]]
+    lines += [
+        f"a person has stood{_zone_phrase(analysis, stay.zone)} for {duration_phrase(stay)}"
+        for stay in analysis.dwell[:MAX_ZONE_LINES]
+    ]
     return lines + [text.as_field() for text in texts]
 
 
 def returning_phrase(visitor: ReturningVisitor) -> str:
     """'a stranger seen 3 times since Monday' (this visit included)."""
     return f"a stranger seen {visitor.visits} times since {visitor.since}"
+
+
+def duration_phrase(stay: DwellInput) -> str:
+    """How long someone stayed, as a household says it: '75 seconds' below two minutes, then
+    '3 minutes' (whole ones) below two hours, then '2 hours'."""
+    seconds = stay.seconds
+    if seconds < 120:
+        whole = round(seconds)
+        return f"{whole} second{'' if whole == 1 else 's'}"
+    if seconds < 7200:
+        return f"{int(seconds // 60)} minutes"
+    return f"{int(seconds // 3600)} hours"
+
 
 def _feedback_lines(analysis: AnalysisInput) -> list[str]:
     lines = []
@@ -423,6 +440,7 @@ def build_prompt(
     ]
     zone_and_camera_names += [sanitize_name(label) for label in analysis.known_vehicles]
     zone_and_camera_names += [sanitize_name(same.camera_name) for same in analysis.same_person]
+    zone_and_camera_names += [sanitize_name(stay.zone) for stay in analysis.dwell]
     flagged = [text.source for text in texts if text.suspicious]
     if camera.suspicious or any(name.suspicious for name in zone_and_camera_names):
         flagged.append("names")

@@ -13,7 +13,7 @@ from typing import Final
 
 from gpu_server.feedback.calibration import hour_of_week
 from gpu_server.feedback.context import finding_of
-from gpu_server.llm.inputs import HOUSEHOLD_SOURCE, AnalysisInput, DetectionInput
+from gpu_server.llm.inputs import HOUSEHOLD_SOURCE, AnalysisInput, DetectionInput, DwellInput
 from gpu_server.llm.sanitizer import injection_reasons, sanitize_name
 from gpu_server.llm.schema import (
     ACTION_MAX_CHARS,
@@ -21,7 +21,7 @@ from gpu_server.llm.schema import (
     SUMMARY_MAX_CHARS,
     Assessment,
 )
-from gpu_server.llm.templates import returning_phrase
+from gpu_server.llm.templates import duration_phrase, returning_phrase
 from gpu_server.vocabulary import (
     SCORE_MAX,
     SCORE_MIN,
@@ -57,6 +57,12 @@ STEERING_BONUS: Final = 10
 # pose from a few frames is a weak cue; the person and the zone already carry the score).
 POSE_BONUS: Final = 5
 POSE_FLAGS: Final = frozenset({"climbing", "crouching"})
+# Loitering: a person who has stayed in an entry or sensitive zone longer than the configured
+# time (`events.loiter_s`) rather than walked past. The longest stay counts, once; from
+# LOITER_LONG_S on, more.
+LOITER_BONUS: Final = 15
+LOITER_LONG_S: Final = 300.0
+LOITER_LONG_BONUS: Final = 25
 # A covered, moved or blinded camera is treated as high risk whatever else was seen.
 TAMPER_FLOOR: Final = 70
 # Fail-safe: with no model to weigh the context, a confident person at night or at an entry
@@ -112,6 +118,30 @@ def _posed_at_entry_at_night(analysis: AnalysisInput) -> bool:
         label_group(detection.label) is LabelGroup.PERSON
         and analysis.zone_kind(detection.zone) is RiskZoneKind.ENTRY
         for detection in analysis.detections
+    )
+
+
+def _longest_stay(analysis: AnalysisInput) -> DwellInput | None:
+    return max(analysis.dwell, key=lambda stay: stay.seconds, default=None)
+
+
+def loiter_bonus(stay: DwellInput) -> int:
+    """The rules' bonus for loitering this long: LOITER_BONUS, LOITER_LONG_BONUS at most."""
+    return LOITER_LONG_BONUS if stay.seconds >= LOITER_LONG_S else LOITER_BONUS
+
+
+def place_phrase(zone: str) -> str:
+    """A zone's name as a place in a sentence: "Back door" is "the back door". A name of
+    someone's place stays as it is ("Anna's shed"); "NE gate" keeps its capitals."""
+    words = (sanitize_name(zone).text or "zone").split(" ")
+    if words[0].endswith(("'s", "\N{RIGHT SINGLE QUOTATION MARK}s")):
+        return " ".join(words)
+    if words[0].lower() == "the" and len(words) > 1:
+        words = words[1:]
+    # Ordinary words lose their capital; acronyms and names in mixed case keep theirs.
+    return "the " + " ".join(
+        word[0].lower() + word[1:] if word[:1].isupper() and word[1:].islower() else word
+        for word in words
     )
 
 
@@ -188,6 +218,38 @@ def _strongest(analysis: AnalysisInput) -> tuple[float, str] | None:
     return best
 
 
+def _loitering(analysis: AnalysisInput) -> tuple[int, str] | None:
+    """The bonus for the longest stay in an entry or sensitive zone, and its factor line."""
+    stay = _longest_stay(analysis)
+    if stay is None:
+        return None
+    bonus = loiter_bonus(stay)
+    kind = analysis.zone_kind(stay.zone)
+    where = f"{kind.value} zone" if kind is not None else "a zone"
+    return bonus, f"a person loitering in {where} for {duration_phrase(stay)} (+{bonus})"
+
+
+def _summary(analysis: AnalysisInput, level: RiskLevel, kinds: Counter[LabelGroup]) -> str:
+    camera = sanitize_name(analysis.camera_name).text or analysis.camera_id
+    seen = ", ".join(_counted(kind, count) for kind, count in sorted(kinds.items())) or "nothing"
+    summary = f"{level.value.capitalize()} risk on {camera}: {seen} detected ({analysis.daypart})."
+    if analysis.scene_changed:
+        # Whatever else the window held stays in the sentence: a covered camera after a person.
+        also = f"; {seen} detected" if kinds else ""
+        summary = (
+            f"{level.value.capitalize()} risk on {camera}: the scene changed suddenly{also} "
+            f"({analysis.daypart})."
+        )
+    if analysis.returning:
+        summary = f"{summary[:-1]}; {returning_phrase(analysis.returning[0])}."
+    if (stay := _longest_stay(analysis)) is not None:
+        summary = (
+            f"{summary[:-1]}; a person has stood at {place_phrase(stay.zone)} for "
+            f"{duration_phrase(stay)}."
+        )
+    return summary
+
+
 def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     """Score the batch by rule; `reason` says why the rules ran instead of a model."""
     score = 0.0
@@ -220,6 +282,9 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     if recent and people_or_vehicles:
         score += CROSS_CAMERA_BONUS
         factors.append(f"people on {len(recent)} other camera(s) recently (+{CROSS_CAMERA_BONUS})")
+    if (loitering := _loitering(analysis)) is not None:
+        score += loitering[0]
+        factors.append(loitering[1])
     if _posed_at_entry_at_night(analysis):
         score += POSE_BONUS
         factors.append(f"a person climbing or crouching at an entry at night (+{POSE_BONUS})")
@@ -237,18 +302,7 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
 
     risk_score = int(min(max(round(score), SCORE_MIN), SCORE_MAX))
     level = level_for_score(risk_score)
-    camera = sanitize_name(analysis.camera_name).text or analysis.camera_id
-    seen = ", ".join(_counted(kind, count) for kind, count in sorted(kinds.items())) or "nothing"
-    summary = f"{level.value.capitalize()} risk on {camera}: {seen} detected ({analysis.daypart})."
-    if analysis.scene_changed:
-        # Whatever else the window held stays in the sentence: a covered camera after a person.
-        also = f"; {seen} detected" if kinds else ""
-        summary = (
-            f"{level.value.capitalize()} risk on {camera}: the scene changed suddenly{also} "
-            f"({analysis.daypart})."
-        )
-    if analysis.returning:
-        summary = f"{summary[:-1]}; {returning_phrase(analysis.returning[0])}."
+    summary = _summary(analysis, level, kinds)
     reasoning = f"Rule-based assessment ({reason}). " + (
         "; ".join(factors) if factors else "no risk factors"
     )

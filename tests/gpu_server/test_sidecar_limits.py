@@ -75,13 +75,32 @@ def test_both_sides_know_the_same_person_labels() -> None:
     raise AssertionError("the integration's vocabulary has no PERSON_LABELS")
 
 
+def _label_tuples(path: Path) -> dict[str, set[str]]:
+    """The module's label tuples by name: literal ones, and those made of others (`*NAMES`)."""
+    found: dict[str, set[str]] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if not (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id.endswith("_LABELS")
+            and isinstance(node.value, ast.Tuple)
+        ):
+            continue
+        labels: set[str] = set()
+        for item in node.value.elts:
+            if isinstance(item, ast.Starred):
+                assert isinstance(item.value, ast.Name)
+                labels |= found[item.value.id]
+            else:
+                labels.add(ast.literal_eval(item))
+        found[node.target.id] = labels
+    return found
+
+
 def test_both_sides_know_the_same_other_findings() -> None:
     from gpu_server.vocabulary import ANIMAL_LABELS, VEHICLE_LABELS
 
-    for node in ast.parse(INTEGRATION.read_text(encoding="utf-8")).body:
-        target = getattr(node, "target", None)
-        if isinstance(node, ast.AnnAssign) and getattr(target, "id", "") == "OTHER_FINDING_LABELS":
-            assert node.value is not None
-            assert set(ast.literal_eval(node.value)) == VEHICLE_LABELS | ANIMAL_LABELS
-            return
-    raise AssertionError("the integration's vocabulary has no OTHER_FINDING_LABELS")
+    found = _label_tuples(INTEGRATION)
+    assert found.get("VEHICLE_LABELS") == VEHICLE_LABELS
+    assert found.get("ANIMAL_LABELS") == ANIMAL_LABELS
+    assert found.get("OTHER_FINDING_LABELS") == VEHICLE_LABELS | ANIMAL_LABELS

@@ -31,6 +31,7 @@ from .models import (
     CameraSettings,
     Detection,
     DetectorStatus,
+    Dwell,
     EnrichmentStatus,
     EventDetection,
     EventKind,
@@ -293,6 +294,9 @@ def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
                 first_seen_ms=item.first_seen_ms,
             )
             for item in event.visitors
+        ),
+        dwell=tuple(
+            Dwell(zone=item.zone, seconds=round(item.seconds, 1)) for item in event.dwell
         ),
         enrichment_notes=tuple(event.enrichment_notes),
         anomaly_score=event.anomaly_score,

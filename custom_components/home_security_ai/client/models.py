@@ -216,6 +216,14 @@ class Visitor:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Dwell:
+    """How long a person of the event has stayed in an entry or sensitive zone (loitering)."""
+
+    zone: str
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PlateReading:
     """Text read on a vehicle (untrusted; cleaned by the sidecar)."""
 
@@ -277,6 +285,8 @@ class SecurityEvent:
     reidentified: tuple[Reidentification, ...] = ()
     visitors: tuple[Visitor, ...] = ()
     poses: tuple[PersonPose, ...] = ()
+    # Loitering: the zones where a person has stayed longer than the sidecar's loitering time.
+    dwell: tuple[Dwell, ...] = ()
     enrichment_notes: tuple[str, ...] = ()
     audit_rubric: AuditRubric | None = None
 

@@ -413,6 +413,46 @@ async def test_a_person_crossing_two_cameras_is_one_incident(start_events: Any) 
     assert not porch.incident.alert
 
 
+async def test_a_person_standing_at_the_door_for_minutes_is_loitering(start_events: Any) -> None:
+    """Frames of a person in an entry zone, ten seconds apart by capture time, over two
+    windows: the first is someone at the door, the second someone who has stood there for two
+    and a half minutes, and its event says so."""
+    server: EventsServer = await start_events()
+    await server.stub.Configure(
+        events_pb2.ConfigureRequest(
+            cameras=[
+                events_pb2.CameraSettings(
+                    camera_id="yard", display_name="Yard",
+                    zones=[_square_zone("Back door", "entry")],
+                )
+            ]
+        ),
+        metadata=AUTH,
+    )
+    start_ms = 1_767_639_600_000  # 19:00 UTC: evening, not night
+
+    async def frames(first: int, last: int) -> None:
+        for n in range(first, last + 1):
+            await server.send(
+                frame_for(
+                    scene_png(n, MARK_PERSON_UNSURE), f"stand-{n}", camera="yard",
+                    at_ms=start_ms + n * 10_000,
+                )
+            )
+        await server.close_due(30)
+
+    await frames(0, 5)  # 0 to 50 s
+    (arrived,) = await server.events()
+    assert list(arrived.dwell) == []
+    assert "has stood" not in arrived.summary
+    await frames(6, 15)  # 60 to 150 s
+    (stayed,) = await server.events(after=arrived.sequence)
+    assert [(item.zone, item.seconds) for item in stayed.dwell] == [("Back door", 150.0)]
+    assert "; a person has stood at the back door for 2 minutes." in stayed.summary
+    assert "a person loitering in entry zone for 2 minutes (+15)" in stayed.reasoning
+    assert stayed.risk_score > arrived.risk_score
+
+
 async def test_reset_scene_makes_the_current_view_usual(start_events: Any) -> None:
     server: EventsServer = await start_events()
     reset = events_pb2.ResetSceneRequest(camera_id="front_door")

@@ -13,10 +13,12 @@ from gpu_server.llm.inputs import (
     AnalysisInput,
     BaselineInput,
     DetectionInput,
+    DwellInput,
     ReturningVisitor,
     UntrustedText,
     ZoneInput,
 )
+from gpu_server.llm.templates import PromptLibrary, build_prompt
 from gpu_server.risk.analysis import (
     LlmConfigError,
     LlmSettings,
@@ -24,7 +26,13 @@ from gpu_server.risk.analysis import (
     embedded_model_path,
     resolve_model_path,
 )
-from gpu_server.risk.rules import assess_by_detector_only, assess_with_rules
+from gpu_server.risk.rules import (
+    LOITER_BONUS,
+    LOITER_LONG_BONUS,
+    assess_by_detector_only,
+    assess_with_rules,
+    place_phrase,
+)
 from gpu_server.vocabulary import RiskLevel, RiskZoneKind, level_for_score
 
 MakeInput = Callable[..., AnalysisInput]
@@ -270,3 +278,91 @@ def test_since_says_when_a_visitor_was_first_seen() -> None:
     assert since(now - timedelta(days=1), now) == "yesterday"
     assert since(now - timedelta(days=3), now) == "Monday"
     assert since(now - timedelta(days=30), now) == "May 5"
+
+
+def test_a_person_loitering_at_an_entry_raises_the_risk_and_says_so(make_input: MakeInput) -> None:
+    by_day = make_input().local_time + timedelta(hours=12)
+    passing = _quiet(
+        make_input,
+        local_time=by_day,
+        detections=(DetectionInput(label="person", confidence=0.5, zone="Back door"),),
+        zones=(ZoneInput(name="Back door", kind=RiskZoneKind.ENTRY),),
+    )
+    walked_past = assess_with_rules(passing, "r")
+    three_minutes = passing.model_copy(
+        update={"dwell": (DwellInput(zone="Back door", seconds=185.0),)}
+    )
+    stood = assess_with_rules(three_minutes, "r")
+    assert stood.risk_score == walked_past.risk_score + LOITER_BONUS
+    assert stood.summary.endswith("; a person has stood at the back door for 3 minutes.")
+    assert f"a person loitering in entry zone for 3 minutes (+{LOITER_BONUS})" in stood.reasoning
+    assert "has stood" not in walked_past.summary
+    assert "loitering" not in walked_past.reasoning
+
+
+def test_the_longest_stay_counts_once_and_the_bonus_is_capped(make_input: MakeInput) -> None:
+    base = _quiet(
+        make_input,
+        local_time=make_input().local_time + timedelta(hours=12),
+        detections=(DetectionInput(label="person", confidence=0.5, zone="Shed"),),
+        zones=(
+            ZoneInput(name="Shed", kind=RiskZoneKind.SENSITIVE),
+            ZoneInput(name="Gate", kind=RiskZoneKind.ENTRY),
+        ),
+    )
+    score = assess_with_rules(base, "r").risk_score
+    two = base.model_copy(
+        update={
+            "dwell": (
+                DwellInput(zone="Gate", seconds=75.0),
+                DwellInput(zone="Shed", seconds=90.4),
+            )
+        }
+    )
+    assessment = assess_with_rules(two, "r")
+    assert assessment.risk_score == score + LOITER_BONUS
+    assert assessment.summary.endswith("; a person has stood at the shed for 90 seconds.")
+    assert "sensitive zone for 90 seconds" in assessment.reasoning
+    hour = base.model_copy(update={"dwell": (DwellInput(zone="Shed", seconds=3000.0),)})
+    long_stay = assess_with_rules(hour, "r")
+    assert long_stay.risk_score == score + LOITER_LONG_BONUS
+    assert long_stay.summary.endswith("for 50 minutes.")
+    days = base.model_copy(update={"dwell": (DwellInput(zone="Shed", seconds=30_000.0),)})
+    assert assess_with_rules(days, "r").risk_score == score + LOITER_LONG_BONUS
+    assert assess_with_rules(days, "r").summary.endswith("for 8 hours.")
+
+
+@pytest.mark.parametrize(
+    ("zone", "place"),
+    [
+        ("Back door", "the back door"),
+        ("Back Door", "the back door"),
+        ("porch", "the porch"),
+        ("The gate", "the gate"),
+        ("NE gate", "the NE gate"),
+        ("Anna's shed", "Anna's shed"),
+    ],
+)
+def test_a_zone_reads_as_a_place(zone: str, place: str) -> None:
+    assert place_phrase(zone) == place
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_prompt_says_who_stood_where_and_how_long(make_input: MakeInput, version: str) -> None:
+    """What the rules weigh, the model is told: the zone (quoted, with its kind) and the time."""
+    analysis = make_input(dwell=(DwellInput(zone="Porch", seconds=75.2),))
+    built = build_prompt(
+        PromptLibrary.builtin().select(version),
+        analysis,
+        budget=10_000,
+        count_prompt=lambda system, user: len(system + user) // 4 + 16,
+        count_line=lambda text: len(text) // 4 + 1,
+    )
+    assert '- a person has stood in "Porch" (entry) for 75 seconds\n' in built.user
+    assert "has stood" not in build_prompt(
+        PromptLibrary.builtin().select(version),
+        make_input(),
+        budget=10_000,
+        count_prompt=lambda system, user: len(system + user) // 4 + 16,
+        count_line=lambda text: len(text) // 4 + 1,
+    ).user

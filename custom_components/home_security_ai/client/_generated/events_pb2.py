@@ -27,7 +27,7 @@ _sym_db = _symbol_database.Default()
 from . import frames_pb2 as home__security__ai_dot_v1_dot_frames__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n home_security_ai/v1/events.proto\x12\x13home_security_ai.v1\x1a home_security_ai/v1/frames.proto\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"N\n\x04Zone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12*\n\x06points\x18\x03 \x03(\x0b\x32\x1a.home_security_ai.v1.Point\"\xbe\x01\n\x0e\x43\x61meraSettings\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x05zones\x18\x03 \x03(\x0b\x32\x19.home_security_ai.v1.Zone\x12\x16\n\x0e\x62\x61tch_window_s\x18\x04 \x01(\r\x12\x16\n\x0eidle_timeout_s\x18\x05 \x01(\r\x12\x16\n\x0eprompt_version\x18\x06 \x01(\t\x12\x11\n\ttime_zone\x18\x07 \x01(\t\"H\n\x10\x43onfigureRequest\x12\x34\n\x07\x63\x61meras\x18\x01 \x03(\x0b\x32#.home_security_ai.v1.CameraSettings\"2\n\x11\x43onfigureResponse\x12\x1d\n\x15\x63onfigured_camera_ids\x18\x01 \x03(\t\"&\n\x11\x41nalyzeNowRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"6\n\x12\x41nalyzeNowResponse\x12\x0e\n\x06\x63losed\x18\x01 \x01(\x08\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\"&\n\x11ResetSceneRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"%\n\x12ResetSceneResponse\x12\x0f\n\x07\x61\x64opted\x18\x01 \x01(\x08\"\x9e\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x35\n\x07verdict\x18\x02 \x01(\x0e\x32$.home_security_ai.v1.FeedbackVerdict\x12\x34\n\x0c\x61\x63tual_level\x18\x03 \x01(\x0e\x32\x1e.home_security_ai.v1.RiskLevel\x12\x0c\n\x04what\x18\x04 \x01(\t\"O\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x61lse_alarms\x18\x02 \x01(\r\x12\x12\n\ncalibrated\x18\x03 \x01(\x08\"h\n\x0e\x45ventDetection\x12\x31\n\tdetection\x18\x01 \x01(\x0b\x32\x1e.home_security_ai.v1.Detection\x12\x14\n\x0c\x66rame_sha256\x18\x02 \x01(\t\x12\r\n\x05zones\x18\x03 \x03(\t\"\xfa\x01\n\x08Incident\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06update\x18\x02 \x01(\x08\x12\x12\n\ncamera_ids\x18\x03 \x03(\t\x12\x15\n\rstarted_at_ms\x18\x04 \x01(\x03\x12\r\n\x05\x61lert\x18\x05 \x01(\x08\x12\x1c\n\x14\x63ooldown_remaining_s\x18\x06 \x01(\x02\x12?\n\tcooldowns\x18\x07 \x03(\x0b\x32,.home_security_ai.v1.Incident.CooldownsEntry\x1a\x30\n\x0e\x43ooldownsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"k\n\x0b\x41uditRubric\x12\x14\n\x0c\x63ontext_used\x18\x01 \x01(\r\x12\x10\n\x08\x63oherent\x18\x02 \x01(\r\x12\x11\n\tjustified\x18\x03 \x01(\r\x12\x12\n\nactionable\x18\x04 \x01(\r\x12\r\n\x05score\x18\x05 \x01(\x02\"\xa0\x08\n\rSecurityEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12,\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.home_security_ai.v1.EventKind\x12\x15\n\rstarted_at_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\x06 \x01(\x03\x12\x12\n\nrisk_score\x18\x07 \x01(\r\x12\x32\n\nrisk_level\x18\x08 \x01(\x0e\x32\x1e.home_security_ai.v1.RiskLevel\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x11\n\treasoning\x18\n \x01(\t\x12\x1a\n\x12recommended_action\x18\x0b \x01(\t\x12\x37\n\ndetections\x18\x0c \x03(\x0b\x32#.home_security_ai.v1.EventDetection\x12\r\n\x05zones\x18\r \x03(\t\x12\x15\n\rframe_sha256s\x18\x0e \x03(\t\x12\x11\n\tfast_path\x18\x0f \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\x10 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x11 \x01(\t\x12\r\n\x05model\x18\x12 \x01(\t\x12\x16\n\x0eprompt_version\x18\x13 \x01(\t\x12:\n\x0cscene_change\x18\x14 \x01(\x0e\x32$.home_security_ai.v1.SceneChangeKind\x12\x15\n\ranomaly_score\x18\x15 \x01(\x02\x12\x15\n\rcreated_at_ms\x18\x16 \x01(\x03\x12/\n\x08incident\x18\x17 \x01(\x0b\x32\x1d.home_security_ai.v1.Incident\x12\x13\n\x0b\x61udit_notes\x18\x18 \x03(\t\x12\x36\n\x0c\x61udit_rubric\x18\x19 \x01(\x0b\x32 .home_security_ai.v1.AuditRubric\x12\x19\n\x11scene_description\x18\x1a \x01(\t\x12\x10\n\x08\x66\x61ilsafe\x18\x1b \x01(\x08\x12\x33\n\x06people\x18\x1e \x03(\x0b\x32#.home_security_ai.v1.PersonSighting\x12\x31\n\x06plates\x18\x1f \x03(\x0b\x32!.home_security_ai.v1.PlateReading\x12\x18\n\x10\x65nrichment_notes\x18  \x03(\t\x12;\n\x0creidentified\x18! \x03(\x0b\x32%.home_security_ai.v1.Reidentification\x12.\n\x05poses\x18\" \x03(\x0b\x32\x1f.home_security_ai.v1.PersonPose\x12.\n\x08visitors\x18# \x03(\x0b\x32\x1c.home_security_ai.v1.Visitor\"_\n\x07Visitor\x12\x12\n\nvisitor_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03\x63ue\x18\x03 \x01(\t\x12\x0e\n\x06visits\x18\x04 \x01(\r\x12\x15\n\rfirst_seen_ms\x18\x05 \x01(\x03\"|\n\nPersonPose\x12\x0e\n\x06person\x18\x01 \x01(\r\x12\x14\n\x0c\x66rame_sha256\x18\x02 \x01(\t\x12%\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x18.home_security_ai.v1.Box\x12\r\n\x05\x66lags\x18\x04 \x03(\t\x12\x12\n\nconfidence\x18\x05 \x01(\x02\"[\n\x10Reidentification\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x13\n\x0bseconds_ago\x18\x02 \x01(\x02\x12\x0b\n\x03\x63ue\x18\x03 \x01(\t\x12\x12\n\nsimilarity\x18\x04 \x01(\x02\"\x8f\x01\n\x0ePersonSighting\x12\x0f\n\x07\x66\x61\x63\x65_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07unknown\x18\x03 \x01(\x08\x12\x10\n\x08\x64istance\x18\x04 \x01(\x02\x12\x14\n\x0c\x66rame_sha256\x18\x05 \x01(\t\x12%\n\x03\x62ox\x18\x06 \x01(\x0b\x32\x18.home_security_ai.v1.Box\"\x92\x01\n\x0cPlateReading\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nnormalized\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\r\n\x05known\x18\x04 \x01(\x08\x12\x13\n\x0bknown_label\x18\x05 \x01(\t\x12\x12\n\nsuspicious\x18\x06 \x01(\x08\x12\x14\n\x0c\x66rame_sha256\x18\x07 \x01(\t\"O\n\x13\x45nrollPersonRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x07\x66\x61\x63\x65_id\x18\x02 \x01(\tH\x00\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04\x66\x61\x63\x65\"F\n\x0bKnownPerson\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nembeddings\x18\x02 \x01(\r\x12\x15\n\rupdated_at_ms\x18\x03 \x01(\x03\"#\n\x13RemovePersonRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x14RemovePersonResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x12\x1a\n\x12\x65mbeddings_removed\x18\x02 \x01(\r\"\x13\n\x11ListPeopleRequest\"F\n\x12ListPeopleResponse\x12\x30\n\x06people\x18\x01 \x03(\x0b\x32 .home_security_ai.v1.KnownPerson\"0\n\x16SubscribeEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\"=\n\x10\x41\x63kEventsRequest\x12\x16\n\x0eup_to_sequence\x18\x01 \x01(\x04\x12\x11\n\toutbox_id\x18\x02 \x01(\t\"$\n\x11\x41\x63kEventsResponse\x12\x0f\n\x07removed\x18\x01 \x01(\r\")\n\x14WatchAnalysisRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"E\n\x10\x41nalysisProgress\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t*s\n\x0f\x46\x65\x65\x64\x62\x61\x63kVerdict\x12 \n\x1c\x46\x45\x45\x44\x42\x41\x43K_VERDICT_UNSPECIFIED\x10\x00\x12 \n\x1c\x46\x45\x45\x44\x42\x41\x43K_VERDICT_FALSE_ALARM\x10\x01\x12\x1c\n\x18\x46\x45\x45\x44\x42\x41\x43K_VERDICT_CORRECT\x10\x02*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04*\x81\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_KIND_SECURITY\x10\x01\x12 \n\x1c\x45VENT_KIND_NOTHING_TO_REPORT\x10\x02\x12\x1d\n\x19\x45VENT_KIND_INCIDENT_ENDED\x10\x03*i\n\x0fSceneChangeKind\x12\x1a\n\x16SCENE_CHANGE_KIND_NONE\x10\x00\x12\x1d\n\x19SCENE_CHANGE_KIND_COVERED\x10\x01\x12\x1b\n\x17SCENE_CHANGE_KIND_MOVED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n home_security_ai/v1/events.proto\x12\x13home_security_ai.v1\x1a home_security_ai/v1/frames.proto\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"N\n\x04Zone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12*\n\x06points\x18\x03 \x03(\x0b\x32\x1a.home_security_ai.v1.Point\"\xbe\x01\n\x0e\x43\x61meraSettings\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x05zones\x18\x03 \x03(\x0b\x32\x19.home_security_ai.v1.Zone\x12\x16\n\x0e\x62\x61tch_window_s\x18\x04 \x01(\r\x12\x16\n\x0eidle_timeout_s\x18\x05 \x01(\r\x12\x16\n\x0eprompt_version\x18\x06 \x01(\t\x12\x11\n\ttime_zone\x18\x07 \x01(\t\"H\n\x10\x43onfigureRequest\x12\x34\n\x07\x63\x61meras\x18\x01 \x03(\x0b\x32#.home_security_ai.v1.CameraSettings\"2\n\x11\x43onfigureResponse\x12\x1d\n\x15\x63onfigured_camera_ids\x18\x01 \x03(\t\"&\n\x11\x41nalyzeNowRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"6\n\x12\x41nalyzeNowResponse\x12\x0e\n\x06\x63losed\x18\x01 \x01(\x08\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\"&\n\x11ResetSceneRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"%\n\x12ResetSceneResponse\x12\x0f\n\x07\x61\x64opted\x18\x01 \x01(\x08\"\x9e\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x35\n\x07verdict\x18\x02 \x01(\x0e\x32$.home_security_ai.v1.FeedbackVerdict\x12\x34\n\x0c\x61\x63tual_level\x18\x03 \x01(\x0e\x32\x1e.home_security_ai.v1.RiskLevel\x12\x0c\n\x04what\x18\x04 \x01(\t\"O\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x61lse_alarms\x18\x02 \x01(\r\x12\x12\n\ncalibrated\x18\x03 \x01(\x08\"h\n\x0e\x45ventDetection\x12\x31\n\tdetection\x18\x01 \x01(\x0b\x32\x1e.home_security_ai.v1.Detection\x12\x14\n\x0c\x66rame_sha256\x18\x02 \x01(\t\x12\r\n\x05zones\x18\x03 \x03(\t\"\xfa\x01\n\x08Incident\x12\x13\n\x0bincident_id\x18\x01 \x01(\t\x12\x0e\n\x06update\x18\x02 \x01(\x08\x12\x12\n\ncamera_ids\x18\x03 \x03(\t\x12\x15\n\rstarted_at_ms\x18\x04 \x01(\x03\x12\r\n\x05\x61lert\x18\x05 \x01(\x08\x12\x1c\n\x14\x63ooldown_remaining_s\x18\x06 \x01(\x02\x12?\n\tcooldowns\x18\x07 \x03(\x0b\x32,.home_security_ai.v1.Incident.CooldownsEntry\x1a\x30\n\x0e\x43ooldownsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"k\n\x0b\x41uditRubric\x12\x14\n\x0c\x63ontext_used\x18\x01 \x01(\r\x12\x10\n\x08\x63oherent\x18\x02 \x01(\r\x12\x11\n\tjustified\x18\x03 \x01(\r\x12\x12\n\nactionable\x18\x04 \x01(\r\x12\r\n\x05score\x18\x05 \x01(\x02\"\xcb\x08\n\rSecurityEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x11\n\tcamera_id\x18\x03 \x01(\t\x12,\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.home_security_ai.v1.EventKind\x12\x15\n\rstarted_at_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\x06 \x01(\x03\x12\x12\n\nrisk_score\x18\x07 \x01(\r\x12\x32\n\nrisk_level\x18\x08 \x01(\x0e\x32\x1e.home_security_ai.v1.RiskLevel\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x11\n\treasoning\x18\n \x01(\t\x12\x1a\n\x12recommended_action\x18\x0b \x01(\t\x12\x37\n\ndetections\x18\x0c \x03(\x0b\x32#.home_security_ai.v1.EventDetection\x12\r\n\x05zones\x18\r \x03(\t\x12\x15\n\rframe_sha256s\x18\x0e \x03(\t\x12\x11\n\tfast_path\x18\x0f \x01(\x08\x12\x10\n\x08\x66\x61llback\x18\x10 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x11 \x01(\t\x12\r\n\x05model\x18\x12 \x01(\t\x12\x16\n\x0eprompt_version\x18\x13 \x01(\t\x12:\n\x0cscene_change\x18\x14 \x01(\x0e\x32$.home_security_ai.v1.SceneChangeKind\x12\x15\n\ranomaly_score\x18\x15 \x01(\x02\x12\x15\n\rcreated_at_ms\x18\x16 \x01(\x03\x12/\n\x08incident\x18\x17 \x01(\x0b\x32\x1d.home_security_ai.v1.Incident\x12\x13\n\x0b\x61udit_notes\x18\x18 \x03(\t\x12\x36\n\x0c\x61udit_rubric\x18\x19 \x01(\x0b\x32 .home_security_ai.v1.AuditRubric\x12\x19\n\x11scene_description\x18\x1a \x01(\t\x12\x10\n\x08\x66\x61ilsafe\x18\x1b \x01(\x08\x12\x33\n\x06people\x18\x1e \x03(\x0b\x32#.home_security_ai.v1.PersonSighting\x12\x31\n\x06plates\x18\x1f \x03(\x0b\x32!.home_security_ai.v1.PlateReading\x12\x18\n\x10\x65nrichment_notes\x18  \x03(\t\x12;\n\x0creidentified\x18! \x03(\x0b\x32%.home_security_ai.v1.Reidentification\x12.\n\x05poses\x18\" \x03(\x0b\x32\x1f.home_security_ai.v1.PersonPose\x12.\n\x08visitors\x18# \x03(\x0b\x32\x1c.home_security_ai.v1.Visitor\x12)\n\x05\x64well\x18$ \x03(\x0b\x32\x1a.home_security_ai.v1.Dwell\"&\n\x05\x44well\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x02\"_\n\x07Visitor\x12\x12\n\nvisitor_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03\x63ue\x18\x03 \x01(\t\x12\x0e\n\x06visits\x18\x04 \x01(\r\x12\x15\n\rfirst_seen_ms\x18\x05 \x01(\x03\"|\n\nPersonPose\x12\x0e\n\x06person\x18\x01 \x01(\r\x12\x14\n\x0c\x66rame_sha256\x18\x02 \x01(\t\x12%\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x18.home_security_ai.v1.Box\x12\r\n\x05\x66lags\x18\x04 \x03(\t\x12\x12\n\nconfidence\x18\x05 \x01(\x02\"[\n\x10Reidentification\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x13\n\x0bseconds_ago\x18\x02 \x01(\x02\x12\x0b\n\x03\x63ue\x18\x03 \x01(\t\x12\x12\n\nsimilarity\x18\x04 \x01(\x02\"\x8f\x01\n\x0ePersonSighting\x12\x0f\n\x07\x66\x61\x63\x65_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07unknown\x18\x03 \x01(\x08\x12\x10\n\x08\x64istance\x18\x04 \x01(\x02\x12\x14\n\x0c\x66rame_sha256\x18\x05 \x01(\t\x12%\n\x03\x62ox\x18\x06 \x01(\x0b\x32\x18.home_security_ai.v1.Box\"\x92\x01\n\x0cPlateReading\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nnormalized\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\r\n\x05known\x18\x04 \x01(\x08\x12\x13\n\x0bknown_label\x18\x05 \x01(\t\x12\x12\n\nsuspicious\x18\x06 \x01(\x08\x12\x14\n\x0c\x66rame_sha256\x18\x07 \x01(\t\"O\n\x13\x45nrollPersonRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x07\x66\x61\x63\x65_id\x18\x02 \x01(\tH\x00\x12\x0f\n\x05image\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04\x66\x61\x63\x65\"F\n\x0bKnownPerson\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nembeddings\x18\x02 \x01(\r\x12\x15\n\rupdated_at_ms\x18\x03 \x01(\x03\"#\n\x13RemovePersonRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x14RemovePersonResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x12\x1a\n\x12\x65mbeddings_removed\x18\x02 \x01(\r\"\x13\n\x11ListPeopleRequest\"F\n\x12ListPeopleResponse\x12\x30\n\x06people\x18\x01 \x03(\x0b\x32 .home_security_ai.v1.KnownPerson\"0\n\x16SubscribeEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\"=\n\x10\x41\x63kEventsRequest\x12\x16\n\x0eup_to_sequence\x18\x01 \x01(\x04\x12\x11\n\toutbox_id\x18\x02 \x01(\t\"$\n\x11\x41\x63kEventsResponse\x12\x0f\n\x07removed\x18\x01 \x01(\r\")\n\x14WatchAnalysisRequest\x12\x11\n\tcamera_id\x18\x01 \x01(\t\"E\n\x10\x41nalysisProgress\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t*s\n\x0f\x46\x65\x65\x64\x62\x61\x63kVerdict\x12 \n\x1c\x46\x45\x45\x44\x42\x41\x43K_VERDICT_UNSPECIFIED\x10\x00\x12 \n\x1c\x46\x45\x45\x44\x42\x41\x43K_VERDICT_FALSE_ALARM\x10\x01\x12\x1c\n\x18\x46\x45\x45\x44\x42\x41\x43K_VERDICT_CORRECT\x10\x02*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04*\x81\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_KIND_SECURITY\x10\x01\x12 \n\x1c\x45VENT_KIND_NOTHING_TO_REPORT\x10\x02\x12\x1d\n\x19\x45VENT_KIND_INCIDENT_ENDED\x10\x03*i\n\x0fSceneChangeKind\x12\x1a\n\x16SCENE_CHANGE_KIND_NONE\x10\x00\x12\x1d\n\x19SCENE_CHANGE_KIND_COVERED\x10\x01\x12\x1b\n\x17SCENE_CHANGE_KIND_MOVED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,14 +36,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INCIDENT_COOLDOWNSENTRY']._loaded_options = None
   _globals['_INCIDENT_COOLDOWNSENTRY']._serialized_options = b'8\001'
-  _globals['_FEEDBACKVERDICT']._serialized_start=3693
-  _globals['_FEEDBACKVERDICT']._serialized_end=3808
-  _globals['_RISKLEVEL']._serialized_start=3811
-  _globals['_RISKLEVEL']._serialized_end=3939
-  _globals['_EVENTKIND']._serialized_start=3942
-  _globals['_EVENTKIND']._serialized_end=4071
-  _globals['_SCENECHANGEKIND']._serialized_start=4073
-  _globals['_SCENECHANGEKIND']._serialized_end=4178
+  _globals['_FEEDBACKVERDICT']._serialized_start=3776
+  _globals['_FEEDBACKVERDICT']._serialized_end=3891
+  _globals['_RISKLEVEL']._serialized_start=3894
+  _globals['_RISKLEVEL']._serialized_end=4022
+  _globals['_EVENTKIND']._serialized_start=4025
+  _globals['_EVENTKIND']._serialized_end=4154
+  _globals['_SCENECHANGEKIND']._serialized_start=4156
+  _globals['_SCENECHANGEKIND']._serialized_end=4261
   _globals['_POINT']._serialized_start=91
   _globals['_POINT']._serialized_end=120
   _globals['_ZONE']._serialized_start=122
@@ -75,37 +75,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITRUBRIC']._serialized_start=1297
   _globals['_AUDITRUBRIC']._serialized_end=1404
   _globals['_SECURITYEVENT']._serialized_start=1407
-  _globals['_SECURITYEVENT']._serialized_end=2463
-  _globals['_VISITOR']._serialized_start=2465
-  _globals['_VISITOR']._serialized_end=2560
-  _globals['_PERSONPOSE']._serialized_start=2562
-  _globals['_PERSONPOSE']._serialized_end=2686
-  _globals['_REIDENTIFICATION']._serialized_start=2688
-  _globals['_REIDENTIFICATION']._serialized_end=2779
-  _globals['_PERSONSIGHTING']._serialized_start=2782
-  _globals['_PERSONSIGHTING']._serialized_end=2925
-  _globals['_PLATEREADING']._serialized_start=2928
-  _globals['_PLATEREADING']._serialized_end=3074
-  _globals['_ENROLLPERSONREQUEST']._serialized_start=3076
-  _globals['_ENROLLPERSONREQUEST']._serialized_end=3155
-  _globals['_KNOWNPERSON']._serialized_start=3157
-  _globals['_KNOWNPERSON']._serialized_end=3227
-  _globals['_REMOVEPERSONREQUEST']._serialized_start=3229
-  _globals['_REMOVEPERSONREQUEST']._serialized_end=3264
-  _globals['_REMOVEPERSONRESPONSE']._serialized_start=3266
-  _globals['_REMOVEPERSONRESPONSE']._serialized_end=3333
-  _globals['_LISTPEOPLEREQUEST']._serialized_start=3335
-  _globals['_LISTPEOPLEREQUEST']._serialized_end=3354
-  _globals['_LISTPEOPLERESPONSE']._serialized_start=3356
-  _globals['_LISTPEOPLERESPONSE']._serialized_end=3426
-  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=3428
-  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=3476
-  _globals['_ACKEVENTSREQUEST']._serialized_start=3478
-  _globals['_ACKEVENTSREQUEST']._serialized_end=3539
-  _globals['_ACKEVENTSRESPONSE']._serialized_start=3541
-  _globals['_ACKEVENTSRESPONSE']._serialized_end=3577
-  _globals['_WATCHANALYSISREQUEST']._serialized_start=3579
-  _globals['_WATCHANALYSISREQUEST']._serialized_end=3620
-  _globals['_ANALYSISPROGRESS']._serialized_start=3622
-  _globals['_ANALYSISPROGRESS']._serialized_end=3691
+  _globals['_SECURITYEVENT']._serialized_end=2506
+  _globals['_DWELL']._serialized_start=2508
+  _globals['_DWELL']._serialized_end=2546
+  _globals['_VISITOR']._serialized_start=2548
+  _globals['_VISITOR']._serialized_end=2643
+  _globals['_PERSONPOSE']._serialized_start=2645
+  _globals['_PERSONPOSE']._serialized_end=2769
+  _globals['_REIDENTIFICATION']._serialized_start=2771
+  _globals['_REIDENTIFICATION']._serialized_end=2862
+  _globals['_PERSONSIGHTING']._serialized_start=2865
+  _globals['_PERSONSIGHTING']._serialized_end=3008
+  _globals['_PLATEREADING']._serialized_start=3011
+  _globals['_PLATEREADING']._serialized_end=3157
+  _globals['_ENROLLPERSONREQUEST']._serialized_start=3159
+  _globals['_ENROLLPERSONREQUEST']._serialized_end=3238
+  _globals['_KNOWNPERSON']._serialized_start=3240
+  _globals['_KNOWNPERSON']._serialized_end=3310
+  _globals['_REMOVEPERSONREQUEST']._serialized_start=3312
+  _globals['_REMOVEPERSONREQUEST']._serialized_end=3347
+  _globals['_REMOVEPERSONRESPONSE']._serialized_start=3349
+  _globals['_REMOVEPERSONRESPONSE']._serialized_end=3416
+  _globals['_LISTPEOPLEREQUEST']._serialized_start=3418
+  _globals['_LISTPEOPLEREQUEST']._serialized_end=3437
+  _globals['_LISTPEOPLERESPONSE']._serialized_start=3439
+  _globals['_LISTPEOPLERESPONSE']._serialized_end=3509
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=3511
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=3559
+  _globals['_ACKEVENTSREQUEST']._serialized_start=3561
+  _globals['_ACKEVENTSREQUEST']._serialized_end=3622
+  _globals['_ACKEVENTSRESPONSE']._serialized_start=3624
+  _globals['_ACKEVENTSRESPONSE']._serialized_end=3660
+  _globals['_WATCHANALYSISREQUEST']._serialized_start=3662
+  _globals['_WATCHANALYSISREQUEST']._serialized_end=3703
+  _globals['_ANALYSISPROGRESS']._serialized_start=3705
+  _globals['_ANALYSISPROGRESS']._serialized_end=3774
 # @@protoc_insertion_point(module_scope)

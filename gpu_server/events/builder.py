@@ -170,6 +170,7 @@ def analysis_input(
         end=context.end,
         local_time=context.end.astimezone(context.tz),
         detections=detections,
+        seen_at_once={group.value: count for group, count in context.counts.items() if count},
         zones=zones,
         baseline=baseline,
         other_cameras=others,

@@ -124,6 +124,9 @@ class AnalysisInput(_Input):
     # The camera's local wall-clock time of the batch; night and weekday come from it.
     local_time: datetime
     detections: tuple[DetectionInput, ...] = ()
+    # The most of each kind (person, vehicle, animal, other) seen in one frame: one person in ten
+    # frames is ten detections but one person. Empty: every detection is a distinct object.
+    seen_at_once: dict[str, int] = Field(default_factory=dict)
     zones: tuple[ZoneInput, ...] = ()
     baseline: BaselineInput | None = None
     other_cameras: tuple[CameraActivity, ...] = ()

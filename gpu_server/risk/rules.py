@@ -229,6 +229,15 @@ def _loitering(analysis: AnalysisInput) -> tuple[int, str] | None:
     return bonus, f"a person loitering in {where} for {duration_phrase(stay)} (+{bonus})"
 
 
+def _counts(analysis: AnalysisInput) -> Counter[LabelGroup]:
+    """How many of each kind were there: the most in one frame, not the sum over frames."""
+    kinds = Counter(label_group(detection.label) for detection in analysis.detections)
+    for group, detected in kinds.items():
+        if (peak := analysis.seen_at_once.get(group.value)) is not None:
+            kinds[group] = max(1, min(detected, peak))
+    return kinds
+
+
 def _summary(analysis: AnalysisInput, level: RiskLevel, kinds: Counter[LabelGroup]) -> str:
     camera = sanitize_name(analysis.camera_name).text or analysis.camera_id
     seen = ", ".join(_counted(kind, count) for kind, count in sorted(kinds.items())) or "nothing"
@@ -254,7 +263,7 @@ def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
     """Score the batch by rule; `reason` says why the rules ran instead of a model."""
     score = 0.0
     factors: list[str] = []
-    kinds = Counter(label_group(detection.label) for detection in analysis.detections)
+    kinds = _counts(analysis)
 
     best = _strongest(analysis)
     if best is not None:

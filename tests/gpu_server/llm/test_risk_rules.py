@@ -366,3 +366,14 @@ def test_the_prompt_says_who_stood_where_and_how_long(make_input: MakeInput, ver
         count_prompt=lambda system, user: len(system + user) // 4 + 16,
         count_line=lambda text: len(text) // 4 + 1,
     ).user
+
+
+def test_one_person_in_many_frames_is_one_person(make_input: MakeInput) -> None:
+    """Ten frames of one person are ten detections: the summary says 1 person, no crowd."""
+    person = DetectionInput(label="person", confidence=0.9)
+    walking = make_input(detections=(person,) * 10, seen_at_once={"person": 1})
+    assessment = assess_with_rules(walking, "r")
+    assert "1 person detected" in assessment.summary
+    assert "people (+" not in assessment.reasoning
+    crowd = make_input(detections=(person,) * 10, seen_at_once={"person": 4})
+    assert "4 people detected" in assess_with_rules(crowd, "r").summary

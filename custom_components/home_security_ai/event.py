@@ -10,7 +10,7 @@ from .camera_links import snapshot_url
 from .client import SecurityEvent
 from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
-from .event_stream import audit_payload, enrichment_payload, incident_payload
+from .event_stream import audit_payload, dwell_payload, enrichment_payload, incident_payload
 from .vocabulary import RISK_LEVELS, risk_level_name
 
 PARALLEL_UPDATES = 0
@@ -65,6 +65,7 @@ class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
             **audit_payload(event),
             **incident_payload(event),
             **enrichment_payload(event),
+            **dwell_payload(event),
         }
         if (assessment := self._entry.runtime_data.arming.assessment_of(event)) is not None:
             attributes.update(assessment.as_data())

@@ -171,6 +171,8 @@ class Assessment:
     escalation_reason: EscalationReason | None = None
     alert: bool = True
     alert_reason: HoldBackReason | None = None
+    # An update of an incident that paged: no new page, but its notification is refreshed.
+    updates_page: bool = False
 
     @property
     def escalated(self) -> bool:
@@ -187,6 +189,7 @@ class Assessment:
             "escalation_reason": _value(self.escalation_reason),
             "alert": self.alert,
             "alert_reason": _value(self.alert_reason),
+            "updates_page": self.updates_page,
         }
 
 

@@ -10,9 +10,11 @@ entity and the camera's Threat active sensor all use that one assessment.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from typing import Final
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import STATE_HOME, STATE_UNAVAILABLE, STATE_UNKNOWN
@@ -21,10 +23,20 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.util import dt as dt_util
 
-from .alerting import ArmedMode, Assessment, PeopleSeen, assess, settings_from_options
+from .alerting import (
+    ArmedMode,
+    Assessment,
+    HoldBackReason,
+    PeopleSeen,
+    assess,
+    settings_from_options,
+)
 from .client import SceneChangeKind, SecurityEvent
 from .const import CONF_PRESENCE_PERSONS, signal_camera_updated
 from .vocabulary import OTHER_FINDING_LABELS, PERSON_LABELS, risk_level_name
+
+# Paged incidents remembered for their updates; an incident lasts minutes, this is plenty.
+PAGED_INCIDENTS_KEPT: Final = 256
 
 
 class Arming:
@@ -44,6 +56,8 @@ class Arming:
         self._resume_timers: dict[str, CALLBACK_TYPE] = {}
         # The assessment of each camera's latest event, for its event entity.
         self._latest: dict[str, tuple[str, Assessment]] = {}
+        # The incidents that paged lately: their updates refresh that page's notification.
+        self._paged_incidents: OrderedDict[str, None] = OrderedDict()
 
     @property
     def paused_cameras(self) -> list[str]:
@@ -119,6 +133,19 @@ class Arming:
             people=people_seen(event),
             score=event.risk_score,
         )
+        incident = event.incident
+        if incident is not None and incident.incident_id:
+            if assessment.alert:
+                self._paged_incidents[incident.incident_id] = None
+                while len(self._paged_incidents) > PAGED_INCIDENTS_KEPT:
+                    self._paged_incidents.popitem(last=False)
+            elif (
+                assessment.alert_reason is HoldBackReason.INCIDENT
+                and incident.update
+                and incident.incident_id in self._paged_incidents
+            ):
+                # No new page; the notification of the incident's page is brought up to date.
+                assessment = replace(assessment, updates_page=True)
         self._latest[event.camera_id] = (event.event_id, assessment)
         return assessment
 
@@ -143,7 +170,10 @@ def people_seen(event: SecurityEvent) -> PeopleSeen:
 
 
 def _local_time(event: SecurityEvent) -> datetime:
-    """Return when the event was made, in Home Assistant's time zone (now when unknown)."""
-    if not event.created_at_ms:
+    """Return when the event happened, in Home Assistant's time zone: when its last frame was
+    taken (as the sidecar judges night and day), else when it was made, else now. A late upload
+    or a frame held in the spool through an outage is judged by when it was taken."""
+    taken = event.ended_at_ms or event.created_at_ms
+    if not taken:
         return dt_util.now()
-    return dt_util.as_local(dt_util.utc_from_timestamp(event.created_at_ms / 1000))
+    return dt_util.as_local(dt_util.utc_from_timestamp(taken / 1000))

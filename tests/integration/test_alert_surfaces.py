@@ -298,9 +298,13 @@ async def test_one_decision_on_every_surface(
         assert [call.data["event_id"] for call in alert_calls] == (
             [event.event_id] if pages else []
         ), f"{name}: the alert trigger from high up"
+        # An update of the incident that paged refreshes that notification quietly: no page.
+        refreshes = bool(payload["updates_page"]) and _at_least_high(step.level)
         assert [call.data["data"]["tag"] for call in pushes] == (
-            [step.incident] if pages else []
+            [step.incident] if pages or refreshes else []
         ), f"{name}: the blueprint from high up"
+        if refreshes:
+            assert pushes[-1].data["data"]["push"] == {"interruption-level": "passive"}, name
         # (b) The raw trigger: every event from high up, whatever the rules say.
         assert [call.data["event_id"] for call in raw_calls] == (
             [event.event_id] if _at_least_high(step.level) else []

@@ -223,8 +223,9 @@ async def test_levels_incident_updates_and_held_back_events(
     hass: HomeAssistant, mock_config_entry: MockConfigEntry, tmp_path: Path
 ) -> None:
     """Medium uses the usual channel, high the alarm channel; an incident's updates replace
-    its notification, updates that do not alert send nothing, nor do events below the minimum
-    level or in quiet hours (unless critical)."""
+    its notification (quietly when they do not alert), nothing is sent for events below the
+    minimum level, in quiet hours (unless critical), or for updates of an incident that never
+    paged."""
     calls = await _use_blueprint(hass, tmp_path, "medium")
     entry = mock_config_entry
     entry.add_to_hass(hass)
@@ -254,10 +255,18 @@ async def test_levels_incident_updates_and_held_back_events(
     assert raised["push"]["interruption-level"] == "critical"
     assert raised["push"]["sound"]["critical"] == 1
 
-    # An update that does not alert, and a new incident below the minimum level: nothing.
+    # An update that does not alert: the same notification, brought up to date quietly.
     await _send(hass, entry, RiskLevel.HIGH, _incident("inc-1", update=True, alert=False))
+    assert len(calls) == 3
+    quiet = calls[2].data["data"]
+    assert quiet["tag"] == "inc-1"
+    assert quiet["channel"] == "home_security_ai"
+    assert quiet["alert_once"] is True
+    assert quiet["push"] == {"interruption-level": "passive"}
+    # A new incident below the minimum level: nothing.
     await _send(hass, entry, RiskLevel.LOW, _incident("inc-2", update=False, alert=True))
-    assert len(calls) == 2
+    assert len(calls) == 3
+    del calls[2]
 
     # Quiet hours all day: held back (alert false), except critical events.
     hass.config_entries.async_update_entry(
@@ -270,6 +279,9 @@ async def test_levels_incident_updates_and_held_back_events(
     )
     await hass.async_block_till_done()
     await _send(hass, entry, RiskLevel.HIGH, _incident("inc-3", update=False, alert=True))
+    assert len(calls) == 2
+    # Its update is no page either: the incident never paged, so there is nothing to refresh.
+    await _send(hass, entry, RiskLevel.HIGH, _incident("inc-3", update=True, alert=False))
     assert len(calls) == 2
     await _send(hass, entry, RiskLevel.CRITICAL, _incident("inc-4", update=False, alert=True))
     assert len(calls) == 3

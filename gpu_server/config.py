@@ -38,6 +38,9 @@ class LimitsConfig(_Section):
     # machine's memory, at most 2 GiB. Frames wait for room, then get BACKPRESSURE.
     decode_budget_bytes: int | None = Field(default=None, ge=16 * MIB)
     decode_wait_s: float = Field(default=10.0, gt=0.0, le=600.0)
+    # Threads that check and decode frames, apart from the detector's (one per copy); 0: two,
+    # or half the cores on a larger machine, at most four.
+    decode_threads: int = Field(default=0, ge=0, le=16)
 
     @model_validator(mode="after")
     def _frame_fits_in_message(self) -> Self:
@@ -281,6 +284,7 @@ ENV_VARS: dict[str, str] = {
     "HSAI_MAX_WIDTH": "limits.max_width",
     "HSAI_MAX_HEIGHT": "limits.max_height",
     "HSAI_MAX_PIXELS": "limits.max_pixels",
+    "HSAI_DECODE_THREADS": "limits.decode_threads",
     "HSAI_BATCH_WINDOW_S": "events.window_s",
     "HSAI_BATCH_IDLE_S": "events.idle_s",
     "HSAI_FAST_PATH_LABELS": "events.fast_path_labels",

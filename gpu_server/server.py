@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -32,7 +33,12 @@ from gpu_server.ingest.detect import (
     build_detector,
     detector_workers,
 )
-from gpu_server.ingest.ingestor import DetectionResult, FrameIngestor
+from gpu_server.ingest.ingestor import (
+    FRAME_THREAD_PREFIX,
+    DetectionResult,
+    FrameIngestor,
+    frame_thread_count,
+)
 from gpu_server.ingest.intake import FrameIntake
 from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
 from gpu_server.models.registry import ModelRegistry
@@ -78,6 +84,8 @@ class GRPCServer:
         self.batcher: DetectionBatcher | None = None
         self.dedupe: Deduplicator[DetectionResult] | None = None
         self.decode_budget: DecodeBudget | None = None
+        # Where frames are checked and decoded, apart from the detector's threads.
+        self.frame_threads: ThreadPoolExecutor | None = None
         self._status: StatusReporter | None = None
         self.counters = FrameCounters()
         self.latency = LatencyTracker(config.latency_window)
@@ -184,10 +192,14 @@ class GRPCServer:
         self.decode_budget = DecodeBudget(
             limits.decode_budget_bytes or default_budget_bytes(), limits.decode_wait_s
         )
+        self.frame_threads = ThreadPoolExecutor(
+            max_workers=frame_thread_count(limits.decode_threads),
+            thread_name_prefix=FRAME_THREAD_PREFIX,
+        )
         ingestor = FrameIngestor(
             FrameIntake(limits, decode_side=config.detector.imgsz),
             self.dedupe, self.batcher, self.latency, events,
-            budget=self.decode_budget,
+            budget=self.decode_budget, frame_threads=self.frame_threads,
         )
         self._status = StatusReporter(
             server_id=self.server_id,
@@ -247,6 +259,8 @@ class GRPCServer:
             await self.batcher.stop()
         if self.decode_budget is not None:
             self.decode_budget.close()
+        if self.frame_threads is not None:
+            self.frame_threads.shutdown(wait=False, cancel_futures=True)
         if self.zoo is not None:
             await self.zoo.close()
             self.zoo = None

@@ -55,8 +55,8 @@ class StatusReporter:
         self._counters = counters
         self._gpu = gpu
         self._started = time.monotonic()
-        # Its own thread: frames being hashed and decoded fill the shared pool, and a status
-        # call must not queue behind them.
+        # Its own thread: a status call must not queue behind the scene checks and crops of a
+        # burst of frames in the shared pool.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
 
     async def status(self) -> status_pb2.ServerStatus:

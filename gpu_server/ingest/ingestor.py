@@ -3,24 +3,43 @@
 Content already held (in an open window, an analysis or a stored event) is not decoded again:
 its ack says how it is held. Detections are remembered per content hash (dedupe), so content
 taken again after its claim was released is not detected again either.
+
+Checking and decoding run on a small pool of threads of their own (`frame_threads`), apart from
+the detector's: a frame is decoded while the batches before it are detected, instead of waiting
+for a thread that a detector call holds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from gpu_server.events.coverage import Coverage, CoverageState
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.dedupe import Deduplicator
-from gpu_server.ingest.detect import Detection
+from gpu_server.ingest.detect import Detection, usable_cores
 from gpu_server.ingest.intake import BgrImage, FrameHeader, FrameIntake, validate_camera_id
 from gpu_server.ingest.memory import DecodeBudget
-from gpu_server.monitor.latency import LatencyTracker
+from gpu_server.monitor.latency import LatencyTracker, run_timed
+
+# The names of the threads that check and decode frames (a number follows).
+FRAME_THREAD_PREFIX: Final = "hsai-frames"
+# At most this many by default: the work is short, and more threads than cores only queue.
+MAX_DEFAULT_FRAME_THREADS: Final = 4
+
+
+def frame_thread_count(configured: int = 0) -> int:
+    """Threads for checking and decoding frames: as configured, else two (one decodes while
+    the other hashes or decodes a large frame), or half the cores on a larger machine, at most
+    MAX_DEFAULT_FRAME_THREADS."""
+    if configured > 0:
+        return configured
+    return min(MAX_DEFAULT_FRAME_THREADS, max(2, usable_cores() // 2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +54,15 @@ class DetectionResult:
 
 @dataclass(frozen=True, slots=True)
 class StageTimings:
+    # Checking and decoding, including decode_wait_ms: waiting for a thread, for room in the
+    # decode budget and for the event loop to take the result back.
     decode_ms: float = 0.0
     queue_ms: float = 0.0
+    # The batch's detector call, including inference_wait_ms (as for decoding).
     inference_ms: float = 0.0
     total_ms: float = 0.0
+    decode_wait_ms: float = 0.0
+    inference_wait_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +112,12 @@ class FrameIngestor:
         sink: FrameSink | None = None,
         *,
         budget: DecodeBudget,
+        frame_threads: Executor | None = None,
     ) -> None:
+        """`frame_threads`: where frames are checked and decoded (None: the event loop's
+        default executor)."""
         self._budget = budget
+        self._threads = frame_threads
         self._intake = intake
         self._dedupe = dedupe
         self._batcher = batcher
@@ -102,13 +130,16 @@ class FrameIngestor:
         """Take one encoded frame; raises FrameRejectedError for frames the server refuses."""
         started = time.perf_counter()
         validate_camera_id(camera_id)
-        header = await asyncio.to_thread(self._intake.inspect, image, declared_sha256)
-        inspect_ms = (time.perf_counter() - started) * 1000.0
+        inspected = await run_timed(
+            self._threads, functools.partial(self._intake.inspect, image, declared_sha256)
+        )
+        header = inspected.value
+        inspect_ms = inspected.wait_ms + inspected.work_ms
         sink = self._sink
         if sink is None:
             return await self._detect(
                 camera_id, image, header, captured_at_ms=captured_at_ms, started=started,
-                inspect_ms=inspect_ms,
+                inspect_wait_ms=inspected.wait_ms, inspect_work_ms=inspected.work_ms,
             )
         coverage = await sink.claim(header.sha256)
         if coverage.state is not CoverageState.NEW:
@@ -124,7 +155,7 @@ class FrameIngestor:
             if cached is None:
                 return await self._detect(
                     camera_id, image, header, captured_at_ms=captured_at_ms, started=started,
-                    inspect_ms=inspect_ms,
+                    inspect_wait_ms=inspected.wait_ms, inspect_work_ms=inspected.work_ms,
                 )
             # Analyzed before, yet nothing covered or held it (its analysis failed, its
             # covered row expired): take it again with the detections already known.
@@ -134,7 +165,9 @@ class FrameIngestor:
             raise
         total_ms = (time.perf_counter() - started) * 1000.0
         self._latency.record("total", total_ms)
-        timed = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
+        timed = StageTimings(
+            decode_ms=inspect_ms, total_ms=total_ms, decode_wait_ms=inspected.wait_ms
+        )
         return FrameOutcome(header.sha256, cached, False, timed)
 
     async def _detect(
@@ -145,7 +178,8 @@ class FrameIngestor:
         *,
         captured_at_ms: int,
         started: float,
-        inspect_ms: float,
+        inspect_wait_ms: float,
+        inspect_work_ms: float,
     ) -> FrameOutcome:
         """Decode and detect new content, then hand it to the sink (which holds its claim)."""
         timings: dict[str, float] = {}
@@ -154,15 +188,21 @@ class FrameIngestor:
         async def detect_new() -> DetectionResult:
             # The pixels live from decode to the end of accept (the scene check): hold their
             # memory in the shared budget for that long.
+            asked = time.perf_counter()
             async with self._budget.reserve(self._intake.decode_cost(header)):
-                decode_started = time.perf_counter()
-                decoded = await asyncio.to_thread(self._intake.decode, image, header)
+                budget_wait_ms = (time.perf_counter() - asked) * 1000.0
+                timed = await run_timed(
+                    self._threads, functools.partial(self._intake.decode, image, header)
+                )
+                decoded = timed.value
+                timings["decode_wait_ms"] = inspect_wait_ms + budget_wait_ms + timed.wait_ms
                 timings["decode_ms"] = (
-                    inspect_ms + (time.perf_counter() - decode_started) * 1000.0
+                    timings["decode_wait_ms"] + inspect_work_ms + timed.work_ms
                 )
                 batch = await self._batcher.detect(decoded.pixels)
                 timings["queue_ms"] = batch.queue_ms
                 timings["inference_ms"] = batch.inference_ms
+                timings["inference_wait_ms"] = batch.inference_wait_ms
                 result = DetectionResult(
                     detections=_to_original_pixels(batch.detections, *decoded.scale),
                     width=decoded.width,
@@ -180,12 +220,20 @@ class FrameIngestor:
         total_ms = (time.perf_counter() - started) * 1000.0
         if duplicate:
             # Without a sink only: another call brought the same bytes at the same time.
-            stage = StageTimings(decode_ms=inspect_ms, total_ms=total_ms)
+            stage = StageTimings(
+                decode_ms=inspect_wait_ms + inspect_work_ms, total_ms=total_ms,
+                decode_wait_ms=inspect_wait_ms,
+            )
         else:
             stage = StageTimings(total_ms=total_ms, **timings)
-            self._latency.record("decode", stage.decode_ms)
-            self._latency.record("queue", stage.queue_ms)
-            self._latency.record("inference", stage.inference_ms)
+            latency = self._latency
+            latency.record_split(
+                "decode", stage.decode_wait_ms, stage.decode_ms - stage.decode_wait_ms
+            )
+            latency.record("queue", stage.queue_ms)
+            latency.record_split(
+                "inference", stage.inference_wait_ms, stage.inference_ms - stage.inference_wait_ms
+            )
         self._latency.record("total", total_ms)
         return FrameOutcome(header.sha256, result, duplicate, stage)
 

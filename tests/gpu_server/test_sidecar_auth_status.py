@@ -12,6 +12,7 @@ from gpu_server import __version__
 from gpu_server._generated import status_pb2
 from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
 from gpu_server.models.registry import ModelSpec
+from gpu_server.monitor.latency import STAGES
 from gpu_server.server import SERVICE_NAME
 
 BAD_METADATA = [
@@ -87,7 +88,7 @@ async def test_status_reports_identity_detector_latency_and_gpu(
         name="hog-people", backend="opencv-hog", device="cpu", weights="", fallback=False
     )
     assert status.queue_depth == 0
-    assert set(status.stage_latency) == {"decode", "queue", "inference", "total"}
+    assert set(status.stage_latency) == set(STAGES)
     for stage in ("decode", "queue", "inference"):
         assert status.stage_latency[stage].count == 1, stage
     total = status.stage_latency["total"]

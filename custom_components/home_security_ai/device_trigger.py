@@ -107,16 +107,17 @@ async def async_get_trigger_capabilities(
     """The zone_entered trigger asks for a zone: one of the camera's zones where it has any."""
     if config.get(CONF_TYPE) != ZONE_ENTERED:
         return {}
+    return {"extra_fields": zone_field(hass, config[CONF_DEVICE_ID])}
+
+
+def zone_field(hass: HomeAssistant, device_id: str) -> vol.Schema:
+    """The form field for one of a camera's zones: a list of its zones, or free text."""
     names: list[str] = []
-    if (camera := camera_of_device(hass, config[CONF_DEVICE_ID])) is not None:
+    if (camera := camera_of_device(hass, device_id)) is not None:
         entry = hass.config_entries.async_get_entry(camera[0])
         zones = entry.options.get(CONF_ZONES, {}) if entry is not None else {}
         names = [str(zone["name"]) for zone in zones.get(camera[1], [])]
-    return {
-        "extra_fields": vol.Schema(
-            {vol.Required(CONF_ZONE): vol.In(names) if names else cv.string}
-        )
-    }
+    return vol.Schema({vol.Required(CONF_ZONE): vol.In(names) if names else cv.string})
 
 
 def _labels_seen(data: Any) -> set[str]:

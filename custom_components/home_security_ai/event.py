@@ -57,6 +57,7 @@ class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
             "summary": event.summary[:255],
             "risk_score": event.risk_score,
             "event_id": event.event_id,
+            "zones": list(event.zones),
             "snapshot_url": (
                 snapshot_url(self.hass, self._entry, self.camera_id)
                 if self.camera_state.last_snapshot is not None

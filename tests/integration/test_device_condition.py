@@ -14,10 +14,19 @@ from pytest_homeassistant_custom_component.common import (
     async_mock_service,
 )
 
-from custom_components.home_security_ai.client import EventKind, RiskLevel, SecurityEvent
+from custom_components.home_security_ai.client import (
+    Box,
+    Detection,
+    Dwell,
+    EventKind,
+    PersonSighting,
+    RiskLevel,
+    SecurityEvent,
+)
 from custom_components.home_security_ai.const import DOMAIN
 from custom_components.home_security_ai.device_condition import (
     CAMERA_CONDITIONS,
+    IN_ZONE,
     SERVER_CONDITIONS,
 )
 
@@ -67,7 +76,10 @@ async def test_conditions_are_listed_and_follow_the_entities(
                 {
                     "triggers": [{"trigger": "event", "event_type": "check_conditions"}],
                     "conditions": [
-                        {"condition": "device", "domain": DOMAIN, "device_id": device, "type": kind}
+                        {
+                            "condition": "device", "domain": DOMAIN, "device_id": device,
+                            "type": kind, **({"zone": "Porch"} if kind == IN_ZONE else {}),
+                        }
                     ],
                     "actions": [{"action": "test.automation", "data": {"type": kind}}],
                 }
@@ -119,4 +131,27 @@ async def test_conditions_are_listed_and_follow_the_entities(
     )
     await send("threat", RiskLevel.CRITICAL)
     assert await true_now() == ["armed_away", "threat_active"]
+
+    # What the last frame holds (the Objects sensor): a car and a dog in view.
+    def detected(label: str) -> Detection:
+        return Detection(label=label, class_id=0, confidence=0.9, box=Box(x1=0, y1=0, x2=9, y2=9))
+
+    entry.runtime_data.cameras.async_frame_analyzed(
+        "porch", b"jpeg", "ref", detections=(detected("car"), detected("dog")), width=64, height=48
+    )
+    await hass.async_block_till_done()
+    assert await true_now() == ["animal_in_view", "armed_away", "threat_active", "vehicle_in_view"]
+
+    # What the last event showed: an unknown face, someone loitering on the porch.
+    with patch.object(entry.runtime_data.client, "ack_events", _ack_suppressed):
+        await events.async_handle(
+            SecurityEvent(
+                sequence=events.last_sequence + 1, event_id="loiterer", camera_id="porch",
+                kind=EventKind.SECURITY, risk_level=RiskLevel.HIGH, risk_score=70,
+                zones=("Porch",), dwell=(Dwell(zone="Porch", seconds=180.0),),
+                people=(PersonSighting(face_id="f", unknown=True),),
+            )
+        )
+    await hass.async_block_till_done()
+    assert {"in_zone", "loitering", "unknown_person"} <= set(await true_now())
     assert await hass.config_entries.async_unload(entry.entry_id)

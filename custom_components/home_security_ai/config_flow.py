@@ -335,41 +335,32 @@ def _check_folders(hass: HomeAssistant, folders: list[str]) -> str | None:
 
 # The alerts form's check box that leads to one more quiet-hours window.
 MORE_QUIET_WINDOWS = "more_quiet_windows"
+# A quiet-hours window, and whether another follows: on the alerts form and each window's own.
+_QUIET_WINDOW_FIELDS: dict[vol.Marker, Any] = {
+    vol.Optional(CONF_QUIET_DAYS): SelectSelector(
+        SelectSelectorConfig(
+            options=list(WEEKDAYS),
+            multiple=True,
+            mode=SelectSelectorMode.LIST,
+            translation_key="weekday",
+        )
+    ),
+    vol.Optional(CONF_QUIET_START): TimeSelector(),
+    vol.Optional(CONF_QUIET_END): TimeSelector(),
+    vol.Optional(MORE_QUIET_WINDOWS, default=False): BooleanSelector(),
+}
 ALERTS_SCHEMA = vol.Schema(
     {
         vol.Optional(CONF_PRESENCE_PERSONS): EntitySelector(
             EntitySelectorConfig(domain="person", multiple=True)
         ),
         vol.Required(CONF_ESCALATE, default=True): BooleanSelector(),
-        vol.Optional(CONF_QUIET_DAYS): SelectSelector(
-            SelectSelectorConfig(
-                options=list(WEEKDAYS),
-                multiple=True,
-                mode=SelectSelectorMode.LIST,
-                translation_key="weekday",
-            )
-        ),
-        vol.Optional(CONF_QUIET_START): TimeSelector(),
-        vol.Optional(CONF_QUIET_END): TimeSelector(),
-        vol.Optional(MORE_QUIET_WINDOWS, default=False): BooleanSelector(),
+        **_QUIET_WINDOW_FIELDS,
     }
 )
-# One more quiet-hours window, and whether another follows.
-QUIET_WINDOW_SCHEMA = vol.Schema(
-    {
-        vol.Optional(CONF_QUIET_DAYS): SelectSelector(
-            SelectSelectorConfig(
-                options=list(WEEKDAYS),
-                multiple=True,
-                mode=SelectSelectorMode.LIST,
-                translation_key="weekday",
-            )
-        ),
-        vol.Optional(CONF_QUIET_START): TimeSelector(),
-        vol.Optional(CONF_QUIET_END): TimeSelector(),
-        vol.Optional(MORE_QUIET_WINDOWS, default=False): BooleanSelector(),
-    }
-)
+QUIET_WINDOW_SCHEMA = vol.Schema(_QUIET_WINDOW_FIELDS)
+
+
 def _score_key(camera: str) -> str:
     """The options form's field for a camera's minimum score, beside its minimum level."""
     return f"{camera} (score)"

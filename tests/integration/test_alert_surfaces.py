@@ -4,7 +4,6 @@ and per event the camera's alert trigger, the notification blueprint, the logboo
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,10 +30,8 @@ from custom_components.home_security_ai.const import (
 )
 
 from .conftest import device_by_identifier, wait_for
+from .notify_blueprint import NOTIFY, blueprint_automation, install_blueprint
 
-REPO = Path(__file__).resolve().parents[2]
-BLUEPRINT = "home_security_ai/notify_security_event.yaml"
-NOTIFY = "mobile_app_phone"
 THREAT = "binary_sensor.porch_threat_active"
 
 
@@ -166,9 +163,7 @@ async def _automations(hass: HomeAssistant, tmp_path: Path, device_id: str) -> N
     """(a) the camera's alert trigger from high up, (b) its raw trigger from high up, and the
     notification blueprint from high up, installed in the configuration folder as importing it
     does."""
-    target = Path(hass.config.path("blueprints", "automation", BLUEPRINT))
-    target.parent.mkdir(parents=True)
-    shutil.copy(REPO / "blueprints" / "automation" / BLUEPRINT, target)
+    install_blueprint(hass)
 
     def _device_trigger(trigger_type: str) -> dict[str, Any]:
         return {
@@ -195,13 +190,7 @@ async def _automations(hass: HomeAssistant, tmp_path: Path, device_id: str) -> N
             "automation": [
                 _device_trigger("alert_high"),
                 _device_trigger("security_event_high"),
-                {
-                    "id": "security_push",
-                    "use_blueprint": {
-                        "path": BLUEPRINT,
-                        "input": {"notify_action": f"notify.{NOTIFY}", "minimum_level": "high"},
-                    },
-                },
+                blueprint_automation("high"),
             ]
         },
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
@@ -35,11 +34,9 @@ from custom_components.home_security_ai.const import (
 
 from . import household_day as day
 from .conftest import make_entry, wait_for
+from .notify_blueprint import NOTIFY, blueprint_automation, install_blueprint
 from .sidecar_process import Sidecar, expected_detector
 
-REPO = Path(__file__).resolve().parents[2]
-BLUEPRINT = "home_security_ai/notify_security_event.yaml"
-NOTIFY = "mobile_app_phone"
 # Where the benchmark wants the day's rows (bench/household_day.py sets it).
 RESULT_ENV = "HSAI_HOUSEHOLD_DAY_RESULT"
 # The hours Anna is expected at the front door (the README's example; the benchmark's
@@ -63,23 +60,10 @@ async def _use_blueprint(hass: HomeAssistant, config_dir: Path) -> list[ServiceC
     """Install the blueprint as importing it does, and make an automation from it that keeps
     its default minimum level; the phone's notify action records what it is sent."""
     hass.config.config_dir = str(config_dir)
-    target = Path(hass.config.path("blueprints", "automation", BLUEPRINT))
-    target.parent.mkdir(parents=True)
-    shutil.copy(REPO / "blueprints" / "automation" / BLUEPRINT, target)
+    install_blueprint(hass)
     calls = async_mock_service(hass, "notify", NOTIFY)
     assert await async_setup_component(
-        hass,
-        "automation",
-        {
-            "automation": {
-                "id": "security_push",
-                "alias": "Security push",
-                "use_blueprint": {
-                    "path": BLUEPRINT,
-                    "input": {"notify_action": f"notify.{NOTIFY}"},
-                },
-            }
-        },
+        hass, "automation", {"automation": blueprint_automation()}
     )
     await hass.async_block_till_done()
     return calls

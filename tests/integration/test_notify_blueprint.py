@@ -4,7 +4,6 @@ file, real events, and a notify action that records what the phone would get."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from itertools import count
@@ -41,11 +40,8 @@ from custom_components.home_security_ai.const import (
 )
 
 from .conftest import TEST_CAMERA, PorchCamera, make_entry, wait_for
+from .notify_blueprint import NOTIFY, blueprint_automation, install_blueprint
 from .sidecar_process import Sidecar
-
-REPO = Path(__file__).resolve().parents[2]
-BLUEPRINT = "home_security_ai/notify_security_event.yaml"
-NOTIFY = "mobile_app_phone"
 
 
 async def _use_blueprint(
@@ -53,23 +49,10 @@ async def _use_blueprint(
 ) -> list[ServiceCall]:
     """Install the blueprint in a configuration folder, as importing it does, and use it."""
     hass.config.config_dir = str(tmp_path / "config")
-    target = Path(hass.config.path("blueprints", "automation", BLUEPRINT))
-    target.parent.mkdir(parents=True)
-    shutil.copy(REPO / "blueprints" / "automation" / BLUEPRINT, target)
+    install_blueprint(hass)
     calls = async_mock_service(hass, "notify", NOTIFY)
     assert await async_setup_component(
-        hass,
-        "automation",
-        {
-            "automation": {
-                "id": "security_push",
-                "alias": "Security push",
-                "use_blueprint": {
-                    "path": BLUEPRINT,
-                    "input": {"notify_action": f"notify.{NOTIFY}", "minimum_level": minimum_level},
-                },
-            }
-        },
+        hass, "automation", {"automation": blueprint_automation(minimum_level)}
     )
     await hass.async_block_till_done()
     assert hass.states.get("automation.security_push") is not None

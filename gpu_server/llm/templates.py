@@ -23,6 +23,7 @@ from gpu_server.feedback.calibration import describe_hour_of_week
 from gpu_server.llm.inputs import AnalysisInput, DwellInput, ReturningVisitor
 from gpu_server.llm.sanitizer import SanitizedText, clean, sanitize, sanitize_name
 from gpu_server.llm.tokens import FitResult, Section, SectionKind, fit_sections
+from gpu_server.vocabulary import label_group
 
 DEFAULT_VERSION: Final = "v2"
 # Used when a model file carries no chat template of its own.
@@ -251,7 +252,8 @@ def _summary(analysis: AnalysisInput) -> str:
     ranked = sorted(by_label.items(), key=lambda item: (-max(item[1]), item[0]))
     parts = []
     for label, confidences in ranked[:MAX_SUMMARY_LABELS]:
-        part = f"{len(confidences)} {label} (best confidence {max(confidences):.2f}"
+        count = _at_once(analysis, label, len(confidences))
+        part = f"{count} {label} (best confidence {max(confidences):.2f}"
         if zones[label]:
             part += "; in " + ", ".join(sorted(zones[label])[:3])
         parts.append(part + ")")
@@ -315,9 +317,16 @@ def _grouped_detections(analysis: AnalysisInput) -> list[str]:
         return ["nothing"]
     ranked = sorted(groups.items(), key=lambda item: (-max(item[1]), item[0][0], item[0][1] or ""))
     return [
-        f"{label} x{len(confidences)}{_zone_phrase(analysis, zone)}, best {max(confidences):.0%}"
+        f"{label} x{_at_once(analysis, label, len(confidences))}{_zone_phrase(analysis, zone)}, "
+        f"best {max(confidences):.0%}"
         for (label, zone), confidences in ranked[:MAX_DETECTION_LINES]
     ]
+
+
+def _at_once(analysis: AnalysisInput, label: str, detected: int) -> int:
+    """How many there were: the detections over all frames, at most the kind's most in one."""
+    peak = analysis.seen_at_once.get(label_group(label).value)
+    return detected if peak is None else max(1, min(detected, peak))
 
 
 def _enrichment_lines(analysis: AnalysisInput, texts: Sequence[SanitizedText]) -> list[str]:

@@ -370,3 +370,18 @@ def test_a_person_seen_on_another_camera_is_named_first_among_other_cameras(
         '- the same person as on "Driveway" 40 s ago (by face)',
         '- "Garden" 3 min ago: person',
     ]
+
+
+def test_the_prompt_counts_a_person_in_many_frames_once(make_input: MakeInput) -> None:
+    """Ten frames of one person: "person x1", as the rules count it."""
+    person = DetectionInput(label="person", confidence=0.9, zone="Porch")
+    analysis = make_input(detections=(person,) * 10, seen_at_once={"person": 1})
+    built = build_prompt(
+        PromptLibrary.builtin().select("v2"),
+        analysis,
+        budget=10_000,
+        count_prompt=_estimate_prompt,
+        count_line=estimate_tokens,
+    )
+    assert "person x1 " in built.user
+    assert "person x10" not in built.user

@@ -114,6 +114,7 @@ def test_at_home_nothing_changes() -> None:
         "escalation_reason": None,
         "alert": True,
         "alert_reason": None,
+        "updates_page": False,
     }
 
 

@@ -2,9 +2,10 @@
 
 Text read off an image is written by whoever stands in front of the camera. It goes into the
 prompt only as quoted data: control characters, chat-template markers and role prefixes are
-removed, quotes and braces that could close the data block are replaced, and the length is
-capped. Phrases that look like instructions are not removed (that would hide evidence) but
-flagged, and the prompt reports the flag as a fact about the scene.
+removed, directive keywords ("OVERRIDE:", "IGNORE:", "ALWAYS:") lose the form that makes them
+read as a command, wherever they stand, quotes and braces that could close the data block are
+replaced, and the length is capped. Phrases that look like instructions are not removed (that
+would hide evidence) but flagged, and the prompt reports the flag as a fact about the scene.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ _MARKERS: Final = re.compile(
 # A role name followed by a colon, as at the start of a chat turn.
 _ROLE_PREFIX: Final = re.compile(
     r"\b(?:system|assistant|user|developer|human|ai|bot|tool|instruction)s?\s*:",
+    re.IGNORECASE,
+)
+# A directive keyword written as a command ("OVERRIDE:", "ignore =>"), anywhere in the text; it
+# is kept as a plain word in parentheses, "(override)", so the evidence stays readable.
+_DIRECTIVE: Final = re.compile(
+    r"\b(override|ignore|always|never|disregard|bypass|forget|instructions?|command|execute)"
+    r"\s*(?::|=>|->)",
     re.IGNORECASE,
 )
 # Characters that could end the quoted field or open structure, mapped to harmless lookalikes.
@@ -170,6 +178,8 @@ def injection_reasons(text: str) -> tuple[str, ...]:
         reasons.append("chat markers")
     if _ROLE_PREFIX.search(normalized):
         reasons.append("role prefix")
+    if _DIRECTIVE.search(normalized.translate(_CONFUSABLES)):
+        reasons.append("directive")
     for form in _detection_forms(text, normalized):
         for name, pattern in _INJECTION_PATTERNS:
             if name not in reasons and pattern.search(form):
@@ -186,6 +196,7 @@ def clean(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[str, bool]:
         previous = cleaned
         cleaned = _MARKERS.sub(" ", cleaned)
         cleaned = _ROLE_PREFIX.sub(" ", cleaned)
+        cleaned = _DIRECTIVE.sub(lambda match: f" ({match.group(1).lower()}) ", cleaned)
     cleaned = cleaned.translate(_NEUTRAL)
     cleaned = _SPACES.sub(" ", cleaned).strip()
     if len(cleaned) <= max_chars:

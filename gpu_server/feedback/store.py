@@ -220,7 +220,7 @@ class FeedbackStore:
             ).fetchone()
             if row is None:
                 raise UnknownEventError(
-                    f"no event {event_id!r} to give feedback on: the server never made it, "
+                    f"no event {event_id[:64]!r} to give feedback on: the server never made it, "
                     "or it is older than the feedback retention"
                 )
             camera_id, hour, findings, summary = row

@@ -25,6 +25,9 @@ from gpu_server.errors import (
 _LOGGER = logging.getLogger(__name__)
 
 GENERIC_INTERNAL_MESSAGE: Final = "internal server error; the frame may be resent later"
+# A message (and its log line) says at most this much: an error that quotes the caller's input
+# must not hand a megabyte back, nor write one to the log.
+MESSAGE_MAX_CHARS: Final = 300
 
 # Most specific first: the first class an error is an instance of decides its code.
 STATUS_CODES: Final[tuple[tuple[type[SidecarError], grpc.StatusCode], ...]] = (
@@ -57,12 +60,19 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     internals leak to clients; they are logged with their traceback instead.
     """
     if isinstance(exc, FrameRejectedError):
-        return code_for(exc), str(exc)
+        return code_for(exc), _short(str(exc))
     if isinstance(exc, SidecarError):
-        _LOGGER.warning("request failed: %s", exc)
-        return code_for(exc), str(exc)
+        message = _short(str(exc))
+        _LOGGER.warning("request failed: %s", message)
+        return code_for(exc), message
     _LOGGER.error("unexpected error while handling a request", exc_info=exc)
     return grpc.StatusCode.INTERNAL, GENERIC_INTERNAL_MESSAGE
+
+
+def _short(message: str) -> str:
+    if len(message) <= MESSAGE_MAX_CHARS:
+        return message
+    return message[: MESSAGE_MAX_CHARS - 3] + "..."
 
 
 def code_number(code: grpc.StatusCode) -> int:

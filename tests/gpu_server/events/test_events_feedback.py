@@ -81,6 +81,11 @@ async def test_feedback_on_an_unknown_event_or_without_a_verdict_is_refused(
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await _feedback(server, "no-such-event")
     assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+    # A huge id is refused with a short message that quotes only its start.
+    with pytest.raises(grpc.aio.AioRpcError) as huge:
+        await _feedback(server, "x" * 1_000_000)
+    assert huge.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+    assert len(huge.value.details() or "") <= 300
     event = await _event(server, 1, 0)
     for fields, verdict in (
         ({}, events_pb2.FEEDBACK_VERDICT_UNSPECIFIED),

@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2_grpc
 from PIL import Image
 from sidecar_testlib import TOKEN, Running, StartServer
+from testlib.required import required
 
 from gpu_server._generated import service_pb2_grpc
 from gpu_server.config import load_config
@@ -75,13 +76,11 @@ def embedded_model() -> Path:
     from gpu_server.ingest.embedded_ssd import find_model
 
     path, reason = find_model(None, Path("no-models"))
-    if path is None:
-        message = f"the set-up could not fetch the embedded model: {reason}"
-        # CI must prove the default detector: there a missing model is a failure, not a skip.
-        if os.environ.get("HSAI_REQUIRE_EMBEDDED_MODEL"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    # CI must prove the default detector: there a missing model is a failure, not a skip.
+    return required(
+        path, f"the set-up could not fetch the embedded model: {reason}",
+        "HSAI_REQUIRE_EMBEDDED_MODEL",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -90,13 +89,10 @@ def pose_models() -> Path:
     from gpu_server.enrich.pose import find_models
 
     folder, reason = find_models(None)
-    if folder is None:
-        message = f"the set-up could not fetch the pose models: {reason}"
-        # CI must prove the pose flags: there missing models are a failure, not a skip.
-        if os.environ.get("HSAI_REQUIRE_POSE_MODELS"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return folder
+    # CI must prove the pose flags: there missing models are a failure, not a skip.
+    return required(
+        folder, f"the set-up could not fetch the pose models: {reason}", "HSAI_REQUIRE_POSE_MODELS"
+    )
 
 
 @pytest.fixture(scope="session")

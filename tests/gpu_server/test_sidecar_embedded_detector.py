@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pytest
 from sidecar_testlib import StartServer, frame
 from testlib.labelled_photos import LabelledPhoto, load_photos, score, total
+from testlib.required import required
 
 from gpu_server._generated import frames_pb2
 from gpu_server.config import ConfigError, DetectorConfig, load_config
@@ -78,12 +79,10 @@ def settings(tmp_path: Path, **overrides: Any) -> Any:
 def fetched(model: EmbeddedModel) -> Path:
     """The model where scripts/setup_sidecar_env put it; a skip (a failure in CI) without it."""
     path, reason = find_model(model.key, Path("no-models"))
-    if path is None:
-        message = f"the set-up could not fetch the embedded model: {reason}"
-        if os.environ.get("HSAI_REQUIRE_EMBEDDED_MODEL"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return required(
+        path, f"the set-up could not fetch the embedded model: {reason}",
+        "HSAI_REQUIRE_EMBEDDED_MODEL",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ they fail instead.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from testlib.required import required
 from testlib.tiny_vlm import (
     CHAT_FORMATS,
     IMAGE_TOKENS,
@@ -44,9 +44,7 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     reason = mtmd_missing()
     if reason is not None:
         # Where the set-up builds llama.cpp with its multimodal library, this path must run.
-        if os.environ.get("HSAI_REQUIRE_VLM"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        required(None, reason, "HSAI_REQUIRE_VLM")
     return write_tiny_vlm(tmp_path_factory.mktemp("vlm-models"))
 
 

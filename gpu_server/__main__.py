@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from gpu_server.announce import Announcer, Listening
 from gpu_server.config import ConfigError, ServerConfig, load_config
 from gpu_server.files import atomic_write
 from gpu_server.server import GRPCServer
@@ -62,12 +63,23 @@ async def serve(config: ServerConfig, ready_file: Path | None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
+    announcer = Announcer(config.discovery)
     try:
         if ready_file is not None:
             write_ready_file(ready_file, server)
+        await announcer.start(
+            Listening(
+                host=config.host,
+                port=server.port,
+                server_id=server.server_id,
+                tls_fingerprint=server.tls_fingerprint,
+                token=server.token,
+            )
+        )
         await stop.wait()
         _LOGGER.info("stopping (grace period %.1f s)", config.grace_period_s)
     finally:
+        await announcer.stop()
         await server.stop()
 
 

@@ -222,6 +222,18 @@ class TlsConfig(_Section):
         return self
 
 
+class DiscoveryConfig(_Section):
+    """How Home Assistant learns where the sidecar is (gpu_server.announce)."""
+
+    # mDNS on the local network (no secret announced).
+    zeroconf: bool = True
+    # Supervisor discovery with the token, only inside a Home Assistant add-on.
+    supervisor: bool = True
+    supervisor_url: str = "http://supervisor"
+    # The name Home Assistant reaches the add-on by (default: this container's host name).
+    advertised_host: str | None = None
+
+
 class ServerConfig(_Section):
     host: str = "0.0.0.0"  # noqa: S104 - the sidecar is meant to be reached from Home Assistant
     port: int = Field(default=50051, ge=0, le=65535)
@@ -243,6 +255,7 @@ class ServerConfig(_Section):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
 
     @field_validator("log_level")
     @classmethod
@@ -308,6 +321,8 @@ ENV_VARS: dict[str, str] = {
     "HSAI_LLM_REMOTE_MODEL": "llm.remote.model",
     "HSAI_LLM_REMOTE_API_KEY": "llm.remote.api_key",
     "HSAI_LLM_REMOTE_CONSTRAINT": "llm.remote.constraint",
+    "HSAI_ZEROCONF": "discovery.zeroconf",
+    "HSAI_ADVERTISED_HOST": "discovery.advertised_host",
 }
 
 

@@ -54,6 +54,7 @@ from .media_retention import MediaRetention, async_remove_media
 from .services import async_setup_services
 from .sources import CameraEntitySource, UploadFolderWatcher
 from .spool import FrameSpool
+from .stale_devices import async_remove_devices_of_removed_cameras
 
 # What each entry keeps under .storage besides its spool (see event_stream.py and sources.py).
 STORED_SUFFIXES = ("events", "uploads", "camera_ids", "history")
@@ -248,6 +249,7 @@ async def _async_options_updated(hass: HomeAssistant, entry: HomeSecurityAIConfi
     before = {key: value for key, value in data.applied_options.items() if key not in live}
     after = {key: value for key, value in entry.options.items() if key not in live}
     if before != after:
+        await async_remove_devices_of_removed_cameras(hass, entry, data.applied_options)
         hass.config_entries.async_schedule_reload(entry.entry_id)
         return
     changed = [

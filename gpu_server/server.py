@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from gpu_server._generated import service_pb2, service_pb2_grpc
+from gpu_server._generated import service_pb2
 from gpu_server.config import ServerConfig
 from gpu_server.enrich.pipeline import Enricher
 from gpu_server.events.clock import Clock
@@ -22,7 +22,7 @@ from gpu_server.grpc_api.convert import ProtobufEventCodec
 from gpu_server.grpc_api.events import EventsHandler
 from gpu_server.grpc_api.frames import FrameStreamHandler
 from gpu_server.grpc_api.people import PeopleHandler
-from gpu_server.grpc_api.service import SecurityAIServicer
+from gpu_server.grpc_api.service import SecurityAIServicer, add_service
 from gpu_server.grpc_api.status import StatusReporter
 from gpu_server.identity import load_or_create_server_id, load_or_create_token
 from gpu_server.ingest.batching import DetectionBatcher
@@ -49,7 +49,9 @@ from gpu_server.tls import load_server_certificate
 
 _LOGGER = logging.getLogger(__name__)
 
-SERVICE_NAME: str = service_pb2.DESCRIPTOR.services_by_name["SecurityAI"].full_name
+_SERVICE = service_pb2.DESCRIPTOR.services_by_name["SecurityAI"]
+_HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"]
+SERVICE_NAME: str = _SERVICE.full_name
 
 
 class GRPCServer:
@@ -94,7 +96,10 @@ class GRPCServer:
         self.port = 0
         # SHA-256 of the certificate presented when TLS is on, else None.
         self.tls_fingerprint: str | None = None
-        self.refusals = RefusalLog(clock=clock.monotonic if clock is not None else time.monotonic)
+        monotonic = clock.monotonic if clock is not None else time.monotonic
+        self.refusals = RefusalLog(clock=monotonic)
+        # Requests that do not parse; apart from refused tokens, each with its own minute.
+        self.unparseable = RefusalLog(clock=monotonic)
 
     @property
     def address(self) -> str:
@@ -177,7 +182,10 @@ class GRPCServer:
                 self.tls_fingerprint,
             )
         else:
-            _LOGGER.info("TLS is off: the token crosses the network in clear text")
+            _LOGGER.warning(
+                "TLS is off (chosen with tls.mode off): the token and the frames cross the "
+                "network in clear text; leave TLS on unless the network is trusted"
+            )
         return self.port
 
     def _servicer(
@@ -220,6 +228,7 @@ class GRPCServer:
             self._status,
             EventsHandler(events),
             PeopleHandler(self.enrichment),
+            refusals=self.unparseable,
         )
 
     def _grpc_server(self, servicer: SecurityAIServicer) -> grpc.aio.Server:
@@ -232,9 +241,9 @@ class GRPCServer:
                 ("grpc.max_send_message_length", max_bytes),
             ],
         )
-        service_pb2_grpc.add_SecurityAIServicer_to_server(servicer, server)
+        add_service(server, _SERVICE, servicer, self.unparseable)
         self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        add_service(server, _HEALTH_SERVICE, self._health, self.unparseable)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )

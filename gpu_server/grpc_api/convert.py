@@ -6,8 +6,10 @@ so the databases written before the domain types existed read back unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
@@ -50,6 +52,35 @@ _SCENE_KIND: Final = {
 _RISK_LEVEL_BACK: Final = {value: key for key, value in _RISK_LEVEL.items()}
 _EVENT_KIND_BACK: Final = {value: key for key, value in _EVENT_KIND.items()}
 _SCENE_KIND_BACK: Final = {value: key for key, value in _SCENE_KIND.items()}
+
+
+# -- request bytes -----------------------------------------------------------------------
+
+
+class Unparseable:
+    """Bytes that are not the message a call expects; the call refuses them (INVALID_ARGUMENT).
+
+    gRPC parses a request before its handler runs and would answer a parse error itself, with
+    UNKNOWN and a logged traceback; parsing into this instead lets the handler answer.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, type_name: str) -> None:
+        self.reason = f"request is not a valid {type_name}"
+
+
+def request_parser(message_type: Any) -> Callable[[bytes], Any]:
+    """A gRPC request deserializer that never raises: a `message_type`, or `Unparseable`."""
+    unparseable = Unparseable(message_type.DESCRIPTOR.name)
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError:
+            return unparseable
+
+    return parse
 
 
 # -- detections ----------------------------------------------------------------------------

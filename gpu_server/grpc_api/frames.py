@@ -10,14 +10,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import grpc
 
 from gpu_server._generated import frames_pb2
 from gpu_server.errors import FrameRejectedError, RejectReason
-from gpu_server.grpc_api.convert import detection_to_pb
+from gpu_server.grpc_api.convert import Unparseable, detection_to_pb
 from gpu_server.grpc_api.status_codes import code_number, status_for
 from gpu_server.ingest.ingestor import FrameIngestor, FrameOutcome
 from gpu_server.monitor.latency import FrameCounters
@@ -90,6 +90,17 @@ def rejected_ack(frame: frames_pb2.Frame, exc: BaseException) -> frames_pb2.Fram
     )
 
 
+def unparseable_ack(message: Unparseable) -> frames_pb2.FrameAck:
+    """The answer to stream bytes that are not a Frame: no frame to name, so no client_ref;
+    a client has nothing to resend and ignores an ack that names none of its frames."""
+    return frames_pb2.FrameAck(
+        status=frames_pb2.ACK_STATUS_REJECTED,
+        status_code=code_number(grpc.StatusCode.INVALID_ARGUMENT),
+        reject_reason=frames_pb2.REJECT_REASON_UNSPECIFIED,
+        message=message.reason,
+    )
+
+
 class FrameStreamHandler:
     def __init__(
         self, ingestor: FrameIngestor, counters: FrameCounters, *, max_in_flight: int
@@ -118,15 +129,26 @@ class FrameStreamHandler:
         return accepted_ack(frame, outcome, note)
 
     async def stream(
-        self, frames: AsyncIterator[frames_pb2.Frame]
+        self,
+        frames: AsyncIterator[frames_pb2.Frame | Unparseable],
+        *,
+        on_unparseable: Callable[[str], None] | None = None,
     ) -> AsyncIterator[frames_pb2.FrameAck]:
+        """Acks for the frames; a message that is not a Frame is refused alone (INVALID_ARGUMENT)
+        and the stream goes on. `on_unparseable` hears the reason of each such refusal."""
         acks: asyncio.Queue[object] = asyncio.Queue()
         # A slot is taken when a frame is read and freed when its ack is handed to gRPC, so a
         # client that stops reading acks also stops being read from.
         slots = asyncio.Semaphore(self._max_in_flight)
         workers: set[asyncio.Task[None]] = set()
 
-        async def work(frame: frames_pb2.Frame) -> None:
+        async def work(frame: frames_pb2.Frame | Unparseable) -> None:
+            if isinstance(frame, Unparseable):
+                self._counters.rejected += 1
+                if on_unparseable is not None:
+                    on_unparseable(frame.reason)
+                await acks.put(unparseable_ack(frame))
+                return
             await acks.put(await self._ack_for(frame))
 
         async def read_frames() -> None:

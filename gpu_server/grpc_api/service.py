@@ -1,13 +1,18 @@
-"""The SecurityAI gRPC service, split by concern into frames.py, status.py and events.py."""
+"""The SecurityAI gRPC service, split by concern into frames.py, status.py and events.py, and
+how a service is registered so that its handlers answer requests that do not parse."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message_factory import GetMessageClass  # type: ignore[import-untyped]
 
 from gpu_server._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
+from gpu_server.grpc_api.auth import RefusalLog
+from gpu_server.grpc_api.convert import Unparseable, request_parser
 from gpu_server.grpc_api.events import EventsHandler
 from gpu_server.grpc_api.frames import FrameStreamHandler
 from gpu_server.grpc_api.people import PeopleHandler
@@ -15,6 +20,8 @@ from gpu_server.grpc_api.status import StatusReporter
 from gpu_server.grpc_api.status_codes import status_for
 
 R = TypeVar("R")
+
+_SUBMIT_FRAMES = "/home_security_ai.v1.SecurityAI/SubmitFrames"
 
 
 async def _unary(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[R]]) -> R:
@@ -39,6 +46,67 @@ async def _streaming(
         await context.abort(code, message)
 
 
+def add_service(
+    server: grpc.aio.Server, service: Any, servicer: Any, refusals: RefusalLog
+) -> None:
+    """Register `servicer`'s methods for `service` with request parsers that never raise.
+
+    A unary request that does not parse is refused here with INVALID_ARGUMENT and one line in
+    `refusals` (at most one per address and minute); a streamed one reaches the servicer as
+    `Unparseable`, so that it can refuse that message alone and keep the stream.
+    """
+    handlers = {
+        method.name: _method_handler(method, getattr(servicer, method.name), refusals)
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+
+
+def _method_handler(
+    method: Any, behaviour: Callable[..., Any], refusals: RefusalLog
+) -> grpc.RpcMethodHandler:
+    parse = request_parser(GetMessageClass(method.input_type))
+    serialize = GetMessageClass(method.output_type).SerializeToString
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    if method.client_streaming:
+        make = (
+            grpc.stream_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return make(behaviour, request_deserializer=parse, response_serializer=serialize)
+
+    async def refuse(request: Unparseable, context: grpc.aio.ServicerContext) -> None:
+        refusals.refused(context.peer(), path, request.reason)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if isinstance(request, Unparseable):
+                await refuse(request, context)
+            async for item in behaviour(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream, request_deserializer=parse, response_serializer=serialize
+        )
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Unparseable):
+            await refuse(request, context)
+        return await behaviour(request, context)
+
+    make = (
+        grpc.unary_stream_rpc_method_handler
+        if method.server_streaming
+        else grpc.unary_unary_rpc_method_handler
+    )
+    return make(unary, request_deserializer=parse, response_serializer=serialize)
+
+
 class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[misc]
     def __init__(
         self,
@@ -46,7 +114,10 @@ class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[m
         status: StatusReporter,
         events: EventsHandler,
         people: PeopleHandler,
+        *,
+        refusals: RefusalLog | None = None,
     ) -> None:
+        self._refusals = refusals if refusals is not None else RefusalLog()
         self._frames = frames
         self._status = status
         self._events = events
@@ -59,10 +130,14 @@ class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[m
 
     async def SubmitFrames(  # noqa: N802
         self,
-        request_iterator: AsyncIterator[frames_pb2.Frame],
+        request_iterator: AsyncIterator[frames_pb2.Frame | Unparseable],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[frames_pb2.FrameAck]:
-        async for ack in _streaming(context, self._frames.stream(request_iterator)):
+        def unparseable(reason: str) -> None:
+            self._refusals.refused(context.peer(), _SUBMIT_FRAMES, reason)
+
+        frames = self._frames.stream(request_iterator, on_unparseable=unparseable)
+        async for ack in _streaming(context, frames):
             yield ack
 
     async def GetStatus(  # noqa: N802

@@ -1,0 +1,124 @@
+"""Bytes that are not the message a call expects get INVALID_ARGUMENT, a short reason and at
+most one log line per address and minute, never a traceback; a frame stream refuses just that
+message and goes on."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+from PIL import Image
+from sidecar_testlib import AUTH, Running, StartServer, encode_jpeg, frame
+
+from gpu_server._generated import frames_pb2, service_pb2
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
+
+GARBAGE = b"\xff" * 16  # a tag whose varint never ends: no message parses it
+SERVICE = service_pb2.DESCRIPTOR.services_by_name["SecurityAI"]
+UNARY_REQUESTS = [
+    (method.name, method.input_type.name)
+    for method in SERVICE.methods
+    if not method.client_streaming
+]
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _path(method: str, service: str = SERVICE.full_name) -> str:
+    return f"/{service}/{method}"
+
+
+async def _call_raw(running: Running, path: str, data: bytes, *, streaming: bool) -> None:
+    """Send raw bytes as the request and read the whole answer."""
+    if streaming:
+        call = running.channel.unary_stream(path)(data, metadata=AUTH)
+        async for _ in call:
+            pass
+    else:
+        await running.channel.unary_unary(path)(data, metadata=AUTH)
+
+
+def _tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.exc_info or record.exc_text]
+
+
+def _refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "gpu_server.grpc_api.auth"
+    ]
+
+
+@pytest.mark.parametrize(("method", "request_type"), UNARY_REQUESTS)
+async def test_an_unparseable_request_is_an_invalid_argument(
+    start_server: StartServer,
+    hog_detector: HogPeopleDetector,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    request_type: str,
+) -> None:
+    running = await start_server(DetectorSelection(hog_detector))
+    streaming = SERVICE.methods_by_name[method].server_streaming
+    caplog.set_level(logging.INFO)
+    for _ in range(20):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await _call_raw(running, _path(method), GARBAGE, streaming=streaming)
+        assert err.value.code() is INVALID_ARGUMENT
+        assert err.value.details() == f"request is not a valid {request_type}"
+    assert _tracebacks(caplog) == []
+    assert _refusal_lines(caplog) == [
+        f"refused {_path(method)} from 127.0.0.1: request is not a valid {request_type}"
+    ]
+    # The server goes on answering real requests.
+    status = await running.status()
+    assert status.frames.rejected == 0
+
+
+async def test_an_unparseable_health_check_is_an_invalid_argument(
+    start_server: StartServer, hog_detector: HogPeopleDetector, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_server(DetectorSelection(hog_detector))
+    caplog.set_level(logging.INFO)
+    path = _path("Check", "grpc.health.v1.Health")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _call_raw(running, path, GARBAGE, streaming=False)
+    assert err.value.code() is INVALID_ARGUMENT
+    assert err.value.details() == "request is not a valid HealthCheckRequest"
+    assert _tracebacks(caplog) == []
+
+
+async def test_a_frame_stream_refuses_only_the_unparseable_message(
+    start_server: StartServer,
+    hog_detector: HogPeopleDetector,
+    bus_image: Image.Image,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    running = await start_server(DetectorSelection(hog_detector))
+    caplog.set_level(logging.INFO)
+    first = frame(encode_jpeg(bus_image.resize((160, 120))), "first")
+    second = frame(encode_jpeg(bus_image.resize((168, 126))), "second")
+    messages = [
+        first.SerializeToString(), GARBAGE, GARBAGE, second.SerializeToString(), GARBAGE,
+    ]
+    call = running.channel.stream_stream(
+        _path("SubmitFrames"), response_deserializer=frames_pb2.FrameAck.FromString
+    )(iter(messages), metadata=AUTH)
+    acks = [ack async for ack in call]
+    assert await call.code() is grpc.StatusCode.OK
+
+    by_ref = {ack.client_ref: ack for ack in acks if ack.client_ref}
+    assert by_ref["first"].status == frames_pb2.ACK_STATUS_ACCEPTED
+    assert by_ref["second"].status == frames_pb2.ACK_STATUS_ACCEPTED
+    refused = [ack for ack in acks if not ack.client_ref]
+    assert len(refused) == 3
+    for ack in refused:
+        assert ack.status == frames_pb2.ACK_STATUS_REJECTED
+        assert ack.status_code == INVALID_ARGUMENT.value[0]
+        assert ack.message == "request is not a valid Frame"
+    status = await running.status()
+    assert (status.frames.accepted, status.frames.rejected) == (2, 3)
+    assert _tracebacks(caplog) == []
+    assert _refusal_lines(caplog) == [
+        f"refused {_path('SubmitFrames')} from 127.0.0.1: request is not a valid Frame"
+    ]

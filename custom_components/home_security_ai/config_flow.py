@@ -34,6 +34,8 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
     TimeSelector,
 )
+from homeassistant.helpers.service_info.hassio import HassioServiceInfo
+from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.util.yaml import dump as yaml_dump
 from homeassistant.util.yaml import parse_yaml
 
@@ -104,6 +106,7 @@ STEP_USER_SCHEMA = vol.Schema(
     }
 )
 STEP_REAUTH_SCHEMA = vol.Schema({vol.Required(CONF_TOKEN): _TOKEN_SELECTOR})
+STEP_ZEROCONF_CONFIRM_SCHEMA = STEP_REAUTH_SCHEMA
 STEP_TLS_CONFIRM_SCHEMA = vol.Schema(
     {vol.Required(CONF_FINGERPRINT_MATCHES, default=False): BooleanSelector()}
 )
@@ -157,6 +160,9 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
         """Start with no connection pending and no certificate accepted."""
         self._pending: dict[str, Any] = {}
         self._trusted: set[str] = set()
+        # The fingerprint a discovery announced: the certificate fetched must have it.
+        self._announced_fingerprint: str | None = None
+        self._discovered_name = ""
 
     @staticmethod
     @callback
@@ -173,6 +179,98 @@ class HomeSecurityAIConfigFlow(ConfigFlow, domain=DOMAIN):
             if not errors:
                 return await self._async_continue()
         return self._async_show_connection_form(errors, user_input)
+
+    async def async_step_hassio(self, discovery_info: HassioServiceInfo) -> ConfigFlowResult:
+        """The Home Security AI add-on announced itself through the Supervisor.
+
+        The Supervisor is trusted: its discovery carries the token and the fingerprint, so the
+        user only confirms.
+        """
+        config = discovery_info.config
+        self._pending = {
+            CONF_HOST: str(config.get(CONF_HOST, "")),
+            CONF_PORT: int(config.get(CONF_PORT, DEFAULT_PORT)),
+            CONF_TOKEN: str(config.get(CONF_TOKEN, "")),
+        }
+        if server_id := str(config.get("server_id", "")):
+            await self.async_set_unique_id(server_id)
+            # A reinstalled or moved add-on: the entry follows its address and token.
+            self._abort_if_unique_id_configured(updates=self._pending)
+        self._announced_fingerprint = str(config.get("tls_fingerprint") or "") or None
+        self._discovered_name = discovery_info.name
+        self.context["title_placeholders"] = {"name": discovery_info.name}
+        return await self.async_step_hassio_confirm()
+
+    async def async_step_hassio_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """One click: connect to the add-on with what the Supervisor handed over."""
+        if user_input is None:
+            return self.async_show_form(
+                step_id="hassio_confirm",
+                description_placeholders={"addon": self._discovered_name},
+            )
+        if reason := await self._async_pin_announced_certificate():
+            return self.async_abort(reason=reason)
+        return await self._async_connect_and_save()
+
+    async def async_step_zeroconf(
+        self, discovery_info: ZeroconfServiceInfo
+    ) -> ConfigFlowResult:
+        """A sidecar announced itself on the network: host, port and fingerprint, no token."""
+        properties = discovery_info.properties
+        server_id = str(properties.get("id") or "")
+        if not server_id or discovery_info.port is None:
+            return self.async_abort(reason="not_home_security_ai")
+        host = str(discovery_info.ip_address)
+        await self.async_set_unique_id(server_id)
+        # The sidecar moved (a new address from DHCP, another port): follow it.
+        self._abort_if_unique_id_configured(
+            updates={CONF_HOST: host, CONF_PORT: discovery_info.port}
+        )
+        self._pending = {CONF_HOST: host, CONF_PORT: discovery_info.port}
+        self._announced_fingerprint = str(properties.get("fp") or "") or None
+        self.context["title_placeholders"] = {"name": f"{host}:{discovery_info.port}"}
+        return await self.async_step_zeroconf_confirm()
+
+    async def async_step_zeroconf_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask only for the token: an announcement is public, so it never carries one."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            self._pending[CONF_TOKEN] = str(user_input[CONF_TOKEN])
+            if reason := await self._async_pin_announced_certificate():
+                errors = {"base": reason}
+            else:
+                return await self._async_connect_and_save()
+        return self.async_show_form(
+            step_id="zeroconf_confirm",
+            data_schema=STEP_ZEROCONF_CONFIRM_SCHEMA,
+            description_placeholders={
+                CONF_HOST: self._pending[CONF_HOST],
+                CONF_PORT: str(self._pending[CONF_PORT]),
+                "fingerprint": self._announced_fingerprint or "-",
+            },
+            errors=errors,
+        )
+
+    async def _async_pin_announced_certificate(self) -> str | None:
+        """Fetch the discovered sidecar's certificate; it must have the announced fingerprint.
+
+        Return the reason it cannot be used, or None. The user saw the announced fingerprint
+        (or the Supervisor vouched for it), so a matching certificate is trusted.
+        """
+        announced = self._announced_fingerprint
+        if announced is None:
+            return None  # the sidecar chose plaintext
+        if await self._async_fetch_certificate(use_tls=True):
+            return "cannot_connect"
+        cert_pem: str = self._pending[CONF_TLS_CERTIFICATE]
+        if certificate_fingerprint(cert_pem).upper() != announced.upper():
+            return "certificate_mismatch"
+        self._trusted.add(cert_pem)
+        return None
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         """Start a reauthentication after the sidecar refused the token."""

@@ -1,5 +1,9 @@
 """One queue for the frames of all streams and cameras, drained in batches.
 
+Frames wait in turn by stream and camera (`fair_queue.py`): a batch takes the next frame of
+each waiting camera in turn, so a flood from one stream or camera does not hold back another
+camera's frame by more than the batches already running and the one it joins.
+
 A detector call costs much the same for one image as for several (especially on a GPU), so
 the worker takes up to `max_batch_size` frames, waiting at most `max_wait_ms` after the first
 one for more to arrive, and runs a single detector call for them.
@@ -30,6 +34,7 @@ from typing import Final
 
 from gpu_server.errors import DetectorError, ShuttingDownError
 from gpu_server.ingest.detect import Detection, Detector
+from gpu_server.ingest.fair_queue import DEFAULT_KEY, FairKey, FairQueue
 from gpu_server.ingest.intake import BgrImage
 from gpu_server.monitor.latency import run_timed
 
@@ -83,7 +88,7 @@ class DetectionBatcher:
         self._batches: dict[asyncio.Task[None], list[_Request]] = {}
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
-        self._pending: deque[_Request] = deque()
+        self._pending: FairQueue[_Request] = FairQueue()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
@@ -138,8 +143,9 @@ class DetectionBatcher:
             if not request.future.done():
                 request.future.set_exception(ShuttingDownError("server is shutting down"))
 
-    async def detect(self, image: BgrImage) -> BatchResult:
-        """Queue one image and wait for its detections."""
+    async def detect(self, image: BgrImage, key: FairKey = DEFAULT_KEY) -> BatchResult:
+        """Queue one image and wait for its detections; `key` (stream, camera) says whose turn
+        it waits for."""
         if self._closed:
             raise ShuttingDownError("server is shutting down")
         if self._worker is not None and self._worker.done():
@@ -148,7 +154,7 @@ class DetectionBatcher:
             _LOGGER.warning("restarting the detection worker")
             self._start_worker()
         request = _Request(image, asyncio.get_running_loop().create_future())
-        self._pending.append(request)
+        self._pending.push(key, request)
         self._wakeup.set()
         return await request.future
 
@@ -172,7 +178,7 @@ class DetectionBatcher:
                 break
         batch: list[_Request] = []
         while self._pending and len(batch) < self.max_batch_size:
-            request = self._pending.popleft()
+            request = self._pending.pop()
             if not request.future.done():  # its caller may have gone away meanwhile
                 batch.append(request)
         return batch

@@ -7,6 +7,9 @@ taken again after its claim was released is not detected again either.
 Checking and decoding run on a small pool of threads of their own (`frame_threads`), apart from
 the detector's: a frame is decoded while the batches before it are detected, instead of waiting
 for a thread that a detector call holds.
+
+Where a frame waits (for room in the decode budget, for the detector), it waits in turn by
+stream and camera (`fair_queue.py`), so one client's flood cannot starve another camera.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -23,6 +26,7 @@ from gpu_server.events.coverage import Coverage, CoverageState
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.dedupe import Deduplicator
 from gpu_server.ingest.detect import Detection, usable_cores
+from gpu_server.ingest.fair_queue import FairKey
 from gpu_server.ingest.intake import BgrImage, FrameHeader, FrameIntake, validate_camera_id
 from gpu_server.ingest.memory import DecodeBudget
 from gpu_server.monitor.latency import LatencyTracker, run_timed
@@ -125,11 +129,16 @@ class FrameIngestor:
         self._sink = sink
 
     async def ingest(
-        self, camera_id: str, image: bytes, declared_sha256: str, captured_at_ms: int = 0
+        self, camera_id: str, image: bytes, declared_sha256: str, captured_at_ms: int = 0,
+        *, stream: Hashable = None,
     ) -> FrameOutcome:
-        """Take one encoded frame; raises FrameRejectedError for frames the server refuses."""
+        """Take one encoded frame; raises FrameRejectedError for frames the server refuses.
+
+        `stream`: the same value for every frame of one client's stream (None: streams are not
+        told apart, only cameras), for taking turns with other streams."""
         started = time.perf_counter()
         validate_camera_id(camera_id)
+        key: FairKey = (stream, camera_id)
         inspected = await run_timed(
             self._threads, functools.partial(self._intake.inspect, image, declared_sha256)
         )
@@ -138,7 +147,7 @@ class FrameIngestor:
         sink = self._sink
         if sink is None:
             return await self._detect(
-                camera_id, image, header, captured_at_ms=captured_at_ms, started=started,
+                key, image, header, captured_at_ms=captured_at_ms, started=started,
                 inspect_wait_ms=inspected.wait_ms, inspect_work_ms=inspected.work_ms,
             )
         coverage = await sink.claim(header.sha256)
@@ -154,7 +163,7 @@ class FrameIngestor:
             cached = self._dedupe.cache.get(header.sha256)
             if cached is None:
                 return await self._detect(
-                    camera_id, image, header, captured_at_ms=captured_at_ms, started=started,
+                    key, image, header, captured_at_ms=captured_at_ms, started=started,
                     inspect_wait_ms=inspected.wait_ms, inspect_work_ms=inspected.work_ms,
                 )
             # Analyzed before, yet nothing covered or held it (its analysis failed, its
@@ -172,7 +181,7 @@ class FrameIngestor:
 
     async def _detect(
         self,
-        camera_id: str,
+        key: FairKey,
         image: bytes,
         header: FrameHeader,
         *,
@@ -182,6 +191,7 @@ class FrameIngestor:
         inspect_work_ms: float,
     ) -> FrameOutcome:
         """Decode and detect new content, then hand it to the sink (which holds its claim)."""
+        camera_id = key[1]
         timings: dict[str, float] = {}
         sink = self._sink
 
@@ -189,7 +199,7 @@ class FrameIngestor:
             # The pixels live from decode to the end of accept (the scene check): hold their
             # memory in the shared budget for that long.
             asked = time.perf_counter()
-            async with self._budget.reserve(self._intake.decode_cost(header)):
+            async with self._budget.reserve(self._intake.decode_cost(header), key):
                 budget_wait_ms = (time.perf_counter() - asked) * 1000.0
                 timed = await run_timed(
                     self._threads, functools.partial(self._intake.decode, image, header)
@@ -199,7 +209,7 @@ class FrameIngestor:
                 timings["decode_ms"] = (
                     timings["decode_wait_ms"] + inspect_work_ms + timed.work_ms
                 )
-                batch = await self._batcher.detect(decoded.pixels)
+                batch = await self._batcher.detect(decoded.pixels, key)
                 timings["queue_ms"] = batch.queue_ms
                 timings["inference_ms"] = batch.inference_ms
                 timings["inference_wait_ms"] = batch.inference_wait_ms

@@ -2,8 +2,10 @@
 
 Decoded images are what a burst of large frames costs: a client that sends 32 large frames
 at once must not take the server past the machine's memory. Each frame reserves what its decode
-needs before decoding and gives it back once detection is done; frames wait in arrival order
-for room, and after `wait_s` they get BACKPRESSURE (the client keeps and resends them).
+needs before decoding and gives it back once detection is done; frames wait for room in turn
+by stream and camera (`fair_queue.py`; oldest first within a camera), so a flood from one
+stream cannot keep another camera's frame out, and after `wait_s` they get BACKPRESSURE (the
+client keeps and resends them).
 
 glibc keeps freed heap memory for reuse, so a burst would leave the process large for good:
 the heap is trimmed once the budget has stayed idle for a few seconds, in a worker thread (a
@@ -17,7 +19,6 @@ an munmap, which halved the detector's speed on the CPU.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -28,6 +29,7 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from gpu_server.errors import BackpressureError, FrameRejectedError, RejectReason
+from gpu_server.ingest.fair_queue import DEFAULT_KEY, FairKey, FairQueue
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +61,8 @@ def _libc() -> ctypes.CDLL | None:
 
 
 class DecodeBudget:
-    """Bytes of decoding and detection in flight; reserve() waits for room in FIFO order."""
+    """Bytes of decoding and detection in flight; reserve() waits for room in turn by stream
+    and camera."""
 
     def __init__(self, capacity: int, wait_s: float) -> None:
         self.capacity = capacity
@@ -67,7 +70,7 @@ class DecodeBudget:
         self.used = 0
         self.peak = 0
         self.refused = 0
-        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._waiters: FairQueue[tuple[int, asyncio.Future[None]]] = FairQueue()
         self._libc = _libc()
         self._last_taken = 0.0
         self._trim_timer: asyncio.TimerHandle | None = None
@@ -77,27 +80,28 @@ class DecodeBudget:
         return len(self._waiters)
 
     @contextlib.asynccontextmanager
-    async def reserve(self, nbytes: int) -> AsyncIterator[None]:
-        """Hold `nbytes` of the budget for the duration of the block."""
+    async def reserve(self, nbytes: int, key: FairKey = DEFAULT_KEY) -> AsyncIterator[None]:
+        """Hold `nbytes` of the budget for the duration of the block; `key` (stream, camera)
+        says whose turn it waits for."""
         if nbytes > self.capacity:
             raise FrameRejectedError(
                 RejectReason.DECOMPRESSION_BOMB,
                 f"decoding this frame needs {nbytes} bytes of memory; the budget is "
                 f"{self.capacity}",
             )
-        await self._acquire(nbytes)
+        await self._acquire(nbytes, key)
         try:
             yield
         finally:
             self._release(nbytes)
 
-    async def _acquire(self, nbytes: int) -> None:
+    async def _acquire(self, nbytes: int, key: FairKey) -> None:
         if not self._waiters and self.used + nbytes <= self.capacity:
             self._take(nbytes)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (nbytes, future)
-        self._waiters.append(entry)
+        self._waiters.push(key, entry)
         try:
             await asyncio.wait_for(future, self._wait_s)
         except TimeoutError:
@@ -111,8 +115,7 @@ class DecodeBudget:
                 self._release(nbytes)  # granted just as the wait was cancelled
             raise
         finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
+            self._waiters.remove(key, entry)
             self._grant()
 
     def _take(self, nbytes: int) -> None:
@@ -127,15 +130,16 @@ class DecodeBudget:
             self.trim()
 
     def _grant(self) -> None:
-        """Let waiters in, oldest first, while they fit."""
+        """Let waiters in, in turn, while they fit: the one whose turn it is waits for room
+        rather than be passed by smaller frames, so no frame waits forever."""
         while self._waiters:
-            nbytes, future = self._waiters[0]
+            nbytes, future = self._waiters.peek()
             if future.done():
-                self._waiters.popleft()
+                self._waiters.pop()
                 continue
             if self.used + nbytes > self.capacity:
                 return
-            self._waiters.popleft()
+            self._waiters.pop()
             self._take(nbytes)
             future.set_result(None)
 

@@ -1,0 +1,252 @@
+"""Fair turns across streams and cameras: a flood from one cannot starve another camera.
+
+Every test counts what was served before the other camera's frame; none measures time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from PIL import Image
+from sidecar_testlib import StartServer, frame
+from testlib.waiting import wait_until
+
+from gpu_server._generated import frames_pb2
+from gpu_server.ingest.batching import BatchResult, DetectionBatcher
+from gpu_server.ingest.detect import Detection, Detector, DetectorSelection
+from gpu_server.ingest.fair_queue import FairKey, FairQueue
+from gpu_server.ingest.intake import BgrImage
+from gpu_server.ingest.memory import DecodeBudget
+
+FLOOD: FairKey = ("stream-1", "driveway")
+NORMAL: FairKey = ("stream-2", "front_door")
+# The detector tells the cameras' frames apart by their width.
+FLOOD_WIDTH, NORMAL_WIDTH = 40, 80
+
+
+def served(queue: FairQueue[str]) -> list[str]:
+    return [queue.pop() for _ in range(len(queue))]
+
+
+def test_a_flooding_camera_takes_turns_with_a_normal_one() -> None:
+    queue: FairQueue[str] = FairQueue()
+    for i in range(100):
+        queue.push(FLOOD, f"flood-{i}")
+    queue.push(NORMAL, "normal")
+    order = served(queue)
+    # One flood frame had the turn already; the normal frame comes right after it.
+    assert order.index("normal") == 1
+    # The flood itself keeps its order.
+    assert [item for item in order if item != "normal"] == [f"flood-{i}" for i in range(100)]
+
+
+def test_many_cameras_on_one_stream_share_that_streams_turn() -> None:
+    queue: FairQueue[str] = FairQueue()
+    for i in range(50):  # one client inventing a camera per frame
+        queue.push(("stream-1", f"camera-{i}"), f"flood-{i}")
+    queue.push(NORMAL, "normal")
+    assert served(queue).index("normal") == 1
+
+
+def test_cameras_of_one_stream_take_turns() -> None:
+    queue: FairQueue[str] = FairQueue()
+    for i in range(3):
+        queue.push((None, "a"), f"a{i}")
+    queue.push((None, "b"), "b0")
+    queue.push((None, "c"), "c0")
+    queue.push((None, "b"), "b1")
+    assert served(queue) == ["a0", "b0", "c0", "a1", "b1", "a2"]
+
+
+def test_a_camera_that_comes_back_joins_the_end_of_the_round() -> None:
+    queue: FairQueue[str] = FairQueue()
+    queue.push(FLOOD, "f0")
+    queue.push(FLOOD, "f1")
+    queue.push(NORMAL, "n0")
+    assert queue.pop() == "f0"
+    assert queue.pop() == "n0"  # the normal camera's queue is empty now
+    queue.push(NORMAL, "n1")
+    queue.push(("stream-3", "garden"), "g0")
+    assert served(queue) == ["f1", "n1", "g0"]
+
+
+def test_peek_remove_and_clear() -> None:
+    queue: FairQueue[str] = FairQueue()
+    with pytest.raises(IndexError):
+        queue.peek()
+    with pytest.raises(IndexError):
+        queue.pop()
+    first, gone, last = "first", "gone", "last"
+    queue.push(FLOOD, first)
+    queue.push(NORMAL, gone)
+    queue.push(NORMAL, last)
+    assert queue.peek() is first
+    assert len(queue) == 3
+    assert queue.remove(NORMAL, gone)
+    assert not queue.remove(NORMAL, gone)
+    assert not queue.remove(("stream-9", "x"), first)
+    assert sorted(queue) == ["first", "last"]
+    assert served(queue) == ["first", "last"]
+    assert not queue
+    queue.push(FLOOD, first)
+    queue.clear()
+    assert len(queue) == 0
+    assert list(queue) == []
+
+
+async def test_the_decode_budget_lets_another_camera_in_before_the_rest_of_a_flood() -> None:
+    budget = DecodeBudget(capacity=100, wait_s=30)
+    granted: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(name: str, key: FairKey) -> None:
+        async with budget.reserve(60, key):  # one frame fits at a time
+            granted.append(name)
+            await release.wait()
+
+    async def next_turn(expected: list[str]) -> None:
+        nonlocal release
+        await wait_until(lambda: granted == expected)
+        release.set()
+        release = asyncio.Event()
+
+    async with budget.reserve(100, FLOOD):  # the budget is full
+        flood = [asyncio.create_task(hold(f"flood-{i}", FLOOD)) for i in range(10)]
+        await wait_until(lambda: budget.waiting == 10)
+        normal = asyncio.create_task(hold("normal", NORMAL))
+        await wait_until(lambda: budget.waiting == 11)
+    # The flood's oldest frame had the turn; the other camera's frame comes right after it.
+    await next_turn(["flood-0"])
+    await next_turn(["flood-0", "normal"])
+    await next_turn(["flood-0", "normal", "flood-1"])
+    release.set()
+    await asyncio.gather(*flood, normal)
+    assert granted == ["flood-0", "normal", *(f"flood-{i}" for i in range(1, 10))]
+    assert budget.used == 0
+    assert budget.waiting == 0
+
+
+async def test_a_waiter_that_gives_up_passes_its_turn_on() -> None:
+    budget = DecodeBudget(capacity=100, wait_s=30)
+    entered: list[str] = []
+
+    async def take(name: str, key: FairKey) -> None:
+        async with budget.reserve(60, key):
+            entered.append(name)
+
+    async with budget.reserve(100, FLOOD):
+        gives_up = asyncio.create_task(take("normal", NORMAL))
+        await wait_until(lambda: budget.waiting == 1)
+        stays = asyncio.create_task(take("flood", FLOOD))
+        await wait_until(lambda: budget.waiting == 2)
+        gives_up.cancel()  # its turn came first
+        await wait_until(lambda: budget.waiting == 1)
+    await stays
+    with pytest.raises(asyncio.CancelledError):
+        await gives_up
+    assert entered == ["flood"]
+    assert budget.used == 0
+    assert budget.waiting == 0
+
+
+class GatedDetector(Detector):
+    """Holds its first real batch until the test opens the gate; records each batch's widths."""
+
+    backend, device, weights, name = "test", "cpu", "", "gated"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.inside = threading.Semaphore(0)
+        self.batches: list[list[int]] = []
+
+    def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
+        widths = [int(image.shape[1]) for image in images]
+        if FLOOD_WIDTH in widths or NORMAL_WIDTH in widths:  # not the warm-up
+            self.batches.append(widths)
+            self.inside.release()
+            assert self.gate.wait(30), "the test never opened the gate"
+        return [[] for _ in images]
+
+    def flood_frames_run_with_or_before_the_normal_one(self) -> int:
+        count = 0
+        for widths in self.batches:
+            count += widths.count(FLOOD_WIDTH)
+            if NORMAL_WIDTH in widths:
+                return count
+        raise AssertionError(f"the normal frame was never detected: {self.batches}")
+
+    def queued(self) -> int:
+        return sum(len(widths) for widths in self.batches)
+
+
+def pixels(width: int) -> BgrImage:
+    return np.zeros((8, width, 3), np.uint8)
+
+
+async def test_the_batcher_takes_the_other_cameras_frame_into_the_next_batch() -> None:
+    detector = GatedDetector()
+    batcher = DetectionBatcher(detector, max_batch_size=4, max_wait_ms=0)
+    batcher.start()
+    try:
+        flood = [asyncio.create_task(batcher.detect(pixels(FLOOD_WIDTH), FLOOD))]
+        assert await asyncio.to_thread(detector.inside.acquire, True, 10)
+        flood += [
+            asyncio.create_task(batcher.detect(pixels(FLOOD_WIDTH), FLOOD)) for _ in range(20)
+        ]
+        await wait_until(lambda: batcher.queue_depth == 20)
+        normal = asyncio.create_task(batcher.detect(pixels(NORMAL_WIDTH), NORMAL))
+        await wait_until(lambda: batcher.queue_depth == 21)
+        detector.gate.set()
+        results: list[BatchResult] = await asyncio.gather(*flood, normal)
+    finally:
+        await batcher.stop()
+    assert detector.batches[1] == [FLOOD_WIDTH, NORMAL_WIDTH, FLOOD_WIDTH, FLOOD_WIDTH]
+    assert detector.flood_frames_run_with_or_before_the_normal_one() == 4
+    assert len(results) == 22
+    assert batcher.frames_run == 22
+
+
+def png(width: int, shade: int) -> bytes:
+    image = Image.new("RGB", (width, 8), (shade % 256, shade // 256, 7))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_a_flooding_stream_cannot_starve_another_cameras_frame(
+    start_server: StartServer,
+) -> None:
+    """32 frames on one stream, detected slowly (held at a gate); one frame of another camera
+    on a second stream is detected after at most a few of them, not after all 32."""
+    detector = GatedDetector()
+    running = await start_server(DetectorSelection(detector), batching__max_batch_size=2)
+    batcher = running.server.batcher
+    assert batcher is not None
+    assert batcher.workers == 1
+    flood_frames = [
+        frame(png(FLOOD_WIDTH, i), f"flood-{i}", camera="driveway") for i in range(32)
+    ]
+    flood = asyncio.create_task(running.submit(flood_frames))
+    # The first flood batch is running; the rest of the flood waits for the detector.
+    assert await asyncio.to_thread(detector.inside.acquire, True, 30)
+    await wait_until(lambda: detector.queued() + batcher.queue_depth == 32)
+
+    normal = asyncio.create_task(
+        running.submit([frame(png(NORMAL_WIDTH, 0), "normal", camera="front_door")])
+    )
+    await wait_until(lambda: detector.queued() + batcher.queue_depth == 33)
+    detector.gate.set()
+    flood_acks, normal_acks = await asyncio.gather(flood, normal)
+
+    accepted = frames_pb2.ACK_STATUS_ACCEPTED
+    assert [ack.status for ack in normal_acks] == [accepted]
+    assert [ack.status for ack in flood_acks] == [accepted] * 32
+    # At most the batch that was running (2) and one beside it in the next batch; in arrival
+    # order it would have been all 32.
+    assert detector.flood_frames_run_with_or_before_the_normal_one() <= 3
+    assert sum(len(widths) for widths in detector.batches) == 33

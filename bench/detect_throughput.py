@@ -131,7 +131,8 @@ def detector_config(
     models_dir = workdir / "models"  # empty unless the tiny YOLO is built into it
     models_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
-        "host": "127.0.0.1", "port": 0, "token": TOKEN,
+        # Plaintext on loopback: the bench measures detection, not TLS.
+        "host": "127.0.0.1", "port": 0, "token": TOKEN, "tls.mode": "off",
         "models_dir": models_dir, "data_dir": data_dir or workdir / "data",
         "detector.device": args.device,
         "batching.max_batch_size": args.max_batch_size,
@@ -368,7 +369,8 @@ async def run_sidecar(
         config = load_config(
             env={},
             overrides={
-                "host": "127.0.0.1", "port": 0, "token": TOKEN, "data_dir": workdir / "data",
+                "host": "127.0.0.1", "port": 0, "token": TOKEN, "tls.mode": "off",
+                "data_dir": workdir / "data",
                 "batching.max_batch_size": args.max_batch_size,
                 "batching.max_wait_ms": args.max_wait_ms,
                 "dedupe.capacity": 0,

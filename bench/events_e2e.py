@@ -143,7 +143,9 @@ class Tally:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp())
     config = load_config(env={}, overrides={
-        "host": "127.0.0.1", "port": 0, "token": TOKEN, "data_dir": data / "data",
+        # Plaintext on loopback: the bench measures events, not TLS.
+        "host": "127.0.0.1", "port": 0, "token": TOKEN, "tls.mode": "off",
+        "data_dir": data / "data",
         "models_dir": data / "models", "llm.enabled": args.llm,
         "llm.authority": args.authority,
         "events.window_s": args.window, "events.idle_s": args.idle, "events.tick_s": 0.05,

@@ -201,12 +201,12 @@ class EnrichConfig(_Section):
 class TlsConfig(_Section):
     """TLS on the gRPC port.
 
-    `off` (the default) keeps the port plaintext, as Home Assistant entries made before TLS
-    expect; `auto` makes a self-signed certificate in the data folder on first start and keeps
-    it; `files` presents the user's own `cert` and `key` (PEM).
+    `auto` (the default) makes a self-signed certificate in the data folder on first start and
+    keeps it (Home Assistant pins it); `files` presents the user's own `cert` and `key` (PEM);
+    `off` keeps the port plaintext (token and frames in clear text), only when chosen.
     """
 
-    mode: Literal["off", "auto", "files"] = "off"
+    mode: Literal["off", "auto", "files"] = "auto"
     cert: Path | None = None
     key: Path | None = None
 

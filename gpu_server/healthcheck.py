@@ -1,8 +1,9 @@
 """Container health probe: asks the sidecar's grpc.health.v1 service, with the bearer token.
 
 Exit code 0 when the server reports SERVING, 1 otherwise. It reads the same configuration as
-the server (HSAI_* env vars, optional --config), and the token from <data_dir>/token when none
-is configured. With TLS on it trusts the server's own certificate, and only that.
+the server (HSAI_* env vars, optional --config); the token from --token-file, HSAI_TOKEN or
+<data_dir>/token, never from the command line. With TLS on it trusts the server's own
+certificate, and only that.
 """
 
 from __future__ import annotations
@@ -14,11 +15,24 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gpu_server.config import ConfigError, load_config
+from gpu_server.config import ConfigError, ServerConfig, load_config
 from gpu_server.identity import TOKEN_FILE
 from gpu_server.tls import certificate_file, server_name
+from gpu_server.token_file import COMMAND_LINE_REFUSAL, TokenFileError, read_token_file
 
 _ANY_ADDRESS = {"0.0.0.0", "::", "[::]", ""}  # noqa: S104 - we connect, not bind
+
+
+def _token(token_file: Path | None, config: ServerConfig) -> str:
+    """The token from the file given, else the configured one, else the server's own."""
+    if token_file is not None:
+        return read_token_file(token_file)
+    if config.token is not None and config.token.get_secret_value():
+        return config.token.get_secret_value()
+    token_path = config.data_dir / TOKEN_FILE
+    if not token_path.exists():
+        raise TokenFileError(f"no token configured and no {token_path}")
+    return read_token_file(token_path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,26 +40,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path)
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
-    parser.add_argument("--token")
+    parser.add_argument("--token", nargs="?", const="", help=argparse.SUPPRESS)
+    parser.add_argument("--token-file", type=Path)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
+    if args.token is not None:
+        sys.stderr.write(f"unhealthy: {COMMAND_LINE_REFUSAL}\n")
+        return 1
     try:
         config = load_config(
             args.config,
             overrides={"host": args.host, "port": args.port, "data_dir": args.data_dir},
         )
-    except ConfigError as exc:
+        token = _token(args.token_file, config)
+    except (ConfigError, TokenFileError) as exc:
         sys.stderr.write(f"unhealthy: {exc}\n")
         return 1
-    token = args.token or (config.token.get_secret_value() if config.token else "")
-    if not token:
-        token_path = config.data_dir / TOKEN_FILE
-        try:
-            token = token_path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            sys.stderr.write(f"unhealthy: no token configured and {token_path}: {exc}\n")
-            return 1
     host = "127.0.0.1" if config.host in _ANY_ADDRESS else config.host
     target = f"[{host}]:{config.port}" if ":" in host else f"{host}:{config.port}"
     if config.tls.mode == "off":

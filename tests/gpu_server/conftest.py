@@ -148,6 +148,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             "host": "127.0.0.1",
             "port": 0,
             "token": TOKEN,
+            # Plaintext, chosen: the TLS tests turn it on (tls__mode="auto").
+            "tls.mode": "off",
             "data_dir": tmp_path / f"data{len(running)}",
             "models_dir": tmp_path / "no-models",
             "grace_period_s": 1.0,

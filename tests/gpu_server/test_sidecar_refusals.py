@@ -30,7 +30,7 @@ async def test_many_refused_calls_give_one_line_per_minute(
     config = load_config(
         env={},
         overrides={
-            "host": "127.0.0.1", "port": 0, "token": TOKEN, "data_dir": tmp_path,
+            "host": "127.0.0.1", "port": 0, "token": TOKEN, "tls.mode": "off", "data_dir": tmp_path,
             "models_dir": tmp_path, "llm.enabled": False,
         },
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
+import ssl
 import stat
 from pathlib import Path
 
@@ -170,8 +172,42 @@ async def test_a_key_of_another_certificate_stops_the_start(
         )
 
 
+async def test_default_is_tls_and_a_client_pins_the_fingerprint_it_was_told(
+    start_server: StartServer, hog: DetectorSelection, tmp_path: Path
+) -> None:
+    """Nothing chosen: TLS. The client fetches the certificate, checks its fingerprint against
+    the ready file's and trusts that certificate alone from then on."""
+    running = await start_server(hog, tls__mode=None)
+    server = running.server
+    assert server.config.tls.mode == "auto"
+    write_ready_file(tmp_path / "ready.json", server)
+    announced = json.loads((tmp_path / "ready.json").read_text())["tls_fingerprint"]
+
+    fetched = await asyncio.to_thread(ssl.get_server_certificate, ("127.0.0.1", server.port))
+    assert fingerprint(x509.load_pem_x509_certificate(fetched.encode())) == announced
+    async with pinned_channel(server.port, fetched.encode()) as channel:
+        assert (await get_status(channel)).server_id == server.server_id
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as plaintext:
+            await get_status(channel)
+    assert plaintext.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_plaintext_only_when_chosen_and_then_with_a_warning(
+    start_server: StartServer, hog: DetectorSelection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gpu_server.server")
+    running = await start_server(hog, tls__mode="off")
+    assert running.server.tls_fingerprint is None
+    assert not (running.server.config.data_dir / TLS_DIR).exists()
+    assert (await running.status()).server_id == running.server.server_id
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(message.startswith("TLS is off") for message in warnings)
+
+
 def test_tls_settings_from_the_environment(tmp_path: Path) -> None:
-    assert load_config(env={}).tls.mode == "off"
+    assert load_config(env={}).tls.mode == "auto"
+    assert load_config(env={"HSAI_TLS": "OFF"}).tls.mode == "off"
     config = load_config(
         env={"HSAI_TLS": "Files", "HSAI_TLS_CERT": "/certs/a.pem", "HSAI_TLS_KEY": "/certs/a.key"}
     )
@@ -193,8 +229,10 @@ async def test_ready_file_and_health_probe_over_tls(
     ready = json.loads((tmp_path / "ready.json").read_text())
     assert ready["tls_fingerprint"] == server.tls_fingerprint
 
+    token_file = tmp_path / "token"
+    token_file.write_text(server.token)
     probe = [
-        "--host", "127.0.0.1", "--port", str(server.port), "--token", server.token,
+        "--host", "127.0.0.1", "--port", str(server.port), "--token-file", str(token_file),
         "--data-dir", str(server.config.data_dir),
     ]
     env = {"HSAI_TLS": "auto"}

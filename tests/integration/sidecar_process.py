@@ -101,6 +101,10 @@ class Sidecar:
             "HSAI_LLM_ENABLED": "false",
             "HSAI_BATCH_WINDOW_S": "3",
             "HSAI_BATCH_IDLE_S": "1",
+            # The token in the environment, never on the command line; plaintext unless a test
+            # asks for TLS (`env`: HSAI_TLS auto, or empty for the sidecar's default, TLS).
+            "HSAI_TOKEN": self.token,
+            "HSAI_TLS": "off",
             **self.env,
         }
         env.pop("VIRTUAL_ENV", None)
@@ -114,8 +118,6 @@ class Sidecar:
                     self.host,
                     "--port",
                     str(self.port if port is None else port),
-                    "--token",
-                    self.token,
                     "--models-dir",
                     str(self.root / "models"),
                     "--data-dir",

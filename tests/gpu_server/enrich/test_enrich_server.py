@@ -73,6 +73,7 @@ async def sidecar(tmp_path: Path) -> AsyncIterator[Sidecar]:
         "host": "127.0.0.1",
         "port": 0,
         "token": TOKEN,
+        "tls.mode": "off",
         "data_dir": tmp_path / "data",
         "models_dir": tmp_path / "no-models",
         "grace_period_s": 1.0,

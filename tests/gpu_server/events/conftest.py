@@ -40,6 +40,7 @@ async def start_events(
             "host": "127.0.0.1",
             "port": 0,
             "token": TOKEN,
+            "tls.mode": "off",
             "data_dir": data_dir or tmp_path / "data",
             "models_dir": tmp_path / "no-models",
             "grace_period_s": 1.0,

@@ -28,11 +28,11 @@ LIMIT_S = 120
 def start(tmp_path: Path, name: str, **env: str) -> tuple[subprocess.Popen[bytes], int]:
     ready = tmp_path / f"ready-{name}.json"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HSAI_")}
-    environ.update(PYTHONPATH=str(REPO_ROOT), HSAI_LLM_ENABLED="false", **env)
+    environ.update(PYTHONPATH=str(REPO_ROOT), HSAI_LLM_ENABLED="false", HSAI_TOKEN=TOKEN, **env)
     process = subprocess.Popen(
         [
             sys.executable, "-m", "gpu_server", "--host", "127.0.0.1", "--port", "0",
-            "--token", TOKEN, "--models-dir", str(tmp_path / "models"),
+            "--insecure-plaintext", "--models-dir", str(tmp_path / "models"),
             "--data-dir", str(tmp_path / "data"), "--ready-file", str(ready),
         ],
         cwd=tmp_path, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -323,6 +323,7 @@ ENV_VARS: dict[str, str] = {
     "HSAI_LLM_REMOTE_CONSTRAINT": "llm.remote.constraint",
     "HSAI_ZEROCONF": "discovery.zeroconf",
     "HSAI_ADVERTISED_HOST": "discovery.advertised_host",
+    "HSAI_SUPERVISOR_URL": "discovery.supervisor_url",
 }
 
 

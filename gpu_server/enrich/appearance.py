@@ -8,7 +8,6 @@ embeddings are L2-normalised, so two crops compare by their dot product (cosine 
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 from typing import Any, Final
@@ -16,6 +15,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from gpu_server import extras
 from gpu_server.ingest.intake import BgrImage
 from gpu_server.models.registry import MIB
 
@@ -39,9 +39,7 @@ def appearance_unavailable(models_dir: Path) -> str | None:
     """Why no appearance model can run (none in the models folder, no transformers), or None."""
     if appearance_folder(models_dir) is None:
         return f"no appearance model in {models_dir / APPEARANCE_FOLDER}"
-    if importlib.util.find_spec("transformers") is None:
-        return "not installed: transformers (requirements/sidecar-enrich.txt)"
-    return None
+    return extras.why_missing("reid")
 
 
 def appearance_memory(models_dir: Path) -> int:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from gpu_server import extras
 from gpu_server.ingest.intake import BgrImage
 from gpu_server.models.registry import MIB
 
@@ -33,7 +34,7 @@ def faces_unavailable() -> str | None:
     """Why faces cannot be found here (a package missing or broken), or None."""
     missing = [pip for module, pip in _PACKAGES.items() if not importable(module)]
     if missing:
-        return f"not installed: {', '.join(missing)} (requirements/sidecar-enrich.txt)"
+        return extras.not_installed("faces", missing)
     return None
 
 

@@ -350,6 +350,9 @@ class Enricher:
                 )
             if self._appearance_reason is None:
                 _LOGGER.info("Re-identification uses the appearance model in %s", folder)
+            elif folder is not None:  # the user put one there: say why it is not used
+                _LOGGER.warning("Re-identification without its appearance model: %s",
+                                self._appearance_reason)
 
     @property
     def wants_crops(self) -> bool:

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Final
 
+from gpu_server import extras
 from gpu_server.enrich.faces import importable
 from gpu_server.ingest.intake import BgrImage
 from gpu_server.models.registry import MIB
@@ -30,7 +31,7 @@ _NOT_PLATE_CHARS: Final = re.compile(r"[^0-9A-Z]+")
 def plates_unavailable() -> str | None:
     """Why plates cannot be read here (a missing package), or None."""
     if not importable("rapidocr_onnxruntime"):
-        return "not installed: rapidocr_onnxruntime (requirements/sidecar-enrich.txt)"
+        return extras.not_installed("plates", ["rapidocr_onnxruntime"])
     return None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from gpu_server import extras
 from gpu_server.config import DetectorConfig, ServerConfig
 from gpu_server.errors import DetectorError
 from gpu_server.ingest import exported
@@ -34,6 +35,10 @@ DOWNLOADABLE_WEIGHTS = "yolo11n.pt"
 # `embedded` the embedded detector.
 HOG_CHOICE = "hog"
 EMBEDDED_CHOICE = "embedded"
+# The extra each `detector.backend` needs (TensorRT also needs NVIDIA's own package).
+BACKEND_EXTRAS: dict[str, extras.Extra] = {
+    "pytorch": "yolo", "onnx": "onnx", "tensorrt": "onnx", "triton": "triton",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +439,10 @@ def _yolo_or_next(config: ServerConfig, weights: Path, hog: HogPeopleDetector) -
     """YOLO exported for the configured backend, else YOLO in PyTorch on the configured device,
     else on the CPU, else the embedded detector or HOG."""
     det = config.detector
+    if extras.why_missing("yolo") is not None:
+        # No backend loads YOLO without torch and ultralytics: name the extra that brings them.
+        why = extras.why_missing(BACKEND_EXTRAS[det.backend])
+        return _embedded_or_hog(config, hog, f"YOLO {weights.name}: {why}", yolo_wanted=True)
     configure_ultralytics_env(config)
     if config.allow_downloads:
         config.models_dir.mkdir(parents=True, exist_ok=True)
@@ -467,6 +476,9 @@ def _triton_or_next(
     local = selection.detector
     if selection.fallback or not isinstance(local, UltralyticsDetector):
         return selection
+    if (why := extras.why_missing("triton")) is not None:
+        _LOGGER.warning("%s; running ONNX Runtime locally", why)
+        return DetectorSelection(local, f"{why}; running ONNX Runtime locally")
     from gpu_server.ingest import triton  # noqa: PLC0415 - needs tritonclient
 
     def show(up: bool) -> None:  # the status names the runtime that detects now

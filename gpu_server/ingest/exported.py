@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from gpu_server import extras
+
 _LOGGER = logging.getLogger(__name__)
 
 Backend = Literal["pytorch", "onnx", "tensorrt"]
@@ -52,14 +54,12 @@ def check_available(backend: ExportBackend, device: str) -> None:
 
     Ultralytics would otherwise try to pip-install what is missing at run time.
     """
-    needed = ["onnx", "onnxslim", "onnxruntime"]
-    if backend == "tensorrt":
-        if not device.startswith("cuda"):
-            raise BackendUnavailableError(f"TensorRT needs a CUDA device, not {device}")
-        needed.append("tensorrt")
-    missing = [name for name in needed if importlib.util.find_spec(name) is None]
-    if missing:
-        raise BackendUnavailableError(f"{backend} needs the package(s) {', '.join(missing)}")
+    if backend == "tensorrt" and not device.startswith("cuda"):
+        raise BackendUnavailableError(f"TensorRT needs a CUDA device, not {device}")
+    if (why := extras.why_missing("onnx")) is not None:
+        raise BackendUnavailableError(why)
+    if backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        raise BackendUnavailableError("TensorRT needs NVIDIA's tensorrt package")
 
 
 def onnx_device(device: str) -> str:

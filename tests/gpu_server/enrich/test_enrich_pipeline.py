@@ -162,7 +162,7 @@ async def test_a_missing_package_is_reported_and_the_rest_still_works(
     status = enricher.status()
     assert not status.plates_available
     assert "rapidocr_onnxruntime" in status.plates_reason
-    assert "requirements/sidecar-enrich.txt" in status.plates_reason
+    assert "scripts/setup_sidecar_env --with plates" in status.plates_reason
     assert status.faces_available
     assert registry.status().registered == (FACE_MODEL_KEY, *POSE)
 
@@ -186,7 +186,7 @@ async def test_missing_face_packages_refuse_enrolment_clearly(
     zidane = photos["zidane"]
     result = await enricher.enrich(crops_of(zidane, whole("person", zidane)))
     assert result.people == ()
-    assert result.notes[0].startswith("faces: not installed: dlib-bin")
+    assert result.notes[0].startswith("faces: the faces extra is not installed (missing dlib-bin)")
 
 
 async def test_turned_off_cuts_no_crops(photos: Photos, tmp_path: Path) -> None:

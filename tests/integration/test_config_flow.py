@@ -15,7 +15,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.home_security_ai.config_flow import CONF_ZONES_YAML
+from custom_components.home_security_ai.config_flow import CONF_USE_TLS, CONF_ZONES_YAML
 from custom_components.home_security_ai.const import (
     CONF_BATCH_WINDOW,
     CONF_CAMERAS,
@@ -61,6 +61,8 @@ def _input(sidecar: Sidecar, **changes: object) -> dict[str, object]:
         CONF_HOST: sidecar.host,
         CONF_PORT: sidecar.port,
         CONF_TOKEN: sidecar.token,
+        # The shared sidecar runs plaintext, chosen; TLS is on by default on both sides.
+        CONF_USE_TLS: False,
         **changes,
     }
 

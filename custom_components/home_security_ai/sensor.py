@@ -57,6 +57,13 @@ class CameraSensorEntityDescription(SensorEntityDescription):
     attributes_fn: Callable[[CameraState], dict[str, Any] | None] = lambda _: None
 
 
+def _language_model_state(state: LanguageModelState) -> str:
+    """Return the sensor's state; "unknown" is Home Assistant's own state, not an option."""
+    if state is LanguageModelState.UNKNOWN:
+        return "not_reported"
+    return state.value
+
+
 def _detector_name(status: ServerStatus) -> str | None:
     name = status.detector.name or None
     if name is not None and status.detector.fallback:
@@ -90,9 +97,9 @@ SERVER_SENSORS: tuple[ServerSensorEntityDescription, ...] = (
         key="language_model",
         translation_key="language_model",
         device_class=SensorDeviceClass.ENUM,
-        options=[state.value for state in LanguageModelState],
+        options=[_language_model_state(state) for state in LanguageModelState],
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda status: status.language_model.state.value,
+        value_fn=lambda status: _language_model_state(status.language_model.state),
         attributes_fn=lambda status: {
             "backend": status.language_model.backend or None,
             "model": status.language_model.model or None,

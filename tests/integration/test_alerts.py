@@ -145,7 +145,7 @@ async def test_alert_options_apply_to_the_next_event(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "alert_levels"
-    assert result["description_placeholders"] == {"cameras": "garden, porch"}
+    assert result["description_placeholders"] == {"cameras": "Garden: garden; Porch: porch"}
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {"porch": "high", "garden": "low"}
     )

@@ -244,6 +244,7 @@ async def test_options_flow(
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     hass.config.allowlist_external_dirs = {str(tmp_path)}
+    hass.states.async_set(TEST_CAMERA, "idle", {"friendly_name": "Porch"})
 
     result = await _open_sources(hass, mock_config_entry)
     assert result["type"] is FlowResultType.FORM
@@ -273,6 +274,8 @@ async def test_options_flow(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "motion"
+    # The fields are named by entity ids; the description tells them by the cameras' names.
+    assert result["description_placeholders"] == {"cameras": f"Porch: {TEST_CAMERA}"}
 
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {TEST_CAMERA: "binary_sensor.porch_motion"}

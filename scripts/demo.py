@@ -20,14 +20,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "home_security_ai"
@@ -35,6 +35,10 @@ USERNAME = "demo"
 STARTUP_TIMEOUT_S = 180.0
 DETECTION_TIMEOUT_S = 300.0
 LOG_TAIL_LINES = 15
+# How long Home Assistant and the sidecar get to stop on SIGTERM before they are killed.
+STOP_GRACE_S = 30.0
+# Besides Ctrl-C: a service manager's stop, a closed terminal.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 # Only what the demo needs: `default_config` would also load integrations that need the
 # internet (text-to-speech, radio, weather) and fail to set up offline.
@@ -98,11 +102,50 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class StopSignal(BaseException):
+    """A stop signal arrived (SIGTERM, SIGHUP): the demo stops as on Ctrl-C. A BaseException,
+    like KeyboardInterrupt, so that no `except Exception` swallows it."""
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGHUP raise StopSignal in the main thread, as Ctrl-C raises
+    KeyboardInterrupt, so that `stopping` takes the stack down."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise StopSignal(signal.Signals(signum).name)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Keep a second Ctrl-C or SIGTERM from interrupting the clean-up half way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stops = (signal.SIGINT, *STOP_SIGNALS)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in stops}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    # Each process leads a group of its own: its children (the language model's server,
+    # Home Assistant's helpers) get the signal too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+
+
 class Stack:
     """The processes of one demo (sidecar, Home Assistant) and the folder they work in."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, grace_s: float = STOP_GRACE_S) -> None:
         self.workdir = workdir
+        self.grace_s = grace_s
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.argv: dict[str, list[str]] = {}
         self.env: dict[str, dict[str, str]] = {}
@@ -118,8 +161,11 @@ class Stack:
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.argv[name], self.env[name] = argv, env
         with self.log_path(name).open("ab") as log:
+            # A session of its own: a terminal's Ctrl-C or hang-up reaches the demo alone,
+            # which then stops the whole group in order.
             self.processes[name] = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
+                start_new_session=True,
             )
 
     def died(self, name: str) -> str | None:
@@ -139,14 +185,19 @@ class Stack:
                 )
 
     def stop(self) -> None:
-        for proc in reversed(self.processes.values()):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        """SIGTERM to every process group (Home Assistant first), SIGKILL to whatever is left
+        of them after the grace period."""
+        with _signals_ignored():
+            procs = list(reversed(self.processes.values()))
+            for proc in procs:
+                _signal_group(proc, signal.SIGTERM)
+            deadline = time.monotonic() + self.grace_s
+            for proc in procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            for proc in procs:
+                # Also children that outlived their parent in its group.
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
 
     def wait_for(self, predicate: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
@@ -182,12 +233,13 @@ class Stack:
             "HSAI_BATCH_WINDOW_S": os.environ.get("HSAI_BATCH_WINDOW_S", "20"),
             "HSAI_BATCH_IDLE_S": os.environ.get("HSAI_BATCH_IDLE_S", "5"),
             **(env or {}),
+            # In the environment: a command line is visible to every local user.
+            "HSAI_TOKEN": token,
         }
         sidecar_env.pop("VIRTUAL_ENV", None)
         argv = [
             python, "-m", "gpu_server", "--host", "127.0.0.1", "--port", str(port),
-            # One argument: a token that starts with "-" must not read as an option.
-            f"--token={token}", "--models-dir", str(REPO_ROOT / "models"),
+            "--models-dir", str(REPO_ROOT / "models"),
             "--data-dir", str(self.workdir / "sidecar"), "--ready-file", str(self.ready_file),
         ]  # fmt: skip
         self.start("sidecar", argv, sidecar_env)
@@ -204,8 +256,8 @@ class Stack:
         """Start the sidecar again as before, on the port Home Assistant knows."""
         argv = list(self.argv["sidecar"])
         argv[argv.index("--port") + 1] = str(port)
-        token = next(arg for arg in argv if arg.startswith("--token=")).removeprefix("--token=")
-        return self.start_sidecar(argv[0], token, port=port, env=self.env["sidecar"])
+        env = self.env["sidecar"]
+        return self.start_sidecar(argv[0], env["HSAI_TOKEN"], port=port, env=env)
 
     # Home Assistant --------------------------------------------------------------------------
     def prepare_home_assistant(self, uploads: Path, port: int) -> Path:
@@ -313,8 +365,30 @@ class HomeAssistantApi:
         wanted = set(entity_ids.split(","))
         return [s for s in self.request("GET", "/api/states") if s["entity_id"] in wanted]
 
+    def add_entry(self, ready: dict[str, Any], token: str) -> Any:
+        """Add the integration as a user would: host, port and token, then check the
+        certificate's fingerprint against the one the sidecar announced before trusting it."""
+        start_path = "/api/config/config_entries/flow"
+        result = self.request("POST", start_path, {"handler": DOMAIN})
+        answer = {"host": "127.0.0.1", "port": ready["port"], "token": token}
+        result = self.request("POST", f"{start_path}/{result['flow_id']}", answer)
+        if result.get("step_id") == "tls_confirm":
+            shown = result.get("description_placeholders", {}).get("fingerprint")
+            if shown != ready.get("tls_fingerprint"):
+                raise SystemExit(
+                    f"demo: the certificate's fingerprint {shown} is not the sidecar's "
+                    f"{ready.get('tls_fingerprint')}"
+                )
+            confirm = {"fingerprint_matches": True}
+            result = self.request("POST", f"{start_path}/{result['flow_id']}", confirm)
+        if result.get("type") != "create_entry":
+            raise SystemExit(f"demo: the {DOMAIN} flow did not finish: {result}")
+        return result
+
     def websocket(self, *commands: dict[str, Any]) -> list[Any]:
         """Send commands over the websocket API; return their results in order."""
+        # Imported here: the stack's process handling is also used where aiohttp is missing.
+        import aiohttp  # noqa: PLC0415
 
         async def run() -> list[Any]:
             results = []
@@ -478,6 +552,18 @@ def supervise(stack: Stack, sidecar_port: int) -> None:
         time.sleep(1)
 
 
+@contextlib.contextmanager
+def stopping(stack: Stack) -> Iterator[None]:
+    """Whatever ends the block (its end, Ctrl-C, SIGTERM, SIGHUP, an error), stop the stack;
+    a stop asked for is no error."""
+    try:
+        yield
+    except (KeyboardInterrupt, StopSignal) as stop:
+        print(f"\ndemo: stopping ({str(stop) or 'Ctrl-C'})", flush=True)
+    finally:
+        stack.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sidecar-python", required=True)
@@ -500,16 +586,13 @@ def main() -> None:
     stack = Stack(workdir)
     config = stack.prepare_home_assistant(uploads, ha_port)
     print(f"Starting the sidecar and Home Assistant (logs in {workdir.relative_to(REPO_ROOT)}/)...")
-    try:
+    stop_on_signals()
+    with stopping(stack):
         ready = stack.start_sidecar(args.sidecar_python, token)
         report_language_model(stack, ready.get("language_model", {}))
         api = stack.start_home_assistant(args.hass, config, ha_port)
         api.onboard(password)
-        entry = api.run_flow(
-            "/api/config/config_entries/flow",
-            DOMAIN,
-            [{"host": "127.0.0.1", "port": ready["port"], "token": token}],
-        )
+        entry = api.add_entry(ready, token)
         entry_id = entry["result"]["entry_id"]
         api.run_flow(
             "/api/config/config_entries/options/flow",
@@ -534,10 +617,7 @@ def main() -> None:
         if args.exit_after_report:
             return
         print("Ctrl-C stops the demo.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            supervise(stack, int(ready["port"]))
-    finally:
-        stack.stop()
+        supervise(stack, int(ready["port"]))
     sys.exit(0)
 
 

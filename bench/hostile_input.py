@@ -241,10 +241,8 @@ class Sidecar:
         if "--token-file" not in help_text:
             command += ["--token", TOKEN]
         # The bench measures intake, not TLS: plaintext on loopback, however the CLI says it.
-        if "--plaintext" in help_text:
-            command.append("--plaintext")
-        elif "--insecure" in help_text:
-            command.append("--insecure")
+        if "--insecure-plaintext" in help_text:
+            command.append("--insecure-plaintext")
         env = {**os.environ, "PYTHONPATH": str(self.repo), "HSAI_TOKEN": TOKEN,
                "HSAI_TLS": "off", "HSAI_LLM_ENABLED": "false", "YOLO_OFFLINE": "1",
                "YOLO_CONFIG_DIR": str(self.work / "yolo"), **self.env}

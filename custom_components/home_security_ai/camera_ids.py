@@ -56,10 +56,10 @@ def _name(source: str) -> str:
 
 
 def _describe(source: str) -> str:
-    """'camera.front_door' or 'the folder "Front Door"'."""
+    """'camera.front_door' or 'Front Door/': words would not be translated, a slash needs none."""
     if source.startswith(ENTITY_PREFIX):
         return source.removeprefix(ENTITY_PREFIX)
-    return f'the folder "{source.removeprefix(FOLDER_PREFIX)}"'
+    return f"{source.removeprefix(FOLDER_PREFIX)}/"
 
 
 class CameraIds:

@@ -121,11 +121,11 @@ class HomeSecurityAIStatusCoordinator(DataUpdateCoordinator[ServerStatus]):
             issue_id,
             is_fixable=False,
             severity=ir.IssueSeverity.WARNING,
-            translation_key="language_model_failing",
+            # One text per state: a placeholder is never translated.
+            translation_key=f"language_model_{model.state.value}",
             translation_placeholders={
-                "model": model.model or "the language model",
-                "state": model.state.value.replace("_", " "),
-                "reason": model.reason or "no reason given",
+                "model": model.model or "-",
+                "reason": model.reason or "-",
                 "fallbacks": str(model.fallbacks),
             },
         )

@@ -40,7 +40,7 @@ async def test_colliding_names_get_stable_distinct_ids(hass: HomeAssistant) -> N
     assert placeholders == {
         "camera_id": "front_door",
         "owner": "camera.front_door",
-        "source": 'the folder "front-door"',
+        "source": "front-door/",
         "given": folders["front-door"],
     }
 

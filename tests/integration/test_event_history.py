@@ -190,7 +190,7 @@ async def test_calendar_get_events_and_restart(
         ended, still_open = incidents
         assert dt_util.parse_datetime(ended["start"]) == _to_ms(earlier)
         assert dt_util.parse_datetime(ended["end"]) == _to_ms(earlier + timedelta(minutes=4))
-        assert "Highest risk: high (70)" in ended["description"]
+        assert "Highest risk: High (70)" in ended["description"]
         assert "high at the garden" in ended["description"]
         # Still going on: it ends now (later than its last event).
         open_end = dt_util.parse_datetime(still_open["end"])

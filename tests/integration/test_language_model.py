@@ -108,9 +108,8 @@ async def test_a_model_that_cannot_load_is_a_repair_issue(
     assert state.attributes["reason"].startswith(f"could not load {MODEL_FILE}")
     issue = ir.async_get(hass).async_get_issue(DOMAIN, f"language_model_failing_{entry.entry_id}")
     assert issue is not None
-    assert issue.translation_key == "language_model_failing"
+    assert issue.translation_key == "language_model_failed"
     assert issue.translation_placeholders is not None
-    assert issue.translation_placeholders["state"] == "failed"
     assert issue.translation_placeholders["model"] == MODEL_FILE
     assert await hass.config_entries.async_unload(entry.entry_id)
 
@@ -139,9 +138,9 @@ async def test_a_model_failing_for_a_while_raises_an_issue_that_clears_when_it_a
     coordinator.update_language_model_issue(open_circuit)
     issue = issues.async_get_issue(DOMAIN, issue_id)
     assert issue is not None
+    assert issue.translation_key == "language_model_circuit_open"
     assert issue.translation_placeholders == {
         "model": "nemotron",
-        "state": "circuit open",
         "reason": "no answer within 60s",
         "fallbacks": "0",
     }

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from gpu_server._generated import events_pb2
-from gpu_server.errors import CursorOutOfRangeError, InvalidSettingsError
+from gpu_server.errors import CursorOutOfRangeError, InvalidRequestError, InvalidSettingsError
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.grpc_api.convert import (
     camera_requests_from_pb,
     event_to_pb,
     feedback_from_pb,
 )
+from gpu_server.ingest.intake import CAMERA_ID_PATTERN
 from gpu_server.vocabulary import MAX_CAMERAS, MAX_CONFIGURE_BYTES
 
 # Sequences are SQLite integers: signed 64-bit.
@@ -24,6 +25,16 @@ MAX_SEQUENCE: Final = 2**63 - 1
 def _check_sequence(name: str, value: int) -> None:
     if value > MAX_SEQUENCE:
         raise CursorOutOfRangeError(f"{name} {value} is beyond any event sequence ({MAX_SEQUENCE})")
+
+
+def _check_camera_id(method: str, camera_id: str) -> None:
+    """A camera id as frames carry them; an unknown but well-formed one is not an error."""
+    if not camera_id:
+        raise InvalidRequestError(f"{method} needs a camera_id")
+    if not CAMERA_ID_PATTERN.fullmatch(camera_id):
+        raise InvalidRequestError(
+            f"camera_id {camera_id[:80]!r} must match {CAMERA_ID_PATTERN.pattern}"
+        )
 
 
 class EventsHandler:
@@ -64,14 +75,14 @@ class EventsHandler:
     async def analyze_now(
         self, request: events_pb2.AnalyzeNowRequest
     ) -> events_pb2.AnalyzeNowResponse:
+        _check_camera_id("AnalyzeNow", request.camera_id)
         closed, window_id = self._scheduler.analyze_now(request.camera_id)
         return events_pb2.AnalyzeNowResponse(closed=closed, batch_id=window_id)
 
     async def reset_scene(
         self, request: events_pb2.ResetSceneRequest
     ) -> events_pb2.ResetSceneResponse:
-        if not request.camera_id:
-            raise InvalidSettingsError("ResetScene needs a camera_id")
+        _check_camera_id("ResetScene", request.camera_id)
         adopted = await self._scheduler.reset_scene(request.camera_id)
         return events_pb2.ResetSceneResponse(adopted=adopted)
 
@@ -89,6 +100,8 @@ class EventsHandler:
     async def watch(
         self, request: events_pb2.WatchAnalysisRequest
     ) -> AsyncIterator[events_pb2.AnalysisProgress]:
+        if request.camera_id:  # empty: every camera
+            _check_camera_id("WatchAnalysis", request.camera_id)
         async for note in self._scheduler.watch(request.camera_id):
             yield events_pb2.AnalysisProgress(
                 camera_id=note.camera_id, batch_id=note.window_id, text=note.text

@@ -1,6 +1,7 @@
-"""Bytes that are not the message a call expects get INVALID_ARGUMENT, a short reason and at
-most one log line per address and minute, never a traceback; a frame stream refuses just that
-message and goes on."""
+"""Hostile requests. Bytes that are not the message a call expects get INVALID_ARGUMENT, a
+short reason and at most one log line per address and minute, never a traceback; a frame
+stream refuses just that message and goes on. A 10 MB string in any request gets a short
+answer that quotes a short prefix of it at most."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from PIL import Image
 from sidecar_testlib import AUTH, Running, StartServer, encode_jpeg, frame
 
-from gpu_server._generated import frames_pb2, service_pb2
+from gpu_server._generated import events_pb2, frames_pb2, service_pb2
+from gpu_server.grpc_api.status_codes import MESSAGE_MAX_CHARS
 from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
 
 GARBAGE = b"\xff" * 16  # a tag whose varint never ends: no message parses it
@@ -122,3 +124,89 @@ async def test_a_frame_stream_refuses_only_the_unparseable_message(
     assert _refusal_lines(caplog) == [
         f"refused {_path('SubmitFrames')} from 127.0.0.1: request is not a valid Frame"
     ]
+
+
+HUGE = "x" * 10_000_000
+# Each request with a 10 MB string, and the code its answer must have.
+HUGE_REQUESTS = {
+    "AckEvents outbox_id": (
+        "AckEvents", events_pb2.AckEventsRequest(outbox_id=HUGE),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ),
+    "Configure display_name": (
+        "Configure",
+        events_pb2.ConfigureRequest(
+            cameras=[events_pb2.CameraSettings(camera_id="porch", display_name=HUGE)]
+        ),
+        INVALID_ARGUMENT,
+    ),
+    "Configure camera_id": (
+        "Configure",
+        events_pb2.ConfigureRequest(cameras=[events_pb2.CameraSettings(camera_id=HUGE[:3_000_000])]),
+        INVALID_ARGUMENT,
+    ),
+    "Configure zone name": (
+        "Configure",
+        events_pb2.ConfigureRequest(
+            cameras=[
+                events_pb2.CameraSettings(
+                    camera_id="porch", zones=[events_pb2.Zone(name=HUGE[:3_000_000])]
+                )
+            ]
+        ),
+        INVALID_ARGUMENT,
+    ),
+    "AnalyzeNow camera_id": (
+        "AnalyzeNow", events_pb2.AnalyzeNowRequest(camera_id=HUGE), INVALID_ARGUMENT
+    ),
+    "ResetScene camera_id": (
+        "ResetScene", events_pb2.ResetSceneRequest(camera_id=HUGE), INVALID_ARGUMENT
+    ),
+    "Feedback event_id": (
+        "Feedback",
+        events_pb2.FeedbackRequest(event_id=HUGE, verdict=events_pb2.FEEDBACK_VERDICT_FALSE_ALARM),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    "Feedback what": (
+        "Feedback",
+        events_pb2.FeedbackRequest(
+            event_id="e", verdict=events_pb2.FEEDBACK_VERDICT_FALSE_ALARM, what=HUGE
+        ),
+        INVALID_ARGUMENT,
+    ),
+    "EnrollPerson name": (
+        "EnrollPerson", events_pb2.EnrollPersonRequest(name=HUGE), INVALID_ARGUMENT
+    ),
+    "EnrollPerson face_id": (
+        "EnrollPerson",
+        events_pb2.EnrollPersonRequest(name="Ann", face_id=HUGE),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    "RemovePerson name": (
+        "RemovePerson", events_pb2.RemovePersonRequest(name=HUGE), INVALID_ARGUMENT
+    ),
+    "WatchAnalysis camera_id": (
+        "WatchAnalysis", events_pb2.WatchAnalysisRequest(camera_id=HUGE), INVALID_ARGUMENT
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HUGE_REQUESTS))
+async def test_a_huge_string_gets_a_short_answer(
+    start_server: StartServer,
+    hog_detector: HogPeopleDetector,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    method, request, code = HUGE_REQUESTS[case]
+    running = await start_server(DetectorSelection(hog_detector))
+    caplog.set_level(logging.INFO)
+    streaming = SERVICE.methods_by_name[method].server_streaming
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _call_raw(running, _path(method), request.SerializeToString(), streaming=streaming)
+    details = err.value.details() or ""
+    assert err.value.code() is code, details
+    assert len(details) <= MESSAGE_MAX_CHARS
+    assert "x" * 81 not in details  # a quoted value is cut to a short prefix
+    for record in caplog.records:
+        assert "x" * 81 not in record.getMessage()

@@ -8,8 +8,9 @@ Checking and decoding run on a small pool of threads of their own (`frame_thread
 the detector's: a frame is decoded while the batches before it are detected, instead of waiting
 for a thread that a detector call holds.
 
-Where a frame waits (for room in the decode budget, for the detector), it waits in turn by
-stream and camera (`fair_queue.py`), so one client's flood cannot starve another camera.
+Where a frame waits (for a frame thread, for room in the decode budget, for the detector), it
+waits in turn by stream and camera (`fair_queue.py`), so one client's flood cannot starve
+another camera.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.dedupe import Deduplicator
 from gpu_server.ingest.detect import Detection, usable_cores
 from gpu_server.ingest.fair_queue import FairKey
+from gpu_server.ingest.fair_threads import FairThreads
 from gpu_server.ingest.intake import BgrImage, FrameHeader, FrameIntake, validate_camera_id
 from gpu_server.ingest.memory import DecodeBudget
-from gpu_server.monitor.latency import LatencyTracker, run_timed
+from gpu_server.monitor.latency import LatencyTracker
 
 # The names of the threads that check and decode frames (a number follows).
 FRAME_THREAD_PREFIX: Final = "hsai-frames"
@@ -121,7 +123,7 @@ class FrameIngestor:
         """`frame_threads`: where frames are checked and decoded (None: the event loop's
         default executor)."""
         self._budget = budget
-        self._threads = frame_threads
+        self._threads = FairThreads(frame_threads)
         self._intake = intake
         self._dedupe = dedupe
         self._batcher = batcher
@@ -139,8 +141,8 @@ class FrameIngestor:
         started = time.perf_counter()
         validate_camera_id(camera_id)
         key: FairKey = (stream, camera_id)
-        inspected = await run_timed(
-            self._threads, functools.partial(self._intake.inspect, image, declared_sha256)
+        inspected = await self._threads.run(
+            key, functools.partial(self._intake.inspect, image, declared_sha256)
         )
         header = inspected.value
         inspect_ms = inspected.wait_ms + inspected.work_ms
@@ -201,8 +203,8 @@ class FrameIngestor:
             asked = time.perf_counter()
             async with self._budget.reserve(self._intake.decode_cost(header), key):
                 budget_wait_ms = (time.perf_counter() - asked) * 1000.0
-                timed = await run_timed(
-                    self._threads, functools.partial(self._intake.decode, image, header)
+                timed = await self._threads.run(
+                    key, functools.partial(self._intake.decode, image, header)
                 )
                 decoded = timed.value
                 timings["decode_wait_ms"] = inspect_wait_ms + budget_wait_ms + timed.wait_ms

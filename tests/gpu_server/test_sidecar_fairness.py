@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -17,10 +19,12 @@ from sidecar_testlib import StartServer, frame
 from testlib.waiting import wait_until
 
 from gpu_server._generated import frames_pb2
+from gpu_server.errors import ShuttingDownError
 from gpu_server.ingest.batching import BatchResult, DetectionBatcher
 from gpu_server.ingest.detect import Detection, Detector, DetectorSelection
 from gpu_server.ingest.fair_queue import FairKey, FairQueue
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.ingest.fair_threads import FairThreads
+from gpu_server.ingest.intake import BgrImage, DecodedFrame, FrameHeader, FrameIntake
 from gpu_server.ingest.memory import DecodeBudget
 
 FLOOD: FairKey = ("stream-1", "driveway")
@@ -250,3 +254,151 @@ async def test_a_flooding_stream_cannot_starve_another_cameras_frame(
     # order it would have been all 32.
     assert detector.flood_frames_run_with_or_before_the_normal_one() <= 3
     assert sum(len(widths) for widths in detector.batches) == 33
+
+
+@pytest.fixture
+def one_thread() -> Iterator[ThreadPoolExecutor]:
+    executor = ThreadPoolExecutor(max_workers=1)
+    yield executor
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def test_the_threads_run_another_cameras_work_before_the_rest_of_a_flood(
+    one_thread: ThreadPoolExecutor,
+) -> None:
+    threads = FairThreads(one_thread)
+    gate, ran = threading.Event(), []
+
+    def work(name: str) -> str:
+        gate.wait(10)
+        ran.append(name)
+        return name
+
+    calls = [
+        asyncio.create_task(threads.run(FLOOD, lambda i=i: work(f"flood-{i}")))  # type: ignore[misc]
+        for i in range(10)
+    ]
+    await wait_until(lambda: threads.waiting == 9)  # the first one holds the only thread
+    calls.append(asyncio.create_task(threads.run(NORMAL, lambda: work("normal"))))
+    await wait_until(lambda: threads.waiting == 10)
+    gate.set()
+    results = await asyncio.gather(*calls)
+    assert ran[:3] == ["flood-0", "flood-1", "normal"]
+    assert [timed.value for timed in results] == [*(f"flood-{i}" for i in range(10)), "normal"]
+    assert all(timed.work_ms >= 0 and timed.wait_ms >= 0 for timed in results)
+    assert threads.waiting == 0
+
+
+async def test_the_threads_pass_errors_and_skip_work_whose_caller_gave_up(
+    one_thread: ThreadPoolExecutor,
+) -> None:
+    threads = FairThreads(one_thread)
+    gate, inside, ran = threading.Event(), threading.Semaphore(0), []
+
+    def work(name: str) -> str:
+        inside.release()
+        gate.wait(10)
+        ran.append(name)
+        if name == "bad":
+            raise ValueError("bad frame")
+        return name
+
+    first = asyncio.create_task(threads.run(FLOOD, lambda: work("first")))
+    assert await asyncio.to_thread(inside.acquire, True, 10)  # it holds the only thread
+    gone = asyncio.create_task(threads.run(NORMAL, lambda: work("gone")))
+    bad = asyncio.create_task(threads.run(NORMAL, lambda: work("bad")))
+    last = asyncio.create_task(threads.run(FLOOD, lambda: work("last")))
+    await wait_until(lambda: threads.waiting == 3)
+    gone.cancel()
+    await wait_until(lambda: threads.waiting == 2)
+    gate.set()
+    assert (await first).value == "first"
+    with pytest.raises(ValueError, match="bad frame"):
+        await bad
+    assert (await last).value == "last"
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert sorted(ran) == ["bad", "first", "last"]
+
+
+async def test_work_waiting_when_the_threads_shut_down_fails_instead_of_hanging(
+    one_thread: ThreadPoolExecutor,
+) -> None:
+    threads = FairThreads(one_thread)
+    gate, inside = threading.Event(), threading.Semaphore(0)
+
+    def hold() -> bool:
+        inside.release()
+        return gate.wait(10)
+
+    first = asyncio.create_task(threads.run(FLOOD, hold))
+    assert await asyncio.to_thread(inside.acquire, True, 10)
+    waiting = [asyncio.create_task(threads.run(NORMAL, lambda: "never")) for _ in range(3)]
+    await wait_until(lambda: threads.waiting == 3)
+    one_thread.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert (await first).value is True
+    for call in waiting:
+        with pytest.raises(ShuttingDownError):
+            await asyncio.wait_for(call, 10)
+    with pytest.raises(RuntimeError):
+        await threads.run(NORMAL, lambda: "too late")
+    assert threads.waiting == 0
+
+
+@pytest.fixture
+def frame_threads(monkeypatch: pytest.MonkeyPatch) -> list[FairThreads]:
+    """The servers' FairThreads, to see how much work waits for a frame thread."""
+    made: list[FairThreads] = []
+    init = FairThreads.__init__
+
+    def recording(self: FairThreads, *args: object) -> None:
+        init(self, *args)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(FairThreads, "__init__", recording)
+    return made
+
+
+async def test_a_flood_of_slow_decodes_cannot_starve_another_cameras_decode(
+    start_server: StartServer,
+    monkeypatch: pytest.MonkeyPatch,
+    frame_threads: list[FairThreads],
+) -> None:
+    """32 frames on one stream whose decoding is slow, one frame thread: the frame of another
+    camera on a second stream is decoded after a few of them, not after all 32."""
+    gate, inside, decoded = threading.Event(), threading.Semaphore(0), []
+    decode = FrameIntake.decode
+
+    def slow_flood(self: FrameIntake, data: bytes, header: FrameHeader) -> DecodedFrame:
+        decoded.append(header.width)
+        if header.width == FLOOD_WIDTH:
+            inside.release()
+            assert gate.wait(30), "the test never opened the gate"
+            time.sleep(0.05)  # a slow decode: the event loop queues the other frame meanwhile
+        return decode(self, data, header)
+
+    monkeypatch.setattr(FrameIntake, "decode", slow_flood)
+    detector = GatedDetector()
+    detector.gate.set()  # only decoding is held here
+    running = await start_server(DetectorSelection(detector), limits__decode_threads=1)
+    [threads] = frame_threads
+    flood = asyncio.create_task(running.submit(
+        [frame(png(FLOOD_WIDTH, i), f"flood-{i}", camera="driveway") for i in range(32)]
+    ))
+    assert await asyncio.to_thread(inside.acquire, True, 30)
+    # The thread is held; every other flood frame waits with its next piece of work.
+    await wait_until(lambda: threads.waiting == 31)
+    normal = asyncio.create_task(
+        running.submit([frame(png(NORMAL_WIDTH, 0), "normal", camera="front_door")])
+    )
+    await wait_until(lambda: threads.waiting == 32)
+    gate.set()
+    flood_acks, normal_acks = await asyncio.gather(flood, normal)
+
+    accepted = frames_pb2.ACK_STATUS_ACCEPTED
+    assert [ack.status for ack in normal_acks] == [accepted]
+    assert [ack.status for ack in flood_acks] == [accepted] * 32
+    # First come, first served it would have been all 32 before it.
+    assert decoded.index(NORMAL_WIDTH) <= 6, decoded
+    assert len(decoded) == 33

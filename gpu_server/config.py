@@ -34,6 +34,9 @@ class LimitsConfig(_Section):
     # A header that promises more pixels per encoded byte than any camera's file holds is forged
     # (or its scan data is missing): refused before anything is decoded.
     max_pixels_per_byte: int = Field(default=1024, ge=1)
+    # The longer side may be at most this many times the shorter: panoramic cameras stay
+    # within 4:1, and a 1x16000 strip is no camera's frame.
+    max_aspect: float = Field(default=12.0, ge=1.0)
     # Memory all frames being decoded and detected may take at once; None: an eighth of the
     # machine's memory, at most 2 GiB. Frames wait for room, then get BACKPRESSURE.
     decode_budget_bytes: int | None = Field(default=None, ge=16 * MIB)

@@ -165,18 +165,28 @@ def preprocess(image: BgrImage) -> tuple[npt.NDArray[np.uint8], int, int]:
     The models were trained on images stretched to 300x300, and stretching suits photos up to
     about 3:2; a wider (or taller) frame, such as a 16:9 camera's, is first padded to a square
     with black at the right (or bottom), so that people are not squeezed thin.
+
+    The frame is shrunk before it is padded: padding first would build a square as large as
+    the longer side (768 MB for a 1x16000 strip), so a thin frame would cost far more than a
+    square one.
     """
     canvas = image
     if canvas.ndim == 2 or canvas.shape[2] == 1:
         canvas = np.asarray(cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
     height, width = canvas.shape[:2]
-    if max(width, height) > MAX_STRETCH * min(width, height):
+    if max(width, height) <= MAX_STRETCH * min(width, height):
+        resized = cv2.resize(canvas, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
+    else:
         side = max(width, height)
-        canvas = np.asarray(cv2.copyMakeBorder(
-            canvas, 0, side - height, 0, side - width, cv2.BORDER_CONSTANT, value=(0, 0, 0)
-        ), dtype=np.uint8)
+        inner = (
+            max(1, round(width * INPUT_SIZE / side)), max(1, round(height * INPUT_SIZE / side))
+        )
+        resized = cv2.copyMakeBorder(
+            cv2.resize(canvas, inner, interpolation=cv2.INTER_AREA),
+            0, INPUT_SIZE - inner[1], 0, INPUT_SIZE - inner[0], cv2.BORDER_CONSTANT,
+            value=(0, 0, 0),
+        )
         width = height = side
-    resized = cv2.resize(canvas, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
     rgb = np.asarray(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB), dtype=np.uint8)
     return rgb, width, height
 

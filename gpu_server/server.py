@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gpu_server._generated import service_pb2
 from gpu_server.config import ServerConfig
@@ -51,6 +51,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _SERVICE = service_pb2.DESCRIPTOR.services_by_name["SecurityAI"]
 _HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"]
+_REFLECTION_SERVICE = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 SERVICE_NAME: str = _SERVICE.full_name
 
 
@@ -241,11 +242,13 @@ class GRPCServer:
                 ("grpc.max_send_message_length", max_bytes),
             ],
         )
-        add_service(server, _SERVICE, servicer, self.unparseable)
+        add_service(server, _SERVICE, servicer, self.unparseable, takes_unparseable=True)
         self._health = health.aio.HealthServicer()
         add_service(server, _HEALTH_SERVICE, self._health, self.unparseable)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        add_service(
+            server, _REFLECTION_SERVICE, reflection.aio.ReflectionServicer(names),
+            self.unparseable,
         )
         return server
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import grpc
 from google.protobuf.message_factory import GetMessageClass  # type: ignore[import-untyped]
@@ -47,16 +47,24 @@ async def _streaming(
 
 
 def add_service(
-    server: grpc.aio.Server, service: Any, servicer: Any, refusals: RefusalLog
+    server: grpc.aio.Server,
+    service: Any,
+    servicer: Any,
+    refusals: RefusalLog,
+    *,
+    takes_unparseable: bool = False,
 ) -> None:
     """Register `servicer`'s methods for `service` with request parsers that never raise.
 
-    A unary request that does not parse is refused here with INVALID_ARGUMENT and one line in
-    `refusals` (at most one per address and minute); a streamed one reaches the servicer as
-    `Unparseable`, so that it can refuse that message alone and keep the stream.
+    A request that does not parse ends its call with INVALID_ARGUMENT and one line in
+    `refusals` (at most one per address and minute). With `takes_unparseable`, a streamed
+    message that does not parse reaches the servicer as `Unparseable` instead, so that it can
+    refuse that message alone and keep the stream.
     """
     handlers = {
-        method.name: _method_handler(method, getattr(servicer, method.name), refusals)
+        method.name: _method_handler(
+            method, getattr(servicer, method.name), refusals, takes_unparseable
+        )
         for method in service.methods
     }
     server.add_generic_rpc_handlers(
@@ -64,47 +72,59 @@ def add_service(
     )
 
 
+_HANDLER_KINDS: Final = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
 def _method_handler(
-    method: Any, behaviour: Callable[..., Any], refusals: RefusalLog
+    method: Any, behaviour: Callable[..., Any], refusals: RefusalLog, takes_unparseable: bool
 ) -> grpc.RpcMethodHandler:
-    parse = request_parser(GetMessageClass(method.input_type))
-    serialize = GetMessageClass(method.output_type).SerializeToString
     path = f"/{method.containing_service.full_name}/{method.name}"
-    if method.client_streaming:
-        make = (
-            grpc.stream_stream_rpc_method_handler
-            if method.server_streaming
-            else grpc.stream_unary_rpc_method_handler
-        )
-        return make(behaviour, request_deserializer=parse, response_serializer=serialize)
 
     async def refuse(request: Unparseable, context: grpc.aio.ServicerContext) -> None:
         refusals.refused(context.peer(), path, request.reason)
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
 
+    async def parsed(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        async for request in requests:
+            if isinstance(request, Unparseable):
+                await refuse(request, context)
+            yield request
+
+    async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """The request, or the stream of them, as the servicer takes it."""
+        if method.client_streaming:
+            return request if takes_unparseable else parsed(request, context)
+        if isinstance(request, Unparseable):
+            await refuse(request, context)
+        return request
+
+    # The handler has the servicer method's shape: grpc.aio treats an async generator and a
+    # coroutine (that writes to the context) differently.
+    handler: Callable[..., Any]
     if inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            if isinstance(request, Unparseable):
-                await refuse(request, context)
-            async for item in behaviour(request, context):
+            async for item in behaviour(await checked(request, context), context):
                 yield item
 
-        return grpc.unary_stream_rpc_method_handler(
-            stream, request_deserializer=parse, response_serializer=serialize
-        )
+        handler = stream
+    else:
 
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, Unparseable):
-            await refuse(request, context)
-        return await behaviour(request, context)
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await behaviour(await checked(request, context), context)
 
-    make = (
-        grpc.unary_stream_rpc_method_handler
-        if method.server_streaming
-        else grpc.unary_unary_rpc_method_handler
+        handler = unary
+    make = _HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
+    return make(
+        handler,
+        request_deserializer=request_parser(GetMessageClass(method.input_type)),
+        response_serializer=GetMessageClass(method.output_type).SerializeToString,
     )
-    return make(unary, request_deserializer=parse, response_serializer=serialize)
 
 
 class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[misc]

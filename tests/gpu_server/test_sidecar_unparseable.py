@@ -9,6 +9,7 @@ import logging
 
 import grpc
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2
 from PIL import Image
 from sidecar_testlib import AUTH, Running, StartServer, encode_jpeg, frame
 
@@ -87,6 +88,26 @@ async def test_an_unparseable_health_check_is_an_invalid_argument(
         await _call_raw(running, path, GARBAGE, streaming=False)
     assert err.value.code() is INVALID_ARGUMENT
     assert err.value.details() == "request is not a valid HealthCheckRequest"
+    assert _tracebacks(caplog) == []
+
+
+async def test_an_unparseable_reflection_request_ends_its_stream(
+    start_server: StartServer, hog_detector: HogPeopleDetector, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_server(DetectorSelection(hog_detector))
+    caplog.set_level(logging.INFO)
+    path = _path("ServerReflectionInfo", "grpc.reflection.v1alpha.ServerReflection")
+    good = reflection_pb2.ServerReflectionRequest(list_services="").SerializeToString()
+    call = running.channel.stream_stream(
+        path, response_deserializer=reflection_pb2.ServerReflectionResponse.FromString
+    )(iter([good, GARBAGE, good]), metadata=AUTH)
+    # The request before it is answered; the stream ends at it.
+    listed = await call.read()
+    assert SERVICE.full_name in {s.name for s in listed.list_services_response.service}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call.read()
+    assert err.value.code() is INVALID_ARGUMENT
+    assert err.value.details() == "request is not a valid ServerReflectionRequest"
     assert _tracebacks(caplog) == []
 
 

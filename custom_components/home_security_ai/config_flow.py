@@ -102,7 +102,8 @@ STEP_USER_SCHEMA = vol.Schema(
         vol.Required(CONF_HOST): TextSelector(),
         vol.Required(CONF_PORT, default=DEFAULT_PORT): _PORT_SELECTOR,
         vol.Required(CONF_TOKEN): _TOKEN_SELECTOR,
-        vol.Required(CONF_USE_TLS, default=False): BooleanSelector(),
+        # On, as the sidecar's own default; plaintext only when the user turns it off.
+        vol.Required(CONF_USE_TLS, default=True): BooleanSelector(),
     }
 )
 STEP_REAUTH_SCHEMA = vol.Schema({vol.Required(CONF_TOKEN): _TOKEN_SELECTOR})

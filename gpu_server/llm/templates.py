@@ -351,7 +351,7 @@ def _enrichment_lines(analysis: AnalysisInput, texts: Sequence[SanitizedText]) -
 
 def returning_phrase(visitor: ReturningVisitor) -> str:
     """'a stranger seen 3 times since Monday' (this visit included)."""
-    return f"a stranger seen {visitor.visits} times since {visitor.since}"
+    return f"a stranger seen {visitor.visits} times since {clean(visitor.since, 40)[0]}"
 
 
 def duration_phrase(stay: DwellInput) -> str:
@@ -450,6 +450,9 @@ def build_prompt(
     zone_and_camera_names += [sanitize_name(label) for label in analysis.known_vehicles]
     zone_and_camera_names += [sanitize_name(same.camera_name) for same in analysis.same_person]
     zone_and_camera_names += [sanitize_name(stay.zone) for stay in analysis.dwell]
+    # Zones named only on a detection or on an earlier verdict reach the prompt too.
+    named = {item.zone for item in analysis.detections} | {item.zone for item in analysis.feedback}
+    zone_and_camera_names += [sanitize_name(zone) for zone in named if zone]
     flagged = [text.source for text in texts if text.suspicious]
     if camera.suspicious or any(name.suspicious for name in zone_and_camera_names):
         flagged.append("names")

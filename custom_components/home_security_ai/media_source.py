@@ -28,6 +28,7 @@ from homeassistant.components.media_source import (
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.http import HomeAssistantView
+from homeassistant.helpers.translation import async_get_translations
 
 from .const import DOMAIN
 from .incident_clips import async_make_incident_clip, clip_due
@@ -171,14 +172,21 @@ class HomeSecurityAIMediaSource(MediaSource):
         ]
         return self._folder(camera, self._camera_name(camera), children, MediaClass.DIRECTORY)
 
+    async def _async_texts(self) -> dict[str, str]:
+        """The folder titles' words, in the language of the server."""
+        return await async_get_translations(
+            self.hass, self.hass.config.language, "common", {DOMAIN}
+        )
+
     async def _async_browse_day(self, camera: str, day: str) -> BrowseMediaSource:
         listing = await self.hass.async_add_executor_job(list_day, self.folder, camera, day)
+        texts = await self._async_texts()
         children: list[tuple[float, BrowseMediaSource]] = [
             (
                 incident.snapshots[0].mtime,
                 self._folder(
                     incident.relative,
-                    _incident_title(incident),
+                    _incident_title(incident, texts),
                     [],
                     MediaClass.IMAGE,
                 ),
@@ -198,6 +206,7 @@ class HomeSecurityAIMediaSource(MediaSource):
         incident = await self.hass.async_add_executor_job(list_incident, self.folder, relative)
         if not incident.snapshots:
             raise BrowseError(**_error("no_such_incident", relative))
+        texts = await self._async_texts()
         children = [_snapshot(snapshot) for snapshot in incident.snapshots]
         if len(incident.snapshots) > 1:
             children.insert(
@@ -207,19 +216,25 @@ class HomeSecurityAIMediaSource(MediaSource):
                     identifier=f"{relative}/{CLIP_NAME}",
                     media_class=MediaClass.VIDEO,
                     media_content_type="video/mp4",
-                    title=f"Clip ({len(incident.snapshots)} snapshots)",
+                    title=_text(texts, "media_clip", count=str(len(incident.snapshots))),
                     can_play=True,
                     can_expand=False,
                     thumbnail=media_url(incident.snapshots[-1].relative),
                 ),
             )
-        return self._folder(relative, _incident_title(incident), children, MediaClass.IMAGE)
+        return self._folder(
+            relative, _incident_title(incident, texts), children, MediaClass.IMAGE
+        )
 
 
-def _incident_title(incident: Incident) -> str:
+def _text(texts: dict[str, str], key: str, **placeholders: str) -> str:
+    return texts.get(f"component.{DOMAIN}.common.{key}", key).format(**placeholders)
+
+
+def _incident_title(incident: Incident, texts: dict[str, str]) -> str:
     first = incident.snapshots[0].local_time.strftime("%H:%M:%S")
-    count = len(incident.snapshots)
-    return f"{first} incident ({count} snapshot{'s' if count != 1 else ''})"
+    count = str(len(incident.snapshots))
+    return _text(texts, "media_incident", time=first, count=count)
 
 
 def _snapshot(snapshot: MediaFile) -> BrowseMediaSource:

@@ -96,7 +96,7 @@ async def test_browse_resolve_and_fetch(
         f"porch/{today}/e3.jpg",
     ]
     assert day.children[1].can_expand
-    assert "2 snapshots" in day.children[1].title
+    assert day.children[1].title.endswith("incident, snapshots: 2")
     incident = await media_source.async_browse_media(hass, _source_id(f"porch/{today}/inc1"))
     assert [(child.identifier, child.media_content_type) for child in incident.children] == [
         (f"porch/{today}/inc1/clip.mp4", "video/mp4"),

@@ -19,13 +19,17 @@ from sidecar_testlib import StartServer, frame
 from testlib.waiting import wait_until
 
 from gpu_server._generated import frames_pb2
+from gpu_server.config import LimitsConfig
 from gpu_server.errors import ShuttingDownError
 from gpu_server.ingest.batching import BatchResult, DetectionBatcher
+from gpu_server.ingest.dedupe import Deduplicator, ResultCache
 from gpu_server.ingest.detect import Detection, Detector, DetectorSelection
 from gpu_server.ingest.fair_queue import FairKey, FairQueue
 from gpu_server.ingest.fair_threads import FairThreads
+from gpu_server.ingest.ingestor import DetectionResult, FrameIngestor
 from gpu_server.ingest.intake import BgrImage, DecodedFrame, FrameHeader, FrameIntake
 from gpu_server.ingest.memory import DecodeBudget
+from gpu_server.monitor.latency import LatencyTracker
 
 FLOOD: FairKey = ("stream-1", "driveway")
 NORMAL: FairKey = ("stream-2", "front_door")
@@ -402,3 +406,35 @@ async def test_a_flood_of_slow_decodes_cannot_starve_another_cameras_decode(
     # First come, first served it would have been all 32 before it.
     assert decoded.index(NORMAL_WIDTH) <= 6, decoded
     assert len(decoded) == 33
+
+
+async def test_a_stream_inventing_a_camera_per_frame_still_gets_one_turn() -> None:
+    """Told its stream, the ingestor serves streams in turn before cameras: a client that sends
+    each frame under a new camera id gets one turn per round, not one per camera."""
+    detector = GatedDetector()
+    batcher = DetectionBatcher(detector, max_batch_size=1, max_wait_ms=0)
+    budget = DecodeBudget(64 * 1024 * 1024, wait_s=30)
+    dedupe: Deduplicator[DetectionResult] = Deduplicator(ResultCache(64))
+    ingestor = FrameIngestor(
+        FrameIntake(LimitsConfig()), dedupe, batcher, LatencyTracker(64), budget=budget
+    )
+    batcher.start()
+    try:
+        flood = [
+            asyncio.create_task(
+                ingestor.ingest(f"camera_{i}", png(FLOOD_WIDTH, i), "", stream="client-1")
+            )
+            for i in range(20)
+        ]
+        assert await asyncio.to_thread(detector.inside.acquire, True, 10)
+        await wait_until(lambda: batcher.queue_depth == 19)
+        normal = asyncio.create_task(
+            ingestor.ingest("front_door", png(NORMAL_WIDTH, 0), "", stream="client-2")
+        )
+        await wait_until(lambda: batcher.queue_depth == 20)
+        detector.gate.set()
+        await asyncio.gather(*flood, normal)
+    finally:
+        await batcher.stop()
+    assert detector.flood_frames_run_with_or_before_the_normal_one() <= 2
+    assert detector.queued() == 21

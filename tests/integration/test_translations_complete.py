@@ -163,6 +163,52 @@ def test_common_keys_in_use_exist() -> None:
     assert used <= set(STRINGS["common"])
 
 
+def _texts(node: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    if isinstance(node, dict):
+        return [item for key, value in node.items() for item in _texts(value, (*path, key))]
+    return [(path, str(node))]
+
+
+def test_texts_as_hassfest_checks_them() -> None:
+    """No address, markup or padding in a text; placeholders are identifiers, and none in an
+    entity's state names (the frontend fills none in there)."""
+    bad = []
+    for path, text in _texts(STRINGS):
+        where = "/".join(path)
+        if re.search(r"(https?|mqtts?|ftps?)://|www\.", text) or re.search(r"<[a-z/][^>]*>", text):
+            bad.append(f"{where}: an address or markup belongs in a placeholder")
+        if text != text.strip():
+            bad.append(f"{where}: leading or trailing space")
+        fields = _placeholders(text)
+        if not all(field.isidentifier() for field in fields):
+            bad.append(f"{where}: placeholder {fields}")
+        in_state = {"state", "state_attributes", "unit_of_measurement"} & set(path)
+        if fields and path[0] == "entity" and in_state:
+            bad.append(f"{where}: placeholder in a state")
+    assert not bad, bad
+
+
+def test_keys_are_translation_keys() -> None:
+    """Lower-case letters, digits, - and _, neither first nor last nor doubled."""
+    key = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
+    keys = [
+        *((platform, name) for platform, names in STRINGS["entity"].items() for name in names),
+        *(
+            (name, state)
+            for names in STRINGS["entity"].values()
+            for name, entity in names.items()
+            for state in entity.get("state", {})
+        ),
+        *(
+            (name, option)
+            for name, selector in STRINGS["selector"].items()
+            for option in selector.get("options", {})
+        ),
+    ]
+    assert keys
+    assert not [pair for pair in keys if not key.fullmatch(pair[1])]
+
+
 @pytest.mark.parametrize("flow", ["config", "options"])
 def test_flow_steps_as_hassfest_checks_them(flow: str) -> None:
     """Each data_description names a field of its step's data, and no step is titled with

@@ -1,8 +1,9 @@
 """One queue for the frames of all streams and cameras, drained in batches.
 
 Frames wait in turn by stream and camera (`fair_queue.py`): a batch takes the next frame of
-each waiting camera in turn, so a flood from one stream or camera does not hold back another
-camera's frame by more than the batches already running and the one it joins.
+each waiting camera in turn, round after round, and ends with the round in which a camera runs
+out. A flood from one stream or camera then holds another camera's frame back by the batches
+already running and one round of the others' frames, not by the whole flood.
 
 A detector call costs much the same for one image as for several (especially on a GPU), so
 the worker takes up to `max_batch_size` frames, waiting at most `max_wait_ms` after the first
@@ -178,9 +179,17 @@ class DetectionBatcher:
                 break
         batch: list[_Request] = []
         while self._pending and len(batch) < self.max_batch_size:
-            request = self._pending.pop()
-            if not request.future.done():  # its caller may have gone away meanwhile
-                batch.append(request)
+            # A round: the next frame of each waiting camera. When a camera runs out, the batch
+            # ends with its round: its frame does not wait for more of the others' frames.
+            keys = self._pending.key_count()
+            for _ in range(keys):
+                if not self._pending or len(batch) >= self.max_batch_size:
+                    break
+                request = self._pending.pop()
+                if not request.future.done():  # its caller may have gone away meanwhile
+                    batch.append(request)
+            if self._pending.key_count() < keys:
+                break
         return batch
 
     async def _run(self) -> None:

@@ -36,6 +36,10 @@ class FairQueue(Generic[T]):
     def __bool__(self) -> bool:
         return self._len > 0
 
+    def key_count(self) -> int:
+        """How many (stream, camera) keys have items waiting."""
+        return sum(len(cameras) for cameras in self._streams.values())
+
     def __iter__(self) -> Iterator[T]:
         """Every waiting item (not in service order)."""
         for cameras in self._streams.values():

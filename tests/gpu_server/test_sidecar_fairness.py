@@ -163,7 +163,7 @@ async def test_a_waiter_that_gives_up_passes_its_turn_on() -> None:
 
 
 class GatedDetector(Detector):
-    """Holds its first real batch until the test opens the gate; records each batch's widths."""
+    """Holds every batch until the test opens the gate; records each batch's widths."""
 
     backend, device, weights, name = "test", "cpu", "", "gated"
 
@@ -172,12 +172,13 @@ class GatedDetector(Detector):
         self.inside = threading.Semaphore(0)
         self.batches: list[list[int]] = []
 
+    def warmup(self) -> None:
+        """Nothing to warm up; keeps `batches` to the frames the tests send."""
+
     def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
-        widths = [int(image.shape[1]) for image in images]
-        if FLOOD_WIDTH in widths or NORMAL_WIDTH in widths:  # not the warm-up
-            self.batches.append(widths)
-            self.inside.release()
-            assert self.gate.wait(30), "the test never opened the gate"
+        self.batches.append([int(image.shape[1]) for image in images])
+        self.inside.release()
+        assert self.gate.wait(30), "the test never opened the gate"
         return [[] for _ in images]
 
     def flood_frames_run_with_or_before_the_normal_one(self) -> int:
@@ -196,27 +197,40 @@ def pixels(width: int) -> BgrImage:
     return np.zeros((8, width, 3), np.uint8)
 
 
-async def test_the_batcher_takes_the_other_cameras_frame_into_the_next_batch() -> None:
+async def held_batches(waiting: list[tuple[FairKey, int]], max_batch_size: int) -> list[list[int]]:
+    """The batches a batcher makes of `waiting` frames (key, width) queued behind one running
+    flood frame: the widths of each batch after that first one."""
     detector = GatedDetector()
-    batcher = DetectionBatcher(detector, max_batch_size=4, max_wait_ms=0)
+    batcher = DetectionBatcher(detector, max_batch_size=max_batch_size, max_wait_ms=0)
     batcher.start()
     try:
-        flood = [asyncio.create_task(batcher.detect(pixels(FLOOD_WIDTH), FLOOD))]
+        calls = [asyncio.create_task(batcher.detect(pixels(FLOOD_WIDTH), FLOOD))]
         assert await asyncio.to_thread(detector.inside.acquire, True, 10)
-        flood += [
-            asyncio.create_task(batcher.detect(pixels(FLOOD_WIDTH), FLOOD)) for _ in range(20)
-        ]
-        await wait_until(lambda: batcher.queue_depth == 20)
-        normal = asyncio.create_task(batcher.detect(pixels(NORMAL_WIDTH), NORMAL))
-        await wait_until(lambda: batcher.queue_depth == 21)
+        for key, width in waiting:
+            calls.append(asyncio.create_task(batcher.detect(pixels(width), key)))
+            await wait_until(lambda: batcher.queue_depth == len(calls) - 1)
         detector.gate.set()
-        results: list[BatchResult] = await asyncio.gather(*flood, normal)
+        results: list[BatchResult] = await asyncio.gather(*calls)
     finally:
         await batcher.stop()
-    assert detector.batches[1] == [FLOOD_WIDTH, NORMAL_WIDTH, FLOOD_WIDTH, FLOOD_WIDTH]
-    assert detector.flood_frames_run_with_or_before_the_normal_one() == 4
-    assert len(results) == 22
-    assert batcher.frames_run == 22
+    assert len(results) == len(waiting) + 1
+    assert batcher.frames_run == len(waiting) + 1
+    assert detector.batches[0] == [FLOOD_WIDTH]
+    return detector.batches[1:]
+
+
+async def test_the_other_cameras_frame_goes_into_the_next_batch_beside_one_flood_frame() -> None:
+    batches = await held_batches([(FLOOD, FLOOD_WIDTH)] * 20 + [(NORMAL, NORMAL_WIDTH)], 4)
+    # The normal camera ran out in the first round: its batch ends there, and the flood's next
+    # batches are full again.
+    assert batches == [[FLOOD_WIDTH, NORMAL_WIDTH], *[[FLOOD_WIDTH] * 4] * 4, [FLOOD_WIDTH] * 3]
+
+
+async def test_cameras_with_a_frame_each_or_equal_bursts_fill_whole_batches() -> None:
+    one_each = [((None, f"camera_{i}"), 10 + i) for i in range(6)]
+    assert await held_batches(one_each, 4) == [[10, 11, 12, 13], [14, 15]]
+    bursts = [((None, camera), 10 + i) for i in range(3) for camera in ("a", "b")]
+    assert await held_batches(bursts, 4) == [[10, 10, 11, 11], [12, 12]]
 
 
 def png(width: int, shade: int) -> bytes:
@@ -226,13 +240,17 @@ def png(width: int, shade: int) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.parametrize("max_batch_size", [2, 8])
 async def test_a_flooding_stream_cannot_starve_another_cameras_frame(
-    start_server: StartServer,
+    start_server: StartServer, max_batch_size: int
 ) -> None:
     """32 frames on one stream, detected slowly (held at a gate); one frame of another camera
-    on a second stream is detected after at most a few of them, not after all 32."""
+    on a second stream is detected after the batch that was running and one flood frame beside
+    it, not after all 32."""
     detector = GatedDetector()
-    running = await start_server(DetectorSelection(detector), batching__max_batch_size=2)
+    running = await start_server(
+        DetectorSelection(detector), batching__max_batch_size=max_batch_size
+    )
     batcher = running.server.batcher
     assert batcher is not None
     assert batcher.workers == 1
@@ -254,9 +272,9 @@ async def test_a_flooding_stream_cannot_starve_another_cameras_frame(
     accepted = frames_pb2.ACK_STATUS_ACCEPTED
     assert [ack.status for ack in normal_acks] == [accepted]
     assert [ack.status for ack in flood_acks] == [accepted] * 32
-    # At most the batch that was running (2) and one beside it in the next batch; in arrival
-    # order it would have been all 32.
-    assert detector.flood_frames_run_with_or_before_the_normal_one() <= 3
+    # At most the batch that was running and one beside it in the next batch; in arrival order
+    # it would have been all 32.
+    assert detector.flood_frames_run_with_or_before_the_normal_one() <= max_batch_size + 1
     assert sum(len(widths) for widths in detector.batches) == 33
 
 

@@ -48,6 +48,7 @@ from .coordinator import (
 from .entity import server_device_info
 from .event_stream import EventStream
 from .frame_stream import FrameStream
+from .frontend import async_register_card
 from .history import EventHistory
 from .incident_clips import async_make_clips_when_incidents_end
 from .media_retention import MediaRetention, async_remove_media
@@ -75,8 +76,9 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the integration's actions."""
+    """Register the integration's actions and its dashboard card."""
     async_setup_services(hass)
+    await async_register_card(hass)
     return True
 
 

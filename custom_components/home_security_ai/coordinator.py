@@ -24,6 +24,7 @@ from .client import (
     ServerStatus,
 )
 from .const import DOMAIN, LANGUAGE_MODEL_ISSUE_AFTER, STATUS_UPDATE_INTERVAL
+from .tls_upgrade import async_check_tls_required, async_clear_tls_required
 
 if TYPE_CHECKING:
     from .arming import Arming
@@ -95,11 +96,14 @@ class HomeSecurityAIStatusCoordinator(DataUpdateCoordinator[ServerStatus]):
                 translation_domain=DOMAIN, translation_key="invalid_auth"
             ) from err
         except HomeSecurityAIError as err:
+            # A plaintext entry whose sidecar now serves TLS: offer to pin its certificate.
+            await async_check_tls_required(self.hass, self.config_entry)
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="cannot_connect",
                 translation_placeholders={"error": str(err)},
             ) from err
+        async_clear_tls_required(self.hass, self.config_entry)
         self.update_language_model_issue(status.language_model)
         return status
 

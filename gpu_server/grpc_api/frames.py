@@ -109,13 +109,14 @@ class FrameStreamHandler:
         self._counters = counters
         self._max_in_flight = max_in_flight
 
-    async def _ack_for(self, frame: frames_pb2.Frame) -> frames_pb2.FrameAck:
+    async def _ack_for(self, frame: frames_pb2.Frame, stream: object) -> frames_pb2.FrameAck:
+        """Ingest one frame; `stream` (any object unique to its stream) gives it fair turns."""
         captured_at_ms, note = checked_capture_time(
             frame.captured_at_ms, int(time.time() * 1000)
         )
         try:
             outcome = await self._ingestor.ingest(
-                frame.camera_id, frame.image, frame.content_sha256, captured_at_ms
+                frame.camera_id, frame.image, frame.content_sha256, captured_at_ms, stream=stream
             )
         except Exception as exc:
             self._counters.rejected += 1
@@ -149,7 +150,8 @@ class FrameStreamHandler:
                     on_unparseable(frame.reason)
                 await acks.put(unparseable_ack(frame))
                 return
-            await acks.put(await self._ack_for(frame))
+            # Each stream's own ack queue tells its frames apart from other streams'.
+            await acks.put(await self._ack_for(frame, acks))
 
         async def read_frames() -> None:
             try:

@@ -16,10 +16,12 @@ import numpy as np
 
 from gpu_server.ingest.detect import Detection
 from gpu_server.ingest.intake import BgrImage
+from gpu_server.llm.sanitizer import clean
 from gpu_server.vocabulary import LabelGroup, is_security_finding, label_group
 
 KEY_FRAME_MAX_SIDE: Final = 768
 KEY_FRAME_QUALITY: Final = 85
+_CAPTION_CHARS: Final = 32
 # BGR colours per kind of finding; other objects in grey.
 _COLOURS: Final = {
     LabelGroup.PERSON: (60, 60, 230),
@@ -34,6 +36,13 @@ def key_frame_score(detections: Sequence[Detection]) -> float:
     return max(
         (det.confidence for det in detections if is_security_finding(det.label)), default=0.0
     )
+
+
+def box_caption(det: Detection) -> str:
+    """The label drawn beside a box. A model reads it off the picture, so it goes through the
+    prompt's sanitizer like every text a model is given (a custom model's class names are
+    anyone's words)."""
+    return f"{clean(det.label, _CAPTION_CHARS)[0]} {det.confidence:.2f}"
 
 
 def annotated_jpeg(
@@ -61,9 +70,8 @@ def annotated_jpeg(
         left, top = round(det.x1 * ratio), round(det.y1 * ratio)
         right, bottom = round(det.x2 * ratio), round(det.y2 * ratio)
         cv2.rectangle(image, (left, top), (right, bottom), colour, thickness)
-        caption = f"{det.label} {det.confidence:.2f}"
         cv2.putText(
-            image, caption, (left + 2, max(12, top - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+            image, box_caption(det), (left + 2, max(12, top - 4)), cv2.FONT_HERSHEY_SIMPLEX,
             0.4 * thickness, colour, thickness, cv2.LINE_AA,
         )
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, KEY_FRAME_QUALITY])

@@ -7,7 +7,7 @@ front of the camera, so it goes into the prompt only as quoted data: control, ze
 bidi characters are removed; chat-template markers, role prefixes and fences are removed;
 directive keywords ("OVERRIDE:", "IGNORE:") keep their word but lose the form that makes them a
 command ("(override)"); imperative phrases ("ignore previous instructions", "you are now", "set
-risk to") are replaced by "(instruction removed)"; quotes and braces that could close the data
+risk to") are replaced by "(command removed)"; quotes and braces that could close the data
 block are replaced, and the length is capped. All of it is matched wherever it stands, in any
 case, through lookalike letters, accents and invisible characters. Honest nouns ("Override
 Gate", a plate "OVR 1DE") stay as they are. Text that looked like an instruction is flagged, and
@@ -63,8 +63,9 @@ _DIRECTIVE: Final = re.compile(
     r"[\s\"'`]*(?::|=>|->|=)"
 )
 # Imperative phrases that address the model, matched on the word form (lowercase Latin words
-# separated by single spaces), replaced by _REMOVED. Narrower than the phrases that only flag:
-# a household's "Mark came by, safe" must reach the model as written.
+# separated by single spaces), replaced by _REMOVED (whose words no phrase uses, so a second pass
+# leaves it alone). Narrower than the phrases that only flag: a household's "Mark came by, safe"
+# must reach the model as written.
 _COMMAND_PHRASES: Final = re.compile(
     r"\b(?:ignore|disregard|forget|skip|override|bypass)\b(?: \w+){0,3} "
     r"(?:instructions?|prompts?|rules|directions|context|guidelines)\b"
@@ -83,7 +84,7 @@ _COMMAND_PHRASES: Final = re.compile(
     r"|\badmin(?:istrator)? (?:override|mode|access)\b"
     r"|\bend of data\b"
 )
-_REMOVED: Final = "(instruction removed)"
+_REMOVED: Final = "(command removed)"
 # Four or more letters written one by one, in the word form.
 _SPACED_LETTERS: Final = re.compile(r"\b[a-z0-9](?: [a-z0-9]\b){3,}")
 # Nested markers ("<|im_<|x|>start|>") need more than one pass; anything deeper is left harmless

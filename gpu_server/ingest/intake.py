@@ -23,6 +23,7 @@ import io
 import re
 import struct
 import traceback
+import zlib
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +61,14 @@ _JPEG_FILL = re.compile(rb"\xff{1,%d}" % _JPEG_MAX_FILL)
 _JPEG_MAX_SEGMENTS: Final = 1024
 # libjpeg-turbo refuses some conversions (CMYK to BGR); Pillow decodes those instead.
 _UNSUPPORTED_CONVERSION = "Unsupported color conversion"
+# Samples a pixel of each PNG colour type holds.
+_PNG_CHANNELS: Final = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Adam7 interlacing's passes: first column and row, column and row steps.
+_ADAM7: Final = (
+    (0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+_INFLATE_STEP: Final = 1 << 20
 # The bit depths each PNG colour type allows (PNG specification, table 11.1).
 _PNG_DEPTHS: Final = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 
@@ -98,6 +107,7 @@ class FrameHeader:
     bit_depth: int = 8
     sampling: tuple[tuple[int, int], ...] = ((1, 1), (1, 1), (1, 1))
     buffered: bool = False
+    interlaced: bool = False  # PNG: Adam7
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,17 +134,21 @@ def _truncated(message: str) -> FrameRejectedError:
     return FrameRejectedError(RejectReason.TRUNCATED, message)
 
 
-def _png_header(data: bytes) -> tuple[int, int, int, int]:
-    """Width, height, bit depth and colour type from the IHDR chunk."""
-    # Signature (8) + IHDR length (4) + "IHDR" (4) + width, height (8) + depth, colour (2).
-    if len(data) < 26:
+def _png_header(data: bytes, sha256: str) -> FrameHeader:
+    """Width, height, bit depth, colour type and interlacing from the IHDR chunk."""
+    # Signature (8) + IHDR length (4) + "IHDR" (4) + width, height (8) + depth, colour,
+    # compression, filter, interlace (5).
+    if len(data) < 29:
         raise _truncated("PNG ends before its IHDR header")
     if data[12:16] != b"IHDR":
         raise _truncated("PNG does not start with an IHDR chunk")
-    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if depth not in _PNG_DEPTHS.get(colour, ()):
         raise _truncated(f"PNG header declares colour type {colour} at {depth} bits: no PNG has")
-    return width, height, depth, colour
+    return FrameHeader(
+        "PNG", width, height, sha256, colour_type=colour, bit_depth=depth,
+        interlaced=interlace == 1,
+    )
 
 
 def _jpeg_frame(data: bytes) -> _JpegFrame:
@@ -254,10 +268,7 @@ class FrameIntake:
                 buffered=jpeg.buffered,
             )
         elif data.startswith(PNG_MAGIC):
-            width, height, depth, colour = _png_header(data)
-            header = FrameHeader(
-                "PNG", width, height, digest, colour_type=colour, bit_depth=depth
-            )
+            header = _png_header(data, digest)
         else:
             raise FrameRejectedError(RejectReason.NOT_AN_IMAGE, "frame is neither JPEG nor PNG")
         self._check_size(header, len(data))
@@ -392,6 +403,8 @@ def _decode_with_pillow(data: bytes, header: FrameHeader) -> BgrImage:
     # PNG always ends with an IEND chunk, so its absence means the upload was cut short.
     if header.format == "PNG" and data.rfind(b"IEND", 33) == -1:
         raise _truncated("PNG has no IEND chunk: the file is incomplete")
+    if header.format == "PNG":
+        _check_png_data(data, header)
     failure: FrameRejectedError
     try:
         return _pillow_bgr(data, header)
@@ -406,6 +419,47 @@ def _decode_with_pillow(data: bytes, header: FrameHeader) -> BgrImage:
     # Raised outside the handlers, so that it carries neither the failed decode's traceback
     # nor its context.
     raise failure
+
+
+def _png_row_bytes(header: FrameHeader) -> int:
+    """Bytes of filtered pixel data the header's image needs (every Adam7 pass if interlaced)."""
+    bits = _PNG_CHANNELS[header.colour_type] * header.bit_depth
+    width, height = header.width, header.height
+    if not header.interlaced:
+        return height * (1 + (width * bits + 7) // 8)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:
+        pass_width = (width - x0 + dx - 1) // dx if width > x0 else 0
+        pass_height = (height - y0 + dy - 1) // dy if height > y0 else 0
+        if pass_width and pass_height:
+            total += pass_height * (1 + (pass_width * bits + 7) // 8)
+    return total
+
+
+def _check_png_data(data: bytes, header: FrameHeader) -> None:
+    """Refuse a PNG whose compressed data holds fewer pixels than its header promises, before
+    any is decoded: Pillow takes a zlib stream that ends early for a whole image (the rest left
+    as whatever memory held), and a forged header would have it allocate the whole image."""
+    needed = _png_row_bytes(header)
+    inflate = zlib.decompressobj()
+    found = 0
+    pos = 8
+    while pos + 8 <= len(data) and found < needed:
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IEND":
+            break
+        if kind == b"IDAT":
+            pending = data[pos + 8 : pos + 8 + length]
+            # Counted a megabyte at a time: the check itself holds no image.
+            while pending and found < needed:
+                found += len(inflate.decompress(pending, _INFLATE_STEP))
+                pending = inflate.unconsumed_tail
+        pos += 12 + length
+    if found < needed:
+        raise _truncated(
+            f"PNG pixel data ends after {found} of the {needed} bytes its header promises: "
+            "the file is cut short or forged"
+        )
 
 
 def _pillow_bgr(data: bytes, header: FrameHeader) -> BgrImage:

@@ -26,7 +26,7 @@ from typing import Any, Final, TypeVar
 import cv2
 import numpy as np
 
-from gpu_server.config import EnrichConfig
+from gpu_server.config import EnrichConfig, LimitsConfig
 from gpu_server.enrich.appearance import (
     APPEARANCE_MATCH,
     APPEARANCE_MODEL_KEY,
@@ -75,9 +75,16 @@ from gpu_server.enrich.reid import (
     colour_descriptor,
 )
 from gpu_server.enrich.visitors import Person, VisitorBook, VisitorSighting
-from gpu_server.errors import FeatureUnavailableError, InvalidRequestError, NotFoundError
+from gpu_server.errors import (
+    BackpressureError,
+    FeatureUnavailableError,
+    FrameRejectedError,
+    InvalidRequestError,
+    NotFoundError,
+    RejectReason,
+)
 from gpu_server.ingest.detect import Detection
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.ingest.intake import BgrImage, ImageIntake
 from gpu_server.llm.sanitizer import sanitize
 from gpu_server.models.registry import ModelRegistry, ModelRegistryError, ModelSpec
 from gpu_server.vocabulary import LabelGroup, label_group
@@ -98,7 +105,8 @@ RECENT_FACES: Final = 1024
 MAX_PEOPLE_PER_EVENT: Final = 10
 MAX_PLATES_PER_EVENT: Final = 8
 MAX_POSES_PER_EVENT: Final = 10
-_ENROLL_MAX_SIDE: Final = 1600
+# Photos to enrol are looked at with this longest side at most (JPEGs decoded at about it).
+ENROLL_MAX_SIDE: Final = 1600
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,8 +281,14 @@ class Enricher:
         data_dir: Path,
         registry: ModelRegistry,
         models_dir: Path | None = None,
+        *,
+        images: ImageIntake | None = None,
     ) -> None:
+        """`images`: where the photos EnrollPerson is given are checked and decoded (the
+        server passes the frames' limits, decode budget and threads); None: the default limits
+        with a budget and a thread of their own."""
         self.settings = settings
+        self.images = images or ImageIntake.standalone(LimitsConfig(), ENROLL_MAX_SIDE)
         self._registry = registry
         off = None if settings.enabled else "enrichment is turned off"
         self._faces_reason = off or faces_unavailable()
@@ -577,14 +591,17 @@ class Enricher:
     async def _largest_face(self, image: bytes) -> Embedding:
         if self._faces_reason is not None:
             raise FeatureUnavailableError(f"faces are unavailable: {self._faces_reason}")
-        decoded = await asyncio.to_thread(
-            cv2.imdecode, np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR
-        )
-        if decoded is None:
-            raise InvalidRequestError("the image is not a JPEG or PNG that can be decoded")
-        pixels, _ = _scaled(np.asarray(decoded, np.uint8), _ENROLL_MAX_SIDE)
-        async with self._registry.use(FACE_MODEL_KEY) as model:
-            faces: list[Face] = await asyncio.to_thread(model.faces, pixels)
+        try:
+            # The same formats, limits and decode budget as a frame; the pixels' memory stays
+            # counted until the face model is done with them.
+            async with self.images.decoded(image) as decoded:
+                pixels, _ = _scaled(decoded.pixels, ENROLL_MAX_SIDE)
+                async with self._registry.use(FACE_MODEL_KEY) as model:
+                    faces: list[Face] = await asyncio.to_thread(model.faces, pixels)
+        except BackpressureError:
+            raise
+        except FrameRejectedError as exc:
+            raise _refused_image(exc) from None
         if not faces:
             raise InvalidRequestError("no face was found in the image")
         return faces[0].embedding
@@ -607,6 +624,12 @@ class Enricher:
             pose_available=self._pose_reason is None,
             pose_reason=self._pose_reason or "",
         )
+
+
+def _refused_image(exc: FrameRejectedError) -> InvalidRequestError:
+    if exc.reason is RejectReason.NOT_AN_IMAGE:
+        return InvalidRequestError("the image is not a JPEG or PNG (other formats are refused)")
+    return InvalidRequestError(f"the image is refused: {exc}")
 
 
 def _register(registry: ModelRegistry, spec: ModelSpec[Any]) -> str | None:

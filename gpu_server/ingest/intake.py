@@ -1,11 +1,11 @@
 """Validation and decoding of incoming frames.
 
-Cheap checks (camera id, size, hash, magic bytes, header dimensions, pixels per byte) run before
-any pixel is decoded, so a decompression bomb or a forged header costs the server a few bytes of
-parsing. JPEGs are decoded by libjpeg-turbo in strict mode, so corrupt or cut-off scan data is
-refused even when an end marker was appended, and at a reduced scale in the DCT domain when the
-image is much larger than the detector's input: a 48-megapixel photo costs what the detector
-needs, not 150 MB.
+Cheap checks (camera id, size, hash, magic bytes, header dimensions, aspect, pixels per byte)
+run before any pixel is decoded, so a decompression bomb or a forged header costs the server a
+few bytes of parsing. JPEGs are decoded by libjpeg-turbo in strict mode, so corrupt or cut-off
+scan data is refused even when an end marker was appended, and at a reduced scale in the DCT
+domain when the image is much larger than the detector's input: a 48-megapixel photo costs what
+the detector needs, not 150 MB.
 
 Every image that enters the sidecar comes through here, frames and the photos EnrollPerson
 is given alike (`ImageIntake`): the same formats (JPEG, PNG), limits (bytes, sides, pixels,
@@ -68,6 +68,7 @@ _ADAM7: Final = (
     (0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
     (0, 1, 1, 2),
 )
+# A PNG's data is inflated this much at a time to count it (see `_check_png_data`).
 _INFLATE_STEP: Final = 1 << 20
 # The bit depths each PNG colour type allows (PNG specification, table 11.1).
 _PNG_DEPTHS: Final = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
@@ -89,6 +90,7 @@ _PILLOW_PIXEL_BYTES: Final = {0: 1, 2: 4, 3: 1, 4: 4, 6: 4}
 # tobytes and BGR copies of one strip, never of the whole image.
 _STRIP_PIXELS: Final = 1 << 16
 _STRIP_BYTES: Final = _STRIP_PIXELS * (4 + 4 + 3 + 3)
+
 BgrImage = npt.NDArray[np.uint8]
 
 

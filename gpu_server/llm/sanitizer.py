@@ -278,11 +278,11 @@ def _words(view: _View) -> _View:
     return _View("".join(chars), origin)
 
 
-Replacement = Callable[[re.Match[str], str, str], str]
+_Replacement = Callable[[re.Match[str], str, str], str]
 
 
 def _rewrite(
-    text: str, views: Iterable[_View], pattern: re.Pattern[str], replace: Replacement
+    text: str, views: Iterable[_View], pattern: re.Pattern[str], replace: _Replacement
 ) -> str:
     """The text with each span that `pattern` matches in any of the views replaced; `replace` gets
     the match and the characters just before and after its span."""

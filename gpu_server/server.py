@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gpu_server._generated import service_pb2
 from gpu_server.config import ServerConfig
-from gpu_server.enrich.pipeline import Enricher
+from gpu_server.enrich.pipeline import ENROLL_MAX_SIDE, Enricher
 from gpu_server.events.clock import Clock
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.grpc_api.auth import BearerTokenInterceptor, RefusalLog
@@ -39,7 +40,7 @@ from gpu_server.ingest.ingestor import (
     FrameIngestor,
     frame_thread_count,
 )
-from gpu_server.ingest.intake import FrameIntake
+from gpu_server.ingest.intake import FrameIntake, ImageIntake
 from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
 from gpu_server.models.registry import ModelRegistry
 from gpu_server.monitor.gpu import GpuMonitor
@@ -144,8 +145,27 @@ class GRPCServer:
         self.zoo = ModelRegistry(
             await asyncio.to_thread(self._zoo_budget, selection.detector.device)
         )
+        limits = config.limits
+        self.decode_budget = DecodeBudget(
+            limits.decode_budget_bytes or default_budget_bytes(), limits.decode_wait_s
+        )
+        self.frame_threads = ThreadPoolExecutor(
+            max_workers=frame_thread_count(limits.decode_threads),
+            thread_name_prefix=FRAME_THREAD_PREFIX,
+        )
+        # EnrollPerson's photos pass the frames' limits and share their budget and threads.
+        images = ImageIntake(
+            FrameIntake(limits, decode_side=ENROLL_MAX_SIDE), self.decode_budget, self.frame_threads
+        )
         self.enrichment = await asyncio.to_thread(
-            Enricher, config.enrich, config.data_dir, self.zoo, config.models_dir
+            functools.partial(
+                Enricher,
+                config.enrich,
+                config.data_dir,
+                self.zoo,
+                config.models_dir,
+                images=images,
+            )
         )
         self.events = EventScheduler(
             config,
@@ -197,16 +217,10 @@ class GRPCServer:
         assert self.batcher is not None
         assert self.enrichment is not None
         self.dedupe = Deduplicator(ResultCache(config.dedupe.capacity))
-        limits = config.limits
-        self.decode_budget = DecodeBudget(
-            limits.decode_budget_bytes or default_budget_bytes(), limits.decode_wait_s
-        )
-        self.frame_threads = ThreadPoolExecutor(
-            max_workers=frame_thread_count(limits.decode_threads),
-            thread_name_prefix=FRAME_THREAD_PREFIX,
-        )
+        assert self.decode_budget is not None
+        assert self.frame_threads is not None
         ingestor = FrameIngestor(
-            FrameIntake(limits, decode_side=config.detector.imgsz),
+            FrameIntake(config.limits, decode_side=config.detector.imgsz),
             self.dedupe, self.batcher, self.latency, events,
             budget=self.decode_budget, frame_threads=self.frame_threads,
         )

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            response = stub.Check(
+            # types-grpcio-health-checking declares HealthStub without its methods.
+            response: health_pb2.HealthCheckResponse = stub.Check(  # type: ignore[attr-defined]
                 health_pb2.HealthCheckRequest(service=""),
                 metadata=[("authorization", f"Bearer {token}")],
                 timeout=args.timeout,

@@ -6,13 +6,16 @@ import hmac
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import grpc
 
 _LOGGER = logging.getLogger(__name__)
+
+Q = TypeVar("Q")
+R = TypeVar("R")
 
 AUTHORIZATION = "authorization"
 _SCHEME = "bearer "
@@ -20,7 +23,7 @@ REFUSAL_LOG_INTERVAL_S = 60.0
 REFUSAL_LOG_MAX_PEERS = 1024
 
 
-def _presented_token(metadata: Any) -> str | None:
+def _presented_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
     for key, value in metadata or ():
         if key.lower() == AUTHORIZATION:
             text = value.decode() if isinstance(value, bytes) else str(value)
@@ -89,13 +92,15 @@ class RefusalLog:
             self._peers.popitem(last=False)
 
 
-def _denying_handler(handler: Any, message: str, log: RefusalLog, method: str) -> Any:
+def _denying_handler(
+    handler: grpc.RpcMethodHandler[Q, R] | None, message: str, log: RefusalLog, method: str
+) -> grpc.RpcMethodHandler[Q, R] | None:
     """A handler of the same shape as `handler` that ends the call with UNAUTHENTICATED.
 
     The shape must match so that gRPC does not wait for a request message it will never use.
     """
 
-    async def deny(_request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def deny(_request: object, context: grpc.aio.ServicerContext[Q, R]) -> None:
         log.refused(context.peer(), method, message)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
@@ -110,7 +115,7 @@ def _denying_handler(handler: Any, message: str, log: RefusalLog, method: str) -
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str, *, refusals: RefusalLog | None = None) -> None:
         if not token:
             raise ValueError("the bearer token must not be empty")
@@ -119,9 +124,11 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Q, R] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
+    ) -> grpc.RpcMethodHandler[Q, R] | None:
         handler = await continuation(handler_call_details)
         presented = _presented_token(handler_call_details.invocation_metadata)
         if presented is None:

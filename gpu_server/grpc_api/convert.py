@@ -7,9 +7,9 @@ so the databases written before the domain types existed read back unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Final, TypeVar
 
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError, Message
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
@@ -53,6 +53,8 @@ _RISK_LEVEL_BACK: Final = {value: key for key, value in _RISK_LEVEL.items()}
 _EVENT_KIND_BACK: Final = {value: key for key, value in _EVENT_KIND.items()}
 _SCENE_KIND_BACK: Final = {value: key for key, value in _SCENE_KIND.items()}
 
+M = TypeVar("M", bound=Message)
+
 
 # -- request bytes -----------------------------------------------------------------------
 
@@ -70,11 +72,11 @@ class Unparseable:
         self.reason = f"request is not a valid {type_name}"
 
 
-def request_parser(message_type: Any) -> Callable[[bytes], Any]:
+def request_parser(message_type: type[M]) -> Callable[[bytes], M | Unparseable]:
     """A gRPC request deserializer that never raises: a `message_type`, or `Unparseable`."""
     unparseable = Unparseable(message_type.DESCRIPTOR.name)
 
-    def parse(data: bytes) -> Any:
+    def parse(data: bytes) -> M | Unparseable:
         try:
             return message_type.FromString(data)
         except DecodeError:

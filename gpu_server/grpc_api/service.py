@@ -8,7 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import grpc
-from google.protobuf.message_factory import GetMessageClass  # type: ignore[import-untyped]
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from grpc.aio import ServicerContext
 
 from gpu_server._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
 from gpu_server.grpc_api.auth import RefusalLog
@@ -19,12 +22,17 @@ from gpu_server.grpc_api.people import PeopleHandler
 from gpu_server.grpc_api.status import StatusReporter
 from gpu_server.grpc_api.status_codes import status_for
 
+Q = TypeVar("Q")
 R = TypeVar("R")
+
+# What the handlers made from a service's descriptor take and send: that service's messages
+# (known only at run time), and `Unparseable` for a request that does not parse.
+_Context = ServicerContext[Message | Unparseable, Message]
 
 _SUBMIT_FRAMES = "/home_security_ai.v1.SecurityAI/SubmitFrames"
 
 
-async def _unary(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[R]]) -> R:
+async def _unary(context: ServicerContext[Q, R], call: Callable[[], Awaitable[R]]) -> R:
     try:
         return await call()
     except Exception as exc:
@@ -34,7 +42,7 @@ async def _unary(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable
 
 
 async def _streaming(
-    context: grpc.aio.ServicerContext, items: AsyncIterator[R]
+    context: ServicerContext[Q, R], items: AsyncIterator[R]
 ) -> AsyncIterator[R]:
     try:
         async for item in items:
@@ -48,8 +56,8 @@ async def _streaming(
 
 def add_service(
     server: grpc.aio.Server,
-    service: Any,
-    servicer: Any,
+    service: ServiceDescriptor,
+    servicer: object,
     refusals: RefusalLog,
     *,
     takes_unparseable: bool = False,
@@ -81,21 +89,24 @@ _HANDLER_KINDS: Final = {
 
 
 def _method_handler(
-    method: Any, behaviour: Callable[..., Any], refusals: RefusalLog, takes_unparseable: bool
-) -> grpc.RpcMethodHandler:
+    method: MethodDescriptor,
+    behaviour: Callable[..., Any],
+    refusals: RefusalLog,
+    takes_unparseable: bool,
+) -> grpc.RpcMethodHandler[Message | Unparseable, Message]:
     path = f"/{method.containing_service.full_name}/{method.name}"
 
-    async def refuse(request: Unparseable, context: grpc.aio.ServicerContext) -> None:
+    async def refuse(request: Unparseable, context: _Context) -> None:
         refusals.refused(context.peer(), path, request.reason)
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
 
-    async def parsed(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+    async def parsed(requests: AsyncIterator[Any], context: _Context) -> Any:
         async for request in requests:
             if isinstance(request, Unparseable):
                 await refuse(request, context)
             yield request
 
-    async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def checked(request: Any, context: _Context) -> Any:
         """The request, or the stream of them, as the servicer takes it."""
         if method.client_streaming:
             return request if takes_unparseable else parsed(request, context)
@@ -108,14 +119,14 @@ def _method_handler(
     handler: Callable[..., Any]
     if inspect.isasyncgenfunction(behaviour):
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream(request: Any, context: _Context) -> AsyncIterator[Any]:
             async for item in behaviour(await checked(request, context), context):
                 yield item
 
         handler = stream
     else:
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, context: _Context) -> Any:
             return await behaviour(await checked(request, context), context)
 
         handler = unary
@@ -127,7 +138,7 @@ def _method_handler(
     )
 
 
-class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[misc]
+class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):
     def __init__(
         self,
         frames: FrameStreamHandler,
@@ -151,7 +162,7 @@ class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[m
     async def SubmitFrames(  # noqa: N802
         self,
         request_iterator: AsyncIterator[frames_pb2.Frame | Unparseable],
-        context: grpc.aio.ServicerContext,
+        context: ServicerContext[frames_pb2.Frame, frames_pb2.FrameAck],
     ) -> AsyncIterator[frames_pb2.FrameAck]:
         def unparseable(reason: str) -> None:
             self._refusals.refused(context.peer(), _SUBMIT_FRAMES, reason)
@@ -161,58 +172,80 @@ class SecurityAIServicer(service_pb2_grpc.SecurityAIServicer):  # type: ignore[m
             yield ack
 
     async def GetStatus(  # noqa: N802
-        self, request: status_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
+        self,
+        request: status_pb2.GetStatusRequest,
+        context: ServicerContext[status_pb2.GetStatusRequest, status_pb2.ServerStatus],
     ) -> status_pb2.ServerStatus:
         return await _unary(context, self._status.status)
 
     async def SubscribeEvents(  # noqa: N802
-        self, request: events_pb2.SubscribeEventsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.SubscribeEventsRequest,
+        context: ServicerContext[events_pb2.SubscribeEventsRequest, events_pb2.SecurityEvent],
     ) -> AsyncIterator[events_pb2.SecurityEvent]:
         async for event in _streaming(context, self._events.subscribe(request)):
             yield event
 
     async def AckEvents(  # noqa: N802
-        self, request: events_pb2.AckEventsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.AckEventsRequest,
+        context: ServicerContext[events_pb2.AckEventsRequest, events_pb2.AckEventsResponse],
     ) -> events_pb2.AckEventsResponse:
         return await _unary(context, lambda: self._events.ack(request))
 
     async def Configure(  # noqa: N802
-        self, request: events_pb2.ConfigureRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.ConfigureRequest,
+        context: ServicerContext[events_pb2.ConfigureRequest, events_pb2.ConfigureResponse],
     ) -> events_pb2.ConfigureResponse:
         return await _unary(context, lambda: self._events.configure(request))
 
     async def AnalyzeNow(  # noqa: N802
-        self, request: events_pb2.AnalyzeNowRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.AnalyzeNowRequest,
+        context: ServicerContext[events_pb2.AnalyzeNowRequest, events_pb2.AnalyzeNowResponse],
     ) -> events_pb2.AnalyzeNowResponse:
         return await _unary(context, lambda: self._events.analyze_now(request))
 
     async def ResetScene(  # noqa: N802
-        self, request: events_pb2.ResetSceneRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.ResetSceneRequest,
+        context: ServicerContext[events_pb2.ResetSceneRequest, events_pb2.ResetSceneResponse],
     ) -> events_pb2.ResetSceneResponse:
         return await _unary(context, lambda: self._events.reset_scene(request))
 
     async def Feedback(  # noqa: N802
-        self, request: events_pb2.FeedbackRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.FeedbackRequest,
+        context: ServicerContext[events_pb2.FeedbackRequest, events_pb2.FeedbackResponse],
     ) -> events_pb2.FeedbackResponse:
         return await _unary(context, lambda: self._events.feedback(request))
 
     async def WatchAnalysis(  # noqa: N802
-        self, request: events_pb2.WatchAnalysisRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.WatchAnalysisRequest,
+        context: ServicerContext[events_pb2.WatchAnalysisRequest, events_pb2.AnalysisProgress],
     ) -> AsyncIterator[events_pb2.AnalysisProgress]:
         async for note in _streaming(context, self._events.watch(request)):
             yield note
 
     async def EnrollPerson(  # noqa: N802
-        self, request: events_pb2.EnrollPersonRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.EnrollPersonRequest,
+        context: ServicerContext[events_pb2.EnrollPersonRequest, events_pb2.KnownPerson],
     ) -> events_pb2.KnownPerson:
         return await _unary(context, lambda: self._people.enroll(request))
 
     async def RemovePerson(  # noqa: N802
-        self, request: events_pb2.RemovePersonRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.RemovePersonRequest,
+        context: ServicerContext[events_pb2.RemovePersonRequest, events_pb2.RemovePersonResponse],
     ) -> events_pb2.RemovePersonResponse:
         return await _unary(context, lambda: self._people.remove(request))
 
     async def ListPeople(  # noqa: N802
-        self, request: events_pb2.ListPeopleRequest, context: grpc.aio.ServicerContext
+        self,
+        request: events_pb2.ListPeopleRequest,
+        context: ServicerContext[events_pb2.ListPeopleRequest, events_pb2.ListPeopleResponse],
     ) -> events_pb2.ListPeopleResponse:
         return await _unary(context, lambda: self._people.list(request))

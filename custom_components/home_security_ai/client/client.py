@@ -502,13 +502,13 @@ class HomeSecurityAIClient:
         self._timeout = timeout
         self._max_reconnect_backoff_ms = max(100, int(max_reconnect_backoff * 1000))
         self._channel: aio.Channel | None = None
-        self._stub: service_pb2_grpc.SecurityAIStub | None = None
+        self._stub: service_pb2_grpc.SecurityAIAsyncStub | None = None
         self._tls_certificate = tls_certificate
         self._tls_server_name = (
             certificate_server_name(tls_certificate) if tls_certificate else None
         )
 
-    def _get_stub(self) -> service_pb2_grpc.SecurityAIStub:
+    def _get_stub(self) -> service_pb2_grpc.SecurityAIAsyncStub:
         if self._stub is None:
             options: list[tuple[str, Any]] = [
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -582,7 +582,8 @@ class HomeSecurityAIClient:
         # consumer would steal frames queued for the next stream.
         writer = asyncio.create_task(write_all(), name="home_security_ai frame writer")
         try:
-            while (ack := await call.read()) is not aio.EOF:
+            # read() returns the next message, or grpc.aio.EOF once the stream has ended.
+            while isinstance(ack := await call.read(), frames_pb2.FrameAck):
                 yield _ack_from_proto(ack)
         except asyncio.CancelledError:
             # The writer cancels the call when it fails; reading it then raises this.
@@ -622,7 +623,8 @@ class HomeSecurityAIClient:
             metadata=self._metadata,
         )
         try:
-            while (event := await call.read()) is not aio.EOF:
+            # read() returns the next message, or grpc.aio.EOF once the stream has ended.
+            while isinstance(event := await call.read(), events_pb2.SecurityEvent):
                 yield _event_from_proto(event)
         except grpc.RpcError as err:
             raise _map_error(err) from err

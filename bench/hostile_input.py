@@ -781,6 +781,7 @@ def spread(values: list[float]) -> tuple[float | None, float | None]:
 
 async def measure(spec: Spec, args: argparse.Namespace, help_text: str) -> dict[str, Any]:
     sidecar = Sidecar(args.repo, Path(tempfile.mkdtemp(prefix="hsai-bench-")), env=spec.env)
+    commit = checkout(args.repo)  # the code this sidecar runs: others may commit meanwhile
     await asyncio.to_thread(sidecar.start, help_text)
     address = f"127.0.0.1:{sidecar.port}"
     channel = grpc.aio.insecure_channel(address, options=[
@@ -803,6 +804,8 @@ async def measure(spec: Spec, args: argparse.Namespace, help_text: str) -> dict[
             outcome = (f"error: {err.code().name}" if isinstance(err, grpc.aio.AioRpcError)
                        else "error: the attack ran past --attack-timeout-s")
         elapsed = time.perf_counter() - started
+        # The normal camera sees at least a few frames, and what an attack leaves running.
+        await asyncio.sleep(max(0.0, args.min_window_s - elapsed))
         normal = await camera.stop()
         after = rss.rss()
         await asyncio.sleep(args.settle_s)
@@ -817,6 +820,7 @@ async def measure(spec: Spec, args: argparse.Namespace, help_text: str) -> dict[
     return {
         "attack": spec.key,
         "title": spec.title,
+        "checkout": commit,
         "answer": answers(outcome),
         "seconds": elapsed,
         "rss_start_mb": start / MIB,
@@ -872,6 +876,8 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
     values = {metric: row.get(metric) for metric in METRICS}
 
     def walk(prefix: str, value: Any) -> None:
+        if prefix.endswith(".round"):
+            return
         if isinstance(value, dict):
             for key, inner in value.items():
                 walk(f"{prefix}.{key}", inner)
@@ -943,6 +949,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-s", type=float, default=10.0)
     parser.add_argument("--settle-s", type=float, default=8.0,
                         help="idle wait before the retained memory is read (heap trim)")
+    parser.add_argument("--min-window-s", type=float, default=3.0,
+                        help="the normal camera runs at least this long for every attack")
     parser.add_argument("--attack-timeout-s", type=float, default=600.0)
     parser.add_argument("--rss-cap-mb", type=int, default=12_000,
                         help="the sidecar is killed past this resident memory")
@@ -964,6 +972,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown attacks: {', '.join(sorted(unknown))} (see --list)")
     args.repo = args.repo.resolve()
     chosen = [spec for spec in every if not wanted or spec.key in wanted]
+    measured = checkout(args.repo)
     rows = asyncio.run(run(args, chosen))
     print_rows(rows)
     if args.update and args.out.exists():
@@ -974,7 +983,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps({
         "machine": platform.platform(), "cpus": os.cpu_count(),
         "memory_mb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / MIB,
-        "checkout": checkout(args.repo), "streams": args.streams, "frames": args.frames,
+        "checkout": measured, "streams": args.streams, "frames": args.frames,
         "settle_s": args.settle_s, "rows": rows}, indent=2) + "\n")
 
 

@@ -35,6 +35,7 @@ def test_a_tiny_run_writes_every_measure_and_compares_with_itself(tmp_path: Path
     assert list(rows) == ["garbage", "echo"]
     for row in rows.values():
         assert not row["sidecar_ended"], row["sidecar_ended"]
+        assert row["checkout"]["commit"] == head
         assert 0 < row["rss_start_mb"] <= row["rss_peak_mb"]
         assert row["rss_retained_mb"] is not None
         # The normal camera sent at least its first frame and every frame it sent was answered.

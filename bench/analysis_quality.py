@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "gpu_server"))
 from testlib.analysis_cases import LabelledCase, load_cases, order_agreement  # noqa: E402
 from testlib.tiny_gguf import write_tiny_gguf  # noqa: E402
 
+from gpu_server.config import LlmSettings, RemoteSettings  # noqa: E402
 from gpu_server.llm.authority import (  # noqa: E402
     BUILTIN_RECORDS,
     RECORDS_FOLDER,
@@ -51,7 +52,6 @@ from gpu_server.llm.authority import (  # noqa: E402
     record_file_name,
 )
 from gpu_server.llm.schema import Assessment  # noqa: E402
-from gpu_server.llm.settings import LlmSettings, RemoteSettings  # noqa: E402
 from gpu_server.risk.analysis import RiskAnalysis, embedded_model_path, narrated  # noqa: E402
 from gpu_server.risk.audit import audit  # noqa: E402
 from gpu_server.risk.rules import assess_with_rules  # noqa: E402

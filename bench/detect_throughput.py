@@ -63,12 +63,8 @@ from PIL import Image, ImageEnhance  # noqa: E402
 
 from gpu_server._generated import frames_pb2, service_pb2_grpc, status_pb2  # noqa: E402
 from gpu_server.config import ServerConfig, load_config  # noqa: E402
-from gpu_server.ingest.detect import (  # noqa: E402
-    Detector,
-    DetectorSelection,
-    build_detector,
-    detector_workers,
-)
+from gpu_server.ingest.detect import DetectorSelection, build_detector, detector_workers  # noqa: E402
+from gpu_server.ingest.detector import Detector  # noqa: E402
 from gpu_server.ingest.ingestor import frame_thread_count  # noqa: E402
 from gpu_server.ingest.intake import FrameIntake  # noqa: E402
 from gpu_server.monitor.latency import STAGES  # noqa: E402

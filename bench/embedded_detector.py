@@ -44,8 +44,9 @@ import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 from testlib.labelled_photos import LabelledPhoto, Tally, load_photos, score, total  # noqa: E402
 
+from gpu_server.core.detection import Detection  # noqa: E402
 from gpu_server.ingest import embedded_coco, embedded_openimages  # noqa: E402
-from gpu_server.ingest.detect import Detection, HogPeopleDetector  # noqa: E402
+from gpu_server.ingest.detect import HogPeopleDetector  # noqa: E402
 from gpu_server.ingest.embedded_ssd import EmbeddedSsdDetector, find_model  # noqa: E402
 from gpu_server.vocabulary import LabelGroup, label_group  # noqa: E402
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "gpu_server"))
 
 from testlib.tiny_gguf import write_tiny_gguf  # noqa: E402
 
+from gpu_server.config import LlmSettings, OutputConstraint  # noqa: E402
 from gpu_server.llm.assessor import ModelAssessor  # noqa: E402
 from gpu_server.llm.client import ChatClient  # noqa: E402
 from gpu_server.llm.errors import LlmError  # noqa: E402
@@ -46,7 +47,6 @@ from gpu_server.llm.inputs import (  # noqa: E402
     ZoneInput,
 )
 from gpu_server.llm.model_server import ModelServer  # noqa: E402
-from gpu_server.llm.settings import LlmSettings, OutputConstraint  # noqa: E402
 from gpu_server.llm.templates import PromptLibrary  # noqa: E402
 from gpu_server.risk.analysis import embedded_model_path  # noqa: E402
 from gpu_server.vocabulary import RiskZoneKind  # noqa: E402

@@ -38,12 +38,15 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "gpu_server"))
 from testlib.labelled_photos import load_photos  # noqa: E402
 from testlib.tiny_vlm import write_tiny_vlm  # noqa: E402
 
-from gpu_server.config import load_config  # noqa: E402
+from gpu_server.config import (  # noqa: E402
+    LlmSettings,
+    RemoteSettings,
+    load_config,
+)
 from gpu_server.events.key_frame import annotated_jpeg  # noqa: E402
 from gpu_server.ingest.detect import build_detector  # noqa: E402
 from gpu_server.llm.grammar import GrammarLimits  # noqa: E402
 from gpu_server.llm.inputs import AnalysisInput, BaselineInput, DetectionInput  # noqa: E402
-from gpu_server.llm.settings import LlmSettings, RemoteSettings  # noqa: E402
 from gpu_server.risk.analysis import RiskAnalysis  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results" / "vision_check.json"

@@ -15,8 +15,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gpu_server._generated import service_pb2
 from gpu_server.config import ServerConfig
+from gpu_server.core.clock import Clock
+from gpu_server.core.frames import DetectionResult
 from gpu_server.enrich.pipeline import ENROLL_MAX_SIDE, Enricher
-from gpu_server.events.clock import Clock
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.grpc_api.auth import BearerTokenInterceptor, RefusalLog
 from gpu_server.grpc_api.convert import ProtobufEventCodec
@@ -28,18 +29,9 @@ from gpu_server.grpc_api.status import StatusReporter
 from gpu_server.identity import load_or_create_server_id, load_or_create_token
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.dedupe import Deduplicator, ResultCache
-from gpu_server.ingest.detect import (
-    Detector,
-    DetectorSelection,
-    build_detector,
-    detector_workers,
-)
-from gpu_server.ingest.ingestor import (
-    FRAME_THREAD_PREFIX,
-    DetectionResult,
-    FrameIngestor,
-    frame_thread_count,
-)
+from gpu_server.ingest.detect import DetectorSelection, build_detector, detector_workers
+from gpu_server.ingest.detector import Detector
+from gpu_server.ingest.ingestor import FRAME_THREAD_PREFIX, FrameIngestor, frame_thread_count
 from gpu_server.ingest.intake import FrameIntake, ImageIntake
 from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
 from gpu_server.models.registry import ModelRegistry

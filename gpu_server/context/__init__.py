@@ -1,5 +1,6 @@
 """Context for the risk analysis: zones, usual activity, camera tampering and nearby cameras."""
 
+from gpu_server.config import SceneConfig
 from gpu_server.context.baseline import (
     ActivityBaseline,
     AnomalyResult,
@@ -16,14 +17,7 @@ from gpu_server.context.enricher import (
     FrameObservation,
     ZonedDetection,
 )
-from gpu_server.context.scene import (
-    SceneChange,
-    SceneChangeKind,
-    SceneConfig,
-    SceneMonitor,
-    ssim,
-    ssim_map,
-)
+from gpu_server.context.scene import SceneChange, SceneChangeKind, SceneMonitor, ssim, ssim_map
 from gpu_server.context.zones import (
     Zone,
     ZoneAssignment,

@@ -23,6 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gpu_server.context._storage import quarantine
+from gpu_server.core.clock import HOURS_PER_WEEK, require_aware
+from gpu_server.core.clock import hour_of_week as local_hour_of_week
 from gpu_server.files import atomic_write
 from gpu_server.vocabulary import LabelGroup, label_group
 
@@ -30,7 +32,6 @@ _LOGGER = logging.getLogger(__name__)
 
 BASELINE_FILE = "baseline.json"
 _FORMAT_VERSION = 1
-HOURS_PER_WEEK = 7 * 24
 
 
 # Counts keyed by group, or by group name / detector label (folded into their group).
@@ -66,16 +67,10 @@ def local_timezone() -> tzinfo:
     return fallback if fallback is not None else ZoneInfo("UTC")
 
 
-def _require_aware(when: datetime) -> None:
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError("timestamps must be timezone-aware")
-
-
 def hour_of_week(when: datetime, tz: tzinfo) -> int:
     """0 = Monday 00:00-00:59 in the camera's local time, 167 = Sunday 23:00-23:59."""
-    _require_aware(when)
-    local = when.astimezone(tz)
-    return local.weekday() * 24 + local.hour
+    require_aware(when)
+    return local_hour_of_week(when.astimezone(tz))
 
 
 def _local_hour_index(when: datetime, tz: tzinfo) -> int:
@@ -217,7 +212,7 @@ class ActivityBaseline:
         Counts are folded into the current local hour; an hour becomes a sample for its bucket
         once a record for a later hour arrives (or `flush(now)` passes its end).
         """
-        _require_aware(when)
+        require_aware(when)
         values = _normalise_counts(counts)
         with self._lock:
             tz = self._tz_locked(camera_id)
@@ -275,7 +270,7 @@ class ActivityBaseline:
 
         Only more activity than usual raises the score: an empty scene is not a threat.
         """
-        _require_aware(when)
+        require_aware(when)
         observed = _normalise_counts(counts)
         with self._lock:
             how = hour_of_week(when, self._tz_locked(camera_id))

@@ -12,14 +12,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from gpu_server.core.clock import require_aware
+
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _require_aware(when: datetime) -> None:
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError("timestamps must be timezone-aware")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +77,7 @@ class CrossCameraLog:
         labels: Iterable[str],
         zones: Iterable[str] = (),
     ) -> None:
-        _require_aware(when)
+        require_aware(when)
         label_tuple = tuple(labels)
         if not label_tuple:
             return  # nothing seen is not activity
@@ -129,7 +126,7 @@ class CrossCameraLog:
         self, camera_id: str, start: datetime, end: datetime | None = None, *, limit: int = 5
     ) -> list[CrossCameraNote]:
         """One note per other camera active shortly before or during the window, latest first."""
-        _require_aware(start)
+        require_aware(start)
         end = end if end is not None else start
         by_camera: dict[str, list[ActivityEvent]] = {}
         for event in self.recent(exclude_camera=camera_id, start=start, end=end):

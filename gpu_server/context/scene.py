@@ -27,8 +27,8 @@ from typing import Final
 import cv2
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
+from gpu_server.config import SceneConfig
 from gpu_server.context._storage import camera_file_stem, quarantine
 from gpu_server.files import atomic_write
 
@@ -42,35 +42,6 @@ _C1 = (0.01 * 255.0) ** 2
 _C2 = (0.03 * 255.0) ** 2
 # Frames smaller than this on a side are too small to compare views.
 MIN_SIDE: Final = 8
-
-
-class SceneConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Width of the grey image the comparison runs on; small keeps it cheap and ignores noise.
-    width: int = Field(default=160, ge=32, le=1024)
-    # Gaussian window of the SSIM statistics.
-    sigma: float = Field(default=1.5, gt=0.0, le=10.0)
-    # Below this mean SSIM the view counts as changed.
-    change_threshold: float = Field(default=0.45, ge=-1.0, le=1.0)
-    # At or above this mean SSIM the view counts as stable and the reference adapts.
-    stable_threshold: float = Field(default=0.75, ge=-1.0, le=1.0)
-    # Grey-level standard deviation (0..255) under which a frame is "nearly uniform".
-    covered_std: float = Field(default=6.0, ge=0.0)
-    # A changed frame keeping less than this share of the reference's fine detail is covered
-    # (a hand or cloth over the lens is blurry rather than uniform).
-    covered_detail_ratio: float = Field(default=0.08, ge=0.0, le=1.0)
-    # Weight of each stable frame in the running reference blend.
-    adapt_rate: float = Field(default=0.05, ge=0.0, le=1.0)
-    # Local SSIM under which a pixel counts as changed, for `changed_fraction`.
-    local_change_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
-    # A new view (moved camera) becomes the reference once this many consecutive frames showed
-    # it, or once it has held for `adopt_after_s` seconds, whichever comes first (0 disables
-    # that rule; both 0: keep the old reference until reset).
-    adopt_after: int = Field(default=6, ge=0)
-    adopt_after_s: float = Field(default=300.0, ge=0.0)
-    # Write the adapted reference to disk every this many adaptations.
-    save_every: int = Field(default=100, ge=1)
 
 
 class SceneChangeKind(StrEnum):

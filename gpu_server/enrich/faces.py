@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gpu_server import extras
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.core.images import BgrImage
 from gpu_server.models.registry import MIB
 
 FACE_MODEL_KEY: Final = "faces-dlib-resnet"

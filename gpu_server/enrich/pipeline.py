@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 
 from gpu_server.config import EnrichConfig, LimitsConfig
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.enrich.appearance import (
     APPEARANCE_MATCH,
     APPEARANCE_MODEL_KEY,
@@ -83,8 +85,7 @@ from gpu_server.errors import (
     NotFoundError,
     RejectReason,
 )
-from gpu_server.ingest.detect import Detection
-from gpu_server.ingest.intake import BgrImage, ImageIntake
+from gpu_server.ingest.intake import ImageIntake
 from gpu_server.llm.sanitizer import sanitize
 from gpu_server.models.registry import ModelRegistry, ModelRegistryError, ModelSpec
 from gpu_server.vocabulary import LabelGroup, label_group

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gpu_server import extras
+from gpu_server.core.images import BgrImage
 from gpu_server.enrich.faces import importable
-from gpu_server.ingest.intake import BgrImage
 from gpu_server.models.registry import MIB
 
 OCR_MODEL_KEY: Final = "ocr-rapidocr-ppocrv4"

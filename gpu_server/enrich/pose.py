@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from gpu_server.core.images import BgrImage
 from gpu_server.enrich.faces import importable
 from gpu_server.ingest.embedded_ssd import setup_cache, sha256_of, usable_threads
-from gpu_server.ingest.intake import BgrImage
 from gpu_server.models.registry import MIB
 
 POSE_MODEL_KEY: Final = "pose-blazepose-full"

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from gpu_server.core.images import BgrImage
 from gpu_server.files import atomic_write
-from gpu_server.ingest.intake import BgrImage
 
 _LOGGER = logging.getLogger(__name__)
 

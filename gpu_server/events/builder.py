@@ -26,10 +26,10 @@ from gpu_server.context import (
     SceneChangeKind,
     ZoneMap,
 )
+from gpu_server.core.clock import Clock, from_ms, hour_of_week, to_ms
 from gpu_server.enrich.pipeline import Enricher, EnrichmentResult
 from gpu_server.enrich.visitors import STRONG_CUES
 from gpu_server.events.cameras import CameraDirectory
-from gpu_server.events.clock import Clock, from_ms, to_ms
 from gpu_server.events.dwell import DwellTracker, Sighting, person_sightings
 from gpu_server.events.incidents import TAMPER_KIND, EndedIncident, IncidentTracker
 from gpu_server.events.key_frame import key_frame_score
@@ -43,7 +43,7 @@ from gpu_server.events.model import (
 from gpu_server.events.outbox import Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
 from gpu_server.events.windows import WindowFrame
-from gpu_server.feedback import EventCase, FeedbackStore, hour_of_week
+from gpu_server.feedback import EventCase, FeedbackStore
 from gpu_server.feedback.context import finding_of, with_feedback
 from gpu_server.llm.inputs import (
     AnalysisInput,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from gpu_server.events.clock import Clock
+from gpu_server.core.clock import Clock
 from gpu_server.vocabulary import LabelGroup, RiskLevel
 
 PERSON_KIND: Final = LabelGroup.PERSON.value

@@ -14,8 +14,8 @@ from typing import Final
 import cv2
 import numpy as np
 
-from gpu_server.ingest.detect import Detection
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.llm.sanitizer import clean
 from gpu_server.vocabulary import LabelGroup, is_security_finding, label_group
 

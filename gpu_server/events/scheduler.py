@@ -23,12 +23,14 @@ from gpu_server.context import (
     SceneMonitor,
     ZoneRegistry,
 )
+from gpu_server.core.clock import Clock, SystemClock, from_ms, to_ms
+from gpu_server.core.coverage import Coverage, CoverageLedger
+from gpu_server.core.frames import AcceptedFrame
+from gpu_server.core.images import BgrImage
 from gpu_server.enrich.pipeline import Enricher
 from gpu_server.errors import BackpressureError
 from gpu_server.events.builder import AnalysisJob, EventBuilder
 from gpu_server.events.cameras import CameraDirectory, CameraSettings
-from gpu_server.events.clock import Clock, SystemClock, from_ms, to_ms
-from gpu_server.events.coverage import Coverage, CoverageLedger
 from gpu_server.events.dwell import DwellSettings, DwellTracker
 from gpu_server.events.incidents import EndedIncident, IncidentSettings, IncidentTracker
 from gpu_server.events.key_frame import annotated_jpeg, key_frame_score
@@ -44,8 +46,6 @@ from gpu_server.events.windows import (
     new_window_id,
 )
 from gpu_server.feedback import FEEDBACK_FILE, FeedbackSettings, FeedbackStore
-from gpu_server.ingest.ingestor import AcceptedFrame
-from gpu_server.ingest.intake import BgrImage
 from gpu_server.risk.analysis import RiskAnalysis
 
 _LOGGER = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gpu_server.context import ZoneMap
+from gpu_server.core.camera_ids import CAMERA_ID_PATTERN
 from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.cameras import CameraSettings
 from gpu_server.events.model import CameraRequest
-from gpu_server.ingest.intake import CAMERA_ID_PATTERN
 from gpu_server.vocabulary import (
     MAX_BATCH_SECONDS,
     MAX_CAMERAS,

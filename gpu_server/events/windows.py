@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gpu_server.core.clock import Clock
+from gpu_server.core.detection import Detection
 from gpu_server.enrich.pipeline import Crop
-from gpu_server.events.clock import Clock
-from gpu_server.ingest.detect import Detection
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ from gpu_server.feedback.calibration import (
     Feedback,
     Finding,
     Verdict,
-    hour_of_week,
 )
 from gpu_server.feedback.store import (
     FEEDBACK_FILE,
@@ -27,5 +26,4 @@ __all__ = [
     "FeedbackStore",
     "Finding",
     "Verdict",
-    "hour_of_week",
 ]

@@ -11,24 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-from typing import Final
 
 from gpu_server.vocabulary import RiskLevel
-
-HOURS_PER_WEEK: Final = 7 * 24
-_WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-def hour_of_week(local_time: datetime) -> int:
-    """0 for Monday 00:00-00:59, up to 167 for Sunday 23:00-23:59 (camera's local time)."""
-    return local_time.weekday() * 24 + local_time.hour
-
-
-def describe_hour_of_week(hour: int) -> str:
-    """'Tue 07:00' for 31."""
-    return f"{_WEEKDAYS[hour // 24 % 7]} {hour % 24:02d}:00"
 
 
 class Verdict(StrEnum):

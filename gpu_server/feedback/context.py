@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from gpu_server.feedback.calibration import Calibration, CaseRecord, Finding, hour_of_week
+from gpu_server.core.clock import hour_of_week
+from gpu_server.feedback.calibration import Calibration, CaseRecord, Finding
 from gpu_server.llm.inputs import HOUSEHOLD_SOURCE, AnalysisInput, FeedbackInput, UntrustedText
 from gpu_server.vocabulary import label_group
 

@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError, Message
 
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
+from gpu_server.core.detection import Detection
 from gpu_server.enrich.gallery import KnownPerson
 from gpu_server.enrich.pipeline import PersonPose, PersonSighting, PlateReading
 from gpu_server.enrich.reid import Reidentified
@@ -29,7 +30,6 @@ from gpu_server.events.model import (
 )
 from gpu_server.feedback import Verdict
 from gpu_server.feedback.store import WHAT_MAX_CHARS
-from gpu_server.ingest.detect import Detection
 from gpu_server.llm.schema import AuditRubric
 from gpu_server.vocabulary import RiskLevel
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from gpu_server._generated import events_pb2
+from gpu_server.core.camera_ids import CAMERA_ID_PATTERN
 from gpu_server.errors import CursorOutOfRangeError, InvalidRequestError, InvalidSettingsError
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.grpc_api.convert import (
@@ -15,7 +16,6 @@ from gpu_server.grpc_api.convert import (
     event_to_pb,
     feedback_from_pb,
 )
-from gpu_server.ingest.intake import CAMERA_ID_PATTERN
 from gpu_server.vocabulary import MAX_CAMERAS, MAX_CONFIGURE_BYTES
 
 # Sequences are SQLite integers: signed 64-bit.

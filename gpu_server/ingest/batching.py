@@ -33,10 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
 
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.errors import DetectorError, ShuttingDownError
-from gpu_server.ingest.detect import Detection, Detector
+from gpu_server.ingest.detector import Detector
 from gpu_server.ingest.fair_queue import DEFAULT_KEY, FairKey, FairQueue
-from gpu_server.ingest.intake import BgrImage
 from gpu_server.monitor.latency import run_timed
 
 _LOGGER = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ Detectors are blocking; the batcher calls them from one worker thread, one batch
 
 from __future__ import annotations
 
-import abc
 import logging
 import math
 import os
@@ -21,9 +20,11 @@ import numpy as np
 
 from gpu_server import extras
 from gpu_server.config import DetectorConfig, ServerConfig
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.errors import DetectorError
 from gpu_server.ingest import exported
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.ingest.detector import Detector, usable_cores
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,52 +40,6 @@ EMBEDDED_CHOICE = "embedded"
 BACKEND_EXTRAS: dict[str, extras.Extra] = {
     "pytorch": "yolo", "onnx": "onnx", "tensorrt": "onnx", "triton": "triton",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    label: str
-    class_id: int
-    confidence: float
-    # Box corners in pixels of the original image.
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-
-
-class Detector(abc.ABC):
-    """Runs object detection on a batch of BGR images."""
-
-    name: str
-    backend: str
-    device: str
-    weights: str  # file name of the weights; empty for built-in models
-    # The confidence from which this detector's detections are as good as certain: the fast
-    # path's threshold unless one is configured. Models differ: YOLO scores a clear person
-    # above 0.9, the embedded SSD about 0.5.
-    sure_confidence: float = 0.9
-
-    @abc.abstractmethod
-    def detect_batch(self, images: Sequence[BgrImage]) -> list[list[Detection]]:
-        """Return one list of detections per input image, in input order (blocking)."""
-
-    def warmup(self) -> None:
-        """Run once on a blank image so the first real frame does not pay for set-up."""
-        self.detect_batch([np.zeros((256, 256, 3), dtype=np.uint8)])
-
-    def replicate(self) -> Detector | None:
-        """Another copy of this detector that shares no state with it, loaded and warmed up
-        (blocking), so two batches can run at once; None when it cannot be copied."""
-        return None
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def detector_workers(config: DetectorConfig) -> int:

@@ -24,10 +24,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.errors import DetectorError
 from gpu_server.ingest import embedded_coco, embedded_openimages
-from gpu_server.ingest.detect import Detection, Detector, usable_cores
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.ingest.detector import Detector, usable_cores
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -23,13 +23,16 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from gpu_server.events.coverage import Coverage, CoverageState
+from gpu_server.core.coverage import Coverage, CoverageState
+from gpu_server.core.detection import Detection
+from gpu_server.core.frames import AcceptedFrame, DetectionResult
+from gpu_server.core.images import BgrImage
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.dedupe import Deduplicator
-from gpu_server.ingest.detect import Detection, usable_cores
+from gpu_server.ingest.detector import usable_cores
 from gpu_server.ingest.fair_queue import FairKey
 from gpu_server.ingest.fair_threads import FairThreads
-from gpu_server.ingest.intake import BgrImage, FrameHeader, FrameIntake, validate_camera_id
+from gpu_server.ingest.intake import FrameHeader, FrameIntake, validate_camera_id
 from gpu_server.ingest.memory import DecodeBudget
 from gpu_server.monitor.latency import LatencyTracker
 
@@ -46,16 +49,6 @@ def frame_thread_count(configured: int = 0) -> int:
     if configured > 0:
         return configured
     return min(MAX_DEFAULT_FRAME_THREADS, max(2, usable_cores() // 2))
-
-
-@dataclass(frozen=True, slots=True)
-class DetectionResult:
-    """What dedupe remembers per content hash."""
-
-    detections: tuple[Detection, ...]
-    width: int
-    height: int
-    detector: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +72,6 @@ class FrameOutcome:
     timings: StageTimings
     # For a duplicate: the sequence of the stored event covering it; 0 while it is only claimed.
     covered_sequence: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptedFrame:
-    """A newly taken frame, handed to the sink before its ack goes out."""
-
-    camera_id: str
-    sha256: str
-    captured_at_ms: int  # client clock; 0 when the client did not say
-    result: DetectionResult
 
 
 class FrameSink(Protocol):

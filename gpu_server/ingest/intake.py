@@ -30,15 +30,15 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 import simplejpeg
 from PIL import Image, ImageFile
 
 from gpu_server.config import LimitsConfig
+from gpu_server.core.camera_ids import camera_id_problem
+from gpu_server.core.images import BgrImage
 from gpu_server.errors import FrameRejectedError, RejectReason
 from gpu_server.ingest.memory import DecodeBudget, default_budget_bytes
 
-CAMERA_ID_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -91,7 +91,6 @@ _PILLOW_PIXEL_BYTES: Final = {0: 1, 2: 4, 3: 1, 4: 4, 6: 4}
 _STRIP_PIXELS: Final = 1 << 16
 _STRIP_BYTES: Final = _STRIP_PIXELS * (4 + 4 + 3 + 3)
 
-BgrImage = npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +219,9 @@ def _sof(segment: bytes, *, progressive: bool) -> _JpegFrame:
 
 
 def validate_camera_id(camera_id: str) -> None:
-    if not CAMERA_ID_PATTERN.fullmatch(camera_id):
-        raise FrameRejectedError(
-            RejectReason.INVALID_CAMERA_ID,
-            f"camera_id {camera_id[:80]!r} must match {CAMERA_ID_PATTERN.pattern}",
-        )
+    problem = camera_id_problem(camera_id)
+    if problem is not None:
+        raise FrameRejectedError(RejectReason.INVALID_CAMERA_ID, problem)
 
 
 class FrameIntake:

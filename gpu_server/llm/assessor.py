@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from gpu_server.config import OutputConstraint
 from gpu_server.llm.client import ChatClient, ChatMessage, TokenCallback
 from gpu_server.llm.errors import LlmOutputError
 from gpu_server.llm.grammar import (
@@ -30,7 +31,6 @@ from gpu_server.llm.grammar import (
 )
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.schema import Assessment, ModelOutput, reconcile
-from gpu_server.llm.settings import OutputConstraint
 from gpu_server.llm.templates import BuiltPrompt, PromptLibrary, build_prompt
 from gpu_server.llm.tokens import DEFAULT_MARGIN_TOKENS, prompt_budget
 

@@ -28,8 +28,8 @@ from typing import Final
 
 import httpx
 
+from gpu_server.config import LlmSettings
 from gpu_server.files import atomic_write
-from gpu_server.llm.settings import LlmSettings
 
 _LOGGER = logging.getLogger(__name__)
 

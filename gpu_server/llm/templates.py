@@ -19,13 +19,13 @@ from typing import Final
 
 import yaml
 
-from gpu_server.feedback.calibration import describe_hour_of_week
+from gpu_server.config import DEFAULT_PROMPT_VERSION
+from gpu_server.core.clock import describe_hour_of_week
 from gpu_server.llm.inputs import AnalysisInput, DwellInput, ReturningVisitor
 from gpu_server.llm.sanitizer import SanitizedText, clean, sanitize, sanitize_name
 from gpu_server.llm.tokens import FitResult, Section, SectionKind, fit_sections
 from gpu_server.vocabulary import label_group
 
-DEFAULT_VERSION: Final = "v2"
 # Used when a model file carries no chat template of its own.
 CHATML_TEMPLATE: Final = (
     "{% for message in messages %}"
@@ -176,14 +176,18 @@ def parse_template(text: str, origin: str = "<template>") -> PromptTemplate:
 class PromptLibrary:
     """The templates available, by version, and which one a camera uses."""
 
-    def __init__(self, templates: Mapping[str, PromptTemplate], default: str = DEFAULT_VERSION):
+    def __init__(
+        self, templates: Mapping[str, PromptTemplate], default: str = DEFAULT_PROMPT_VERSION
+    ):
         if default not in templates:
             raise TemplateError(f"default prompt version {default!r} is not loaded")
         self._templates = dict(templates)
         self.default = default
 
     @classmethod
-    def from_directory(cls, directory: Path, default: str = DEFAULT_VERSION) -> PromptLibrary:
+    def from_directory(
+        cls, directory: Path, default: str = DEFAULT_PROMPT_VERSION
+    ) -> PromptLibrary:
         templates: dict[str, PromptTemplate] = {}
         for path in sorted(directory.glob("*.yaml")):
             template = parse_template(path.read_text(encoding="utf-8"), path.name)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from gpu_server.config import LlmConfigError, LlmSettings, OutputConstraint
 from gpu_server.llm.assessor import ModelAssessor
 from gpu_server.llm.authority import (
     BUILTIN_RECORDS,
@@ -45,7 +46,6 @@ from gpu_server.llm.grammar import DEFAULT_LIMITS, GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.model_server import ModelServer, ServerState
 from gpu_server.llm.schema import REASONING_MAX_CHARS, Assessment
-from gpu_server.llm.settings import LlmConfigError, LlmSettings, OutputConstraint
 from gpu_server.llm.templates import PromptLibrary
 from gpu_server.risk.audit import LEVEL_GAP, audit, rubric
 from gpu_server.risk.rules import assess_with_rules

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Final
 
-from gpu_server.feedback.calibration import hour_of_week
+from gpu_server.core.clock import hour_of_week
 from gpu_server.feedback.context import finding_of
 from gpu_server.llm.inputs import HOUSEHOLD_SOURCE, AnalysisInput, DetectionInput, DwellInput
 from gpu_server.llm.sanitizer import injection_reasons, sanitize_name

@@ -6,8 +6,8 @@ import os
 import signal
 from typing import Any
 
+from gpu_server.config import LlmSettings
 from gpu_server.llm.grammar import GrammarLimits
-from gpu_server.llm.settings import LlmSettings
 
 # Short strings keep each generation on the random model to a few hundred tokens.
 TEST_LIMITS = GrammarLimits(summary=40, reasoning=80, recommended_action=40)

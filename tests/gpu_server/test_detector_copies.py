@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from gpu_server.config import DetectorConfig, load_config
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.errors import ShuttingDownError
 from gpu_server.ingest import detect
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.detect import (
-    Detection,
-    Detector,
     DetectorSelection,
     HogPeopleDetector,
     UltralyticsDetector,
@@ -26,7 +26,7 @@ from gpu_server.ingest.detect import (
     detector_workers,
     threads_per_worker,
 )
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.ingest.detector import Detector
 from gpu_server.server import GRPCServer
 
 

@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pytest
 
 from gpu_server.config import EnrichConfig
+from gpu_server.core.detection import Detection
 from gpu_server.enrich.pipeline import Crop, Enricher, EnrichmentResult, PersonPose, cut_crops
 from gpu_server.enrich.pose import (
     NUM_ANCHORS,
@@ -25,7 +26,6 @@ from gpu_server.enrich.posture import VISIBLE, PoseFlag, posture_flags
 from gpu_server.events.builder import with_enrichment
 from gpu_server.events.model import EventKind, SecurityEvent
 from gpu_server.grpc_api.convert import event_from_pb, event_to_pb
-from gpu_server.ingest.detect import Detection
 from gpu_server.llm.inputs import AnalysisInput, DetectionInput, PoseInput, ZoneInput
 from gpu_server.llm.templates import PromptLibrary, build_prompt
 from gpu_server.models.registry import ModelRegistry

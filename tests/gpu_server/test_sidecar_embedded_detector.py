@@ -22,13 +22,9 @@ from testlib.required import required
 
 from gpu_server._generated import frames_pb2
 from gpu_server.config import ConfigError, DetectorConfig, load_config
+from gpu_server.core.detection import Detection
 from gpu_server.ingest import embedded_coco, embedded_openimages
-from gpu_server.ingest.detect import (
-    Detection,
-    HogPeopleDetector,
-    UltralyticsDetector,
-    build_detector,
-)
+from gpu_server.ingest.detect import HogPeopleDetector, UltralyticsDetector, build_detector
 from gpu_server.ingest.embedded_ssd import (
     COCO,
     MODEL_NAME,

@@ -19,10 +19,13 @@ from sidecar_testlib import AUTH, StartServer
 
 from gpu_server._generated import events_pb2
 from gpu_server.config import EnrichConfig, LimitsConfig
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.enrich.pipeline import ENROLL_MAX_SIDE, Enricher
 from gpu_server.errors import BackpressureError, InvalidRequestError
-from gpu_server.ingest.detect import Detection, Detector, DetectorSelection
-from gpu_server.ingest.intake import BgrImage, FrameIntake, ImageIntake
+from gpu_server.ingest.detect import DetectorSelection
+from gpu_server.ingest.detector import Detector
+from gpu_server.ingest.intake import FrameIntake, ImageIntake
 from gpu_server.ingest.memory import DecodeBudget
 from gpu_server.models.registry import MIB, ModelRegistry
 

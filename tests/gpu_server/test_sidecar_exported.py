@@ -18,8 +18,9 @@ from sidecar_testlib import StartServer, encode_jpeg, frame
 
 from gpu_server._generated import frames_pb2
 from gpu_server.config import ServerConfig, load_config
+from gpu_server.core.detection import Detection
 from gpu_server.ingest import exported
-from gpu_server.ingest.detect import Detection, build_detector
+from gpu_server.ingest.detect import build_detector
 
 IMGSZ = 160
 # A tiny random model: boxes only appear at a very low threshold.

@@ -20,14 +20,18 @@ from testlib.waiting import wait_until
 
 from gpu_server._generated import frames_pb2
 from gpu_server.config import LimitsConfig
+from gpu_server.core.detection import Detection
+from gpu_server.core.frames import DetectionResult
+from gpu_server.core.images import BgrImage
 from gpu_server.errors import ShuttingDownError
 from gpu_server.ingest.batching import BatchResult, DetectionBatcher
 from gpu_server.ingest.dedupe import Deduplicator, ResultCache
-from gpu_server.ingest.detect import Detection, Detector, DetectorSelection
+from gpu_server.ingest.detect import DetectorSelection
+from gpu_server.ingest.detector import Detector
 from gpu_server.ingest.fair_queue import FairKey, FairQueue
 from gpu_server.ingest.fair_threads import FairThreads
-from gpu_server.ingest.ingestor import DetectionResult, FrameIngestor
-from gpu_server.ingest.intake import BgrImage, DecodedFrame, FrameHeader, FrameIntake
+from gpu_server.ingest.ingestor import FrameIngestor
+from gpu_server.ingest.intake import DecodedFrame, FrameHeader, FrameIntake
 from gpu_server.ingest.memory import DecodeBudget
 from gpu_server.monitor.latency import LatencyTracker
 

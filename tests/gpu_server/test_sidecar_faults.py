@@ -13,13 +13,10 @@ from PIL import Image
 from sidecar_testlib import StartServer, encode_jpeg, frame
 
 from gpu_server._generated import frames_pb2
-from gpu_server.ingest.detect import (
-    Detection,
-    Detector,
-    DetectorSelection,
-    HogPeopleDetector,
-)
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
+from gpu_server.ingest.detector import Detector
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 REJECTED = frames_pb2.ACK_STATUS_REJECTED

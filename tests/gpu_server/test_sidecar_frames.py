@@ -12,14 +12,10 @@ from PIL import Image
 from sidecar_testlib import StartServer, encode_jpeg, frame, png_header
 
 from gpu_server._generated import frames_pb2
-from gpu_server.ingest.detect import (
-    Detection,
-    Detector,
-    DetectorSelection,
-    HogPeopleDetector,
-    UltralyticsDetector,
-)
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector, UltralyticsDetector
+from gpu_server.ingest.detector import Detector
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED
 DUPLICATE = frames_pb2.ACK_STATUS_DUPLICATE

@@ -26,9 +26,12 @@ from testlib.waiting import wait_until
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.config import LimitsConfig
 from gpu_server.context import zones as zones_module
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.errors import FrameRejectedError, RejectReason
-from gpu_server.ingest.detect import Detection, Detector, DetectorSelection
-from gpu_server.ingest.intake import BgrImage, FrameIntake
+from gpu_server.ingest.detect import DetectorSelection
+from gpu_server.ingest.detector import Detector
+from gpu_server.ingest.intake import FrameIntake
 from gpu_server.vocabulary import MAX_CAMERAS, MAX_POINTS_PER_ZONE, MAX_ZONES_PER_CAMERA
 
 REJECTED = frames_pb2.ACK_STATUS_REJECTED

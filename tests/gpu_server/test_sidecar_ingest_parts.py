@@ -12,11 +12,14 @@ from PIL import Image
 from sidecar_testlib import encode_jpeg, png_header
 
 from gpu_server.config import LimitsConfig
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.errors import FrameRejectedError, RejectReason
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.dedupe import Deduplicator, ResultCache
-from gpu_server.ingest.detect import Detection, Detector, HogPeopleDetector
-from gpu_server.ingest.intake import BgrImage, FrameIntake
+from gpu_server.ingest.detect import HogPeopleDetector
+from gpu_server.ingest.detector import Detector
+from gpu_server.ingest.intake import FrameIntake
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import LatencyTracker
 

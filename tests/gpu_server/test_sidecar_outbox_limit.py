@@ -18,9 +18,11 @@ from testlib.fakes import FakeClock
 
 from gpu_server._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
 from gpu_server.config import load_config
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.events.scheduler import EventScheduler
-from gpu_server.ingest.detect import Detection, Detector, DetectorSelection
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.ingest.detect import DetectorSelection
+from gpu_server.ingest.detector import Detector
 from gpu_server.server import GRPCServer
 
 MAX_EVENTS = 5

@@ -15,11 +15,14 @@ from testlib.waiting import wait_until
 
 from gpu_server._generated import frames_pb2
 from gpu_server.config import load_config
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.ingest import ingestor
 from gpu_server.ingest.batching import DETECTOR_THREAD_PREFIX
-from gpu_server.ingest.detect import Detection, Detector, DetectorSelection, HogPeopleDetector
+from gpu_server.ingest.detect import DetectorSelection, HogPeopleDetector
+from gpu_server.ingest.detector import Detector
 from gpu_server.ingest.ingestor import FRAME_THREAD_PREFIX, frame_thread_count
-from gpu_server.ingest.intake import BgrImage, DecodedFrame, FrameHeader, FrameIntake
+from gpu_server.ingest.intake import DecodedFrame, FrameHeader, FrameIntake
 from gpu_server.monitor.latency import STAGES, LatencyTracker, run_timed
 
 ACCEPTED = frames_pb2.ACK_STATUS_ACCEPTED

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.enrich.pipeline import Crop, cut_crops
-from gpu_server.ingest.detect import Detection, Detector
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.ingest.detector import Detector
 
 # What the marked detector reports, keyed by the blue value of the top-left pixel.
 MARK_PERSON = 201

@@ -12,12 +12,12 @@ import pytest
 from enrich_testlib import crops_of, plate_scene, whole
 
 from gpu_server.config import EnrichConfig
+from gpu_server.core.detection import Detection
 from gpu_server.enrich.faces import FACE_MODEL_KEY, FACE_MODEL_MEMORY
 from gpu_server.enrich.pipeline import MAX_CROP_SIDE, Enricher, cut_crops
 from gpu_server.enrich.plates import OCR_MODEL_KEY, OCR_MODEL_MEMORY
 from gpu_server.enrich.pose import POSE_MODEL_KEY, pose_unavailable
 from gpu_server.errors import FeatureUnavailableError, InvalidRequestError, NotFoundError
-from gpu_server.ingest.detect import Detection
 from gpu_server.models.registry import MIB, ModelRegistry
 
 Photos = dict[str, npt.NDArray[np.uint8]]

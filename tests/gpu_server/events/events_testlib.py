@@ -14,10 +14,11 @@ from sidecar_testlib import AUTH, Running
 from testlib.fakes import FakeClock
 
 from gpu_server._generated import events_pb2, frames_pb2
+from gpu_server.core.detection import Detection
+from gpu_server.core.images import BgrImage
 from gpu_server.events.model import EventKind, SecurityEvent
 from gpu_server.events.scheduler import EventScheduler
-from gpu_server.ingest.detect import Detection, Detector
-from gpu_server.ingest.intake import BgrImage
+from gpu_server.ingest.detector import Detector
 
 # What the scripted detector reports, keyed by the blue value of the top-left pixel.
 MARK_NONE = 10

@@ -9,10 +9,10 @@ import pytest
 
 from gpu_server.context import ZoneMap
 from gpu_server.context.zones import Zone
+from gpu_server.core.detection import Detection
 from gpu_server.events.dwell import DwellSettings, DwellTracker, Sighting, person_sightings
 from gpu_server.events.model import EventDwell
 from gpu_server.events.windows import WindowFrame
-from gpu_server.ingest.detect import Detection
 from gpu_server.vocabulary import ZoneKind
 
 T0 = datetime(2026, 1, 5, 21, 0, tzinfo=UTC)

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from testlib.fakes import FakeClock
 
+from gpu_server.core.detection import Detection
 from gpu_server.events.builder import select_for_prompt
 from gpu_server.events.windows import CameraWindows, WindowFrame, WindowSettings
-from gpu_server.ingest.detect import Detection
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gpu_server.core.clock import describe_hour_of_week, hour_of_week
 from gpu_server.errors import UnknownEventError
 from gpu_server.feedback import (
     Calibration,
@@ -16,9 +17,7 @@ from gpu_server.feedback import (
     FeedbackStore,
     Finding,
     Verdict,
-    hour_of_week,
 )
-from gpu_server.feedback.calibration import describe_hour_of_week
 from gpu_server.feedback.context import with_feedback
 from gpu_server.llm.inputs import AnalysisInput, DetectionInput, ZoneInput
 from gpu_server.llm.templates import PromptLibrary, build_prompt

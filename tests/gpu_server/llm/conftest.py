@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from llm_testlib import TEST_LIMITS, TEST_N_CTX, llm_settings
 
+from gpu_server.config import OutputConstraint
 from gpu_server.llm.assessor import ModelAssessor
 from gpu_server.llm.client import ChatClient
 from gpu_server.llm.inputs import (
@@ -21,7 +22,6 @@ from gpu_server.llm.inputs import (
     ZoneInput,
 )
 from gpu_server.llm.model_server import ModelServer
-from gpu_server.llm.settings import OutputConstraint
 from gpu_server.llm.templates import PromptLibrary
 from gpu_server.vocabulary import RiskZoneKind
 

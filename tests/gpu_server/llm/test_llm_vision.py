@@ -18,15 +18,15 @@ from llm_testlib import llm_settings
 from testlib.tiny_vlm import IMAGE_TOKENS, mtmd_missing, serve_tiny_vlm, write_tiny_vlm
 from testlib.waiting import ModelRequests
 
+from gpu_server.config import OutputConstraint
+from gpu_server.core.detection import Detection
 from gpu_server.events.key_frame import KEY_FRAME_MAX_SIDE, annotated_jpeg, box_caption
-from gpu_server.ingest.detect import Detection
 from gpu_server.llm.assessor import VISION_NOTE, ModelAssessor
 from gpu_server.llm.client import ChatClient
 from gpu_server.llm.grammar import GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput, DetectionInput
 from gpu_server.llm.model_server import ModelServer
 from gpu_server.llm.schema import Assessment
-from gpu_server.llm.settings import OutputConstraint
 from gpu_server.llm.templates import PromptLibrary
 from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.risk.audit import audit

@@ -20,7 +20,8 @@ import httpx
 import pytest
 from injection_cases import INJECTIONS, assert_neutralised, hostile_everywhere
 
-from gpu_server.feedback import Calibration, Feedback, Finding, Verdict, hour_of_week
+from gpu_server.core.clock import hour_of_week
+from gpu_server.feedback import Calibration, Feedback, Finding, Verdict
 from gpu_server.feedback.context import with_feedback
 from gpu_server.llm.assessor import TEMPLATE_ALLOWANCE_TOKENS, ModelAssessor
 from gpu_server.llm.grammar import GrammarLimits

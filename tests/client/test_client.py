@@ -20,7 +20,8 @@ from custom_components.home_security_ai.client import (
     HomeSecurityAIError,
     RejectReason,
 )
-from custom_components.home_security_ai.client.client import _format_target, _map_error
+from custom_components.home_security_ai.client.client import _format_target
+from custom_components.home_security_ai.client.rpc_errors import map_rpc_error
 
 from .frames import upload_frame
 
@@ -114,10 +115,10 @@ async def test_cannot_connect(socket_enabled: None) -> None:
 def test_error_mapping() -> None:
     """gRPC errors never leak; unexpected codes become the base error."""
     internal = aio.AioRpcError(grpc.StatusCode.INTERNAL, aio.Metadata(), aio.Metadata(), "bad")
-    error = _map_error(internal)
+    error = map_rpc_error(internal)
     assert type(error) is HomeSecurityAIError
     assert isinstance(
-        _map_error(
+        map_rpc_error(
             aio.AioRpcError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, aio.Metadata(), aio.Metadata(), "slow"
             )

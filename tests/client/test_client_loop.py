@@ -125,14 +125,14 @@ async def test_the_frame_stream_runs_there_and_acks_come_back_here(
     frames and gets every ack once, on its own thread."""
     frames = [*_distinct(12), upload_frame("bad", b"not a picture")]
     decoded_on: set[str] = set()
-    original = client_module._ack_from_proto
+    original = client_module.ack_from_proto
 
     def spy(ack: Any) -> Any:
         decoded_on.add(threading.current_thread().name)
         return original(ack)
 
     client = _client(shared_sidecar)
-    with patch.object(client_module, "_ack_from_proto", spy):
+    with patch.object(client_module, "ack_from_proto", spy):
         acks = {ack.client_ref: ack async for ack in client.stream_frames(_outgoing(frames))}
     await client.close()
 

@@ -25,7 +25,7 @@ from custom_components.home_security_ai.client import (
     SecurityEvent,
     Zone,
 )
-from custom_components.home_security_ai.client.client import _map_error
+from custom_components.home_security_ai.client.rpc_errors import map_rpc_error
 
 WHOLE_IMAGE = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
 
@@ -149,7 +149,7 @@ async def test_configure_refuses_bad_zones(events_sidecar: Sidecar) -> None:
 
 def test_unimplemented_is_not_supported() -> None:
     """A sidecar too old for a call answers UNIMPLEMENTED: a clear error of its own."""
-    error = _map_error(
+    error = map_rpc_error(
         aio.AioRpcError(grpc.StatusCode.UNIMPLEMENTED, aio.Metadata(), aio.Metadata(), "no")
     )
     assert isinstance(error, NotSupported)
@@ -158,7 +158,7 @@ def test_unimplemented_is_not_supported() -> None:
 
 def test_failed_precondition_is_its_own_error() -> None:
     """FAILED_PRECONDITION (e.g. an event cursor of another outbox) has an error of its own."""
-    error = _map_error(
+    error = map_rpc_error(
         aio.AioRpcError(grpc.StatusCode.FAILED_PRECONDITION, aio.Metadata(), aio.Metadata(), "x")
     )
     assert isinstance(error, FailedPrecondition)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
@@ -13,72 +12,35 @@ from grpc import aio
 
 from ._generated import events_pb2, frames_pb2, service_pb2_grpc, status_pb2
 from .client_loop import CLIENT_LOOP, Duplex
-from .errors import (
-    AuthFailed,
-    CannotConnect,
-    FailedPrecondition,
-    HomeSecurityAIError,
-    NotFound,
-    NotSupported,
-    ResourceExhausted,
+from .convert import (
+    ack_from_proto,
+    analyze_now_from_proto,
+    event_from_proto,
+    feedback_result_from_proto,
+    feedback_to_proto,
+    frame_to_proto,
+    known_person_from_proto,
+    settings_to_proto,
+    status_from_proto,
 )
+from .errors import HomeSecurityAIError
 from .models import (
-    AckStatus,
     AnalyzeNowResult,
-    AuditRubric,
-    Box,
-    CameraFeedback,
     CameraSettings,
-    Detection,
-    DetectorStatus,
-    Dwell,
-    EnrichmentStatus,
-    EventDetection,
-    EventKind,
-    EventsStatus,
     FeedbackResult,
     FeedbackVerdict,
     FrameAck,
-    FrameCounters,
     FrameIn,
-    FrameTimings,
-    GpuDevice,
-    GpuStatus,
-    Incident,
     KnownPerson,
-    LanguageModelState,
-    LanguageModelStatus,
-    LatencyStats,
-    LoadedModel,
-    ModelZooStatus,
-    PersonPose,
-    PersonSighting,
-    PlateReading,
-    Reidentification,
-    RejectReason,
     RiskLevel,
-    SceneChangeKind,
     SecurityEvent,
     ServerStatus,
-    Visitor,
 )
+from .rpc_errors import error_for_status, map_rpc_error, maps_rpc_errors
 from .tls import certificate_server_name
-
-_LOGGER = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES: Final = 32 * 1024 * 1024
 DEFAULT_TIMEOUT: Final = 10.0
-
-_CONNECT_CODES: Final = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.CANCELLED,
-    }
-)
-
-_E = TypeVar("_E", AckStatus, RejectReason, EventKind, RiskLevel, SceneChangeKind)
-
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -104,376 +66,6 @@ def _format_target(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
         return f"ipv6:[{host}]:{port}"
     return f"{host}:{port}"
-
-
-def _map_error(err: grpc.RpcError) -> HomeSecurityAIError:
-    """Translate a gRPC error into the client's own errors."""
-    if isinstance(err, aio.AioRpcError):
-        return _map_status(err.code(), err.details())
-    return _map_status(None, str(err))
-
-
-# Status codes with an error of their own, and how each reads.
-_ERRORS: Final[dict[grpc.StatusCode, tuple[type[HomeSecurityAIError], str]]] = {
-    grpc.StatusCode.UNAUTHENTICATED: (AuthFailed, "The sidecar refused the token"),
-    grpc.StatusCode.UNIMPLEMENTED: (
-        NotSupported,
-        "The sidecar does not support this call; update it",
-    ),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (
-        ResourceExhausted,
-        "The sidecar call ran out of resources",
-    ),
-    grpc.StatusCode.NOT_FOUND: (NotFound, "The sidecar does not know it"),
-    grpc.StatusCode.FAILED_PRECONDITION: (
-        FailedPrecondition,
-        "The sidecar refused the call's premise",
-    ),
-}
-
-
-def _map_status(code: grpc.StatusCode | None, details: str | None) -> HomeSecurityAIError:
-    if code is not None and code in _ERRORS:
-        kind, meaning = _ERRORS[code]
-        return kind(f"{meaning}: {details}")
-    if code in _CONNECT_CODES:
-        return CannotConnect(f"Cannot reach the sidecar ({code}): {details}")
-    return HomeSecurityAIError(f"The sidecar answered with an error ({code}): {details}")
-
-
-def _enum(kind: type[_E], value: int, default: _E) -> _E:
-    """Convert a wire value to an enum, tolerating values added later."""
-    try:
-        return kind(value)
-    except ValueError:
-        return default
-
-
-def _frame_to_proto(frame: FrameIn) -> frames_pb2.Frame:
-    return frames_pb2.Frame(
-        camera_id=frame.camera_id,
-        captured_at_ms=frame.captured_at_ms,
-        source=frames_pb2.FrameSource.Name(int(frame.source)),
-        source_ref=frame.source_ref,
-        content_sha256=frame.content_sha256,
-        image=frame.image,
-        client_ref=frame.client_ref,
-    )
-
-
-def _detection_from_proto(det: frames_pb2.Detection) -> Detection:
-    return Detection(
-        label=det.label,
-        class_id=det.class_id,
-        confidence=det.confidence,
-        box=Box(x1=det.box.x1, y1=det.box.y1, x2=det.box.x2, y2=det.box.y2),
-    )
-
-
-def _rubric_from_proto(event: events_pb2.SecurityEvent) -> AuditRubric | None:
-    if not event.HasField("audit_rubric"):
-        return None
-    rubric = event.audit_rubric
-    return AuditRubric(
-        context_used=rubric.context_used,
-        coherent=rubric.coherent,
-        justified=rubric.justified,
-        actionable=rubric.actionable,
-        score=round(rubric.score, 2),
-    )
-
-
-def _incident_from_proto(event: events_pb2.SecurityEvent) -> Incident | None:
-    if not event.HasField("incident"):
-        return None
-    incident = event.incident
-    return Incident(
-        incident_id=incident.incident_id,
-        update=incident.update,
-        camera_ids=tuple(incident.camera_ids),
-        started_at_ms=incident.started_at_ms,
-        alert=incident.alert,
-        cooldown_remaining_s=incident.cooldown_remaining_s,
-        cooldowns=tuple(sorted(incident.cooldowns.items())),
-    )
-
-
-def _person_from_proto(person: events_pb2.PersonSighting) -> PersonSighting:
-    box = person.box
-    return PersonSighting(
-        face_id=person.face_id,
-        name=person.name,
-        unknown=person.unknown,
-        distance=person.distance,
-        frame_sha256=person.frame_sha256,
-        box=Box(x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2) if person.HasField("box") else None,
-    )
-
-
-def _pose_from_proto(pose: events_pb2.PersonPose) -> PersonPose:
-    box = pose.box
-    return PersonPose(
-        person=pose.person,
-        flags=tuple(pose.flags),
-        confidence=round(pose.confidence, 3),
-        frame_sha256=pose.frame_sha256,
-        box=Box(x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2) if pose.HasField("box") else None,
-    )
-
-
-def _plate_from_proto(plate: events_pb2.PlateReading) -> PlateReading:
-    return PlateReading(
-        text=plate.text,
-        normalized=plate.normalized,
-        confidence=plate.confidence,
-        known=plate.known,
-        known_label=plate.known_label,
-        suspicious=plate.suspicious,
-        frame_sha256=plate.frame_sha256,
-    )
-
-
-def _known_person_from_proto(person: events_pb2.KnownPerson) -> KnownPerson:
-    return KnownPerson(
-        name=person.name, embeddings=person.embeddings, updated_at_ms=person.updated_at_ms
-    )
-
-
-def _event_from_proto(event: events_pb2.SecurityEvent) -> SecurityEvent:
-    return SecurityEvent(
-        sequence=event.sequence,
-        event_id=event.event_id,
-        camera_id=event.camera_id,
-        kind=_enum(EventKind, event.kind, EventKind.UNSPECIFIED),
-        started_at_ms=event.started_at_ms,
-        ended_at_ms=event.ended_at_ms,
-        risk_score=event.risk_score,
-        risk_level=_enum(RiskLevel, event.risk_level, RiskLevel.UNSPECIFIED),
-        summary=event.summary,
-        reasoning=event.reasoning,
-        recommended_action=event.recommended_action,
-        scene_description=event.scene_description,
-        failsafe=event.failsafe,
-        detections=tuple(
-            EventDetection(
-                detection=_detection_from_proto(det.detection),
-                frame_sha256=det.frame_sha256,
-                zones=tuple(det.zones),
-            )
-            for det in event.detections
-        ),
-        zones=tuple(event.zones),
-        frame_sha256s=tuple(event.frame_sha256s),
-        fast_path=event.fast_path,
-        fallback=event.fallback,
-        fallback_reason=event.fallback_reason,
-        model=event.model,
-        prompt_version=event.prompt_version,
-        scene_change=_enum(SceneChangeKind, event.scene_change, SceneChangeKind.NONE),
-        incident=_incident_from_proto(event),
-        audit_notes=tuple(event.audit_notes),
-        audit_rubric=_rubric_from_proto(event),
-        people=tuple(_person_from_proto(person) for person in event.people),
-        plates=tuple(_plate_from_proto(plate) for plate in event.plates),
-        reidentified=tuple(
-            Reidentification(
-                camera_id=item.camera_id,
-                seconds_ago=round(item.seconds_ago, 1),
-                cue=item.cue,
-                similarity=round(item.similarity, 3),
-            )
-            for item in event.reidentified
-        ),
-        poses=tuple(_pose_from_proto(pose) for pose in event.poses),
-        visitors=tuple(
-            Visitor(
-                visitor_id=item.visitor_id,
-                name=item.name or None,
-                cue=item.cue,
-                visits=item.visits,
-                first_seen_ms=item.first_seen_ms,
-            )
-            for item in event.visitors
-        ),
-        dwell=tuple(
-            Dwell(zone=item.zone, seconds=round(item.seconds, 1)) for item in event.dwell
-        ),
-        enrichment_notes=tuple(event.enrichment_notes),
-        anomaly_score=event.anomaly_score,
-        created_at_ms=event.created_at_ms,
-    )
-
-
-def _settings_to_proto(settings: CameraSettings) -> events_pb2.CameraSettings:
-    return events_pb2.CameraSettings(
-        camera_id=settings.camera_id,
-        display_name=settings.display_name,
-        zones=[
-            events_pb2.Zone(
-                name=zone.name,
-                kind=zone.kind,
-                points=[events_pb2.Point(x=x, y=y) for x, y in zone.points],
-            )
-            for zone in settings.zones
-        ],
-        batch_window_s=settings.batch_window_s,
-        idle_timeout_s=settings.idle_timeout_s,
-        prompt_version=settings.prompt_version,
-        time_zone=settings.time_zone,
-    )
-
-
-def _ack_from_proto(ack: frames_pb2.FrameAck) -> FrameAck:
-    return FrameAck(
-        client_ref=ack.client_ref,
-        camera_id=ack.camera_id,
-        content_sha256=ack.content_sha256,
-        status=_enum(AckStatus, ack.status, AckStatus.UNSPECIFIED),
-        status_code=ack.status_code,
-        reject_reason=_enum(RejectReason, ack.reject_reason, RejectReason.UNSPECIFIED),
-        message=ack.message,
-        image_width=ack.image_width,
-        image_height=ack.image_height,
-        detections=tuple(_detection_from_proto(det) for det in ack.detections),
-        detector=ack.detector,
-        timings=FrameTimings(
-            decode_ms=ack.timings.decode_ms,
-            queue_ms=ack.timings.queue_ms,
-            inference_ms=ack.timings.inference_ms,
-            total_ms=ack.timings.total_ms,
-        ),
-        covered_sequence=ack.covered_sequence,
-    )
-
-
-def _status_from_proto(status: status_pb2.ServerStatus) -> ServerStatus:
-    det = status.detector
-    gpu = status.gpu
-    return ServerStatus(
-        server_id=status.server_id,
-        version=status.version,
-        uptime_s=status.uptime_s,
-        detector=DetectorStatus(
-            name=det.name,
-            backend=det.backend,
-            device=det.device,
-            weights=det.weights,
-            fallback=det.fallback,
-            fallback_reason=det.fallback_reason,
-        ),
-        queue_depth=status.queue_depth,
-        stage_latency={
-            stage: LatencyStats(
-                count=stats.count,
-                mean_ms=stats.mean_ms,
-                p50_ms=stats.p50_ms,
-                p95_ms=stats.p95_ms,
-                max_ms=stats.max_ms,
-            )
-            for stage, stats in status.stage_latency.items()
-        },
-        gpu=GpuStatus(
-            available=gpu.available,
-            reason=gpu.reason,
-            driver_version=gpu.driver_version,
-            devices=tuple(
-                GpuDevice(
-                    index=dev.index,
-                    name=dev.name,
-                    utilization_percent=dev.utilization_percent,
-                    memory_used_bytes=dev.memory_used_bytes,
-                    memory_total_bytes=dev.memory_total_bytes,
-                    temperature_celsius=dev.temperature_celsius,
-                )
-                for dev in gpu.devices
-            ),
-        ),
-        frames=FrameCounters(
-            accepted=status.frames.accepted,
-            duplicate=status.frames.duplicate,
-            rejected=status.frames.rejected,
-        ),
-        events=EventsStatus(
-            open_batches=status.events.open_batches,
-            outbox_depth=status.events.outbox_depth,
-            outbox_max_events=status.events.outbox_max_events,
-            last_sequence=status.events.last_sequence,
-            llm_model=status.events.llm_model,
-            llm_unavailable_reason=status.events.llm_unavailable_reason,
-            analyses_running=status.events.analyses_running,
-            events_created=status.events.events_created,
-            outbox_id=status.events.outbox_id,
-            outbox_refused_frames=status.events.outbox_refused_frames,
-        ),
-        language_model=_language_model_from_proto(status.language_model)
-        if status.HasField("language_model")
-        else LanguageModelStatus(),
-        model_zoo=ModelZooStatus(
-            budget_bytes=status.model_zoo.budget_bytes,
-            used_bytes=status.model_zoo.used_bytes,
-            registered=status.model_zoo.registered,
-            loaded=tuple(
-                LoadedModel(
-                    key=model.key,
-                    task=model.task,
-                    memory_bytes=model.memory_bytes,
-                    users=model.users,
-                    idle_s=model.idle_s,
-                )
-                for model in status.model_zoo.loaded
-            ),
-        ),
-        enrichment=EnrichmentStatus(
-            faces_available=status.enrichment.faces_available,
-            faces_reason=status.enrichment.faces_reason,
-            plates_available=status.enrichment.plates_available,
-            plates_reason=status.enrichment.plates_reason,
-            pose_available=status.enrichment.pose_available,
-            pose_reason=status.enrichment.pose_reason,
-            known_people=status.enrichment.known_people,
-            known_plates=status.enrichment.known_plates,
-            batches=status.enrichment.batches,
-        ),
-        feedback={
-            item.camera_id: CameraFeedback(
-                false_alarms=item.false_alarms,
-                confirmed=item.confirmed,
-                calibrated_cases=item.calibrated_cases,
-            )
-            for item in status.feedback
-        },
-    )
-
-
-_MODEL_STATES: Final = {
-    status_pb2.LANGUAGE_MODEL_STATE_OFF: LanguageModelState.OFF,
-    status_pb2.LANGUAGE_MODEL_STATE_LOADING: LanguageModelState.LOADING,
-    status_pb2.LANGUAGE_MODEL_STATE_READY: LanguageModelState.READY,
-    status_pb2.LANGUAGE_MODEL_STATE_RESTARTING: LanguageModelState.RESTARTING,
-    status_pb2.LANGUAGE_MODEL_STATE_CIRCUIT_OPEN: LanguageModelState.CIRCUIT_OPEN,
-    status_pb2.LANGUAGE_MODEL_STATE_UNREACHABLE: LanguageModelState.UNREACHABLE,
-    status_pb2.LANGUAGE_MODEL_STATE_FAILED: LanguageModelState.FAILED,
-}
-
-
-def _language_model_from_proto(model: status_pb2.LanguageModelStatus) -> LanguageModelStatus:
-    return LanguageModelStatus(
-        state=_MODEL_STATES.get(model.state, LanguageModelState.UNKNOWN),
-        backend=model.backend,
-        model=model.model,
-        endpoint=model.endpoint,
-        reason=model.reason,
-        restarts=model.restarts,
-        consecutive_failures=model.consecutive_failures,
-        queue_depth=model.queue_depth,
-        queue_capacity=model.queue_capacity,
-        analyses=model.analyses,
-        fallbacks=model.fallbacks,
-        retry_in_s=model.retry_in_s,
-        authority=model.authority,
-        authority_reason=model.authority_reason,
-        replaced=model.replaced,
-    )
 
 
 class HomeSecurityAIClient:
@@ -534,18 +126,16 @@ class HomeSecurityAIClient:
         return self._stub
 
     @_on_client_loop
+    @maps_rpc_errors
     async def get_status(self) -> ServerStatus:
         """Return the sidecar's status."""
         stub = self._get_stub()
-        try:
-            response = await stub.GetStatus(
-                status_pb2.GetStatusRequest(),
-                metadata=self._metadata,
-                timeout=self._timeout,
-            )
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
-        return _status_from_proto(response)
+        response = await stub.GetStatus(
+            status_pb2.GetStatusRequest(),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+        return status_from_proto(response)
 
     def stream_frames(self, frames: AsyncIterator[FrameIn]) -> AsyncIterator[FrameAck]:
         """Send frames on one SubmitFrames stream and yield their acks as they come.
@@ -569,7 +159,7 @@ class HomeSecurityAIClient:
         async def write_all() -> None:
             try:
                 async for frame in frames:
-                    await call.write(_frame_to_proto(frame))
+                    await call.write(frame_to_proto(frame))
                 await call.done_writing()
             except (grpc.RpcError, asyncio.InvalidStateError):
                 return  # the call has ended; the read loop reports its status
@@ -584,7 +174,7 @@ class HomeSecurityAIClient:
         try:
             # read() returns the next message, or grpc.aio.EOF once the stream has ended.
             while isinstance(ack := await call.read(), frames_pb2.FrameAck):
-                yield _ack_from_proto(ack)
+                yield ack_from_proto(ack)
         except asyncio.CancelledError:
             # The writer cancels the call when it fails; reading it then raises this.
             if writer.done() and not writer.cancelled() and (error := writer.exception()):
@@ -597,9 +187,9 @@ class HomeSecurityAIClient:
             # (e.g. UNAUTHENTICATED) says what really happened.
             code, details = await call.code(), await call.details()
             if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
-                error = _map_error(err)
+                error = map_rpc_error(err)
             else:
-                error = _map_status(code, details)
+                error = error_for_status(code, details)
             if type(error) is HomeSecurityAIError:
                 # Unclassified, e.g. a write that raced the server's refusal of the call: a
                 # unary call tells a refused token or an unreachable server apart.
@@ -625,13 +215,14 @@ class HomeSecurityAIClient:
         try:
             # read() returns the next message, or grpc.aio.EOF once the stream has ended.
             while isinstance(event := await call.read(), events_pb2.SecurityEvent):
-                yield _event_from_proto(event)
+                yield event_from_proto(event)
         except grpc.RpcError as err:
-            raise _map_error(err) from err
+            raise map_rpc_error(err) from err
         finally:
             call.cancel()
 
     @_on_client_loop
+    @maps_rpc_errors
     async def ack_events(self, up_to_sequence: int, outbox_id: str = "") -> int:
         """Tell the sidecar every event up to `up_to_sequence` is stored; return how many went.
 
@@ -639,56 +230,48 @@ class HomeSecurityAIClient:
         FailedPrecondition (nothing removed) when it is not its own, or when the sequence is
         beyond its last written one: the caller's cursor is void.
         """
-        try:
-            response = await self._get_stub().AckEvents(
-                events_pb2.AckEventsRequest(up_to_sequence=up_to_sequence, outbox_id=outbox_id),
-                metadata=self._metadata,
-                timeout=self._timeout,
-            )
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
+        response = await self._get_stub().AckEvents(
+            events_pb2.AckEventsRequest(up_to_sequence=up_to_sequence, outbox_id=outbox_id),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
         return int(response.removed)
 
     @_on_client_loop
+    @maps_rpc_errors
     async def configure(self, cameras: Sequence[CameraSettings]) -> list[str]:
         """Send per-camera settings; return the camera ids the sidecar took."""
-        try:
-            response = await self._get_stub().Configure(
-                events_pb2.ConfigureRequest(cameras=[_settings_to_proto(cam) for cam in cameras]),
-                metadata=self._metadata,
-                timeout=self._timeout,
-            )
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
+        response = await self._get_stub().Configure(
+            events_pb2.ConfigureRequest(cameras=[settings_to_proto(cam) for cam in cameras]),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
         return list(response.configured_camera_ids)
 
     @_on_client_loop
+    @maps_rpc_errors
     async def analyze_now(self, camera_id: str) -> AnalyzeNowResult:
         """Close the camera's open batch and have it analyzed now."""
-        try:
-            response = await self._get_stub().AnalyzeNow(
-                events_pb2.AnalyzeNowRequest(camera_id=camera_id),
-                metadata=self._metadata,
-                timeout=self._timeout,
-            )
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
-        return AnalyzeNowResult(closed=response.closed, batch_id=response.batch_id)
+        response = await self._get_stub().AnalyzeNow(
+            events_pb2.AnalyzeNowRequest(camera_id=camera_id),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+        return analyze_now_from_proto(response)
 
     @_on_client_loop
+    @maps_rpc_errors
     async def reset_scene(self, camera_id: str) -> bool:
         """Make the camera's latest frame its usual view; False if the sidecar saw none yet."""
-        try:
-            response = await self._get_stub().ResetScene(
-                events_pb2.ResetSceneRequest(camera_id=camera_id),
-                metadata=self._metadata,
-                timeout=self._timeout,
-            )
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
+        response = await self._get_stub().ResetScene(
+            events_pb2.ResetSceneRequest(camera_id=camera_id),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
         return bool(response.adopted)
 
     @_on_client_loop
+    @maps_rpc_errors
     async def feedback(
         self,
         event_id: str,
@@ -698,26 +281,15 @@ class HomeSecurityAIClient:
         what: str = "",
     ) -> FeedbackResult:
         """Tell the sidecar the household's verdict on one of its events."""
-        try:
-            response = await self._get_stub().Feedback(
-                events_pb2.FeedbackRequest(
-                    event_id=event_id,
-                    verdict=events_pb2.FeedbackVerdict.Name(int(verdict)),
-                    actual_level=events_pb2.RiskLevel.Name(int(actual_level)),
-                    what=what,
-                ),
-                metadata=self._metadata,
-                timeout=self._timeout,
-            )
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
-        return FeedbackResult(
-            camera_id=response.camera_id,
-            false_alarms=response.false_alarms,
-            calibrated=response.calibrated,
+        response = await self._get_stub().Feedback(
+            feedback_to_proto(event_id, verdict, actual_level, what),
+            metadata=self._metadata,
+            timeout=self._timeout,
         )
+        return feedback_result_from_proto(response)
 
     @_on_client_loop
+    @maps_rpc_errors
     async def enroll_person(
         self, name: str, *, face_id: str = "", image: bytes = b""
     ) -> KnownPerson:
@@ -728,36 +300,29 @@ class HomeSecurityAIClient:
             if face_id
             else events_pb2.EnrollPersonRequest(name=name, image=image)
         )
-        try:
-            response = await self._get_stub().EnrollPerson(
-                request, metadata=self._metadata, timeout=self._timeout
-            )
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
-        return _known_person_from_proto(response)
+        response = await self._get_stub().EnrollPerson(
+            request, metadata=self._metadata, timeout=self._timeout
+        )
+        return known_person_from_proto(response)
 
     @_on_client_loop
+    @maps_rpc_errors
     async def remove_person(self, name: str) -> int:
         """Forget a known person; how many enrolled faces were deleted (0: nobody by that name)."""
-        try:
-            response = await self._get_stub().RemovePerson(
-                events_pb2.RemovePersonRequest(name=name),
-                metadata=self._metadata,
-                timeout=self._timeout,
-            )
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
+        response = await self._get_stub().RemovePerson(
+            events_pb2.RemovePersonRequest(name=name),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
         return int(response.embeddings_removed)
 
     @_on_client_loop
+    @maps_rpc_errors
     async def list_people(self) -> list[KnownPerson]:
-        try:
-            response = await self._get_stub().ListPeople(
-                events_pb2.ListPeopleRequest(), metadata=self._metadata, timeout=self._timeout
-            )
-        except grpc.RpcError as err:
-            raise _map_error(err) from err
-        return [_known_person_from_proto(person) for person in response.people]
+        response = await self._get_stub().ListPeople(
+            events_pb2.ListPeopleRequest(), metadata=self._metadata, timeout=self._timeout
+        )
+        return [known_person_from_proto(person) for person in response.people]
 
     @_on_client_loop
     async def close(self) -> None:

@@ -87,9 +87,21 @@ def test_wrong_token_is_refused_in_the_form(
     page.get_by_label("Port").fill(str(stack.sidecar_port))
     page.get_by_label("Access token").fill("not-the-token")
     page.get_by_role("button", name="Submit").click()
+    _confirm_fingerprint(page, stack, screenshot)
     expect(page.get_by_text("The inference server refused this token.")).to_be_visible()
     assert_human_text(page)
     screenshot("03-wrong-token")
+
+
+def _confirm_fingerprint(page: Page, stack: Running, screenshot: Screenshot) -> None:
+    """TLS is on by default: the form shows the certificate's fingerprint, which must be the
+    one the sidecar announced, before anything is sent with the token."""
+    expect(page.get_by_text("Check the server's certificate")).to_be_visible()
+    text = assert_human_text(page)
+    assert stack.tls_fingerprint.upper() in text.upper(), text
+    screenshot("03-tls-fingerprint")
+    page.get_by_label("The fingerprints match").check()
+    page.get_by_role("button", name="Submit").click()
 
 
 def test_right_token_creates_the_entry(page: Page, stack: Running, screenshot: Screenshot) -> None:

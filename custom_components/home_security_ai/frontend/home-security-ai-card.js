@@ -86,8 +86,11 @@ const STYLE = `
   .error { color: var(--error-color, #db4437); }
   .incident { border: 1px solid var(--divider-color, #e0e0e0);
     border-radius: var(--ha-card-border-radius, 12px); overflow: hidden; }
-  .snapshot { display: block; width: 100%; aspect-ratio: 4 / 3; object-fit: cover;
-    background: var(--secondary-background-color, #f0f0f0); }
+  /* The whole picture in its own shape (what was drawn at its edges matters), not taller
+     than a phone's screen allows; a camera's usual 16:9 while it loads. */
+  .snapshot { display: block; width: 100%; height: auto; max-height: min(60vh, 420px);
+    object-fit: contain; background: #000; }
+  .snapshot:not([src]) { aspect-ratio: 16 / 9; }
   .thumbs { display: flex; gap: 4px; padding: 4px; flex-wrap: wrap;
     background: var(--secondary-background-color, #f0f0f0); }
   .thumbs img { width: 64px; height: 48px; object-fit: cover; border-radius: 4px;
@@ -117,6 +120,7 @@ const STYLE = `
     border: 1px solid var(--divider-color); border-radius: 8px;
     background: var(--card-background-color); color: var(--primary-text-color); }
   .answer { color: var(--success-color, #43a047); font-weight: 500; }
+  .answer.failed { color: var(--error-color, #db4437); }
 `;
 
 class HomeSecurityAICard extends HTMLElement {
@@ -125,7 +129,7 @@ class HomeSecurityAICard extends HTMLElement {
     this.attachShadow({ mode: "open" });
     this._incidents = null;
     this._error = null;
-    // Incident key -> what the household answered, shown until the card is reloaded.
+    // Incident key -> what the household answered, shown while the page stays open.
     this._answers = {};
     this._busy = null;
     this._picker = null;
@@ -293,7 +297,7 @@ class HomeSecurityAICard extends HTMLElement {
     const plates = incident.plates
       .map((plate) => `<span class="tag plate">${escapeHtml(plate)}</span>`)
       .join("");
-    const answer = this._answers[incident.key];
+    const answers = this._answers[incident.key] || [];
     const busy = this._busy === incident.key ? "disabled" : "";
     let picker = "";
     if (this._picker === incident.key) {
@@ -305,7 +309,8 @@ class HomeSecurityAICard extends HTMLElement {
         <button data-action="person-typed" data-key="${key}" ${busy}>Save</button>
       </div>`;
     }
-    return `<div class="incident" data-incident="${key}">
+    const cameraIds = escapeHtml(incident.cameras.map((camera) => camera.id).join(","));
+    return `<div class="incident" data-incident="${key}" data-cameras="${cameraIds}">
       ${first ? `<img class="snapshot" alt="Snapshot" data-media="${escapeHtml(first)}">` : ""}
       ${others.length ? `<div class="thumbs">${others.map((id) => `<img alt="Snapshot" data-media="${escapeHtml(id)}">`).join("")}</div>` : ""}
       <div class="body">
@@ -317,7 +322,7 @@ class HomeSecurityAICard extends HTMLElement {
         </div>
         <div class="summary">${escapeHtml(incident.summary)}</div>
         ${people || plates ? `<div class="line">${people}${plates}</div>` : ""}
-        ${answer ? `<div class="answer">${escapeHtml(answer)}</div>` : ""}
+        ${answers.map((answer) => `<div class="answer ${answer.failed ? "failed" : ""}">${escapeHtml(answer.text)}</div>`).join("")}
         <div class="actions">
           <button data-action="false-alarm" data-key="${key}" ${busy}>False alarm</button>
           <button data-action="pick" data-key="${key}" ${busy}>It was …</button>
@@ -373,13 +378,14 @@ class HomeSecurityAICard extends HTMLElement {
     }
     this._busy = incident.key;
     this._render();
+    const answers = (this._answers[incident.key] = this._answers[incident.key] || []);
     try {
       if (action === "snooze") {
         for (const camera of incident.cameras) {
           await this._callService("pause_analysis", { camera_id: camera.id, duration: SNOOZE });
         }
         const names = incident.cameras.map((camera) => camera.name).join(", ");
-        this._answers[incident.key] = `Snoozed ${names} for 1 hour`;
+        answers.push({ text: `Snoozed ${names} for 1 hour` });
       } else {
         // "It was Anna": not a threat after all, in the household's own words, which the
         // server keeps with the verdict and weighs on the camera's next similar cases.
@@ -387,11 +393,11 @@ class HomeSecurityAICard extends HTMLElement {
           ? { verdict: "false_alarm", actual_level: "low", what: `It was ${name}` }
           : { verdict: "false_alarm" };
         await this._sendFeedback(incident, feedback);
-        this._answers[incident.key] = name ? `Marked: it was ${name}` : "Marked as false alarm";
+        answers.push({ text: name ? `Marked: it was ${name}` : "Marked as false alarm" });
         this._picker = null;
       }
     } catch (err) {
-      this._answers[incident.key] = `Could not send the answer: ${errorText(err)}`;
+      answers.push({ text: `Could not send the answer: ${errorText(err)}`, failed: true });
     } finally {
       this._busy = null;
     }

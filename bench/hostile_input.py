@@ -556,7 +556,8 @@ async def jpeg_fill(ctx: Context) -> list[Any]:
 async def png_memory(ctx: Context) -> list[Any]:
     """Three rounds of forged PNGs; the memory kept after each round's idle wait."""
     outcome: list[Any] = []
-    rounds = []
+    rounds = ctx.extra["rounds"] = []  # kept round by round: the sidecar may be killed
+    ctx.extra["png_bytes"] = len(forged_png())
     for round_ in range(3):
         ctx.rss.peak = ctx.rss.rss()
         outcome += await on_streams(ctx, lambda s, r=round_: [
@@ -565,8 +566,6 @@ async def png_memory(ctx: Context) -> list[Any]:
         await asyncio.sleep(ctx.args.settle_s)
         rounds.append({"round": round_ + 1, "rss_peak_mb": peak / MIB,
                        "retained_mb": (ctx.rss.rss() - ctx.start_rss) / MIB})
-    ctx.extra["png_bytes"] = len(forged_png())
-    ctx.extra["rounds"] = rounds
     ctx.rss.peak = max(round_["rss_peak_mb"] for round_ in rounds) * MIB
     return outcome
 

@@ -1,4 +1,4 @@
-"""The gRPC server: wires configuration, detector, ingest, events, risk and services together."""
+"""The gRPC server and the one place that builds the sidecar's parts and wires them together."""
 
 from __future__ import annotations
 
@@ -15,10 +15,26 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gpu_server._generated import service_pb2
 from gpu_server.config import ServerConfig
-from gpu_server.core.clock import Clock
+from gpu_server.context import (
+    ActivityBaseline,
+    ContextBuilder,
+    CrossCameraLog,
+    SceneMonitor,
+    ZoneRegistry,
+)
+from gpu_server.core.clock import Clock, SystemClock
+from gpu_server.core.coverage import CoverageLedger
 from gpu_server.core.frames import DetectionResult
 from gpu_server.enrich.pipeline import ENROLL_MAX_SIDE, Enricher
+from gpu_server.events.builder import EventBuilder
+from gpu_server.events.cameras import CameraDirectory
+from gpu_server.events.dwell import DwellSettings, DwellTracker
+from gpu_server.events.incidents import IncidentSettings, IncidentTracker
+from gpu_server.events.outbox import OUTBOX_FILE, Outbox
+from gpu_server.events.progress import ProgressHub
 from gpu_server.events.scheduler import EventScheduler
+from gpu_server.events.windows import CameraWindows, WindowSettings
+from gpu_server.feedback import FEEDBACK_FILE, FeedbackSettings, FeedbackStore
 from gpu_server.grpc_api.auth import BearerTokenInterceptor, RefusalLog
 from gpu_server.grpc_api.convert import ProtobufEventCodec
 from gpu_server.grpc_api.events import EventsHandler
@@ -70,9 +86,10 @@ class GRPCServer:
         self._clock = clock
         self._risk = risk
         self.events: EventScheduler | None = None
+        self.feedback: FeedbackStore | None = None
         self.risk: RiskAnalysis | None = None
         self.zoo: ModelRegistry | None = None
-        self.enrichment: Enricher | None = None
+        self.enricher: Enricher | None = None
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
         self._gpu = GpuMonitor()
@@ -149,7 +166,7 @@ class GRPCServer:
         images = ImageIntake(
             FrameIntake(limits, decode_side=ENROLL_MAX_SIDE), self.decode_budget, self.frame_threads
         )
-        self.enrichment = await asyncio.to_thread(
+        self.enricher = await asyncio.to_thread(
             functools.partial(
                 Enricher,
                 config.enrich,
@@ -159,16 +176,8 @@ class GRPCServer:
                 images=images,
             )
         )
-        self.events = EventScheduler(
-            config,
-            risk,
-            codec=ProtobufEventCodec(),
-            clock=self._clock,
-            sure_confidence=selection.detector.sure_confidence,
-            enrichment=self.enrichment,
-        )
-        await self.events.start()
-        server = self._grpc_server(self._servicer(selection, self.events, risk))
+        self.events, self.feedback = await self._start_events(selection, risk, self.enricher)
+        server = self._grpc_server(self._servicer(selection, self.events, self.feedback, risk))
         address = f"{config.host}:{config.port}"
         try:
             if credentials is None:
@@ -177,6 +186,7 @@ class GRPCServer:
                 self.port = server.add_secure_port(address, credentials)
         except RuntimeError as exc:
             await self.events.stop(0)
+            await self.feedback.close()
             await self.batcher.stop()
             raise OSError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
         await server.start()
@@ -201,13 +211,37 @@ class GRPCServer:
             )
         return self.port
 
+    async def _start_events(
+        self, selection: DetectorSelection, risk: RiskAnalysis, enricher: Enricher
+    ) -> tuple[EventScheduler, FeedbackStore]:
+        feedback = feedback_store(self.config)
+        await feedback.open()
+        events = event_scheduler(
+            self.config,
+            risk,
+            feedback,
+            clock=self._clock if self._clock is not None else SystemClock(),
+            sure_confidence=selection.detector.sure_confidence,
+            enricher=enricher,
+        )
+        try:
+            await events.start()
+        except BaseException:
+            await feedback.close()
+            raise
+        return events, feedback
+
     def _servicer(
-        self, selection: DetectorSelection, events: EventScheduler, risk: RiskAnalysis
+        self,
+        selection: DetectorSelection,
+        events: EventScheduler,
+        feedback: FeedbackStore,
+        risk: RiskAnalysis,
     ) -> SecurityAIServicer:
         """The service and what it calls: intake, dedupe, the decode budget, status, events."""
         config = self.config
         assert self.batcher is not None
-        assert self.enrichment is not None
+        assert self.enricher is not None
         self.dedupe = Deduplicator(ResultCache(config.dedupe.capacity))
         assert self.decode_budget is not None
         assert self.frame_threads is not None
@@ -224,17 +258,18 @@ class GRPCServer:
             counters=self.counters,
             gpu=self._gpu,
             events=events,
+            feedback=feedback,
             risk=risk,
             zoo=self.zoo,
-            enrichment=self.enrichment,
+            enricher=self.enricher,
         )
         return SecurityAIServicer(
             FrameStreamHandler(
                 ingestor, self.counters, max_in_flight=config.batching.max_in_flight_per_stream
             ),
             self._status,
-            EventsHandler(events),
-            PeopleHandler(self.enrichment),
+            EventsHandler(events, feedback),
+            PeopleHandler(self.enricher),
             refusals=self.unparseable,
         )
 
@@ -273,6 +308,9 @@ class GRPCServer:
         if self.events is not None:
             await self.events.stop(max(0.0, deadline - loop.time()))
             self.events = None
+        if self.feedback is not None:
+            await self.feedback.close()
+            self.feedback = None
         if self.batcher is not None:
             await self.batcher.stop()
         if self.decode_budget is not None:
@@ -298,6 +336,88 @@ class GRPCServer:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+
+def feedback_store(config: ServerConfig) -> FeedbackStore:
+    """The household's verdicts, shared by the analyses (calibration) and the Feedback call."""
+    feedback = config.feedback
+    return FeedbackStore(
+        config.data_dir / FEEDBACK_FILE,
+        FeedbackSettings(
+            calibrate_after=feedback.calibrate_after,
+            window_s=feedback.window_days * 86_400.0,
+            case_retention_s=feedback.retention_days * 86_400.0,
+        ),
+    )
+
+
+def event_scheduler(
+    config: ServerConfig,
+    risk: RiskAnalysis,
+    feedback: FeedbackStore,
+    *,
+    clock: Clock,
+    sure_confidence: float,
+    enricher: Enricher | None,
+) -> EventScheduler:
+    """The events part, every piece of it built here: windows, context, analyses, outbox."""
+    events = config.events
+    data_dir = config.data_dir
+    outbox = Outbox(
+        data_dir / OUTBOX_FILE,
+        codec=ProtobufEventCodec(),
+        max_events=events.outbox_max_events,
+        retention_s=events.covered_retention_s,
+        max_covered_rows=events.covered_max_rows,
+    )
+    context_builder = ContextBuilder(
+        ZoneRegistry(data_dir), ActivityBaseline(data_dir), CrossCameraLog()
+    )
+    cameras = CameraDirectory(data_dir)
+    hub = ProgressHub()
+    incidents = IncidentTracker(
+        IncidentSettings(
+            gap_s=events.incident_gap_s,
+            link_s=events.incident_link_s,
+            cooldown_s=events.cooldown_s,
+        ),
+        clock,
+    )
+    builder = EventBuilder(
+        context_builder=context_builder,
+        risk=risk,
+        outbox=outbox,
+        hub=hub,
+        cameras=cameras,
+        clock=clock,
+        max_detections=events.max_detections_per_batch,
+        incidents=incidents,
+        feedback=feedback,
+        sure_confidence=sure_confidence,
+        enricher=enricher,
+        dwell=DwellTracker(DwellSettings(gap_s=events.dwell_gap_s, loiter_s=events.loiter_s)),
+    )
+    windows = CameraWindows(
+        WindowSettings(events.window_s, events.idle_s),
+        clock,
+        max_detections=events.max_detections_per_batch,
+    )
+    return EventScheduler(
+        events,
+        clock=clock,
+        risk=risk,
+        outbox=outbox,
+        coverage=CoverageLedger(outbox),
+        windows=windows,
+        builder=builder,
+        incidents=incidents,
+        context_builder=context_builder,
+        scene=SceneMonitor(data_dir, config.scene),
+        cameras=cameras,
+        hub=hub,
+        enricher=enricher,
+        sure_confidence=sure_confidence,
+    )
 
 
 def _replicas(detector: Detector, count: int) -> list[Detector]:

@@ -9,14 +9,14 @@ from gpu_server.context.baseline import (
     hour_of_week,
     local_timezone,
 )
-from gpu_server.context.cross_camera import ActivityEvent, CrossCameraLog, CrossCameraNote
-from gpu_server.context.enricher import (
+from gpu_server.context.builder import (
     AnalysisContext,
     BoxDetection,
-    ContextEnricher,
+    ContextBuilder,
     FrameObservation,
     ZonedDetection,
 )
+from gpu_server.context.cross_camera import ActivityEvent, CrossCameraLog, CrossCameraNote
 from gpu_server.context.scene import SceneChange, SceneChangeKind, SceneMonitor, ssim, ssim_map
 from gpu_server.context.zones import (
     Zone,
@@ -33,7 +33,7 @@ __all__ = [
     "AnalysisContext",
     "AnomalyResult",
     "BoxDetection",
-    "ContextEnricher",
+    "ContextBuilder",
     "CrossCameraLog",
     "CrossCameraNote",
     "FrameObservation",

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from gpu_server.context import (
     AnalysisContext,
-    ContextEnricher,
+    ContextBuilder,
     FrameObservation,
     SceneChange,
     SceneChangeKind,
@@ -300,7 +300,7 @@ class EventBuilder:
     def __init__(
         self,
         *,
-        enricher: ContextEnricher,
+        context_builder: ContextBuilder,
         risk: RiskAnalysis,
         outbox: Outbox,
         hub: ProgressHub,
@@ -310,14 +310,14 @@ class EventBuilder:
         incidents: IncidentTracker,
         feedback: FeedbackStore,
         sure_confidence: float = 0.9,
-        enrichment: Enricher | None = None,
+        enricher: Enricher | None = None,
         dwell: DwellTracker | None = None,
     ) -> None:
         self._dwell = dwell
         self._feedback = feedback
         self._sure_confidence = sure_confidence
-        self._enrichment = enrichment
         self._enricher = enricher
+        self._context_builder = context_builder
         self._incidents = incidents
         self._risk = risk
         self._outbox = outbox
@@ -365,7 +365,7 @@ class EventBuilder:
     async def _remember_case(self, event: SecurityEvent) -> None:
         """Keep what the event was about, for the household's verdict on it later."""
         local = datetime.fromtimestamp(
-            event.ended_at_ms / 1000, tz=self._enricher.baseline.timezone(event.camera_id)
+            event.ended_at_ms / 1000, tz=self._context_builder.baseline.timezone(event.camera_id)
         )
         findings = {
             finding_of(item.detection.label, item.zones[0] if item.zones else None)
@@ -512,14 +512,14 @@ class EventBuilder:
         name = camera.display_name if camera is not None and camera.display_name else None
         prompt_version = camera.prompt_version if camera is not None else ""
         observations = select_for_prompt(job.frames, self._max_detections)
-        zone_map = self._enricher.zones.get(job.camera_id)
+        zone_map = self._context_builder.zones.get(job.camera_id)
 
-        def enrich() -> tuple[AnalysisContext, list[EventDetection], list[Sighting]]:
-            context = self._enricher.enrich(job.camera_id, observations, camera_name=name)
+        def build_context() -> tuple[AnalysisContext, list[EventDetection], list[Sighting]]:
+            context = self._context_builder.build(job.camera_id, observations, camera_name=name)
             sightings = person_sightings(job.frames, zone_map) if self._dwell is not None else []
             return context, event_detections(job.frames, zone_map), sightings
 
-        context, detections, sightings = await asyncio.to_thread(enrich)
+        context, detections, sightings = await asyncio.to_thread(build_context)
         # Fed here on the loop (the tracker is not thread-safe), in whichever order the
         # analyses of a camera get here: the stays add up either way.
         dwell = (
@@ -552,8 +552,8 @@ class EventBuilder:
         )
         enriched = EnrichmentResult()
         crops = [crop for frame in job.frames for crop in frame.crops]
-        if self._enrichment is not None and crops:
-            enriched = await self._enrichment.enrich(
+        if self._enricher is not None and crops:
+            enriched = await self._enricher.enrich(
                 crops, camera_id=job.camera_id, now_ms=to_ms(self._clock.wall())
             )
             analysis = with_enrichment(analysis, enriched, self._cameras.display_name)

@@ -1,5 +1,6 @@
 """The events scheduler: takes claimed frames into windows, keeps the windows ticking, runs
-the analyses that turn them into stored events, and hands the stored events out.
+the analyses that turn them into stored events, and hands the stored events out. It builds
+none of its parts: `server.py` does, and hands them in.
 
 Which frame is in which event is the coverage ledger's business (`coverage.py`); the delivery
 protocol as a whole is in `docs/delivery.md`.
@@ -15,15 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
 
-from gpu_server.config import ServerConfig
-from gpu_server.context import (
-    ActivityBaseline,
-    ContextEnricher,
-    CrossCameraLog,
-    SceneMonitor,
-    ZoneRegistry,
-)
-from gpu_server.core.clock import Clock, SystemClock, from_ms, to_ms
+from gpu_server.config import EventsConfig
+from gpu_server.context import ContextBuilder, SceneMonitor
+from gpu_server.core.clock import Clock, from_ms, to_ms
 from gpu_server.core.coverage import Coverage, CoverageLedger
 from gpu_server.core.frames import AcceptedFrame
 from gpu_server.core.images import BgrImage
@@ -31,21 +26,18 @@ from gpu_server.enrich.pipeline import Enricher
 from gpu_server.errors import BackpressureError
 from gpu_server.events.builder import AnalysisJob, EventBuilder
 from gpu_server.events.cameras import CameraDirectory, CameraSettings
-from gpu_server.events.dwell import DwellSettings, DwellTracker
-from gpu_server.events.incidents import EndedIncident, IncidentSettings, IncidentTracker
+from gpu_server.events.incidents import EndedIncident, IncidentTracker
 from gpu_server.events.key_frame import annotated_jpeg, key_frame_score
 from gpu_server.events.model import CameraRequest, SecurityEvent
-from gpu_server.events.outbox import OUTBOX_FILE, EventCodec, Outbox
+from gpu_server.events.outbox import Outbox
 from gpu_server.events.progress import ProgressHub, ProgressNote
 from gpu_server.events.settings_checks import check_camera_count, validate_cameras
 from gpu_server.events.windows import (
     CameraWindows,
     ClosedWindow,
     WindowFrame,
-    WindowSettings,
     new_window_id,
 )
-from gpu_server.feedback import FEEDBACK_FILE, FeedbackSettings, FeedbackStore
 from gpu_server.risk.analysis import RiskAnalysis
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,77 +56,46 @@ class EventsStatus:
 
 
 class EventScheduler:
+    """The flow of events; its parts are built and handed in by the server (`server.py`)."""
+
     def __init__(
         self,
-        config: ServerConfig,
-        risk: RiskAnalysis,
+        settings: EventsConfig,
         *,
-        codec: EventCodec,
-        clock: Clock | None = None,
+        clock: Clock,
+        risk: RiskAnalysis,
+        outbox: Outbox,
+        coverage: CoverageLedger,
+        windows: CameraWindows,
+        builder: EventBuilder,
+        incidents: IncidentTracker,
+        context_builder: ContextBuilder,
+        scene: SceneMonitor,
+        cameras: CameraDirectory,
+        hub: ProgressHub,
+        enricher: Enricher | None = None,
         sure_confidence: float = 0.9,
-        enrichment: Enricher | None = None,
     ) -> None:
-        events = config.events
-        self.enrichment = enrichment
-        data_dir = config.data_dir
-        self.config = events
-        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.config = settings
+        self.clock = clock
         self.risk = risk
-        self.outbox = Outbox(
-            data_dir / OUTBOX_FILE,
-            codec=codec,
-            max_events=events.outbox_max_events,
-            retention_s=events.covered_retention_s,
-            max_covered_rows=events.covered_max_rows,
-        )
-        self.zones = ZoneRegistry(data_dir)
-        self.baseline = ActivityBaseline(data_dir)
-        self.scene = SceneMonitor(data_dir, config.scene)
-        self.enricher = ContextEnricher(self.zones, self.baseline, CrossCameraLog())
-        self.cameras = CameraDirectory(data_dir)
-        self.windows = CameraWindows(
-            WindowSettings(events.window_s, events.idle_s),
-            self.clock,
-            max_detections=events.max_detections_per_batch,
-        )
-        self.hub = ProgressHub()
-        self.coverage = CoverageLedger(self.outbox)
-        feedback = config.feedback
-        self.feedback = FeedbackStore(
-            data_dir / FEEDBACK_FILE,
-            FeedbackSettings(
-                calibrate_after=feedback.calibrate_after,
-                window_s=feedback.window_days * 86_400.0,
-                case_retention_s=feedback.retention_days * 86_400.0,
-            ),
-        )
-        self.incidents = IncidentTracker(
-            IncidentSettings(
-                gap_s=events.incident_gap_s,
-                link_s=events.incident_link_s,
-                cooldown_s=events.cooldown_s,
-            ),
-            self.clock,
-        )
-        self.builder = EventBuilder(
-            enricher=self.enricher,
-            risk=risk,
-            outbox=self.outbox,
-            hub=self.hub,
-            cameras=self.cameras,
-            clock=self.clock,
-            max_detections=events.max_detections_per_batch,
-            incidents=self.incidents,
-            feedback=self.feedback,
-            sure_confidence=sure_confidence,
-            enrichment=enrichment,
-            dwell=DwellTracker(DwellSettings(gap_s=events.dwell_gap_s, loiter_s=events.loiter_s)),
-        )
-        self._fast_labels = frozenset(label.lower() for label in events.fast_path_labels)
+        self.outbox = outbox
+        self.coverage = coverage
+        self.windows = windows
+        self.builder = builder
+        self.incidents = incidents
+        self.context_builder = context_builder
+        self.zones = context_builder.zones
+        self.baseline = context_builder.baseline
+        self.scene = scene
+        self.cameras = cameras
+        self.hub = hub
+        self.enricher = enricher
+        self._fast_labels = frozenset(label.lower() for label in settings.fast_path_labels)
         # The configured threshold, else the detector's own idea of a sure detection.
         self.fast_path_confidence = (
-            events.fast_path_confidence
-            if events.fast_path_confidence is not None
+            settings.fast_path_confidence
+            if settings.fast_path_confidence is not None
             else sure_confidence
         )
         # Analyses, and the stores of incident-ended events: each ends with a stored event.
@@ -148,7 +109,6 @@ class EventScheduler:
 
     async def start(self) -> None:
         await self.outbox.open()
-        await self.feedback.open()
         await self.risk.start()
         for camera in self.cameras.all():
             self._apply_runtime(camera)
@@ -179,13 +139,12 @@ class EventScheduler:
         # Bounded by itself: a model server that does not stop in time is killed.
         await self.risk.close(max(0.25, deadline - loop.time()))
         await self.outbox.close()
-        await self.feedback.close()
 
     def _flush_learned(self) -> None:
-        self.enricher.flush()
+        self.context_builder.flush()
         self.scene.flush()
-        if self.enrichment is not None:
-            self.enrichment.flush(to_ms(self.clock.wall()))
+        if self.enricher is not None:
+            self.enricher.flush(to_ms(self.clock.wall()))
 
     async def _tick_forever(self) -> None:
         while True:
@@ -263,7 +222,7 @@ class EventScheduler:
             )
             crops = (
                 await asyncio.to_thread(
-                    self.enrichment.crops,
+                    self.enricher.crops,
                     frame.sha256,
                     frame.result.detections,
                     pixels,
@@ -271,8 +230,8 @@ class EventScheduler:
                 )
                 if pixels is not None
                 and frame.result.detections
-                and self.enrichment is not None
-                and self.enrichment.wants_crops
+                and self.enricher is not None
+                and self.enricher.wants_crops
                 else ()
             )
             key_frame = (
@@ -414,7 +373,9 @@ class EventScheduler:
             self.baseline.set_timezone(camera.camera_id, camera.time_zone or None)
         except (ValueError, ZoneInfoNotFoundError):
             _LOGGER.warning("unknown time zone %r for %s", camera.time_zone, camera.camera_id)
-        self.enricher.cross_camera.set_camera_name(camera.camera_id, camera.display_name or None)
+        self.context_builder.cross_camera.set_camera_name(
+            camera.camera_id, camera.display_name or None
+        )
 
     # -- delivery --------------------------------------------------------------------------
 

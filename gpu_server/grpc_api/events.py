@@ -1,5 +1,5 @@
-"""SubscribeEvents, AckEvents, Configure, AnalyzeNow and WatchAnalysis: thin adapters over the
-events scheduler."""
+"""SubscribeEvents, AckEvents, Configure, AnalyzeNow, ResetScene and WatchAnalysis: thin adapters
+over the events scheduler; Feedback over the feedback store."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gpu_server._generated import events_pb2
 from gpu_server.core.camera_ids import CAMERA_ID_PATTERN
 from gpu_server.errors import CursorOutOfRangeError, InvalidRequestError, InvalidSettingsError
 from gpu_server.events.scheduler import EventScheduler
+from gpu_server.feedback import FeedbackStore
 from gpu_server.grpc_api.convert import (
     camera_requests_from_pb,
     event_to_pb,
@@ -38,8 +39,9 @@ def _check_camera_id(method: str, camera_id: str) -> None:
 
 
 class EventsHandler:
-    def __init__(self, scheduler: EventScheduler) -> None:
+    def __init__(self, scheduler: EventScheduler, feedback: FeedbackStore) -> None:
         self._scheduler = scheduler
+        self._feedback = feedback
 
     async def subscribe(
         self, request: events_pb2.SubscribeEventsRequest
@@ -88,7 +90,7 @@ class EventsHandler:
 
     async def feedback(self, request: events_pb2.FeedbackRequest) -> events_pb2.FeedbackResponse:
         event_id, verdict, actual_level, what = feedback_from_pb(request)
-        outcome = await self._scheduler.feedback.give(
+        outcome = await self._feedback.give(
             event_id, verdict, actual_level=actual_level, what=what
         )
         return events_pb2.FeedbackResponse(

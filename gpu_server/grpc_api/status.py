@@ -11,6 +11,7 @@ from gpu_server import __version__
 from gpu_server._generated import status_pb2
 from gpu_server.enrich.pipeline import Enricher
 from gpu_server.events.scheduler import EventScheduler
+from gpu_server.feedback import FeedbackStore
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.detect import DetectorSelection
 from gpu_server.models.registry import ModelRegistry
@@ -40,13 +41,15 @@ class StatusReporter:
         counters: FrameCounters,
         gpu: GpuMonitor,
         events: EventScheduler | None = None,
+        feedback: FeedbackStore | None = None,
         risk: RiskAnalysis | None = None,
         zoo: ModelRegistry | None = None,
-        enrichment: Enricher | None = None,
+        enricher: Enricher | None = None,
     ) -> None:
         self._zoo = zoo
-        self._enrichment = enrichment
+        self._enricher = enricher
         self._events = events
+        self._feedback = feedback
         self._risk = risk
         self._server_id = server_id
         self._selection = selection
@@ -136,9 +139,9 @@ class StatusReporter:
         )
 
     def _enrichment_status(self) -> status_pb2.EnrichmentStatus | None:
-        if self._enrichment is None:
+        if self._enricher is None:
             return None
-        status = self._enrichment.status()
+        status = self._enricher.status()
         return status_pb2.EnrichmentStatus(
             faces_available=status.faces_available,
             faces_reason=status.faces_reason,
@@ -152,7 +155,7 @@ class StatusReporter:
         )
 
     def _feedback_status(self) -> list[status_pb2.CameraFeedback]:
-        if self._events is None:
+        if self._feedback is None:
             return []
         return [
             status_pb2.CameraFeedback(
@@ -161,7 +164,7 @@ class StatusReporter:
                 confirmed=counts.confirmed,
                 calibrated_cases=counts.calibrated_cases,
             )
-            for camera_id, counts in self._events.feedback.calibration.counts().items()
+            for camera_id, counts in self._feedback.calibration.counts().items()
         ]
 
     def _zoo_status(self) -> status_pb2.ModelZooStatus | None:

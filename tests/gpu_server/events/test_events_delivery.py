@@ -32,7 +32,7 @@ async def test_a_failed_analysis_still_stores_an_event_covering_its_frames(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the enricher broke")
 
-    monkeypatch.setattr(server.scheduler.enricher, "enrich", broken)
+    monkeypatch.setattr(server.scheduler.context_builder, "build", broken)
     with caplog.at_level(logging.ERROR):
         (ack,) = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "f1"))
         assert ack.status == ACCEPTED
@@ -225,7 +225,7 @@ async def test_when_even_the_rules_fail_a_confident_person_still_pages(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("broken")
 
-    monkeypatch.setattr(server.scheduler.enricher, "enrich", broken)
+    monkeypatch.setattr(server.scheduler.context_builder, "build", broken)
     monkeypatch.setattr("gpu_server.events.builder.assess_with_rules", broken)
     (ack,) = await server.send(frame_for(scene_png(1, MARK_PERSON_SURE), "f1"))
     await server.scheduler.wait_idle()

@@ -1,4 +1,4 @@
-"""Combines zones, the activity baseline, the scene check and other cameras into one context.
+"""Builds one context from the zones, the activity baseline, the scene check and other cameras.
 
 The analysis of a camera window gets an `AnalysisContext`: where each detection is, whether the
 activity is usual for this camera at this hour, whether the view itself was tampered with, and
@@ -20,7 +20,7 @@ from gpu_server.vocabulary import LabelGroup
 
 
 class BoxDetection(Protocol):
-    """What the enricher needs from a detection (`ingest.detect.Detection` fits)."""
+    """What the context builder needs from a detection (`ingest.detect.Detection` fits)."""
 
     @property
     def label(self) -> str: ...
@@ -83,7 +83,7 @@ class AnalysisContext:
         return tuple(d for d in self.detections if not d.ignored)
 
 
-class ContextEnricher:
+class ContextBuilder:
     """Builds an `AnalysisContext` per camera batch and feeds the learning stores.
 
     Blocking (SSIM and file writes): call from a worker thread.
@@ -99,7 +99,7 @@ class ContextEnricher:
         self.baseline = baseline
         self.cross_camera = cross_camera
 
-    def enrich(
+    def build(
         self,
         camera_id: str,
         frames: Sequence[FrameObservation],

@@ -12,7 +12,7 @@ import pytest
 
 from gpu_server.context import (
     ActivityBaseline,
-    ContextEnricher,
+    ContextBuilder,
     CrossCameraLog,
     FrameObservation,
     Zone,
@@ -43,7 +43,7 @@ class FakeClock:
         return self.now
 
 
-def _enricher(tmp_path: Path, clock: FakeClock) -> ContextEnricher:
+def _enricher(tmp_path: Path, clock: FakeClock) -> ContextBuilder:
     zones = ZoneRegistry(tmp_path)
     zones.set(
         "front",
@@ -60,19 +60,19 @@ def _enricher(tmp_path: Path, clock: FakeClock) -> ContextEnricher:
             ),
         ],
     )
-    return ContextEnricher(
+    return ContextBuilder(
         zones,
         ActivityBaseline(tmp_path, default_tz=UTC),
         CrossCameraLog(timedelta(minutes=5), clock=clock),
     )
 
 
-def _quiet_nights(enricher: ContextEnricher, weeks: int) -> None:
+def _quiet_nights(enricher: ContextBuilder, weeks: int) -> None:
     # Past weeks: the front camera sees nobody at 03:00, and the hour closes at 04:00.
     for week in range(weeks, 0, -1):
         when = NIGHT - timedelta(weeks=week)
-        enricher.enrich("front", [FrameObservation(when, 1000, 500)])
-        enricher.enrich("front", [FrameObservation(when + timedelta(hours=1), 1000, 500)])
+        enricher.build("front", [FrameObservation(when, 1000, 500)])
+        enricher.build("front", [FrameObservation(when + timedelta(hours=1), 1000, 500)])
 
 
 def test_window_context(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_window_context(tmp_path: Path) -> None:
         )
         for s in (0, 2, 4)
     ]
-    context = enricher.enrich("front", frames, camera_name="Front door")
+    context = enricher.build("front", frames, camera_name="Front door")
 
     assert context.start == NIGHT
     assert context.end == NIGHT + timedelta(seconds=4)
@@ -121,12 +121,12 @@ def test_learned_state_survives_a_restart(tmp_path: Path) -> None:
     enricher = _enricher(tmp_path, clock)
     _quiet_nights(enricher, weeks=3)
     frame = FrameObservation(NIGHT, 1000, 500, [Det("person", 0.7, 100, 100, 200, 450)])
-    first = enricher.enrich("front", [frame])
+    first = enricher.build("front", [frame])
     assert len(enricher.cross_camera) == 1
     enricher.flush()
 
     restarted = _enricher(tmp_path, clock)
-    again = restarted.enrich("front", [frame])
+    again = restarted.build("front", [frame])
     assert again.anomaly == first.anomaly
     assert not again.anomaly.warming_up
 
@@ -134,15 +134,15 @@ def test_learned_state_survives_a_restart(tmp_path: Path) -> None:
 def test_empty_batches_and_naive_times_are_rejected(tmp_path: Path) -> None:
     enricher = _enricher(tmp_path, FakeClock(NIGHT))
     with pytest.raises(ValueError, match="at least one frame"):
-        enricher.enrich("front", [])
+        enricher.build("front", [])
     with pytest.raises(ValueError, match="timezone-aware"):
-        enricher.enrich("front", [FrameObservation(datetime(2025, 1, 1), 10, 10)])
+        enricher.build("front", [FrameObservation(datetime(2025, 1, 1), 10, 10)])
 
 
 def test_the_detector_detection_fits_the_protocol(tmp_path: Path) -> None:
     detect = pytest.importorskip("gpu_server.ingest.detect")
     det = detect.Detection("person", 0, 0.9, 100.0, 100.0, 200.0, 450.0)
-    context = _enricher(tmp_path, FakeClock(NIGHT)).enrich(
+    context = _enricher(tmp_path, FakeClock(NIGHT)).build(
         "front", [FrameObservation(NIGHT, 1000, 500, [det])]
     )
     assert context.relevant_detections[0].zone_names == ("Porch",)

@@ -163,12 +163,15 @@ class HomeSecurityAICard extends HTMLElement {
   set hass(hass) {
     const first = !this._hass;
     this._hass = hass;
-    // A new security event changes the state of a camera's event entity: reload then.
+    // A new security event changes the state of a camera's event entity: reload then (a
+    // burst of events once).
     const signature = this._eventSignature(hass);
-    const changed = signature !== this._signature;
-    this._signature = signature;
-    if (first || (changed && Date.now() - this._loadedAt > 2_000)) this._load();
-    else if (Date.now() - this._loadedAt > RELOAD_EVERY_MS) this._load();
+    if (signature !== this._signature) {
+      this._signature = signature;
+      this._stale = true;
+    }
+    const age = Date.now() - this._loadedAt;
+    if (first || (this._stale && age > 2_000) || age > RELOAD_EVERY_MS) this._load();
   }
 
   get hass() {
@@ -215,6 +218,7 @@ class HomeSecurityAICard extends HTMLElement {
   async _load() {
     if (!this._config || !this._hass || this._loading) return;
     this._loading = true;
+    this._stale = false;
     this._loadedAt = Date.now();
     try {
       const start = new Date(Date.now() - this._config.days * 86_400_000).toISOString();

@@ -184,10 +184,14 @@ class HomeSecurityAICard extends HTMLElement {
   }
 
   _eventSignature(hass) {
-    return Object.values(hass.entities || {})
-      .filter((entry) => entry.platform === DOMAIN && entry.entity_id.startsWith("event."))
-      .map((entry) => `${entry.entity_id}=${hass.states[entry.entity_id]?.state}`)
-      .join("|");
+    // The registry changes rarely, states often: the event entities are found once per change.
+    if (hass.entities !== this._registry) {
+      this._registry = hass.entities;
+      this._eventEntities = Object.values(hass.entities || {})
+        .filter((entry) => entry.platform === DOMAIN && entry.entity_id.startsWith("event."))
+        .map((entry) => entry.entity_id);
+    }
+    return this._eventEntities.map((id) => `${id}=${hass.states[id]?.state}`).join("|");
   }
 
   // Which events: a camera id, or the camera of an entity (its device when it is ours).
@@ -268,6 +272,8 @@ class HomeSecurityAICard extends HTMLElement {
 
   _render() {
     const root = this.shadowRoot;
+    // A name being typed survives a reload of the incidents.
+    const typed = root.querySelector(".picker input")?.value;
     const title = this._config.title ?? "Security incidents";
     let content;
     if (this._error) {
@@ -282,6 +288,8 @@ class HomeSecurityAICard extends HTMLElement {
     root.innerHTML = `<style>${STYLE}</style><ha-card>
       ${title ? `<div class="header">${escapeHtml(title)}</div>` : ""}
       <div class="content">${content}</div></ha-card>`;
+    const input = root.querySelector(".picker input");
+    if (input && typed) input.value = typed;
     this._wire();
   }
 

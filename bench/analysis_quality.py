@@ -52,7 +52,8 @@ from gpu_server.llm.authority import (  # noqa: E402
     record_file_name,
 )
 from gpu_server.llm.schema import Assessment  # noqa: E402
-from gpu_server.risk.analysis import RiskAnalysis, embedded_model_path, narrated  # noqa: E402
+from gpu_server.llm.service import embedded_model_path  # noqa: E402
+from gpu_server.risk.analysis import RiskAnalysis, narrated  # noqa: E402
 from gpu_server.risk.audit import audit  # noqa: E402
 from gpu_server.risk.rules import assess_with_rules  # noqa: E402
 

@@ -47,8 +47,8 @@ from gpu_server.llm.inputs import (  # noqa: E402
     ZoneInput,
 )
 from gpu_server.llm.model_server import ModelServer  # noqa: E402
+from gpu_server.llm.service import embedded_model_path  # noqa: E402
 from gpu_server.llm.templates import PromptLibrary  # noqa: E402
-from gpu_server.risk.analysis import embedded_model_path  # noqa: E402
 from gpu_server.vocabulary import RiskZoneKind  # noqa: E402
 
 LIMITS = GrammarLimits(summary=60, reasoning=120, recommended_action=60)

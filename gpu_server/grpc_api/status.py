@@ -14,10 +14,11 @@ from gpu_server.events.scheduler import EventScheduler
 from gpu_server.feedback import FeedbackStore
 from gpu_server.ingest.batching import DetectionBatcher
 from gpu_server.ingest.detect import DetectorSelection
+from gpu_server.llm.service import LanguageModelState
 from gpu_server.models.registry import ModelRegistry
 from gpu_server.monitor.gpu import GpuMonitor
 from gpu_server.monitor.latency import FrameCounters, LatencyTracker
-from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis
+from gpu_server.risk.analysis import RiskAnalysis
 
 _MODEL_STATE: Final = {
     LanguageModelState.OFF: status_pb2.LANGUAGE_MODEL_STATE_OFF,

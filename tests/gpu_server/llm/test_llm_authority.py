@@ -22,7 +22,8 @@ from gpu_server.llm.authority import (
 )
 from gpu_server.llm.inputs import AnalysisInput
 from gpu_server.llm.schema import Assessment
-from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis, bounded, narrated
+from gpu_server.llm.service import LanguageModelState
+from gpu_server.risk.analysis import RiskAnalysis, bounded, narrated
 from gpu_server.risk.rules import assess_with_rules
 from gpu_server.vocabulary import RiskLevel
 
@@ -141,7 +142,7 @@ def test_an_unmeasured_model_narrates(tiny_gguf: Path, tmp_path: Path) -> None:
     service = RiskAnalysis(
         llm_settings(authority="auto", model=str(tiny_gguf)), tmp_path, data_dir=tmp_path
     )
-    decision = service._decide_authority(tiny_gguf.name, tiny_gguf.stat().st_size)
+    decision = service.model._decide_authority(tiny_gguf.name, tiny_gguf.stat().st_size)
     assert decision.authority is Authority.NARRATE
     assert "not measured yet" in decision.reason
 

@@ -25,7 +25,8 @@ from testlib.waiting import wait_until
 from gpu_server.llm.authority import Authority
 from gpu_server.llm.inputs import AnalysisInput, DetectionInput
 from gpu_server.llm.model_server import ModelServer
-from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis
+from gpu_server.llm.service import LanguageModelState
+from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.risk.rules import assess_with_rules
 
 MakeInput = Callable[..., AnalysisInput]

@@ -6,16 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from gpu_server.config import LlmSettings
 from gpu_server.llm.authority import Authority
 from gpu_server.llm.grammar import GrammarLimits
 from gpu_server.llm.inputs import AnalysisInput
-from gpu_server.risk.analysis import (
-    EMBEDDED_MODEL_FILE,
-    LanguageModelState,
-    LlmSettings,
-    RiskAnalysis,
-    embedded_model_path,
-)
+from gpu_server.llm.service import EMBEDDED_MODEL_FILE, LanguageModelState, embedded_model_path
+from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.risk.rules import assess_with_rules
 
 MakeInput = Callable[..., AnalysisInput]

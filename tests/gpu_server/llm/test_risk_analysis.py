@@ -17,7 +17,8 @@ from llm_testlib import TEST_LIMITS, llm_settings, signal_process
 from testlib.waiting import ModelRequests, wait_until
 
 from gpu_server.llm.inputs import AnalysisInput
-from gpu_server.risk.analysis import LanguageModelState, RiskAnalysis, looks_hung
+from gpu_server.llm.service import LanguageModelState, looks_hung
+from gpu_server.risk.analysis import RiskAnalysis
 
 MakeInput = Callable[..., AnalysisInput]
 MakeService = Callable[..., Any]

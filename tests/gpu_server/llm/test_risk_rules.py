@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gpu_server.config import LlmConfigError, LlmSettings
 from gpu_server.events.builder import since
 from gpu_server.llm.inputs import (
     AnalysisInput,
@@ -18,14 +19,9 @@ from gpu_server.llm.inputs import (
     UntrustedText,
     ZoneInput,
 )
+from gpu_server.llm.service import embedded_model_path, resolve_model_path
 from gpu_server.llm.templates import PromptLibrary, build_prompt
-from gpu_server.risk.analysis import (
-    LlmConfigError,
-    LlmSettings,
-    RiskAnalysis,
-    embedded_model_path,
-    resolve_model_path,
-)
+from gpu_server.risk.analysis import RiskAnalysis
 from gpu_server.risk.rules import (
     LOITER_BONUS,
     LOITER_LONG_BONUS,

@@ -105,7 +105,7 @@ class DedupeConfig(_Section):
 class EventsConfig(_Section):
     """Per-camera batching, the fast path and the outbox (cameras may override the windows)."""
 
-    # A batch closes this long after it opened, or after `idle_s` without a detection.
+    # A window closes this long after it opened, or after `idle_s` without a detection.
     window_s: float = Field(default=90.0, gt=0.0, le=86_400.0)
     idle_s: float = Field(default=30.0, gt=0.0, le=86_400.0)
     # A detection of one of these labels at or above the confidence is analyzed at once.
@@ -119,7 +119,7 @@ class EventsConfig(_Section):
     # How long hashes of covered frames are remembered after their event was acknowledged.
     covered_retention_s: float = Field(default=86_400.0, ge=0.0)
     covered_max_rows: int = Field(default=500_000, ge=1)
-    # How often open batches are checked against their windows.
+    # How often open windows are checked for having run their time.
     tick_s: float = Field(default=0.25, gt=0.0, le=60.0)
     # An incident ends after this long without a detection on its cameras; a person on another
     # camera within `incident_link_s` joins its incident; a camera that alerted for a kind of
@@ -175,7 +175,7 @@ class EnrichConfig(_Section):
     face_match_distance: float = Field(default=0.6, gt=0.0, le=2.0)
     # Plates the household knows: plate (any spelling; only letters and digits count) -> name.
     known_plates: dict[str, str] = Field(default_factory=dict)
-    # Crops taken per batch, the most confident first: bounds a busy batch's cost.
+    # Crops taken per window, the most confident first: bounds a busy window's cost.
     max_person_crops: int = Field(default=6, ge=0, le=64)
     max_vehicle_crops: int = Field(default=4, ge=0, le=64)
     ocr_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)

@@ -106,12 +106,14 @@ class AnalyzeNowRequest(_message.Message):
     def __init__(self, camera_id: _Optional[str] = ...) -> None: ...
 
 class AnalyzeNowResponse(_message.Message):
-    __slots__ = ("closed", "batch_id")
+    __slots__ = ("closed", "batch_id", "window_id")
     CLOSED_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ID_FIELD_NUMBER: _ClassVar[int]
     closed: bool
     batch_id: str
-    def __init__(self, closed: bool = ..., batch_id: _Optional[str] = ...) -> None: ...
+    window_id: str
+    def __init__(self, closed: bool = ..., batch_id: _Optional[str] = ..., window_id: _Optional[str] = ...) -> None: ...
 
 class ResetSceneRequest(_message.Message):
     __slots__ = ("camera_id",)
@@ -421,11 +423,13 @@ class WatchAnalysisRequest(_message.Message):
     def __init__(self, camera_id: _Optional[str] = ...) -> None: ...
 
 class AnalysisProgress(_message.Message):
-    __slots__ = ("camera_id", "batch_id", "text")
+    __slots__ = ("camera_id", "batch_id", "text", "window_id")
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ID_FIELD_NUMBER: _ClassVar[int]
     camera_id: str
     batch_id: str
     text: str
-    def __init__(self, camera_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+    window_id: str
+    def __init__(self, camera_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., text: _Optional[str] = ..., window_id: _Optional[str] = ...) -> None: ...

@@ -134,14 +134,14 @@ class SecurityAIServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Configure(self, request, context):
-        """Per-camera zones, batch windows, prompt version and time zone.
+        """Per-camera zones, event windows, prompt version and time zone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AnalyzeNow(self, request, context):
-        """Close a camera's open batch and analyse it now.
+        """Close a camera's open window and analyse it now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -343,10 +343,10 @@ class SecurityAIStub(typing.Generic[_SecurityAISubmitFramesType, _SecurityAIGetS
     AckEvents: _SecurityAIAckEventsType
 
     Configure: _SecurityAIConfigureType
-    """Per-camera zones, batch windows, prompt version and time zone."""
+    """Per-camera zones, event windows, prompt version and time zone."""
 
     AnalyzeNow: _SecurityAIAnalyzeNowType
-    """Close a camera's open batch and analyse it now."""
+    """Close a camera's open window and analyse it now."""
 
     ResetScene: _SecurityAIResetSceneType
     """Make the camera's latest frame its usual view now (after it was re-aimed on purpose)."""
@@ -463,7 +463,7 @@ class SecurityAIServicer(metaclass=abc.ABCMeta):
         request: events_pb2.ConfigureRequest,
         context: _ServicerContext,
     ) -> typing.Union[events_pb2.ConfigureResponse, collections.abc.Awaitable[events_pb2.ConfigureResponse]]:
-        """Per-camera zones, batch windows, prompt version and time zone."""
+        """Per-camera zones, event windows, prompt version and time zone."""
 
     @abc.abstractmethod
     def AnalyzeNow(
@@ -471,7 +471,7 @@ class SecurityAIServicer(metaclass=abc.ABCMeta):
         request: events_pb2.AnalyzeNowRequest,
         context: _ServicerContext,
     ) -> typing.Union[events_pb2.AnalyzeNowResponse, collections.abc.Awaitable[events_pb2.AnalyzeNowResponse]]:
-        """Close a camera's open batch and analyse it now."""
+        """Close a camera's open window and analyse it now."""
 
     @abc.abstractmethod
     def ResetScene(

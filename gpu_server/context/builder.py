@@ -38,7 +38,7 @@ class BoxDetection(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FrameObservation:
-    """One analyzed frame of a batch: when it was taken, its size, and what was detected."""
+    """One analyzed frame of a window: when it was taken, its size, and what was detected."""
 
     when: datetime
     width: int
@@ -84,7 +84,7 @@ class AnalysisContext:
 
 
 class ContextBuilder:
-    """Builds an `AnalysisContext` per camera batch and feeds the learning stores.
+    """Builds an `AnalysisContext` per camera window and feeds the learning stores.
 
     Blocking (SSIM and file writes): call from a worker thread.
     """
@@ -110,7 +110,7 @@ class ContextBuilder:
         cameras (after it was scored, so a window is never compared with itself). The scene
         check runs per frame at intake; the scheduler adds its outcome to the context."""
         if not frames:
-            raise ValueError("a batch needs at least one frame")
+            raise ValueError("a window needs at least one frame")
         for frame in frames:
             if frame.when.tzinfo is None or frame.when.utcoffset() is None:
                 raise ValueError("frame timestamps must be timezone-aware")

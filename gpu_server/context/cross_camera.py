@@ -33,7 +33,7 @@ class CrossCameraNote:
 
     camera_id: str
     camera_name: str  # user text: data, not instructions
-    labels: dict[str, int]  # label -> in how many logged batches it was seen
+    labels: dict[str, int]  # label -> in how many logged windows it was seen
     zones: tuple[str, ...]
     # Seconds from the other camera's latest event to the start of the window; negative when
     # the event happened inside the window, after it started.

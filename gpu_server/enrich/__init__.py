@@ -1,1 +1,1 @@
-"""Enrichment of a batch before its analysis: faces and known people, vehicle plates."""
+"""Enrichment of a window before its analysis: faces and known people, vehicle plates."""

@@ -40,7 +40,7 @@ def faces_unavailable() -> str | None:
 
 def importable(module: str) -> bool:
     """Whether the module imports: a package whose native library fails to load counts as
-    missing, so that it turns enrichment off rather than failing the first batch."""
+    missing, so that it turns enrichment off rather than failing the first window."""
     try:
         importlib.import_module(module)
     except ImportError:

@@ -1,9 +1,9 @@
-"""Enrichment of a batch: faces matched against the known people, the posture of the people,
+"""Enrichment of a window: faces matched against the known people, the posture of the people,
 text read off vehicles.
 
 Crops are cut when a frame is accepted (the only time its pixels exist) and travel with the
-frame in its window; the models run once per batch, when the batch is analysed, and only for
-the kinds the batch holds: no person box, no face model; no vehicle box, no OCR. Each model is
+frame in its window; the models run once per window, when the window is analysed, and only for
+the kinds the window holds: no person box, no face model; no vehicle box, no OCR. Each model is
 loaded through the model zoo's registry, so it shares the zoo's memory budget and is unloaded
 when idle models must make room.
 
@@ -99,7 +99,7 @@ R = TypeVar("R")
 MAX_CROP_SIDE: Final = 640
 # A person box is cut with this margin around it: the detector's box often clips the head.
 _PERSON_MARGIN: Final = 0.1
-# Person crops of a batch whose colours go into re-identification: the most confident.
+# Person crops of a window whose colours go into re-identification: the most confident.
 REID_CROPS: Final = 3
 # Faces of recent events remembered for EnrollPerson, newest last.
 RECENT_FACES: Final = 1024
@@ -158,7 +158,7 @@ class PlateReading:
 
 @dataclass(frozen=True, slots=True)
 class PersonPose:
-    """The posture of one person crop of the batch."""
+    """The posture of one person crop of the window."""
 
     person: int  # which person crop, from 1, the most confident first
     frame_sha256: str
@@ -171,13 +171,13 @@ class PersonPose:
 class EnrichmentResult:
     people: tuple[PersonSighting, ...] = ()
     plates: tuple[PlateReading, ...] = ()
-    # People of the batch seen on other cameras within the re-identification time-to-live.
+    # People of the window seen on other cameras within the re-identification time-to-live.
     reidentified: tuple[Reidentified, ...] = ()
     notes: tuple[str, ...] = ()
-    # Time each model took for the batch, by task (loading included when it loaded).
+    # Time each model took for the window, by task (loading included when it loaded).
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
     poses: tuple[PersonPose, ...] = ()
-    # Each person of the batch as a visitor: known by name, or a stranger seen before or not.
+    # Each person of the window as a visitor: known by name, or a stranger seen before or not.
     visitors: tuple[VisitorSighting, ...] = ()
 
 
@@ -189,7 +189,7 @@ class EnrichmentStatus:
     plates_reason: str
     known_people: int
     known_plates: int
-    batches: int
+    windows: int  # windows enriched since start
     pose_available: bool = False
     pose_reason: str = ""
 
@@ -274,7 +274,7 @@ def cut_crops(
 
 
 class Enricher:
-    """Faces and plates for a batch's crops, the known people, and what is available."""
+    """Faces and plates for a window's crops, the known people, and what is available."""
 
     def __init__(
         self,
@@ -325,7 +325,7 @@ class Enricher:
             if (plate := normalize_plate(raw))
         }
         self._recent_faces: OrderedDict[str, Embedding] = OrderedDict()
-        self._batches = 0
+        self._windows = 0
         self.reid = (
             AppearanceIndex(
                 data_dir,
@@ -389,7 +389,7 @@ class Enricher:
         pixels: BgrImage,
         size: tuple[int, int],
     ) -> tuple[Crop, ...]:
-        """What a frame contributes to its batch's enrichment (blocking; cheap)."""
+        """What a frame contributes to its window's enrichment (blocking; cheap)."""
         return cut_crops(
             sha256,
             detections,
@@ -402,7 +402,7 @@ class Enricher:
     async def enrich(
         self, crops: Sequence[Crop], *, camera_id: str = "", now_ms: int = 0
     ) -> EnrichmentResult:
-        """Faces and plates of a batch's crops, the most confident crops first, and the people
+        """Faces and plates of a window's crops, the most confident crops first, and the people
         of `camera_id` seen on other cameras before `now_ms` (wall clock)."""
         ranked = sorted(crops, key=lambda crop: -crop.confidence)
         people_crops = [crop for crop in ranked if crop.group is LabelGroup.PERSON]
@@ -434,7 +434,7 @@ class Enricher:
             else:
                 plates = await self._step(OCR_TASK, notes, timings, self._plates, vehicle_crops)
         if people_crops or vehicle_crops:
-            self._batches += 1
+            self._windows += 1
         return EnrichmentResult(
             people, plates, reidentified, tuple(notes), timings, poses, visitors
         )
@@ -446,7 +446,7 @@ class Enricher:
         crops: Sequence[Crop],
         people: Sequence[PersonSighting],
     ) -> tuple[tuple[Reidentified, ...], tuple[VisitorSighting, ...]]:
-        """Match this batch's people against other cameras' recent ones (re-identification)
+        """Match this window's people against other cameras' recent ones (re-identification)
         and against the visitors of earlier days, then remember them."""
         faces: list[Descriptor] = [
             embedding
@@ -621,7 +621,7 @@ class Enricher:
             plates_reason=self._plates_reason or "",
             known_people=len(self.gallery.people()),
             known_plates=len(self._known_plates),
-            batches=self._batches,
+            windows=self._windows,
             pose_available=self._pose_reason is None,
             pose_reason=self._pose_reason or "",
         )

@@ -54,7 +54,7 @@ class Sighting:
 
 @dataclass(frozen=True, slots=True)
 class Reidentified:
-    """A person of this batch seen before on another camera."""
+    """A person of this window seen before on another camera."""
 
     camera_id: str
     seconds_ago: float
@@ -162,7 +162,7 @@ class AppearanceIndex:
         now_ms: int,
         appearances: Sequence[Descriptor] = (),
     ) -> None:
-        """Remember this batch's people; written to disk at most once a minute. With appearance
+        """Remember this window's people; written to disk at most once a minute. With appearance
         embeddings the colours are not kept: the model's judgement replaces theirs."""
         new = [Sighting(camera_id, now_ms, face=face) for face in faces]
         new += [Sighting(camera_id, now_ms, appearance=item) for item in appearances]
@@ -214,7 +214,7 @@ class AppearanceIndex:
                 for row in rows
             ][-MAX_SIGHTINGS:]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            # Only recent sightings are lost; the index fills again from the next batches.
+            # Only recent sightings are lost; the index fills again from the next windows.
             _LOGGER.warning("Ignoring an unreadable re-identification index: %s", exc)
             self._sightings = []
 

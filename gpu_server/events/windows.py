@@ -28,7 +28,7 @@ class WindowFrame:
     width: int
     height: int
     detections: tuple[Detection, ...] = ()
-    # Person boxes and plate regions cut out for the batch's enrichment (see enrich/).
+    # Person boxes and plate regions cut out for the window's enrichment (see enrich/).
     crops: tuple[Crop, ...] = field(default=(), compare=False, repr=False)
     # The frame with its detections drawn (JPEG), kept only for a model that can look.
     key_frame: bytes | None = field(default=None, compare=False, repr=False)

@@ -79,7 +79,10 @@ class EventsHandler:
     ) -> events_pb2.AnalyzeNowResponse:
         _check_camera_id("AnalyzeNow", request.camera_id)
         closed, window_id = self._scheduler.analyze_now(request.camera_id)
-        return events_pb2.AnalyzeNowResponse(closed=closed, batch_id=window_id)
+        # batch_id: the window id's older name, still filled for older clients.
+        return events_pb2.AnalyzeNowResponse(
+            closed=closed, window_id=window_id, batch_id=window_id
+        )
 
     async def reset_scene(
         self, request: events_pb2.ResetSceneRequest
@@ -106,5 +109,8 @@ class EventsHandler:
             _check_camera_id("WatchAnalysis", request.camera_id)
         async for note in self._scheduler.watch(request.camera_id):
             yield events_pb2.AnalysisProgress(
-                camera_id=note.camera_id, batch_id=note.window_id, text=note.text
+                camera_id=note.camera_id,
+                window_id=note.window_id,
+                batch_id=note.window_id,  # the older name, for older clients
+                text=note.text,
             )

@@ -152,7 +152,8 @@ class StatusReporter:
             plates_reason=status.plates_reason,
             known_people=status.known_people,
             known_plates=status.known_plates,
-            batches=status.batches,
+            windows_enriched=status.windows,
+            batches=status.windows,  # the older name, for older clients
         )
 
     def _feedback_status(self) -> list[status_pb2.CameraFeedback]:
@@ -203,7 +204,8 @@ class StatusReporter:
             model = model_status.model if model_status.state is LanguageModelState.READY else ""
             reason = "" if model else model_status.reason
         return status_pb2.EventsStatus(
-            open_batches=events.open_windows,
+            open_windows=events.open_windows,
+            open_batches=events.open_windows,  # the older name, for older clients
             outbox_depth=events.outbox_depth,
             outbox_max_events=events.outbox_max_events,
             last_sequence=events.last_sequence,

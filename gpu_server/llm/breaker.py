@@ -1,7 +1,7 @@
-"""A circuit breaker around the language model: a failing model costs once, not once per batch.
+"""A circuit breaker around the language model: a failing model costs once, not once per window.
 
 Closed: every analysis may use the model. After `failures` failures in a row (or one timeout,
-since a hung model would cost a full timeout per batch) it opens: the rules answer at once.
+since a hung model would cost a full timeout per window) it opens: the rules answer at once.
 After `cooldown_s` it is half-open: exactly one analysis probes the model; success closes it,
 failure opens it for another cool-down.
 """

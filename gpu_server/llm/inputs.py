@@ -1,4 +1,4 @@
-"""What one analysis is about: a camera's batch of detections and the context around it."""
+"""What one analysis is about: a camera's window of detections and the context around it."""
 
 from __future__ import annotations
 
@@ -56,21 +56,21 @@ class CameraActivity(_Input):
 
 
 class PersonInput(_Input):
-    """A face in the batch: a known person by name, or unknown (by embedding distance)."""
+    """A face in the window: a known person by name, or unknown (by embedding distance)."""
 
     name: str | None = Field(default=None, max_length=200)  # None: unknown
     distance: float = Field(default=0.0, ge=0.0)
 
 
 class PoseInput(_Input):
-    """A person of the batch whose posture stands out (from the pose landmarks)."""
+    """A person of the window whose posture stands out (from the pose landmarks)."""
 
     person: int = Field(ge=1)  # the person box, from 1, the most confident first
     flags: tuple[Literal["lying", "crouching", "climbing"], ...] = Field(min_length=1)
 
 
 class SamePersonInput(_Input):
-    """A person of this batch seen on another camera shortly before (re-identification)."""
+    """A person of this window seen on another camera shortly before (re-identification)."""
 
     camera_name: str = Field(min_length=1, max_length=200)
     seconds_ago: float = Field(ge=0.0)
@@ -78,14 +78,14 @@ class SamePersonInput(_Input):
 
 class DwellInput(_Input):
     """An entry or sensitive zone where a person has stayed longer than the loitering time
-    (seen there again and again, across batches)."""
+    (seen there again and again, across windows)."""
 
     zone: str = Field(min_length=1, max_length=200)
     seconds: float = Field(ge=0.0)
 
 
 class ReturningVisitor(_Input):
-    """A stranger of the batch seen on earlier visits (by face or appearance)."""
+    """A stranger of the window seen on earlier visits (by face or appearance)."""
 
     visits: int = Field(ge=2)  # this one included
     since: str = Field(min_length=1, max_length=40)  # "Monday", "yesterday", "May 3"
@@ -121,7 +121,7 @@ class AnalysisInput(_Input):
     camera_name: str = Field(min_length=1, max_length=200)
     start: datetime
     end: datetime
-    # The camera's local wall-clock time of the batch; night and weekday come from it.
+    # The camera's local wall-clock time of the window; night and weekday come from it.
     local_time: datetime
     detections: tuple[DetectionInput, ...] = ()
     # The most of each kind (person, vehicle, animal, other) seen in one frame: one person in ten

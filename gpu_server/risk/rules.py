@@ -260,7 +260,7 @@ def _summary(analysis: AnalysisInput, level: RiskLevel, kinds: Counter[LabelGrou
 
 
 def assess_with_rules(analysis: AnalysisInput, reason: str) -> Assessment:
-    """Score the batch by rule; `reason` says why the rules ran instead of a model."""
+    """Score the window by rule; `reason` says why the rules ran instead of a model."""
     score = 0.0
     factors: list[str] = []
     kinds = _counts(analysis)

@@ -100,7 +100,7 @@ class FrameCounters(_message.Message):
     def __init__(self, accepted: _Optional[int] = ..., duplicate: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class EventsStatus(_message.Message):
-    __slots__ = ("open_batches", "outbox_depth", "outbox_max_events", "last_sequence", "llm_model", "llm_unavailable_reason", "analyses_running", "events_created", "outbox_id", "outbox_refused_frames")
+    __slots__ = ("open_batches", "outbox_depth", "outbox_max_events", "last_sequence", "llm_model", "llm_unavailable_reason", "analyses_running", "events_created", "outbox_id", "outbox_refused_frames", "open_windows")
     OPEN_BATCHES_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_DEPTH_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class EventsStatus(_message.Message):
     EVENTS_CREATED_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_REFUSED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    OPEN_WINDOWS_FIELD_NUMBER: _ClassVar[int]
     open_batches: int
     outbox_depth: int
     outbox_max_events: int
@@ -121,7 +122,8 @@ class EventsStatus(_message.Message):
     events_created: int
     outbox_id: str
     outbox_refused_frames: int
-    def __init__(self, open_batches: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., outbox_max_events: _Optional[int] = ..., last_sequence: _Optional[int] = ..., llm_model: _Optional[str] = ..., llm_unavailable_reason: _Optional[str] = ..., analyses_running: _Optional[int] = ..., events_created: _Optional[int] = ..., outbox_id: _Optional[str] = ..., outbox_refused_frames: _Optional[int] = ...) -> None: ...
+    open_windows: int
+    def __init__(self, open_batches: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., outbox_max_events: _Optional[int] = ..., last_sequence: _Optional[int] = ..., llm_model: _Optional[str] = ..., llm_unavailable_reason: _Optional[str] = ..., analyses_running: _Optional[int] = ..., events_created: _Optional[int] = ..., outbox_id: _Optional[str] = ..., outbox_refused_frames: _Optional[int] = ..., open_windows: _Optional[int] = ...) -> None: ...
 
 class LanguageModelStatus(_message.Message):
     __slots__ = ("state", "backend", "model", "endpoint", "reason", "restarts", "consecutive_failures", "queue_depth", "queue_capacity", "analyses", "fallbacks", "retry_in_s", "authority", "authority_reason", "replaced")
@@ -188,7 +190,7 @@ class ModelZooStatus(_message.Message):
     def __init__(self, budget_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., registered: _Optional[int] = ..., loaded: _Optional[_Iterable[_Union[LoadedModel, _Mapping]]] = ..., loads: _Optional[int] = ..., unloads: _Optional[int] = ...) -> None: ...
 
 class EnrichmentStatus(_message.Message):
-    __slots__ = ("faces_available", "faces_reason", "plates_available", "plates_reason", "known_people", "known_plates", "batches", "pose_available", "pose_reason")
+    __slots__ = ("faces_available", "faces_reason", "plates_available", "plates_reason", "known_people", "known_plates", "batches", "pose_available", "pose_reason", "windows_enriched")
     FACES_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     FACES_REASON_FIELD_NUMBER: _ClassVar[int]
     PLATES_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +200,7 @@ class EnrichmentStatus(_message.Message):
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     POSE_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     POSE_REASON_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_ENRICHED_FIELD_NUMBER: _ClassVar[int]
     faces_available: bool
     faces_reason: str
     plates_available: bool
@@ -207,7 +210,8 @@ class EnrichmentStatus(_message.Message):
     batches: int
     pose_available: bool
     pose_reason: str
-    def __init__(self, faces_available: bool = ..., faces_reason: _Optional[str] = ..., plates_available: bool = ..., plates_reason: _Optional[str] = ..., known_people: _Optional[int] = ..., known_plates: _Optional[int] = ..., batches: _Optional[int] = ..., pose_available: bool = ..., pose_reason: _Optional[str] = ...) -> None: ...
+    windows_enriched: int
+    def __init__(self, faces_available: bool = ..., faces_reason: _Optional[str] = ..., plates_available: bool = ..., plates_reason: _Optional[str] = ..., known_people: _Optional[int] = ..., known_plates: _Optional[int] = ..., batches: _Optional[int] = ..., pose_available: bool = ..., pose_reason: _Optional[str] = ..., windows_enriched: _Optional[int] = ...) -> None: ...
 
 class ServerStatus(_message.Message):
     __slots__ = ("server_id", "version", "uptime_s", "detector", "queue_depth", "stage_latency", "gpu", "frames", "events", "language_model", "model_zoo", "feedback", "enrichment")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from homeassistant.components.frontend import DATA_EXTRA_MODULE_URL
 from homeassistant.config_entries import ConfigEntryState
@@ -33,10 +34,15 @@ async def test_card_served_and_loaded_once_for_two_entries(
     hass_client_no_auth: ClientSessionGenerator,
     shared_sidecar: Sidecar,
     sidecar: Sidecar,
+    tmp_path: Path,
 ) -> None:
     """Two entries: the card's file is served and the frontend loads it once, by a URL that
     changes with the file's content."""
-    assert await async_setup_component(hass, "frontend", {})
+    # The frontend's own files from an empty folder: the test needs its extra modules only,
+    # not the home-assistant-frontend package (which not every test environment installs).
+    (tmp_path / "frontend" / "hass_frontend").mkdir(parents=True)
+    config = {"frontend": {"development_repo": str(tmp_path / "frontend")}}
+    assert await async_setup_component(hass, "frontend", config)
     await _setup(hass, make_entry(shared_sidecar))
     await _setup(hass, make_entry(sidecar))
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gpu_server.context import ZoneMap
-from gpu_server.core.camera_ids import CAMERA_ID_PATTERN
+from gpu_server.core.camera_ids import camera_id_problem
 from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.cameras import CameraSettings
 from gpu_server.events.model import CameraRequest
@@ -52,10 +52,9 @@ def _check_text(camera: str, field: str, value: str, limit: int) -> None:
 def check_camera_fields(item: CameraRequest) -> None:
     """Id, text lengths, windows and zone and point counts of one camera."""
     camera_id = item.camera_id
-    if not CAMERA_ID_PATTERN.fullmatch(camera_id):
-        raise InvalidSettingsError(
-            f"camera_id {camera_id[:80]!r} must match {CAMERA_ID_PATTERN.pattern}"
-        )
+    problem = camera_id_problem(camera_id)
+    if problem is not None:
+        raise InvalidSettingsError(problem)
     _check_text(camera_id, "display_name", item.display_name, MAX_DISPLAY_NAME_CHARS)
     _check_text(camera_id, "time_zone", item.time_zone, MAX_TIME_ZONE_CHARS)
     _check_text(camera_id, "prompt_version", item.prompt_version, MAX_PROMPT_VERSION_CHARS)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from gpu_server._generated import events_pb2
-from gpu_server.core.camera_ids import CAMERA_ID_PATTERN
+from gpu_server.core.camera_ids import camera_id_problem
 from gpu_server.errors import CursorOutOfRangeError, InvalidRequestError, InvalidSettingsError
 from gpu_server.events.scheduler import EventScheduler
 from gpu_server.feedback import FeedbackStore
@@ -32,10 +32,9 @@ def _check_camera_id(method: str, camera_id: str) -> None:
     """A camera id as frames carry them; an unknown but well-formed one is not an error."""
     if not camera_id:
         raise InvalidRequestError(f"{method} needs a camera_id")
-    if not CAMERA_ID_PATTERN.fullmatch(camera_id):
-        raise InvalidRequestError(
-            f"camera_id {camera_id[:80]!r} must match {CAMERA_ID_PATTERN.pattern}"
-        )
+    problem = camera_id_problem(camera_id)
+    if problem is not None:
+        raise InvalidRequestError(problem)
 
 
 class EventsHandler:

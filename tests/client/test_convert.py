@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from custom_components.home_security_ai.client import (
+    AnalyzeNowResult,
     AuditRubric,
     Box,
     CameraFeedback,
@@ -39,6 +40,7 @@ from custom_components.home_security_ai.client._generated import (
     status_pb2,
 )
 from custom_components.home_security_ai.client.convert import (
+    analyze_now_from_proto,
     event_from_proto,
     feedback_to_proto,
     status_from_proto,
@@ -409,3 +411,32 @@ def test_a_verdict_goes_out_by_its_contract_names() -> None:
     assert request.verdict == events_pb2.FEEDBACK_VERDICT_FALSE_ALARM
     assert request.actual_level == events_pb2.RISK_LEVEL_LOW
     assert (request.event_id, request.what) == ("e7", "a cat")
+
+
+def test_the_window_fields_are_read_first() -> None:
+    """A sidecar that speaks of windows: the new fields, even where the old ones differ."""
+    status = status_from_proto(
+        status_pb2.ServerStatus(
+            events=status_pb2.EventsStatus(open_windows=3, open_batches=1),
+            enrichment=status_pb2.EnrichmentStatus(windows_enriched=8, batches=2),
+        )
+    )
+    assert status.events.open_batches == 3
+    assert status.enrichment.batches == 8
+    answer = events_pb2.AnalyzeNowResponse(closed=True, window_id="w1", batch_id="b1")
+    assert analyze_now_from_proto(answer) == AnalyzeNowResult(closed=True, batch_id="w1")
+
+
+def test_a_sidecar_that_predates_the_window_fields_is_read_by_the_old_ones() -> None:
+    status = status_from_proto(
+        status_pb2.ServerStatus(
+            events=status_pb2.EventsStatus(open_batches=2),
+            enrichment=status_pb2.EnrichmentStatus(batches=5),
+        )
+    )
+    assert status.events.open_batches == 2
+    assert status.enrichment.batches == 5
+    answer = events_pb2.AnalyzeNowResponse(closed=True, batch_id="b1")
+    assert analyze_now_from_proto(answer) == AnalyzeNowResult(closed=True, batch_id="b1")
+    nothing = events_pb2.AnalyzeNowResponse(closed=False)
+    assert analyze_now_from_proto(nothing) == AnalyzeNowResult(closed=False, batch_id="")

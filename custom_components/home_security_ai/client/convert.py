@@ -1,5 +1,9 @@
 """Protobuf messages to and from the client's plain types (models.py): the only place that
-reads or builds them, so that nothing outside the client knows the wire format."""
+reads or builds them, so that nothing outside the client knows the wire format.
+
+The contract renamed the event batch a window: its new fields are read first, and the
+deprecated ones they replace when they are empty (a sidecar that predates them).
+"""
 
 from __future__ import annotations
 
@@ -268,7 +272,9 @@ def settings_to_proto(settings: CameraSettings) -> events_pb2.CameraSettings:
 
 def analyze_now_from_proto(response: events_pb2.AnalyzeNowResponse) -> AnalyzeNowResult:
     """AnalyzeNow's answer."""
-    return AnalyzeNowResult(closed=response.closed, batch_id=response.batch_id)
+    return AnalyzeNowResult(
+        closed=response.closed, batch_id=response.window_id or response.batch_id
+    )
 
 
 def feedback_to_proto(
@@ -351,7 +357,7 @@ def _frame_counters_from_proto(frames: status_pb2.FrameCounters) -> FrameCounter
 
 def _events_from_proto(events: status_pb2.EventsStatus) -> EventsStatus:
     return EventsStatus(
-        open_batches=events.open_batches,
+        open_batches=events.open_windows or events.open_batches,
         outbox_depth=events.outbox_depth,
         outbox_max_events=events.outbox_max_events,
         last_sequence=events.last_sequence,
@@ -427,7 +433,7 @@ def _enrichment_from_proto(enrichment: status_pb2.EnrichmentStatus) -> Enrichmen
         pose_reason=enrichment.pose_reason,
         known_people=enrichment.known_people,
         known_plates=enrichment.known_plates,
-        batches=enrichment.batches,
+        batches=enrichment.windows_enriched or enrichment.batches,
     )
 
 

@@ -48,6 +48,10 @@ KEPT_FIELDS: Final = (
     "snapshot_path",
     "snapshot_url",
     "media_content_id",
+    # Who was seen and which plates were read, for the incidents card and get_events.
+    "people",
+    "unknown_person",
+    "plates",
 )
 
 

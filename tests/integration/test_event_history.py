@@ -22,6 +22,8 @@ from custom_components.home_security_ai import logbook
 from custom_components.home_security_ai.client import (
     EventKind,
     Incident,
+    PersonSighting,
+    PlateReading,
     RiskLevel,
     SecurityEvent,
 )
@@ -222,6 +224,52 @@ async def test_calendar_get_events_and_restart(
     await hass.async_block_till_done()
     await _setup(hass, entry)
     await _check()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_get_events_says_who_was_seen_and_which_plates(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    """The incidents card shows who and which plates: get_events keeps them, across a restart."""
+    entry = mock_config_entry
+    await _setup(hass, entry)
+    at = dt_util.utcnow() - timedelta(minutes=2)
+    await _handle(
+        hass,
+        entry,
+        SecurityEvent(
+            sequence=entry.runtime_data.events.last_sequence + 1,
+            event_id=f"event-{next(_ids)}",
+            camera_id="porch",
+            kind=EventKind.SECURITY,
+            risk_level=RiskLevel.MEDIUM,
+            risk_score=45,
+            summary="a person and a car at the porch",
+            started_at_ms=_ms(at),
+            ended_at_ms=_ms(at + timedelta(seconds=20)),
+            people=(
+                PersonSighting(face_id="f1", name="Anna", unknown=False),
+                PersonSighting(face_id="f2"),
+            ),
+            plates=(PlateReading(text="AB 123"),),
+            incident=Incident(
+                incident_id="inc-who",
+                update=False,
+                camera_ids=("porch",),
+                started_at_ms=_ms(at),
+                alert=True,
+            ),
+        ),
+    )
+    for _ in range(2):
+        (event,) = await _get_events(hass)
+        assert event["people"] == ["Anna", "unknown person"]
+        assert event["unknown_person"] is True
+        assert event["plates"] == ["AB 123"]
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+        await _setup(hass, entry)
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 

@@ -10,15 +10,20 @@ for a thread that a detector call holds.
 
 Where a frame waits (for a frame thread, for room in the decode budget, for the detector), it
 waits in turn by stream and camera (`fair_queue.py`), so one client's flood cannot starve
-another camera.
+another camera. Turns alone do not bound the wait, though: a decode that takes seconds (a
+progressive JPEG's full-size coefficients, a large 16-bit PNG) holds its thread that long. Such
+heavy decodes go one at a time (`HeavyLane`), so the other frame threads stay free for
+ordinary frames whatever a client sends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -40,6 +45,10 @@ from gpu_server.monitor.latency import LatencyTracker
 FRAME_THREAD_PREFIX: Final = "hsai-frames"
 # At most this many by default: the work is short, and more threads than cores only queue.
 MAX_DEFAULT_FRAME_THREADS: Final = 4
+# A decode that holds more memory than this takes a second or more on a CPU (a 12-megapixel
+# PNG, a progressive JPEG of 8 megapixels and up, whose coefficients are kept at full size);
+# a camera's ordinary frame (a 4K JPEG, decoded scaled down) holds a fraction of it.
+HEAVY_DECODE_BYTES: Final = 64 * 1024 * 1024
 
 
 def frame_thread_count(configured: int = 0) -> int:
@@ -91,6 +100,34 @@ class FrameSink(Protocol):
         died). `pixels` is None for content analyzed before (no scene check)."""
 
 
+class HeavyLane:
+    """Lets one heavy decode run at a time; lighter ones pass at once."""
+
+    def __init__(self, heavy_bytes: int = HEAVY_DECODE_BYTES) -> None:
+        self.heavy_bytes = heavy_bytes
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, cost: int) -> AsyncIterator[Callable[[], None]]:
+        """Hold the lane (for a heavy decode) until `done()` is called or the block ends."""
+        if cost <= self.heavy_bytes:
+            yield lambda: None
+            return
+        await self._lock.acquire()
+        held = True
+
+        def done() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._lock.release()
+
+        try:
+            yield done
+        finally:
+            done()
+
+
 class FrameIngestor:
     def __init__(
         self,
@@ -102,10 +139,12 @@ class FrameIngestor:
         *,
         budget: DecodeBudget,
         frame_threads: Executor | None = None,
+        heavy_lane: HeavyLane | None = None,
     ) -> None:
         """`frame_threads`: where frames are checked and decoded (None: the event loop's
         default executor)."""
         self._budget = budget
+        self._heavy_lane = heavy_lane or HeavyLane()
         self._threads = FairThreads(frame_threads)
         self._intake = intake
         self._dedupe = dedupe
@@ -184,11 +223,17 @@ class FrameIngestor:
             # The pixels live from decode to the end of accept (the scene check): hold their
             # memory in the shared budget for that long.
             asked = time.perf_counter()
-            async with self._budget.reserve(self._intake.decode_cost(header), key):
+            cost = self._intake.decode_cost(header)
+            # A heavy frame waits for the lane before it takes any budget.
+            async with (
+                self._heavy_lane.admitted(cost) as decoded_lane,
+                self._budget.reserve(cost, key),
+            ):
                 budget_wait_ms = (time.perf_counter() - asked) * 1000.0
                 timed = await self._threads.run(
                     key, functools.partial(self._intake.decode, image, header)
                 )
+                decoded_lane()  # detection costs what any frame's does
                 decoded = timed.value
                 timings["decode_wait_ms"] = inspect_wait_ms + budget_wait_ms + timed.wait_ms
                 timings["decode_ms"] = (

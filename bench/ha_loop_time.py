@@ -83,7 +83,7 @@ if __name__ != "__main__":
 
     from custom_components.home_security_ai.client import FrameIn, FrameSource
     from custom_components.home_security_ai.const import DOMAIN
-    from custom_components.home_security_ai.frame_stream import FrameStream
+    from custom_components.home_security_ai.delivery.frame_stream import FrameStream
     from tests.integration.loop_meter import LoopMeter, LoopSample, overhead_per_callback
     from tests.integration.sidecar_process import (
         Sidecar,
@@ -217,7 +217,7 @@ if __name__ != "__main__":
         )
         entry.add_to_hass(hass)
         with patch(
-            "custom_components.home_security_ai.spool.spool_directory",
+            "custom_components.home_security_ai.delivery.spool.spool_directory",
             lambda _hass, entry_id: tmp_path / "spool" / entry_id,
         ):
             assert await hass.config_entries.async_setup(entry.entry_id)

@@ -15,12 +15,9 @@ from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
-from . import spool as spool_module
-from .arming import Arming
-from .camera_ids import CameraIds
+from .alerts.arming import Arming
 from .cameras import Cameras
 from .client import HomeSecurityAIClient, HomeSecurityAIError
-from .connection import ConnectionSupervisor
 from .const import (
     ALERT_OPTIONS,
     CONF_CAMERAS,
@@ -40,24 +37,25 @@ from .const import (
     SPOOL_MAX_BYTES,
     STORAGE_VERSION,
 )
-from .coordinator import (
-    HomeSecurityAIConfigEntry,
-    HomeSecurityAIData,
-    HomeSecurityAIStatusCoordinator,
-)
+from .coordinator import HomeSecurityAIStatusCoordinator
+from .delivery import spool as spool_module
+from .delivery.connection import ConnectionSupervisor
+from .delivery.frame_stream import FrameStream
+from .delivery.spool import FrameSpool
 from .entity import server_device_info
-from .event_stream import EventStream
-from .frame_stream import FrameStream
+from .events.event_stream import EventStream
 from .frontend import async_register_card
-from .history import EventHistory
-from .incident_clips import async_make_clips_when_incidents_end
-from .media_retention import MediaRetention, async_remove_media
+from .history.store import EventHistory
+from .media.incident_clips import async_make_clips_when_incidents_end
+from .media.media_retention import MediaRetention, async_remove_media
+from .runtime import HomeSecurityAIConfigEntry, HomeSecurityAIData
 from .services import async_setup_services
-from .sources import CameraEntitySource, UploadFolderWatcher
-from .spool import FrameSpool
+from .sources.camera_entities import CameraEntitySource
+from .sources.camera_ids import CameraIds
+from .sources.uploads import UploadFolderWatcher
 from .stale_devices import async_remove_devices_of_removed_cameras
 
-# What each entry keeps under .storage besides its spool (see event_stream.py and sources.py).
+# What each entry keeps under .storage besides its spool (see events/event_stream.py and sources/uploads.py).
 STORED_SUFFIXES = ("events", "uploads", "camera_ids", "history")
 
 PLATFORMS: list[Platform] = [
@@ -113,6 +111,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
         ),
     )
     entry.async_on_unload(cameras.async_shutdown)
+    entry.async_on_unload(cameras.async_track_days())
     camera_ids = CameraIds(hass, entry.entry_id)
     await camera_ids.async_load()
     arming = Arming(hass, entry)
@@ -147,6 +146,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
             cameras=list(options.get(CONF_CAMERAS, [])),
             interval=int(options.get(CONF_SNAPSHOT_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL)),
             motion_sensors=dict(options.get(CONF_MOTION_SENSORS, {})),
+            analysis_enabled=arming.analysis_enabled,
         ),
         upload_watcher=UploadFolderWatcher(
             hass,
@@ -188,7 +188,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSecurityAIConfigEntr
     )
     await entry.runtime_data.upload_watcher.async_start()
     entry.runtime_data.media.async_start()
-    async_make_clips_when_incidents_end(hass, entry)
+    async_make_clips_when_incidents_end(hass, entry, entry.runtime_data.media.async_media_written)
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True
 

@@ -1,6 +1,6 @@
 """Binary sensors: the sidecar's connectivity and GPU; whether a camera has an active threat.
 
-The threat follows the household's alert decision (arming.py), not the sidecar's level alone:
+The threat follows the household's alert decision (alerts/arming.py), not the sidecar's level alone:
 an event that alerts at high or critical turns it on; see `vocabulary.is_threat`."""
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
 from .client import ServerStatus
-from .coordinator import HomeSecurityAIConfigEntry
 from .entity import (
     HomeSecurityAICameraEntity,
     HomeSecurityAIConnectionEntity,
     HomeSecurityAIServerEntity,
     async_add_per_camera,
 )
+from .runtime import HomeSecurityAIConfigEntry
 
 PARALLEL_UPDATES = 0
 

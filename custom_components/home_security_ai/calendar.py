@@ -1,7 +1,7 @@
 """The incidents calendar: one entry per incident, on the server device.
 
 The calendar and timeline cards show a day at a glance: when something happened, on which
-cameras, and how serious it got. Incidents come from the event history (history.py); one still
+cameras, and how serious it got. Incidents come from the event history (history/store.py); one still
 going on ends "now".
 """
 
@@ -23,9 +23,9 @@ from homeassistant.helpers.translation import async_get_translations
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
-from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAIEntity, server_device_info
-from .history import Incident, signal_history_updated
+from .history.store import Incident, signal_history_updated
+from .runtime import HomeSecurityAIConfigEntry
 
 PARALLEL_UPDATES = 0
 

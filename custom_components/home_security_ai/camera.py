@@ -10,9 +10,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
-from .snapshots import annotate_jpeg
+from .media.snapshots import annotate_jpeg
+from .runtime import HomeSecurityAIConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 

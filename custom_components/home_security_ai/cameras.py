@@ -19,10 +19,10 @@ from typing import Any
 
 from homeassistant.core import CALLBACK_TYPE, HassJob, HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_send
-from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.event import async_call_later, async_track_time_change
 from homeassistant.util import dt as dt_util
 
-from .alerting import Assessment, HoldBackReason
+from .alerts.alerting import AlertDecision, HoldBackReason
 from .client import Detection, SecurityEvent
 from .const import (
     CAMERA_UPDATE_INTERVAL,
@@ -218,11 +218,11 @@ class Cameras:
 
     @callback
     def async_event_stored(
-        self, event: SecurityEvent, snapshot: Path | None, *, assessment: Assessment | None
+        self, event: SecurityEvent, snapshot: Path | None, *, assessment: AlertDecision | None
     ) -> None:
         """Count a stored security event of the camera and tell its entities.
 
-        `assessment` is the household's decision on the event (arming.py), made once for the
+        `assessment` is the household's decision on the event (alerts/arming.py), made once for the
         bus event; the threat sensor follows it. Without one (no rules) the threat is left as
         it was.
         """
@@ -256,6 +256,19 @@ class Cameras:
             self._cameras[camera_id] = replace(
                 state, events_day=day, events_today=state.events_on(day) + count
             )
+
+    @callback
+    def async_track_days(self) -> CALLBACK_TYPE:
+        """Start every camera's count of events afresh at each local midnight; returns the
+        function that stops it."""
+        return async_track_time_change(self.hass, self._async_midnight, hour=0, minute=0, second=0)
+
+    @callback
+    def _async_midnight(self, now: datetime) -> None:
+        day = dt_util.as_local(now).date().isoformat()
+        for camera_id in list(self._cameras):
+            self.async_new_day(camera_id, day)
+            self._async_updated(camera_id)
 
     @callback
     def async_new_day(self, camera_id: str, day: str) -> None:

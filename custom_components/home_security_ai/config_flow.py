@@ -39,7 +39,7 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from homeassistant.util.yaml import dump as yaml_dump
 from homeassistant.util.yaml import parse_yaml
 
-from .alerting import WEEKDAYS
+from .alerts.alerting import WEEKDAYS
 from .client import (
     AuthFailed,
     CannotConnect,
@@ -77,7 +77,7 @@ from .const import (
     MAX_MEDIA_RETENTION_DAYS,
     MAX_SNAPSHOT_INTERVAL,
 )
-from .coordinator import HomeSecurityAIConfigEntry
+from .runtime import HomeSecurityAIConfigEntry
 from .vocabulary import MAX_BATCH_SECONDS, RISK_LEVELS
 from .zones import InvalidZones, validate_zone_map
 

@@ -34,7 +34,7 @@ EVENT_INCIDENT_ENDED: Final = "home_security_ai_incident_ended"
 # Annotated snapshots of events go to <media>/home_security_ai/<camera id>/<event id>.jpg.
 SNAPSHOT_FOLDER: Final = "home_security_ai"
 
-# Snapshots and clips older than this many days are deleted once a day (media_retention.py).
+# Snapshots and clips older than this many days are deleted once a day (media/media_retention.py).
 CONF_MEDIA_RETENTION_DAYS: Final = "media_retention_days"
 DEFAULT_MEDIA_RETENTION_DAYS: Final = 30
 MAX_MEDIA_RETENTION_DAYS: Final = 3650
@@ -59,7 +59,7 @@ UPLOAD_CHANGE_DELAY: Final = 1.0
 UPLOAD_SETTLE_SECONDS: Final = 0.5
 UPLOAD_MAX_FILE_BYTES: Final = 24 * 1024 * 1024
 UPLOAD_EXTENSIONS: Final = frozenset({".jpg", ".jpeg", ".png"})
-# Uploaded videos are sampled to frames (video_frames.py); only their start is decoded, so the
+# Uploaded videos are sampled to frames (sources/video_frames.py); only their start is decoded, so the
 # byte limit is far above an image's.
 UPLOAD_VIDEO_EXTENSIONS: Final = frozenset({".mp4", ".mkv", ".avi", ".mov"})
 UPLOAD_MAX_VIDEO_BYTES: Final = 2 * 1024**3
@@ -126,7 +126,7 @@ def signal_event(entry_id: str, camera_id: str) -> str:
     return f"{DOMAIN}_{entry_id}_event_{camera_id}"
 
 
-# ---- Alerts: presence, escalation, quiet hours, minimum levels (alerting.py) --------------
+# ---- Alerts: presence, escalation, quiet hours, minimum levels (alerts/alerting.py) --------------
 
 # Person entities whose absence raises the stakes: nobody of them home escalates events.
 CONF_PRESENCE_PERSONS: Final = "presence_persons"

@@ -1,11 +1,9 @@
-"""Runtime data and the status coordinator of Home Security AI."""
+"""The status coordinator: polls the sidecar's status and raises the repairs it calls for."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
@@ -24,56 +22,20 @@ from .client import (
     ServerStatus,
 )
 from .const import DOMAIN, LANGUAGE_MODEL_ISSUE_AFTER, STATUS_UPDATE_INTERVAL
-from .tls_upgrade import async_check_tls_required, async_clear_tls_required
-
-if TYPE_CHECKING:
-    from .arming import Arming
-    from .cameras import Cameras
-    from .connection import ConnectionSupervisor
-    from .event_stream import EventStream
-    from .frame_stream import FrameStream
-    from .history import EventHistory
-    from .media_retention import MediaRetention
-    from .sources import CameraEntitySource, UploadFolderWatcher
-    from .spool import FrameSpool
+from .delivery.tls_upgrade import async_check_tls_required, async_clear_tls_required
 
 _LOGGER = logging.getLogger(__name__)
-
-# A `type` statement would need Python 3.12; the package also targets 3.11 tooling.
-HomeSecurityAIConfigEntry: TypeAlias = ConfigEntry["HomeSecurityAIData"]
-
-
-@dataclass(kw_only=True)
-class HomeSecurityAIData:
-    """Everything one config entry holds while it is loaded."""
-
-    client: HomeSecurityAIClient
-    coordinator: HomeSecurityAIStatusCoordinator
-    connection: ConnectionSupervisor
-    cameras: Cameras
-    spool: FrameSpool
-    frames: FrameStream
-    events: EventStream
-    camera_source: CameraEntitySource
-    upload_watcher: UploadFolderWatcher
-    arming: Arming
-    media: MediaRetention
-    history: EventHistory
-    # Registry id of the sidecar's device, the parent of every camera device.
-    server_device_id: str = ""
-    # The options the running entry was set up with (zones change without a reload).
-    applied_options: dict[str, Any] = field(default_factory=dict)
 
 
 class HomeSecurityAIStatusCoordinator(DataUpdateCoordinator[ServerStatus]):
     """Polls the sidecar's status."""
 
-    config_entry: HomeSecurityAIConfigEntry
+    config_entry: ConfigEntry
 
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: HomeSecurityAIConfigEntry,
+        entry: ConfigEntry,
         client: HomeSecurityAIClient,
     ) -> None:
         """Set up the coordinator for one sidecar."""

@@ -27,7 +27,7 @@ from homeassistant.helpers.condition import ConditionCheckerType
 from homeassistant.helpers.config_validation import DEVICE_CONDITION_BASE_SCHEMA
 from homeassistant.helpers.typing import ConfigType, TemplateVarsType
 
-from .alerting import ArmedMode
+from .alerts.alerting import ArmedMode
 from .const import DOMAIN
 from .device_trigger import zone_field
 from .entity import camera_of_device

@@ -2,8 +2,8 @@
 whatever the alert rules say, a person, a vehicle, an animal, an unknown person, someone in a
 chosen zone, loitering, tampering, and the end of an incident.
 
-They listen to the bus events of event_stream.py, so `trigger.event.data` holds the whole
-event, including the level after the household's rules and whether to alert (arming.py). The
+They listen to the bus events of events/event_stream.py, so `trigger.event.data` holds the whole
+event, including the level after the household's rules and whether to alert (alerts/arming.py). The
 alert triggers come first, as the one to pick: they fire on the same condition as the
 notification blueprint (`alert` true, `risk_level` from the chosen one up), so an automation
 made from the device page does not page during an incident's updates, a cooldown, quiet hours
@@ -30,7 +30,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
-from .alerting import level_at_least
+from .alerts.alerting import level_at_least
 from .const import CONF_ZONES, DOMAIN, EVENT_INCIDENT_ENDED, EVENT_SECURITY
 from .entity import camera_of_device
 from .vocabulary import ANIMAL_LABELS, PERSON_LABELS, RISK_LEVELS, VEHICLE_LABELS

@@ -11,7 +11,7 @@ from homeassistant.core import HomeAssistant
 
 from .client import certificate_fingerprint
 from .const import CONF_TLS_CERTIFICATE, CONF_UPLOAD_FOLDERS
-from .coordinator import HomeSecurityAIConfigEntry
+from .runtime import HomeSecurityAIConfigEntry
 
 # "endpoint": the address of a remote language-model service the sidecar uses.
 TO_REDACT = {CONF_HOST, CONF_TOKEN, CONF_UPLOAD_FOLDERS, "endpoint"}

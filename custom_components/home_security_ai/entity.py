@@ -13,7 +13,6 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .cameras import CameraState
 from .compat import via_device_info
-from .connection import ConnectionSupervisor
 from .const import (
     DOMAIN,
     signal_camera_updated,
@@ -21,7 +20,9 @@ from .const import (
     signal_event,
     signal_new_camera,
 )
-from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
+from .coordinator import HomeSecurityAIStatusCoordinator
+from .delivery.connection import ConnectionSupervisor
+from .runtime import HomeSecurityAIConfigEntry
 
 MANUFACTURER = "Home Security AI"
 

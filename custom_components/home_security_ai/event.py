@@ -6,11 +6,11 @@ from homeassistant.components.event import EventEntity, EventEntityDescription
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .camera_links import snapshot_url
 from .client import SecurityEvent
-from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
-from .event_stream import audit_payload, dwell_payload, enrichment_payload, incident_payload
+from .events.camera_links import snapshot_url
+from .events.payload import audit_payload, dwell_payload, enrichment_payload, incident_payload
+from .runtime import HomeSecurityAIConfigEntry
 from .vocabulary import RISK_LEVELS, risk_level_name
 
 PARALLEL_UPDATES = 0
@@ -42,7 +42,7 @@ class HomeSecurityAIEventEntity(HomeSecurityAICameraEntity, EventEntity):
     An incident's later events fire too, with `incident_update` true and the same
     `incident_id`, so a notification can be replaced rather than repeated; `alert` says
     whether the event should page someone. The event type is the level after the household's
-    rules (arming.py): `raw_risk_level` keeps the sidecar's, and `escalated`, `alert_reason`
+    rules (alerts/arming.py): `raw_risk_level` keeps the sidecar's, and `escalated`, `alert_reason`
     and the other assessment fields say what the rules did.
     """
 

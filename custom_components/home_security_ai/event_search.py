@@ -18,8 +18,8 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
-from .coordinator import HomeSecurityAIConfigEntry
-from .history import MAX_EVENTS
+from .history.store import MAX_EVENTS
+from .runtime import HomeSecurityAIConfigEntry
 from .vocabulary import RISK_LEVELS
 
 SERVICE_GET_EVENTS: Final = "get_events"

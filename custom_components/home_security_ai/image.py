@@ -1,6 +1,6 @@
 """Image entities: per camera, the annotated snapshot of its last security event.
 
-The bytes are the JPEG that snapshots.py saved for the event, read from disk in the executor;
+The bytes are the JPEG that media/snapshots.py saved for the event, read from disk in the executor;
 this is what the notification blueprint attaches (its address is the event's `snapshot_url`).
 After a restart the camera's newest snapshot comes from the event history.
 """
@@ -15,11 +15,11 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
-from .camera_links import SNAPSHOT_KEY
 from .const import SNAPSHOT_FOLDER
-from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
-from .snapshots import media_root
+from .events.camera_links import SNAPSHOT_KEY
+from .media.snapshots import media_root
+from .runtime import HomeSecurityAIConfigEntry
 
 PARALLEL_UPDATES = 0
 

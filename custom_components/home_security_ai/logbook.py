@@ -1,7 +1,7 @@
 """Logbook lines for the security events and ended incidents on the bus, on the camera.
 
 A security event's line says its level (after the household's rules) and their decision: that
-it alerted, or why not, as the bus event carries it (arming.py)."""
+it alerted, or why not, as the bus event carries it (alerts/arming.py)."""
 
 from __future__ import annotations
 

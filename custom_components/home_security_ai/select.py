@@ -7,9 +7,9 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.restore_state import RestoreEntity
 
-from .alerting import ArmedMode
-from .coordinator import HomeSecurityAIConfigEntry
+from .alerts.alerting import ArmedMode
 from .entity import HomeSecurityAIEntity, server_device_info
+from .runtime import HomeSecurityAIConfigEntry
 
 PARALLEL_UPDATES = 0
 
@@ -30,7 +30,7 @@ async def async_setup_entry(
 
 
 class ArmedModeSelect(HomeSecurityAIEntity, SelectEntity, RestoreEntity):
-    """Away escalates events one level; disarmed records them without alerting (alerting.py)."""
+    """Away escalates events one level; disarmed records them without alerting (alerts/alerting.py)."""
 
     def __init__(
         self, entry: HomeSecurityAIConfigEntry, description: SelectEntityDescription

@@ -18,14 +18,13 @@ from homeassistant.const import PERCENTAGE, EntityCategory, UnitOfInformation, U
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from homeassistant.helpers.event import async_track_time_change
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
 from .cameras import CameraState
 from .client import LanguageModelState, ServerStatus
 from .const import signal_media_updated, signal_spool_updated
-from .coordinator import HomeSecurityAIConfigEntry
+from .delivery.spool import FrameSpool
 from .entity import (
     HomeSecurityAICameraEntity,
     HomeSecurityAIEntity,
@@ -33,7 +32,7 @@ from .entity import (
     async_add_per_camera,
     server_device_info,
 )
-from .spool import FrameSpool
+from .runtime import HomeSecurityAIConfigEntry
 
 MAX_STATE_LENGTH = 255
 
@@ -350,7 +349,7 @@ class HomeSecurityAIEventsTodaySensor(HomeSecurityAICameraEntity, RestoreSensor)
     """Security events of the camera since local midnight; survives restarts."""
 
     async def async_added_to_hass(self) -> None:
-        """Restore today's count and reset it at every local midnight."""
+        """Restore today's count (the cameras start it afresh at every local midnight)."""
         await super().async_added_to_hass()
         today = dt_util.now().date().isoformat()
         last_state = await self.async_get_last_state()
@@ -364,14 +363,6 @@ class HomeSecurityAIEventsTodaySensor(HomeSecurityAICameraEntity, RestoreSensor)
             self.cameras.async_restore_events_today(
                 self.camera_id, today, int(last_data.native_value)
             )
-        self.async_on_remove(
-            async_track_time_change(self.hass, self._async_midnight, hour=0, minute=0, second=0)
-        )
-
-    @callback
-    def _async_midnight(self, now: Any) -> None:
-        self.cameras.async_new_day(self.camera_id, dt_util.as_local(now).date().isoformat())
-        self.async_write_ha_state()
 
     @property
     def native_value(self) -> int:

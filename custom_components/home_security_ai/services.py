@@ -31,9 +31,9 @@ from .client import (
     RiskLevel,
 )
 from .const import CONF_HOUSEHOLD, CONF_ZONES, DOMAIN, signal_camera_updated
-from .coordinator import HomeSecurityAIConfigEntry
 from .entity import camera_of_device
 from .event_search import GET_EVENTS_SCHEMA, SERVICE_GET_EVENTS, async_get_events
+from .runtime import HomeSecurityAIConfigEntry
 from .zones import InvalidZones, validate_zones
 
 SERVICE_ANALYZE_NOW: Final = "analyze_now"

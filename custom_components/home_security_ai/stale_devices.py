@@ -16,9 +16,9 @@ from typing import Any
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 
-from .camera_ids import normalize_camera_id
 from .const import CONF_CAMERAS, CONF_UPLOAD_FOLDERS, DOMAIN
-from .coordinator import HomeSecurityAIConfigEntry
+from .runtime import HomeSecurityAIConfigEntry
+from .sources.camera_ids import normalize_camera_id
 
 
 def _folder_names(roots: list[str]) -> set[str] | None:

@@ -12,8 +12,8 @@ from homeassistant.helpers.restore_state import RestoreEntity
 from homeassistant.util import dt as dt_util
 
 from .const import ATTR_RESUME_AT
-from .coordinator import HomeSecurityAIConfigEntry
 from .entity import HomeSecurityAICameraEntity, async_add_per_camera
+from .runtime import HomeSecurityAIConfigEntry
 
 PARALLEL_UPDATES = 0
 

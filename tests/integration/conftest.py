@@ -65,7 +65,7 @@ def spool_and_media_dirs(hass: HomeAssistant, tmp_path: Path) -> Generator[Path]
     """Keep the frame spool and event snapshots in the test's own folder."""
     hass.config.media_dirs = {"local": str(tmp_path / "media")}
     with patch(
-        "custom_components.home_security_ai.spool.spool_directory",
+        "custom_components.home_security_ai.delivery.spool.spool_directory",
         lambda _hass, entry_id: tmp_path / "spool" / entry_id,
     ):
         yield tmp_path

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.home_security_ai.alerting import (
+from custom_components.home_security_ai.alerts.alerting import (
     AlertSettings,
     ArmedMode,
     HoldBackReason,

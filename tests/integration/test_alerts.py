@@ -21,7 +21,7 @@ from pytest_homeassistant_custom_component.common import (
     mock_restore_cache,
 )
 
-from custom_components.home_security_ai.alerting import ArmedMode
+from custom_components.home_security_ai.alerts.alerting import ArmedMode
 from custom_components.home_security_ai.client import EventKind, RiskLevel, SecurityEvent
 from custom_components.home_security_ai.const import (
     CONF_CAMERAS,

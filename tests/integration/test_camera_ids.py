@@ -5,8 +5,8 @@ from __future__ import annotations
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
-from custom_components.home_security_ai.camera_ids import CameraIds
 from custom_components.home_security_ai.const import DOMAIN
+from custom_components.home_security_ai.sources.camera_ids import CameraIds
 
 
 def _collisions(hass: HomeAssistant) -> dict[str, dict[str, str]]:

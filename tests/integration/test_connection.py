@@ -17,10 +17,10 @@ from custom_components.home_security_ai.client import (
     HomeSecurityAIError,
     ServerStatus,
 )
-from custom_components.home_security_ai.connection import ConnectionSupervisor, Retry
 from custom_components.home_security_ai.const import DOMAIN
-from custom_components.home_security_ai.event_stream import EventStream
-from custom_components.home_security_ai.frame_stream import FrameStream
+from custom_components.home_security_ai.delivery.connection import ConnectionSupervisor, Retry
+from custom_components.home_security_ai.delivery.frame_stream import FrameStream
+from custom_components.home_security_ai.events.event_stream import EventStream
 
 from .conftest import make_entry, wait_for
 from .sidecar_process import Sidecar

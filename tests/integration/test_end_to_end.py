@@ -46,8 +46,11 @@ MOTION = "binary_sensor.porch_motion"
 def fast_reconnect() -> object:
     """Reconnect quickly after the sidecar comes back."""
     with (
-        patch("custom_components.home_security_ai.connection.RECONNECT_BACKOFF_INITIAL", 0.1),
-        patch("custom_components.home_security_ai.connection.RECONNECT_BACKOFF_MAX", 0.3),
+        patch(
+            "custom_components.home_security_ai.delivery.connection.RECONNECT_BACKOFF_INITIAL",
+            0.1,
+        ),
+        patch("custom_components.home_security_ai.delivery.connection.RECONNECT_BACKOFF_MAX", 0.3),
         patch("custom_components.home_security_ai.RECONNECT_BACKOFF_MAX", 0.3),
     ):
         yield

@@ -41,9 +41,9 @@ from custom_components.home_security_ai.const import (
     MEDIA_RECOUNT_COOLDOWN,
     STORAGE_VERSION,
 )
-from custom_components.home_security_ai.event_stream import EventStream
-from custom_components.home_security_ai.frame_stream import FrameStream
-from custom_components.home_security_ai.spool import FrameSpool
+from custom_components.home_security_ai.delivery.frame_stream import FrameStream
+from custom_components.home_security_ai.delivery.spool import FrameSpool
+from custom_components.home_security_ai.events.event_stream import EventStream
 from custom_components.home_security_ai.vocabulary import RISK_LEVELS
 
 from .conftest import (
@@ -68,8 +68,11 @@ LONG_WINDOW = {
 def fast_reconnect() -> Generator[None]:
     """Reconnect quickly after the sidecar comes back."""
     with (
-        patch("custom_components.home_security_ai.connection.RECONNECT_BACKOFF_INITIAL", 0.1),
-        patch("custom_components.home_security_ai.connection.RECONNECT_BACKOFF_MAX", 0.3),
+        patch(
+            "custom_components.home_security_ai.delivery.connection.RECONNECT_BACKOFF_INITIAL",
+            0.1,
+        ),
+        patch("custom_components.home_security_ai.delivery.connection.RECONNECT_BACKOFF_MAX", 0.3),
         patch("custom_components.home_security_ai.RECONNECT_BACKOFF_MAX", 0.3),
     ):
         yield

@@ -28,15 +28,15 @@ from custom_components.home_security_ai.client import (
     HomeSecurityAIClient,
     RejectReason,
 )
-from custom_components.home_security_ai.connection import ConnectionSupervisor
 from custom_components.home_security_ai.const import (
     BACKPRESSURE_RETRY_SECONDS,
     DOMAIN,
     signal_new_camera,
 )
 from custom_components.home_security_ai.coordinator import HomeSecurityAIStatusCoordinator
-from custom_components.home_security_ai.frame_stream import FrameStream
-from custom_components.home_security_ai.spool import FrameSpool
+from custom_components.home_security_ai.delivery.connection import ConnectionSupervisor
+from custom_components.home_security_ai.delivery.frame_stream import FrameStream
+from custom_components.home_security_ai.delivery.spool import FrameSpool
 
 from .conftest import wait_for, wait_for_sidecar
 from .sidecar_process import Sidecar

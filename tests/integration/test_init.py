@@ -20,11 +20,11 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.home_security_ai.const import DOMAIN
+from custom_components.home_security_ai.delivery.frame_stream import FrameStream
 from custom_components.home_security_ai.diagnostics import (
     async_get_config_entry_diagnostics,
 )
-from custom_components.home_security_ai.event_stream import EventStream
-from custom_components.home_security_ai.frame_stream import FrameStream
+from custom_components.home_security_ai.events.event_stream import EventStream
 
 from .conftest import device_by_identifier, enable_entity, make_entry, wait_for
 from .sidecar_process import Sidecar, expected_detector, expected_detector_state

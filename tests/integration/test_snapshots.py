@@ -13,7 +13,7 @@ from PIL import Image
 
 from custom_components.home_security_ai.client import Box, Detection
 from custom_components.home_security_ai.const import DOMAIN
-from custom_components.home_security_ai.snapshots import annotate_jpeg, placeholder_jpeg
+from custom_components.home_security_ai.media.snapshots import annotate_jpeg, placeholder_jpeg
 
 from .conftest import make_entry, wait_for
 from .sidecar_process import Sidecar

@@ -16,18 +16,18 @@ import pytest
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.home_security_ai.camera_ids import CameraIds, normalize_camera_id
 from custom_components.home_security_ai.cameras import Cameras
 from custom_components.home_security_ai.const import DOMAIN
-from custom_components.home_security_ai.frame_stream import FrameStream
-from custom_components.home_security_ai.sources import (
+from custom_components.home_security_ai.delivery.frame_stream import FrameStream
+from custom_components.home_security_ai.delivery.spool import FrameSpool
+from custom_components.home_security_ai.sources.camera_ids import CameraIds, normalize_camera_id
+from custom_components.home_security_ai.sources.uploads import (
     OutsideRootError,
     UploadFolderWatcher,
     _acceptable_name,
     _read_file,
     _scan_roots,
 )
-from custom_components.home_security_ai.spool import FrameSpool
 
 
 @pytest.mark.parametrize(
@@ -179,7 +179,7 @@ async def test_watcher_retention_and_pruning(
     _settled(old, b"old", age=watcher.retention_s + 60)
     _settled(new, b"new")
     _settled(big, b"bigger")
-    with patch("custom_components.home_security_ai.sources.UPLOAD_MAX_FILE_BYTES", 3):
+    with patch("custom_components.home_security_ai.sources.uploads.UPLOAD_MAX_FILE_BYTES", 3):
         await _polls(watcher)
     camera_id = normalize_camera_id("门口")
     assert uploads_.cameras[camera_id].name == "门口"
@@ -215,11 +215,12 @@ async def test_watcher_backs_off_when_the_spool_refuses(
 
     spool = uploads_.frames.spool
     clock = time.monotonic()
-    with patch("custom_components.home_security_ai.spool.write_atomic", _no_space):
+    with patch("custom_components.home_security_ai.delivery.spool.write_atomic", _no_space):
         await _polls(watcher, 5)
         assert spool.stats.refused == 1  # one try, and none of the other file this poll
         with patch(
-            "custom_components.home_security_ai.sources.time.monotonic", return_value=clock + 31
+            "custom_components.home_security_ai.sources.uploads.time.monotonic",
+            return_value=clock + 31,
         ):
             await _polls(watcher, 3)
         assert spool.stats.refused == 2
@@ -230,7 +231,8 @@ async def test_watcher_backs_off_when_the_spool_refuses(
     await _polls(watcher)
     assert spool.frame_count == 0  # uploads still wait the delay
     with patch(
-        "custom_components.home_security_ai.sources.time.monotonic", return_value=clock + 100
+        "custom_components.home_security_ai.sources.uploads.time.monotonic",
+        return_value=clock + 100,
     ):
         await _polls(watcher)
     assert spool.frame_count == 2

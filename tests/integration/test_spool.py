@@ -15,7 +15,7 @@ from homeassistant.helpers import issue_registry as ir
 
 from custom_components.home_security_ai.client import FrameIn, FrameSource
 from custom_components.home_security_ai.const import DOMAIN
-from custom_components.home_security_ai.spool import FrameSpool
+from custom_components.home_security_ai.delivery.spool import FrameSpool
 
 ENTRY_ID = "entry"
 
@@ -137,18 +137,25 @@ async def test_age_bound(
     spool = _spool(hass, tmp_path, max_age_s=60)
     old = await spool.async_add(_frame("old"))
     assert old is not None
-    with patch("custom_components.home_security_ai.spool.time.time", return_value=time.time() + 30):
+    with patch(
+        "custom_components.home_security_ai.delivery.spool.time.time",
+        return_value=time.time() + 30,
+    ):
         new = await spool.async_add(_frame("new"))
     assert new is not None
 
-    with patch("custom_components.home_security_ai.spool.time.time", return_value=time.time() + 61):
+    with patch(
+        "custom_components.home_security_ai.delivery.spool.time.time",
+        return_value=time.time() + 61,
+    ):
         await spool.async_expire()
         assert spool.keys() == [new.key]
         assert spool.stats.expired == 1
         assert "Frame old.jpg of camera garden waited longer than 60 s" in caplog.text
 
     with patch(
-        "custom_components.home_security_ai.spool.time.time", return_value=time.time() + 120
+        "custom_components.home_security_ai.delivery.spool.time.time",
+        return_value=time.time() + 120,
     ):
         reloaded = _spool(hass, tmp_path, max_age_s=60)
         await reloaded.async_load()
@@ -184,7 +191,7 @@ async def test_disk_full(
         tmp.write_bytes(data[:1])  # what a write that ran out of space leaves
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with patch("custom_components.home_security_ai.spool.write_atomic", _no_space):
+    with patch("custom_components.home_security_ai.delivery.spool.write_atomic", _no_space):
         assert await spool.async_add(_frame("lost")) is None
     assert spool.keys() == [kept.key]
     assert spool.used_bytes == 100

@@ -93,7 +93,7 @@ async def test_hostile_videos(
     long = folder / "long.mp4"
     _video(long, 12, fps=5, shade=1)  # no frame the same as one of the other video
 
-    with patch("custom_components.home_security_ai.video_frames.VIDEO_MAX_FRAMES", 4):
+    with patch("custom_components.home_security_ai.sources.video_frames.VIDEO_MAX_FRAMES", 4):
         await _polls(uploads.watcher)
         await _polls(uploads.watcher, 3)
 
@@ -119,8 +119,8 @@ async def test_a_video_over_the_limits(
     limit = len(_video(slow, 2))
     assert len(_video(huge, 20, container="mov")) > limit
     with (
-        patch("custom_components.home_security_ai.sources.UPLOAD_MAX_VIDEO_BYTES", limit),
-        patch("custom_components.home_security_ai.video_frames.VIDEO_DECODE_BUDGET_S", 0.0),
+        patch("custom_components.home_security_ai.sources.uploads.UPLOAD_MAX_VIDEO_BYTES", limit),
+        patch("custom_components.home_security_ai.sources.video_frames.VIDEO_DECODE_BUDGET_S", 0.0),
     ):
         await _polls(uploads.watcher, 3)
     assert uploads.watcher.skipped_paths == {str(huge)}

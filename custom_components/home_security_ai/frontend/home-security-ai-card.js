@@ -203,7 +203,7 @@ class HomeSecurityAICard extends HTMLElement {
     if (entry && entry.platform === DOMAIN && entry.device_id) {
       return { device_id: [entry.device_id] };
     }
-    // Another integration's camera: its id is made from the entity's name (camera_ids.py).
+    // Another integration's camera: its id is made from the entity's name (sources/camera_ids.py).
     return { camera_id: [camera.split(".", 2)[1]] };
   }
 

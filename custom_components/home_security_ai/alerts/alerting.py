@@ -29,7 +29,7 @@ from datetime import datetime, time
 from enum import StrEnum
 from typing import Any, Final
 
-from .const import (
+from ..const import (
     CONF_ESCALATE,
     CONF_HOUSEHOLD,
     CONF_MIN_LEVELS,
@@ -39,7 +39,7 @@ from .const import (
     CONF_QUIET_START,
     CONF_QUIET_WINDOWS,
 )
-from .vocabulary import RISK_LEVELS
+from ..vocabulary import RISK_LEVELS
 
 # Weekday keys as the options store them, Monday first (datetime.weekday() order).
 WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -162,8 +162,9 @@ class AlertSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Assessment:
-    """What the household's rules made of one event."""
+class AlertDecision:
+    """What the household's alert rules decided for one event (the sidecar's own assessment
+    is its risk level and score, which this one may raise or hold back)."""
 
     level: str
     raw_level: str
@@ -262,7 +263,7 @@ def assess(
     failsafe: bool = False,
     people: PeopleSeen | None = None,
     score: int | None = None,
-) -> Assessment:
+) -> AlertDecision:
     """Apply arming, presence, minimum levels and quiet hours to one event.
 
     `when` is the event's local time; `nobody_home` is true only when people are chosen and
@@ -293,7 +294,7 @@ def assess(
         hold_back = HoldBackReason.BELOW_MINIMUM_LEVEL
     elif any(window.covers(when) for window in settings.quiet_hours):
         hold_back = HoldBackReason.QUIET_HOURS
-    return Assessment(
+    return AlertDecision(
         level=level,
         raw_level=raw_level,
         armed_mode=mode,

@@ -23,17 +23,17 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.util import dt as dt_util
 
+from ..client import SceneChangeKind, SecurityEvent
+from ..const import CONF_PRESENCE_PERSONS, signal_camera_updated
+from ..vocabulary import OTHER_FINDING_LABELS, PERSON_LABELS, risk_level_name
 from .alerting import (
+    AlertDecision,
     ArmedMode,
-    Assessment,
     HoldBackReason,
     PeopleSeen,
     assess,
     settings_from_options,
 )
-from .client import SceneChangeKind, SecurityEvent
-from .const import CONF_PRESENCE_PERSONS, signal_camera_updated
-from .vocabulary import OTHER_FINDING_LABELS, PERSON_LABELS, risk_level_name
 
 # Paged incidents remembered for their updates; an incident lasts minutes, this is plenty.
 PAGED_INCIDENTS_KEPT: Final = 256
@@ -55,7 +55,7 @@ class Arming:
         self._resume_at: dict[str, datetime] = {}
         self._resume_timers: dict[str, CALLBACK_TYPE] = {}
         # The assessment of each camera's latest event, for its event entity.
-        self._latest: dict[str, tuple[str, Assessment]] = {}
+        self._latest: dict[str, tuple[str, AlertDecision]] = {}
         # The incidents that paged lately: their updates refresh that page's notification.
         self._paged_incidents: OrderedDict[str, None] = OrderedDict()
 
@@ -119,7 +119,7 @@ class Arming:
         return bool(known) and len(known) == len(states) and STATE_HOME not in known
 
     @callback
-    def async_assess(self, event: SecurityEvent) -> Assessment:
+    def async_assess(self, event: SecurityEvent) -> AlertDecision:
         """Apply the household's rules to a security event and remember the outcome."""
         assessment = assess(
             raw_level=risk_level_name(event),
@@ -149,7 +149,7 @@ class Arming:
         self._latest[event.camera_id] = (event.event_id, assessment)
         return assessment
 
-    def assessment_of(self, event: SecurityEvent) -> Assessment | None:
+    def assessment_of(self, event: SecurityEvent) -> AlertDecision | None:
         """Return the assessment of the camera's latest event, if that is `event`."""
         latest = self._latest.get(event.camera_id)
         return latest[1] if latest is not None and latest[0] == event.event_id else None

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.debounce import Debouncer
@@ -31,7 +32,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
 
-from .const import (
+from ..const import (
     CONF_KEEP_MEDIA_ON_REMOVAL,
     CONF_MEDIA_RETENTION_DAYS,
     DEFAULT_MEDIA_RETENTION_DAYS,
@@ -40,7 +41,6 @@ from .const import (
     MEDIA_RECOUNT_COOLDOWN,
     signal_media_updated,
 )
-from .coordinator import HomeSecurityAIConfigEntry
 from .media_files import MEDIA_SUFFIXES, integration_folder, safe_name
 
 _LOGGER = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def delete_folders(folder: Path, names: list[str] | None) -> int:
 class MediaRetention:
     """Deletes an entry's old snapshots and clips once a day and counts the rest."""
 
-    def __init__(self, hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
         """Clean up the integration's media folder by the entry's retention option."""
         self.hass = hass
         self._entry = entry
@@ -177,7 +177,7 @@ class MediaRetention:
         return count
 
 
-def _entry_camera_folders(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> list[str]:
+def _entry_camera_folders(hass: HomeAssistant, entry: ConfigEntry) -> list[str]:
     """Return the media folders of the entry's cameras (from its camera devices)."""
     server_key = entry.unique_id or entry.entry_id
     return sorted(
@@ -188,7 +188,7 @@ def _entry_camera_folders(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry)
     )
 
 
-async def async_remove_media(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
+async def async_remove_media(hass: HomeAssistant, entry: ConfigEntry) -> None:
     """Delete a removed entry's snapshots and clips, unless its options say to keep them."""
     folder = integration_folder(hass)
     if entry.options.get(CONF_KEEP_MEDIA_ON_REMOVAL, False):

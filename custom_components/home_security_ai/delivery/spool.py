@@ -29,9 +29,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
-from .client import FrameIn, FrameSource
-from .const import DOMAIN, signal_spool_updated
-from .files import TMP_SUFFIX, write_atomic
+from ..client import FrameIn, FrameSource
+from ..const import DOMAIN, signal_spool_updated
+from ..files import TMP_SUFFIX, write_atomic
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -26,13 +26,17 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final
 
+import grpc
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
-from .client import (
+from ..cameras import Cameras
+from ..client import (
     AckStatus,
     FrameAck,
     FrameIn,
@@ -42,8 +46,8 @@ from .client import (
     ResourceExhausted,
     ServerStatus,
 )
-from .connection import Retry
-from .const import (
+from ..client.client_loop import Duplex
+from ..const import (
     BACKPRESSURE_RETRY_SECONDS,
     DOMAIN,
     MAX_FRAME_BYTES,
@@ -53,17 +57,13 @@ from .const import (
     SPOOL_HIGH_WATER,
     STATUS_REFRESH_DELAY,
 )
+from .connection import Retry
 from .spool import FrameSpool, SpooledFrame
-
-if TYPE_CHECKING:
-    from .cameras import Cameras
-    from .client.client_loop import Duplex
-    from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
 
 _LOGGER = logging.getLogger(__name__)
 
-# google.rpc.Code RESOURCE_EXHAUSTED: the sidecar's event outbox is full.
-_RESOURCE_EXHAUSTED = 8
+# An ack's status is a google.rpc.Code; this one says the sidecar's event outbox is full.
+_RESOURCE_EXHAUSTED: Final[int] = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 
 
 @dataclass(kw_only=True)
@@ -95,9 +95,9 @@ class FrameStream:
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: HomeSecurityAIConfigEntry,
+        entry: ConfigEntry,
         client: HomeSecurityAIClient,
-        coordinator: HomeSecurityAIStatusCoordinator,
+        coordinator: DataUpdateCoordinator[ServerStatus],
         *,
         spool: FrameSpool,
         cameras: Cameras,

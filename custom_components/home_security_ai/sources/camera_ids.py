@@ -19,7 +19,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.storage import Store
 
-from .const import CAMERA_ID_MAX_LENGTH, DOMAIN, STORAGE_VERSION
+from ..const import CAMERA_ID_MAX_LENGTH, DOMAIN, STORAGE_VERSION
 
 _NON_ALNUM: Final = re.compile(r"[^a-z0-9]+")
 _SUFFIX_LENGTH: Final = 6

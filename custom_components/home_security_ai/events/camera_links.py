@@ -7,31 +7,29 @@ have to search the registries in templates.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 
-from .const import DOMAIN
-
-if TYPE_CHECKING:
-    from .cameras import CameraState
-    from .coordinator import HomeSecurityAIConfigEntry
+from ..cameras import CameraState
+from ..const import DOMAIN
 
 # The keys of the camera's snapshot image and analysis switch (image.py, switch.py).
 SNAPSHOT_KEY = "snapshot"
 ANALYSIS_SWITCH_KEY = "analysis_enabled"
 
 
-def camera_unique_id(entry: HomeSecurityAIConfigEntry, camera_id: str, key: str) -> str:
+def camera_unique_id(entry: ConfigEntry, camera_id: str, key: str) -> str:
     """Return the unique id of a camera's entity (as entity.py makes it)."""
     return f"{entry.unique_id or entry.entry_id}_{camera_id}_{key}"
 
 
 def snapshot_url(
-    hass: HomeAssistant, entry: HomeSecurityAIConfigEntry, camera_id: str
+    hass: HomeAssistant, entry: ConfigEntry, camera_id: str
 ) -> str | None:
     """Return the address of the camera's last event snapshot, relative to Home Assistant.
 
@@ -45,7 +43,7 @@ def snapshot_url(
 
 def camera_links(
     hass: HomeAssistant,
-    entry: HomeSecurityAIConfigEntry,
+    entry: ConfigEntry,
     camera_id: str,
     camera: CameraState | None,
     *,

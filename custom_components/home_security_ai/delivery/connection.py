@@ -23,16 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
-from .client import AuthFailed, HomeSecurityAIClient, HomeSecurityAIError, ServerStatus
-from .const import DOMAIN, RECONNECT_BACKOFF_INITIAL, RECONNECT_BACKOFF_MAX, signal_connection
-
-if TYPE_CHECKING:
-    from .coordinator import HomeSecurityAIConfigEntry, HomeSecurityAIStatusCoordinator
+from ..client import AuthFailed, HomeSecurityAIClient, HomeSecurityAIError, ServerStatus
+from ..const import DOMAIN, RECONNECT_BACKOFF_INITIAL, RECONNECT_BACKOFF_MAX, signal_connection
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,9 +86,9 @@ class ConnectionSupervisor:
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: HomeSecurityAIConfigEntry,
+        entry: ConfigEntry,
         client: HomeSecurityAIClient,
-        coordinator: HomeSecurityAIStatusCoordinator,
+        coordinator: DataUpdateCoordinator[ServerStatus],
         *,
         backoff_initial: float | None = None,
         backoff_max: float | None = None,

@@ -7,28 +7,24 @@ handshake, a fixable repair issue offers to pin its certificate (see repairs.py)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
-from .client import CannotConnect, fetch_server_certificate
-from .const import CONF_TLS_CERTIFICATE, DOMAIN
-
-if TYPE_CHECKING:
-    from .coordinator import HomeSecurityAIConfigEntry
+from ..client import CannotConnect, fetch_server_certificate
+from ..const import CONF_TLS_CERTIFICATE, DOMAIN
 
 # A handshake that does not answer in this time means no TLS (or no sidecar) there.
 PROBE_TIMEOUT = 5.0
 
 
-def issue_id(entry: HomeSecurityAIConfigEntry) -> str:
+def issue_id(entry: ConfigEntry) -> str:
     """Return the repair issue of this entry."""
     return f"tls_required_{entry.entry_id}"
 
 
-async def async_check_tls_required(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
+async def async_check_tls_required(hass: HomeAssistant, entry: ConfigEntry) -> None:
     """After a failed plaintext connection: raise the issue if the sidecar speaks TLS."""
     if CONF_TLS_CERTIFICATE in entry.data:
         return
@@ -50,6 +46,6 @@ async def async_check_tls_required(hass: HomeAssistant, entry: HomeSecurityAICon
     )
 
 
-def async_clear_tls_required(hass: HomeAssistant, entry: HomeSecurityAIConfigEntry) -> None:
+def async_clear_tls_required(hass: HomeAssistant, entry: ConfigEntry) -> None:
     """The entry connects: no issue."""
     ir.async_delete_issue(hass, DOMAIN, issue_id(entry))

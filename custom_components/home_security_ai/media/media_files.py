@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
-from .const import SNAPSHOT_FOLDER
+from ..const import SNAPSHOT_FOLDER
 
 SNAPSHOT_SUFFIX = ".jpg"
 CLIP_NAME = "clip.mp4"

@@ -7,13 +7,14 @@ single snapshot gets none. Encoding runs in the executor.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import Event, HomeAssistant, callback
 
+from ..const import EVENT_INCIDENT_ENDED
 from .clips import ClipError, make_clip
-from .const import EVENT_INCIDENT_ENDED
-from .coordinator import HomeSecurityAIConfigEntry
 from .media_files import (
     CLIP_NAME,
     Incident,
@@ -59,9 +60,9 @@ def _due_incidents(folder: Path, camera_ids: list[str], incident_id: str) -> lis
 
 @callback
 def async_make_clips_when_incidents_end(
-    hass: HomeAssistant, entry: HomeSecurityAIConfigEntry
+    hass: HomeAssistant, entry: ConfigEntry, media_written: Callable[[], None]
 ) -> None:
-    """Make the clips of the entry's incidents as they end."""
+    """Make the clips of the entry's incidents as they end; `media_written` hears of each."""
 
     async def _async_ended(event: Event) -> None:
         if event.data.get("entry_id") != entry.entry_id:
@@ -78,6 +79,6 @@ def async_make_clips_when_incidents_end(
             )
         ]
         if any(made):
-            entry.runtime_data.media.async_media_written()
+            media_written()
 
     entry.async_on_unload(hass.bus.async_listen(EVENT_INCIDENT_ENDED, _async_ended))

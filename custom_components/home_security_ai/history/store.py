@@ -18,8 +18,8 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN, EVENT_INCIDENT_ENDED, EVENT_SECURITY, STORAGE_VERSION
-from .vocabulary import RISK_LEVELS
+from ..const import DOMAIN, EVENT_INCIDENT_ENDED, EVENT_SECURITY, STORAGE_VERSION
+from ..vocabulary import RISK_LEVELS
 
 KEEP_FOR: Final = timedelta(days=30)
 MAX_EVENTS: Final = 5000

@@ -13,20 +13,17 @@ import logging
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from homeassistant.core import HomeAssistant
 from PIL import Image, ImageDraw, ImageFont
 
-from .client import Detection, SecurityEvent
-from .files import write_atomic
+from ..cameras import CameraState
+from ..client import Detection, SecurityEvent
+from ..delivery.spool import FrameSpool
+from ..files import write_atomic
 from .media_files import integration_folder, local_day, media_root, snapshot_path
 
-if TYPE_CHECKING:
-    from .cameras import CameraState
-    from .spool import FrameSpool
-
-# media_root is here too because event_stream.py takes it from here.
+# media_root is here too because events/event_stream.py takes it from here.
 __all__ = [
     "annotate_jpeg",
     "async_save_event_snapshot",

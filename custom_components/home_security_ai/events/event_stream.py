@@ -1,12 +1,12 @@
 """The event stream: the sidecar's security events in on one long-lived SubscribeEvents stream.
 
 Events are handled strictly in order: a security event gets an annotated snapshot
-(snapshots.py), is assessed once by the household's rules (arming.py), is fired on the bus
+(media/snapshots.py), is assessed once by the household's rules (arming.py), is fired on the bus
 with that decision and goes to its camera with it (cameras.py); then, for every event, the
 frames it covers leave the spool, the sequence is stored and the event is acknowledged. That
 is the second half of the delivery protocol (docs/delivery.md), which also explains the cursor
 (sequence and outbox id), when it is void, and why the bus event is delivered at least once.
-The connection supervisor (connection.py) opens the stream and reconnects it; on every
+The connection supervisor (delivery/connection.py) opens the stream and reconnects it; on every
 connect the cameras' settings are sent first.
 """
 
@@ -18,15 +18,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import aclosing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypedDict
+from typing import Final, Protocol, TypedDict
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.storage import Store
-from homeassistant.util import dt as dt_util
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
-from .camera_links import camera_links
-from .client import (
+from ..alerts.arming import Arming
+from ..cameras import Cameras
+from ..client import (
     EventKind,
     FailedPrecondition,
     HomeSecurityAIClient,
@@ -35,23 +37,21 @@ from .client import (
     SecurityEvent,
     ServerStatus,
 )
-from .connection import Retry
-from .const import (
+from ..const import (
     DOMAIN,
     EVENT_INCIDENT_ENDED,
     EVENT_SECURITY,
     STORAGE_VERSION,
     signal_new_camera,
 )
-from .snapshots import async_save_event_snapshot, media_root
-from .vocabulary import MAX_CAMERAS, risk_level_name
-from .zones import camera_settings
-
-if TYPE_CHECKING:
-    from .arming import Arming
-    from .cameras import Cameras
-    from .coordinator import HomeSecurityAIConfigEntry
-    from .spool import FrameSpool
+from ..delivery.connection import Retry
+from ..delivery.spool import FrameSpool
+from ..media.media_retention import MediaRetention
+from ..media.snapshots import async_save_event_snapshot, media_root
+from ..vocabulary import MAX_CAMERAS
+from ..zones import camera_settings
+from .camera_links import camera_links
+from .payload import event_payload, iso_time
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,144 +67,11 @@ class _StoredEvents(TypedDict, total=False):
     recent_event_ids: list[str]
 
 
-def _iso(ms: int) -> str | None:
-    return dt_util.utc_from_timestamp(ms / 1000).isoformat() if ms else None
+class _EntryParts(Protocol):
+    """What the stream uses of the entry's runtime data, present once set-up has built it."""
 
-
-def event_payload(
-    entry_id: str, event: SecurityEvent, snapshot: Path | None, media_root: Path
-) -> dict[str, Any]:
-    """Return the bus event's data: the whole event in plain JSON types."""
-    media_id: str | None = None
-    if snapshot is not None:
-        relative = snapshot.relative_to(media_root).as_posix()
-        media_id = f"media-source://media_source/local/{relative}"
-    return {
-        "entry_id": entry_id,
-        "sequence": event.sequence,
-        "event_id": event.event_id,
-        "camera_id": event.camera_id,
-        "kind": event.kind.name.lower(),
-        "started_at": _iso(event.started_at_ms),
-        "ended_at": _iso(event.ended_at_ms),
-        "created_at": _iso(event.created_at_ms),
-        "risk_score": event.risk_score,
-        "risk_level": risk_level_name(event),
-        "summary": event.summary,
-        "reasoning": event.reasoning,
-        "recommended_action": event.recommended_action,
-        "scene_description": event.scene_description,
-        "failsafe": event.failsafe,
-        "detections": [
-            {
-                "label": det.detection.label,
-                "confidence": round(det.detection.confidence, 4),
-                "box": [
-                    det.detection.box.x1,
-                    det.detection.box.y1,
-                    det.detection.box.x2,
-                    det.detection.box.y2,
-                ],
-                "frame_sha256": det.frame_sha256,
-                "zones": list(det.zones),
-            }
-            for det in event.detections
-        ],
-        "zones": list(event.zones),
-        "frame_sha256s": list(event.frame_sha256s),
-        "fast_path": event.fast_path,
-        "fallback": event.fallback,
-        "fallback_reason": event.fallback_reason,
-        "model": event.model,
-        "prompt_version": event.prompt_version,
-        "scene_change": event.scene_change.name.lower(),
-        "anomaly_score": round(event.anomaly_score, 4),
-        **audit_payload(event),
-        "snapshot_path": str(snapshot) if snapshot is not None else None,
-        "media_content_id": media_id,
-        **incident_payload(event),
-        **enrichment_payload(event),
-        **dwell_payload(event),
-    }
-
-
-def dwell_payload(event: SecurityEvent) -> dict[str, Any]:
-    """Loitering: the zones where a person has stayed longer than the sidecar's loitering time,
-    with the seconds so far, and whether there is any."""
-    return {
-        "dwell": [{"zone": item.zone, "seconds": item.seconds} for item in event.dwell],
-        "loitering": bool(event.dwell),
-    }
-
-
-def enrichment_payload(event: SecurityEvent) -> dict[str, Any]:
-    """Who was seen and which plates were read: names, "unknown person", cleaned plate text.
-
-    `face_ids` (in the order of `people`) let a person be enrolled from this event. `poses` holds
-    the posture flags of the event's people, each once ("crouching", "climbing", "lying").
-    """
-    return {
-        "people": [person.name or "unknown person" for person in event.people],
-        "unknown_person": any(person.unknown for person in event.people),
-        "face_ids": [person.face_id for person in event.people],
-        "plates": [plate.text for plate in event.plates],
-        "known_vehicles": [plate.known_label for plate in event.plates if plate.known],
-        # People seen on other cameras shortly before: camera, seconds ago, face or colours.
-        "seen_before": [
-            {"camera_id": item.camera_id, "seconds_ago": item.seconds_ago, "cue": item.cue}
-            for item in event.reidentified
-        ],
-        "poses": list(dict.fromkeys(flag for pose in event.poses for flag in pose.flags)),
-        # Each person as a visitor: a stranger who came back shows their visits and since when.
-        "visitors": [
-            {
-                "visitor_id": item.visitor_id,
-                "name": item.name,
-                "cue": item.cue,
-                "visits": item.visits,
-                "first_seen": _iso(item.first_seen_ms),
-            }
-            for item in event.visitors
-        ],
-        "enrichment_notes": list(event.enrichment_notes),
-    }
-
-
-def audit_payload(event: SecurityEvent) -> dict[str, Any]:
-    """The audit of the event's text: what it did not back, and its 1-5 rubric."""
-    rubric = event.audit_rubric
-    return {
-        "audit_notes": list(event.audit_notes),
-        "audit_score": rubric.score if rubric is not None else None,
-        "audit_rubric": (
-            {
-                "context_used": rubric.context_used,
-                "coherent": rubric.coherent,
-                "justified": rubric.justified,
-                "actionable": rubric.actionable,
-            }
-            if rubric is not None
-            else None
-        ),
-    }
-
-
-def incident_payload(event: SecurityEvent) -> dict[str, Any]:
-    """The incident fields of a bus event: which incident, first event or update, page or not."""
-    incident = event.incident
-    if incident is None:
-        return {"incident_id": None, "incident_update": False, "alert": True}
-    cooldown_until = None
-    if incident.cooldown_remaining_s > 0 and event.created_at_ms:
-        cooldown_until = _iso(event.created_at_ms + round(incident.cooldown_remaining_s * 1000))
-    return {
-        "incident_id": incident.incident_id,
-        "incident_update": incident.update,
-        "incident_cameras": list(incident.camera_ids),
-        "incident_started_at": _iso(incident.started_at_ms),
-        "alert": incident.alert,
-        "cooldown_until": cooldown_until,
-    }
+    media: MediaRetention
+    coordinator: DataUpdateCoordinator[ServerStatus]
 
 
 class EventStream:
@@ -215,7 +82,7 @@ class EventStream:
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: HomeSecurityAIConfigEntry,
+        entry: ConfigEntry,
         client: HomeSecurityAIClient,
         spool: FrameSpool,
         cameras: Cameras,
@@ -422,7 +289,7 @@ class EventStream:
                 self.hass, event, self._spool, self._cameras.get(event.camera_id)
             )
             if snapshot is not None:
-                self._entry.runtime_data.media.async_media_written()
+                self._parts().media.async_media_written()
         # From the bus event to the stored sequence, nothing may stop halfway: an entry task
         # is waited for on unload, and the shield keeps a cancellation of this one out of it.
         commit = self._entry.async_create_task(
@@ -453,8 +320,8 @@ class EventStream:
                 "entry_id": self._entry.entry_id,
                 "incident_id": event.incident.incident_id,
                 "camera_ids": list(event.incident.camera_ids),
-                "started_at": _iso(event.started_at_ms),
-                "ended_at": _iso(event.ended_at_ms),
+                "started_at": iso_time(event.started_at_ms),
+                "ended_at": iso_time(event.ended_at_ms),
             },
         )
 
@@ -485,6 +352,10 @@ class EventStream:
         # the events; the coordinator spaces the refreshes out.
         self._entry.async_create_background_task(
             self.hass,
-            self._entry.runtime_data.coordinator.async_request_refresh(),
+            self._parts().coordinator.async_request_refresh(),
             f"{DOMAIN} status refresh",
         )
+
+    def _parts(self) -> _EntryParts:
+        parts: _EntryParts = self._entry.runtime_data
+        return parts

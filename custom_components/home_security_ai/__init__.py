@@ -55,7 +55,8 @@ from .sources.camera_ids import CameraIds
 from .sources.uploads import UploadFolderWatcher
 from .stale_devices import async_remove_devices_of_removed_cameras
 
-# What each entry keeps under .storage besides its spool (see events/event_stream.py and sources/uploads.py).
+# What each entry keeps under .storage besides its spool (see events/event_stream.py and
+# sources/uploads.py).
 STORED_SUFFIXES = ("events", "uploads", "camera_ids", "history")
 
 PLATFORMS: list[Platform] = [

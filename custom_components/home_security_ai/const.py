@@ -59,8 +59,8 @@ UPLOAD_CHANGE_DELAY: Final = 1.0
 UPLOAD_SETTLE_SECONDS: Final = 0.5
 UPLOAD_MAX_FILE_BYTES: Final = 24 * 1024 * 1024
 UPLOAD_EXTENSIONS: Final = frozenset({".jpg", ".jpeg", ".png"})
-# Uploaded videos are sampled to frames (sources/video_frames.py); only their start is decoded, so the
-# byte limit is far above an image's.
+# Uploaded videos are sampled to frames (sources/video_frames.py); only their start is decoded,
+# so the byte limit is far above an image's.
 UPLOAD_VIDEO_EXTENSIONS: Final = frozenset({".mp4", ".mkv", ".avi", ".mov"})
 UPLOAD_MAX_VIDEO_BYTES: Final = 2 * 1024**3
 

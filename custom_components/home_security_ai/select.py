@@ -30,7 +30,8 @@ async def async_setup_entry(
 
 
 class ArmedModeSelect(HomeSecurityAIEntity, SelectEntity, RestoreEntity):
-    """Away escalates events one level; disarmed records them without alerting (alerts/alerting.py)."""
+    """Away escalates events one level; disarmed records them without alerting (see
+    alerts/alerting.py)."""
 
     def __init__(
         self, entry: HomeSecurityAIConfigEntry, description: SelectEntityDescription

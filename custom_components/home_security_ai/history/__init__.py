@@ -1,1 +1,1 @@
-"""history"""
+"""The recent security events and incidents, kept under .storage."""

@@ -1,1 +1,1 @@
-"""sources"""
+"""Where frames come from: camera entities and upload folders."""

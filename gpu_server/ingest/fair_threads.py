@@ -12,8 +12,10 @@ waiting piece instead, so nobody waits forever.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, Generic, TypeVar
@@ -23,6 +25,10 @@ from gpu_server.ingest.fair_queue import FairKey, FairQueue
 from gpu_server.monitor.latency import Timed
 
 T = TypeVar("T")
+
+
+def _ran() -> Any:
+    raise RuntimeError("this work already ran")
 
 
 class _Work(Generic[T]):
@@ -37,12 +43,19 @@ class _Work(Generic[T]):
         if not self.future.set_running_or_notify_cancel():
             return  # its caller gave up
         begun = time.perf_counter()
+        # A failed call's error travels on to the caller, who may keep it in a reference cycle
+        # until a garbage collection: neither this frame (in its traceback) nor the call's own
+        # frames may keep the call's arguments (a frame's bytes) alive.
+        call, self.call = self.call, _ran
         try:
-            value = self.call()
+            value = call()
         except BaseException as exc:
             self.work_ms = (time.perf_counter() - begun) * 1000.0
+            del call
+            traceback.clear_frames(exc.__traceback__)
             self.future.set_exception(exc)
         else:
+            del call
             self.work_ms = (time.perf_counter() - begun) * 1000.0
             self.future.set_result(value)
 
@@ -62,6 +75,7 @@ class FairThreads:
         """Run `call` on the pool when its key's turn comes; its time waiting (for its turn, a
         thread and the event loop) and working, as run_timed reports them."""
         work = _Work(call)
+        del call  # only `work` holds it, and lets go once it ran
         submitted = time.perf_counter()
         with self._lock:
             self._waiting.push(key, work)
@@ -71,15 +85,21 @@ class FairThreads:
         except RuntimeError as exc:  # the pool is shut down
             self._runner_lost(key, work, exc)
             raise
-        runner.add_done_callback(lambda done: self._runner_done(done, key, work))
+        runner.add_done_callback(functools.partial(self._runner_done, key=key, work=work))
         try:
             value = await asyncio.wrap_future(work.future)
         except asyncio.CancelledError:
             with self._lock:
                 self._waiting.remove(key, work)  # its runner finds other work, or none
             raise
-        wait_ms = max(0.0, (time.perf_counter() - submitted) * 1000.0 - work.work_ms)
-        return Timed(value, wait_ms, work.work_ms)
+        finally:
+            work_ms = work.work_ms
+            # A failed call's error holds this frame in its traceback, and `work` holds the
+            # error in its future: a reference cycle that would keep the call's arguments
+            # (a frame's bytes) until the next garbage collection.
+            del work
+        wait_ms = max(0.0, (time.perf_counter() - submitted) * 1000.0 - work_ms)
+        return Timed(value, wait_ms, work_ms)
 
     def _run_next(self) -> None:
         """On a pool thread: run the work whose turn it is (none when its caller gave up)."""
@@ -89,7 +109,9 @@ class FairThreads:
             work = self._waiting.pop()
         work.run()
 
-    def _runner_done(self, runner: asyncio.Future[None], key: FairKey, work: _Work[Any]) -> None:
+    def _runner_done(
+        self, runner: asyncio.Future[None], *, key: FairKey, work: _Work[Any]
+    ) -> None:
         if runner.cancelled():
             self._runner_lost(key, work, ShuttingDownError("server is shutting down"))
         elif (error := runner.exception()) is not None:

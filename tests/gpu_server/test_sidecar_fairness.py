@@ -460,3 +460,27 @@ async def test_a_stream_inventing_a_camera_per_frame_still_gets_one_turn() -> No
         await batcher.stop()
     assert detector.flood_frames_run_with_or_before_the_normal_one() <= 2
     assert detector.queued() == 21
+
+
+async def test_a_failed_call_does_not_keep_its_arguments_alive(
+    one_thread: ThreadPoolExecutor,
+) -> None:
+    """The error a frame's check raises reaches the caller, who may keep it (a reference
+    cycle until the next garbage collection): the frame it was given must be freed anyway."""
+    import functools
+    import weakref
+
+    def check(image: np.ndarray) -> None:
+        raise ValueError(f"refused {image.shape}")
+
+    image = np.zeros((1024, 1024), np.uint8)
+    freed = weakref.ref(image)
+    call = functools.partial(check, image)
+    del image
+    threads = FairThreads(one_thread)
+    with pytest.raises(ValueError, match="refused") as caught:
+        await threads.run(NORMAL, call)
+    del call
+    kept_error = caught.value
+    assert kept_error.__traceback__ is not None  # the traceback itself is kept for logs
+    assert freed() is None

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 
 class FakeClock:
-    """A clock (`gpu_server.events.clock.Clock`) that only moves when told to."""
+    """A clock (`gpu_server.core.clock.Clock`) that only moves when told to."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self._mono = 1000.0

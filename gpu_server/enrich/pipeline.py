@@ -28,6 +28,14 @@ import numpy as np
 
 from gpu_server.config import EnrichConfig, LimitsConfig
 from gpu_server.core.detection import Detection
+from gpu_server.core.enrichment import (
+    EnrichmentResult,
+    PersonPose,
+    PersonSighting,
+    PlateReading,
+    Reidentified,
+    VisitorSighting,
+)
 from gpu_server.core.images import BgrImage
 from gpu_server.enrich.appearance import (
     APPEARANCE_MATCH,
@@ -69,14 +77,8 @@ from gpu_server.enrich.pose import (
     pose_unavailable,
 )
 from gpu_server.enrich.posture import VISIBLE, posture_flags
-from gpu_server.enrich.reid import (
-    COLOUR_MATCH,
-    AppearanceIndex,
-    Descriptor,
-    Reidentified,
-    colour_descriptor,
-)
-from gpu_server.enrich.visitors import Person, VisitorBook, VisitorSighting
+from gpu_server.enrich.reid import COLOUR_MATCH, AppearanceIndex, Descriptor, colour_descriptor
+from gpu_server.enrich.visitors import Person, VisitorBook
 from gpu_server.errors import (
     BackpressureError,
     FeatureUnavailableError,
@@ -130,55 +132,6 @@ class Crop:
             x0 + x2 * self.scale,
             y0 + y2 * self.scale,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class PersonSighting:
-    face_id: str
-    name: str | None  # None: unknown, decided by the embedding distance
-    distance: float  # to the nearest enrolled face; -1 with nobody enrolled
-    frame_sha256: str
-    box: tuple[float, float, float, float]  # the face, in pixels of the frame
-
-    @property
-    def unknown(self) -> bool:
-        return self.name is None
-
-
-@dataclass(frozen=True, slots=True)
-class PlateReading:
-    raw: str  # as the OCR read it: untrusted, for the sanitizer only
-    text: str  # after the sanitizer's cleaning
-    normalized: str
-    confidence: float
-    known_label: str | None
-    suspicious: bool
-    frame_sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class PersonPose:
-    """The posture of one person crop of the window."""
-
-    person: int  # which person crop, from 1, the most confident first
-    frame_sha256: str
-    box: tuple[float, float, float, float]  # the visible landmarks, in pixels of the frame
-    flags: tuple[str, ...]  # PoseFlag values; empty: nothing unusual, or not decided
-    confidence: float
-
-
-@dataclass(frozen=True, slots=True)
-class EnrichmentResult:
-    people: tuple[PersonSighting, ...] = ()
-    plates: tuple[PlateReading, ...] = ()
-    # People of the window seen on other cameras within the re-identification time-to-live.
-    reidentified: tuple[Reidentified, ...] = ()
-    notes: tuple[str, ...] = ()
-    # Time each model took for the window, by task (loading included when it loaded).
-    timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
-    poses: tuple[PersonPose, ...] = ()
-    # Each person of the window as a visitor: known by name, or a stranger seen before or not.
-    visitors: tuple[VisitorSighting, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

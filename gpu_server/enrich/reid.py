@@ -25,6 +25,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from gpu_server.core.enrichment import (
+    Reidentified,
+)
 from gpu_server.core.images import BgrImage
 from gpu_server.files import atomic_write
 
@@ -50,17 +53,6 @@ class Sighting:
     colour: Descriptor | None = None  # normalised histograms
     face: Descriptor | None = None  # a 128-d face embedding
     appearance: Descriptor | None = None  # a normalised appearance-model embedding
-
-
-@dataclass(frozen=True, slots=True)
-class Reidentified:
-    """A person of this window seen before on another camera."""
-
-    camera_id: str
-    seconds_ago: float
-    cue: str  # "face", "appearance" or "colour"
-    # 0..1: 1 - distance for faces, the cosine for appearance, the intersection for colours.
-    similarity: float
 
 
 def colour_descriptor(pixels: BgrImage) -> Descriptor:

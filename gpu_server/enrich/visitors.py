@@ -25,6 +25,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from gpu_server.core.enrichment import (
+    VisitorSighting,
+)
 from gpu_server.files import atomic_write
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,21 +41,6 @@ KNOWN_PREFIX: Final = "known:"
 STRONG_CUES: Final = frozenset({"face", "appearance"})
 
 Vector = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True, slots=True)
-class VisitorSighting:
-    """One person of an event as a visitor."""
-
-    visitor_id: str  # "known:<name>" for an enrolled person, else a short random id
-    name: str | None  # the enrolled name; None for a stranger
-    cue: str  # "face", "appearance" or "colour"
-    visits: int  # this one included
-    first_seen_ms: int
-
-    @property
-    def known(self) -> bool:
-        return self.name is not None
 
 
 @dataclass(slots=True)

@@ -27,7 +27,8 @@ from gpu_server.context import (
     ZoneMap,
 )
 from gpu_server.core.clock import Clock, from_ms, hour_of_week, to_ms
-from gpu_server.enrich.pipeline import Enricher, EnrichmentResult
+from gpu_server.core.enrichment import EnrichmentResult
+from gpu_server.enrich.pipeline import Enricher
 from gpu_server.enrich.visitors import STRONG_CUES
 from gpu_server.events.cameras import CameraDirectory
 from gpu_server.events.dwell import DwellTracker, Sighting, person_sightings

@@ -10,9 +10,13 @@ from enum import StrEnum
 
 from gpu_server.context import SceneChangeKind
 from gpu_server.core.detection import Detection
-from gpu_server.enrich.pipeline import PersonPose, PersonSighting, PlateReading
-from gpu_server.enrich.reid import Reidentified
-from gpu_server.enrich.visitors import VisitorSighting
+from gpu_server.core.enrichment import (
+    PersonPose,
+    PersonSighting,
+    PlateReading,
+    Reidentified,
+    VisitorSighting,
+)
 from gpu_server.llm.schema import AuditRubric
 from gpu_server.vocabulary import RiskLevel
 

@@ -14,10 +14,14 @@ from google.protobuf.message import DecodeError, Message
 from gpu_server._generated import events_pb2, frames_pb2
 from gpu_server.context import SceneChangeKind
 from gpu_server.core.detection import Detection
+from gpu_server.core.enrichment import (
+    PersonPose,
+    PersonSighting,
+    PlateReading,
+    Reidentified,
+    VisitorSighting,
+)
 from gpu_server.enrich.gallery import KnownPerson
-from gpu_server.enrich.pipeline import PersonPose, PersonSighting, PlateReading
-from gpu_server.enrich.reid import Reidentified
-from gpu_server.enrich.visitors import VisitorSighting
 from gpu_server.errors import InvalidSettingsError
 from gpu_server.events.model import (
     CameraRequest,

@@ -14,7 +14,8 @@ import pytest
 
 from gpu_server.config import EnrichConfig
 from gpu_server.core.detection import Detection
-from gpu_server.enrich.pipeline import Crop, Enricher, EnrichmentResult, PersonPose, cut_crops
+from gpu_server.core.enrichment import EnrichmentResult, PersonPose
+from gpu_server.enrich.pipeline import Crop, Enricher, cut_crops
 from gpu_server.enrich.pose import (
     NUM_ANCHORS,
     PoseModel,

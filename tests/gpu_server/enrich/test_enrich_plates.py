@@ -9,7 +9,8 @@ import pytest
 from enrich_testlib import crops_of, plate_scene, whole
 
 from gpu_server.config import EnrichConfig
-from gpu_server.enrich.pipeline import Enricher, EnrichmentResult, PlateReading
+from gpu_server.core.enrichment import EnrichmentResult, PlateReading
+from gpu_server.enrich.pipeline import Enricher
 from gpu_server.enrich.plates import PlateReader, normalize_plate
 from gpu_server.events.builder import with_enrichment
 from gpu_server.llm.inputs import AnalysisInput, DetectionInput

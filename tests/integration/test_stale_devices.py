@@ -81,7 +81,9 @@ async def test_removed_camera_and_folder_lose_their_devices(
     assert device_by_identifier(hass, entry.entry_id, (DOMAIN, shared_sidecar.server_id))
     entities = er.async_get(hass)
     assert not [e for e in porch_entities if entities.async_get(e.entity_id) is not None]
-    # The reloaded entry does not bring them back.
+    # The reloaded entry does not bring them back (once its folder scan has run).
+    await wait_for(hass, lambda: "shed" in entry.runtime_data.cameras, "the reloaded scan")
+    await hass.async_block_till_done()
     assert set(entry.runtime_data.cameras) == {"shed"}
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

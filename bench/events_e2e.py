@@ -2,7 +2,7 @@
 
 N cameras each stream frames at a steady rate on their own SubmitFrames call; one
 SubscribeEvents call receives the events. Latency of a frame = from when it was sent to when the
-event covering it arrived, so it includes the batch window by design: with short windows it
+event covering it arrived, so it includes the event window by design: with short windows it
 shows the sidecar's own overhead on top of the window. Detector: OpenCV HOG people (real, CPU).
 Camera i films photos[i % len(photos)] (real photos from ultralytics' assets: people on bus.jpg,
 which HOG finds; zidane.jpg shows people from the waist up, which HOG does not, so that camera's

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, Generic, TypeVar
 
-from gpu_server.errors import ShuttingDownError
+from gpu_server.errors import ShuttingDownError, SidecarError
 from gpu_server.ingest.fair_queue import FairKey, FairQueue
 from gpu_server.monitor.latency import Timed
 
@@ -52,8 +52,14 @@ class _Work(Generic[T]):
         except BaseException as exc:
             self.work_ms = (time.perf_counter() - begun) * 1000.0
             del call
-            traceback.clear_frames(exc.__traceback__)
-            self.future.set_exception(exc)
+            # The traceback's frames lead back (f_back) to this one, which holds `self`, whose
+            # future will hold the error: a reference cycle that would keep every frame the
+            # error then passes through on its way to the caller (a frame's bytes among their
+            # locals) until a garbage collection. The error travels without its thread-side
+            # traceback; a bug's keeps it as text.
+            if not isinstance(exc, SidecarError):
+                exc.add_note("".join(traceback.format_tb(exc.__traceback__)))
+            self.future.set_exception(exc.with_traceback(None))
         else:
             del call
             self.work_ms = (time.perf_counter() - begun) * 1000.0

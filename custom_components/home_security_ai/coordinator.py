@@ -59,7 +59,7 @@ class HomeSecurityAIStatusCoordinator(DataUpdateCoordinator[ServerStatus]):
             ) from err
         except HomeSecurityAIError as err:
             # A plaintext entry whose sidecar now serves TLS: offer to pin its certificate.
-            await async_check_tls_required(self.hass, self.config_entry)
+            await async_check_tls_required(self.hass, self.config_entry, err)
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="cannot_connect",

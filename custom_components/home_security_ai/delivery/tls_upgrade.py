@@ -24,9 +24,14 @@ def issue_id(entry: ConfigEntry) -> str:
     return f"tls_required_{entry.entry_id}"
 
 
-async def async_check_tls_required(hass: HomeAssistant, entry: ConfigEntry) -> None:
+async def async_check_tls_required(
+    hass: HomeAssistant, entry: ConfigEntry, error: Exception
+) -> None:
     """After a failed plaintext connection: raise the issue if the sidecar speaks TLS."""
     if CONF_TLS_CERTIFICATE in entry.data:
+        return
+    if "connection refused" in str(error).lower():
+        # Nothing listens there (a TLS server would have taken the connection): no probe.
         return
     host, port = entry.data[CONF_HOST], entry.data[CONF_PORT]
     try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypedDict
 
@@ -20,6 +21,7 @@ from homeassistant.core import (
     HomeAssistant,
     callback,
 )
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import (
     async_call_later,
     async_track_time_interval,
@@ -68,6 +70,8 @@ class _ScanResult:
     folders: set[str]  # names of the top-level folders: one camera each
     files: dict[str, _FoundFile]
     failed_roots: set[str]
+    # Upload folders that could not be opened at all, with why.
+    unreadable_roots: dict[str, str] = field(default_factory=dict)
 
 
 class _StoredUploads(TypedDict):
@@ -101,6 +105,7 @@ def _scan_roots(roots: list[str]) -> _ScanResult:
         except OSError as err:
             _LOGGER.debug("Cannot read upload folder %s: %s", root, err)
             result.failed_roots.add(root)
+            result.unreadable_roots[root] = err.strerror or type(err).__name__
             continue
         for top in tops:
             result.folders.add(top.name)
@@ -286,7 +291,8 @@ class UploadFolderWatcher:
         self._async_schedule_poll()
 
     async def async_stop(self) -> None:
-        """Write what was sent to storage now."""
+        """Write what was sent to storage now; the folders' issues go (a new start rescans)."""
+        self.async_clear_issues()
         if self.roots:
             await self._store.async_save(self._data_to_store())
 
@@ -386,6 +392,7 @@ class UploadFolderWatcher:
                     # future by a camera's wrong clock waits for the periodic re-scan instead.)
                     settling = True
             self._observed = observed
+            self._async_report_unreadable(scan.unreadable_roots)
             if not scan.failed_roots:
                 self._prune(scan.files, oldest_ns)
             for path, found in ready:
@@ -395,6 +402,35 @@ class UploadFolderWatcher:
                     break
             if settling or self._scan_again:
                 self._async_follow_up(UPLOAD_CHANGE_DELAY)
+
+    def _issue_id(self, root: str) -> str:
+        digest = hashlib.sha256(root.encode()).hexdigest()[:12]
+        return f"upload_folder_unreadable_{self._entry.entry_id}_{digest}"
+
+    @callback
+    def _async_report_unreadable(self, unreadable: dict[str, str]) -> None:
+        """A repair issue per upload folder that cannot be opened (gone, unmounted, denied)."""
+        for root in self.roots:
+            issue_id = self._issue_id(root)
+            if root not in unreadable:
+                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+                continue
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                issue_id,
+                is_fixable=False,
+                is_persistent=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="upload_folder_unreadable",
+                translation_placeholders={"folder": root, "error": unreadable[root]},
+            )
+
+    @callback
+    def async_clear_issues(self) -> None:
+        """The folders are no longer watched (unload): their issues go with them."""
+        for root in self.roots:
+            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id(root))
 
     def _prune(self, files: dict[str, _FoundFile], oldest_ns: int) -> None:
         """Forget files that are gone or older than the retention window."""

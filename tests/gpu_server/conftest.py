@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2_grpc
 from PIL import Image
 from sidecar_testlib import TOKEN, Running, StartServer
+from testlib.fake_supervisor import serving
 from testlib.required import required
 
 from gpu_server._generated import service_pb2_grpc
@@ -180,3 +181,10 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from testlib.tiny_gguf import write_tiny_gguf
 
     return write_tiny_gguf(tmp_path_factory.mktemp("llm-models") / "tiny-random.gguf")
+
+
+@pytest.fixture
+def supervisor() -> Iterator[str]:
+    """The URL of a fake Supervisor's discovery API (testlib/fake_supervisor.py)."""
+    with serving() as url:
+        yield url

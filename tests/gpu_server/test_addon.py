@@ -7,14 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
-from test_sidecar_announce import DISCOVERY_UUID, FakeSupervisor
 from test_sidecar_cli import clean_env, wait_for_file
+from testlib.fake_supervisor import DISCOVERY_UUID, FakeSupervisor
 
 from gpu_server.addon import AddonOptionsError, settings_from_options
 from gpu_server.announce import SUPERVISOR_SERVICE
@@ -74,17 +72,6 @@ def test_options_become_settings() -> None:
     assert config.llm.remote is not None
     with pytest.raises(AddonOptionsError, match="remote_url"):
         settings_from_options({"language_model": "remote"})
-
-
-@pytest.fixture
-def supervisor() -> Iterator[str]:
-    FakeSupervisor.calls = []
-    server = HTTPServer(("127.0.0.1", 0), FakeSupervisor)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_addon_starts_and_hands_its_token_to_the_supervisor(

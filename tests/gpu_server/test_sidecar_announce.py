@@ -12,21 +12,17 @@ import json
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import pytest
 from test_sidecar_cli import clean_env, wait_for_file
+from testlib.fake_supervisor import DISCOVERY_UUID, FakeSupervisor
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from gpu_server.announce import SUPERVISOR_SERVICE, ZEROCONF_TYPE
 
 TOKEN = "announce-token-0123456789"
-DISCOVERY_UUID = "5b1cf4f1-0000-4000-8000-00000000cafe"
 
 
 def start_sidecar(
@@ -116,45 +112,6 @@ def test_zeroconf_can_be_turned_off(tmp_path: Path) -> None:
         assert asyncio.run(browse(ready["server_id"], timeout_s=3.0)) is None
     finally:
         stop_sidecar(process)
-
-
-class FakeSupervisor(BaseHTTPRequestHandler):
-    """The discovery endpoints of the Supervisor's API, recording what the add-on sent."""
-
-    calls: ClassVar[list[tuple[str, str, str, dict[str, Any]]]] = []
-
-    def _record(self, body: dict[str, Any]) -> None:
-        self.calls.append((self.command, self.path, self.headers["Authorization"], body))
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self._record(json.loads(self.rfile.read(length)))
-        payload = json.dumps({"result": "ok", "data": {"uuid": DISCOVERY_UUID}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_DELETE(self) -> None:
-        self._record({})
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def supervisor() -> Iterator[str]:
-    FakeSupervisor.calls = []
-    server = HTTPServer(("127.0.0.1", 0), FakeSupervisor)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_supervisor_discovery_hands_over_address_token_and_fingerprint(
